@@ -1,0 +1,52 @@
+# mailroll: `make demo` runs the main job on the bundled sample mailbox; `make test` runs the tests.
+# Both set everything up on a fresh Debian machine: apt packages (when run as root; otherwise the
+# exact command is printed) and the Python environment in .venv.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+APT_PACKAGES := ffmpeg dovecot-imapd libarchive-tools libreoffice-writer-nogui libreoffice-calc-nogui fonts-wqy-microhei
+# the commands each apt package provides (to skip apt when all are there)
+APT_COMMANDS := ffprobe dovecot bsdtar soffice
+
+.PHONY: demo test setup system-packages python-env bench clean samples
+
+demo: python-env
+	@command -v ffprobe >/dev/null || $(MAKE) --no-print-directory system-packages
+	rm -rf demo-out && mkdir -p demo-out && cp -r samples/maildir samples/roster.csv samples/config.toml demo-out/
+	$(BIN)/mailroll --config demo-out/config.toml ingest --once
+	$(BIN)/mailroll --config demo-out/config.toml status
+	@echo
+	@echo "More: $(BIN)/mailroll --config demo-out/config.toml show taiyuan-kjj | unmatched | stats | report --xlsx demo-out/report.xlsx"
+
+test: setup
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+setup: system-packages python-env
+
+system-packages:
+	@missing=""; for c in $(APT_COMMANDS); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	echo "missing:$$missing"; \
+	if [ "$$(id -u)" = "0" ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
+	else \
+		echo "run as root:  sudo apt-get install -y --no-install-recommends $(APT_PACKAGES)"; exit 1; \
+	fi
+
+python-env: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+samples: python-env
+	$(BIN)/python scripts/make_samples.py
+
+bench: setup
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) demo-out bench/out .pytest_cache *.egg-info

@@ -1,0 +1,474 @@
+"""Load and validate mailroll's TOML configuration.
+
+The keys are fixed by CONTRACT.md; everything else has a default here. A wrong or missing
+key raises ConfigError naming the key and the file, which the CLI turns into exit status 2.
+Relative paths in the file are resolved against the file's folder. Passwords are never read
+from the file: only the name of the environment variable that holds them.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+class ConfigError(Exception):
+    """A problem with the configuration that the user has to fix (exit status 2)."""
+
+
+DEFAULT_SHEET_FIELDS: list[tuple[str, str]] = [
+    ("活动总数", "项"),
+    ("线上活动", "项"),
+    ("线下活动", "项"),
+    ("参与人数", "万人次"),
+    ("线上参与", "万人次"),
+    ("线下参与", "万人次"),
+    ("参与科技人员", "人次"),
+    ("开放实验室及科普基地", "个"),
+    ("科普讲座", "场"),
+    ("科普展览", "场"),
+    ("发放科普资料", "万份"),
+    ("媒体报道", "篇"),
+    ("投入经费", "万元"),
+]
+DEFAULT_SHEET_HEADER_CELLS = ["填报单位", "联系人", "联系电话"]
+DEFAULT_SHEET_TEXT_ROWS = ["重点活动名称及简介", "备注"]
+# Sums that should hold; a mismatch is a warning, never a failure.
+DEFAULT_SHEET_CHECKS = [
+    ["活动总数", "线上活动", "线下活动"],
+    ["参与人数", "线上参与", "线下参与"],
+]
+DEFAULT_VIDEO_CONTAINERS = ["mp4", "mov", "m4v", "avi", "wmv", "flv", "mkv", "mpg", "3gp", "webm"]
+DEFAULT_LINK_HOSTS = [
+    "mail.163.com", "mail.126.com", "mail.yeah.net", "dashi.163.com", "fs.mail.qq.com",
+    "wx.mail.qq.com", "mail.qq.com", "pan.baidu.com", "share.weiyun.com", "www.aliyundrive.com",
+    "www.alipan.com", "cloud.189.cn", "caiyun.139.com", "yunpan.360.cn", "pan.quark.cn",
+]
+
+ITEMS = ("statistics", "report", "video")
+
+
+@dataclass(frozen=True)
+class SheetTemplate:
+    fields: list[tuple[str, str]] = field(default_factory=lambda: list(DEFAULT_SHEET_FIELDS))
+    header_cells: list[str] = field(default_factory=lambda: list(DEFAULT_SHEET_HEADER_CELLS))
+    text_rows: list[str] = field(default_factory=lambda: list(DEFAULT_SHEET_TEXT_ROWS))
+    sum_checks: list[list[str]] = field(default_factory=lambda: [list(c) for c in DEFAULT_SHEET_CHECKS])
+    title: str = "开展情况统计表"
+
+    @property
+    def labels(self) -> list[str]:
+        return [label for label, _ in self.fields]
+
+
+@dataclass(frozen=True)
+class Campaign:
+    name: str
+    deadline: datetime
+    timezone: ZoneInfo
+    video_max_duration_s: float = 180.0
+    video_containers: list[str] = field(default_factory=lambda: list(DEFAULT_VIDEO_CONTAINERS))
+    report_min_text_chars: int = 200
+    sheet: SheetTemplate = field(default_factory=SheetTemplate)
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    kind: str  # "imap" | "maildir"
+    host: str = ""
+    port: int = 993
+    tls: bool = True
+    username: str = ""
+    password_env: str = ""
+    folder: str = "INBOX"
+    path: Path | None = None
+    # After a message is committed: "none", "flag" (IMAP keyword) or "move".
+    post_action: str = "none"
+    post_flag: str = "$Mailroll"
+    post_folder: str = "mailroll-done"
+    idle: bool = True
+    timeout_s: float = 60.0
+
+    def password(self) -> str:
+        return _password_from_env(self.password_env, "mailbox.password_env")
+
+    @property
+    def source_name(self) -> str:
+        if self.kind == "maildir":
+            return f"maildir:{self.path}"
+        return f"imap:{self.username}@{self.host}:{self.port}/{self.folder}"
+
+
+@dataclass(frozen=True)
+class Smtp:
+    host: str = ""
+    port: int = 465
+    tls: str = "ssl"  # "ssl" | "starttls" | "none"
+    username: str = ""
+    password_env: str = ""
+    from_addr: str = ""
+    per_minute: int = 20  # free mail providers throttle
+    timeout_s: float = 30.0
+    retries: int = 3  # attempts per mail on temporary failures (4xx, connection errors)
+    backoff_s: float = 5.0  # wait before the 2nd attempt; doubles each time
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.host and self.from_addr)
+
+    def password(self) -> str:
+        return _password_from_env(self.password_env, "smtp.password_env")
+
+
+@dataclass(frozen=True)
+class Storage:
+    db: Path
+    files: Path
+
+
+@dataclass(frozen=True)
+class Service:
+    poll_every_s: float = 300.0
+    lock_wait_s: float = 0.0
+    heartbeat_stale_s: float | None = None  # default: 3 poll intervals
+    remind_every_s: float = 300.0  # `serve` checks for due reminders this often
+    idle_timeout_s: float = 600.0  # IMAP IDLE is renewed this often (RFC 2177: < 29 min)
+
+
+@dataclass(frozen=True)
+class Reminders:
+    before: list[timedelta] = field(default_factory=lambda: [timedelta(days=3), timedelta(days=1)])
+    before_labels: list[str] = field(default_factory=lambda: ["3d", "1d"])
+    after_every: timedelta = timedelta(days=2)
+    after_max: int = 3
+    quiet_start: time | None = time(21, 0)
+    quiet_end: time | None = time(8, 0)
+    receipts: bool = True
+    templates_dir: Path | None = None
+    after_grace: timedelta = timedelta(hours=1)  # 'after-1' is due this long after the deadline
+    receipts_max_age: timedelta = timedelta(days=3)  # older messages get no receipt (first start)
+    receipts_per_day: int = 10  # at most this many receipts to one address in 24 h (loop guard)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on untrusted input. Anything beyond them is recorded with a reason, not processed."""
+    max_message_bytes: int = 1024 * 1024 * 1024
+    max_part_bytes: int = 1024 * 1024 * 1024
+    max_parts: int = 1000
+    max_header_bytes: int = 1024 * 1024
+    max_archive_members: int = 500
+    max_archive_depth: int = 3
+    max_archive_total_bytes: int = 2 * 1024 * 1024 * 1024
+    max_compression_ratio: float = 200.0
+    max_forward_depth: int = 5
+    probe_timeout_s: float = 30.0
+    max_sheet_xml_bytes: int = 50 * 1024 * 1024
+    max_image_pixels: int = 100_000_000
+    stream_threshold_bytes: int = 4 * 1024 * 1024  # IMAP messages above this are streamed per part
+
+
+@dataclass(frozen=True)
+class Links:
+    download: bool = False
+    allowed_hosts: list[str] = field(default_factory=lambda: list(DEFAULT_LINK_HOSTS))
+    max_bytes: int = 2 * 1024 * 1024 * 1024
+    timeout_s: float = 600.0
+    # Tests serve links from a local HTTP server; never enable in production.
+    allow_insecure_local: bool = False
+
+
+@dataclass(frozen=True)
+class Roster:
+    path: Path
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    campaign: Campaign
+    mailbox: Mailbox
+    smtp: Smtp
+    roster: Roster
+    storage: Storage
+    service: Service
+    reminders: Reminders
+    limits: Limits
+    links: Links
+    public_domains: list[str]
+    raw: dict[str, Any]
+
+
+PUBLIC_MAIL_DOMAINS = [
+    "163.com", "126.com", "yeah.net", "qq.com", "foxmail.com", "vip.qq.com", "sina.com", "sina.cn",
+    "vip.sina.com", "sohu.com", "139.com", "189.cn", "wo.cn", "aliyun.com", "tom.com", "21cn.com",
+    "vip.163.com", "vip.126.com", "188.com", "gmail.com", "outlook.com", "hotmail.com", "live.com",
+    "yahoo.com", "icloud.com", "me.com",
+]
+
+
+def _password_from_env(var: str, key: str) -> str:
+    if not var:
+        raise ConfigError(f"{key} is not set: name the environment variable that holds the password")
+    value = os.environ.get(var)
+    if value is None:
+        raise ConfigError(f"environment variable {var} (named by {key}) is not set: export it with the password")
+    return value
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+
+
+def parse_duration(text: str, key: str = "duration") -> timedelta:
+    """'3d', '12h', '30m', '45s' -> timedelta."""
+    m = _DURATION.match(str(text))
+    if not m:
+        raise ConfigError(f"{key}: {text!r} is not a duration like '3d', '12h', '30m'")
+    n, unit = float(m.group(1)), m.group(2)
+    return timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[unit]: n})
+
+
+def parse_time_of_day(text: str, key: str) -> time:
+    try:
+        return time.fromisoformat(text.strip())
+    except ValueError as e:
+        raise ConfigError(f"{key}: {text!r} is not a time of day like '21:00'") from e
+
+
+def parse_rfc3339(text: str, key: str = "time") -> datetime:
+    try:
+        value = datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
+    except ValueError as e:
+        raise ConfigError(f"{key}: {text!r} is not an RFC 3339 time like 2022-06-25T23:59:59+08:00") from e
+    if value.tzinfo is None:
+        raise ConfigError(f"{key}: {text!r} has no time zone offset (add +08:00 or Z)")
+    return value
+
+
+class _Reader:
+    """Typed access to a TOML table that names the key and file in every error."""
+
+    def __init__(self, data: dict, prefix: str, file: Path):
+        self.data, self.prefix, self.file = data, prefix, file
+
+    def _name(self, key: str) -> str:
+        return f"{self.prefix}.{key}" if self.prefix else key
+
+    def fail(self, key: str, why: str) -> ConfigError:
+        return ConfigError(f"{self.file}: {self._name(key)} {why}")
+
+    def table(self, key: str, required: bool = False) -> "_Reader":
+        value = self.data.get(key)
+        if value is None:
+            if required:
+                raise self.fail(key, "is missing: add a [" + self._name(key) + "] table")
+            value = {}
+        if not isinstance(value, dict):
+            raise self.fail(key, "must be a table")
+        return _Reader(value, self._name(key), self.file)
+
+    def get(self, key: str, kind: type | tuple, default: Any = ..., choices: tuple | None = None) -> Any:
+        if key not in self.data:
+            if default is ...:
+                raise self.fail(key, "is missing")
+            return default
+        value = self.data[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if bool not in kinds and isinstance(value, bool):
+            raise self.fail(key, f"must be {' or '.join(k.__name__ for k in kinds)}, not {value!r}")
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kinds):
+            raise self.fail(key, f"must be {' or '.join(k.__name__ for k in kinds)}, not {value!r}")
+        if choices is not None and value not in choices:
+            raise self.fail(key, f"must be one of {', '.join(map(repr, choices))}, not {value!r}")
+        return value
+
+    def path(self, key: str, default: Any = ...) -> Path | None:
+        value = self.get(key, str, default)
+        if value is None:
+            return None
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (self.file.parent / p).resolve()
+
+
+def default_config_path() -> Path:
+    return Path(os.environ.get("MAILROLL_CONFIG", "config.toml"))
+
+
+def load_config(path: str | os.PathLike | None = None) -> Config:
+    file = Path(path) if path else default_config_path()
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file {file} not found: pass --config PATH, set MAILROLL_CONFIG, "
+            f"or copy config.example.toml to {file}"
+        ) from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {file}: {e.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{file}: not valid TOML: {e}") from None
+    return config_from_dict(data, file.resolve())
+
+
+def config_from_dict(data: dict, file: Path) -> Config:
+    root = _Reader(data, "", file)
+
+    c = root.table("campaign", required=True)
+    tzname = c.get("timezone", str, "Asia/Shanghai")
+    try:
+        tz = ZoneInfo(tzname)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise c.fail("timezone", f"{tzname!r} is not a known time zone (e.g. 'Asia/Shanghai')") from None
+    deadline_text = c.get("deadline", str)
+    try:
+        deadline = parse_rfc3339(deadline_text, f"{file}: campaign.deadline")
+    except ConfigError:
+        # A deadline without offset is read in the campaign's time zone.
+        try:
+            deadline = datetime.fromisoformat(deadline_text).replace(tzinfo=tz)
+        except ValueError:
+            raise c.fail("deadline", f"{deadline_text!r} is not an RFC 3339 time like 2022-06-25T23:59:59+08:00") from None
+    video = c.table("video")
+    report = c.table("report")
+    sheet = c.table("sheet")
+    sheet_fields = DEFAULT_SHEET_FIELDS
+    if "fields" in sheet.data:
+        raw_fields = sheet.get("fields", list)
+        try:
+            sheet_fields = [(str(f["label"]), str(f.get("unit", ""))) for f in raw_fields]
+        except (TypeError, KeyError):
+            raise sheet.fail("fields", "must be a list of {label = ..., unit = ...} tables") from None
+        if not sheet_fields:
+            raise sheet.fail("fields", "must name at least one figure")
+    template = SheetTemplate(
+        fields=list(sheet_fields),
+        header_cells=[str(x) for x in sheet.get("header_cells", list, DEFAULT_SHEET_HEADER_CELLS)],
+        text_rows=[str(x) for x in sheet.get("text_rows", list, DEFAULT_SHEET_TEXT_ROWS)],
+        sum_checks=[[str(y) for y in x] for x in sheet.get("sum_checks", list, DEFAULT_SHEET_CHECKS)],
+        title=sheet.get("title", str, "开展情况统计表"),
+    )
+    max_dur = video.get("max_duration_s", float, 180.0)
+    if max_dur <= 0:
+        raise video.fail("max_duration_s", "must be a positive number of seconds")
+    campaign = Campaign(
+        name=c.get("name", str),
+        deadline=deadline,
+        timezone=tz,
+        video_max_duration_s=max_dur,
+        video_containers=[str(x).lower() for x in video.get("containers", list, DEFAULT_VIDEO_CONTAINERS)],
+        report_min_text_chars=report.get("min_text_chars", int, 200),
+        sheet=template,
+    )
+
+    m = root.table("mailbox", required=True)
+    kind = m.get("kind", str, "maildir", choices=("imap", "maildir"))
+    if kind == "imap":
+        mailbox = Mailbox(
+            kind=kind,
+            host=m.get("host", str),
+            port=m.get("port", int, 993),
+            tls=m.get("tls", bool, True),
+            username=m.get("username", str),
+            password_env=m.get("password_env", str),
+            folder=m.get("folder", str, "INBOX"),
+            post_action=m.get("post_action", str, "none", choices=("none", "flag", "move")),
+            post_flag=m.get("post_flag", str, "$Mailroll"),
+            post_folder=m.get("post_folder", str, "mailroll-done"),
+            idle=m.get("idle", bool, True),
+            timeout_s=m.get("timeout_s", float, 60.0),
+        )
+    else:
+        mailbox = Mailbox(kind=kind, path=m.path("path"), folder=m.get("folder", str, ""))
+
+    s = root.table("smtp")
+    smtp = Smtp(
+        host=s.get("host", str, ""),
+        port=s.get("port", int, 465),
+        tls=s.get("tls", str, "ssl", choices=("ssl", "starttls", "none")),
+        username=s.get("username", str, ""),
+        password_env=s.get("password_env", str, ""),
+        from_addr=s.get("from", str, ""),
+        per_minute=s.get("per_minute", int, 20),
+        timeout_s=s.get("timeout_s", float, 30.0),
+        retries=max(1, s.get("retries", int, 3)),
+        backoff_s=s.get("backoff_s", float, 5.0),
+    )
+
+    r = root.table("roster", required=True)
+    roster_path = r.path("path")
+    if roster_path.suffix.lower() not in (".csv", ".xlsx"):
+        raise r.fail("path", f"must be a .csv or .xlsx file, not {roster_path.name}")
+
+    st = root.table("storage")
+    storage = Storage(db=st.path("db", "mailroll.db"), files=st.path("files", "files"))
+
+    sv = root.table("service")
+    service = Service(
+        poll_every_s=sv.get("poll_every_s", float, 300.0),
+        lock_wait_s=sv.get("lock_wait_s", float, 0.0),
+        heartbeat_stale_s=sv.get("heartbeat_stale_s", float, None),
+        remind_every_s=sv.get("remind_every_s", float, 300.0),
+        idle_timeout_s=sv.get("idle_timeout_s", float, 600.0),
+    )
+    if service.poll_every_s <= 0:
+        raise sv.fail("poll_every_s", "must be a positive number of seconds")
+
+    rm = root.table("reminders")
+    before_labels = [str(x) for x in rm.get("before", list, ["3d", "1d"])]
+    before = [parse_duration(x, f"{file}: reminders.before") for x in before_labels]
+    quiet = rm.get("quiet_hours", str, "21:00-08:00")
+    quiet_start = quiet_end = None
+    if quiet.strip():
+        try:
+            a, b = quiet.split("-")
+        except ValueError:
+            raise rm.fail("quiet_hours", f"{quiet!r} must look like '21:00-08:00' (or \"\" for none)") from None
+        quiet_start = parse_time_of_day(a, f"{file}: reminders.quiet_hours")
+        quiet_end = parse_time_of_day(b, f"{file}: reminders.quiet_hours")
+    reminders = Reminders(
+        before=before,
+        before_labels=before_labels,
+        after_every=parse_duration(rm.get("after_every", str, "2d"), f"{file}: reminders.after_every"),
+        after_max=rm.get("after_max", int, 3),
+        quiet_start=quiet_start,
+        quiet_end=quiet_end,
+        receipts=rm.get("receipts", bool, True),
+        templates_dir=rm.path("templates_dir", None),
+        after_grace=parse_duration(rm.get("after_grace", str, "1h"), f"{file}: reminders.after_grace"),
+        receipts_max_age=parse_duration(rm.get("receipts_max_age", str, "3d"), f"{file}: reminders.receipts_max_age"),
+        receipts_per_day=rm.get("receipts_per_day", int, 10),
+    )
+
+    lm = root.table("limits")
+    defaults = Limits()
+    limits = Limits(**{
+        name: lm.get(name, type(getattr(defaults, name)), getattr(defaults, name))
+        for name in Limits.__dataclass_fields__
+    })
+
+    lk = root.table("links")
+    links = Links(
+        download=lk.get("download", bool, False),
+        allowed_hosts=[str(h).lower() for h in lk.get("allowed_hosts", list, DEFAULT_LINK_HOSTS)],
+        max_bytes=lk.get("max_bytes", int, Links.max_bytes),
+        timeout_s=lk.get("timeout_s", float, Links.timeout_s),
+        allow_insecure_local=lk.get("allow_insecure_local", bool, False),
+    )
+
+    at = root.table("attribution")
+    public = [str(d).lower() for d in at.get("public_domains", list, PUBLIC_MAIL_DOMAINS)]
+
+    return Config(
+        path=file, campaign=campaign, mailbox=mailbox, smtp=smtp, roster=Roster(roster_path),
+        storage=storage, service=service, reminders=reminders, limits=limits, links=links,
+        public_domains=public, raw=data,
+    )

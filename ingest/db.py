@@ -1,0 +1,300 @@
+"""The SQLite database: connection settings and the versioned schema.
+
+The whole schema is written here, in one place, so a reader sees every table at once.
+Two families of tables:
+
+* facts, written by ``ingest`` and never changed afterwards: ``messages``, ``parts``,
+  ``links``, ``mailbox_state``;
+* conclusions and staff decisions, written by ``reconcile``: ``attributions`` (recomputable),
+  ``overrides`` and ``audit_log`` (staff decisions), ``outbox`` (receipts and reminders sent),
+  ``bounces``, ``service_state`` (heartbeat).
+
+Migrations are applied in order on open; ``PRAGMA user_version`` records the last one applied.
+Every connection uses WAL (readers never block the writer) and a busy timeout, so ``status``
+and ``report`` can run while ``ingest`` writes.
+"""
+from __future__ import annotations
+
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+MIGRATIONS: list[str] = [
+    # 1: the first schema
+    """
+    CREATE TABLE mailbox_state (
+        source TEXT NOT NULL,              -- Mailbox.source_name, e.g. imap:user@host:993/INBOX
+        uidvalidity INTEGER,
+        last_uid INTEGER NOT NULL DEFAULT 0,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (source)
+    );
+
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,              -- where it came from (Mailbox.source_name)
+        source_key TEXT NOT NULL,          -- unique within the source: 'UIDVALIDITY:UID' or Maildir base name
+        message_id TEXT,                   -- Message-ID header, without <>; NULL when absent
+        content_sha256 TEXT,               -- sha256 of the raw message (or of its parts when streamed)
+        status TEXT NOT NULL,              -- 'recorded' | 'duplicate' | 'failed'
+        duplicate_of INTEGER REFERENCES messages(id),
+        error TEXT,                        -- why it failed (status 'failed') or a note
+        attempts INTEGER NOT NULL DEFAULT 1,
+        from_addr TEXT,                    -- lower-cased address of From
+        from_name TEXT,
+        reply_to TEXT,
+        to_addrs TEXT,                     -- JSON list
+        subject TEXT,                      -- decoded
+        date_header TEXT,                  -- the sender's Date, as sent (never used for lateness)
+        received_at TEXT NOT NULL,         -- server arrival time, RFC 3339 UTC
+        size INTEGER,
+        headers TEXT,                      -- JSON: selected headers (auto-submitted, in-reply-to, ...)
+        forwarded_from TEXT,               -- JSON list of addresses of forwarded messages' senders
+        body_text TEXT,                    -- decoded text body (first 64 KiB), for links and bounces
+        defects TEXT,                      -- JSON list of parser defects
+        ingested_at TEXT NOT NULL,
+        UNIQUE (source, source_key)
+    );
+    CREATE INDEX messages_message_id ON messages(message_id);
+    CREATE INDEX messages_received ON messages(received_at);
+
+    CREATE TABLE parts (
+        id INTEGER PRIMARY KEY,
+        message INTEGER NOT NULL REFERENCES messages(id),
+        parent INTEGER REFERENCES parts(id), -- the archive or forwarded message it came out of
+        seq INTEGER NOT NULL,              -- order within the message
+        origin TEXT NOT NULL,              -- 'attachment' | 'archive' | 'forwarded' | 'link'
+        location TEXT NOT NULL,            -- human path: 'files.zip/统计表.xlsx'
+        filename TEXT,                     -- decoded original name (display only, never a path)
+        declared_type TEXT,                -- Content-Type as sent
+        sniffed_type TEXT,                 -- detected from the content, e.g. 'xlsx', 'pdf', 'mp4'
+        kind TEXT NOT NULL,                -- 'statistics' | 'report' | 'video' | 'image' | 'archive' | 'message' | 'other'
+        sha256 TEXT,                       -- content address under storage.files (NULL when not kept)
+        size INTEGER,
+        facts TEXT,                        -- JSON: what the check measured (see docs/FACTS.md)
+        error TEXT                         -- why it could not be kept or checked, in words
+    );
+    CREATE INDEX parts_message ON parts(message);
+    CREATE INDEX parts_sha ON parts(sha256);
+
+    CREATE TABLE links (
+        id INTEGER PRIMARY KEY,
+        message INTEGER NOT NULL REFERENCES messages(id),
+        url TEXT NOT NULL,
+        host TEXT,
+        provider TEXT,                     -- '网易超大附件', 'QQ中转站', '百度网盘', ...
+        filename TEXT,                     -- name shown next to the link, when there is one
+        status TEXT NOT NULL,              -- 'recorded' | 'downloaded' | 'not-allowed' | 'failed'
+        part INTEGER REFERENCES parts(id), -- the downloaded file, once fetched
+        error TEXT
+    );
+    CREATE INDEX links_message ON links(message);
+
+    CREATE TABLE attributions (
+        message INTEGER PRIMARY KEY REFERENCES messages(id),
+        unit TEXT,                         -- roster id, NULL when unmatched
+        method TEXT,                       -- 'address' | 'domain' | 'name' | 'forwarded' | 'manual'
+        reason TEXT,                       -- why (for unmatched: why not)
+        decided_at TEXT NOT NULL
+    );
+    CREATE INDEX attributions_unit ON attributions(unit);
+
+    CREATE TABLE overrides (
+        id INTEGER PRIMARY KEY,
+        action TEXT NOT NULL,              -- 'assign' | 'accept' | 'reject' | 'exempt' | 'extend'
+        unit TEXT,
+        item TEXT,
+        message INTEGER REFERENCES messages(id),
+        value TEXT,                        -- e.g. the extended deadline
+        note TEXT,
+        actor TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        revoked_at TEXT,
+        revoked_by TEXT
+    );
+
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        unit TEXT,
+        detail TEXT,                       -- JSON
+        note TEXT
+    );
+
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,                -- 'receipt' | 'reminder'
+        unit TEXT,
+        stage TEXT,                        -- reminders: 'before-3d', 'after-1', ...
+        answers INTEGER REFERENCES messages(id), -- receipts: the message answered
+        to_addrs TEXT NOT NULL,            -- JSON list
+        subject TEXT NOT NULL,
+        body TEXT NOT NULL,
+        smtp_message_id TEXT NOT NULL,     -- our Message-ID, to match bounces and replies
+        status TEXT NOT NULL,              -- 'sending' | 'sent' | 'failed' | 'unknown'
+        attempts INTEGER NOT NULL DEFAULT 0,
+        error TEXT,
+        created_at TEXT NOT NULL,
+        sent_at TEXT
+    );
+    CREATE UNIQUE INDEX outbox_reminder_once ON outbox(unit, stage) WHERE kind = 'reminder';
+    CREATE UNIQUE INDEX outbox_receipt_once ON outbox(answers) WHERE kind = 'receipt';
+    CREATE INDEX outbox_msgid ON outbox(smtp_message_id);
+
+    CREATE TABLE bounces (
+        message INTEGER PRIMARY KEY REFERENCES messages(id),
+        outbox INTEGER REFERENCES outbox(id),
+        recipient TEXT,
+        status TEXT,                       -- DSN status, e.g. 5.1.1
+        diagnostic TEXT
+    );
+
+    CREATE TABLE service_state (
+        key TEXT PRIMARY KEY,              -- 'last_poll', 'last_error', 'pid', ...
+        value TEXT,
+        updated_at TEXT NOT NULL
+    );
+    """,
+    # 2: reconcile's cache of derived status (recomputed when facts, overrides, roster or config change)
+    """
+    CREATE TABLE reconcile_state (
+        key TEXT PRIMARY KEY,              -- 'status_fingerprint', 'version:attributions', ...
+        value TEXT
+    );
+
+    CREATE TABLE unit_status (
+        pos INTEGER PRIMARY KEY,           -- roster order
+        unit TEXT NOT NULL,                -- roster id
+        state TEXT NOT NULL,               -- 'complete' | 'incomplete' | 'missing'
+        json TEXT NOT NULL                 -- the `status --json` object of the unit
+    );
+
+    -- Any write to the facts or the staff's decisions bumps 'version:data', so a cached status
+    -- knows it is stale with one look-up.
+    INSERT INTO reconcile_state (key, value) VALUES ('version:data', 0);
+    CREATE TRIGGER messages_insert_version AFTER INSERT ON messages BEGIN
+        UPDATE reconcile_state SET value = value + 1 WHERE key = 'version:data';
+    END;
+    CREATE TRIGGER messages_update_version AFTER UPDATE ON messages BEGIN
+        UPDATE reconcile_state SET value = value + 1 WHERE key = 'version:data';
+    END;
+    CREATE TRIGGER messages_delete_version AFTER DELETE ON messages BEGIN
+        UPDATE reconcile_state SET value = value + 1 WHERE key = 'version:data';
+    END;
+    CREATE TRIGGER parts_insert_version AFTER INSERT ON parts BEGIN
+        UPDATE reconcile_state SET value = value + 1 WHERE key = 'version:data';
+    END;
+    CREATE TRIGGER parts_update_version AFTER UPDATE ON parts BEGIN
+        UPDATE reconcile_state SET value = value + 1 WHERE key = 'version:data';
+    END;
+    CREATE TRIGGER parts_delete_version AFTER DELETE ON parts BEGIN
+        UPDATE reconcile_state SET value = value + 1 WHERE key = 'version:data';
+    END;
+    CREATE TRIGGER links_insert_version AFTER INSERT ON links BEGIN
+        UPDATE reconcile_state SET value = value + 1 WHERE key = 'version:data';
+    END;
+    CREATE TRIGGER links_update_version AFTER UPDATE ON links BEGIN
+        UPDATE reconcile_state SET value = value + 1 WHERE key = 'version:data';
+    END;
+    CREATE TRIGGER links_delete_version AFTER DELETE ON links BEGIN
+        UPDATE reconcile_state SET value = value + 1 WHERE key = 'version:data';
+    END;
+    CREATE TRIGGER attributions_insert_version AFTER INSERT ON attributions BEGIN
+        UPDATE reconcile_state SET value = value + 1 WHERE key = 'version:data';
+    END;
+    CREATE TRIGGER attributions_update_version AFTER UPDATE ON attributions BEGIN
+        UPDATE reconcile_state SET value = value + 1 WHERE key = 'version:data';
+    END;
+    CREATE TRIGGER attributions_delete_version AFTER DELETE ON attributions BEGIN
+        UPDATE reconcile_state SET value = value + 1 WHERE key = 'version:data';
+    END;
+    CREATE TRIGGER overrides_insert_version AFTER INSERT ON overrides BEGIN
+        UPDATE reconcile_state SET value = value + 1 WHERE key = 'version:data';
+    END;
+    CREATE TRIGGER overrides_update_version AFTER UPDATE ON overrides BEGIN
+        UPDATE reconcile_state SET value = value + 1 WHERE key = 'version:data';
+    END;
+    CREATE TRIGGER overrides_delete_version AFTER DELETE ON overrides BEGIN
+        UPDATE reconcile_state SET value = value + 1 WHERE key = 'version:data';
+    END;
+    """,
+]
+
+
+def connect(path: str | Path, *, readonly: bool = False) -> "sqlite_utils.Database":
+    """Open the database (creating and migrating it as needed) as a sqlite-utils Database."""
+    import sqlite_utils
+
+    return sqlite_utils.Database(open_connection(path, readonly=readonly))
+
+
+def open_connection(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """Open the database as a plain sqlite3 connection (autocommit; use ``transaction``).
+
+    Cheap to import: commands that only read (``status --json``) use this directly.
+    """
+    path = Path(path)
+    if not readonly:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute("PRAGMA foreign_keys = ON")
+    if not readonly:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        _migrate(conn)
+    return conn
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    current = schema_version(conn)
+    if current > len(MIGRATIONS):
+        raise RuntimeError(
+            f"the database was written by a newer mailroll (schema {current}, this one knows "
+            f"{len(MIGRATIONS)}): upgrade mailroll"
+        )
+    for version, sql in enumerate(MIGRATIONS[current:], start=current + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if schema_version(conn) < version:  # another process may have migrated meanwhile
+                for statement in _statements(sql):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {version}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+def _statements(sql: str) -> Iterator[str]:
+    buf = ""
+    for line in sql.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                yield buf
+            buf = ""
+
+
+@contextmanager
+def transaction(db: "sqlite_utils.Database | sqlite3.Connection") -> Iterator[sqlite3.Connection]:
+    """One write transaction: BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+    conn = db if isinstance(db, sqlite3.Connection) else db.conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")

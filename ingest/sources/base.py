@@ -1,0 +1,46 @@
+"""What every mailbox source offers the pipeline.
+
+A source hands out the messages it has not handed out before, oldest first, and is told when a
+message is safely committed so it can remember that (and run the post-processing action).
+It never deletes mail and never marks it read.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Protocol
+
+import sqlite_utils
+
+from ingest.model import Envelope, ParsedMessage
+
+
+class MailboxError(Exception):
+    """The mailbox cannot be reached or read (connection, login, missing folder).
+
+    The message says what to check; polls that hit it are retried with backoff.
+    """
+
+
+@dataclass
+class FetchedMessage:
+    envelope: Envelope
+    raw: bytes | None = None               # the whole message, for the parser
+    parsed: ParsedMessage | None = None    # already parsed (a big IMAP message streamed per part)
+    error: str | None = None               # the source could not fetch it: recorded as failed
+
+
+class Source(Protocol):
+    name: str                              # Mailbox.source_name, stored in messages.source
+    seen: int                              # messages in the mailbox at the last fetch_new
+
+    def __enter__(self) -> "Source": ...
+    def __exit__(self, *exc) -> None: ...
+
+    def fetch_new(self, db: sqlite_utils.Database) -> Iterator[FetchedMessage]:
+        """New messages since the last poll, plus earlier ones whose processing failed."""
+
+    def count_new(self, db: sqlite_utils.Database) -> int | None:
+        """How many fetch_new will yield, if cheap to know (for the progress bar)."""
+
+    def committed(self, db: sqlite_utils.Database, envelope: Envelope) -> None:
+        """The message is in the database: advance the watermark, run the post action."""

@@ -1,0 +1,118 @@
+"""A local Maildir as the mailbox (the embedded default, used by ``make demo``).
+
+Read-only: files are never moved from new/ to cur/, renamed or flagged. A message's key is its
+Maildir unique name (the file name up to ':'), so a message moved from new/ to cur/ by a mail
+client is still the same message. Arrival time is the delivery time that the Maildir file name
+starts with (seconds since the epoch); failing that, the newest Received header; failing that,
+the file's modification time.
+"""
+from __future__ import annotations
+
+import email.utils
+import logging
+import re
+from datetime import datetime, timezone
+from email.parser import BytesHeaderParser
+from pathlib import Path
+from typing import Iterator
+
+from ingest.config import Limits, Mailbox
+from ingest.model import Envelope
+from ingest.sources.base import FetchedMessage, MailboxError
+
+log = logging.getLogger(__name__)
+_DELIVERY_TIME = re.compile(r"^(\d{9,11})(?:\.|$)")
+
+
+class MaildirSource:
+    def __init__(self, mailbox: Mailbox, limits: Limits):
+        if mailbox.path is None:
+            raise ValueError("mailbox.path is required for kind = \"maildir\"")
+        self.root = Path(mailbox.path)
+        self.name = mailbox.source_name
+        self.limits = limits
+        self.seen = 0
+
+    def __enter__(self) -> "MaildirSource":
+        if not (self.root / "cur").is_dir() and not (self.root / "new").is_dir():
+            raise MailboxError(f"{self.root} is not a Maildir (no cur/ or new/ folder): check mailbox.path")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def _files(self) -> dict[str, Path]:
+        found: dict[str, Path] = {}
+        for sub in ("new", "cur"):
+            folder = self.root / sub
+            if not folder.is_dir():
+                continue
+            for path in folder.iterdir():
+                if path.name.startswith(".") or not path.is_file():
+                    continue
+                found.setdefault(path.name.split(":", 1)[0], path)
+        return found
+
+    def _pending(self, db) -> list[tuple[str, Path]]:
+        files = self._files()
+        self.seen = len(files)
+        done = {row[0] for row in db.execute(
+            "SELECT source_key FROM messages WHERE source = ? AND status != 'failed'", (self.name,))}
+        return [(key, path) for key, path in files.items() if key not in done]
+
+    def count_new(self, db) -> int | None:
+        return len(self._pending(db))
+
+    def fetch_new(self, db) -> Iterator[FetchedMessage]:
+        pending = []
+        for key, path in self._pending(db):
+            try:
+                pending.append((arrival_time(path), key, path))
+            except OSError as e:
+                log.warning("cannot read %s: %s", path, e)
+        pending.sort()
+        for when, key, path in pending:
+            env = Envelope(source=self.name, key=key, received_at=when, path=path)
+            try:
+                size = path.stat().st_size
+                env.size = size
+                if size > self.limits.max_message_bytes:
+                    yield FetchedMessage(env, error=f"message is {size} bytes, over the limit of "
+                                                     f"{self.limits.max_message_bytes} (limits.max_message_bytes)")
+                    continue
+                yield FetchedMessage(env, raw=path.read_bytes())
+            except OSError as e:  # vanished or unreadable: recorded as failed, retried next poll
+                yield FetchedMessage(env, error=f"cannot read {path.name}: {e.strerror}")
+
+    def committed(self, db, envelope: Envelope) -> None:
+        return None
+
+
+def arrival_time(path: Path) -> datetime:
+    m = _DELIVERY_TIME.match(path.name)
+    if m:
+        return datetime.fromtimestamp(int(m.group(1)), timezone.utc)
+    received = newest_received(path)
+    if received:
+        return received
+    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+
+
+def newest_received(path: Path) -> datetime | None:
+    """The newest date among the Received headers (each ends with '; <date>')."""
+    with open(path, "rb") as f:
+        head = f.read(256 * 1024)
+    end = head.find(b"\n\n")
+    headers = BytesHeaderParser().parsebytes(head[: end if end >= 0 else len(head)])
+    newest = None
+    for value in headers.get_all("Received") or []:
+        _, _, date_text = str(value).rpartition(";")
+        try:
+            when = email.utils.parsedate_to_datetime(date_text.strip())
+        except (TypeError, ValueError, IndexError):
+            continue
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        if newest is None or when > newest:
+            newest = when
+    return newest

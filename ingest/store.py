@@ -1,0 +1,249 @@
+"""Where facts are kept: attachment files by content address, messages in one transaction.
+
+Files live under ``storage.files`` as ``ab/cd/<sha256>``; a file's name never comes from the mail.
+Writing is crash-safe in two steps:
+
+1. ``FileStore.put_*`` writes to ``.tmp/`` and renames into place (atomic); before a message's
+   files are written, ``FileStore.journal`` notes their hashes in ``.tmp/pending-*.json``;
+2. ``record_message`` commits the message, its parts and links in one transaction, and the
+   journal is removed.
+
+A crash between the two leaves files that no message references, listed in a journal;
+``FileStore.recover`` (run at the start of every poll, under the ingest lock) deletes them and
+empties ``.tmp``. So after any crash: every message is in the database exactly once or not at
+all, and no file is half-written or orphaned.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sqlite3
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from ingest.db import transaction
+from ingest.faults import crash_point
+from ingest.model import Envelope, ExtractedPart, ParsedMessage
+
+log = logging.getLogger(__name__)
+CHUNK = 1024 * 1024
+
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def rfc3339(value: datetime) -> str:
+    return value.astimezone(timezone.utc).isoformat(timespec="seconds")
+
+
+def sha256_file(path: Path) -> tuple[str, int]:
+    h, size = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+class FileStore:
+    """Content-addressed attachment files."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.tmp = self.root / ".tmp"
+        self.tmp.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, sha: str) -> Path:
+        return self.root / sha[:2] / sha[2:4] / sha
+
+    def spool_path(self) -> Path:
+        """A fresh temp file name inside the store (same file system: rename is atomic)."""
+        return self.tmp / f"spool-{uuid.uuid4().hex}"
+
+    def put_bytes(self, data: bytes) -> str:
+        sha = hashlib.sha256(data).hexdigest()
+        target = self.path_for(sha)
+        if not target.exists():
+            tmp = self.spool_path()
+            with open(tmp, "wb") as f:
+                f.write(data[: len(data) // 2])
+                crash_point("file-write")          # half a file on disk
+                f.write(data[len(data) // 2:])
+                f.flush()
+                os.fsync(f.fileno())
+            self._place(tmp, target)
+            crash_point("file-placed")             # a file no message references yet
+        return sha
+
+    def put_file(self, path: Path, sha: str | None = None) -> str:
+        """Move a spool file into the store (copy if it lives elsewhere)."""
+        if sha is None:
+            sha, _ = sha256_file(path)
+        target = self.path_for(sha)
+        if target.exists():
+            path.unlink(missing_ok=True)
+            return sha
+        if path.parent != self.tmp:
+            tmp = self.spool_path()
+            shutil.copyfile(path, tmp)
+            path.unlink(missing_ok=True)
+            path = tmp
+        with open(path, "rb+") as f:
+            os.fsync(f.fileno())
+        self._place(path, target)
+        return sha
+
+    def _place(self, tmp: Path, target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, target)
+
+    @contextmanager
+    def journal(self, shas: Iterable[str]) -> Iterator[None]:
+        """Note the hashes about to be written; the note is removed once they are committed."""
+        note = self.tmp / f"pending-{uuid.uuid4().hex}.json"
+        new = [s for s in set(shas) if not self.path_for(s).exists()]
+        note.write_text(json.dumps(new))
+        yield  # an exception leaves the note behind for recover()
+        note.unlink(missing_ok=True)
+
+    def recover(self, conn: sqlite3.Connection) -> int:
+        """Delete files from interrupted writes. Returns how many files were removed."""
+        removed = 0
+        for note in self.tmp.glob("pending-*.json"):
+            try:
+                shas = json.loads(note.read_text() or "[]")
+            except (OSError, ValueError):
+                shas = []
+            for sha in shas:
+                referenced = conn.execute("SELECT 1 FROM parts WHERE sha256 = ? LIMIT 1", (sha,)).fetchone()
+                if not referenced:
+                    p = self.path_for(sha)
+                    if p.exists():
+                        p.unlink()
+                        removed += 1
+            note.unlink(missing_ok=True)
+        for leftover in self.tmp.iterdir():
+            if leftover.name.startswith("spool-") or leftover.name.startswith("tmp"):
+                if leftover.is_dir():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                else:
+                    leftover.unlink(missing_ok=True)
+                removed += 1
+        if removed:
+            log.info("removed %d file(s) left by an interrupted run", removed)
+        return removed
+
+
+def content_fingerprint(parsed: ParsedMessage) -> str:
+    """What makes two deliveries 'the same message': sender, subject, Date, body and files.
+
+    Transport headers (Received, Delivered-To) are left out on purpose: the same message
+    delivered twice differs there.
+    """
+    h = parsed.headers
+    basis = {
+        "message_id": h.message_id, "from": h.from_addr, "subject": h.subject, "date": h.date,
+        "body": parsed.body_text,
+        "parts": sorted(p.sha256 or f"{p.location}:{p.error}" for p in parsed.parts if p.origin != "link"),
+    }
+    return hashlib.sha256(json.dumps(basis, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
+
+
+def find_duplicate(conn: sqlite3.Connection, message_id: str | None, fingerprint: str,
+                   source: str, key: str) -> int | None:
+    """The id of an earlier recording of the same message (same Message-ID and content)."""
+    if not message_id:
+        row = conn.execute(
+            "SELECT id FROM messages WHERE content_sha256 = ? AND status = 'recorded' "
+            "AND NOT (source = ? AND source_key = ?) ORDER BY id LIMIT 1",
+            (fingerprint, source, key)).fetchone()
+    else:
+        row = conn.execute(
+            "SELECT id FROM messages WHERE message_id = ? AND content_sha256 = ? AND status = 'recorded' "
+            "AND NOT (source = ? AND source_key = ?) ORDER BY id LIMIT 1",
+            (message_id, fingerprint, source, key)).fetchone()
+    return row[0] if row else None
+
+
+def _message_columns(envelope: Envelope, parsed: ParsedMessage | None) -> dict:
+    cols = {
+        "source": envelope.source, "source_key": envelope.key,
+        "received_at": rfc3339(envelope.received_at), "size": envelope.size,
+        "ingested_at": utcnow(),
+    }
+    if parsed is not None:
+        h = parsed.headers
+        cols.update(
+            message_id=h.message_id, content_sha256=parsed.content_sha256,
+            from_addr=h.from_addr, from_name=h.from_name, reply_to=h.reply_to,
+            to_addrs=json.dumps(h.to_addrs, ensure_ascii=False), subject=h.subject, date_header=h.date,
+            headers=json.dumps(h.selected(), ensure_ascii=False),
+            forwarded_from=json.dumps(sorted({f.from_addr for f in parsed.forwarded if f.from_addr}), ensure_ascii=False),
+            body_text=parsed.body_text[:65536], defects=json.dumps(parsed.defects[:50], ensure_ascii=False),
+        )
+    return cols
+
+
+def _upsert_message(conn: sqlite3.Connection, cols: dict) -> int:
+    """Insert the message row, or update the row of an earlier failed attempt."""
+    row = conn.execute("SELECT id, attempts FROM messages WHERE source = ? AND source_key = ?",
+                       (cols["source"], cols["source_key"])).fetchone()
+    if row:
+        cols = {**cols, "attempts": row[1] + 1}
+        sets = ", ".join(f"{k} = ?" for k in cols)
+        conn.execute(f"UPDATE messages SET {sets} WHERE id = ?", (*cols.values(), row[0]))
+        conn.execute("DELETE FROM links WHERE message = ?", (row[0],))
+        conn.execute("DELETE FROM parts WHERE message = ?", (row[0],))
+        return row[0]
+    names = ", ".join(cols)
+    marks = ", ".join("?" for _ in cols)
+    return conn.execute(f"INSERT INTO messages ({names}) VALUES ({marks})", tuple(cols.values())).lastrowid
+
+
+def record_message(conn: sqlite3.Connection, envelope: Envelope, parsed: ParsedMessage,
+                   status: str = "recorded", duplicate_of: int | None = None,
+                   link_status: dict[int, tuple[str, int | None, str | None]] | None = None) -> int:
+    """Write one message with its parts and links in a single transaction. Returns its id."""
+    with transaction(conn):
+        cols = _message_columns(envelope, parsed)
+        cols.update(status=status, duplicate_of=duplicate_of, error=None)
+        msg_id = _upsert_message(conn, cols)
+        if status != "recorded":
+            return msg_id
+        ids: list[int] = []
+        for seq, part in enumerate(parsed.parts):
+            parent = ids[part.parent] if part.parent is not None and part.parent < len(ids) else None
+            ids.append(conn.execute(
+                "INSERT INTO parts (message, parent, seq, origin, location, filename, declared_type, "
+                "sniffed_type, kind, sha256, size, facts, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (msg_id, parent, seq, part.origin, part.location, part.filename, part.declared_type,
+                 part.sniffed_type, part.kind, part.sha256, part.size,
+                 json.dumps(part.facts, ensure_ascii=False) if part.facts is not None else None,
+                 part.error),
+            ).lastrowid)
+        crash_point("before-commit")               # rows written, transaction not committed
+        for i, link in enumerate(parsed.links):
+            state, part_index, error = (link_status or {}).get(i, ("recorded", None, None))
+            conn.execute(
+                "INSERT INTO links (message, url, host, provider, filename, status, part, error) "
+                "VALUES (?,?,?,?,?,?,?,?)",
+                (msg_id, link.url, link.host, link.provider, link.filename, state,
+                 ids[part_index] if part_index is not None else None, error),
+            )
+    return msg_id
+
+
+def record_failure(conn: sqlite3.Connection, envelope: Envelope, parsed: ParsedMessage | None,
+                   error: str) -> int:
+    """Keep a message that could not be processed, with the reason; it is retried next poll."""
+    with transaction(conn):
+        cols = _message_columns(envelope, parsed)
+        cols.update(status="failed", error=error[:2000])
+        return _upsert_message(conn, cols)

@@ -1,0 +1,320 @@
+"""Which unit sent each message.
+
+Evidence is tried from the most certain to the least; the first level that names exactly one
+unit decides (``attributions.method``):
+
+1. ``manual``    a staff ``assign`` override (not revoked) always wins;
+2. ``address``   the From (or Sender) address is registered to a unit;
+3. ``domain``    the From domain is the domain of a unit's registered address (never for
+                 public mail domains like 163.com, ``config.public_domains``);
+4. ``name``      a unit's name or alias appears in the subject, an attachment's file name or a
+                 statistics sheet's 填报单位 cell. The most specific match wins: overlapping
+                 matches keep the longest, so '长治高新区管委会' is 长治高新区 and never 长治市…;
+5. ``forwarded`` the sender of a forwarded message is registered (a staff member forwarding
+                 a unit's mail from a personal account).
+
+Two different units on the same level make the message unmatched, with a reason naming both;
+so does no evidence at all. Messages with status 'duplicate' or 'failed' are not attributed
+(their disposition is the message's status). Attributions are conclusions: ``attribute`` can
+recompute them at any time (``message_ids=None`` = all), e.g. after a roster fix.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Iterable
+
+from reconcile.roster import Roster, Unit, normalize
+
+MIN_NAME_CHARS = 2
+
+
+@dataclass
+class Attribution:
+    unit: str | None
+    method: str | None
+    reason: str
+
+
+@dataclass
+class _Match:
+    start: int
+    end: int
+    text: str          # the name as written in the roster
+    units: tuple[str, ...]
+
+
+class NameIndex:
+    """Finds roster names and aliases inside free text, most specific match first.
+
+    Indexed by the first two normalised characters, so one text costs about its length in dict
+    look-ups, whatever the roster size (2,000 units x 20,000 messages stays fast).
+    """
+
+    def __init__(self, roster: Roster):
+        self.by_norm: dict[str, tuple[str, list[str]]] = {}
+        for u in roster.units:
+            for n in u.names:
+                key = normalize(n)
+                if len(key) < MIN_NAME_CHARS:
+                    continue
+                shown, ids = self.by_norm.setdefault(key, (n, []))
+                if u.id not in ids:
+                    ids.append(u.id)
+        self.by_prefix: dict[str, list[str]] = {}
+        for key in self.by_norm:
+            self.by_prefix.setdefault(key[:MIN_NAME_CHARS], []).append(key)
+
+    def find(self, text: str | None) -> list[_Match]:
+        """Non-overlapping matches; where matches overlap, the longest is kept."""
+        t = normalize(text)
+        if not t:
+            return []
+        found: list[_Match] = []
+        for i in range(len(t) - MIN_NAME_CHARS + 1):
+            for key in self.by_prefix.get(t[i:i + MIN_NAME_CHARS], ()):
+                if t.startswith(key, i):
+                    shown, ids = self.by_norm[key]
+                    found.append(_Match(i, i + len(key), shown, tuple(ids)))
+        found.sort(key=lambda m: (-(m.end - m.start), m.start))
+        kept: list[_Match] = []
+        for m in found:
+            if all(m.end <= k.start or m.start >= k.end for k in kept):
+                kept.append(m)
+        return sorted(kept, key=lambda m: m.start)
+
+
+@dataclass
+class MessageEvidence:
+    id: int
+    from_addr: str | None
+    sender: str | None
+    subject: str | None
+    filenames: list[str]
+    unit_cells: list[str]
+    forwarded_from: list[str]
+
+
+class Attributor:
+    """Applies the levels above to one message's evidence."""
+
+    def __init__(self, roster: Roster, public_domains: Iterable[str]):
+        self.roster = roster
+        self.names = NameIndex(roster)
+        public = {d.lower() for d in public_domains}
+        self.by_domain: dict[str, list[Unit]] = {}
+        for u in roster.units:
+            for d in sorted(u.domains):
+                if d not in public:
+                    self.by_domain.setdefault(d, []).append(u)
+
+    def _label(self, uid: str) -> str:
+        return self.roster.by_id[uid].name
+
+    def _name_evidence(self, ev: MessageEvidence) -> list[tuple[str, _Match]]:
+        sources: list[tuple[str, str]] = []
+        if ev.subject:
+            sources.append(("subject", ev.subject))
+        for f in ev.filenames:
+            sources.append((f"attachment {f}", f))
+        for c in ev.unit_cells:
+            sources.append(("the statistics sheet's 填报单位", c))
+        return [(where, m) for where, text in sources for m in self.names.find(text)]
+
+    def _by_name(self, ev: MessageEvidence, among: set[str] | None = None) -> tuple[str | None, str]:
+        """(unit id, reason) from names; unit None with the reason when none or ambiguous."""
+        evidence = self._name_evidence(ev)
+        if among is not None:
+            evidence = [(w, m) for w, m in evidence if set(m.units) & among]
+        units = []
+        for _, m in evidence:
+            for uid in m.units if among is None else [u for u in m.units if u in among]:
+                if uid not in units:
+                    units.append(uid)
+        if not units:
+            return None, ""
+        if len(units) == 1:
+            where, m = evidence[0]
+            return units[0], f"{where} names {self._shown(m)}"
+        wheres: dict[str, list[str]] = {}
+        for where, m in evidence:
+            shown = self._shown(m)
+            wheres.setdefault(where, [])
+            if shown not in wheres[where]:
+                wheres[where].append(shown)
+        said = []
+        for where, shown in wheres.items():
+            said.append(f"{where} names {'both ' if len(shown) == 2 else ''}{' and '.join(shown)}")
+        return None, "; ".join(said)
+
+    def _shown(self, m: _Match) -> str:
+        """'长治高新区 (长治高新技术产业开发区管理委员会)' for an alias, the name alone otherwise."""
+        if len(m.units) != 1:
+            return f"{m.text} (the name of {' and '.join(m.units)})"
+        full = self._label(m.units[0])
+        return m.text if m.text == full else f"{m.text} ({full})"
+
+    def decide(self, ev: MessageEvidence) -> Attribution:
+        notes: list[str] = []
+        # 1. address (From, then Sender)
+        for label, addr in (("From", ev.from_addr), ("Sender", ev.sender)):
+            if not addr:
+                continue
+            units = self.roster.by_email.get(addr.lower(), [])
+            if len(units) == 1:
+                return Attribution(units[0].id, "address", f"{label} {addr} is registered to {units[0].name}")
+            if len(units) > 1:
+                uid, why = self._by_name(ev, {u.id for u in units})
+                if uid:
+                    return Attribution(uid, "address", f"{label} {addr} is shared by several units; {why}")
+                notes.append(f"{addr} is registered to {' and '.join(u.name for u in units)}")
+        # 2. domain
+        if ev.from_addr and "@" in ev.from_addr:
+            domain = ev.from_addr.rsplit("@", 1)[1].lower()
+            units = self.by_domain.get(domain, [])
+            if len(units) == 1:
+                return Attribution(units[0].id, "domain",
+                                   f"From {ev.from_addr}: {domain} is the mail domain of {units[0].name}")
+            if len(units) > 1:
+                uid, why = self._by_name(ev, {u.id for u in units})
+                if uid:
+                    return Attribution(uid, "domain", f"From domain {domain} is shared by several units; {why}")
+        # 3. names
+        uid, why = self._by_name(ev)
+        if uid:
+            return Attribution(uid, "name", why)
+        if why:
+            return Attribution(None, None, why)
+        # 4. forwarded
+        fwd_units: dict[str, str] = {}
+        for addr in ev.forwarded_from:
+            for u in self.roster.by_email.get((addr or "").lower(), []):
+                fwd_units.setdefault(u.id, addr)
+        if len(fwd_units) == 1:
+            uid, addr = next(iter(fwd_units.items()))
+            return Attribution(uid, "forwarded",
+                               f"forwards a message from {addr}, registered to {self._label(uid)}")
+        if len(fwd_units) > 1:
+            return Attribution(None, None, "forwards messages from several units: "
+                               + " and ".join(self._label(u) for u in fwd_units))
+        who = f"unknown sender {ev.from_addr}" if ev.from_addr else "no sender address"
+        if notes:
+            who = "; ".join(notes)
+        return Attribution(None, None, f"{who}; no unit name in subject or attachments")
+
+
+def _json_list(text: str | None) -> list:
+    if not text:
+        return []
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _evidence(conn: sqlite3.Connection, message_ids: list[int] | None) -> list[MessageEvidence]:
+    where, params = "", []
+    if message_ids is not None:
+        where = f" AND m.id IN (SELECT value FROM json_each(?))"
+        params = [json.dumps(message_ids)]
+    rows = conn.execute(
+        "SELECT m.id, m.from_addr, m.headers, m.subject, m.forwarded_from FROM messages m "
+        f"WHERE m.status = 'recorded'{where} ORDER BY m.id", params,
+    ).fetchall()
+    parts: dict[int, tuple[list[str], list[str]]] = {}
+    for mid, filename, kind, unit_cell in conn.execute(
+        "SELECT p.message, p.filename, p.kind, "
+        "CASE WHEN p.kind = 'statistics' AND json_valid(p.facts) THEN json_extract(p.facts, '$.unit_cell') END "
+        "FROM parts p JOIN messages m ON m.id = p.message "
+        f"WHERE m.status = 'recorded'{where} ORDER BY p.message, p.seq", params,
+    ):
+        names, cells = parts.setdefault(mid, ([], []))
+        if filename:
+            names.append(filename)
+        if unit_cell:
+            cells.append(str(unit_cell))
+    for mid, filename in conn.execute(
+        "SELECT l.message, l.filename FROM links l JOIN messages m ON m.id = l.message "
+        f"WHERE m.status = 'recorded' AND l.filename IS NOT NULL{where}", params,
+    ):
+        parts.setdefault(mid, ([], []))[0].append(filename)
+    out = []
+    for mid, from_addr, headers, subject, forwarded in rows:
+        sender = None
+        try:
+            h = json.loads(headers) if headers else {}
+            if isinstance(h, dict):
+                sender = h.get("sender") or h.get("Sender")
+        except ValueError:
+            pass
+        names, cells = parts.get(mid, ([], []))
+        out.append(MessageEvidence(
+            id=mid, from_addr=(from_addr or "").lower() or None, sender=(sender or "").lower() or None,
+            subject=subject, filenames=names, unit_cells=cells,
+            forwarded_from=[str(a).lower() for a in _json_list(forwarded) if a],
+        ))
+    return out
+
+
+def manual_assignments(conn: sqlite3.Connection) -> dict[int, tuple[str, str]]:
+    """message id -> (unit, reason) for assign overrides in force (the latest one wins)."""
+    out: dict[int, tuple[str, str]] = {}
+    for oid, mid, unit, note, actor in conn.execute(
+        "SELECT id, message, unit, note, actor FROM overrides "
+        "WHERE action = 'assign' AND revoked_at IS NULL ORDER BY id"
+    ):
+        reason = f"assigned by {actor} (override {oid})" + (f": {note}" if note else "")
+        out[mid] = (unit, reason)
+    return out
+
+
+def attribute(conn: sqlite3.Connection, roster: Roster, config, message_ids: Iterable[int] | None = None) -> dict[int, Attribution]:
+    """Work out and store (``attributions``, upsert) the unit of each message.
+
+    ``message_ids=None`` recomputes every message (after a roster or config change); rows of
+    messages that are no longer 'recorded' (duplicates, failures) are removed. Returns the
+    decisions by message id. Runs in its own transaction unless one is already open.
+    """
+    ids = None if message_ids is None else sorted({int(i) for i in message_ids})
+    attributor = Attributor(roster, getattr(config, "public_domains", []))
+    manual = manual_assignments(conn)
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    decisions: dict[int, Attribution] = {}
+    for ev in _evidence(conn, ids):
+        if ev.id in manual and manual[ev.id][0] in roster.by_id:
+            unit, reason = manual[ev.id]
+            decisions[ev.id] = Attribution(unit, "manual", reason)
+        else:
+            decisions[ev.id] = attributor.decide(ev)
+    own_tx = not conn.in_transaction
+    if own_tx:
+        conn.execute("BEGIN IMMEDIATE")
+    try:
+        if ids is None:
+            conn.execute("DELETE FROM attributions")
+        else:
+            conn.execute("DELETE FROM attributions WHERE message IN (SELECT value FROM json_each(?))",
+                         [json.dumps(ids)])
+        conn.executemany(
+            "INSERT OR REPLACE INTO attributions (message, unit, method, reason, decided_at) VALUES (?, ?, ?, ?, ?)",
+            [(mid, a.unit, a.method, a.reason, now) for mid, a in decisions.items()],
+        )
+        bump_version(conn, "attributions")
+        if own_tx:
+            conn.execute("COMMIT")
+    except BaseException:
+        if own_tx:
+            conn.execute("ROLLBACK")
+        raise
+    return decisions
+
+
+def bump_version(conn: sqlite3.Connection, key: str) -> None:
+    """Count changes of derived data, so cached status knows to recompute."""
+    conn.execute(
+        "INSERT INTO reconcile_state (key, value) VALUES (?, '1') "
+        "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1", [f"version:{key}"],
+    )

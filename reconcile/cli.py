@@ -1,0 +1,147 @@
+"""The ``mailroll`` command line.
+
+Every command reads the config named by ``--config`` (or ``MAILROLL_CONFIG``, else
+``./config.toml``). Output is a readable table for people, and JSON with ``--json`` for scripts.
+Exit status: 0 success, 2 usage or config error (the message says what to fix), 1 other failures.
+
+The commands themselves live in ``reconcile/commands/``, one module per area; this module holds
+what they share: the ``App`` context (config, database, roster, loaded lazily), output helpers and
+error handling. Heavy libraries are imported inside the commands that need them, so that quick
+commands start quickly.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from ingest.config import Config, ConfigError, load_config
+
+log = logging.getLogger("mailroll")
+
+
+class UsageProblem(click.UsageError):
+    """A mistake in what the user asked for (unknown unit, item, ...): exit status 2."""
+
+
+class App:
+    """What a command needs, opened on first use."""
+
+    def __init__(self, config_path: str | None, verbose: int):
+        self.config_path = config_path
+        self.verbose = verbose
+
+    @cached_property
+    def config(self) -> Config:
+        return load_config(self.config_path)
+
+    @cached_property
+    def conn(self):
+        """Plain sqlite3 connection (migrated). Cheap; used by read-mostly commands."""
+        from ingest.db import open_connection
+
+        return open_connection(self.config.storage.db)
+
+    @cached_property
+    def db(self):
+        """sqlite-utils Database over the same connection."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
+
+    @cached_property
+    def roster(self):
+        from reconcile.roster import load_roster
+
+        return load_roster(self.config.roster.path)
+
+    @property
+    def actor(self) -> str:
+        """Who is acting, for the audit log."""
+        return os.environ.get("MAILROLL_ACTOR") or os.environ.get("SUDO_USER") or os.environ.get("USER") or "staff"
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=None, default=str))
+
+
+def console():
+    from rich.console import Console
+
+    return Console(soft_wrap=False)
+
+
+def emit(data: Any, as_json: bool, render: Callable[[Any], None]) -> None:
+    """Print ``data`` as JSON, or hand it to ``render`` for people."""
+    if as_json:
+        emit_json(data)
+    else:
+        render(data)
+
+
+def setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    if os.environ.get("MAILROLL_LOG_LEVEL"):
+        level = getattr(logging, os.environ["MAILROLL_LOG_LEVEL"].upper(), level)
+    logging.basicConfig(
+        level=level, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%d %H:%M:%S",
+    )
+
+
+class MailrollGroup(click.Group):
+    """Turns known errors into clear messages and the contract's exit codes."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as e:
+            click.echo(f"mailroll: config error: {e}", err=True)
+            ctx.exit(2)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            click.echo("mailroll: interrupted", err=True)
+            ctx.exit(130)
+        except Exception as e:  # noqa: BLE001 - last resort: say what happened, exit 1
+            app = ctx.find_object(App)
+            if app is not None and app.verbose > 1:
+                raise
+            log.debug("failure", exc_info=True)
+            click.echo(f"mailroll: error: {e.__class__.__name__}: {e} (run with -vv for details)", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=MailrollGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="MAILROLL_CONFIG",
+              help="Config file (TOML). Default: $MAILROLL_CONFIG, else ./config.toml.")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.version_option(package_name="mailroll")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
+    """mailroll: turns a campaign mailbox into a roll call of who sent what."""
+    setup_logging(verbose)
+    ctx.obj = App(config_path, verbose)
+
+
+def json_option(f):
+    return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")(f)
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli.main(args=argv, prog_name="mailroll")
+
+
+# Register the commands (each module adds its own to ``cli``).
+from reconcile.commands import register_all  # noqa: E402
+
+register_all()

@@ -1,0 +1,179 @@
+"""``ingest --once``, ``messages``, ``unmatched``: what came in and what became of it."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from reconcile.cli import App, cli, console, emit, json_option, pass_app
+
+
+def run_poll(app: App, *, progress: bool = False, stop=None) -> dict:
+    """Poll once under the ingest lock, attribute what arrived, return the contract's counts."""
+    from ingest.pipeline import poll_once
+    from reconcile.attribute import attribute
+    from reconcile.lock import ingest_lock
+
+    config = app.config
+    with ingest_lock(config, wait_s=config.service.lock_wait_s):
+        with _progress_bar(progress) as bar:
+            result = poll_once(config, app.conn, progress=bar, stop=stop)
+        attribute(app.conn, app.roster, config, result.recorded_ids)
+    attributed = unmatched = 0
+    if result.recorded_ids:
+        marks = ",".join("?" for _ in result.recorded_ids)
+        for unit, in app.conn.execute(
+                f"SELECT unit FROM attributions WHERE message IN ({marks})", result.recorded_ids):
+            if unit:
+                attributed += 1
+            else:
+                unmatched += 1
+    return {
+        "seen": result.seen, "new": result.new, "attributed": attributed, "unmatched": unmatched,
+        "duplicate": result.duplicate, "failed": result.failed,
+    }
+
+
+class _progress_bar:
+    """A rich progress bar on stderr while messages are processed (only on a terminal)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and sys.stderr.isatty()
+        self.progress = None
+        self.task = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                 console=Console(stderr=True), transient=True)
+        self.progress.start()
+        return self
+
+    def __call__(self, event: str, total: int | None) -> None:
+        if event == "start":
+            self.task = self.progress.add_task("ingest", total=total)
+        elif self.task is not None:
+            self.progress.advance(self.task)
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.stop()
+
+
+@cli.command("ingest")
+@click.option("--once", is_flag=True, help="Poll the mailbox once and exit (the daemon is `mailroll serve`).")
+@json_option
+@pass_app
+def ingest_command(app: App, once: bool, as_json: bool) -> None:
+    """Poll the mailbox once, process every new message, print a summary.
+
+    Messages are recorded, attachments kept and checked, and each message attributed to a
+    unit or put in the unmatched queue. Sends no mail (receipts and reminders: `serve`).
+    """
+    if not once:
+        raise click.UsageError("use `mailroll ingest --once` for one poll, or `mailroll serve` to keep polling")
+    counts = run_poll(app, progress=not as_json)
+
+    def render(c: dict) -> None:
+        click.echo(
+            f"{c['new']} new message(s) of {c['seen']} in the mailbox: {c['attributed']} attributed, "
+            f"{c['unmatched']} unmatched, {c['duplicate']} duplicate, {c['failed']} failed"
+        )
+        if c["failed"]:
+            click.echo("failed messages are kept and retried on the next poll; see `mailroll messages`", err=True)
+        if c["unmatched"]:
+            click.echo("assign unmatched messages with `mailroll assign MESSAGE UNIT` (see `mailroll unmatched`)", err=True)
+
+    emit(counts, as_json, render)
+
+
+MESSAGES_SQL = """
+SELECT m.id, m.message_id, m.from_addr, m.from_name, m.subject, m.received_at, m.status, m.error,
+       m.duplicate_of, a.unit, a.method, a.reason,
+       (SELECT COUNT(*) FROM parts p WHERE p.message = m.id) AS parts
+FROM messages m LEFT JOIN attributions a ON a.message = m.id
+ORDER BY m.received_at, m.id
+"""
+
+
+def message_rows(conn) -> list[dict]:
+    rows = []
+    for (mid, message_id, from_addr, from_name, subject, received_at, status, error, duplicate_of,
+         unit, method, reason, parts) in conn.execute(MESSAGES_SQL):
+        if status == "failed":
+            disposition, why = "failed", error
+        elif status == "duplicate":
+            disposition, why = "duplicate", f"same Message-ID and content as message {duplicate_of}"
+            unit = _unit_of(conn, duplicate_of)
+        elif unit:
+            disposition, why = "attributed", reason
+        else:
+            disposition, why = "unmatched", reason or "not attributed yet"
+        rows.append({
+            "message_id": message_id, "from": from_addr, "subject": subject, "received_at": received_at,
+            "unit": unit, "disposition": disposition, "reason": why,
+            "id": mid, "from_name": from_name, "method": method if disposition == "attributed" else None,
+            "parts": parts,
+        })
+    return rows
+
+
+def _unit_of(conn, message: int | None) -> str | None:
+    if message is None:
+        return None
+    row = conn.execute("SELECT unit FROM attributions WHERE message = ?", (message,)).fetchone()
+    return row[0] if row else None
+
+
+_COLOURS = {"attributed": "green", "unmatched": "yellow", "duplicate": "dim", "failed": "red"}
+
+
+def _table(rows: list[dict], title: str, show_unit: bool = True) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for col in ("#", "received (UTC)", "from", "subject", *(["unit"] if show_unit else []), "disposition", "reason"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        colour = _COLOURS.get(r["disposition"], "")
+        table.add_row(
+            str(r["id"]), (r["received_at"] or "")[:16].replace("T", " "), r["from"] or "",
+            r["subject"] or "", *([r["unit"] or ""] if show_unit else []),
+            f"[{colour}]{r['disposition']}[/]", r["reason"] or "",
+        )
+    console().print(table)
+
+
+@cli.command("messages")
+@click.option("--disposition", type=click.Choice(["attributed", "unmatched", "duplicate", "failed"]),
+              help="Only messages with this outcome.")
+@click.option("--unit", help="Only messages attributed to this unit id.")
+@json_option
+@pass_app
+def messages_command(app: App, disposition: str | None, unit: str | None, as_json: bool) -> None:
+    """Every message ever seen, oldest arrival first, with what became of it."""
+    rows = message_rows(app.conn)
+    if disposition:
+        rows = [r for r in rows if r["disposition"] == disposition]
+    if unit:
+        rows = [r for r in rows if r["unit"] == unit]
+    emit(rows, as_json, lambda rs: _table(rs, f"{len(rs)} message(s)"))
+
+
+@cli.command("unmatched")
+@json_option
+@pass_app
+def unmatched_command(app: App, as_json: bool) -> None:
+    """Messages not attributed to any unit, with the reason. Fix with `mailroll assign`."""
+    rows = [r for r in message_rows(app.conn) if r["disposition"] == "unmatched"]
+    if as_json:
+        click.echo(json.dumps([{k: r[k] for k in ("message_id", "from", "subject", "reason", "received_at", "id")}
+                               for r in rows], ensure_ascii=False))
+    else:
+        _table(rows, f"{len(rows)} unmatched message(s): assign them with `mailroll assign MESSAGE UNIT`",
+               show_unit=False)

@@ -1,0 +1,35 @@
+"""`report --xlsx PATH` / `--csv DIR`: the workbook for staff (see reconcile.report)."""
+from __future__ import annotations
+
+import click
+
+from reconcile.cli import App, cli, emit_json, json_option, pass_app
+
+
+@cli.command()
+@click.option("--xlsx", "xlsx_path", type=click.Path(dir_okay=False), help="Write the workbook here (.xlsx).")
+@click.option("--csv", "csv_dir", type=click.Path(file_okay=False), help="Write one CSV per sheet into this folder.")
+@json_option
+@pass_app
+def report(app: App, xlsx_path: str | None, csv_dir: str | None, as_json: bool) -> None:
+    """The formatted workbook: summary, every unit's items, the statistics, unmatched mail."""
+    if not xlsx_path and not csv_dir:
+        raise click.UsageError("say where to write: --xlsx PATH (a workbook) and/or --csv DIR")
+    if xlsx_path and not xlsx_path.lower().endswith(".xlsx"):
+        raise click.UsageError(f"--xlsx {xlsx_path}: the file name must end in .xlsx")
+    from reconcile import report as rep
+    from reconcile.stats import collect
+    from reconcile.status import refresh
+
+    rows = refresh(app.conn, app.roster, app.config)
+    tables = rep.build_tables(app.conn, rows, collect(app.conn, rows, app.config), app.config)
+    written = []
+    if xlsx_path:
+        written.append(str(rep.write_xlsx(tables, xlsx_path)))
+    if csv_dir:
+        written += [str(p) for p in rep.write_csv(tables, csv_dir)]
+    if as_json:
+        emit_json({"written": written, "units": len(rows)})
+    else:
+        for p in written:
+            click.echo(f"wrote {p}")

@@ -1,0 +1,200 @@
+"""``serve`` (the daemon), ``remind`` and ``receipts`` (one sending run, e.g. from cron)."""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from datetime import datetime
+
+import click
+
+from ingest.config import ConfigError
+from reconcile.cli import App, UsageProblem, cli, console, emit, emit_json, json_option, pass_app
+
+
+def _now(app: App, text: str | None) -> datetime:
+    """``--now`` (RFC 3339, or a local time in the campaign's zone), else the clock."""
+    from reconcile.clock import default_clock, parse_time
+
+    if not text:
+        try:
+            return default_clock().now()
+        except ValueError as e:
+            raise UsageProblem(str(e)) from None
+    try:
+        return parse_time(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text.strip()).replace(tzinfo=app.config.campaign.timezone)
+    except ValueError:
+        raise UsageProblem(f"--now {text!r} is not a time: use RFC 3339, e.g. 2022-06-24T10:00:00+08:00") from None
+
+
+def _need_smtp(app: App, what: str) -> None:
+    if not app.config.smtp.configured:
+        raise ConfigError(f"{app.config.path}: [smtp] host and from must be set to send {what} "
+                          f"(or use --dry-run to see what would be sent)")
+
+
+FAILED = ("deferred", "failed", "unknown")
+
+
+@cli.command("remind")
+@click.option("--dry-run", is_flag=True, help="Show the reminders due; send and record nothing.")
+@click.option("--now", "now_text", metavar="TIME", help="Act as if it were TIME (RFC 3339).")
+@json_option
+@pass_app
+def remind_command(app: App, dry_run: bool, now_text: str | None, as_json: bool) -> None:
+    """Send the reminders due now to units that are not complete.
+
+    Each unit gets at most one reminder per stage (before-3d, before-1d, after-1, ...), never
+    during quiet hours, never when complete or exempt. Exit status 1 if some could not be sent
+    (they are retried on the next run unless the server refused them for good).
+    """
+    from reconcile import mailer
+    from reconcile.lock import send_lock
+    from reconcile.remind import in_quiet_hours, quiet_hours_text, run_reminders
+
+    config = app.config
+    now = _now(app, now_text)
+    if not dry_run:
+        _need_smtp(app, "reminders")
+    conn, roster = app.conn, app.roster
+    if dry_run:
+        due = run_reminders(conn, roster, config, now, dry_run=True)
+    else:
+        with send_lock(config):
+            mailer.recover_interrupted(conn)
+            due = run_reminders(conn, roster, config, now)
+    quiet = in_quiet_hours(config, now)
+
+    def render(_data) -> None:
+        out = console()
+        if quiet:
+            out.print(f"Quiet hours ({quiet_hours_text(config)}): no reminders are sent now.")
+            return
+        if not due:
+            out.print("No reminders due.")
+            return
+        from rich.table import Table
+
+        t = Table(title=("Reminders that would be sent" if dry_run else "Reminders"), show_lines=False)
+        for col in ("unit", "stage", "to", "missing", "invalid", "result"):
+            t.add_column(col)
+        for r in due:
+            result = "dry run" if dry_run else (r.status or "")
+            if r.error and r.status in FAILED:
+                result += f": {r.error}"
+            t.add_row(r.unit, r.stage, ", ".join(r.to), ", ".join(r.missing), ", ".join(r.invalid), result)
+        out.print(t)
+
+    emit([r.contract() for r in due], as_json, render)
+    bad = [r for r in due if r.status in FAILED]
+    if bad and not dry_run:
+        click.echo(f"mailroll: {len(bad)} reminder(s) not sent "
+                   f"({'; '.join(f'{r.unit}: {r.status}: {r.error}' for r in bad[:3])})", err=True)
+        sys.exit(1)
+
+
+@cli.command("receipts")
+@click.option("--dry-run", is_flag=True, help="Show the receipts due; send and record nothing.")
+@click.option("--now", "now_text", metavar="TIME", help="Act as if it were TIME (RFC 3339).")
+@json_option
+@pass_app
+def receipts_command(app: App, dry_run: bool, now_text: str | None, as_json: bool) -> None:
+    """Send the receipts not yet sent (``serve`` does this after every poll).
+
+    For use without the daemon, e.g. ``mailroll ingest --once && mailroll receipts`` from cron.
+    """
+    from reconcile import mailer
+    from reconcile.lock import send_lock
+    from reconcile.receipts import run_receipts
+
+    config = app.config
+    now = _now(app, now_text)
+    if not dry_run:
+        _need_smtp(app, "receipts")
+    conn, roster = app.conn, app.roster
+    if dry_run:
+        done = run_receipts(conn, roster, config, now, dry_run=True)
+    else:
+        with send_lock(config):
+            mailer.recover_interrupted(conn)
+            done = run_receipts(conn, roster, config, now)
+
+    def render(_data) -> None:
+        out = console()
+        if not done:
+            out.print("No receipts due.")
+            return
+        for r in done:
+            out.print(f"#{r.message} {r.unit} -> {', '.join(r.to)}: {r.subject} [{r.status}]"
+                      + (f" {r.error}" if r.error else ""))
+
+    emit([r.as_dict() for r in done], as_json, render)
+    if not dry_run and any(r.status in FAILED for r in done):
+        sys.exit(1)
+
+
+@cli.command("serve")
+@click.option("--check", is_flag=True,
+              help="Don't serve: report whether a running `serve` is alive (exit 0) or not (exit 1).")
+@json_option
+@pass_app
+def serve_command(app: App, check: bool, as_json: bool) -> None:
+    """Run the daemon: poll on a schedule (and on IMAP IDLE), send receipts and reminders.
+
+    Stops cleanly on SIGTERM or Ctrl-C (finishes the message in hand, exit 0). Only one
+    `serve` (or `ingest`) at a time per mailbox.
+    """
+    if check:
+        _check(app, as_json)
+        return
+    from reconcile.service import Service
+
+    config = app.config
+    if config.mailbox.kind == "imap":
+        config.mailbox.password()  # a missing password variable is a config error: exit 2 now
+    if config.smtp.configured and config.smtp.username:
+        config.smtp.password()
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if app.verbose == 0:
+        import logging
+        import os
+
+        if not os.environ.get("MAILROLL_LOG_LEVEL"):
+            logging.getLogger().setLevel(logging.INFO)  # a daemon's log is its journal
+    try:
+        code = Service(config, stop=stop).run()
+    except ValueError as e:  # MAILROLL_FAKE_NOW malformed
+        raise UsageProblem(str(e)) from None
+    sys.exit(code)
+
+
+def _check(app: App, as_json: bool) -> None:
+    from reconcile.service import check
+    from reconcile.status import ago
+
+    ok, d = check(app.conn, app.config)
+    if as_json:
+        emit_json({"ok": ok, **d})
+    else:
+        if d["last_poll"] is None:
+            click.echo("mailroll serve has never polled this mailbox.")
+        else:
+            state = "running" if d["running"] else "not running"
+            click.echo(f"mailroll serve (pid {d['pid']}) is {state}; last poll {ago(d['age_s'])}"
+                       f" ({d['last_poll']}){' - STALE' if d['stale'] else ''}.")
+            if d["last_poll_result"]:
+                click.echo("last poll: " + json.dumps(d["last_poll_result"], ensure_ascii=False))
+            if d["last_error"]:
+                click.echo(f"last error: {d['last_error']}")
+    sys.exit(0 if ok else 1)

@@ -1,0 +1,223 @@
+"""Staff decisions and the roster: assign, accept, reject, exempt, extend, revoke, overrides,
+reattribute, roster check, roster list.
+
+Each decision is an override (printed with its number) and an audit log entry naming the actor
+(``$MAILROLL_ACTOR``, else the login name). Nothing is ever deleted: ``mailroll revoke N``
+undoes decision N (also an assign: the message then goes back to automatic attribution), and
+``mailroll overrides`` lists them all.
+"""
+from __future__ import annotations
+
+import click
+
+from reconcile.cli import App, UsageProblem, cli, emit_json, json_option, pass_app
+
+ITEM_NAMES = ("statistics", "report", "video")
+
+
+def _unit(app: App, text: str):
+    unit = app.roster.find(text)
+    if unit is None:
+        raise UsageProblem(f"unknown unit {text}: see `mailroll roster list`")
+    return unit
+
+
+def _done(as_json: bool, data: dict, text: str) -> None:
+    if as_json:
+        emit_json(data)
+    else:
+        click.echo(text)
+
+
+@cli.command()
+@click.argument("message")
+@click.argument("unit")
+@click.option("--note", help="Why (kept in the audit log).")
+@json_option
+@pass_app
+def assign(app: App, message: str, unit: str, note: str | None, as_json: bool) -> None:
+    """Attribute MESSAGE (number or Message-ID) to UNIT (id, name or alias), whatever the rules say."""
+    from reconcile import overrides
+    from reconcile.attribute import attribute
+
+    u = _unit(app, unit)
+    try:
+        mid = overrides.resolve_message(app.conn, message)
+    except overrides.OverrideError as e:
+        raise UsageProblem(str(e)) from None
+    status = app.conn.execute("SELECT status FROM messages WHERE id = ?", [mid]).fetchone()[0]
+    if status != "recorded":
+        raise UsageProblem(f"message {message} is a {status} message and counts for no unit; "
+                           f"assign the message it repeats instead (see `mailroll messages`)")
+    oid = overrides.add(app.conn, "assign", app.actor, unit=u.id, message=mid, note=note)
+    attribute(app.conn, app.roster, app.config, [mid])
+    _done(as_json, {"override": oid, "message": mid, "unit": u.id},
+          f"override {oid}: message #{mid} assigned to {u.name} ({u.id}); undo with `mailroll revoke {oid}`")
+
+
+def _item_decision(action: str):
+    @click.argument("unit")
+    @click.argument("item", type=click.Choice(ITEM_NAMES))
+    @click.option("--note", required=(action == "reject"),
+                  help="Why (shown as the reason; required for reject)." if action == "reject" else "Why.")
+    @json_option
+    @pass_app
+    def command(app: App, unit: str, item: str, note: str | None, as_json: bool) -> None:
+        from reconcile import overrides
+
+        u = _unit(app, unit)
+        oid = overrides.add(app.conn, action, app.actor, unit=u.id, item=item, note=note)
+        state = "ok" if action == "accept" else "invalid"
+        _done(as_json, {"override": oid, "unit": u.id, "item": item, "action": action},
+              f"override {oid}: {item} of {u.name} {action}ed (now {state}); undo with `mailroll revoke {oid}`")
+
+    command.__doc__ = (f"{action.capitalize()} UNIT's ITEM by hand: it counts as "
+                       f"{'ok' if action == 'accept' else 'invalid'} whatever the checks say.")
+    return cli.command(name=action)(command)
+
+
+accept = _item_decision("accept")
+reject = _item_decision("reject")
+
+
+@cli.command()
+@click.argument("unit")
+@click.option("--note", required=True, help="Why the unit need not send anything.")
+@json_option
+@pass_app
+def exempt(app: App, unit: str, note: str, as_json: bool) -> None:
+    """Mark UNIT as not expected to send material: shown as exempt, never reminded."""
+    from reconcile import overrides
+
+    u = _unit(app, unit)
+    oid = overrides.add(app.conn, "exempt", app.actor, unit=u.id, note=note)
+    _done(as_json, {"override": oid, "unit": u.id, "action": "exempt"},
+          f"override {oid}: {u.name} exempt; undo with `mailroll revoke {oid}`")
+
+
+@cli.command()
+@click.argument("unit")
+@click.option("--until", "until", required=True,
+              help="New deadline: RFC 3339, or 'YYYY-MM-DD HH:MM' in the campaign's time zone.")
+@click.option("--note", help="Why.")
+@json_option
+@pass_app
+def extend(app: App, unit: str, until: str, note: str | None, as_json: bool) -> None:
+    """Give UNIT a later deadline (lateness and reminders use it)."""
+    from reconcile import overrides
+
+    u = _unit(app, unit)
+    try:
+        when = overrides.parse_until(until, app.config.campaign.timezone)
+    except overrides.OverrideError as e:
+        raise UsageProblem(str(e)) from None
+    value = when.isoformat(timespec="seconds")
+    oid = overrides.add(app.conn, "extend", app.actor, unit=u.id, value=value, note=note)
+    _done(as_json, {"override": oid, "unit": u.id, "until": value},
+          f"override {oid}: deadline of {u.name} extended to {value}; undo with `mailroll revoke {oid}`")
+
+
+@cli.command()
+@click.argument("override_id", type=int)
+@click.option("--note", help="Why.")
+@json_option
+@pass_app
+def revoke(app: App, override_id: int, note: str | None, as_json: bool) -> None:
+    """Undo staff decision OVERRIDE_ID (see `mailroll overrides`)."""
+    from reconcile import overrides
+
+    try:
+        o = overrides.revoke(app.conn, override_id, app.actor, note)
+    except overrides.OverrideError as e:
+        raise UsageProblem(str(e)) from None
+    if o.action == "assign" and o.message:
+        from reconcile.attribute import attribute
+
+        attribute(app.conn, app.roster, app.config, [o.message])
+    _done(as_json, o.as_dict(), f"override {o.id} ({o.action} {o.unit or ''} {o.item or ''}) revoked")
+
+
+@cli.command("overrides")
+@click.option("--all", "show_all", is_flag=True, help="Include revoked decisions.")
+@json_option
+@pass_app
+def overrides_cmd(app: App, show_all: bool, as_json: bool) -> None:
+    """Staff decisions in force (with --all, also revoked ones)."""
+    from reconcile import overrides
+
+    rows = [o.as_dict() for o in overrides.listing(app.conn, include_revoked=show_all)]
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        click.echo("no staff decisions")
+    for o in rows:
+        what = " ".join(str(x) for x in (o["action"], o["unit"] or "", o["item"] or "", o["value"] or "",
+                                         f"message #{o['message']}" if o["message"] else "") if x)
+        line = f"{o['id']:>4}  {what}  by {o['actor']} at {o['created_at']}"
+        if o["note"]:
+            line += f"  ({o['note']})"
+        if o["revoked_at"]:
+            line += f"  [revoked by {o['revoked_by']} at {o['revoked_at']}]"
+        click.echo(line)
+
+
+@cli.command()
+@json_option
+@pass_app
+def reattribute(app: App, as_json: bool) -> None:
+    """Work out the unit of every message again (status does this by itself after a roster change)."""
+    from reconcile.attribute import attribute
+
+    decisions = attribute(app.conn, app.roster, app.config, None)
+    matched = sum(1 for a in decisions.values() if a.unit)
+    _done(as_json, {"messages": len(decisions), "attributed": matched, "unmatched": len(decisions) - matched},
+          f"{len(decisions)} messages: {matched} attributed, {len(decisions) - matched} unmatched")
+
+
+@cli.group()
+def roster() -> None:
+    """The roster of units (the file named by roster.path)."""
+
+
+@roster.command("check")
+@json_option
+@pass_app
+def roster_check(app: App, as_json: bool) -> None:
+    """Look for likely mistakes in the roster. Exit 1 if any are found, 2 if the file is unreadable."""
+    from reconcile.roster import check_roster
+
+    findings = check_roster(app.roster)
+    if as_json:
+        emit_json({"units": len(app.roster.units), "findings": [f.as_dict() for f in findings]})
+    else:
+        for f in findings:
+            click.echo(f"{f.kind}: {f.message}")
+        click.echo(f"{len(app.roster.units)} units, {len(findings)} findings")
+    if findings:
+        click.get_current_context().exit(1)
+
+
+@roster.command("list")
+@json_option
+@pass_app
+def roster_list(app: App, as_json: bool) -> None:
+    """Every unit: id, name, aliases, addresses, category, contact."""
+    rows = [{"id": u.id, "name": u.name, "aliases": list(u.aliases), "emails": list(u.emails),
+             "category": u.category, "contact": u.contact, "phone": u.phone} for u in app.roster.units]
+    if as_json:
+        emit_json(rows)
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    from reconcile.cli import console
+
+    table = Table(title=f"roster: {app.roster.path} ({len(rows)} units)")
+    for col in ("id", "name", "aliases", "emails", "category", "contact"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(escape(r["id"]), escape(r["name"]), escape("; ".join(r["aliases"])),
+                      escape("; ".join(r["emails"])), escape(r["category"]),
+                      escape(" ".join(x for x in (r["contact"], r["phone"]) if x)))
+    console().print(table)

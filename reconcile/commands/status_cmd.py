@@ -1,0 +1,252 @@
+"""`status`, `stats` and `show UNIT`: where every unit stands.
+
+`status --json` without filters is the hot path (scripts poll it): when nothing changed since
+the last computation it prints the cached rows (``unit_status``) without loading the roster or
+any heavy library. Anything else refreshes the cache first (reconcile.status.refresh), which
+also re-attributes every message when the roster or config file changed.
+"""
+from __future__ import annotations
+
+import click
+
+from reconcile.cli import App, UsageProblem, emit_json, json_option, pass_app, cli
+
+ITEM_NAMES = ("statistics", "report", "video")
+ITEM_LABELS = {"statistics": "统计表", "report": "总结报告", "video": "视频"}
+STATE_STYLE = {"ok": "green", "invalid": "red", "missing": "yellow", "complete": "green",
+               "incomplete": "yellow", "missing_unit": "red"}
+
+
+def wide_console():
+    """The shared console, but at least 160 columns when the output is not a terminal (files, pipes)."""
+    from reconcile.cli import console
+
+    con = console()
+    if not con.is_terminal and con.width < 160:
+        con.width = 160
+    return con
+
+
+def current_rows(app: App) -> list[dict]:
+    from reconcile.status import refresh
+
+    return refresh(app.conn, app.roster, app.config)
+
+
+def find_unit(app: App, text: str):
+    unit = app.roster.find(text)
+    if unit is None:
+        raise UsageProblem(f"unknown unit {text}: see `mailroll roster list`")
+    return unit
+
+
+@cli.command()
+@click.option("--state", "states", multiple=True,
+              type=click.Choice(["complete", "incomplete", "missing", "late", "exempt"]),
+              help="Only units in this state (repeatable).")
+@click.option("--missing", "missing", multiple=True, type=click.Choice(ITEM_NAMES),
+              help="Only units that have not sent this item (repeatable).")
+@click.option("--invalid", "invalid", multiple=True, type=click.Choice(ITEM_NAMES),
+              help="Only units whose counted item fails its check (repeatable).")
+@click.option("--late", is_flag=True, help="Only units with a late item.")
+@click.option("--category", "categories", multiple=True, help="Only units of this roster category (repeatable).")
+@json_option
+@pass_app
+def status(app: App, states, missing, invalid, late, categories, as_json: bool) -> None:
+    """One row per roster unit: what arrived, whether it passes, whether it was late."""
+    filtered = bool(states or missing or invalid or late or categories)
+    if as_json and not filtered:
+        from reconcile.status import cached_rows
+
+        cached = cached_rows(app.conn, app.config)
+        if cached is not None:
+            click.echo("[" + ", ".join(cached) + "]")
+            return
+    from reconcile.status import matches
+
+    rows = [r for r in current_rows(app)
+            if matches(r, state=states, missing=missing, invalid=invalid, late=late, category=categories)]
+    if as_json:
+        emit_json(rows)
+        return
+    _render_status(app, rows)
+
+
+def _cell(item: dict) -> str:
+    from rich.markup import escape
+
+    st = item["state"]
+    text = {"ok": "ok", "invalid": "invalid", "missing": "—"}[st]
+    if item.get("late"):
+        text += " (late)"
+    if item.get("override"):
+        text += " *"
+    out = f"[{STATE_STYLE[st]}]{text}[/]"
+    if st == "invalid" and item.get("reason"):
+        out += f"\n[dim]{escape(item['reason'])}[/]"
+    return out
+
+
+def _short_time(iso: str | None) -> str:
+    return iso[:16].replace("T", " ") if iso else ""
+
+
+def _render_status(app: App, rows: list[dict]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from reconcile.cli import console
+    from reconcile.status import ago, heartbeat, summary
+
+    con = wide_console()
+    table = Table(title=app.config.campaign.name, show_lines=False)
+    table.add_column("unit", no_wrap=True)
+    for col in ("category", "statistics", "report", "video", "late", "last arrival"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        name = escape(r["name"]) + f"\n[dim]{escape(r['id'])}[/]"
+        if r.get("exempt"):
+            name += " [cyan](exempt)[/]"
+        table.add_row(
+            name, escape(r.get("category") or ""), *(_cell(r["items"][i]) for i in ITEM_NAMES),
+            "[red]late[/]" if r["late"] else "", _short_time(r.get("last_arrival")),
+        )
+    con.print(table)
+    s = summary(rows)
+    line = f"{s['complete']} complete, {s['incomplete']} incomplete, {s['missing']} missing, {s['late']} late"
+    if s["exempt"]:
+        line += f", {s['exempt']} exempt"
+    con.print(line)
+    if any(i.get("override") for r in rows for i in r["items"].values()):
+        con.print("[dim]* decided by staff (see `mailroll show UNIT`)[/]")
+    hb = heartbeat(app.conn, app.config)
+    if hb:
+        text = f"last poll {ago(hb['age_s'])}"
+        if hb["stale"]:
+            con.print(f"[bold red]warning: {text}: is `mailroll serve` running?[/]")
+        else:
+            con.print(f"[dim]{text}[/]")
+        if hb.get("last_error"):
+            con.print(f"[red]last error: {escape(hb['last_error'])}[/]")
+
+
+@cli.command()
+@json_option
+@pass_app
+def stats(app: App, as_json: bool) -> None:
+    """The statistics sheets' figures added up over units with a valid sheet."""
+    from reconcile.stats import collect
+
+    data = collect(app.conn, current_rows(app), app.config)
+    if as_json:
+        emit_json(data)
+        return
+    from rich.table import Table
+
+    from reconcile.cli import console
+
+    units = dict(app.config.campaign.sheet.fields)
+    table = Table(title=f"{app.config.campaign.name}: {data['units']} units with a valid sheet")
+    table.add_column("field")
+    table.add_column("total", justify="right")
+    table.add_column("unit")
+    for label, total in data["fields"].items():
+        table.add_row(label, f"{total:g}" if isinstance(total, float) else str(total), units.get(label, ""))
+    con = wide_console()
+    con.print(table)
+    if data["left_out"]:
+        con.print(f"not counted ({len(data['left_out'])}): "
+                  + ", ".join(f"{u['name']} ({u['reason']})" for u in data["left_out"]))
+
+
+@cli.command()
+@click.argument("unit")
+@json_option
+@pass_app
+def show(app: App, unit: str, as_json: bool) -> None:
+    """Everything about one unit: messages, files, checks, staff decisions, mail sent to it."""
+    from reconcile.status import unit_detail
+
+    u = find_unit(app, unit)
+    rows = current_rows(app)
+    detail = unit_detail(app.conn, app.roster, app.config, u, next(r for r in rows if r["id"] == u.id))
+    if as_json:
+        emit_json(detail)
+        return
+    _render_show(detail)
+
+
+def _render_show(d: dict) -> None:
+    from rich.markup import escape
+
+    from reconcile.cli import console
+
+    con = wide_console()
+    s = d["status"]
+    con.print(f"[bold]{escape(d['name'])}[/] ({escape(d['id'])}) {escape(d.get('category') or '')}")
+    con.print(f"addresses: {', '.join(d['emails']) or '(none)'}"
+              + (f"; contact {escape(d['contact'])} {escape(d.get('phone') or '')}" if d.get("contact") else ""))
+    line = f"state: [{STATE_STYLE.get(s['state'], 'red')}]{s['state']}[/]"
+    if s["late"]:
+        line += " [red](late)[/]"
+    if s.get("exempt"):
+        line += f" [cyan]exempt[/] {escape(s.get('exempt_note') or '')}"
+    line += f"; deadline {s['deadline']}" + (" (extended)" if s.get("deadline_extended") else "")
+    con.print(line)
+    for item in ITEM_NAMES:
+        it = s["items"][item]
+        text = f"  {item} ({ITEM_LABELS[item]}): [{STATE_STYLE[it['state']]}]{it['state']}[/]"
+        if it.get("late"):
+            text += " [red]late[/]"
+        if it.get("filename"):
+            text += f" {escape(it['filename'])}"
+        if it.get("arrived_at"):
+            text += f", arrived {it['arrived_at']}"
+        if it.get("details"):
+            text += f" [dim]({escape(it['details'])})[/]"
+        con.print(text)
+        if it.get("reason"):
+            con.print(f"      reason: {escape(it['reason'])}")
+        for w in it.get("warnings") or []:
+            con.print(f"      [yellow]warning:[/] {escape(w)}")
+        if it.get("override"):
+            o = it["override"]
+            con.print(f"      [cyan]{o['action']}ed by {escape(o['actor'])}[/] (override {o['id']})"
+                      + (f": {escape(o['note'])}" if o.get("note") else ""))
+    con.print(f"\n[bold]messages ({len(d['messages'])})[/]")
+    for m in d["messages"]:
+        con.print(f"  #{m['id']} {m['received_at']} from {escape(m['from'] or '?')}: {escape(m['subject'] or '')}")
+        con.print(f"      [dim]{escape(m['attribution'] or '')}[/]")
+        for p in m["parts"]:
+            mark = {"ok": "[green]ok[/]", "invalid": "[red]invalid[/]"}.get(p.get("state"), p["kind"])
+            line = f"      - {escape(p['location'] or p['filename'] or '?')} {escape('[' + p['kind'] + ']')} {mark}"
+            if p.get("counted"):
+                line += " [bold](counted)[/]"
+            con.print(line)
+            if p.get("reason"):
+                con.print(f"          {escape(p['reason'])}")
+            for w in p.get("warnings") or []:
+                con.print(f"          [yellow]warning:[/] {escape(w)}")
+        for link in m["links"]:
+            con.print(f"      - link {escape(link['provider'] or link['host'] or '')} {escape(link['filename'] or '')}: "
+                      f"{link['status']}" + (f" ({escape(link['error'])})" if link.get("error") else ""))
+    if d["overrides"]:
+        con.print("\n[bold]staff decisions[/]")
+        for o in d["overrides"]:
+            what = " ".join(str(x) for x in (o["action"], o.get("item") or "", o.get("value") or "",
+                                             f"message #{o['message']}" if o.get("message") else "") if x)
+            line = f"  override {o['id']}: {escape(what)} by {escape(o['actor'])} at {o['created_at']}"
+            if o.get("note"):
+                line += f": {escape(o['note'])}"
+            if o.get("revoked_at"):
+                line += f" [dim](revoked by {escape(o['revoked_by'])} at {o['revoked_at']})[/]"
+            con.print(line)
+    if d["outbox"]:
+        con.print("\n[bold]mail sent to the unit[/]")
+        for o in d["outbox"]:
+            con.print(f"  {o['kind']} {o.get('stage') or ''} to {', '.join(o['to'])}: {o['status']}"
+                      f" {o.get('sent_at') or o['created_at']}" + (f" ({escape(o['error'])})" if o.get("error") else ""))
+    if d["audit"]:
+        con.print("\n[bold]audit log[/]")
+        for a in d["audit"]:
+            con.print(f"  {a['at']} {escape(a['actor'])} {a['action']} {escape(a.get('note') or '')}")

@@ -1,0 +1,194 @@
+"""Staff decisions: assign, accept, reject, exempt, extend; each one recorded and reversible.
+
+Every decision is a row in ``overrides`` and an entry in ``audit_log`` (who, when, what, note),
+written in one transaction. A decision is undone with ``revoke(override_id)``, which marks the
+row revoked (never deletes it) and logs that too; the earlier state comes back by itself because
+status is recomputed from facts and the decisions in force.
+
+Which decision is in force: the latest one not revoked, per message (assign), per unit and item
+(accept / reject: the later replaces the earlier), per unit (exempt, extend).
+"""
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from ingest.config import ConfigError, parse_rfc3339
+from reconcile.judge import ITEMS
+
+ACTIONS = ("assign", "accept", "reject", "exempt", "extend")
+
+
+class OverrideError(ValueError):
+    """A request that cannot be carried out (unknown message, already revoked ...)."""
+
+
+@dataclass
+class Override:
+    id: int
+    action: str
+    unit: str | None
+    item: str | None
+    message: int | None
+    value: str | None
+    note: str | None
+    actor: str
+    created_at: str
+    revoked_at: str | None = None
+    revoked_by: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def audit(conn: sqlite3.Connection, actor: str, action: str, unit: str | None,
+          detail: dict | None = None, note: str | None = None) -> None:
+    conn.execute(
+        "INSERT INTO audit_log (at, actor, action, unit, detail, note) VALUES (?, ?, ?, ?, ?, ?)",
+        [_now(), actor, action, unit, json.dumps(detail or {}, ensure_ascii=False), note],
+    )
+
+
+def add(conn: sqlite3.Connection, action: str, actor: str, *, unit: str | None = None,
+        item: str | None = None, message: int | None = None, value: str | None = None,
+        note: str | None = None) -> int:
+    """Record a decision (and its audit entry); returns the override id."""
+    if action not in ACTIONS:
+        raise OverrideError(f"unknown action {action!r}")
+    if item is not None and item not in ITEMS:
+        raise OverrideError(f"unknown item {item!r}: one of {', '.join(ITEMS)}")
+    own = not conn.in_transaction
+    if own:
+        conn.execute("BEGIN IMMEDIATE")
+    try:
+        cur = conn.execute(
+            "INSERT INTO overrides (action, unit, item, message, value, note, actor, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [action, unit, item, message, value, note, actor, _now()],
+        )
+        oid = cur.lastrowid
+        audit(conn, actor, action, unit,
+              {k: v for k, v in {"override": oid, "item": item, "message": message, "value": value}.items()
+               if v is not None}, note)
+        if own:
+            conn.execute("COMMIT")
+    except BaseException:
+        if own:
+            conn.execute("ROLLBACK")
+        raise
+    return oid
+
+
+def get(conn: sqlite3.Connection, override_id: int) -> Override | None:
+    row = conn.execute(
+        "SELECT id, action, unit, item, message, value, note, actor, created_at, revoked_at, revoked_by "
+        "FROM overrides WHERE id = ?", [override_id]).fetchone()
+    return Override(*row) if row else None
+
+
+def revoke(conn: sqlite3.Connection, override_id: int, actor: str, note: str | None = None) -> Override:
+    """Undo a decision. Raises OverrideError if it does not exist or is already revoked."""
+    own = not conn.in_transaction
+    if own:
+        conn.execute("BEGIN IMMEDIATE")
+    try:
+        o = get(conn, override_id)
+        if o is None:
+            raise OverrideError(f"there is no override {override_id}: see `mailroll overrides`")
+        if o.revoked_at:
+            raise OverrideError(f"override {override_id} was already revoked by {o.revoked_by} at {o.revoked_at}")
+        now = _now()
+        conn.execute("UPDATE overrides SET revoked_at = ?, revoked_by = ? WHERE id = ?", [now, actor, override_id])
+        audit(conn, actor, "revoke", o.unit,
+              {"override": override_id, "action": o.action, "item": o.item, "message": o.message}, note)
+        if own:
+            conn.execute("COMMIT")
+    except BaseException:
+        if own:
+            conn.execute("ROLLBACK")
+        raise
+    o.revoked_at, o.revoked_by = now, actor
+    return o
+
+
+def listing(conn: sqlite3.Connection, *, unit: str | None = None, include_revoked: bool = True) -> list[Override]:
+    sql = ("SELECT id, action, unit, item, message, value, note, actor, created_at, revoked_at, revoked_by "
+           "FROM overrides WHERE 1=1")
+    params: list = []
+    if unit is not None:
+        sql += " AND unit = ?"
+        params.append(unit)
+    if not include_revoked:
+        sql += " AND revoked_at IS NULL"
+    return [Override(*r) for r in conn.execute(sql + " ORDER BY id", params)]
+
+
+@dataclass
+class InForce:
+    """The decisions in force, arranged for status."""
+    items: dict[tuple[str, str], Override]     # (unit, item) -> accept/reject
+    exempt: dict[str, Override]                # unit -> exempt
+    extend: dict[str, tuple[datetime, Override]]  # unit -> (deadline, extend)
+
+
+def in_force(conn: sqlite3.Connection) -> InForce:
+    items: dict[tuple[str, str], Override] = {}
+    exempt: dict[str, Override] = {}
+    extend: dict[str, tuple[datetime, Override]] = {}
+    for o in listing(conn, include_revoked=False):
+        if o.action in ("accept", "reject") and o.unit and o.item:
+            items[(o.unit, o.item)] = o
+        elif o.action == "exempt" and o.unit:
+            exempt[o.unit] = o
+        elif o.action == "extend" and o.unit and o.value:
+            try:
+                extend[o.unit] = (parse_rfc3339(o.value), o)
+            except ConfigError:
+                continue
+    return InForce(items, exempt, extend)
+
+
+def resolve_message(conn: sqlite3.Connection, text: str) -> int:
+    """A message by its mailroll id (a number) or its Message-ID (with or without <>)."""
+    text = text.strip()
+    if text.isdigit():
+        row = conn.execute("SELECT id FROM messages WHERE id = ?", [int(text)]).fetchone()
+        if row:
+            return row[0]
+    mid = text.strip("<>")
+    rows = conn.execute(
+        "SELECT id FROM messages WHERE message_id = ? ORDER BY (status = 'recorded') DESC, id", [mid]).fetchall()
+    if rows:
+        return rows[0][0]
+    raise OverrideError(f"unknown message {text}: give the number or Message-ID shown by `mailroll messages`")
+
+
+_LOCAL = re.compile(r"^\s*(\d{4}-\d{2}-\d{2})(?:[ T](\d{1,2}:\d{2}(?::\d{2})?))?\s*$")
+
+
+def parse_until(text: str, tz) -> datetime:
+    """RFC 3339, or 'YYYY-MM-DD HH:MM' / 'YYYY-MM-DD' (end of that day) in the campaign's zone."""
+    m = _LOCAL.match(text)
+    if m:
+        day, clock = m.groups()
+        clock = clock or "23:59:59"
+        if clock.count(":") == 1:
+            clock += ":00" if m.group(2) else ":59"
+        try:
+            return datetime.fromisoformat(f"{day}T{clock.zfill(8)}").replace(tzinfo=tz)
+        except ValueError:
+            pass
+    try:
+        return parse_rfc3339(text, "--until")
+    except ConfigError:
+        raise OverrideError(
+            f"--until {text!r} is not a time: use 2022-06-30T18:00:00+08:00 or '2022-06-30 18:00' "
+            f"(campaign time zone)") from None

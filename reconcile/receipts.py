@@ -1,0 +1,269 @@
+"""Receipts: a reply to each unit's message saying what arrived, how it checked, what is missing.
+
+A receipt answers one message (``outbox.answers``; at most one per message, enforced by the
+``outbox_receipt_once`` index) from a roster unit. It is threaded (``In-Reply-To`` and
+``References`` = the message's Message-ID, subject ``Re: ...``) and goes to the message's
+Reply-To, else its From address. It lists the files received (name, kind, check result with
+the reason), the unit's state for every item and what is still needed.
+
+Never answered (the reason is logged):
+
+* automatic mail: ``Auto-Submitted`` other than ``no``; ``Precedence`` bulk/junk/list;
+  ``List-Id``; ``X-Autoreply``/``X-Autorespond``; an empty Return-Path (``<>``);
+  ``multipart/report`` (bounces, read receipts); From ``MAILER-DAEMON``, ``postmaster``,
+  ``noreply``...; out-of-office subjects ("自动回复", "Automatic reply", ...);
+* our own mail: ``X-Mailroll`` header, our Message-ID form, or our own From address;
+* a reply to one of our receipts that carries no file (a "thank you" must not start a
+  ping-pong);
+* more than ``reminders.receipts_per_day`` receipts to the same address within 24 hours
+  (the last guard against a loop with an auto-responder that does not identify itself);
+* messages older than ``reminders.receipts_max_age`` (so that starting mailroll on a mailbox
+  with weeks of history does not answer all of it), duplicates and failed messages.
+
+Receipts wait for the end of quiet hours like reminders: a unit that writes at 23:00 gets its
+receipt at 08:00. Nothing is sent unless ``reminders.receipts`` is true.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from email.utils import getaddresses
+
+from reconcile import mailer as mail
+from reconcile.remind import ITEM_LABELS, _duration_text, format_deadline, in_quiet_hours
+
+log = logging.getLogger(__name__)
+
+KIND_LABELS = {"statistics": "统计表", "report": "总结报告", "video": "视频", "image": "图片",
+               "archive": "压缩包", "message": "转发的邮件", "other": "其他文件"}
+NO_REPLY_LOCALS = re.compile(
+    r"^(mailer-?daemon|mail-daemon|postmaster|no-?reply|do-?not-?reply|noreply\..*|bounces?|"
+    r"notification|notifications|auto-?reply|system)$", re.I)
+AUTO_SUBJECT = re.compile(
+    r"^\s*(自动回复|自动答复|自动应答|auto(matic)?[ -]?reply|auto(matic)?[ -]?response|autoreply|"
+    r"out of (the )?office|abwesenheit|absence|vacation|休假)", re.I)
+REPLY_PREFIX = re.compile(r"^\s*(re|回复|答复|aw|sv)\s*[:：]", re.I)
+
+
+def auto_reason(config, from_addr: str | None, subject: str | None, message_id: str | None,
+                headers: dict) -> str | None:
+    """Why this message must get no automatic answer; None if it may."""
+    h = {str(k).lower().replace("-", "_"): v for k, v in headers.items()}
+    auto = str(h.get("auto_submitted") or "").strip().lower()
+    if auto and auto != "no":
+        return f"it is automatic mail (Auto-Submitted: {auto})"
+    prec = str(h.get("precedence") or "").strip().lower()
+    if prec in ("bulk", "junk", "list", "auto_reply"):
+        return f"it is bulk or list mail (Precedence: {prec})"
+    if h.get("list_id"):
+        return "it came through a mailing list (List-Id)"
+    for key in ("x_autoreply", "x_autorespond"):
+        if h.get(key):
+            return f"it is an auto-reply ({key.replace('_', '-').title()})"
+    if h.get("x_mailroll"):
+        return "it is mail mailroll sent itself"
+    rp = h.get("return_path")
+    if rp is not None and str(rp).strip() in ("", "<>"):
+        return "it has an empty Return-Path (a bounce or other automatic mail)"
+    ctype = str(h.get("content_type") or "").lower()
+    if ctype.startswith("multipart/report"):
+        return "it is a delivery or read report (multipart/report)"
+    addr = (from_addr or "").lower()
+    local = addr.split("@", 1)[0]
+    if NO_REPLY_LOCALS.match(local):
+        return f"it comes from {addr}, which does not read replies"
+    if addr and addr == config.smtp.from_addr.lower():
+        return "it comes from our own address"
+    if mail.is_our_message_id(message_id):
+        return "it is mail mailroll sent itself (its Message-ID is ours)"
+    if subject and AUTO_SUBJECT.search(subject):
+        return f"its subject says it is an auto-reply ({subject[:40]})"
+    return None
+
+
+@dataclass
+class Receipt:
+    message: int
+    message_id: str | None
+    unit: str
+    to: list[str]
+    subject: str = ""
+    body: str = ""
+    references: list[str] = field(default_factory=list)
+    status: str | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"message": self.message, "message_id": self.message_id, "unit": self.unit,
+                "to": self.to, "subject": self.subject, "status": self.status, "error": self.error}
+
+
+def _reply_address(reply_to: str | None, from_addr: str | None) -> list[str]:
+    if reply_to:
+        addrs = [a.lower() for _, a in getaddresses([reply_to]) if "@" in a]
+        if addrs:
+            return addrs[:3]
+    return [from_addr.lower()] if from_addr and "@" in from_addr else []
+
+
+def _receipts_today(conn: sqlite3.Connection, address: str, now: datetime) -> int:
+    since = (now - timedelta(hours=24)).astimezone(timezone.utc).isoformat(timespec="seconds")
+    return conn.execute(
+        "SELECT count(*) FROM outbox WHERE kind = 'receipt' AND created_at >= ? AND status != 'deferred' "
+        "AND EXISTS (SELECT 1 FROM json_each(outbox.to_addrs) WHERE lower(value) = ?)",
+        (since, address)).fetchone()[0]
+
+
+def pending(conn: sqlite3.Connection, config, now: datetime) -> list[tuple[dict, str | None]]:
+    """Messages from units that have no receipt yet (or a deferred one), with the reason not
+    to answer each (None: answer it)."""
+    since = (now - config.reminders.receipts_max_age).astimezone(timezone.utc).isoformat(timespec="seconds")
+    rows = conn.execute(
+        "SELECT m.id, m.message_id, m.from_addr, m.reply_to, m.subject, m.headers, m.received_at, a.unit, "
+        "  (SELECT count(*) FROM parts p WHERE p.message = m.id) + "
+        "  (SELECT count(*) FROM links l WHERE l.message = m.id) AS files "
+        "FROM messages m JOIN attributions a ON a.message = m.id "
+        "WHERE m.status = 'recorded' AND a.unit IS NOT NULL AND m.received_at >= ? "
+        "AND m.id NOT IN (SELECT message FROM bounces) "
+        "AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.kind = 'receipt' AND o.answers = m.id "
+        "                AND o.status != 'deferred') "
+        "ORDER BY m.received_at, m.id", (since,)).fetchall()
+    keys = ("id", "message_id", "from_addr", "reply_to", "subject", "headers", "received_at", "unit", "files")
+    out = []
+    for r in rows:
+        row = dict(zip(keys, r))
+        try:
+            row["headers"] = json.loads(row["headers"]) if row["headers"] else {}
+        except ValueError:
+            row["headers"] = {}
+        if not isinstance(row["headers"], dict):
+            row["headers"] = {}
+        reason = auto_reason(config, row["from_addr"], row["subject"], row["message_id"], row["headers"])
+        if reason is None and not row["files"]:
+            irt = row["headers"].get("in_reply_to")
+            if irt and mail.is_our_message_id(str(irt)):
+                reason = "it answers one of our mails and carries no file"
+        out.append((row, reason))
+    return out
+
+
+def _files(conn: sqlite3.Connection, config, message: int) -> list[dict]:
+    from reconcile.judge import judge_link, judge_part
+
+    out = []
+    for r in conn.execute("SELECT id, location, filename, kind, facts, error, origin FROM parts "
+                          "WHERE message = ? ORDER BY seq", (message,)):
+        part = dict(zip(("id", "location", "filename", "kind", "facts", "error", "origin"), r))
+        kind = part["kind"] or "other"
+        if kind in ITEM_LABELS:
+            j = judge_part(part, config)
+            verdict_ok, reason, warnings = j.state == "ok", j.reason, list(j.warnings)
+        else:
+            verdict_ok, reason, warnings = part["error"] is None, part["error"], []
+        out.append({"name": part["location"] or part["filename"] or "(无名文件)", "kind": kind,
+                    "kind_label": KIND_LABELS.get(kind, kind), "ok": verdict_ok,
+                    "reason": reason or "", "warnings": warnings})
+    for r in conn.execute("SELECT url, host, provider, filename, status, error FROM links "
+                          "WHERE message = ? AND part IS NULL", (message,)):
+        link = dict(zip(("url", "host", "provider", "filename", "status", "error"), r))
+        j = judge_link(link)
+        out.append({"name": link["filename"] or link["url"], "kind": "link",
+                    "kind_label": f"下载链接，{link['provider'] or link['host']}", "ok": False,
+                    "reason": j.reason or "", "warnings": []})
+    return out
+
+
+def build(conn: sqlite3.Connection, config, unit, row: dict, status: dict | None) -> Receipt:
+    """The receipt for one message (not yet sent)."""
+    subject = row["subject"] or ""
+    reply_subject = subject if REPLY_PREFIX.match(subject) else f"Re: {subject}".rstrip()
+    items, still = [], []
+    for item, label in ITEM_LABELS.items():
+        st = (status or {}).get("items", {}).get(item, {"state": "missing", "reason": None})
+        items.append({"item": item, "label": label, "state": st.get("state"), "reason": st.get("reason") or ""})
+        if st.get("state") != "ok":
+            still.append(label)
+    deadline = config.campaign.deadline
+    if status and status.get("deadline"):
+        try:
+            deadline = datetime.fromisoformat(status["deadline"])
+        except ValueError:
+            pass
+    received = datetime.fromisoformat(row["received_at"].replace("Z", "+00:00"))
+    video_st = next((i["state"] for i in items if i["item"] == "video"), "missing")
+    subj, body = mail.render(
+        config, "receipt.j2",
+        campaign=config.campaign, unit=unit, reply_subject=reply_subject,
+        original_subject=subject or "(无主题)",
+        received_at=format_deadline(received, config),
+        files=_files(conn, config, row["id"]), items=items, still_needed=still,
+        deadline=format_deadline(deadline, config),
+        video_needed=video_st != "ok",
+        video_limit=_duration_text(int(config.campaign.video_max_duration_s)),
+        exempt=bool((status or {}).get("exempt")),
+    )
+    refs = row["headers"].get("references") or []
+    if not isinstance(refs, list):
+        refs = str(refs).split()
+    return Receipt(message=row["id"], message_id=row["message_id"], unit=unit.id,
+                   to=_reply_address(row["reply_to"], row["from_addr"]), subject=subj, body=body,
+                   references=[str(r).strip("<>") for r in refs])
+
+
+def run_receipts(conn: sqlite3.Connection, roster, config, now: datetime, *, dry_run: bool = False,
+                 statuses: list[dict] | None = None, mailer: mail.Mailer | None = None, stop=None) -> list[Receipt]:
+    """Send the receipts due at ``now``. Returns them (with ``status``); call with
+    ``lock.send_lock`` held when not a dry run."""
+    if not config.reminders.receipts or in_quiet_hours(config, now):
+        return []
+    from reconcile.bounces import record_bounces
+
+    if not dry_run:
+        record_bounces(conn, config)
+    todo = pending(conn, config, now)
+    if not todo:
+        return []
+    if statuses is None:
+        from reconcile.status import refresh
+
+        statuses = refresh(conn, roster, config)
+    by_status = {s["id"]: s for s in statuses}
+    by_id = {u.id: u for u in roster.units}
+    out: list[Receipt] = []
+    own = mailer is None
+    mailer = mailer or mail.Mailer(config.smtp)
+    try:
+        for row, reason in todo:
+            if stop is not None and stop.is_set():
+                break
+            unit = by_id.get(row["unit"])
+            if unit is None:
+                continue
+            if reason is not None:
+                log.info("no receipt for message #%d from %s: %s", row["id"], row["from_addr"], reason)
+                continue
+            receipt = build(conn, config, unit, row, by_status.get(unit.id))
+            if not receipt.to:
+                log.info("no receipt for message #%d: no address to answer", row["id"])
+                continue
+            if any(_receipts_today(conn, a, now) >= config.reminders.receipts_per_day for a in receipt.to):
+                log.warning("no receipt for message #%d: already %d receipts to %s within 24 hours (loop guard)",
+                            row["id"], config.reminders.receipts_per_day, ", ".join(receipt.to))
+                continue
+            out.append(receipt)
+            if dry_run:
+                receipt.status = "dry-run"
+                continue
+            result = mail.send_one(
+                conn, config, mailer, kind="receipt", unit=unit.id, answers=row["id"], to=receipt.to,
+                subject=receipt.subject, body=receipt.body, now=now,
+                in_reply_to=row["message_id"], references=receipt.references)
+            receipt.status, receipt.error = result if result else ("already sent", None)
+    finally:
+        if own:
+            mailer.close()
+    return out

@@ -1,0 +1,227 @@
+"""Reminders: which units to remind now, at which stage, and sending them (at most once).
+
+Stages (config ``[reminders]``), against the unit's own deadline (the campaign's, or the
+unit's ``extend`` decision):
+
+* ``before-<d>`` for each ``d`` in ``before`` (e.g. ``before-3d``, ``before-1d``): due from
+  ``deadline - d`` until the deadline;
+* ``after-1``: due from ``deadline + after_grace`` (default 1 h: mail sent at 23:59 has been
+  polled by then); ``after-k``: from ``deadline + after_grace + (k-1) * after_every``, for
+  k up to ``after_max``.
+
+Only the **latest** stage due is ever sent to a unit: if mailroll was stopped for days, a unit
+gets one reminder, not three at once. Earlier stages that were never sent are simply passed
+over (no outbox row): they can never become due again because stages only move forward. A
+reminder kept back by an SMTP outage (``deferred``) is retried on the next run while its stage
+is still the latest; once a later stage is due it is marked ``skipped`` and the later one goes.
+
+Nobody is reminded during quiet hours (``quiet_hours``, campaign time zone, may span midnight)
+or when complete or exempt. Reminders go to the unit's roster addresses (falling back to the
+addresses the unit has written from, when the roster has none). Each (unit, stage) is sent at
+most once, across restarts and processes (``outbox_reminder_once``; see mailer.py).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+
+from reconcile import mailer as mail
+
+log = logging.getLogger(__name__)
+
+ITEM_LABELS = {"statistics": "开展情况统计表", "report": "总结报告", "video": "视频（影像资料）"}
+
+
+# ------------------------------------------------------------------------------- time rules
+
+def in_quiet_hours(config, now: datetime) -> bool:
+    """True when ``now`` falls in ``reminders.quiet_hours`` (campaign time zone)."""
+    start, end = config.reminders.quiet_start, config.reminders.quiet_end
+    if start is None or end is None or start == end:
+        return False
+    local = now.astimezone(config.campaign.timezone).time().replace(tzinfo=None)
+    if start < end:
+        return start <= local < end
+    return local >= start or local < end   # spans midnight: 21:00-08:00
+
+
+def quiet_hours_text(config) -> str:
+    r = config.reminders
+    return f"{r.quiet_start:%H:%M}-{r.quiet_end:%H:%M} {config.campaign.timezone.key}"
+
+
+def stages(config, deadline: datetime) -> list[tuple[str, datetime, datetime | None]]:
+    """Every stage as (name, due from, due until or None), in time order."""
+    r = config.reminders
+    out: list[tuple[str, datetime, datetime | None]] = []
+    for label, d in sorted(zip(r.before_labels, r.before), key=lambda x: -x[1]):
+        out.append((f"before-{label.strip()}", deadline - d, deadline))
+    for k in range(1, max(0, r.after_max) + 1):
+        out.append((f"after-{k}", deadline + r.after_grace + (k - 1) * r.after_every, None))
+    return sorted(out, key=lambda s: s[1])
+
+
+def due_stage(config, deadline: datetime, now: datetime) -> str | None:
+    """The latest stage due at ``now`` (None before the first, or between deadline and after-1)."""
+    current = None
+    for name, start, until in stages(config, deadline):
+        if start <= now and (until is None or now < until):
+            current = name
+    return current
+
+
+# ------------------------------------------------------------------------------- what is due
+
+@dataclass
+class Reminder:
+    unit: str
+    to: list[str]
+    stage: str
+    missing: list[str]
+    invalid: list[str]
+    reasons: dict[str, str] = field(default_factory=dict)
+    deadline: str = ""
+    status: str | None = None      # after sending: sent / deferred / failed / unknown
+    error: str | None = None
+
+    def contract(self) -> dict:
+        """The `remind --json` object (CONTRACT.md)."""
+        return {"unit": self.unit, "to": self.to, "stage": self.stage,
+                "missing": self.missing, "invalid": self.invalid}
+
+
+def _unit_addresses(conn: sqlite3.Connection, unit) -> list[str]:
+    if unit.emails:
+        return list(dict.fromkeys(e.lower() for e in unit.emails))
+    rows = conn.execute(
+        "SELECT DISTINCT m.from_addr FROM messages m JOIN attributions a ON a.message = m.id "
+        "WHERE a.unit = ? AND m.from_addr IS NOT NULL ORDER BY m.received_at DESC LIMIT 3", (unit.id,))
+    return [r[0] for r in rows]
+
+
+def _sent_stage(conn: sqlite3.Connection, unit: str, stage: str) -> str | None:
+    row = conn.execute("SELECT status FROM outbox WHERE kind = 'reminder' AND unit = ? AND stage = ?",
+                       (unit, stage)).fetchone()
+    return row[0] if row else None
+
+
+def due_reminders(conn: sqlite3.Connection, roster, config, now: datetime,
+                  statuses: list[dict] | None = None) -> list[Reminder]:
+    """The reminders due at ``now`` and not yet sent (a ``deferred`` one counts as due)."""
+    if statuses is None:
+        from reconcile.status import refresh
+
+        statuses = refresh(conn, roster, config)
+    return _due(conn, roster, config, now, statuses)
+
+
+def _deadline_of(row: dict, config) -> datetime:
+    text = row.get("deadline")
+    if text:
+        try:
+            return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+        except ValueError:
+            pass
+    return config.campaign.deadline
+
+
+def _due(conn: sqlite3.Connection, roster, config, now: datetime, statuses: list[dict]) -> list[Reminder]:
+    if in_quiet_hours(config, now):
+        return []
+    by_id = {u.id: u for u in roster.units}
+    out: list[Reminder] = []
+    for row in statuses:
+        unit = by_id.get(row["id"])
+        if unit is None or row.get("exempt") or row["state"] == "complete":
+            continue
+        deadline = _deadline_of(row, config)
+        stage = due_stage(config, deadline, now)
+        if stage is None:
+            continue
+        status = _sent_stage(conn, unit.id, stage)
+        if status is not None and status != "deferred":
+            continue
+        items = row["items"]
+        missing = [i for i in ITEM_LABELS if items.get(i, {}).get("state") == "missing"]
+        invalid = [i for i in ITEM_LABELS if items.get(i, {}).get("state") == "invalid"]
+        if not missing and not invalid:
+            continue
+        to = _unit_addresses(conn, unit)
+        if not to:
+            log.warning("unit %s (%s) has no address to remind: add one to the roster", unit.id, unit.name)
+            continue
+        out.append(Reminder(
+            unit=unit.id, to=to, stage=stage, missing=missing, invalid=invalid,
+            reasons={i: items[i].get("reason") or "" for i in invalid},
+            deadline=deadline.isoformat()))
+    return out
+
+
+def format_deadline(deadline: datetime, config) -> str:
+    local = deadline.astimezone(config.campaign.timezone)
+    return f"{local.year}年{local.month}月{local.day}日 {local:%H:%M}"
+
+
+def render_reminder(config, unit, reminder: Reminder) -> tuple[str, str]:
+    deadline = datetime.fromisoformat(reminder.deadline) if reminder.deadline else config.campaign.deadline
+    local = deadline.astimezone(config.campaign.timezone)
+    limit = int(config.campaign.video_max_duration_s)
+    return mail.render(
+        config, "reminder.j2",
+        campaign=config.campaign, unit=unit, stage=reminder.stage,
+        after=reminder.stage.startswith("after-"),
+        deadline=format_deadline(deadline, config),
+        deadline_short=f"{local.month}月{local.day}日",
+        missing=[{"item": i, "label": ITEM_LABELS[i]} for i in reminder.missing],
+        invalid=[{"item": i, "label": ITEM_LABELS[i], "reason": reminder.reasons.get(i, "")}
+                 for i in reminder.invalid],
+        video_needed="video" in reminder.missing + reminder.invalid,
+        video_limit=_duration_text(limit),
+    )
+
+
+def _duration_text(seconds: int) -> str:
+    m, s = divmod(seconds, 60)
+    return f"{m}分钟" + (f"{s}秒" if s else "") if m else f"{s}秒"
+
+
+def _skip_overtaken(conn: sqlite3.Connection, reminder: Reminder) -> None:
+    """Deferred reminders of earlier stages will never go: the current stage replaces them."""
+    conn.execute(
+        "UPDATE outbox SET status = 'skipped', error = coalesce(error || '; ', '') || ? "
+        "WHERE kind = 'reminder' AND unit = ? AND stage != ? AND status = 'deferred'",
+        (f"not sent: overtaken by {reminder.stage}", reminder.unit, reminder.stage))
+
+
+def run_reminders(conn: sqlite3.Connection, roster, config, now: datetime, *, dry_run: bool = False,
+                  statuses: list[dict] | None = None, mailer: mail.Mailer | None = None, stop=None) -> list[Reminder]:
+    """Work out the reminders due at ``now`` and (unless ``dry_run``) send them.
+
+    Returns the reminders due, each with ``status`` set after sending. Call with
+    ``lock.send_lock`` held when not a dry run.
+    """
+    due = due_reminders(conn, roster, config, now, statuses)
+    if dry_run or not due:
+        return due
+    by_id = {u.id: u for u in roster.units}
+    own = mailer is None
+    mailer = mailer or mail.Mailer(config.smtp)
+    try:
+        for r in due:
+            if stop is not None and stop.is_set():
+                break
+            _skip_overtaken(conn, r)
+            subject, body = render_reminder(config, by_id[r.unit], r)
+            result = mail.send_one(conn, config, mailer, kind="reminder", unit=r.unit, stage=r.stage,
+                                   to=r.to, subject=subject, body=body, now=now)
+            if result is None:
+                r.status = "already sent"
+            else:
+                r.status, r.error = result
+    finally:
+        if own:
+            mailer.close()
+    return due

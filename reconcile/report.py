@@ -1,0 +1,259 @@
+"""The workbook for people: `mailroll report --xlsx PATH` (or `--csv DIR`).
+
+Four sheets, Chinese headings, as the office's staff write them:
+
+* 汇总        counts by state, by item and by category;
+* 单位情况    one row per unit: each item's state (filled green / red / yellow), reason,
+              arrival time, late marks, staff decisions;
+* 统计汇总    each unit's figures from its counted valid sheet, a 全省合计 totals row, then
+              the units whose sheet is missing or invalid (so totals are never silently short);
+* 未匹配邮件  messages not attributed to any unit, with the reason.
+
+The content is built once as plain tables (``build_tables``) and written either as .xlsx
+(openpyxl: bold frozen header row, auto filter, column widths that fit CJK text) or as one CSV
+per sheet (UTF-8 with BOM, so Excel opens it correctly).
+"""
+from __future__ import annotations
+
+import csv
+import sqlite3
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+ITEMS = ("statistics", "report", "video")
+ITEM_CN = {"statistics": "统计表", "report": "总结报告", "video": "视频"}
+UNIT_STATE_CN = {"complete": "齐全", "incomplete": "不齐全", "missing": "未报送"}
+ITEM_STATE_CN = {"ok": "合格", "invalid": "不合格", "missing": "未收到"}
+FILLS = {"ok": "C6EFCE", "invalid": "FFC7CE", "missing": "FFEB9C",
+         "complete": "C6EFCE", "incomplete": "FFEB9C", "late": "F8CBAD"}
+MAX_WIDTH = 60
+
+
+@dataclass
+class Table:
+    """One sheet: rows of cells; which rows are headings; which cells get a state colour."""
+    name: str
+    rows: list[list] = field(default_factory=list)
+    header_rows: list[int] = field(default_factory=list)   # 0-based
+    fills: dict[tuple[int, int], str] = field(default_factory=dict)
+    bold_rows: list[int] = field(default_factory=list)
+    filter_range: tuple[int, int, int] | None = None       # (header row, last row, columns), 0-based
+    freeze_row: int | None = None                          # rows above this stay visible (1-based)
+
+    def add(self, row: list, *, header: bool = False, bold: bool = False) -> int:
+        self.rows.append(row)
+        i = len(self.rows) - 1
+        if header:
+            self.header_rows.append(i)
+        if bold:
+            self.bold_rows.append(i)
+        return i
+
+
+def _local(iso: str | None, tz) -> str:
+    if not iso:
+        return ""
+    value = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+
+
+def display_width(text) -> int:
+    """Columns a text takes in a spreadsheet: CJK (wide) characters count 2."""
+    width = 0
+    for line in str(text).splitlines() or [""]:
+        w = sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in line)
+        width = max(width, w)
+    return width
+
+
+def _summary_table(rows: list[dict], config, generated: str) -> Table:
+    t = Table("汇总")
+    t.add([config.campaign.name + " 材料报送情况"], bold=True)
+    t.add(["截止时间", _local(config.campaign.deadline.isoformat(), config.campaign.timezone)])
+    t.add(["生成时间", generated])
+    t.add([])
+    t.add(["状态", "单位数"], header=True)
+    counts = {k: 0 for k in UNIT_STATE_CN}
+    for r in rows:
+        counts[r["state"]] += 1
+    for state, label in UNIT_STATE_CN.items():
+        i = t.add([label, counts[state]])
+        t.fills[(i, 0)] = state if state != "missing" else "invalid"
+    t.add(["其中逾期", sum(1 for r in rows if r["late"])])
+    t.add(["免报", sum(1 for r in rows if r.get("exempt"))])
+    t.add(["合计", len(rows)], bold=True)
+    t.add([])
+    t.add(["材料", *ITEM_STATE_CN.values(), "逾期"], header=True)
+    for item in ITEMS:
+        states = [r["items"][item]["state"] for r in rows]
+        t.add([ITEM_CN[item], *(states.count(s) for s in ITEM_STATE_CN),
+               sum(1 for r in rows if r["items"][item]["late"])])
+    t.add([])
+    t.add(["类别", "单位数", *UNIT_STATE_CN.values(), "逾期"], header=True)
+    categories: dict[str, list[dict]] = {}
+    for r in rows:
+        categories.setdefault(r.get("category") or "（未分类）", []).append(r)
+    for cat, members in categories.items():
+        t.add([cat, len(members), *(sum(1 for r in members if r["state"] == s) for s in UNIT_STATE_CN),
+               sum(1 for r in members if r["late"])])
+    return t
+
+
+def _override_text(item: dict) -> str:
+    o = item.get("override")
+    if not o:
+        return ""
+    verb = {"accept": "人工认定合格", "reject": "人工认定不合格"}.get(o["action"], o["action"])
+    return f"{verb}（{o['actor']}）" + (f"：{o['note']}" if o.get("note") else "")
+
+
+def _units_table(rows: list[dict], config) -> Table:
+    tz = config.campaign.timezone
+    t = Table("单位情况", freeze_row=1)
+    header = ["序号", "单位编号", "单位名称", "类别", "状态", "逾期"]
+    for item in ITEMS:
+        cn = ITEM_CN[item]
+        header += [cn, f"{cn}说明", f"{cn}收到时间"]
+    header += ["最后来信", "截止时间", "人工处理", "邮箱"]
+    t.add(header, header=True)
+    for n, r in enumerate(rows, start=1):
+        state = UNIT_STATE_CN[r["state"]] + ("（免报）" if r.get("exempt") else "")
+        row = [n, r["id"], r["name"], r.get("category") or "", state, "逾期" if r["late"] else ""]
+        notes = []
+        fill_cols = {}
+        for item in ITEMS:
+            it = r["items"][item]
+            label = ITEM_STATE_CN[it["state"]] + ("（逾期）" if it["late"] else "")
+            explain = it.get("reason") or ""
+            if it.get("warnings"):
+                explain = "；".join([explain, *it["warnings"]]) if explain else "；".join(it["warnings"])
+            if it.get("filename") and it["state"] != "missing":
+                explain = f"{it['filename']}" + (f"：{explain}" if explain else "")
+            fill_cols[len(row)] = "late" if it["late"] and it["state"] == "ok" else it["state"]
+            row += [label, explain, _local(it.get("arrived_at"), tz)]
+            if it.get("override"):
+                notes.append(f"{ITEM_CN[item]}{_override_text(it)}")
+        if r.get("exempt"):
+            notes.append("免报" + (f"：{r['exempt_note']}" if r.get("exempt_note") else ""))
+        if r.get("deadline_extended"):
+            notes.append(f"截止时间延至 {_local(r['deadline'], tz)}")
+        row += [_local(r.get("last_arrival"), tz), _local(r.get("deadline"), tz), "；".join(notes),
+                "; ".join(r.get("emails") or [])]
+        i = t.add(row)
+        t.fills[(i, 4)] = {"complete": "ok", "incomplete": "missing", "missing": "invalid"}[r["state"]]
+        if r["late"]:
+            t.fills[(i, 5)] = "late"
+        for col, state in fill_cols.items():
+            t.fills[(i, col)] = state
+    t.filter_range = (0, len(t.rows) - 1, len(header))
+    return t
+
+
+def _stats_table(stats: dict, config) -> Table:
+    t = Table("统计汇总", freeze_row=1)
+    fields = config.campaign.sheet.fields
+    header = ["单位编号", "单位名称", "类别", "填报单位（表内）",
+              *(f"{label}（{unit}）" if unit else label for label, unit in fields), "逾期"]
+    t.add(header, header=True)
+    for u in stats["per_unit"]:
+        t.add([u["id"], u["name"], u.get("category") or "", u.get("unit_cell") or "",
+               *(u["figures"].get(label, "") for label, _ in fields), "逾期" if u.get("late") else ""])
+    t.filter_range = (0, len(t.rows) - 1, len(header))
+    t.add(["全省合计", f"{stats['units']} 个单位", "", "", *(stats["fields"][label] for label, _ in fields), ""],
+          bold=True)
+    t.add([])
+    t.add([f"未计入合计的单位（{len(stats['left_out'])} 个）"], bold=True)
+    t.add(["单位编号", "单位名称", "统计表", "原因"], header=True)
+    for u in stats["left_out"]:
+        t.add([u["id"], u["name"], ITEM_STATE_CN.get(u["state"], u["state"]), u["reason"]])
+    return t
+
+
+def _unmatched_table(conn: sqlite3.Connection, config) -> Table:
+    tz = config.campaign.timezone
+    t = Table("未匹配邮件", freeze_row=1)
+    t.add(["编号", "收到时间", "发件人", "主题", "附件", "原因"], header=True)
+    for mid, received_at, from_addr, from_name, subject, reason, files in conn.execute(
+        "SELECT m.id, m.received_at, m.from_addr, m.from_name, m.subject, a.reason, "
+        "(SELECT group_concat(coalesce(p.filename, p.location), '; ') FROM parts p WHERE p.message = m.id) "
+        "FROM messages m JOIN attributions a ON a.message = m.id "
+        "WHERE a.unit IS NULL AND m.status = 'recorded' ORDER BY m.received_at, m.id"
+    ):
+        sender = f"{from_name} <{from_addr}>" if from_name else (from_addr or "")
+        t.add([mid, _local(received_at, tz), sender, subject or "", files or "", reason or ""])
+    t.filter_range = (0, len(t.rows) - 1, 6)
+    return t
+
+
+def build_tables(conn: sqlite3.Connection, rows: list[dict], stats: dict, config,
+                 now: datetime | None = None) -> list[Table]:
+    generated = (now or datetime.now(timezone.utc)).astimezone(config.campaign.timezone).strftime("%Y-%m-%d %H:%M")
+    return [_summary_table(rows, config, generated), _units_table(rows, config),
+            _stats_table(stats, config), _unmatched_table(conn, config)]
+
+
+def write_xlsx(tables: list[Table], path: Path) -> Path:
+    from openpyxl import Workbook
+    from openpyxl.styles import Alignment, Font, PatternFill
+    from openpyxl.utils import get_column_letter
+
+    wb = Workbook()
+    wb.remove(wb.active)
+    bold = Font(bold=True)
+    heading_fill = PatternFill("solid", fgColor="DDEBF7")
+    top = Alignment(vertical="top", wrap_text=False)
+    for table in tables:
+        ws = wb.create_sheet(table.name)
+        widths: dict[int, int] = {}
+        for r, row in enumerate(table.rows, start=1):
+            for c, value in enumerate(row, start=1):
+                cell = ws.cell(row=r, column=c, value=value)
+                cell.alignment = top
+                if value not in (None, ""):
+                    widths[c] = max(widths.get(c, 0), display_width(value))
+        for r in table.header_rows:
+            for c in range(1, len(table.rows[r]) + 1):
+                cell = ws.cell(row=r + 1, column=c)
+                cell.font = bold
+                cell.fill = heading_fill
+        for r in table.bold_rows:
+            for c in range(1, max(1, len(table.rows[r])) + 1):
+                ws.cell(row=r + 1, column=c).font = bold
+        for (r, c), state in table.fills.items():
+            ws.cell(row=r + 1, column=c + 1).fill = PatternFill("solid", fgColor=FILLS[state])
+        title_rows = {r for r in table.bold_rows if len(table.rows[r]) == 1}
+        for c, w in widths.items():
+            ws.column_dimensions[get_column_letter(c)].width = min(MAX_WIDTH, max(6, w + 2))
+        if title_rows and 1 in widths:  # a one-cell title should not widen column A
+            body = [display_width(row[0]) for i, row in enumerate(table.rows) if row and i not in title_rows]
+            ws.column_dimensions["A"].width = min(MAX_WIDTH, max(6, max(body, default=6) + 2))
+        if table.freeze_row:
+            ws.freeze_panes = ws.cell(row=table.freeze_row + 1, column=1)
+        if table.filter_range:
+            first, last, ncols = table.filter_range
+            ws.auto_filter.ref = f"A{first + 1}:{get_column_letter(ncols)}{max(last, first) + 1}"
+        ws.sheet_view.zoomScale = 100
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    wb.save(tmp)
+    tmp.replace(path)
+    return path
+
+
+def write_csv(tables: list[Table], directory: Path) -> list[Path]:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    out = []
+    for table in tables:
+        path = directory / f"{table.name}.csv"
+        with open(path, "w", encoding="utf-8-sig", newline="") as f:
+            writer = csv.writer(f)
+            for row in table.rows:
+                writer.writerow(["" if v is None else v for v in row])
+        out.append(path)
+    return out

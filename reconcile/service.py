@@ -1,0 +1,339 @@
+"""``mailroll serve``: the daemon. Polls the mailbox, answers with receipts, sends reminders.
+
+What runs (APScheduler 3, one worker thread, so jobs never overlap and share no connection):
+
+* **poll** every ``service.poll_every_s`` (and at start): ``poll_once`` -> attribute ->
+  bounces -> receipts for what arrived. With IMAP and ``mailbox.idle`` (the server must
+  offer IDLE), a watcher thread sits in IMAP IDLE and runs the poll at once when new mail
+  arrives, so a unit's mail is processed within seconds. A failing poll (server down, login
+  refused) is retried after 5 s, 10 s, 20 s ... up to the poll interval; the service stays up.
+* **send** every ``service.remind_every_s``: the reminders due now, and receipts kept back
+  by quiet hours or an SMTP outage (``deferred``).
+
+One instance per mailbox: ``serve`` holds ``lock.ingest_lock`` for its whole life (a second
+``serve`` or an ``ingest --once`` meanwhile waits ``service.lock_wait_s`` and then exits 1
+saying which pid holds it). Sending happens under ``lock.send_lock``; at start, outbox rows
+left in ``sending`` by a crash become ``unknown`` and are never sent again.
+
+SIGTERM / SIGINT: the message in hand is finished (``poll_once`` gets the ``stop`` event), no
+further mail is sent, and the process exits 0.
+
+Heartbeat (``service_state``): ``pid``, ``started_at``, ``last_poll`` (RFC 3339, real time),
+``last_poll_result`` (JSON counts), ``last_error`` (empty when the last poll succeeded),
+``last_error_at``, ``last_send``, ``stopped_at``. ``mailroll serve --check`` reads it.
+
+Time: reminders and receipts use ``clock`` (``reconcile.clock.default_clock()``: the real
+time, or ``MAILROLL_FAKE_NOW`` for tests); scheduling and the heartbeat use real time.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+from reconcile.clock import Clock, default_clock
+
+log = logging.getLogger("mailroll.service")
+
+RETRY_FIRST_S = 5.0
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(timezone.utc).isoformat(timespec="seconds")
+
+
+def set_state(conn: sqlite3.Connection, **values) -> None:
+    """Write heartbeat keys into ``service_state`` (one small transaction)."""
+    now = _iso(_utcnow())
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for key, value in values.items():
+            if value is not None and not isinstance(value, str):
+                value = json.dumps(value, ensure_ascii=False)
+            conn.execute("INSERT INTO service_state (key, value, updated_at) VALUES (?, ?, ?) "
+                         "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                         (key, value, now))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def get_state(conn: sqlite3.Connection) -> dict[str, str]:
+    return {k: v for k, v in conn.execute("SELECT key, value FROM service_state")}
+
+
+def check(conn: sqlite3.Connection, config, now: datetime | None = None) -> tuple[bool, dict]:
+    """Is the service alive? (fresh ``last_poll`` and its pid running). Returns (ok, details)."""
+    state = get_state(conn)
+    now = now or _utcnow()
+    details: dict = {"pid": None, "running": False, "last_poll": state.get("last_poll"),
+                     "age_s": None, "stale": True, "last_error": state.get("last_error") or None,
+                     "last_poll_result": None, "started_at": state.get("started_at"),
+                     "stopped_at": state.get("stopped_at") or None}
+    if state.get("last_poll_result"):
+        try:
+            details["last_poll_result"] = json.loads(state["last_poll_result"])
+        except ValueError:
+            pass
+    pid = state.get("pid")
+    if pid and pid.isdigit():
+        details["pid"] = int(pid)
+        try:
+            os.kill(int(pid), 0)
+            details["running"] = not details["stopped_at"]
+        except ProcessLookupError:
+            details["running"] = False
+        except PermissionError:
+            details["running"] = True
+    if details["last_poll"]:
+        last = datetime.fromisoformat(details["last_poll"].replace("Z", "+00:00"))
+        details["age_s"] = round((now - last).total_seconds(), 1)
+        stale_after = config.service.heartbeat_stale_s or 3 * config.service.poll_every_s
+        details["stale"] = details["age_s"] > stale_after
+    ok = details["running"] and not details["stale"]
+    return ok, details
+
+
+# ----------------------------------------------------------------------------------- IMAP IDLE
+
+class IdleWatcher(threading.Thread):
+    """Sits in IMAP IDLE on the configured folder and calls ``wake()`` when mail arrives.
+
+    A thin imapclient loop of its own (the poll itself uses ingest's ImapSource): IDLE is
+    renewed every ``service.idle_timeout_s``, the stop event is checked every second, and a
+    lost connection is re-opened with backoff. If the server lacks IDLE, the thread ends and
+    the poll interval alone applies.
+    """
+
+    def __init__(self, config, wake, stop: threading.Event):
+        super().__init__(name="imap-idle", daemon=True)
+        self.config, self.wake, self.stop = config, wake, stop
+        self.active = threading.Event()   # set while in IDLE (tests wait for it)
+
+    def run(self) -> None:
+        failures = 0
+        while not self.stop.is_set():
+            try:
+                if self._session() is False:
+                    return
+                failures = 0
+            except Exception as e:  # noqa: BLE001 - network trouble: wait and retry
+                self.active.clear()
+                failures += 1
+                delay = min(self.config.service.poll_every_s, RETRY_FIRST_S * 2 ** (failures - 1))
+                log.warning("IMAP IDLE connection lost (%s); retrying in %.0f s", e, delay)
+                self.stop.wait(delay)
+
+    def _session(self) -> bool | None:
+        from imapclient import IMAPClient
+
+        mb = self.config.mailbox
+        client = IMAPClient(mb.host, mb.port, ssl=mb.tls, timeout=mb.timeout_s)
+        try:
+            client.login(mb.username, mb.password())
+            if b"IDLE" not in client.capabilities():
+                log.info("the IMAP server does not offer IDLE: polling every %.0f s", self.config.service.poll_every_s)
+                return False
+            client.select_folder(mb.folder or "INBOX", readonly=True)
+            while not self.stop.is_set():
+                client.idle()
+                self.active.set()
+                started = time.monotonic()
+                news = False
+                try:
+                    while not self.stop.is_set() and time.monotonic() - started < self.config.service.idle_timeout_s:
+                        responses = client.idle_check(timeout=1)
+                        if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
+                            news = True
+                            break
+                finally:
+                    self.active.clear()
+                    client.idle_done()
+                if news:
+                    log.info("IMAP IDLE: new mail")
+                    self.wake()
+            return None
+        finally:
+            try:
+                client.logout()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+# ----------------------------------------------------------------------------------- service
+
+class Service:
+    """The daemon. ``run()`` blocks until ``stop`` is set; returns the exit status."""
+
+    def __init__(self, config, *, clock: Clock | None = None, stop: threading.Event | None = None):
+        self.config = config
+        self.clock = clock or default_clock()
+        self.stop = stop or threading.Event()
+        self.wake_pending = threading.Event()
+        self.failures = 0
+        self.scheduler = None
+        self.idle: IdleWatcher | None = None
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        from ingest.db import open_connection
+
+        return open_connection(self.config.storage.db)
+
+    def _roster(self):
+        from reconcile.roster import load_roster
+
+        return load_roster(self.config.roster.path)
+
+    def wake(self) -> None:
+        """Run the poll now (called by the IDLE watcher)."""
+        self.wake_pending.set()
+        if self.scheduler is not None and not self.stop.is_set():
+            try:
+                self.scheduler.modify_job("poll", next_run_time=_utcnow())
+            except Exception:  # noqa: BLE001 - job gone during shutdown
+                pass
+
+    def _reschedule_poll(self, delay_s: float) -> None:
+        if self.scheduler is not None:
+            try:
+                self.scheduler.modify_job("poll", next_run_time=_utcnow() + timedelta(seconds=delay_s))
+            except Exception:  # noqa: BLE001
+                pass
+
+    # -- jobs ---------------------------------------------------------------------------------
+    def poll_job(self) -> None:
+        """Poll until no wake-up is pending (new mail during a poll is fetched right after)."""
+        while not self.stop.is_set():
+            self.wake_pending.clear()
+            ok = self.poll_and_answer()
+            if not ok or not self.wake_pending.is_set():
+                return
+
+    def poll_and_answer(self) -> bool:
+        from ingest.pipeline import poll_once
+        from reconcile.attribute import attribute
+        from reconcile.bounces import record_bounces
+
+        conn = self._conn()
+        try:
+            try:
+                result = poll_once(self.config, conn, stop=self.stop)
+                roster = self._roster()
+                attribute(conn, roster, self.config, result.recorded_ids)
+                record_bounces(conn, self.config, result.recorded_ids)
+            except Exception as e:  # noqa: BLE001 - mailbox down, login refused, disk...: retry
+                self.failures += 1
+                delay = min(self.config.service.poll_every_s, RETRY_FIRST_S * 2 ** (self.failures - 1))
+                text = f"{e.__class__.__name__}: {e}" if not str(e).startswith(e.__class__.__name__) else str(e)
+                log.error("poll failed (%s); retrying in %.0f s", text, delay, exc_info=log.isEnabledFor(logging.DEBUG))
+                set_state(conn, last_error=text, last_error_at=_iso(_utcnow()))
+                self._reschedule_poll(delay)
+                return False
+            self.failures = 0
+            counts = {"seen": result.seen, "new": result.new, "recorded": len(result.recorded_ids),
+                      "duplicate": result.duplicate, "failed": result.failed}
+            set_state(conn, last_poll=_iso(_utcnow()), last_poll_result=counts, last_error="")
+            if result.new:
+                log.info("poll: %d new message(s) (%d recorded, %d duplicate, %d failed)",
+                         result.new, len(result.recorded_ids), result.duplicate, result.failed)
+            if result.recorded_ids and not self.stop.is_set():
+                self.send(conn, roster, reminders=False)
+            return True
+        finally:
+            conn.close()
+
+    def send_job(self) -> None:
+        conn = self._conn()
+        try:
+            self.send(conn, self._roster(), reminders=True)
+        except Exception as e:  # noqa: BLE001 - e.g. roster file broken: say so, keep running
+            log.error("sending failed: %s: %s", e.__class__.__name__, e)
+            set_state(conn, last_error=f"sending: {e}", last_error_at=_iso(_utcnow()))
+        finally:
+            conn.close()
+
+    def send(self, conn: sqlite3.Connection, roster, *, reminders: bool) -> None:
+        """Receipts (and reminders) due now, under the send lock."""
+        from reconcile import mailer
+        from reconcile.lock import LockBusy, send_lock
+        from reconcile.receipts import run_receipts
+        from reconcile.remind import run_reminders
+
+        if not self.config.smtp.configured or self.stop.is_set():
+            return
+        now = self.clock.now()
+        try:
+            with send_lock(self.config, wait_s=30.0):
+                with mailer.Mailer(self.config.smtp) as m:
+                    receipts = run_receipts(conn, roster, self.config, now, mailer=m, stop=self.stop)
+                    sent = [r for r in receipts if r.status == "sent"]
+                    due = []
+                    if reminders and not self.stop.is_set():
+                        due = run_reminders(conn, roster, self.config, now, mailer=m, stop=self.stop)
+                if receipts or due:
+                    log.info("sent %d receipt(s); %d reminder(s) due: %s", len(sent), len(due),
+                             ", ".join(f"{r.unit} {r.stage} {r.status}" for r in due) or "-")
+                set_state(conn, last_send=_iso(_utcnow()))
+        except LockBusy as e:
+            log.warning("not sending now: %s", e.format_message())
+
+    # -- life cycle ---------------------------------------------------------------------------
+    def run(self) -> int:
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        from reconcile import mailer
+        from reconcile.lock import ingest_lock, send_lock
+
+        cfg = self.config
+        with ingest_lock(cfg):
+            conn = self._conn()
+            try:
+                self._roster()  # a broken roster is a config error: fail now, not every poll
+                set_state(conn, pid=str(os.getpid()), started_at=_iso(_utcnow()), stopped_at="", last_error="")
+                with send_lock(cfg, wait_s=60.0):
+                    mailer.recover_interrupted(conn)
+            finally:
+                conn.close()
+            if not cfg.smtp.configured:
+                log.warning("[smtp] host/from not set: no receipts or reminders will be sent")
+            log.info("mailroll serve (pid %d): polling %s every %.0f s", os.getpid(), cfg.mailbox.source_name,
+                     cfg.service.poll_every_s)
+            self.scheduler = BackgroundScheduler(
+                executors={"default": ThreadPoolExecutor(1)},
+                job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+                timezone=timezone.utc)
+            self.scheduler.add_job(self.poll_job, "interval", seconds=cfg.service.poll_every_s, id="poll",
+                                   next_run_time=_utcnow())
+            self.scheduler.add_job(self.send_job, "interval", seconds=cfg.service.remind_every_s, id="send",
+                                   next_run_time=_utcnow() + timedelta(seconds=1))
+            self.scheduler.start()
+            if cfg.mailbox.kind == "imap" and cfg.mailbox.idle:
+                self.idle = IdleWatcher(cfg, self.wake, self.stop)
+                self.idle.start()
+            try:
+                while not self.stop.wait(1.0):
+                    pass
+            finally:
+                log.info("stopping: finishing the work in hand")
+                self.stop.set()
+                self.scheduler.shutdown(wait=True)
+                if self.idle is not None:
+                    self.idle.join(timeout=5)
+                conn = self._conn()
+                try:
+                    set_state(conn, stopped_at=_iso(_utcnow()))
+                finally:
+                    conn.close()
+        log.info("stopped")
+        return 0

@@ -1,0 +1,226 @@
+"""Reminders: the right units, at the right times, never twice, never at night."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from fixtures.mail import build_mail
+from ingest.db import open_connection
+from reconcile.remind import due_stage, in_quiet_hours
+
+ALL_UNITS = ["taiyuan-kjj", "datong-kjj", "changzhi-kjj", "jinzhong-kjj", "yuncheng-kjj", "taiyuan-xcb",
+             "taiyuan-kx", "changzhi-gxq", "zhuanxing", "sxu", "tyut", "sxas"]
+
+
+@pytest.fixture
+def mailing(campaign, smtp_server):
+    campaign.configure(smtp=smtp_server.config())
+    return campaign, smtp_server
+
+
+def remind(campaign, when: str, *extra: str, expect: int | None = 0) -> list[dict]:
+    return campaign.run("remind", "--now", when, "--json", *extra, expect=expect).json
+
+
+def outbox(campaign) -> list[tuple]:
+    conn = open_connection(campaign.db_path)
+    try:
+        return conn.execute("SELECT unit, stage, status FROM outbox WHERE kind = 'reminder' ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
+def submit_complete(campaign, media, sender="王丽 <tykjj@taiyuan.gov.cn>", video_s=10):
+    campaign.deliver(build_mail(sender, attachments=[
+        ("2022年科技活动周统计表.xlsx", media.sheet_xlsx.read_bytes()),
+        ("科技活动周总结报告.docx", media.report_docx.read_bytes()),
+        ("科技活动周视频.mp4", media.video(video_s).read_bytes()),
+    ]))
+    campaign.run("ingest", "--once")
+
+
+# ------------------------------------------------------------------------------ time rules
+
+def test_stages_follow_the_deadline(campaign):
+    config = campaign.config()
+    d = config.campaign.deadline  # 2022-06-25T23:59:59+08:00
+    at = lambda delta: d + delta  # noqa: E731
+    assert due_stage(config, d, at(-timedelta(days=4))) is None
+    assert due_stage(config, d, at(-timedelta(days=3))) == "before-3d"
+    assert due_stage(config, d, at(-timedelta(days=1, seconds=1))) == "before-3d"
+    assert due_stage(config, d, at(-timedelta(days=1))) == "before-1d"
+    assert due_stage(config, d, at(timedelta(minutes=30))) is None, "grace after the deadline"
+    assert due_stage(config, d, at(timedelta(hours=1))) == "after-1"
+    assert due_stage(config, d, at(timedelta(days=2, hours=1))) == "after-2"
+    assert due_stage(config, d, at(timedelta(days=30))) == "after-3", "after_max = 3"
+
+
+def test_quiet_hours_span_midnight(campaign):
+    config = campaign.config()
+    tz = config.campaign.timezone
+    assert in_quiet_hours(config, datetime(2022, 6, 24, 21, 0, tzinfo=tz))
+    assert in_quiet_hours(config, datetime(2022, 6, 25, 7, 59, tzinfo=tz))
+    assert not in_quiet_hours(config, datetime(2022, 6, 25, 8, 0, tzinfo=tz))
+    assert not in_quiet_hours(config, datetime(2022, 6, 24, 20, 59, tzinfo=tz))
+    # 22:00 in Shanghai is 14:00 UTC: the campaign's zone decides
+    assert in_quiet_hours(config, datetime(2022, 6, 24, 14, 0, tzinfo=timezone.utc))
+
+
+# ------------------------------------------------------------------------------ the sequence
+
+def test_each_stage_goes_once_to_every_incomplete_unit(mailing, media):
+    campaign, server = mailing
+    submit_complete(campaign, media)
+
+    first = remind(campaign, "2022-06-23T10:00:00+08:00")
+    assert [r["unit"] for r in first] == ALL_UNITS[1:], "the complete unit gets none"
+    assert {r["stage"] for r in first} == {"before-3d"}
+    datong = next(r for r in first if r["unit"] == "datong-kjj")
+    assert datong == {"unit": "datong-kjj", "to": ["dtkjj2022@163.com"], "stage": "before-3d",
+                      "missing": ["statistics", "report", "video"], "invalid": []}
+    assert len(server.wait_for(11)) == 11
+    assert server.to("tykjj@taiyuan.gov.cn") == []
+
+    # again the same day, and a new process later: nothing more
+    assert remind(campaign, "2022-06-23T10:05:00+08:00") == []
+    assert remind(campaign, "2022-06-24T15:00:00+08:00") == []
+    assert len(server.messages) == 11
+
+    assert {r["stage"] for r in remind(campaign, "2022-06-25T09:00:00+08:00")} == {"before-1d"}
+    assert remind(campaign, "2022-06-26T00:30:00+08:00") == [], "quiet hours"
+    assert {r["stage"] for r in remind(campaign, "2022-06-26T08:00:00+08:00")} == {"after-1"}
+    assert {r["stage"] for r in remind(campaign, "2022-06-28T10:00:00+08:00")} == {"after-2"}
+    assert {r["stage"] for r in remind(campaign, "2022-06-30T10:00:00+08:00")} == {"after-3"}
+    assert remind(campaign, "2022-07-05T10:00:00+08:00") == [], "after_max reached"
+
+    assert len(server.messages) == 11 * 5
+    for unit_mail in ("dtkjj2022@163.com", "office@sxas.ac.cn"):
+        assert len(server.to(unit_mail)) == 5
+    stages = [(u, s) for u, s, _ in outbox(campaign)]
+    assert len(stages) == len(set(stages)) == 55
+
+
+def test_only_the_latest_stage_is_sent_after_a_long_stop(mailing):
+    campaign, server = mailing
+    got = remind(campaign, "2022-06-28T10:00:00+08:00")
+    assert {r["stage"] for r in got} == {"after-2"}
+    assert len(server.wait_for(12)) == 12
+    assert {s for _, s, _ in outbox(campaign)} == {"after-2"}
+    assert remind(campaign, "2022-06-28T11:00:00+08:00") == []
+
+
+def test_reminder_text_says_what_is_missing_and_how_to_fix(mailing, media):
+    campaign, server = mailing
+    campaign.deliver(build_mail("山西大学科技处 <kjc@sxu.edu.cn>", subject="山西大学科技活动周材料",
+                                attachments=[("山西大学视频.mp4", media.video(200).read_bytes())]))
+    campaign.run("ingest", "--once")
+    got = remind(campaign, "2022-06-26T09:00:00+08:00")
+    sxu = next(r for r in got if r["unit"] == "sxu")
+    assert sxu["missing"] == ["statistics", "report"] and sxu["invalid"] == ["video"]
+    mail = server.to("kjc@sxu.edu.cn")[0]
+    text = mail.text
+    assert "山西大学" in mail["Subject"] and "催报" in mail["Subject"]
+    assert "开展情况统计表" in text and "总结报告" in text
+    assert "3:20" in text and "3:00" in text, "the video's reason, in the check's words"
+    assert "回复本邮件" in text and "3分钟" in text
+    assert mail["Auto-Submitted"] == "auto-generated"
+
+
+def test_exempt_and_complete_units_get_nothing_and_extend_moves_the_dates(mailing):
+    campaign, server = mailing
+    campaign.run("exempt", "sxas", "--note", "不参加本次活动")
+    campaign.run("extend", "sxu", "--until", "2022-07-05T23:59:59+08:00", "--note", "假期")
+    got = {r["unit"]: r["stage"] for r in remind(campaign, "2022-06-26T10:00:00+08:00")}
+    assert "sxas" not in got
+    assert "sxu" not in got, "sxu's own deadline is 7-5: 6-26 is before its before-3d"
+    assert got["tyut"] == "after-1"
+    got = {r["unit"]: r["stage"] for r in remind(campaign, "2022-07-03T10:00:00+08:00")}
+    assert got["sxu"] == "before-3d" and got["tyut"] == "after-3" and "sxas" not in got
+    assert server.to("office@sxas.ac.cn") == []
+
+
+def test_quiet_hours_hold(mailing):
+    campaign, server = mailing
+    assert remind(campaign, "2022-06-22T22:30:00+08:00") == []
+    out = campaign.run("remind", "--now", "2022-06-22T22:30:00+08:00").output
+    assert "Quiet hours" in out
+    assert server.messages == [] and outbox(campaign) == []
+
+
+def test_dry_run_sends_and_records_nothing(mailing):
+    campaign, server = mailing
+    dry = remind(campaign, "2022-06-23T10:00:00+08:00", "--dry-run")
+    assert len(dry) == 12
+    assert server.messages == [] and outbox(campaign) == []
+    assert remind(campaign, "2022-06-23T10:00:00+08:00") == dry
+
+
+def test_smtp_outage_is_retried_next_run_without_duplicates(mailing):
+    campaign, server = mailing
+    server.stop()
+    got = remind(campaign, "2022-06-23T10:00:00+08:00", expect=1)
+    assert len(got) == 12
+    assert {st for _, _, st in outbox(campaign)} == {"deferred"}
+    server.start()
+    got = remind(campaign, "2022-06-23T11:00:00+08:00")
+    assert len(got) == 12
+    assert len(server.wait_for(12)) == 12
+    assert remind(campaign, "2022-06-23T12:00:00+08:00") == []
+    assert len(server.messages) == 12
+    assert {st for _, _, st in outbox(campaign)} == {"sent"}
+
+
+def test_deferred_reminder_overtaken_by_the_next_stage_is_skipped(mailing):
+    campaign, server = mailing
+    server.stop()
+    remind(campaign, "2022-06-23T10:00:00+08:00", expect=1)
+    server.start()
+    got = remind(campaign, "2022-06-25T10:00:00+08:00")
+    assert {r["stage"] for r in got} == {"before-1d"}
+    rows = outbox(campaign)
+    assert {(s, st) for _, s, st in rows} == {("before-3d", "skipped"), ("before-1d", "sent")}
+    assert len(server.wait_for(12)) == 12
+
+
+def test_a_permanent_refusal_is_not_retried(mailing):
+    campaign, server = mailing
+    server.reject_recipient("kjc@sxu.edu.cn")
+    got = remind(campaign, "2022-06-23T10:00:00+08:00", expect=1)
+    assert len(got) == 12
+    conn = open_connection(campaign.db_path)
+    status, error = conn.execute("SELECT status, error FROM outbox WHERE unit = 'sxu'").fetchone()
+    conn.close()
+    assert status == "failed" and "550" in error and "kjc@sxu.edu.cn" in error
+    assert remind(campaign, "2022-06-23T11:00:00+08:00") == []
+
+
+def test_killed_between_smtp_and_recording_sends_nothing_again(mailing):
+    """A `remind` process dies right after the server took a mail: that mail is never re-sent."""
+    campaign, server = mailing
+    server.hold()   # the server keeps the first mail and delays its "250 OK"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reconcile", "--config", str(campaign.config_path), "remind",
+         "--now", "2022-06-23T10:00:00+08:00"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        first = server.wait_for(1, timeout=60)[0]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    server.release()
+    victim = first.rcpt_tos
+    assert outbox(campaign)[0][2] == "sending"
+
+    got = remind(campaign, "2022-06-23T10:01:00+08:00")
+    units = [r["unit"] for r in got]
+    assert len(units) == 11 and outbox(campaign)[0][2] == "unknown"
+    assert len(server.to(victim[0])) == 1, "the mail the server already had is not sent again"
+    assert len(server.messages) == 12
+    assert remind(campaign, "2022-06-23T10:02:00+08:00") == []
