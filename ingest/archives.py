@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import struct
 import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO, Callable
 
 from ingest.classify import ARCHIVE_TYPES, sniff
 from ingest.mime import sanitize_filename
@@ -261,7 +260,7 @@ class _SevenZipBackend:
                 for key, m in by_key.items():
                     if key not in sinks or sinks[key].failed:
                         errors.setdefault(id(m), f"the file inside the archive could not be extracted ({e})")
-        for key, s in sinks.items():
+        for s in sinks.values():
             s.close()
         for key, m in by_key.items():
             if key not in sinks and id(m) not in errors and m.size > 0:
@@ -270,6 +269,20 @@ class _SevenZipBackend:
 
     def close(self) -> None:
         self.sz.close()
+
+
+def _rar_name(info: Any) -> str:
+    """A rar member name: RAR 4 names without the Unicode flag (0x200) are in the sender's
+    Windows code page (GBK in China); rarfile guesses UTF-16 for them, so decode the raw bytes."""
+    raw = getattr(info, "orig_filename", None)
+    flags = getattr(info, "flags", 0) or 0
+    if isinstance(raw, bytes) and not flags & 0x200 and b"\0" not in raw:
+        for cs in ("utf-8", "gb18030"):
+            try:
+                return raw.decode(cs).replace("\\", "/")
+            except UnicodeDecodeError:
+                continue
+    return str(info.filename).replace("\\", "/")
 
 
 class _RarBackend:
@@ -282,7 +295,7 @@ class _RarBackend:
     def members(self) -> list[_Member]:
         out = []
         for info in self.rf.infolist():
-            out.append(_Member(name=info.filename, size=info.file_size, packed=info.compress_size,
+            out.append(_Member(name=_rar_name(info), size=info.file_size, packed=info.compress_size,
                                encrypted=info.needs_password(), is_dir=info.is_dir(), handle=info))
         return out
 
@@ -452,6 +465,8 @@ def _extract_members(parsed: ParsedMessage, index: int, backend: Any, members: l
     wanted: list[_Member] = []
     archive_size = part.size or (len(part.data) if part.data is not None else 0)
     files = [m for m in members if not m.is_dir and not _skipped(m.name)]
+    if not files:
+        problems.append("the archive contains no files")
     if any(m.encrypted for m in files) or getattr(backend, "encrypted", False):
         problems.append(ENCRYPTED)
     # a solid 7z gives no per-file packed size: judge the whole archive's ratio instead
@@ -538,4 +553,3 @@ def cleanup(parsed: ParsedMessage) -> None:
 
 
 __all__ = ["expand", "zip_member_name", "cleanup", "ENCRYPTED"]
-_ = (shutil, Iterator)

@@ -111,6 +111,19 @@ def _sniff_zip(data: bytes | None, path: Path | None, head: bytes) -> str:
     return "zip"
 
 
+_KINGSOFT = {".wps": "wps", ".wpt": "wps", ".et": "et", ".ett": "et"}
+
+
+def refine_by_name(sniffed: str, filename: str | None) -> str:
+    """Kingsoft WPS writes .wps/.et in Word/Excel binary form: the name tells them apart."""
+    ext = Path(filename).suffix.lower() if filename else ""
+    if sniffed == "doc" and _KINGSOFT.get(ext) == "wps":
+        return "wps"
+    if sniffed == "xls" and _KINGSOFT.get(ext) == "et":
+        return "et"
+    return sniffed
+
+
 def _sniff_ole(data: bytes | None, path: Path | None) -> str:
     try:
         import olefile
@@ -186,7 +199,7 @@ def sniff(data: bytes | None, path: Path | None) -> str:
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")):
         return _sniff_zip(data, path, head)
     if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
-        return _sniff_ole(data, path)
+        return refine_by_name(_sniff_ole(data, path), path.name if path else None)
     if b"%PDF-" in head[:1024]:
         return "pdf"
     if head.startswith(b"7z\xbc\xaf\x27\x1c"):
@@ -283,7 +296,7 @@ def classify(part: ExtractedPart, template: Any = None) -> str:
     Sets ``part.sniffed_type`` if it was not set yet. Never raises."""
     if part.sniffed_type is None:
         part.sniffed_type = sniff(part.data, part.spool) if (part.data is not None or part.spool) else "unknown"
-    st = part.sniffed_type
+    part.sniffed_type = st = refine_by_name(part.sniffed_type, part.filename)
     name = part.filename or ""
     ext = _ext(name)
     declared = (part.declared_type or "").lower()

@@ -448,8 +448,9 @@ def _mailparser_defects(header_bytes: bytes) -> list[str]:
         out = []
         for entry in mp.defects or []:
             for key, items in entry.items():
-                if key in ("date-headers", "received-headers"):
-                    out += [f"header: {i}" for i in items[:3]]
+                what = {"date-headers": "the Date header", "received-headers": "a Received header"}.get(key)
+                if what:
+                    out += [f"{what} is malformed ({str(i).rsplit(': ', 1)[-1]})" for i in items[:3]]
         return out
     except Exception:  # noqa: BLE001 - mail-parser is a helper here, never a reason to fail
         return []
@@ -490,7 +491,7 @@ def _bound_header(header: bytes, max_bytes: int) -> tuple[bytes, int]:
     if starts[0] != 0:
         starts.insert(0, 0)
     starts.append(len(header))
-    for a, b in zip(starts, starts[1:]):
+    for a, b in zip(starts, starts[1:], strict=False):
         fld = header[a:b]
         name = fld.split(b":", 1)[0].strip().lower() if b":" in fld[:100] else b""
         if size + len(fld) <= max_bytes:
@@ -666,7 +667,7 @@ def _walk(root: Message, ctx: _Ctx, *, depth: int, prefix: str, origin: str,
         ctype = _ctype(entity)
         where = f"{prefix or ''}part {ctx.entities}" if ctx.entities > 1 else "the message"
         _entity_defects(entity, ctx, where)
-        if entity.is_multipart() and ctype not in _FORWARD_TYPES:
+        if entity.is_multipart() and ctype not in _FORWARD_TYPES and ctype not in _REPORT_SKIP:
             if level >= MAX_TREE_DEPTH:
                 ctx.defect(f"MIME parts nested deeper than {MAX_TREE_DEPTH} levels were not read")
                 continue
@@ -708,9 +709,14 @@ def _leaf(entity: Message, ctype: str, ctx: _Ctx, *, depth: int, prefix: str, or
         _forward(data, None, filename, ctype, ctx, depth=depth, prefix=prefix, origin=origin,
                  parent=parent)
         return
-    if in_report and ctype in _REPORT_SKIP:
-        data, _ = _payload_bytes(entity)
-        ctx.extra_text.append(decode_text(data[:BODY_TEXT_MAX])[0])
+    if ctype in _REPORT_SKIP:
+        # delivery-status fields: text for bounce analysis, not a file
+        payload = getattr(entity, "_payload", None)
+        if isinstance(payload, list):
+            text = "\n".join(_safe_str(m) for m in payload[:50])
+        else:
+            text = decode_text(_payload_bytes(entity)[0][:BODY_TEXT_MAX])[0]
+        ctx.extra_text.append(text[:BODY_TEXT_MAX])
         return
 
     if ctype.startswith("multipart/") and not filename:
@@ -730,7 +736,6 @@ def _leaf(entity: Message, ctype: str, ctx: _Ctx, *, depth: int, prefix: str, or
         return
 
     # an attachment
-    index = len(ctx.parsed.parts)
     shown = filename or f"part {ctx.entities} ({ctype})"
     location = prefix + shown
     encoded = getattr(entity, "_payload", None)
@@ -761,7 +766,15 @@ def _leaf(entity: Message, ctype: str, ctx: _Ctx, *, depth: int, prefix: str, or
         ctx.parsed.parts.pop()
         _forward(data, None, filename, ctype, ctx, depth=depth, prefix=prefix, origin=origin,
                  parent=parent)
-    del index
+
+
+def _safe_str(m: Any) -> str:
+    try:
+        if isinstance(m, Message):
+            return "\n".join(f"{k}: {header_text(v)}" for k, v in getattr(m, "_headers", []))
+        return str(m)
+    except Exception:  # noqa: BLE001
+        return ""
 
 
 def _forward(raw: bytes, msg: Message | None, filename: str | None, ctype: str, ctx: _Ctx, *,

@@ -96,6 +96,10 @@ def setup_logging(verbose: int) -> None:
         level=level, stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%d %H:%M:%S",
     )
+    # Libraries that narrate every oddity of a broken attachment: their findings are recorded
+    # as facts and reasons; keep them out of the log unless debugging.
+    for noisy in ("pypdf", "mailparser", "py7zr", "PIL", "openpyxl", "docx", "apscheduler.executors"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose > 1 else logging.ERROR)
 
 
 class MailrollGroup(click.Group):

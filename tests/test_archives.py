@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import random
 import shutil
 import subprocess
 import zipfile
@@ -10,13 +11,14 @@ from pathlib import Path
 import py7zr
 import pytest
 
-from fixtures.mail import gbk_zip, raw_mail, raw_part, std_headers
+from fixtures.mail import gbk_zip, rar4_stored, raw_mail, raw_part, std_headers
 from ingest.archives import expand
 from ingest.config import Limits
 from ingest.mime import parse_message
 from ingest.model import ExtractedPart, Headers, ParsedMessage
 
 SHEET_NAME = "2022年科技活动周开展情况统计表.xlsx"
+VIDEO = random.Random(7).randbytes(2_200_000)  # incompressible, like a real video
 
 
 def _parsed(*parts: tuple[str, bytes]) -> ParsedMessage:
@@ -60,14 +62,14 @@ def test_7z_archive(tmp_path):
     buf = io.BytesIO()
     with py7zr.SevenZipFile(buf, "w") as z:
         z.writestr(b"figures", f"材料/{SHEET_NAME}")
-        z.writestr(b"video bytes" * 200_000, "材料/科技周视频.mp4")  # > 1 MiB: goes to a spool file
+        z.writestr(VIDEO, "材料/科技周视频.mp4")  # > 1 MiB: goes to a spool file
     parsed = _parsed(("材料.7z", buf.getvalue()))
     expand(parsed, Limits(), tmp_path / "spool")
     members = _members(parsed)
     assert sorted(m.location for m in members) == ["材料.7z/材料/" + SHEET_NAME, "材料.7z/材料/科技周视频.mp4"]
     video = next(m for m in members if m.filename == "科技周视频.mp4")
     assert video.spool is not None and video.spool.parent == tmp_path / "spool"
-    assert _content(video) == b"video bytes" * 200_000 and video.size == 2_200_000
+    assert _content(video) == VIDEO and video.size == len(VIDEO)
     assert parsed.parts[0].error is None
 
 
@@ -172,7 +174,19 @@ def test_damaged_archives_get_a_reason(tmp_path):
     expand(parsed, Limits(), tmp_path)
     assert "damaged" in parsed.parts[0].error or parsed.parts[0].sniffed_type != "zip"
     assert "7z archive is damaged" in parsed.parts[1].error
-    assert parsed.parts[2].error and "rar" in parsed.parts[2].error
+    assert parsed.parts[2].error == "the archive contains no files"
+
+
+def test_rar_with_gbk_names_and_encrypted_rar(tmp_path):
+    data = rar4_stored({"材料\\统计表.xlsx".encode("gbk"): b"sheet", b"readme.txt": b"hi"})
+    parsed = _parsed(("材料.rar", data), ("locked.rar", rar4_stored({b"a.xlsx": b"x"}, encrypted=True)))
+    expand(parsed, Limits(), tmp_path)
+    members = _members(parsed)
+    assert [(m.location, m.parent) for m in members] == [("材料.rar/材料/统计表.xlsx", 0),
+                                                         ("材料.rar/readme.txt", 0)]
+    assert _content(members[0]) == b"sheet"
+    assert parsed.parts[0].error is None
+    assert parsed.parts[1].error == "the archive is password-protected"
 
 
 def test_zip_member_crc_error_is_recorded_on_the_member(tmp_path):

@@ -24,9 +24,9 @@ UNITS = [("太原市科学技术局", "tykjj@taiyuan.gov.cn"), ("山西大学", 
          ("长治市科学技术局", "czkjj@changzhi.gov.cn"), ("someone", "x@example.org")]
 
 
-def _fill(campaign, n: int) -> None:
-    rng = random.Random(7)
-    for i in range(n):
+def _fill(campaign, n: int, first: int = 0) -> None:
+    rng = random.Random(7 + first)
+    for i in range(first, first + n):
         name, addr = UNITS[i % len(UNITS)]
         atts = [(f"附件{i}-{j}.bin", rng.randbytes(rng.randint(20_000, 400_000))) for j in range(rng.randint(1, 3))]
         campaign.deliver(build_mail(from_=f"{name} <{addr}>", subject=f"材料 {i}", attachments=atts),
@@ -68,13 +68,21 @@ def test_crash_at_chosen_point_then_recover(campaign, point):
 
 
 def test_random_sigkills_lose_and_double_nothing(campaign):
-    n = 24
-    _fill(campaign, n)
+    """Each round delivers more mail and kills the run at a random moment of its work.
+
+    The first round runs to the end and measures how long a round takes; later rounds are killed
+    somewhere between a fifth of that and the end (so some die at start-up, most mid-work).
+    """
     rng = random.Random(2022)
-    kills = 0
-    for _ in range(12):
-        rc = _ingest(campaign, kill_after=rng.uniform(0.2, 2.5))
+    batch, rounds, kills = 15, 12, 0
+    _fill(campaign, batch)
+    started = time.monotonic()
+    assert _ingest(campaign) == 0
+    duration = time.monotonic() - started
+    for r in range(1, rounds):
+        _fill(campaign, batch, first=r * batch)
+        rc = _ingest(campaign, kill_after=rng.uniform(0.2, 0.95) * duration)
         kills += rc == -signal.SIGKILL
     assert _ingest(campaign) == 0
-    assert kills >= 3, "the runs finished before they could be killed: make the mailbox bigger"
-    _check_consistent(campaign, n)
+    assert kills >= rounds // 2, f"only {kills} of {rounds - 1} runs were killed before they finished"
+    _check_consistent(campaign, batch * rounds)

@@ -3,7 +3,6 @@
 Also runs parse_message over the whole shared corpus of real-world (often broken) mail."""
 from __future__ import annotations
 
-import base64
 import mailbox
 import time
 import tracemalloc

@@ -163,3 +163,40 @@ def test_part_from_entity_for_streamed_imap_parts(tmp_path):
     assert part.spool == spool and part.size == 11 and part.data is None
     part2 = part_from_entity(header, data=base64.b64encode(b"abc"), encoded=True)
     assert part2.data == b"abc" and part2.location == "科技周视频.mp4"
+
+
+def test_outlook_name_split_over_folded_encoded_words_and_rfc2231_preferred():
+    w1, w2 = split_b_words(SHEET, charset="gb2312", cut=20).split(" ", 1)
+    outlook = (b"Content-Type: application/vnd.ms-excel;\r\n\tname=\"" + w1.encode() + b"\r\n\t"
+               + w2.encode() + b"\"\r\nContent-Disposition: attachment\r\nContent-Transfer-Encoding: base64\r\n\r\nQUJD\r\n")
+    both = (b"Content-Type: application/octet-stream\r\nContent-Disposition: attachment;\r\n"
+            b"\tfilename=\"____.docx\";\r\n\tfilename*=UTF-8''%E6%80%BB%E7%BB%93.docx\r\n"
+            b"Content-Transfer-Encoding: base64\r\n\r\nQUJD\r\n")
+    p = parse_message(raw_mail(std_headers("a@b.cn", "s"), [outlook, both]), LIMITS)
+    assert [x.filename for x in p.parts] == [SHEET, "总结.docx"]
+    assert [x.data for x in p.parts] == [b"ABC", b"ABC"]
+
+
+def test_bounce_report_keeps_returned_headers_but_no_parts():
+    returned = build_mail(from_="sxskjtrcc@126.com", to="unit@taiyuan.gov.cn", subject="催报：科技活动周材料",
+                          attachments=[("通知.pdf", b"%PDF-1.4")]).as_bytes()
+    raw = (b"From: MAILER-DAEMON@126.com\r\nTo: sxskjtrcc@126.com\r\nSubject: Undelivered Mail\r\n"
+           b"Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: multipart/report; report-type=delivery-status; boundary=\"r\"\r\n\r\n"
+           b"--r\r\nContent-Type: text/plain\r\n\r\nThe mail could not be delivered.\r\n"
+           b"--r\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; 126.com\r\n\r\n"
+           b"Final-Recipient: rfc822; unit@taiyuan.gov.cn\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+           b"--r\r\nContent-Type: message/rfc822\r\n\r\n" + returned + b"\r\n--r--\r\n")
+    p = parse_message(raw, LIMITS)
+    assert p.headers.content_type == "multipart/report; report-type=delivery-status"
+    assert p.parts == []
+    assert [h.to_addrs for h in p.forwarded] == [["unit@taiyuan.gov.cn"]]
+    assert "could not be delivered" in p.body_text
+    assert "Final-Recipient: rfc822; unit@taiyuan.gov.cn" in p.body_text
+
+
+def test_mbox_from_line_and_lf_only_line_ends():
+    raw = (b"From unit@sx.cn Mon Jun 20 10:00:00 2022\nFrom: =?gbk?B?" + base64.b64encode("晋城".encode("gbk"))
+           + b"?= <JC@sx.cn>\nSubject: hi\n\nbody\n")
+    p = parse_message(raw, LIMITS)
+    assert (p.headers.from_name, p.headers.from_addr, p.body_text.strip()) == ("晋城", "jc@sx.cn", "body")

@@ -122,6 +122,61 @@ def test_the_duplicate_is_byte_identical_and_the_rest_are_distinct():
     assert len(set(others)) == len(others)
 
 
+def _raw(key: str) -> bytes:
+    """The committed bytes of the STORY message named ``key``."""
+    names = sorted(_files(SAMPLES / "maildir"), key=lambda n: n.split("/", 1)[1])
+    index = [m.key for m in ms.STORY].index(key)
+    return (SAMPLES / "maildir" / names[index]).read_bytes()
+
+
+def test_the_mailbox_has_the_quirks_of_real_chinese_mail_clients():
+    """The demo is only convincing if the hard cases are really in it."""
+    import io
+    import zipfile
+
+    head = lambda raw: raw.split(b"\n\n", 1)[0]  # noqa: E731
+    foxmail = _raw("taiyuan-xcb")
+    assert b"Subject: =?gbk?B?" in foxmail and b"filename*=GBK''%" in foxmail
+    netease = _raw("datong")
+    assert b"Coremail" in netease and b"filename=" not in netease and b'name="=?UTF-8?B?' in netease
+    texts = [p.get_content() for p in email.message_from_bytes(netease, policy=email.policy.default).walk()
+             if p.get_content_type() in ("text/plain", "text/html")]
+    assert len(texts) == 2 and all("https://mail.163.com/large-attachment-download/" in t for t in texts)
+    outlook = _raw("sxu")
+    assert b'filename="=?gb2312?B?' in outlook and b"Microsoft Outlook" in outlook
+    raw8 = head(_raw("yuncheng"))
+    assert "运城市科技局".encode() in raw8 and b"=?" not in raw8.split(b"Subject:", 1)[1].split(b"\n", 1)[0]
+    fwd = email.message_from_bytes(_raw("sxas-forward"), policy=email.policy.default)
+    assert any(p.get_content_type() == "message/rfc822" for p in fwd.walk())
+    # The zip: GBK member names, no UTF-8 flag (what Windows' "send to compressed folder" makes).
+    cz = email.message_from_bytes(_raw("changzhi-kjj"), policy=email.policy.default)
+    data = next(p.get_payload(decode=True) for p in cz.walk() if (p.get_filename() or "").endswith(".zip"))
+    infos = zipfile.ZipFile(io.BytesIO(data)).infolist()
+    assert infos and all(not i.flag_bits & 0x800 for i in infos)
+    assert [i.filename.encode("cp437").decode("gbk").rsplit("/", 1)[1] for i in infos] == [
+        "2022年科技活动周开展情况统计表.xlsx", "长治市2022年科技活动周工作总结.docx", "科技活动周宣传视频.mp4"]
+    # The re-sent zip is the very same file (same sha256): lateness must use the first arrival.
+    again = email.message_from_bytes(_raw("changzhi-kjj-again"), policy=email.policy.default)
+    assert data == next(p.get_payload(decode=True) for p in again.walk()
+                        if (p.get_filename() or "").endswith(".zip"))
+
+
+def test_videos_have_the_durations_the_story_needs(tmp_path, ffmpeg_available):
+    """2:30 for 太原 (ok) and 3:20 for 晋中 (over the limit), measured by ffprobe."""
+    def duration(key: str, suffix: str) -> float:
+        msg = email.message_from_bytes(_raw(key), policy=email.policy.default)
+        data = next(p.get_payload(decode=True) for p in msg.walk() if (p.get_filename() or "").endswith(suffix))
+        path = tmp_path / f"{key}{suffix}"
+        path.write_bytes(data)
+        out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "json", str(path)],
+                             capture_output=True, text=True, check=True, timeout=30).stdout
+        return float(json.loads(out)["format"]["duration"])
+
+    assert duration("taiyuan-kjj", ".mp4") == pytest.approx(150, abs=0.6)
+    assert duration("jinzhong", ".mp4") == pytest.approx(200, abs=0.6)
+    assert duration("taiyuan-xcb", ".mov") <= 180
+
+
 def test_config_points_at_the_sample_mailbox_and_roster():
     from ingest.config import load_config
 

@@ -354,20 +354,17 @@ def test_xls_made_by_libreoffice(tmp_path, libreoffice):
 
 @pytest.mark.slow
 def test_doc_form_through_libreoffice(tmp_path, libreoffice):
-    from fixtures.files import convert
+    from fixtures.files import make_sheet_doc
 
-    docx_path = make_sheet_docx(tmp_path / "统计表.docx")
-    doc = convert(docx_path, "doc", "MS Word 97")
-    facts = read(doc)
+    facts = read(make_sheet_doc(tmp_path / "统计表.doc"))
     assert facts["format"] == "doc" and facts["figures"] == DEFAULT_FIGURES
 
 
 def test_wps_without_libreoffice_asks_for_xlsx(tmp_path, monkeypatch, libreoffice):
-    from fixtures.files import convert
+    from fixtures.files import make_sheet_doc
     from ingest.checks import common
 
-    doc = convert(make_sheet_docx(tmp_path / "统计表.docx"), "doc", "MS Word 97")
-    path = doc.rename(tmp_path / "统计表.wps")  # WPS writes Word-compatible files
+    path = make_sheet_doc(tmp_path / "统计表.wps")  # WPS writes Word-compatible files
     monkeypatch.setattr(common.shutil, "which", lambda name: None)
     facts, error = probe_file(path, "statistics")
     assert facts is None

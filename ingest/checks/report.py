@@ -17,7 +17,7 @@ from ingest.checks.common import (
 
 MAX_PDF_PAGES = 300          # pages whose text is extracted
 SCANNED_CHARS_PER_PAGE = 20  # fewer text characters per page than this, with images: scanned
-_WS = re.compile(r"\s+")
+_WS = re.compile(r"[\s\ufeff\u200b]+")
 
 
 def count_chars(text: str) -> int:
@@ -75,12 +75,8 @@ def read_pdf_report(path: Path) -> dict:
                 opened = 0
             if not opened:
                 encrypted = True
-        if encrypted:
-            try:
-                pages = len(reader.pages)
-            except Exception:
-                pages = None
-            return {"format": "pdf", "pages": pages, "text_chars": 0, "encrypted": True, "scanned": False}
+        if encrypted:  # the page count is inside the encrypted part too
+            return {"format": "pdf", "pages": None, "text_chars": 0, "encrypted": True, "scanned": False}
         pages = len(reader.pages)
         chars = 0
         image_pages = 0

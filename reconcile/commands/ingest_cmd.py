@@ -19,7 +19,11 @@ def run_poll(app: App, *, progress: bool = False, stop=None) -> dict:
     with ingest_lock(config, wait_s=config.service.lock_wait_s):
         with _progress_bar(progress) as bar:
             result = poll_once(config, app.conn, progress=bar, stop=stop)
-        attribute(app.conn, app.roster, config, result.recorded_ids)
+        # also messages a crashed earlier run recorded but did not get to attribute
+        leftovers = [mid for mid, in app.conn.execute(
+            "SELECT m.id FROM messages m LEFT JOIN attributions a ON a.message = m.id "
+            "WHERE m.status = 'recorded' AND a.message IS NULL")]
+        attribute(app.conn, app.roster, config, sorted(set(result.recorded_ids) | set(leftovers)))
     attributed = unmatched = 0
     if result.recorded_ids:
         marks = ",".join("?" for _ in result.recorded_ids)

@@ -211,7 +211,7 @@ def roster_list(app: App, as_json: bool) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from reconcile.cli import console
+    from reconcile.commands.status_cmd import wide_console
 
     table = Table(title=f"roster: {app.roster.path} ({len(rows)} units)")
     for col in ("id", "name", "aliases", "emails", "category", "contact"):
@@ -220,4 +220,4 @@ def roster_list(app: App, as_json: bool) -> None:
         table.add_row(escape(r["id"]), escape(r["name"]), escape("; ".join(r["aliases"])),
                       escape("; ".join(r["emails"])), escape(r["category"]),
                       escape(" ".join(x for x in (r["contact"], r["phone"]) if x)))
-    console().print(table)
+    wide_console().print(table)

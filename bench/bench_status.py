@@ -1,0 +1,159 @@
+"""Benchmark: `mailroll status --json` at 2,000 units and 20,000 messages.
+
+Target (the issue): within 1.5x of `python -c "import reconcile"` plus one SQLite query of the
+same rows, both as a fresh process. Builds a throw-away campaign (roster .csv, config, database)
+with facts rows inserted directly in a realistic mix (most units send 1-3 messages with the
+sheet, report and video; some resend, some are late, some mail is unmatched or duplicate), then:
+
+1. times the first `status --json` (attributes 20,000 messages and computes every unit: cold);
+2. times `status --json` again, best of N (the cache is current: the everyday case);
+3. times the baseline, best of N;
+and prints the three and the ratio. Exit status 1 if the ratio is over the target.
+
+    .venv/bin/python bench/bench_status.py [--units 2000] [--messages 20000] [--runs 15] [--keep DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from ingest.config import DEFAULT_SHEET_FIELDS  # noqa: E402
+from ingest.db import open_connection  # noqa: E402
+
+DEADLINE = datetime(2022, 6, 25, 15, 59, 59, tzinfo=timezone.utc)
+TARGET = 1.5
+
+
+def build(root: Path, n_units: int, n_messages: int, seed: int = 7) -> Path:
+    rnd = random.Random(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    units = []
+    with open(root / "roster.csv", "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "name", "aliases", "emails", "category", "contact", "phone"])
+        for i in range(n_units):
+            uid = f"u{i:04d}"
+            name = f"第{i}号县科学技术局"
+            email = f"kj{i}@county{i}.gov.cn"
+            units.append((uid, name, email))
+            w.writerow([uid, name, f"{i}号县科技局", email, rnd.choice(["市科技局", "高等院校", "科研院所", "开发区"]),
+                        "联系人", "0351-0000000"])
+    (root / "config.toml").write_text(
+        '[campaign]\nname = "bench"\ndeadline = "2022-06-25T23:59:59+08:00"\ntimezone = "Asia/Shanghai"\n'
+        '[mailbox]\nkind = "maildir"\npath = "maildir"\n[roster]\npath = "roster.csv"\n'
+        '[storage]\ndb = "mailroll.db"\nfiles = "files"\n', encoding="utf-8")
+    conn = open_connection(root / "mailroll.db")
+    figures = {label: rnd.randint(1, 50) for label, _ in DEFAULT_SHEET_FIELDS}
+    sheet_ok = json.dumps({"format": "xlsx", "unit_cell": None, "figures": figures, "problems": {}, "warnings": []},
+                          ensure_ascii=False)
+    sheet_bad = json.dumps({"format": "xlsx", "unit_cell": None, "figures": figures,
+                            "problems": {"线上活动": "not found"}, "warnings": []}, ensure_ascii=False)
+    report = json.dumps({"format": "docx", "pages": 3, "text_chars": 1800, "encrypted": False, "scanned": False})
+    messages, parts = [], []
+    part_id = 0
+    start = DEADLINE - timedelta(days=20)
+    for mid in range(1, n_messages + 1):
+        r = rnd.random()
+        if r < 0.05:
+            from_addr, status = f"someone{mid}@163.com", "recorded"          # unmatched
+        elif r < 0.07:
+            from_addr, status = units[rnd.randrange(n_units)][2], "duplicate"
+        else:
+            from_addr, status = units[int(rnd.paretovariate(1.2) * 37) % n_units][2], "recorded"
+        at = start + timedelta(seconds=rnd.randint(0, 24 * 86400))
+        messages.append((mid, "maildir:bench", f"k{mid}", f"m{mid}@bench", f"sha{mid}", status, from_addr,
+                         "科技活动周材料", at.isoformat(), 12345, at.isoformat()))
+        if status != "recorded":
+            continue
+        for seq, kind in enumerate(rnd.sample(["statistics", "report", "video", "image"], rnd.randint(0, 3))):
+            part_id += 1
+            if kind == "statistics":
+                facts = sheet_ok if rnd.random() < 0.9 else sheet_bad
+            elif kind == "report":
+                facts = report
+            elif kind == "video":
+                facts = json.dumps({"duration_s": rnd.choice([95.0, 170.5, 200.2]), "container": "mp4",
+                                    "format_name": "mov,mp4,m4a,3gp,3g2,mj2", "video_codec": "h264",
+                                    "audio_codec": "aac", "width": 1280, "height": 720, "size": 5_000_000})
+            else:
+                facts = json.dumps({"format": "jpeg", "width": 640, "height": 480})
+            sha = f"{kind}{rnd.randint(0, 3 * n_units)}"
+            parts.append((part_id, mid, seq, "attachment", f"{kind}.bin", f"{kind}.bin", kind, sha, 1000, facts))
+    conn.execute("BEGIN")
+    conn.executemany(
+        "INSERT INTO messages (id, source, source_key, message_id, content_sha256, status, from_addr, subject, "
+        "received_at, size, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", messages)
+    conn.executemany(
+        "INSERT INTO parts (id, message, seq, origin, location, filename, kind, sha256, size, facts) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", parts)
+    conn.execute("COMMIT")
+    conn.close()
+    return root / "config.toml"
+
+
+def timed(cmd: list[str], runs: int) -> tuple[float, str]:
+    best, out = float("inf"), ""
+    for _ in range(runs):
+        t = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        best = min(best, time.perf_counter() - t)
+        out = proc.stdout
+    return best, out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--units", type=int, default=2000)
+    ap.add_argument("--messages", type=int, default=20000)
+    ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--keep", type=Path, help="build the campaign here and keep it")
+    args = ap.parse_args()
+
+    root = args.keep or Path(tempfile.mkdtemp(prefix="mailroll-bench-"))
+    try:
+        t = time.perf_counter()
+        config = build(root, args.units, args.messages)
+        print(f"built {args.units} units, {args.messages} messages in {time.perf_counter() - t:.1f} s ({root})")
+        mailroll = str(Path(sys.executable).with_name("mailroll"))
+        if not Path(mailroll).exists():
+            mailroll_cmd = [sys.executable, "-m", "reconcile"]
+        else:
+            mailroll_cmd = [mailroll]
+        cmd = [*mailroll_cmd, "--config", str(config), "status", "--json"]
+        cold, out = timed(cmd, 1)
+        rows = json.loads(out)
+        states = {s: sum(1 for r in rows if r["state"] == s) for s in ("complete", "incomplete", "missing")}
+        print(f"first status --json (attribute + compute): {cold * 1000:.0f} ms; {len(rows)} units {states}")
+        warm, out2 = timed(cmd, args.runs)
+        assert json.loads(out2) == rows, "the cached output differs from the computed one"
+        baseline_code = (
+            "import reconcile, sqlite3, sys; "
+            f"c = sqlite3.connect({str(root / 'mailroll.db')!r}); "
+            "rows = c.execute('SELECT json FROM unit_status ORDER BY pos').fetchall(); "
+            "sys.stdout.write('[' + ', '.join(r[0] for r in rows) + ']')"
+        )
+        base, _ = timed([sys.executable, "-c", baseline_code], args.runs)
+        ratio = warm / base
+        print(f"status --json (best of {args.runs}): {warm * 1000:.1f} ms")
+        print(f"baseline import reconcile + one query (best of {args.runs}): {base * 1000:.1f} ms")
+        print(f"ratio: {ratio:.2f}x (target <= {TARGET}x): {'PASS' if ratio <= TARGET else 'FAIL'}")
+        return 0 if ratio <= TARGET else 1
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""The video check on real ffmpeg-made files, and images."""
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from fixtures.files import check_config, make_jpeg, probe_file
+from ingest.checks.video import AUDIO_ONLY, NOT_A_VIDEO
+
+
+@pytest.fixture(autouse=True)
+def _ffmpeg(ffmpeg_available):
+    return ffmpeg_available
+
+
+def read(path, **kw):
+    facts, error = probe_file(path, "video", **kw)
+    assert error is None, error
+    return facts
+
+
+@pytest.mark.parametrize("seconds", [179, 180, 181])
+def test_durations_around_the_three_minute_limit(media, seconds):
+    facts = read(media.video(seconds))
+    assert facts["duration_s"] == pytest.approx(seconds, abs=0.01)
+    assert facts["container"] == "mp4"
+    assert facts["format_name"] == "mov,mp4,m4a,3gp,3g2,mj2"
+    assert facts["video_codec"] == "h264" and facts["audio_codec"] is None
+    assert (facts["width"], facts["height"]) == (64, 48)
+    assert facts["size"] == os.path.getsize(media.video(seconds))
+
+
+def test_mov_with_audio(media):
+    facts = read(media.video(5, "mov", audio=True))
+    assert facts["container"] == "mov" and facts["audio_codec"] == "aac"
+    assert facts["duration_s"] == pytest.approx(5, abs=0.1)
+
+
+def test_mov_renamed_mp4_is_still_mov(tmp_path, media):
+    path = tmp_path / "宣传片.mp4"
+    path.write_bytes(media.video(5, "mov").read_bytes())
+    assert read(path)["container"] == "mov"
+
+
+@pytest.mark.parametrize("container, expected_format", [
+    ("avi", "avi"), ("mkv", "matroska,webm"), ("wmv", "asf"), ("flv", "flv"), ("3gp", None),
+])
+def test_other_containers(media, container, expected_format):
+    facts = read(media.video(3, container))
+    assert facts["container"] == container
+    if expected_format:
+        assert facts["format_name"] == expected_format
+
+
+def test_fake_mp4(media):
+    facts, error = probe_file(media.fake_mp4, "video")
+    assert facts is None and error == NOT_A_VIDEO
+
+
+def test_audio_only(media):
+    facts, error = probe_file(media.audio, "video", filename="视频.mp4")
+    assert facts is None and error == AUDIO_ONLY
+
+
+def test_a_photo_sent_as_the_video(tmp_path):
+    path = make_jpeg(tmp_path / "视频.mp4")
+    facts, error = probe_file(path, "video")
+    assert facts is None and error == "not a video file (the content is a still image)"
+
+
+def test_truncated_video(tmp_path, media):
+    data = media.video(10).read_bytes()
+    path = tmp_path / "cut.mp4"
+    path.write_bytes(data[: len(data) // 3])
+    facts, error = probe_file(path, "video")
+    assert facts is None
+    assert error in (NOT_A_VIDEO, "the video's length cannot be read (the file may be damaged or incomplete)")
+
+
+def test_a_hanging_prober_is_killed_after_the_timeout(tmp_path):
+    """ffprobe opening a named pipe nobody writes to blocks forever; the check gives up."""
+    from ingest.checks.video import read_video
+    from ingest.checks.common import CheckError
+
+    fifo = tmp_path / "hang.mp4"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    with pytest.raises(CheckError) as e:
+        read_video(fifo, "mp4", "hang.mp4", timeout=1.5)
+    assert time.monotonic() - started < 10
+    assert str(e.value) == "the video could not be probed within 1.5 s"
+
+
+def test_image_facts(tmp_path):
+    facts, error = probe_file(make_jpeg(tmp_path / "现场.jpg", 120, 80), "image")
+    assert error is None and facts == {"format": "jpeg", "width": 120, "height": 80}
+
+
+def test_image_over_the_pixel_limit(tmp_path):
+    path = make_jpeg(tmp_path / "大图.jpg", 400, 300)
+    facts, error = probe_file(path, "image", config=check_config(limits={"max_image_pixels": 10_000}))
+    assert facts is None and error == "the image is too large to check (400x300 pixels)"
+
+
+def test_other_kinds_have_no_facts(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_text("x")
+    assert probe_file(path, "other") == (None, None)

@@ -1,0 +1,113 @@
+"""`report --xlsx` / `--csv`: the workbook staff open, checked cell by cell.
+
+(Named test_workbook.py: tests/test_report.py holds the report *check* tests.)"""
+from __future__ import annotations
+
+import csv
+import subprocess
+from datetime import datetime, timezone
+
+import openpyxl
+import pytest
+
+from fixtures.files import DEFAULT_FIGURES, make_report_docx, make_sheet_xlsx
+from fixtures.mail import build_mail
+from reconcile.report import display_width
+
+BEFORE = datetime(2022, 6, 20, 2, 30, tzinfo=timezone.utc)
+AFTER = datetime(2022, 6, 27, 1, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def filled(campaign, tmp_path, media):
+    def send(from_, files, when=BEFORE, subject="科技活动周材料"):
+        campaign.deliver(build_mail(from_=from_, subject=subject,
+                                    attachments=[(n, p.read_bytes()) for n, p in files]), when=when)
+
+    send("太原市科学技术局 <tykjj@taiyuan.gov.cn>", [
+        ("统计表.xlsx", make_sheet_xlsx(tmp_path / "a.xlsx")),
+        ("总结报告.docx", make_report_docx(tmp_path / "a.docx")),
+        ("视频.mp4", media.video(60))])
+    send("山西大学 <kjc@sxu.edu.cn>", [
+        ("统计表.xlsx", make_sheet_xlsx(tmp_path / "b.xlsx", unit="山西大学",
+                                      figures={**DEFAULT_FIGURES, "活动总数": 3, "线上活动": 1, "线下活动": 2})),
+        ("视频.mp4", media.video(200))], when=AFTER)
+    send("陌生人 <who@example.org>", [], subject="请问材料怎么报")
+    campaign.run("ingest", "--once")
+    campaign.run("exempt", "sxas", "--note", "不参加")
+    return campaign
+
+
+def _fill(cell) -> str:
+    return (cell.fill.fgColor.rgb or "")[-6:] if cell.fill and cell.fill.fill_type == "solid" else ""
+
+
+def test_workbook_contents(filled, tmp_path):
+    path = tmp_path / "out" / "报送情况.xlsx"
+    filled.run("report", "--xlsx", str(path))
+    wb = openpyxl.load_workbook(path)
+    assert wb.sheetnames == ["汇总", "单位情况", "统计汇总", "未匹配邮件"]
+
+    units = wb["单位情况"]
+    header = [c.value for c in units[1]]
+    assert header[:6] == ["序号", "单位编号", "单位名称", "类别", "状态", "逾期"]
+    assert all(c.font.bold for c in units[1]) and units.freeze_panes == "A2"
+    assert units.auto_filter.ref == f"A1:{units.cell(row=1, column=len(header)).column_letter}13"
+    rows = {r[1].value: r for r in units.iter_rows(min_row=2)}
+    col = {h: i for i, h in enumerate(header)}
+    ty, sxu, sxas = rows["taiyuan-kjj"], rows["sxu"], rows["sxas"]
+    assert ty[col["状态"]].value == "齐全" and _fill(ty[col["视频"]]) == "C6EFCE"
+    assert sxu[col["视频"]].value == "不合格（逾期）" and _fill(sxu[col["视频"]]) == "FFC7CE"
+    assert "video lasts 3:20, over the 3:00 limit" in sxu[col["视频说明"]].value
+    assert sxu[col["逾期"]].value == "逾期"
+    assert sxu[col["总结报告"]].value == "未收到" and _fill(sxu[col["总结报告"]]) == "FFEB9C"
+    assert sxu[col["视频收到时间"]].value == "2022-06-27 09:00"
+    assert sxas[col["状态"]].value == "未报送（免报）" and "不参加" in sxas[col["人工处理"]].value
+    # CJK text gets room: the name column is at least as wide as its longest name counted double
+    name_letter = units.cell(row=1, column=col["单位名称"] + 1).column_letter
+    assert units.column_dimensions[name_letter].width >= display_width("山西转型综合改革示范区管理委员会")
+
+    stats = wb["统计汇总"]
+    srows = [[c.value for c in r] for r in stats.iter_rows()]
+    assert srows[0][:5] == ["单位编号", "单位名称", "类别", "填报单位（表内）", "活动总数（项）"]
+    total = next(r for r in srows if r[0] == "全省合计")
+    assert total[4] == 15 and total[1] == "2 个单位"
+    assert next(c for c in stats.iter_rows() if c[0].value == "全省合计")[4].font.bold
+    left = [r for r in srows if r[0] == "datong-kjj"]
+    assert left and left[0][3] == "no sheet received"
+
+    unmatched = [[c.value for c in r] for r in wb["未匹配邮件"].iter_rows(min_row=2)]
+    assert len(unmatched) == 1 and unmatched[0][2] == "陌生人 <who@example.org>"
+    assert unmatched[0][3] == "请问材料怎么报" and "unknown sender" in unmatched[0][5]
+
+    summary = {r[0]: r[1] for r in wb["汇总"].iter_rows(values_only=True) if r and r[0]}
+    assert (summary["齐全"], summary["不齐全"], summary["未报送"], summary["其中逾期"], summary["免报"]) == (1, 1, 10, 1, 1)
+
+
+def test_csv_files_open_in_excel(filled, tmp_path):
+    out = tmp_path / "csv"
+    filled.run("report", "--csv", str(out))
+    assert sorted(p.name for p in out.iterdir()) == sorted(["汇总.csv", "单位情况.csv", "统计汇总.csv", "未匹配邮件.csv"])
+    raw = (out / "单位情况.csv").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.reader(raw.decode("utf-8-sig").splitlines()))
+    assert rows[0][2] == "单位名称" and rows[1][2] == "太原市科学技术局"
+
+
+def test_report_needs_a_target(campaign):
+    assert "--xlsx" in campaign.run("report", expect=2).stderr
+
+
+@pytest.mark.slow
+def test_workbook_converts_to_pdf(filled, tmp_path, libreoffice):
+    path = tmp_path / "report.xlsx"
+    filled.run("report", "--xlsx", str(path))
+    subprocess.run([libreoffice, "--headless", f"-env:UserInstallation=file://{tmp_path}/lo",
+                    "--convert-to", "pdf", "--outdir", str(tmp_path), str(path)],
+                   check=True, capture_output=True, timeout=180)
+    from pypdf import PdfReader
+
+    reader = PdfReader(tmp_path / "report.pdf")
+    assert len(reader.pages) >= 4                     # every sheet printed
+    text = "".join(page.extract_text() or "" for page in reader.pages)
+    assert "taiyuan-kjj" in text
