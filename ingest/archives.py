@@ -11,6 +11,10 @@ than ``limits.max_compression_ratio`` times its packed size (and over 1 MiB) is 
 the archive part gets the error ``archive looks like a zip bomb (...)``. Output is also counted
 while it is written, so an archive that lies about sizes cannot exceed the budget.
 
+Archives are recognised by content (``classify.sniff``), so a .xlsx/.docx (OOXML) is never
+opened here, while a plain zip misnamed ``统计表.xlsx`` is: its members are listed, and the part
+itself is still judged as the sheet it claims to be (see docs/CLASSIFY.md).
+
 Member names are for display only. Content goes to memory (small members) or to spool files
 with random names in ``spool_dir``: a name like ``../../etc/passwd`` or ``/tmp/x`` is shown, never
 used as a path. Directories, ``__MACOSX/``, ``._*``, ``.DS_Store``, ``Thumbs.db``, ``desktop.ini``
@@ -286,7 +290,7 @@ def _rar_name(info: Any) -> str:
 
 
 class _RarBackend:
-    def __init__(self, fp: BinaryIO):
+    def __init__(self, fp: BinaryIO | str):
         import rarfile
         self.rarfile = rarfile
         self.rf = rarfile.RarFile(fp)
@@ -423,7 +427,8 @@ def _open_backend(part: ExtractedPart, fp: BinaryIO, budget: int) -> Any:
         return _ZipBackend(fp)
     if part.sniffed_type == "7z":
         return _SevenZipBackend(fp, budget)
-    return _RarBackend(fp)
+    # rarfile hands a path to the external extractor; a file object would be copied per member
+    return _RarBackend(str(part.spool) if part.data is None and part.spool is not None else fp)
 
 
 def _open_error(kind: str, e: Exception) -> str:
@@ -463,7 +468,8 @@ def _extract_members(parsed: ParsedMessage, index: int, backend: Any, members: l
     part = parsed.parts[index]
     problems: list[str] = []
     wanted: list[_Member] = []
-    archive_size = part.size or (len(part.data) if part.data is not None else 0)
+    archive_size = part.size or (len(part.data) if part.data is not None
+                                 else Path(part.spool).stat().st_size if part.spool else 0)
     files = [m for m in members if not m.is_dir and not _skipped(m.name)]
     if not files:
         problems.append("the archive contains no files")

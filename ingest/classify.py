@@ -334,11 +334,11 @@ def classify(part: ExtractedPart, template: Any = None) -> str:
     if st in ("unknown", "text", "html") or st is None:
         # a damaged file that claims by its name to be a campaign item is judged as that item,
         # so the unit is told what is wrong instead of the file being silently ignored
-        if st == "unknown" and (ext in VIDEO_EXTS or (declared.startswith("video/"))):
+        if ext in VIDEO_EXTS or declared.startswith("video/"):
             return VIDEO
-        if st == "unknown" and ext in SHEET_EXTS:
+        if ext in SHEET_EXTS:
             return STATISTICS
-        if st == "unknown" and (ext in DOC_EXTS or ext == ".pdf"):
+        if ext in DOC_EXTS or ext == ".pdf":
             return said or REPORT
     if any(w in name for w in VIDEO_WORDS) and (declared.startswith("video/") or ext in VIDEO_EXTS):
         return VIDEO

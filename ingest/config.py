@@ -93,6 +93,10 @@ class Mailbox:
     post_folder: str = "mailroll-done"
     idle: bool = True
     timeout_s: float = 60.0
+    # A broken connection is re-opened and the command repeated, this many tries in all,
+    # waiting retry_backoff_s, then twice that, ... in between.
+    retries: int = 3
+    retry_backoff_s: float = 1.0
 
     def password(self) -> str:
         return _password_from_env(self.password_env, "mailbox.password_env")
@@ -116,6 +120,7 @@ class Smtp:
     timeout_s: float = 30.0
     retries: int = 3  # attempts per mail on temporary failures (4xx, connection errors)
     backoff_s: float = 5.0  # wait before the 2nd attempt; doubles each time
+    ca_file: Path | None = None  # trust this CA (PEM) instead of the system's (private CA, tests)
 
     @property
     def configured(self) -> bool:
@@ -385,6 +390,8 @@ def config_from_dict(data: dict, file: Path) -> Config:
             post_folder=m.get("post_folder", str, "mailroll-done"),
             idle=m.get("idle", bool, True),
             timeout_s=m.get("timeout_s", float, 60.0),
+            retries=max(1, m.get("retries", int, 3)),
+            retry_backoff_s=m.get("retry_backoff_s", float, 1.0),
         )
     else:
         mailbox = Mailbox(kind=kind, path=m.path("path"), folder=m.get("folder", str, ""))
@@ -401,6 +408,7 @@ def config_from_dict(data: dict, file: Path) -> Config:
         timeout_s=s.get("timeout_s", float, 30.0),
         retries=max(1, s.get("retries", int, 3)),
         backoff_s=s.get("backoff_s", float, 5.0),
+        ca_file=s.path("ca_file", None),
     )
 
     r = root.table("roster", required=True)

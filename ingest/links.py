@@ -58,9 +58,9 @@ PROVIDERS: list[tuple[str, re.Pattern | None, str]] = [
     ("wwi.lanzoup.com", None, "蓝奏云"),
 ]
 
-_URL = re.compile(r"""(?:https?://|www\.)[^\s<>"'\u3000-\u303f\uff01-\uff0f\uff1a-\uff20（）【】《》，。；：！？、]+""", re.I)
+_URL = re.compile(r"""(?:https?://|www\.)[^\s<>"'\u3000-\u303f\u4e00-\u9fff\uff01-\uff0f\uff1a-\uff20（）【】《》，。；：！？、]+""", re.I)
 _FILE_NAME = re.compile(
-    r"([^\s/\\:*?\"<>|，。；：（）()【】]{1,120}\.(?:mp4|mov|m4v|avi|wmv|flv|mkv|mpg|mpeg|3gp|webm|rmvb|"
+    r"((?:[^\s/\\:*?\"<>|，。；：()（）【】]|[(（][^()（）\s]{1,30}[)）]|【[^【】\s]{1,30}】){1,120}\.(?:mp4|mov|m4v|avi|wmv|flv|mkv|mpg|mpeg|3gp|webm|rmvb|"
     r"zip|rar|7z|xlsx?|docx?|et|wps|pdf|jpe?g|png))(?![A-Za-z0-9])", re.I)
 _NAME_PARAMS = ("file", "filename", "name", "fileName", "fname", "title")
 
@@ -166,7 +166,8 @@ def find_links(text: str | None, html: str | None) -> list[Link]:
         for i, line in enumerate(lines):
             for m in _URL.finditer(line):
                 context = line[:m.start()] + " " + line[m.end():]
-                name = _name_near(context) or (_name_near(lines[i - 1]) if i else None)
+                previous = lines[i - 1] if i and not _URL.search(lines[i - 1]) else ""
+                name = _name_near(context) or _name_near(previous)
                 add(m.group(0), name)
     return list(found.values())
 
@@ -226,6 +227,13 @@ def filename_from_disposition(value: str | None) -> str | None:
     quoted ``filename="..."``, and raw UTF-8 or GBK bytes as Chinese servers send them)."""
     if not value:
         return None
+    extended = re.search(r"filename\*\s*=\s*([\w-]*)'[^']*'([^;\s]+)", value, re.I)
+    if extended:  # RFC 6266: filename* wins over filename
+        try:
+            return _safe_name(unquote(extended.group(2).strip('"'), encoding=extended.group(1) or "utf-8",
+                                      errors="strict"))
+        except (LookupError, UnicodeDecodeError):
+            pass
     msg = email.message.Message()
     msg["content-disposition"] = value
     name = msg.get_filename()
@@ -321,7 +329,7 @@ def _download(link: Link, cfg, spool_dir: Path) -> ExtractedPart:
                     while True:
                         if time.monotonic() > deadline:
                             raise LinkError(f"the download took longer than {cfg.timeout_s:g} s; not fetched")
-                        chunk = resp.read(256 * 1024)
+                        chunk = resp.read1(256 * 1024)  # what has arrived: the deadline is checked often
                         if not chunk:
                             break
                         size += len(chunk)

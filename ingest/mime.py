@@ -13,8 +13,12 @@ Public functions
 ``decode_filename(entity) -> str | None``
     The display name of a MIME entity (``email.message.Message``), from
     ``Content-Disposition: filename`` or ``Content-Type: name``, decoded and sanitized.
-``part_from_entity(mime_header_bytes, ...) -> ExtractedPart``
-    For the IMAP engineer: build a part from one MIME entity fetched on its own (see its docstring).
+``part_from_entity(mime_header_bytes, ...) -> ExtractedPart``, ``entity_info(mime_header_bytes)``,
+``finish_body(parsed, plain, html)``
+    For the IMAP streaming path: build a part from one MIME entity fetched on its own, read an
+    entity's MIME header, and fill body text / HTML / links exactly as ``parse_message`` does.
+    (``decode_text``, ``bounded_utf8``, ``html_to_text``, ``HTML_MAX``, ``BODY_TEXT_MAX`` are used
+    there too: keep them stable.)
 
 Decoding rules (what Chinese clients actually send)
 ---------------------------------------------------
@@ -487,6 +491,7 @@ def _bound_header(header: bytes, max_bytes: int) -> tuple[bytes, int]:
         return header, 0
     kept: list[bytes] = []
     size = dropped = 0
+    names_kept: set[bytes] = set()
     starts = [m.start() for m in _FIELD_START.finditer(header)] or [0]
     if starts[0] != 0:
         starts.insert(0, 0)
@@ -497,9 +502,12 @@ def _bound_header(header: bytes, max_bytes: int) -> tuple[bytes, int]:
         if size + len(fld) <= max_bytes:
             kept.append(fld)
             size += len(fld)
-        elif name in _ESSENTIAL and len(fld) <= HEADER_VALUE_MAX:
+            names_kept.add(name)
+        elif name in _ESSENTIAL and name not in names_kept and len(fld) <= HEADER_VALUE_MAX:
+            # past the limit: still the first of each field needed to read the message
             kept.append(fld)
             size += len(fld)
+            names_kept.add(name)
         else:
             dropped += 1
     out = b"".join(kept)
@@ -699,6 +707,14 @@ def _leaf(entity: Message, ctype: str, ctx: _Ctx, *, depth: int, prefix: str, or
                 raw_inner = inner[0].as_bytes(policy=compat32)
             except Exception:  # noqa: BLE001
                 raw_inner = b""
+            cte = str(entity.get("Content-Transfer-Encoding", "") or "").strip().lower()
+            if cte in ("base64", "quoted-printable"):
+                # not allowed by RFC 2046 but sent: the parser took the encoded text for a message
+                raw_inner = (_tolerant_b64(raw_inner)[0] if cte == "base64"
+                             else quopri.decodestring(raw_inner))
+                _forward(raw_inner, None, filename, ctype, ctx, depth=depth, prefix=prefix,
+                         origin=origin, parent=parent)
+                return
             _forward(raw_inner, inner[0], filename, ctype, ctx, depth=depth, prefix=prefix,
                      origin=origin, parent=parent)
             return
@@ -761,11 +777,55 @@ def _leaf(entity: Message, ctype: str, ctx: _Ctx, *, depth: int, prefix: str, or
         part.error = (f"the attachment is {_human_size(len(data))}, over the limit of "
                       f"{_human_size(limits.max_part_bytes)}: not kept")
     ctx.parsed.parts.append(part)
+    if part.data and (ctype == "application/ms-tnef" or (filename or "").lower() == "winmail.dat"):
+        _tnef(part, len(ctx.parsed.parts) - 1, ctx)
+        return
     if part.data and ((filename or "").lower().endswith(".eml") or ctype == "application/octet-stream"
                       or ctype.startswith("message/")) and _looks_like_message(part.data):
         ctx.parsed.parts.pop()
         _forward(data, None, filename, ctype, ctx, depth=depth, prefix=prefix, origin=origin,
                  parent=parent)
+
+
+def _tnef_name(att: Any, codepage: str | None) -> str | None:
+    """An attachment name inside TNEF: long file name first, raw bytes decoded GBK-tolerantly."""
+    candidates = [a.data for a in getattr(att, "mapi_attrs", [])
+                  if getattr(a, "name", None) == 0x3707]  # PR_ATTACH_LONG_FILENAME
+    candidates.append(getattr(att, "_name", b""))
+    for c in candidates:
+        if isinstance(c, list):
+            c = c[0] if c else b""
+        if isinstance(c, bytes):
+            c = decode_text(c.rstrip(b"\0"), codepage)[0]
+        if isinstance(c, str) and c.strip("\0").strip():
+            return c.strip("\0")
+    return None
+
+
+def _tnef(container: ExtractedPart, index: int, ctx: _Ctx) -> None:
+    """Outlook's winmail.dat (TNEF): its attachments become parts (origin 'archive', parent the
+    winmail.dat part), so files sent from Outlook/Exchange are not hidden inside it."""
+    try:
+        from tnefparse import TNEF
+        tnef = TNEF(container.data, do_checksum=False)
+        attachments = list(tnef.attachments)
+    except Exception as e:  # noqa: BLE001 - damaged TNEF
+        ctx.defect(f"{container.location}: the Outlook winmail.dat could not be read ({type(e).__name__})")
+        return
+    codepage = normalize_charset(getattr(tnef, "codepage", None)) if tnef else None
+    for n, att in enumerate(attachments, 1):
+        if len(ctx.parsed.parts) >= ctx.limits.max_parts:
+            ctx.defect(f"{container.location}: more files than the part limit; the rest were not read")
+            return
+        data = att.data if isinstance(att.data, bytes) else b""
+        name = sanitize_filename(_tnef_name(att, codepage))
+        part = ExtractedPart(location=f"{container.location}/{name or f'file {n}'}", filename=name,
+                             declared_type=None, origin="archive", parent=index, data=data,
+                             size=len(data))
+        if len(data) > ctx.limits.max_part_bytes:
+            part.data, part.error = None, (f"the file is {_human_size(len(data))}, over the limit of "
+                                           f"{_human_size(ctx.limits.max_part_bytes)}: not kept")
+        ctx.parsed.parts.append(part)
 
 
 def _safe_str(m: Any) -> str:
@@ -909,15 +969,36 @@ def _parse_into(raw: bytes, ctx: _Ctx) -> None:
 
 def _finish(ctx: _Ctx) -> None:
     parsed = ctx.parsed
-    main_plain = "\n".join(ctx.plain)
-    html = "\n".join(ctx.html)
-    parsed.html = bounded_utf8(html, HTML_MAX)
-    text = main_plain if main_plain.strip() else (html_to_text(parsed.html) if html else "")
-    if ctx.extra_text:
-        text += "\n" + "\n".join(ctx.extra_text)
-    parsed.body_text = bounded_utf8(_clean_body(text), BODY_TEXT_MAX)
+    problem = finish_body(parsed, ctx.plain, ctx.html, ctx.extra_text)
+    if problem:
+        ctx.defect(problem)
     if ctx.defect_overflow:
         parsed.defects.append(f"... and {ctx.defect_overflow:,} more defects")
+
+
+def finish_body(parsed: ParsedMessage, plain: list[str], html: list[str],
+                extra_text: list[str] = ()) -> str | None:
+    """Set ``parsed.html``, ``parsed.body_text`` and ``parsed.links`` from the text parts found.
+
+    ``plain``/``html`` are the decoded text/plain and text/html bodies in message order (forwarded
+    ones after the main one). The body is the plain text, or the text of the HTML when there is
+    no plain text, bounded to 64 KiB; links (big attachments, cloud drives) are looked for in both.
+    Used by ``parse_message`` and by the IMAP streaming path, so both fill a message alike.
+    Returns a defect in words when links could not be read, else None."""
+    joined_html = "\n".join(html)
+    parsed.html = bounded_utf8(joined_html, HTML_MAX)
+    main_plain = "\n".join(plain)
+    text = main_plain if main_plain.strip() else (html_to_text(parsed.html) if joined_html else "")
+    if extra_text:
+        text += "\n" + "\n".join(extra_text)
+    parsed.body_text = bounded_utf8(_clean_body(text), BODY_TEXT_MAX)
+    try:  # big-attachment / cloud-drive links in the text and HTML (also of forwarded messages)
+        from ingest.links import find_links
+        parsed.links = find_links(parsed.body_text, parsed.html)
+    except Exception as e:  # noqa: BLE001 - links are a bonus, never a reason to fail the message
+        log.exception("finding links failed")
+        return f"links in the message text could not be read ({type(e).__name__})"
+    return None
 
 
 def _clean_body(text: str) -> str:

@@ -218,7 +218,7 @@ def _json_list(text: str | None) -> list:
 def _evidence(conn: sqlite3.Connection, message_ids: list[int] | None) -> list[MessageEvidence]:
     where, params = "", []
     if message_ids is not None:
-        where = f" AND m.id IN (SELECT value FROM json_each(?))"
+        where = " AND m.id IN (SELECT value FROM json_each(?))"
         params = [json.dumps(message_ids)]
     rows = conn.execute(
         "SELECT m.id, m.from_addr, m.headers, m.subject, m.forwarded_from FROM messages m "
@@ -302,7 +302,6 @@ def attribute(conn: sqlite3.Connection, roster: Roster, config, message_ids: Ite
             "INSERT OR REPLACE INTO attributions (message, unit, method, reason, decided_at) VALUES (?, ?, ?, ?, ?)",
             [(mid, a.unit, a.method, a.reason, now) for mid, a in decisions.items()],
         )
-        bump_version(conn, "attributions")
         if own_tx:
             conn.execute("COMMIT")
     except BaseException:
@@ -311,10 +310,3 @@ def attribute(conn: sqlite3.Connection, roster: Roster, config, message_ids: Ite
         raise
     return decisions
 
-
-def bump_version(conn: sqlite3.Connection, key: str) -> None:
-    """Count changes of derived data, so cached status knows to recompute."""
-    conn.execute(
-        "INSERT INTO reconcile_state (key, value) VALUES (?, '1') "
-        "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1", [f"version:{key}"],
-    )

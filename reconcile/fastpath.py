@@ -17,7 +17,7 @@ import os
 import sys
 
 # Bump when the shape or rules of a status row change: cached rows are then recomputed.
-STATUS_CODE_VERSION = "3"
+STATUS_CODE_VERSION = "4"
 
 
 def file_fingerprint(path) -> str:
@@ -61,7 +61,7 @@ def cached_status_json(argv: list[str]) -> str | None:
         import sqlite3
         import tomllib
 
-        config_file = os.path.abspath(path)
+        config_file = os.path.realpath(path)     # as ingest.config: paths relative to the real file
         with open(config_file, "rb") as f:
             data = tomllib.load(f)
         base = os.path.dirname(config_file)
@@ -78,7 +78,7 @@ def cached_status_json(argv: list[str]) -> str | None:
         try:
             state = dict(conn.execute(
                 "SELECT key, value FROM reconcile_state WHERE key IN ('version:data', 'status_fingerprint')"))
-            fp = fingerprint_parts(state.get("version:data", "-"), roster, os.path.realpath(config_file))
+            fp = fingerprint_parts(state.get("version:data", "-"), roster, config_file)
             if state.get("status_fingerprint") != fp:
                 return None
             rows = [r[0] for r in conn.execute("SELECT json FROM unit_status ORDER BY pos")]

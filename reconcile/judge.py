@@ -76,7 +76,10 @@ def _statistics(facts: dict, config) -> Judgement:
     other = sorted(((k, v) for k, v in problems.items() if str(v).lower() not in MISSING_PROBLEMS),
                    key=lambda kv: order.get(kv[0], len(order)))
     reasons = []
-    if lacking:
+    if labels and set(labels) <= set(lacking):
+        reasons.append(f"none of the form's rows ({labels[0]}, {labels[1] if len(labels) > 1 else ''}…) were found: "
+                       f"is this the {config.campaign.sheet.title}?")
+    elif lacking:
         reasons.append("the sheet lacks " + ", ".join(lacking))
     for label, why in other:
         reasons.append(f"{label} is {why}" if str(why).startswith("not ") else f"{label}: {why}")

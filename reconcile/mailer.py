@@ -45,7 +45,6 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 from pathlib import Path
@@ -121,6 +120,7 @@ class Mailer:
         self.monotonic = monotonic
         self.conn: smtplib.SMTP | None = None
         self._sent_times: deque[float] = deque()
+        self.unavailable: str | None = None   # set when the server stayed unreachable
 
     def __enter__(self) -> "Mailer":
         return self
@@ -129,27 +129,49 @@ class Mailer:
         self.close()
 
     # -- connection -----------------------------------------------------------------------
+    def _tls_context(self) -> ssl.SSLContext:
+        ca = getattr(self.cfg, "ca_file", None)
+        return ssl.create_default_context(cafile=str(ca) if ca else None)
+
     def _connect(self) -> smtplib.SMTP:
         cfg = self.cfg
         where = f"{cfg.host}:{cfg.port}"
         try:
             if cfg.tls == "ssl":
                 conn = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=cfg.timeout_s,
-                                        context=ssl.create_default_context())
+                                        context=self._tls_context())
             else:
                 conn = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout_s)
                 if cfg.tls == "starttls":
                     conn.ehlo()
-                    conn.starttls(context=ssl.create_default_context())
+                    if not conn.has_extn("starttls"):
+                        _quit(conn)
+                        raise TemporaryFailure(
+                            f"the SMTP server {where} does not offer STARTTLS: set smtp.tls to "
+                            f"\"ssl\" (port 465) or check smtp.port")
+                    conn.starttls(context=self._tls_context())
             conn.ehlo()
-        except smtplib.SMTPResponseException as e:
-            raise _classify(e.smtp_code, e.smtp_error, f"connecting to {where}") from None
+        except SendFailure:
+            raise
+        except ssl.SSLCertVerificationError as e:
+            raise TemporaryFailure(f"the SMTP server {where} has a certificate we cannot trust "
+                                   f"({e.verify_message}): check smtp.host (or smtp.ca_file)") from None
+        except smtplib.SMTPResponseException as e:  # the server's problem, not the mail's
+            raise TemporaryFailure(f"connecting to {where}: the server answered {e.smtp_code} "
+                                   f"{_reply_text(e.smtp_error)}", e.smtp_code) from None
         except (OSError, smtplib.SMTPException) as e:
             raise TemporaryFailure(f"cannot connect to the SMTP server {where}: {e}") from None
         if cfg.username:
-            password = cfg.password()  # ConfigError when the variable is missing: caller's problem
             try:
-                conn.login(cfg.username, password)
+                password = cfg.password()
+            except Exception as e:  # ConfigError: the variable is missing; keep the mail for later
+                _quit(conn)
+                raise TemporaryFailure(str(e)) from None
+            try:
+                try:
+                    conn.login(cfg.username, password)
+                except UnicodeEncodeError:  # smtplib sends ASCII only; RFC 4616 PLAIN is UTF-8
+                    _login_plain_utf8(conn, cfg.username, password)
             except smtplib.SMTPAuthenticationError as e:
                 _quit(conn)
                 # Not the mail's fault: keep it for later rather than marking it failed.
@@ -181,7 +203,6 @@ class Mailer:
                 log.info("rate limit (%d/min): waiting %.1f s", per_minute, wait)
                 self.sleep(wait)
             self._sent_times.popleft()
-        self._sent_times.append(self.monotonic())
 
     def send(self, msg: EmailMessage, to: list[str]) -> Outcome:
         """Hand ``msg`` to the server for ``to``. Retries temporary failures with backoff.
@@ -189,16 +210,24 @@ class Mailer:
         Raises PermanentFailure (5xx), TemporaryFailure (still 4xx / unreachable after
         ``smtp.retries`` attempts) or AmbiguousFailure (broke after the data was sent).
         """
+        if self.unavailable:
+            # the server could not be reached for an earlier mail of this batch: don't hammer it
+            e = TemporaryFailure(self.unavailable)
+            e.attempts = 0
+            raise e
         attempts = max(1, self.cfg.retries)
         for attempt in range(1, attempts + 1):
             try:
                 self._throttle()
                 refused = self._send_once(msg, to)
+                self._sent_times.append(self.monotonic())
                 return Outcome(attempt, refused)
             except TemporaryFailure as e:
                 self.close()
                 e.attempts = attempt
                 if attempt >= attempts:
+                    if getattr(e, "connecting", False):
+                        self.unavailable = e.reason
                     raise
                 delay = self.cfg.backoff_s * (2 ** (attempt - 1))
                 log.warning("sending to %s failed (%s); attempt %d of %d in %.1f s",
@@ -213,7 +242,11 @@ class Mailer:
 
     def _send_once(self, msg: EmailMessage, to: list[str]) -> dict[str, str]:
         if self.conn is None:
-            self.conn = self._connect()
+            try:
+                self.conn = self._connect()
+            except TemporaryFailure as e:
+                e.connecting = True
+                raise
         conn = self.conn
         sender = self.cfg.from_addr
         data = msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
@@ -236,6 +269,11 @@ class Mailer:
                 raise PermanentFailure(f"every recipient was refused ({what})", max(codes))
         except (smtplib.SMTPServerDisconnected, OSError) as e:
             raise TemporaryFailure(f"the SMTP connection broke before the message was sent: {e}") from None
+        except UnicodeEncodeError:
+            _rset(conn)
+            raise PermanentFailure(
+                f"the address {', '.join(to)} has non-ASCII characters and the SMTP server does "
+                f"not accept those (no SMTPUTF8): fix the address in the roster") from None
         try:
             code, resp = conn.data(data)
         except smtplib.SMTPDataError as e:  # DATA itself refused: nothing was delivered
@@ -252,6 +290,15 @@ class Mailer:
                 _rset(conn)
             raise _classify(code, resp, "after the message data")
         return refused
+
+
+def _login_plain_utf8(conn: smtplib.SMTP, user: str, password: str) -> None:
+    import base64
+
+    token = base64.b64encode(f"\0{user}\0{password}".encode("utf-8")).decode("ascii")
+    code, resp = conn.docmd("AUTH", f"PLAIN {token}")
+    if code not in (235, 503):
+        raise smtplib.SMTPAuthenticationError(code, resp)
 
 
 def _needs_smtputf8(addrs: list[str]) -> bool:

@@ -161,11 +161,13 @@ def _files(conn: sqlite3.Connection, config, message: int) -> list[dict]:
         kind = part["kind"] or "other"
         if kind in ITEM_LABELS:
             j = judge_part(part, config)
-            verdict_ok, reason, warnings = j.state == "ok", j.reason, list(j.warnings)
-        else:
-            verdict_ok, reason, warnings = part["error"] is None, part["error"], []
+            ok, reason, warnings = j.state == "ok", j.reason, list(j.warnings)
+            verdict = "合格" if ok else f"有问题 —— {reason}"
+        else:  # not one of the items asked for: received, nothing to judge
+            ok, reason, warnings = part["error"] is None, part["error"], []
+            verdict = "已收到" if ok else f"无法读取 —— {reason}"
         out.append({"name": part["location"] or part["filename"] or "(无名文件)", "kind": kind,
-                    "kind_label": KIND_LABELS.get(kind, kind), "ok": verdict_ok,
+                    "kind_label": KIND_LABELS.get(kind, kind), "ok": ok, "verdict": verdict,
                     "reason": reason or "", "warnings": warnings})
     for r in conn.execute("SELECT url, host, provider, filename, status, error FROM links "
                           "WHERE message = ? AND part IS NULL", (message,)):
@@ -173,11 +175,12 @@ def _files(conn: sqlite3.Connection, config, message: int) -> list[dict]:
         j = judge_link(link)
         out.append({"name": link["filename"] or link["url"], "kind": "link",
                     "kind_label": f"下载链接，{link['provider'] or link['host']}", "ok": False,
-                    "reason": j.reason or "", "warnings": []})
+                    "verdict": f"有问题 —— {j.reason}", "reason": j.reason or "", "warnings": []})
     return out
 
 
-def build(conn: sqlite3.Connection, config, unit, row: dict, status: dict | None) -> Receipt:
+def build(conn: sqlite3.Connection, config, unit, row: dict, status: dict | None,
+          now: datetime | None = None) -> Receipt:
     """The receipt for one message (not yet sent)."""
     subject = row["subject"] or ""
     reply_subject = subject if REPLY_PREFIX.match(subject) else f"Re: {subject}".rstrip()
@@ -202,6 +205,7 @@ def build(conn: sqlite3.Connection, config, unit, row: dict, status: dict | None
         received_at=format_deadline(received, config),
         files=_files(conn, config, row["id"]), items=items, still_needed=still,
         deadline=format_deadline(deadline, config),
+        deadline_passed=(now or datetime.now(timezone.utc)) > deadline,
         video_needed=video_st != "ok",
         video_limit=_duration_text(int(config.campaign.video_max_duration_s)),
         exempt=bool((status or {}).get("exempt")),
@@ -246,7 +250,7 @@ def run_receipts(conn: sqlite3.Connection, roster, config, now: datetime, *, dry
             if reason is not None:
                 log.info("no receipt for message #%d from %s: %s", row["id"], row["from_addr"], reason)
                 continue
-            receipt = build(conn, config, unit, row, by_status.get(unit.id))
+            receipt = build(conn, config, unit, row, by_status.get(unit.id), now)
             if not receipt.to:
                 log.info("no receipt for message #%d: no address to answer", row["id"])
                 continue

@@ -22,11 +22,10 @@ most once, across restarts and processes (``outbox_reminder_once``; see mailer.p
 """
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import datetime
 
 from reconcile import mailer as mail
 

@@ -236,7 +236,14 @@ def write_xlsx(tables: list[Table], path: Path) -> Path:
         if table.filter_range:
             first, last, ncols = table.filter_range
             ws.auto_filter.ref = f"A{first + 1}:{get_column_letter(ncols)}{max(last, first) + 1}"
-        ws.sheet_view.zoomScale = 100
+        # printing (and PDF): landscape, as wide as one page, the heading row on every page
+        ws.page_setup.orientation = "landscape"
+        ws.page_setup.paperSize = ws.PAPERSIZE_A4
+        ws.sheet_properties.pageSetUpPr.fitToPage = True
+        ws.page_setup.fitToWidth = 1
+        ws.page_setup.fitToHeight = 0
+        if table.freeze_row:
+            ws.print_title_rows = f"1:{table.freeze_row}"
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")

@@ -90,15 +90,17 @@ class Roster:
             for e in u.emails:
                 self.by_email.setdefault(e, []).append(u)
 
-    def find(self, text: str) -> Unit | None:
-        """A unit by id, full name or alias (whitespace and width ignored); None if unknown."""
+    def find_all(self, text: str) -> list[Unit]:
+        """Units whose id, full name or alias is ``text`` (whitespace, width and case ignored)."""
         if text in self.by_id:
-            return self.by_id[text]
+            return [self.by_id[text]]
         key = normalize(text)
-        for u in self.units:
-            if normalize(u.id) == key or any(normalize(n) == key for n in u.names):
-                return u
-        return None
+        return [u for u in self.units if normalize(u.id) == key or any(normalize(n) == key for n in u.names)]
+
+    def find(self, text: str) -> Unit | None:
+        """The one unit called ``text`` (id, name or alias); None if unknown or ambiguous."""
+        found = self.find_all(text)
+        return found[0] if len(found) == 1 else None
 
 
 def split_list(value: str, separators: str) -> list[str]:

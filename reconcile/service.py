@@ -180,6 +180,7 @@ class Service:
         self.stop = stop or threading.Event()
         self.wake_pending = threading.Event()
         self.failures = 0
+        self.last_good_poll: float | None = None   # monotonic time of the last successful poll
         self.scheduler = None
         self.idle: IdleWatcher | None = None
 
@@ -240,6 +241,7 @@ class Service:
                 self._reschedule_poll(delay)
                 return False
             self.failures = 0
+            self.last_good_poll = time.monotonic()
             counts = {"seen": result.seen, "new": result.new, "recorded": len(result.recorded_ids),
                       "duplicate": result.duplicate, "failed": result.failed}
             set_state(conn, last_poll=_iso(_utcnow()), last_poll_result=counts, last_error="")
@@ -278,7 +280,7 @@ class Service:
                     receipts = run_receipts(conn, roster, self.config, now, mailer=m, stop=self.stop)
                     sent = [r for r in receipts if r.status == "sent"]
                     due = []
-                    if reminders and not self.stop.is_set():
+                    if reminders and not self.stop.is_set() and self._data_fresh():
                         due = run_reminders(conn, roster, self.config, now, mailer=m, stop=self.stop)
                 if receipts or due:
                     log.info("sent %d receipt(s); %d reminder(s) due: %s", len(sent), len(due),
@@ -286,6 +288,15 @@ class Service:
                 set_state(conn, last_send=_iso(_utcnow()))
         except LockBusy as e:
             log.warning("not sending now: %s", e.format_message())
+
+    def _data_fresh(self) -> bool:
+        """Remind only on a recent picture of the mailbox: a unit whose mail could not be
+        fetched (mailbox down) must not be told it sent nothing."""
+        limit = 2 * self.config.service.poll_every_s + 60
+        if self.last_good_poll is None or time.monotonic() - self.last_good_poll > limit:
+            log.warning("no reminders now: the mailbox has not been read successfully lately")
+            return False
+        return True
 
     # -- life cycle ---------------------------------------------------------------------------
     def run(self) -> int:

@@ -37,6 +37,8 @@ def collect(conn: sqlite3.Connection, rows: list[dict], config) -> dict:
         pid = st.get("part")
         if st["state"] != OK or not pid:
             why = st.get("reason") or ("accepted by staff without a sheet" if st["state"] == OK else "no sheet received")
+            if r.get("exempt"):
+                why = "exempt" + (f": {r['exempt_note']}" if r.get("exempt_note") else "")
             left_out.append({"id": r["id"], "name": r["name"], "state": st["state"], "reason": why})
             continue
         f = facts.get(pid, {})

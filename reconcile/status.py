@@ -23,6 +23,7 @@ changed) and stores the rows. This module imports nothing heavy.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections import defaultdict
 from datetime import datetime, timezone
@@ -31,6 +32,7 @@ from typing import Any, Iterable
 from reconcile import fastpath
 from reconcile.judge import INVALID, ITEMS, MISSING, OK, Judgement, describe, judge_link, judge_part
 
+log = logging.getLogger("mailroll.status")
 LINK_DOCUMENT_SUFFIXES = (".xls", ".xlsx", ".et", ".doc", ".docx", ".wps", ".pdf")
 
 
@@ -106,7 +108,11 @@ def refresh(conn: sqlite3.Connection, roster, config, *, force: bool = False) ->
         rows = unit_statuses(conn, roster, config)
     finally:
         conn.execute("COMMIT")
-    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as e:  # e.g. a read-only copy of the database: answer anyway
+        log.info("status not cached: %s", e)
+        return rows
     try:
         conn.execute("DELETE FROM unit_status")
         conn.executemany(

@@ -36,7 +36,7 @@ import tempfile
 import textwrap
 import zipfile
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Callable
@@ -425,9 +425,19 @@ def ctype_of(name: str) -> str:
     return CTYPES.get(name.rsplit(".", 1)[-1].lower(), "application/octet-stream")
 
 
-def received(when: datetime, helo: str, ip: str) -> str:
-    return (f"from {helo} (unknown [{ip}])\n\tby mx126.mail.126.com (Coremail) with SMTP id "
-            f"{hashlib.md5((helo + when.isoformat()).encode()).hexdigest()[:16]};\n"
+RELAYS = {"163.com": "m15-112.163.com", "126.com": "m15-36.126.com", "qq.com": "smtpbg521.qq.com",
+          "sina.com": "mail3-166.sinamail.sina.com.cn", "sina.cn": "mail3-166.sinamail.sina.com.cn"}
+
+
+def received(when: datetime, raw: bytes) -> str:
+    """The receiving server's Received line: the sender's relay (from the From domain) and the time."""
+    m = re.search(rb"^From:.*?<?([\w.+-]+@([\w.-]+))>?\s*$", raw, re.M)
+    domain = m.group(2).decode().lower() if m else "unknown"
+    helo = RELAYS.get(domain, f"mail.{domain}")
+    digest = hashlib.md5(domain.encode()).digest()
+    ip = f"{58 + digest[0] % 160}.{digest[1]}.{digest[2]}.{1 + digest[3] % 250}"
+    smtp_id = hashlib.md5(raw[:4096] + when.isoformat().encode()).hexdigest()[:22]
+    return (f"from {helo} (unknown [{ip}])\n\tby mx126.mail.126.com (Coremail) with SMTP id {smtp_id};\n"
             f"\t{format_datetime(when.astimezone(CST))} (CST)")
 
 
@@ -616,8 +626,6 @@ class Mail:
     story: str = ""
     same_as: str | None = None        # 'duplicate': delivered again with identical bytes
     method: str | None = None         # expected attribution method (None: 'address' when attributed)
-    helo: str = "mail.example.cn"
-    ip: str = "220.181.12.10"
 
     @property
     def expected_method(self) -> str | None:
@@ -1107,7 +1115,7 @@ def render(mail: Mail, cache: dict[str, bytes]) -> bytes:
     if mail.same_as:
         return cache[mail.same_as]
     raw = mail.build()
-    out = f"Received: {received(mail.arrival, mail.helo, mail.ip)}\n".encode("ascii") + raw
+    out = f"Received: {received(mail.arrival, raw)}\n".encode("ascii") + raw
     cache[mail.key] = out
     return out
 

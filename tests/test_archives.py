@@ -198,3 +198,16 @@ def test_zip_member_crc_error_is_recorded_on_the_member(tmp_path):
     (m,) = _members(parsed)
     assert m.error == "the file inside the archive is damaged (checksum mismatch)"
     assert m.data is None and m.spool is None
+
+
+def test_archive_given_as_a_spool_file(tmp_path):
+    spool = tmp_path / "in"
+    spool.mkdir()
+    (spool / "a").write_bytes(gbk_zip({"统计表.xlsx": b"s"}))
+    (spool / "b").write_bytes(rar4_stored({"总结.docx".encode("gbk"): b"d"}))
+    parsed = ParsedMessage(headers=Headers(), parts=[
+        ExtractedPart(location="a.zip", filename="a.zip", declared_type=None, spool=spool / "a"),
+        ExtractedPart(location="b.rar", filename="b.rar", declared_type=None, spool=spool / "b")])
+    expand(parsed, Limits(), tmp_path / "out")
+    assert [(m.location, _content(m)) for m in _members(parsed)] == [("a.zip/统计表.xlsx", b"s"),
+                                                                      ("b.rar/总结.docx", b"d")]

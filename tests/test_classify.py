@@ -146,6 +146,10 @@ def test_files_whose_content_does_not_match_their_name():
     # a damaged video is still the video item: the check then says it is not a video
     assert classify(_part("科技周视频.mp4", b"\x00\x01garbage\x00"), TEMPLATE) == "video"
     assert classify(_part("统计表.xlsx", b"\x00\x01garbage\x00"), TEMPLATE) == "statistics"
+    # a download page saved under the video's name (a big-attachment link clicked and saved)
+    page = b"<!DOCTYPE html><html><body>\xe4\xb8\x8b\xe8\xbd\xbd</body></html>"
+    assert classify(_part("山西大学.mp4", page), TEMPLATE) == "video"
+    assert classify(_part("说明.html", page), TEMPLATE) == "other"
 
 
 def test_password_protected_office_file(corpus_dir):

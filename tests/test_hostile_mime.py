@@ -151,3 +151,16 @@ def test_corpus_specials(corpus_dir):
     if gb.exists():
         p = parse_message(gb.read_bytes(), LIMITS)
         assert not any("\ufffd" in (p.headers.subject or "") for _ in [0])
+
+
+@pytest.mark.parametrize("raw", [
+    b"From: a@b.cn\r\nSubject: deep\r\n" + b"Content-Type: message/rfc822\r\n\r\n" * 50_000 + b"hi",
+    b"From: a@b.cn\r\nSubject: deep\r\n" + b"".join(
+        b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (i, i) for i in range(5000)),
+])
+def test_deep_nesting_is_refused_in_words_and_headers_kept(raw):
+    t0 = time.monotonic()
+    p = parse_message(raw, LIMITS)
+    assert time.monotonic() - t0 < 5
+    assert p.headers.subject == "deep" and p.headers.from_addr == "a@b.cn"
+    assert any("nested too deeply" in d for d in p.defects)

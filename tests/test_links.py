@@ -4,7 +4,6 @@ from __future__ import annotations
 import http.server
 import threading
 import time
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -225,3 +224,8 @@ def test_redirect_to_a_private_address_is_refused(server, tmp_path):
         _public_address("10.1.2.3", 443, allow_local=False)
     with pytest.raises(LinkError, match="private or local address"):
         _public_address("169.254.169.254", 80, allow_local=False)
+
+
+def test_url_followed_by_chinese_without_a_space():
+    (l,) = find_links("视频链接https://pan.baidu.com/s/1AbC提取码：abcd", None)
+    assert l.url == "https://pan.baidu.com/s/1AbC"

@@ -1,7 +1,6 @@
 """SMTP sending against a real server (aiosmtpd): headers, retries, failures, at most once."""
 from __future__ import annotations
 
-import json
 import threading
 from datetime import datetime, timezone
 
@@ -9,7 +8,7 @@ import pytest
 
 from ingest.db import open_connection
 from reconcile import mailer
-from reconcile.mailer import Mailer, PermanentFailure, TemporaryFailure
+from reconcile.mailer import Mailer, TemporaryFailure
 
 NOW = datetime(2022, 6, 22, 10, 0, tzinfo=timezone.utc)
 
@@ -199,3 +198,40 @@ def test_templates_can_be_overridden_next_to_the_config(campaign, smtp_server):
     config = campaign.config()
     subject, body = mailer.render(config, "reminder.j2", unit={"name": "山西大学"}, stage="after-1")
     assert subject == "自定义 山西大学" and body.strip() == "自定义正文 after-1"
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+@pytest.mark.parametrize("tls", ["ssl", "starttls"])
+def test_tls_and_login_as_providers_require(campaign, tmp_path, monkeypatch, tls):
+    from fixtures.smtp import SmtpServer, make_cert
+
+    cert, key, ca = make_cert(tmp_path / "tls")
+    server = SmtpServer(tls=tls, cert=(cert, key), users={"sxskjtrcc@126.com": "授权码-123"}).start()
+    try:
+        monkeypatch.setenv("TEST_SMTP_PASSWORD", "授权码-123")
+        campaign.configure(smtp=server.config(tls=tls, username="sxskjtrcc@126.com",
+                                              password_env="TEST_SMTP_PASSWORD", ca_file=str(ca)))
+        config = campaign.config()
+        conn = open_connection(config.storage.db)
+        with Mailer(config.smtp) as m:
+            assert _send(config, conn, m) == ("sent", None)
+        assert server.wait_for(1)[0].rcpt_tos == ["kjc@sxu.edu.cn"]
+        assert server.logins == ["sxskjtrcc@126.com"]
+
+        # a wrong password: the mail waits (deferred) with a reason that says what to fix
+        monkeypatch.setenv("TEST_SMTP_PASSWORD", "wrong")
+        with Mailer(config.smtp) as m:
+            status, error = _send(config, conn, m, unit="tyut")
+        assert status == "deferred" and "TEST_SMTP_PASSWORD" in error
+        # an untrusted certificate is refused
+        campaign.sections["smtp"].pop("ca_file")
+        campaign.configure()
+        config = campaign.config()
+        monkeypatch.setenv("TEST_SMTP_PASSWORD", "授权码-123")
+        with Mailer(config.smtp) as m:
+            status, error = _send(config, conn, m, unit="sxas")
+        assert status == "deferred" and "certificate" in error
+        assert len(server.messages) == 1
+        conn.close()
+    finally:
+        server.stop()

@@ -200,3 +200,53 @@ def test_mbox_from_line_and_lf_only_line_ends():
            + b"?= <JC@sx.cn>\nSubject: hi\n\nbody\n")
     p = parse_message(raw, LIMITS)
     assert (p.headers.from_name, p.headers.from_addr, p.body_text.strip()) == ("晋城", "jc@sx.cn", "body")
+
+
+def test_big_attachment_links_are_found_in_html_and_forwarded_text():
+    html = ('<div>超大附件：<a href="https://mail.163.com/large-attachment-download/index.html?p=X1&file=Y">'
+            '科技周视频.mp4</a></div>')
+    msg = build_mail(body="x")
+    msg.set_content(html, subtype="html")
+    p = parse_message(msg.as_bytes(), LIMITS)
+    assert [link.host for link in p.links] == ["mail.163.com"]
+    fwd = parse_message(build_forward(msg.as_bytes()), LIMITS)
+    assert [link.host for link in fwd.links] == ["mail.163.com"]
+
+
+def test_outlook_winmail_dat_attachments_are_unpacked(corpus_dir):
+    sample = corpus_dir / "jstedfast-MimeKit" / "tnef" / "rich-text.eml"
+    p = parse_message(sample.read_bytes(), LIMITS)
+    winmail = p.parts[0]
+    assert winmail.filename == "winmail.dat"
+    photo = next(x for x in p.parts if x.filename == "kitten-playing-with-a-christmas-tree.jpg")
+    assert photo.origin == "archive" and photo.parent == 0 and photo.data.startswith(b"\xff\xd8\xff")
+    assert photo.location == "winmail.dat/kitten-playing-with-a-christmas-tree.jpg"
+
+
+def test_damaged_winmail_dat_is_kept_with_a_defect():
+    part = raw_part(b"not tnef at all", "application/ms-tnef", "winmail.dat", "raw-utf8")
+    p = parse_message(raw_mail(std_headers("a@b.cn", "s"), [part]), LIMITS)
+    assert [x.filename for x in p.parts] == ["winmail.dat"]
+    assert any("winmail.dat could not be read" in d for d in p.defects)
+
+
+def test_forwarded_message_sent_base64_encoded():
+    inner = build_mail(from_="忻州市科技局 <xz@xinzhou.gov.cn>", subject="忻州",
+                       attachments=[("忻州市统计表.xlsx", b"PK\x03\x04x")]).as_bytes()
+    part = (b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n"
+            b"Content-Disposition: attachment; filename=\"xz.eml\"\r\n\r\n"
+            + base64.encodebytes(inner).replace(b"\n", b"\r\n"))
+    p = parse_message(raw_mail(std_headers("fw@sx.cn", "Fw"), [part]), LIMITS)
+    assert [h.from_addr for h in p.forwarded] == ["xz@xinzhou.gov.cn"]
+    sheet = next(x for x in p.parts if x.filename == "忻州市统计表.xlsx")
+    assert sheet.origin == "forwarded" and sheet.data == b"PK\x03\x04x"
+
+
+def test_finish_body_for_the_streaming_path():
+    from ingest.model import Headers, ParsedMessage
+    from ingest.mime import finish_body
+    p = ParsedMessage(headers=Headers())
+    html = '<p>请下载：<a href="https://pan.baidu.com/s/1AbC">科技周视频</a></p>'
+    assert finish_body(p, [], [html]) is None
+    assert "请下载" in p.body_text and p.html == html
+    assert [link.host for link in p.links] == ["pan.baidu.com"]

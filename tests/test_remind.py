@@ -1,7 +1,6 @@
 """Reminders: the right units, at the right times, never twice, never at night."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import docx
+import pytest
 
 from fixtures.files import (
-    encrypt_office, make_report_doc, make_report_docx, make_report_pdf, probe_file, report_text,
+    encrypt_office, make_report_docx, make_report_pdf, probe_file, report_text,
 )
 
 
@@ -76,16 +77,16 @@ def test_web_page_named_docx(tmp_path):
     assert facts is None and error.startswith("not a report document")
 
 
-def test_doc_through_libreoffice(tmp_path, libreoffice):
-    facts = read(make_report_doc(tmp_path / "总结.doc", chars=500))
+def test_doc_through_libreoffice(media, libreoffice):
+    facts = read(media.report_doc)
     assert facts["format"] == "doc"
-    assert facts["text_chars"] == 500
+    assert facts["text_chars"] == 800
 
 
-def test_doc_without_libreoffice(tmp_path, libreoffice, monkeypatch):
+def test_doc_without_libreoffice(media, libreoffice, monkeypatch):
     from ingest.checks import common
 
-    path = make_report_doc(tmp_path / "总结.doc", chars=300)
+    path = media.report_doc
     monkeypatch.setattr(common.shutil, "which", lambda name: None)
     facts, error = probe_file(path, "report")
     assert facts is None
@@ -94,3 +95,31 @@ def test_doc_without_libreoffice(tmp_path, libreoffice, monkeypatch):
 
 def test_report_text_helper_is_exact():
     assert len("".join(report_text(1234).split())) == 1234
+
+
+@pytest.mark.parametrize("kind", ["statistics", "report", "video", "image"])
+@pytest.mark.parametrize("name, data", [
+    ("x.xlsx", b"PK\x03\x04" + bytes(range(256)) * 4),
+    ("x.docx", b"PK\x05\x06" + b"\0" * 18),
+    ("x.pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF"),
+    ("x.xls", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\xff" * 600),
+    ("x.mp4", b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64),
+    ("x.jpg", b"\xff\xd8\xff\xe0" + b"\x00" * 20),
+    ("x.bin", bytes(range(256))),
+])
+def test_garbage_gives_a_reason_never_a_crash(tmp_path, kind, name, data):
+    path = tmp_path / name
+    path.write_bytes(data)
+    facts, error = probe_file(path, kind)
+    assert error and isinstance(error, str)
+    assert facts is None
+
+
+def test_pdf_text_extraction_is_bounded_in_time(tmp_path):
+    from ingest.checks.report import read_pdf_report
+
+    path = make_report_pdf(tmp_path / "长.pdf", chars=900, pages=3)
+    facts = read_pdf_report(path, timeout=0)
+    assert facts["pages"] == 3 and facts["partial"] is True
+    assert 0 < facts["text_chars"] < 900
+    assert "partial" not in read_pdf_report(path, timeout=30)

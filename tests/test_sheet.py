@@ -1,7 +1,6 @@
 """The statistics sheet check on real .xlsx/.xls/.docx files, as units fill them in."""
 from __future__ import annotations
 
-import io
 import time
 import zipfile
 from pathlib import Path
@@ -26,7 +25,7 @@ def read(path, **kw):
 @pytest.mark.parametrize("written", [
     "线上活动", " 线 上 活 动 ", "线\u3000上\u3000活动", "其中：线上活动", "其中:线上活动（项）",
     "线上活动(项)", "线上活动[项]", "线上活动：", "1.线上活动", "（一）线上活动", "2、线上活动", "一、线上活动",
-    "ｌ线上活动".replace("ｌ", ""),
+    "（1）线上活动（项）：", "①线上活动",
 ])
 def test_label_variants_normalise_to_the_template_label(written):
     assert normalize_label(written) == "线上活动"
@@ -352,20 +351,101 @@ def test_xls_made_by_libreoffice(tmp_path, libreoffice):
     assert facts["unit_cell"] == "太原市科学技术局"
 
 
-@pytest.mark.slow
-def test_doc_form_through_libreoffice(tmp_path, libreoffice):
-    from fixtures.files import make_sheet_doc
-
-    facts = read(make_sheet_doc(tmp_path / "统计表.doc"))
+def test_doc_form_through_libreoffice(media, libreoffice):
+    facts = read(media.sheet_doc)
     assert facts["format"] == "doc" and facts["figures"] == DEFAULT_FIGURES
 
 
-def test_wps_without_libreoffice_asks_for_xlsx(tmp_path, monkeypatch, libreoffice):
-    from fixtures.files import make_sheet_doc
+def test_wps_without_libreoffice_asks_for_xlsx(tmp_path, monkeypatch, media, libreoffice):
+    import shutil
     from ingest.checks import common
 
-    path = make_sheet_doc(tmp_path / "统计表.wps")  # WPS writes Word-compatible files
+    path = tmp_path / "统计表.wps"  # WPS writes Word-compatible files
+    shutil.copyfile(media.sheet_doc, path)
     monkeypatch.setattr(common.shutil, "which", lambda name: None)
     facts, error = probe_file(path, "statistics")
     assert facts is None
     assert error == "cannot read a .wps sheet without LibreOffice: please send it as .xlsx or .docx"
+
+
+def test_wps_et_sheet_is_read_like_xls(tmp_path, libreoffice):
+    path = make_sheet_xls(tmp_path / "统计表.xls").rename(tmp_path / "统计表.et")
+    facts = read(path)
+    assert facts["format"] == "et" and facts["figures"] == DEFAULT_FIGURES
+
+
+def test_stored_files_without_extension(tmp_path, media, libreoffice):
+    """The store keeps files as files/ab/cd/<sha256>: the name comes from the part, not the path."""
+    import shutil
+
+    for name, src in (("统计表.xlsx", media.sheet_xlsx), ("统计表.docx", media.sheet_docx),
+                      ("统计表.doc", media.sheet_doc)):
+        stored = tmp_path / ("0" * 64)
+        shutil.copyfile(src, stored)
+        facts, error = probe_file(stored, "statistics", filename=name)
+        assert error is None, (name, error)
+        assert facts["figures"] == DEFAULT_FIGURES, name
+
+
+def test_horizontal_form_with_labels_heading_the_columns(tmp_path):
+    """填报单位 | 活动总数（项） | 线上活动 | ... with the figures on the row below (or in a 合计 row)."""
+    import openpyxl
+
+    labels = list(DEFAULT_FIGURES)
+    path = tmp_path / "横表.xlsx"
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["2022年科技活动周开展情况统计表"])
+    ws.append(["填报单位"] + [f"{label}" for label in labels])
+    ws.append([None] + ["（项）"] * len(labels))
+    ws.append(["太原市科学技术局"] + [DEFAULT_FIGURES[label] for label in labels])
+    wb.save(path)
+    facts = read(path)
+    assert facts["figures"] == DEFAULT_FIGURES and facts["problems"] == {}
+    assert facts["unit_cell"] == "太原市科学技术局"
+
+    ws.delete_rows(4)
+    ws.append(["小店区"] + [1] * len(labels))
+    ws.append(["迎泽区"] + [2] * len(labels))
+    ws.append(["合计"] + [DEFAULT_FIGURES[label] for label in labels])
+    wb.save(path)
+    assert read(path)["figures"] == DEFAULT_FIGURES
+
+
+def test_formula_never_calculated_is_named_as_such(tmp_path):
+    """openpyxl (and other programs) write formulas without a value; Excel would show one."""
+    path = make_sheet_xlsx(tmp_path / "s.xlsx", figures={**DEFAULT_FIGURES, "活动总数": "=C7+C8"})
+    facts = read(path)
+    assert facts["problems"] == {
+        "活动总数": "a formula (=C7+C8) without a saved value: open the file in Excel or WPS and save it again"}
+
+
+def test_formula_calculated_by_libreoffice(tmp_path, libreoffice):
+    """The same sheet after a spreadsheet program saved it: the calculated value is read."""
+    from fixtures.files import convert
+
+    src = make_sheet_xlsx(tmp_path / "s.xlsx", figures={**DEFAULT_FIGURES, "活动总数": "=C7+C8"})
+    saved = convert(src, "xlsx", "Calc MS Excel 2007 XML")  # opened and saved again
+    assert saved == src
+    assert read(saved)["figures"]["活动总数"] == 12
+
+
+def test_docx_notes_do_not_shadow_the_table(tmp_path):
+    import docx
+
+    path = make_sheet_docx(tmp_path / "统计表.docx")
+    document = docx.Document(path)
+    document.add_paragraph("填表说明：")
+    document.add_paragraph("活动总数：指线上活动与线下活动之和。")
+    document.save(path)
+    facts = read(path)
+    assert facts["figures"] == DEFAULT_FIGURES and facts["problems"] == {}
+
+
+def test_plain_big_number_in_a_wan_row_gets_a_hint(tmp_path):
+    facts = read(make_sheet_xlsx(tmp_path / "s.xlsx", figures={**DEFAULT_FIGURES, "发放科普资料": 12000,
+                                                                 "投入经费": "45800元"}))
+    assert facts["figures"]["发放科普资料"] == 12000        # recorded as written
+    assert facts["figures"]["投入经费"] == 4.58             # the unit was written: converted
+    assert "发放科普资料 is 12000 万份: if 12000 份 was meant, write 1.2" in facts["warnings"]
+    assert not any("投入经费" in w for w in facts["warnings"])

@@ -83,3 +83,11 @@ def test_mistakes_are_usage_errors(campaign):
     assert "--note" in campaign.run("reject", "sxu", "video", expect=2).stderr     # reject needs a reason
     assert "not a time" in campaign.run("extend", "sxu", "--until", "next week", expect=2).stderr
     assert "no override 99" in campaign.run("revoke", "99", expect=2).stderr
+
+
+def test_ambiguous_unit_name_asks_for_the_id(campaign):
+    roster = campaign.root / "roster.csv"
+    roster.write_text(roster.read_text("utf-8") + "sxu-2,山西大学,,other@sxu2.edu.cn\n", "utf-8")
+    err = campaign.run("exempt", "山西大学", "--note", "x", expect=2).stderr
+    assert "山西大学 names 2 units (sxu, sxu-2): give the id" in err
+    campaign.run("exempt", "sxu-2", "--note", "x")

@@ -152,6 +152,14 @@ def test_show_unit_lists_messages_parts_and_reasons(campaign, tmp_path, media):
     assert data["status"]["items"]["video"]["state"] == "invalid"
     (msg,) = data["messages"]
     assert msg["method"] == "address" and msg["parts"][0]["counted"] is True
+    with sqlite3.connect(campaign.db_path) as conn:     # a reminder the service sent
+        conn.execute("INSERT INTO outbox (kind, unit, stage, to_addrs, subject, body, smtp_message_id, status, "
+                     "attempts, created_at, sent_at) VALUES ('reminder', 'taiyuan-kjj', 'before-1d', "
+                     "'[\"tykjj@taiyuan.gov.cn\"]', '提醒', '...', '<r1@mailroll>', 'sent', 1, '2022-06-24T02:00:00+00:00', "
+                     "'2022-06-24T02:00:05+00:00')")
+    shown = campaign.run("show", "taiyuan-kjj", "--json").json
+    assert [(o["kind"], o["stage"], o["status"]) for o in shown["outbox"]] == [("reminder", "before-1d", "sent")]
+    assert "reminder before-1d to tykjj@taiyuan.gov.cn: sent" in campaign.run("show", "taiyuan-kjj").output
     res = campaign.run("show", "nobody", expect=2)
     assert "unknown unit nobody" in res.stderr and "roster list" in res.stderr
 
@@ -233,3 +241,76 @@ def test_video_sent_as_link_is_invalid_until_fetched(campaign):
     video = status(campaign)[0]["items"]["video"]
     assert video["state"] == "invalid"
     assert video["reason"].startswith("sent as a download link (") and video["reason"].endswith("not fetched")
+
+
+# ------------------------------------------------------------------ the rules on recorded facts
+
+def _judge(campaign, kind, facts=None, error=None):
+    from reconcile.judge import judge_part
+
+    return judge_part({"kind": kind, "facts": json.dumps(facts) if facts is not None else None,
+                       "error": error}, campaign.config())
+
+
+def test_judging_rules_in_plain_words(campaign):
+    video = {"duration_s": 180.4, "container": "mp4", "format_name": "mov,mp4,m4a,3gp,3g2,mj2", "audio_codec": None}
+    j = _judge(campaign, "video", video)
+    assert (j.state, j.reason) == ("invalid", "video lasts 3:00.4, over the 3:00 limit")
+    j = _judge(campaign, "video", {**video, "duration_s": 179.9})
+    assert j.state == "ok" and j.warnings == ["the video has no sound track"]
+    j = _judge(campaign, "video", {**video, "duration_s": 60, "container": "rm", "format_name": "rm"})
+    assert j.state == "invalid" and j.reason.startswith("video format rm is not accepted")
+    j = _judge(campaign, "video", error="not a video file (the content is not a known media format)")
+    assert j.reason == "not a video file (the content is not a known media format)"
+
+    report = {"format": "pdf", "pages": 2, "text_chars": 0, "encrypted": False, "scanned": True}
+    j = _judge(campaign, "report", report)
+    assert j.state == "ok" and j.warnings == ["scanned PDF without a text layer"]
+    j = _judge(campaign, "report", {**report, "scanned": False, "encrypted": True})
+    assert j.state == "invalid" and "password" in j.reason
+
+    labels = campaign.config().campaign.sheet.labels
+    j = _judge(campaign, "statistics", {"figures": {}, "problems": {label: "not found" for label in labels}})
+    assert j.state == "invalid" and j.reason.startswith("none of the form's rows (活动总数, 线上活动…) were found")
+    j = _judge(campaign, "statistics", {"figures": {"活动总数": 3}, "problems": {"参与人数": "not a number: 'abc'"},
+                                         "warnings": ["线上活动 + 线下活动 = 10, but 活动总数 is 12"]})
+    assert j.reason == "参与人数 is not a number: 'abc'" and j.warnings
+
+
+def test_link_judgement_words():
+    from reconcile.judge import judge_link
+
+    link = {"provider": "网易超大附件", "host": "mail.163.com", "filename": "科技周.mp4", "status": "recorded",
+            "error": None}
+    assert judge_link(link).reason == "sent as a download link (网易超大附件: 科技周.mp4), not fetched"
+    failed = judge_link({**link, "status": "failed", "error": "the link has expired"})
+    assert failed.state == "invalid" and failed.reason.endswith("(download failed: the link has expired)")
+
+
+def test_status_benchmark_runs_at_small_scale():
+    """bench/bench_status.py builds its campaign and compares the quick road with the baseline."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(repo / "bench" / "bench_status.py"), "--units", "60",
+                           "--messages", "600", "--runs", "2"], capture_output=True, text=True, timeout=120)
+    assert "60 units" in proc.stdout and "ratio:" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.returncode in (0, 1)        # 1 = over the target on a busy machine; the real run is at full size
+
+
+def test_quick_road_loads_neither_click_nor_the_config_module(campaign, full_set):
+    """The cached `status --json` must cost about Python's start-up plus one query."""
+    import subprocess
+    import sys
+
+    send(campaign, files=full_set)
+    ingest(campaign)
+    status(campaign)                                   # computes and caches
+    env = {**os.environ, "MAILROLL_CONFIG": str(campaign.config_path)}
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "reconcile", "status", "--json"],
+                          capture_output=True, text=True, env=env, timeout=60, cwd=campaign.root)
+    assert proc.returncode == 0 and json.loads(proc.stdout)[0]["state"] == "complete"
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
+    assert "reconcile.fastpath" in imported
+    assert not imported & {"click", "ingest.config", "rich", "sqlite_utils", "openpyxl"}

@@ -45,7 +45,8 @@ def test_mov_renamed_mp4_is_still_mov(tmp_path, media):
 
 
 @pytest.mark.parametrize("container, expected_format", [
-    ("avi", "avi"), ("mkv", "matroska,webm"), ("wmv", "asf"), ("flv", "flv"), ("3gp", None),
+    ("avi", "avi"), ("mkv", "matroska,webm"), ("webm", "matroska,webm"), ("wmv", "asf"), ("flv", "flv"),
+    ("3gp", None), ("mpg", "mpeg"), ("m4v", None),
 ])
 def test_other_containers(media, container, expected_format):
     facts = read(media.video(3, container))
@@ -108,3 +109,11 @@ def test_other_kinds_have_no_facts(tmp_path):
     path = tmp_path / "a.txt"
     path.write_text("x")
     assert probe_file(path, "other") == (None, None)
+
+
+def test_webm_renamed_mkv_by_sniffed_type(tmp_path, media):
+    """Matroska and WebM share ffprobe's name: the sniffed type decides, then the extension."""
+    path = tmp_path / "video.mkv"
+    path.write_bytes(media.video(3, "webm").read_bytes())
+    assert read(path, sniffed="webm")["container"] == "webm"
+    assert read(path, sniffed="unknown")["container"] == "mkv"

@@ -11,7 +11,9 @@ video           video.py              duration_s, container, codecs, size (ffpro
 image           image.py              format, width, height
 ==============  ====================  ==========================================
 
-Other kinds give ``(None, None)``. ``probe`` never raises: a file that cannot be read gives
+Helpers: ``workbook.py`` (files -> grids of cells), ``labels.py`` (label normalising, figures
+typed as text), ``common.py`` (CheckError, formats, LibreOffice, timeouts), ``sheet_template.py``
+(the blank form). Other kinds give ``(None, None)``. ``probe`` never raises: a file that cannot be read gives
 ``(None, reason)`` with the reason in plain words; every external tool runs with
 ``config.limits.probe_timeout_s``.
 """

@@ -173,3 +173,28 @@ def unreadable(e: BaseException, what: str, fmt: str) -> CheckError:
     if len(text) > 120:
         text = text[:117] + "..."
     return CheckError(f"the {what} cannot be opened: the file is not a valid .{fmt} ({text})")
+
+
+def ole_streams(path: Path) -> set[str] | None:
+    """Lower-case stream names of an OLE2 file, or None when it cannot be opened as one."""
+    try:
+        with olefile.OleFileIO(str(path)) as ole:
+            return {"/".join(e).lower() for e in ole.listdir(streams=True, storages=True)}
+    except Exception:
+        return None
+
+
+def check_ole(path: Path, wanted: str, what: str) -> None:
+    """Make sure an OLE file is a real Word ('word') or Excel ('excel') 97-2003/WPS file before
+    handing it to xlrd or LibreOffice (which would import any bytes as plain text)."""
+    streams = ole_streams(path)
+    if streams is None:
+        raise CheckError(f"the {what} cannot be opened: the file is damaged (not a valid Office 97-2003 file)")
+    if "encryptedpackage" in streams:
+        raise CheckError(f"the {what} is password-protected")
+    has_word = "worddocument" in streams
+    has_excel = "workbook" in streams or "book" in streams
+    if wanted == "word" and not has_word:
+        raise CheckError(f"not a {what}: the file is an Office 97-2003 file but not a Word document")
+    if wanted == "excel" and not (has_excel or has_word):
+        raise CheckError(f"not a {what}: the file is an Office 97-2003 file but not a workbook or Word document")

@@ -27,8 +27,10 @@ def read_image(path: Path, max_pixels: int) -> dict:
         import filetype
 
         kind = filetype.guess(str(path))
-        if kind is not None and kind.mime.startswith("image/"):
+        if kind is not None and kind.extension in ("heic", "heif", "avif", "jxl", "cr2", "dcm"):
             return {"format": kind.extension, "width": None, "height": None}
+        if kind is not None and kind.mime.startswith("image/"):
+            raise CheckError(f"the image cannot be opened: the {kind.extension} file is damaged") from None
         raise CheckError("not an image file (the content is not a known picture format)") from None
     if width * height > max_pixels:
         raise CheckError(f"the image is too large to check ({width}x{height} pixels)")

@@ -14,6 +14,7 @@ _NUMBERING = re.compile(
     r"^(?:\(\s*[0-9一二三四五六七八九十]+\s*\)|[0-9]+(?:\.[0-9]+)*[.、]|[0-9]+(?:\.[0-9]+)+"
     r"|[一二三四五六七八九十]+[、.]|[\u2460-\u2473\u2776-\u277f])"
 )
+_CIRCLED = re.compile(r"^[\u2460-\u2473\u2776-\u277f\u3251-\u325f\u24eb-\u24f4]")
 _PREFIX = re.compile(r"^(?:其中|含|包括)[:,、]?")
 _BRACKET_TAIL = re.compile(r"(?:\([^()]*\)|\[[^\[\]]*\]|【[^【】]*】|〔[^〔〕]*〕)$")
 
@@ -32,7 +33,8 @@ def normalize_label(text: object) -> str:
     """
     if text is None:
         return ""
-    s = _SPACE.sub("", nfkc(str(text)))
+    s = _CIRCLED.sub("", str(text).strip())  # before NFKC, which turns '①' into '1'
+    s = _SPACE.sub("", nfkc(s))
     prev = None
     while s != prev:
         prev = s

@@ -8,10 +8,11 @@ to text when installed. Characters are counted without whitespace.
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 from ingest.checks.common import (
-    CheckError, convert_with_libreoffice, is_ole, ole_is_encrypted_ooxml, open_ooxml_zip,
+    CheckError, check_ole, convert_with_libreoffice, is_ole, ole_is_encrypted_ooxml, open_ooxml_zip,
     soffice_binary, temp_workdir, unreadable,
 )
 
@@ -61,7 +62,9 @@ def _docx_pages(zf) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def read_pdf_report(path: Path) -> dict:
+def read_pdf_report(path: Path, timeout: float = 30.0) -> dict:
+    """Facts of a PDF. Text is extracted page by page until ``timeout`` s have passed (then the
+    count so far is kept and ``"partial": true`` says so): a hostile PDF cannot stall the poll."""
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
@@ -80,18 +83,25 @@ def read_pdf_report(path: Path) -> dict:
         pages = len(reader.pages)
         chars = 0
         image_pages = 0
+        read_pages = 0
+        deadline = time.monotonic() + timeout
         for page in list(reader.pages)[:MAX_PDF_PAGES]:
+            if read_pages and time.monotonic() > deadline:
+                break
             try:
                 chars += count_chars(page.extract_text() or "")
             except Exception:
                 pass
             if _page_has_image(page):
                 image_pages += 1
+            read_pages += 1
     except (PdfReadError, ValueError, KeyError, TypeError, OSError) as e:
         raise CheckError(f"the report cannot be opened: the file is not a valid PDF ({str(e)[:120]})") from None
-    read_pages = min(pages, MAX_PDF_PAGES)
     scanned = bool(read_pages) and image_pages * 2 >= read_pages and chars < SCANNED_CHARS_PER_PAGE * read_pages
-    return {"format": "pdf", "pages": pages, "text_chars": chars, "encrypted": False, "scanned": scanned}
+    facts = {"format": "pdf", "pages": pages, "text_chars": chars, "encrypted": False, "scanned": scanned}
+    if read_pages < pages:
+        facts["partial"] = True  # text counted on the first read_pages pages only
+    return facts
 
 
 def _page_has_image(page) -> bool:
@@ -132,21 +142,27 @@ def read_report(path: Path, fmt: str | None, limits, timeout: float) -> dict:
     if is_ole(path):
         if ole_is_encrypted_ooxml(path):
             return {"format": "docx", "pages": None, "text_chars": 0, "encrypted": True, "scanned": False}
+        check_ole(path, "word", "report")
         return _via_libreoffice(path, fmt if fmt in ("doc", "wps") else "doc", timeout)
     if fmt == "pdf":
-        return read_pdf_report(path)
+        return read_pdf_report(path, timeout)
     if fmt == "docx":
         return read_docx_report(path, limits.max_sheet_xml_bytes)
     if fmt == "text":
         return read_text_report(path)
-    if fmt in ("doc", "wps", "odt"):
+    if fmt == "odt":
         return _via_libreoffice(path, fmt, timeout)
+    if fmt in ("doc", "wps"):
+        raise CheckError(f"the report cannot be opened: the file is damaged or not a real .{fmt} "
+                         f"(it is not an Office 97-2003 file)")
     if fmt == "html":
         raise CheckError("not a report document: the file is a web page (perhaps a failed download)")
+    if fmt in ("xlsx", "xls", "et", "ods"):
+        raise CheckError("not a report document: the file is a spreadsheet (send the report as .docx or .pdf)")
     with open(path, "rb") as fh:
         head = fh.read(1024)
     if head.startswith(b"%PDF") or b"%PDF-" in head:
-        return read_pdf_report(path)
+        return read_pdf_report(path, timeout)
     if head.startswith(b"PK"):
         return read_docx_report(path, limits.max_sheet_xml_bytes)
     raise CheckError("not a report document: the file is not a Word document or a PDF (send .docx or .pdf)")

@@ -12,18 +12,15 @@ from reconcile.cli import App, cli, console, emit, json_option, pass_app
 def run_poll(app: App, *, progress: bool = False, stop=None) -> dict:
     """Poll once under the ingest lock, attribute what arrived, return the contract's counts."""
     from ingest.pipeline import poll_once
-    from reconcile.attribute import attribute
     from reconcile.lock import ingest_lock
+    from reconcile.status import ensure_attributed
 
     config = app.config
     with ingest_lock(config, wait_s=config.service.lock_wait_s):
         with _progress_bar(progress) as bar:
             result = poll_once(config, app.conn, progress=bar, stop=stop)
-        # also messages a crashed earlier run recorded but did not get to attribute
-        leftovers = [mid for mid, in app.conn.execute(
-            "SELECT m.id FROM messages m LEFT JOIN attributions a ON a.message = m.id "
-            "WHERE m.status = 'recorded' AND a.message IS NULL")]
-        attribute(app.conn, app.roster, config, sorted(set(result.recorded_ids) | set(leftovers)))
+        # the new messages, and any a crashed earlier run recorded but did not get to attribute
+        ensure_attributed(app.conn, app.roster, config)
     attributed = unmatched = 0
     if result.recorded_ids:
         marks = ",".join("?" for _ in result.recorded_ids)
@@ -105,7 +102,12 @@ ORDER BY m.received_at, m.id
 """
 
 
-def message_rows(conn) -> list[dict]:
+def message_rows(app: App) -> list[dict]:
+    """Every message with its disposition, attributions brought up to date first."""
+    from reconcile.status import ensure_attributed
+
+    conn = app.conn
+    ensure_attributed(conn, app.roster, app.config)
     rows = []
     for (mid, message_id, from_addr, from_name, subject, received_at, status, error, duplicate_of,
          unit, method, reason, parts) in conn.execute(MESSAGES_SQL):
@@ -161,7 +163,7 @@ def _table(rows: list[dict], title: str, show_unit: bool = True) -> None:
 @pass_app
 def messages_command(app: App, disposition: str | None, unit: str | None, as_json: bool) -> None:
     """Every message ever seen, oldest arrival first, with what became of it."""
-    rows = message_rows(app.conn)
+    rows = message_rows(app)
     if disposition:
         rows = [r for r in rows if r["disposition"] == disposition]
     if unit:
@@ -174,7 +176,7 @@ def messages_command(app: App, disposition: str | None, unit: str | None, as_jso
 @pass_app
 def unmatched_command(app: App, as_json: bool) -> None:
     """Messages not attributed to any unit, with the reason. Fix with `mailroll assign`."""
-    rows = [r for r in message_rows(app.conn) if r["disposition"] == "unmatched"]
+    rows = [r for r in message_rows(app) if r["disposition"] == "unmatched"]
     if as_json:
         click.echo(json.dumps([{k: r[k] for k in ("message_id", "from", "subject", "reason", "received_at", "id")}
                                for r in rows], ensure_ascii=False))

@@ -36,6 +36,8 @@ def _need_smtp(app: App, what: str) -> None:
     if not app.config.smtp.configured:
         raise ConfigError(f"{app.config.path}: [smtp] host and from must be set to send {what} "
                           f"(or use --dry-run to see what would be sent)")
+    if app.config.smtp.username:
+        app.config.smtp.password()  # ConfigError (exit 2) when the variable is not set
 
 
 FAILED = ("deferred", "failed", "unknown")
@@ -85,17 +87,30 @@ def remind_command(app: App, dry_run: bool, now_text: str | None, as_json: bool)
             t.add_column(col)
         for r in due:
             result = "dry run" if dry_run else (r.status or "")
-            if r.error and r.status in FAILED:
-                result += f": {r.error}"
             t.add_row(r.unit, r.stage, ", ".join(r.to), ", ".join(r.missing), ", ".join(r.invalid), result)
         out.print(t)
+        if not dry_run:
+            out.print(f"{sum(r.status == 'sent' for r in due)} of {len(due)} sent.")
 
     emit([r.contract() for r in due], as_json, render)
-    bad = [r for r in due if r.status in FAILED]
-    if bad and not dry_run:
-        click.echo(f"mailroll: {len(bad)} reminder(s) not sent "
-                   f"({'; '.join(f'{r.unit}: {r.status}: {r.error}' for r in bad[:3])})", err=True)
-        sys.exit(1)
+    _report_failures(due, dry_run)
+
+
+def _report_failures(done, dry_run: bool) -> None:
+    """Say on stderr what could not be sent (grouped by reason) and exit 1."""
+    bad = [r for r in done if r.status in FAILED]
+    if not bad or dry_run:
+        return
+    groups: dict[tuple, list[str]] = {}
+    for r in bad:
+        groups.setdefault((r.status, r.error), []).append(r.unit)
+    for (status, error), units in groups.items():
+        what = {"deferred": "not sent, will be retried on the next run",
+                "failed": "refused for good, not retried",
+                "unknown": "may or may not have been delivered, not sent again"}[status]
+        click.echo(f"mailroll: {len(units)} mail(s) {what} ({', '.join(units[:5])}"
+                   f"{', ...' if len(units) > 5 else ''}): {error}", err=True)
+    sys.exit(1)
 
 
 @cli.command("receipts")
@@ -134,8 +149,7 @@ def receipts_command(app: App, dry_run: bool, now_text: str | None, as_json: boo
                       + (f" {r.error}" if r.error else ""))
 
     emit([r.as_dict() for r in done], as_json, render)
-    if not dry_run and any(r.status in FAILED for r in done):
-        sys.exit(1)
+    _report_failures(done, dry_run)
 
 
 @cli.command("serve")
@@ -172,6 +186,7 @@ def serve_command(app: App, check: bool, as_json: bool) -> None:
 
         if not os.environ.get("MAILROLL_LOG_LEVEL"):
             logging.getLogger().setLevel(logging.INFO)  # a daemon's log is its journal
+            logging.getLogger("apscheduler").setLevel(logging.WARNING)
     try:
         code = Service(config, stop=stop).run()
     except ValueError as e:  # MAILROLL_FAKE_NOW malformed

@@ -11,15 +11,12 @@ from __future__ import annotations
 import click
 
 from reconcile.cli import App, UsageProblem, cli, emit_json, json_option, pass_app
+from reconcile.commands.status_cmd import find_unit
 
 ITEM_NAMES = ("statistics", "report", "video")
 
 
-def _unit(app: App, text: str):
-    unit = app.roster.find(text)
-    if unit is None:
-        raise UsageProblem(f"unknown unit {text}: see `mailroll roster list`")
-    return unit
+_unit = find_unit
 
 
 def _done(as_json: bool, data: dict, text: str) -> None:

@@ -34,10 +34,13 @@ def current_rows(app: App) -> list[dict]:
 
 
 def find_unit(app: App, text: str):
-    unit = app.roster.find(text)
-    if unit is None:
+    """The unit called ``text`` (id, name or alias), or a usage error that says what to do."""
+    found = app.roster.find_all(text)
+    if not found:
         raise UsageProblem(f"unknown unit {text}: see `mailroll roster list`")
-    return unit
+    if len(found) > 1:
+        raise UsageProblem(f"{text} names {len(found)} units ({', '.join(u.id for u in found)}): give the id")
+    return found[0]
 
 
 @cli.command()
@@ -95,7 +98,6 @@ def _render_status(app: App, rows: list[dict]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from reconcile.cli import console
     from reconcile.status import ago, heartbeat, summary
 
     con = wide_console()
@@ -143,7 +145,6 @@ def stats(app: App, as_json: bool) -> None:
         return
     from rich.table import Table
 
-    from reconcile.cli import console
 
     units = dict(app.config.campaign.sheet.fields)
     table = Table(title=f"{app.config.campaign.name}: {data['units']} units with a valid sheet")
@@ -179,7 +180,6 @@ def show(app: App, unit: str, as_json: bool) -> None:
 def _render_show(d: dict) -> None:
     from rich.markup import escape
 
-    from reconcile.cli import console
 
     con = wide_console()
     s = d["status"]
@@ -249,4 +249,6 @@ def _render_show(d: dict) -> None:
     if d["audit"]:
         con.print("\n[bold]audit log[/]")
         for a in d["audit"]:
-            con.print(f"  {a['at']} {escape(a['actor'])} {a['action']} {escape(a.get('note') or '')}")
+            what = " ".join(str(a["detail"].get(k)) for k in ("item", "value") if a["detail"].get(k))
+            ref = f" (override {a['detail']['override']})" if a["detail"].get("override") else ""
+            con.print(f"  {a['at']} {escape(a['actor'])} {a['action']} {escape(what)}{ref} {escape(a.get('note') or '')}")

@@ -1,0 +1,175 @@
+"""Shared pieces of the IMAP benchmarks: a real Dovecot, campaigns, timed runs, test files.
+
+* ``DovecotServer`` is the test fixture's server (tests/fixtures/dovecot.py) used as a plain
+  context manager.
+* ``run_mailroll`` / ``run_python`` run a command as a fresh process and return wall time and the
+  process's peak RSS, measured by the kernel (``os.wait4`` rusage: ``ru_maxrss`` of that child;
+  tools it ran and waited for, such as ffprobe, count only if they were bigger).
+* ``baseline_fetch`` is the yardstick: a minimal imapclient script that fetches every message's
+  full body and writes it to disk, as a fresh process too (so both pay interpreter start-up).
+* ``noise_video`` makes an MP4 of a given size with ffmpeg (random grey noise does not
+  compress, so size is bitrate x duration), cached in ``~/.cache/mailroll-bench``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+from fixtures.campaign import Campaign  # noqa: E402
+from fixtures.dovecot import PASSWORD, PASSWORD_ENV, DovecotServer  # noqa: E402,F401
+
+CACHE = Path(os.environ.get("MAILROLL_BENCH_CACHE", Path.home() / ".cache" / "mailroll-bench"))
+os.environ.setdefault(PASSWORD_ENV, PASSWORD)
+
+
+@dataclass
+class Run:
+    seconds: float
+    max_rss_mb: float
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self):
+        return json.loads(self.stdout)
+
+
+def run_timed(argv: list[str], env: dict | None = None, cwd: Path | None = None) -> Run:
+    """Run a process; wall time and its peak RSS from the kernel (wait4)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, env={**os.environ, **(env or {})}, cwd=cwd)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return Run(seconds, usage.ru_maxrss / 1024, proc.returncode,
+                   out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace"))
+
+
+def run_mailroll(campaign: Campaign, *args: str) -> Run:
+    r = run_timed([sys.executable, "-m", "reconcile", "--config", str(campaign.config_path), *args], cwd=REPO)
+    if r.returncode != 0:
+        raise SystemExit(f"mailroll {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+BASELINE = r'''
+import sys, os
+from imapclient import IMAPClient
+host, port, user, password, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+c = IMAPClient(host, port, ssl=False)
+c.login(user, password)
+c.select_folder("INBOX", readonly=True)
+uids = c.search(["ALL"])
+n = 0
+for i in range(0, len(uids), 20):
+    for uid, data in c.fetch(uids[i:i + 20], ["BODY.PEEK[]"]).items():
+        with open(os.path.join(out, str(uid)), "wb") as f:
+            f.write(data[b"BODY[]"])
+            f.flush()
+            os.fsync(f.fileno())
+        n += 1
+c.logout()
+print(n)
+'''
+
+BASELINE_ONE_BY_ONE = BASELINE.replace("range(0, len(uids), 20)", "range(0, len(uids), 1)").replace(
+    "uids[i:i + 20]", "uids[i:i + 1]")
+
+
+def baseline_fetch(server: DovecotServer, user: str, out_dir: Path, one_by_one: bool = False) -> Run:
+    """Fetch every message's full body with imapclient and write it to disk (fresh process)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    script = BASELINE_ONE_BY_ONE if one_by_one else BASELINE
+    r = run_timed([sys.executable, "-c", script, server.host, str(server.port), user, server.password, str(out_dir)])
+    if r.returncode != 0:
+        raise SystemExit(f"baseline failed:\n{r.stderr}")
+    return r
+
+
+def imap_campaign(root: Path, server: DovecotServer, user: str, **mailbox) -> Campaign:
+    c = Campaign.create(root)
+    c.configure(mailbox=server.imap_settings(user, **mailbox))
+    return c
+
+
+def warm_up(server: DovecotServer, user: str) -> int:
+    """Let Dovecot index the folder (after Maildir files were written directly) before timing."""
+    with server.client(user) as c:
+        c.select_folder("INBOX", readonly=True)
+        uids = c.search(["ALL"])
+        for i in range(0, len(uids), 2000):
+            c.fetch(uids[i:i + 2000], ["RFC822.SIZE", "INTERNALDATE", "BODYSTRUCTURE"])
+        return len(uids)
+
+
+def drop_caches() -> None:
+    """Flush dirty pages so one run's writes are not paid by the next run."""
+    os.sync()
+
+
+def noise_video(megabytes: int, seconds: float = 60.0) -> Path:
+    """An MP4 (MPEG-4 Part 2 video of grey noise) of about ``megabytes`` MB, made once and cached."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / f"noise-{megabytes}mb-{int(seconds)}s.mp4"
+    if path.exists() and path.stat().st_size > megabytes * 1024 * 1024 * 0.8:
+        return path
+    bitrate = int(megabytes * 8 * 1024 * 1024 / seconds)
+    tmp = path.with_suffix(".tmp.mp4")
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    f"nullsrc=s=640x360:r=25:d={seconds},format=gray,noise=alls=100:allf=t",
+                    "-c:v", "mpeg4", "-b:v", str(bitrate), "-maxrate", str(bitrate), "-bufsize", str(bitrate),
+                    "-qmin", "1", "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(tmp)],
+                   check=True, timeout=1800)
+    tmp.rename(path)
+    return path
+
+
+def unique_copy(data: bytes, i: int) -> bytes:
+    """The same media with a few different trailing bytes: a distinct file (sha256) each time,
+    so neither the store nor the probe cache makes later copies free."""
+    return data + f"\x00mailroll-bench-{i:08d}".encode()
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f", {kb / 1024 / 1024:.0f} GB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    return f"{os.cpu_count()} CPUs ({cpu}){mem}, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def report(title: str, rows: list[tuple[str, str]], ratio: float | None, target: float | None) -> bool:
+    print(f"\n== {title} ==")
+    print(f"machine: {machine()}")
+    for name, value in rows:
+        print(f"  {name:<38} {value}")
+    ok = True
+    if ratio is not None and target is not None:
+        ok = ratio <= target
+        print(f"  {'ratio':<38} {ratio:.2f}x (target <= {target}x): {'OK' if ok else 'OVER TARGET'}")
+    return ok

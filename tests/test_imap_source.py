@@ -1,0 +1,280 @@
+"""The IMAP source against a real Dovecot: incremental polls, arrival times, no side effects on
+the mailbox, UIDVALIDITY changes, big messages streamed per part, post actions, IMAP ID, errors."""
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+
+import pytest
+
+from fixtures.mail import build_mail
+from ingest.config import Limits
+from ingest.db import open_connection
+from ingest.sources.base import MailboxError
+from ingest.sources.imap import ImapSource, StreamDecoder
+
+TAIYUAN = "太原市科学技术局 <tykjj@taiyuan.gov.cn>"
+DATONG = "大同市科学技术局 <dtkjj2022@163.com>"
+
+
+def raw_mail(from_=TAIYUAN, subject="2022年科技活动周材料", **kw) -> bytes:
+    return build_mail(from_, subject, **kw).as_bytes()
+
+
+def ingest(c) -> dict:
+    return c.run("ingest", "--once", "--json").json
+
+
+def messages(c) -> list[dict]:
+    return c.run("messages", "--json").json
+
+
+def source_for(c, **limits) -> ImapSource:
+    cfg = c.config()
+    return ImapSource(cfg.mailbox, Limits(**limits) if limits else cfg.limits, c.root / "spool",
+                      attempts=2, backoff_s=0.1)
+
+
+# ---------------------------------------------------------------------------------------------
+# incremental polling
+# ---------------------------------------------------------------------------------------------
+
+def test_first_poll_fetches_everything_second_nothing_then_only_the_new_one(imap_campaign, dovecot):
+    user = imap_campaign.imap_user
+    dovecot.append(user, raw_mail(TAIYUAN, "太原 材料"))
+    dovecot.append(user, raw_mail(DATONG, "大同 材料"))
+
+    first = ingest(imap_campaign)
+    assert (first["new"], first["attributed"], first["failed"]) == (2, 2, 0)
+
+    again = ingest(imap_campaign)
+    assert again["new"] == 0
+
+    dovecot.append(user, raw_mail(DATONG, "大同 补充材料"))
+    third = ingest(imap_campaign)
+    assert third["new"] == 1
+    rows = messages(imap_campaign)
+    assert [r["subject"] for r in rows] == ["太原 材料", "大同 材料", "大同 补充材料"]
+    assert [r["unit"] for r in rows] == ["taiyuan-kjj", "datong-kjj", "datong-kjj"]
+
+
+def test_search_above_the_highest_uid_finds_nothing(imap_campaign, dovecot):
+    """`UID SEARCH UID n:*` always answers the highest UID even when it is below n."""
+    dovecot.append(imap_campaign.imap_user, raw_mail())
+    ingest(imap_campaign)
+    conn = open_connection(imap_campaign.db_path)
+    with source_for(imap_campaign) as src:
+        assert src.count_new(conn) == 0
+        assert list(src.fetch_new(conn)) == []
+
+
+def test_arrival_time_is_the_servers_internaldate_not_the_date_header(imap_campaign, dovecot):
+    arrived = datetime(2022, 6, 26, 1, 30, 0, tzinfo=timezone.utc)      # after the deadline
+    lying = datetime(2022, 6, 20, 9, 0, 0, tzinfo=timezone(timedelta(hours=8)))
+    dovecot.append(imap_campaign.imap_user, raw_mail(date=lying), internaldate=arrived)
+    ingest(imap_campaign)
+    [row] = messages(imap_campaign)
+    assert datetime.fromisoformat(row["received_at"]) == arrived
+
+
+def test_polling_leaves_messages_unread_and_unflagged(imap_campaign, dovecot):
+    user = imap_campaign.imap_user
+    dovecot.append(user, raw_mail())
+    dovecot.append(user, raw_mail(DATONG), flags=[r"\Flagged"])
+    ingest(imap_campaign)
+    flags = [set(m["flags"]) - {r"\Recent"} for m in dovecot.messages(user).values()]
+    assert flags == [set(), {r"\Flagged"}]
+
+
+def test_failed_message_is_fetched_again(imap_campaign, dovecot):
+    """A message recorded as failed is handed out again on every poll until it succeeds."""
+    user = imap_campaign.imap_user
+    uid = dovecot.append(user, raw_mail())
+    dovecot.append(user, raw_mail(DATONG))
+    ingest(imap_campaign)
+    conn = open_connection(imap_campaign.db_path)
+    conn.execute("UPDATE messages SET status = 'failed', error = 'disk full' WHERE source_key LIKE ?",
+                 (f"%:{uid}",))
+    with source_for(imap_campaign) as src:
+        got = [f.envelope.uid for f in src.fetch_new(conn)]
+    assert got == [uid]
+    assert ingest(imap_campaign)["new"] == 1
+    assert [r["disposition"] for r in messages(imap_campaign)] == ["attributed", "attributed"]
+
+
+# ---------------------------------------------------------------------------------------------
+# UIDVALIDITY
+# ---------------------------------------------------------------------------------------------
+
+def test_uidvalidity_change_fetches_again_without_counting_twice(imap_campaign, dovecot, caplog):
+    user = imap_campaign.imap_user
+    dovecot.append(user, raw_mail(TAIYUAN, "太原 材料"))
+    dovecot.append(user, raw_mail(DATONG, "大同 材料"))
+    ingest(imap_campaign)
+    status_before = imap_campaign.run("status", "--json").json
+
+    dovecot.change_uidvalidity(user)
+    with caplog.at_level("WARNING", logger="ingest.sources.imap"):
+        again = ingest(imap_campaign)
+    assert again["new"] == 2 and again["duplicate"] == 2
+    assert any("UIDVALIDITY" in r.getMessage() for r in caplog.records)
+
+    rows = messages(imap_campaign)
+    assert sorted(r["disposition"] for r in rows) == ["attributed", "attributed", "duplicate", "duplicate"]
+    assert imap_campaign.run("status", "--json").json == status_before
+
+    dovecot.append(user, raw_mail(DATONG, "大同 补充"))
+    assert ingest(imap_campaign)["new"] == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# big messages, streamed part by part
+# ---------------------------------------------------------------------------------------------
+
+def big_message(video: bytes, notes: bytes) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = TAIYUAN
+    msg["To"] = "sxskjtrcc@126.com"
+    msg["Subject"] = "太原 视频"
+    msg["Date"] = format_datetime(datetime.now(timezone.utc))
+    msg["Message-ID"] = "<big-video@test.mailroll>"
+    msg.set_content("视频见附件。")
+    msg.add_attachment(video, maintype="video", subtype="mp4", filename="科技周宣传片.mp4")
+    # a long text file, sent quoted-printable: decoded across chunk boundaries too
+    msg.add_attachment(notes.decode("utf-8"), subtype="plain", charset="utf-8", cte="quoted-printable",
+                       filename="说明.txt")
+    return msg.as_bytes()
+
+
+@pytest.fixture(scope="module")
+def big_payloads():
+    rng = hashlib.sha256(b"seed")
+    video = b"\x00\x00\x00\x18ftypmp42" + os.urandom(30 * 1024 * 1024)
+    line = "山西省科技活动周 = 说明 ünïcode =3D =\n".encode() * 1
+    notes = b"".join(line + str(i).encode() + b"\n" for i in range(60000))
+    del rng
+    return video, notes
+
+
+def test_big_message_is_streamed_per_part_with_identical_content(imap_campaign, dovecot, big_payloads):
+    video, notes = big_payloads
+    dovecot.append(imap_campaign.imap_user, big_message(video, notes))
+    conn = open_connection(imap_campaign.db_path)
+    with source_for(imap_campaign) as src:
+        [fetched] = list(src.fetch_new(conn))
+    assert fetched.raw is None and fetched.parsed is not None  # not fetched whole
+    parsed = fetched.parsed
+    assert parsed.headers.subject == "太原 视频"
+    assert "视频见附件" in parsed.body_text
+    by_name = {p.filename: p for p in parsed.parts}
+    mp4, txt = by_name["科技周宣传片.mp4"], by_name["说明.txt"]
+    assert mp4.spool is not None and mp4.data is None
+    assert hashlib.sha256(mp4.spool.read_bytes()).hexdigest() == hashlib.sha256(video).hexdigest()
+    txt_bytes = txt.data if txt.data is not None else txt.spool.read_bytes()
+    assert txt_bytes.replace(b"\r\n", b"\n") == notes
+    for p in parsed.parts:
+        if p.spool:
+            p.spool.unlink()
+
+    # and through the whole pipeline: the stored file is the original
+    ingest(imap_campaign)
+    row = open_connection(imap_campaign.db_path).execute(
+        "SELECT sha256, size FROM parts WHERE filename = '科技周宣传片.mp4'").fetchone()
+    assert row == (hashlib.sha256(video).hexdigest(), len(video))
+
+
+def test_stream_decoder_handles_chunk_boundaries():
+    import base64
+    import quopri
+
+    data = os.urandom(100_003)
+    enc = base64.encodebytes(data)
+    for step in (1, 3, 77, 4096):
+        d = StreamDecoder("base64")
+        out = b"".join(d.feed(enc[i:i + step]) for i in range(0, len(enc), step)) + d.finish()
+        assert out == data
+    text = ("科技活动周 = ünïcode\t \n" * 3000).encode()
+    qp = quopri.encodestring(text)
+    for step in (1, 5, 1000):
+        d = StreamDecoder("quoted-printable")
+        out = b"".join(d.feed(qp[i:i + step]) for i in range(0, len(qp), step)) + d.finish()
+        assert out == text
+
+
+# ---------------------------------------------------------------------------------------------
+# post actions
+# ---------------------------------------------------------------------------------------------
+
+def test_post_action_flag_adds_the_keyword_only(imap_campaign, dovecot):
+    imap_campaign.configure(mailbox={"post_action": "flag", "post_flag": "$Mailroll"})
+    user = imap_campaign.imap_user
+    dovecot.append(user, raw_mail())
+    dovecot.append(user, raw_mail(DATONG))
+    ingest(imap_campaign)
+    flags = [set(m["flags"]) - {r"\Recent"} for m in dovecot.messages(user).values()]
+    assert flags == [{"$Mailroll"}, {"$Mailroll"}]
+
+
+def test_post_action_move_moves_to_the_done_folder_and_deletes_nothing(imap_campaign, dovecot):
+    imap_campaign.configure(mailbox={"post_action": "move", "post_folder": "mailroll-done"})
+    user = imap_campaign.imap_user
+    dovecot.append(user, raw_mail())
+    dovecot.append(user, raw_mail(DATONG))
+    assert ingest(imap_campaign)["new"] == 2
+    assert dovecot.messages(user) == {}
+    moved = dovecot.messages(user, "mailroll-done")
+    assert len(moved) == 2 and all(r"\Seen" not in m["flags"] for m in moved.values())
+    dovecot.append(user, raw_mail(DATONG, "大同 补充"))
+    assert ingest(imap_campaign)["new"] == 1
+    assert len(dovecot.messages(user, "mailroll-done")) == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# connection: ID, errors, IDLE
+# ---------------------------------------------------------------------------------------------
+
+def test_client_identifies_itself_with_imap_id(imap_campaign, dovecot):
+    with source_for(imap_campaign) as src:
+        assert src.sent_id
+    assert f"ID sent: name=mailroll" in dovecot.log()
+
+
+def test_wrong_password_says_what_to_check(imap_campaign, dovecot, monkeypatch):
+    monkeypatch.setenv("MAILROLL_IMAP_PASSWORD", "wrong")
+    res = imap_campaign.run("ingest", "--once", expect=1)
+    text = res.output + res.stderr
+    user = imap_campaign.imap_user
+    assert f"login failed for user {user} at 127.0.0.1:{dovecot.port}" in text
+    assert "$MAILROLL_IMAP_PASSWORD" in text
+
+
+def test_missing_folder_and_closed_port_are_clear_errors(imap_campaign, dovecot):
+    from fixtures.dovecot import free_port
+
+    imap_campaign.configure(mailbox={"folder": "没有这个文件夹"})
+    with pytest.raises(MailboxError, match="cannot open folder '没有这个文件夹'"):
+        source_for(imap_campaign).__enter__()
+    imap_campaign.configure(mailbox={"folder": "INBOX", "port": free_port()})
+    with pytest.raises(MailboxError, match="cannot connect to the mailbox at 127.0.0.1:.*connection refused"):
+        source_for(imap_campaign).__enter__()
+
+
+def test_idle_wait_returns_when_mail_arrives(imap_campaign, dovecot):
+    user = imap_campaign.imap_user
+    with source_for(imap_campaign) as src:
+        started = time.monotonic()
+        assert src.idle_wait(0.5) is False
+        assert time.monotonic() - started >= 0.4
+        timer = threading.Timer(0.5, dovecot.append, (user, raw_mail()))
+        timer.start()
+        started = time.monotonic()
+        assert src.idle_wait(20) is True
+        assert time.monotonic() - started < 15
+        timer.join()

@@ -1,0 +1,261 @@
+"""Receipts (threaded replies saying what arrived and how it checked) and bounces."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from fixtures.mail import build_mail
+from ingest.db import open_connection
+
+
+@pytest.fixture
+def mailing(campaign, smtp_server):
+    campaign.configure(smtp=smtp_server.config())
+    return campaign, smtp_server
+
+
+def ingest(campaign):
+    return campaign.run("ingest", "--once", "--json").json
+
+
+def receipts(campaign, when: str = "", *extra: str, expect: int | None = 0) -> list[dict]:
+    now = datetime.now(timezone.utc).astimezone(timezone(timedelta(hours=8)))
+    if not when:  # today at 10:00 Beijing time, unless that is in the future
+        when = now.replace(hour=10, minute=0, second=0, microsecond=0).isoformat()
+        if now.hour < 10:
+            when = (now.replace(hour=10, minute=0, second=0, microsecond=0) - timedelta(days=1)).isoformat()
+    return campaign.run("receipts", "--now", when, "--json", *extra, expect=expect).json
+
+
+def db_rows(campaign, sql: str, *params) -> list[tuple]:
+    conn = open_connection(campaign.db_path)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+# ------------------------------------------------------------------------------ receipts
+
+def test_receipt_is_a_threaded_reply_listing_files_checks_and_what_is_missing(mailing, media):
+    campaign, server = mailing
+    original = build_mail("山西大学科技处 <kjc@sxu.edu.cn>", subject="山西大学科技活动周材料",
+                          message_id="<sxu-20220620-1@sxu.edu.cn>",
+                          headers={"References": "<earlier-1@sxu.edu.cn>"},
+                          attachments=[("山西大学宣传视频.mp4", media.video(200).read_bytes()),
+                                       ("山西大学统计表.xlsx", media.sheet_xlsx.read_bytes())])
+    campaign.deliver(original)
+    ingest(campaign)
+    sent = receipts(campaign)
+    assert [(r["unit"], r["to"], r["status"]) for r in sent] == [("sxu", ["kjc@sxu.edu.cn"], "sent")]
+
+    mail = server.wait_for(1)[0]
+    assert mail.rcpt_tos == ["kjc@sxu.edu.cn"]
+    assert mail["Subject"] == "Re: 山西大学科技活动周材料"
+    assert mail["In-Reply-To"] == "<sxu-20220620-1@sxu.edu.cn>"
+    assert mail["References"].split() == ["<earlier-1@sxu.edu.cn>", "<sxu-20220620-1@sxu.edu.cn>"]
+    assert mail["Auto-Submitted"] == "auto-replied"
+    assert mail["X-Mailroll"] == "receipt"
+    text = mail.text
+    assert "山西大学宣传视频.mp4（视频）" in text and "3:20" in text
+    assert "山西大学统计表.xlsx（统计表）：合格" in text
+    assert "总结报告：尚未收到" in text
+    assert "还需要：总结报告、视频" in text
+
+    # one receipt per message, however often it runs
+    assert receipts(campaign) == []
+    assert len(server.messages) == 1
+    assert db_rows(campaign, "SELECT kind, unit, answers, status FROM outbox") == [("receipt", "sxu", 1, "sent")]
+
+
+def test_complete_unit_is_thanked(mailing, media):
+    campaign, server = mailing
+    campaign.deliver(build_mail("王丽 <tykjj@taiyuan.gov.cn>", attachments=[
+        ("统计表.xlsx", media.sheet_xlsx.read_bytes()),
+        ("总结报告.docx", media.report_docx.read_bytes()),
+        ("视频.mp4", media.video(10).read_bytes())]))
+    ingest(campaign)
+    receipts(campaign)
+    text = server.wait_for(1)[0].text
+    assert "已全部收齐" in text and "还需要" not in text
+
+
+def test_unknown_senders_get_no_receipt(mailing):
+    campaign, server = mailing
+    campaign.deliver(build_mail("某人 <someone@example.org>", subject="咨询", body="请问截止时间？"))
+    ingest(campaign)
+    assert receipts(campaign) == []
+    assert server.messages == []
+
+
+@pytest.mark.parametrize("sender,headers,subject", [
+    ("kjc@sxu.edu.cn", {"Auto-Submitted": "auto-replied"}, "Re: 材料"),
+    ("kjc@sxu.edu.cn", {"Precedence": "bulk"}, "通知"),
+    ("kjc@sxu.edu.cn", {"Precedence": "junk"}, "通知"),
+    ("kjc@sxu.edu.cn", {"List-Id": "<kjc.lists.sxu.edu.cn>"}, "通知"),
+    ("kjc@sxu.edu.cn", {"X-Autoreply": "yes"}, "Re: 材料"),
+    ("kjc@sxu.edu.cn", {"X-Autorespond": "yes"}, "Re: 材料"),
+    ("kjc@sxu.edu.cn", {"Return-Path": "<>"}, "材料"),
+    ("kjc@sxu.edu.cn", {"X-Mailroll": "receipt"}, "Re: 材料"),
+    ("kjc@sxu.edu.cn", {}, "自动回复: 山西大学科技活动周材料"),
+    ("kjc@sxu.edu.cn", {}, "Automatic reply: 材料"),
+    ("MAILER-DAEMON@sxu.edu.cn", {}, "材料"),
+    ("noreply@sxu.edu.cn", {}, "材料"),
+])
+def test_automatic_mail_gets_no_receipt(mailing, media, sender, headers, subject):
+    campaign, server = mailing
+    # our own receipt coming back (forwarded verbatim by the unit's server) has our Message-ID
+    message_id = "<0123456789abcdef0123.mailroll-receipt@126.com>" if "X-Mailroll" in headers else None
+    campaign.deliver(build_mail(sender, subject=subject, headers=headers, message_id=message_id,
+                                attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())]))
+    ingest(campaign)
+    campaign.run("assign", "1", "sxu")  # even when it is (or is made) the unit's
+    assert receipts(campaign) == []
+    assert server.messages == []
+
+
+def test_an_auto_responder_does_not_start_a_loop(mailing, media):
+    """The unit's server answers our receipt with a plain "收到" that does not say it is
+    automatic: it gets no receipt; and a chatty sender gets at most receipts_per_day."""
+    campaign, server = mailing
+    campaign.configure(reminders={"receipts_per_day": 3})
+    campaign.deliver(build_mail("kjc@sxu.edu.cn", attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())]))
+    ingest(campaign)
+    receipts(campaign)
+    ours = server.wait_for(1)[0]
+    for i in range(3):
+        campaign.deliver(build_mail("kjc@sxu.edu.cn", subject=f"Re: {ours['Subject']}", body="您的邮件已收到。",
+                                    headers={"In-Reply-To": ours["Message-ID"], "References": ours["Message-ID"]}))
+    ingest(campaign)
+    assert receipts(campaign) == []
+    # a reply to our receipt that brings a file is a real submission: answered
+    campaign.deliver(build_mail("kjc@sxu.edu.cn", subject=f"Re: {ours['Subject']}",
+                                headers={"In-Reply-To": ours["Message-ID"]},
+                                attachments=[("总结报告.docx", media.report_docx.read_bytes())]))
+    # ... and an unmarked sender writing again and again is capped
+    for i in range(4):
+        campaign.deliver(build_mail("kjc@sxu.edu.cn", subject=f"第{i}次", body="补充说明"))
+    ingest(campaign)
+    sent = receipts(campaign)
+    assert len(sent) == 2, "3 per day in all: one earlier, two now"
+    assert len(server.messages) == 3
+
+
+def test_receipts_wait_for_the_end_of_quiet_hours(mailing, media):
+    campaign, server = mailing
+    campaign.deliver(build_mail("kjc@sxu.edu.cn", attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())]))
+    ingest(campaign)
+    today = datetime.now(timezone(timedelta(hours=8))).date()
+    assert receipts(campaign, f"{today}T23:00:00+08:00") == []
+    assert receipts(campaign, f"{today}T07:59:00+08:00") == []
+    assert server.messages == []
+    assert len(receipts(campaign, f"{today}T08:00:00+08:00")) == 1
+
+
+def test_old_mail_and_disabled_receipts_get_none(mailing, media):
+    campaign, server = mailing
+    campaign.deliver(build_mail("kjc@sxu.edu.cn", attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())]),
+                     when=datetime.now(timezone.utc) - timedelta(days=10))
+    ingest(campaign)
+    assert receipts(campaign) == [], "older than receipts_max_age (3d)"
+    campaign.deliver(build_mail("kjc@sxu.edu.cn", attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())]))
+    ingest(campaign)
+    campaign.configure(reminders={"receipts": False})
+    assert receipts(campaign) == []
+    assert server.messages == []
+
+
+def test_receipt_kept_back_by_an_outage_goes_later_once(mailing, media):
+    campaign, server = mailing
+    campaign.deliver(build_mail("kjc@sxu.edu.cn", attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())]))
+    ingest(campaign)
+    server.stop()
+    assert [r["status"] for r in receipts(campaign, "", expect=1)] == ["deferred"]
+    server.start()
+    assert [r["status"] for r in receipts(campaign)] == ["sent"]
+    assert receipts(campaign) == []
+    assert len(server.wait_for(1)) == 1
+
+
+# ------------------------------------------------------------------------------ bounces
+
+def _dsn(original_headers: str, recipient: str, *, returned: str = "text/rfc822-headers") -> bytes:
+    returned_part = (
+        f"Content-Type: text/rfc822-headers\r\n\r\n{original_headers}\r\n" if returned == "text/rfc822-headers"
+        else f"Content-Type: message/rfc822\r\n\r\n{original_headers}\r\n\r\n(body)\r\n")
+    return (
+        "From: MAILER-DAEMON@mx.163.com (Mail Delivery System)\r\n"
+        "To: sxskjtrcc@126.com\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\n"
+        "Message-ID: <bounce-1@mx.163.com>\r\n"
+        "Date: Mon, 27 Jun 2022 10:00:00 +0800\r\n"
+        "Auto-Submitted: auto-replied\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="BOUNDARY"\r\n\r\n'
+        "--BOUNDARY\r\nContent-Type: text/plain\r\n\r\n"
+        "This is the mail system at host mx.163.com.\r\nI'm sorry to have to inform you that your message "
+        "could not be delivered to one or more recipients.\r\n\r\n"
+        "--BOUNDARY\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.163.com\r\n\r\n"
+        f"Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        f"Diagnostic-Code: smtp; 550 5.1.1 <{recipient}>: Recipient address rejected: User unknown\r\n\r\n"
+        f"--BOUNDARY\r\n{returned_part}--BOUNDARY--\r\n").encode()
+
+
+def _headers_of(received) -> str:
+    raw = received.raw.split(b"\r\n\r\n", 1)[0].decode("ascii")
+    return raw
+
+
+@pytest.mark.parametrize("returned", ["text/rfc822-headers", "message/rfc822"])
+def test_a_bounce_is_matched_to_our_reminder_and_never_a_submission(mailing, returned):
+    campaign, server = mailing
+    campaign.run("remind", "--now", "2022-06-23T10:00:00+08:00")
+    ours = server.to("dtkjj2022@163.com")[0]
+    campaign.deliver(_dsn(_headers_of(ours), "dtkjj2022@163.com", returned=returned))
+    ingest(campaign)
+    receipts(campaign)  # bounces are looked for before receipts (serve does it after each poll)
+    (msg, outbox_id, recipient, status, diagnostic), = db_rows(campaign, "SELECT * FROM bounces")
+    (unit, stage), = db_rows(campaign, "SELECT unit, stage FROM outbox WHERE id = ?", outbox_id)
+    assert (unit, stage, recipient, status) == ("datong-kjj", "before-3d", "dtkjj2022@163.com", "5.1.1")
+    assert "User unknown" in diagnostic
+    unmatched = campaign.run("unmatched", "--json").json
+    assert len(unmatched) == 1
+    assert unmatched[0]["reason"].startswith("bounce of our reminder (before-3d) to dtkjj2022@163.com")
+    status = {u["id"]: u for u in campaign.run("status", "--json").json}
+    assert status["datong-kjj"]["state"] == "missing"
+    assert len(server.messages) == 12, "no receipt for a bounce"
+
+
+def test_a_chinese_bounce_quoting_the_original_is_matched(mailing):
+    campaign, server = mailing
+    campaign.run("remind", "--now", "2022-06-23T10:00:00+08:00")
+    ours = server.to("tyswxcb@qq.com")[0]
+    campaign.deliver(build_mail(
+        "postmaster@qq.com", subject="系统退信",
+        body=f"抱歉，您的邮件被退回来了……\n原邮件信息：\nMessage-ID: {ours['Message-ID']}\n收件人：tyswxcb@qq.com\n"
+             f"退信原因：550 Mailbox not found or access denied"))
+    ingest(campaign)
+    receipts(campaign)
+    (msg, outbox_id, recipient, status, diagnostic), = db_rows(campaign, "SELECT * FROM bounces")
+    assert db_rows(campaign, "SELECT unit FROM outbox WHERE id = ?", outbox_id) == [("taiyuan-xcb",)]
+    assert "550 Mailbox not found" in diagnostic
+
+
+def test_receipt_lists_what_came_inside_an_archive(mailing, media):
+    import io
+    import zipfile
+
+    campaign, server = mailing
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("统计表.xlsx", media.sheet_xlsx.read_bytes())
+        z.writestr("活动照片.jpg", media.jpeg.read_bytes())
+    campaign.deliver(build_mail("kjc@tyut.edu.cn", attachments=[("太原理工材料.zip", buf.getvalue())]))
+    ingest(campaign)
+    receipts(campaign)
+    text = server.wait_for(1)[0].text
+    assert "太原理工材料.zip（压缩包）：已收到" in text
+    assert "太原理工材料.zip/统计表.xlsx（统计表）：合格" in text
+    assert "太原理工材料.zip/活动照片.jpg（图片）：已收到" in text

@@ -1,0 +1,197 @@
+"""``mailroll serve`` as a real process against real Dovecot (IMAP IDLE) and a real SMTP server."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+
+import pytest
+
+from fixtures.mail import build_mail
+from ingest.db import open_connection
+from reconcile.lock import LockBusy, ingest_lock
+
+# No reminder is due at this (fake) time: before-3d starts on 2022-06-22 23:59:59 +08:00.
+QUIET_DAY = "2022-06-20T10:00:00+08:00"
+
+
+def state(campaign) -> dict:
+    if not campaign.db_path.exists():
+        return {}
+    conn = open_connection(campaign.db_path)
+    try:
+        return dict(conn.execute("SELECT key, value FROM service_state").fetchall())
+    finally:
+        conn.close()
+
+
+def wait_until(pred, timeout: float = 20.0, what: str = "condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@contextmanager
+def serving(campaign, fake_now: str = QUIET_DAY, extra_env: dict | None = None):
+    log = open(campaign.root / "serve.log", "ab")
+    env = {**os.environ, "MAILROLL_FAKE_NOW": fake_now, **(extra_env or {})}
+    proc = subprocess.Popen([sys.executable, "-m", "reconcile", "--config", str(campaign.config_path), "serve"],
+                            stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc.log_path = campaign.root / "serve.log"
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        log.close()
+
+
+def log_of(proc) -> str:
+    return proc.log_path.read_text(errors="replace")
+
+
+def stop(proc, timeout: float = 20.0) -> int:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("serve did not stop on SIGTERM:\n" + log_of(proc)) from None
+
+
+# ------------------------------------------------------------------------------ the lock
+
+def test_ingest_lock_refuses_a_second_holder_naming_the_first(campaign):
+    config = campaign.config()
+    with ingest_lock(config):
+        with pytest.raises(LockBusy) as e:
+            with ingest_lock(config, wait_s=0.3):
+                pass
+        assert f"another mailroll (pid {os.getpid()}) is polling this mailbox; try again later" in str(e.value)
+        assert e.value.exit_code == 1
+    with ingest_lock(config, wait_s=0):
+        pass  # free again
+
+
+# ------------------------------------------------------------------------------ the daemon
+
+@pytest.mark.slow
+def test_serve_picks_up_new_mail_within_seconds_and_stops_cleanly(imap_campaign, smtp_server, media):
+    campaign = imap_campaign
+    campaign.configure(smtp=smtp_server.config(),
+                       service={"poll_every_s": 600, "remind_every_s": 600, "lock_wait_s": 0})
+    with serving(campaign) as proc:
+        wait_until(lambda: state(campaign).get("last_poll"), what="the first poll")
+        time.sleep(1.0)  # the IDLE watcher logs in
+        assert proc.poll() is None, log_of(proc)
+
+        # a second daemon, and a one-off ingest, refuse while this one runs
+        second = campaign.run_process("serve", expect=1, timeout=30)
+        assert f"another mailroll (pid {proc.pid}) is polling this mailbox; try again later" in second.stderr
+        once = campaign.run_process("ingest", "--once", expect=1, timeout=30)
+        assert "another mailroll" in once.stderr
+        check = campaign.run_process("serve", "--check", "--json", expect=0)
+        assert check.json["ok"] is True and check.json["pid"] == proc.pid
+
+        started = time.monotonic()
+        campaign.dovecot.append(campaign.imap_user, build_mail(
+            "山西大学科技处 <kjc@sxu.edu.cn>", subject="山西大学材料",
+            attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())]).as_bytes())
+        receipt = smtp_server.wait_for(1, timeout=30)[0]
+        took = time.monotonic() - started
+        assert took < 15, f"IMAP IDLE should wake the poll at once (took {took:.1f} s; poll interval 600 s)"
+        assert receipt["Subject"] == "Re: 山西大学材料" and receipt.rcpt_tos == ["kjc@sxu.edu.cn"]
+
+        assert stop(proc) == 0, log_of(proc)
+    st = state(campaign)
+    assert st["stopped_at"] and st["last_error"] == ""
+    assert '"recorded": 1' in st["last_poll_result"] or st["last_poll_result"]
+    assert campaign.run_process("serve", "--check", expect=1).exit_code == 1
+    assert "stopping" in log_of(proc)
+
+
+@pytest.mark.slow
+def test_serve_sends_due_reminders_once_across_restarts(campaign, smtp_server):
+    campaign.configure(smtp=smtp_server.config(), service={"poll_every_s": 600, "remind_every_s": 1})
+    with serving(campaign, fake_now="2022-06-23T10:00:00+08:00") as proc:
+        smtp_server.wait_for(12, timeout=30)
+        assert stop(proc) == 0, log_of(proc)
+    with serving(campaign, fake_now="2022-06-23T10:30:00+08:00") as proc:
+        wait_until(lambda: state(campaign).get("last_send", "") > state(campaign).get("started_at", "~"),
+                   what="a send round after the restart")
+        time.sleep(2.5)  # a few more rounds
+        assert stop(proc) == 0, log_of(proc)
+    assert len(smtp_server.messages) == 12
+    assert sorted(len(smtp_server.to(a)) for a in ("dtkjj2022@163.com", "kjc@sxu.edu.cn")) == [1, 1]
+
+
+def test_second_serve_refuses_and_sigterm_exits_cleanly(campaign):
+    campaign.configure(service={"poll_every_s": 600})
+    with serving(campaign) as proc:
+        wait_until(lambda: state(campaign).get("last_poll"), what="the first poll")
+        second = campaign.run_process("serve", expect=1, timeout=30)
+        assert second.stderr.strip().endswith(
+            f"another mailroll (pid {proc.pid}) is polling this mailbox; try again later")
+        assert "another mailroll" in campaign.run_process("ingest", "--once", expect=1).stderr
+        assert stop(proc) == 0, log_of(proc)
+    assert state(campaign)["stopped_at"]
+    campaign.run_process("ingest", "--once", expect=0)  # the lock went with the process
+
+
+@pytest.mark.slow
+def test_serve_survives_a_mailbox_it_cannot_read_and_reminds_nobody_meanwhile(campaign, smtp_server):
+    campaign.configure(smtp=smtp_server.config(), mailbox={"path": "no-such-maildir"},
+                       service={"poll_every_s": 600, "remind_every_s": 1})
+    # reminders would be due at this time, but the mailbox has not been read
+    with serving(campaign, fake_now="2022-06-23T10:00:00+08:00") as proc:
+        wait_until(lambda: state(campaign).get("last_error"), what="the failed poll to be recorded")
+        time.sleep(2.5)
+        assert proc.poll() is None, "the service stays up:\n" + log_of(proc)
+        check = campaign.run_process("serve", "--check", "--json", expect=1)
+        assert check.json["last_error"] and check.json["running"] is True
+        assert stop(proc) == 0, log_of(proc)
+    assert "poll failed" in log_of(proc) and "retrying in 5 s" in log_of(proc)
+    assert smtp_server.messages == []
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_poll_finishes_the_message_in_hand(campaign, media):
+    campaign.configure(service={"poll_every_s": 600})
+    sheet = media.sheet_xlsx.read_bytes()
+    for i in range(60):
+        campaign.deliver(build_mail("kjc@sxu.edu.cn", subject=f"材料 {i}", attachments=[(f"统计表{i}.xlsx", sheet)]))
+
+    def recorded() -> int:
+        if not campaign.db_path.exists():
+            return 0
+        conn = open_connection(campaign.db_path)
+        try:
+            return conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+        finally:
+            conn.close()
+
+    with serving(campaign) as proc:
+        wait_until(lambda: recorded() >= 1, what="the first message")
+        assert stop(proc) == 0, log_of(proc)
+    conn = open_connection(campaign.db_path)
+    statuses = conn.execute("SELECT status, count(*) FROM messages GROUP BY status").fetchall()
+    conn.close()
+    assert [s for s, _ in statuses] == ["recorded"], statuses
+    left = campaign.run("ingest", "--once", "--json").json
+    assert left["new"] == 60 - statuses[0][1] and left["failed"] == 0 and left["duplicate"] == 0
+    assert recorded() == 60
+
+
+def test_serve_without_the_smtp_password_is_a_config_error(campaign, smtp_server, monkeypatch):
+    monkeypatch.delenv("MAILROLL_SMTP_PASSWORD", raising=False)
+    campaign.configure(smtp=smtp_server.config(username="sxskjtrcc@126.com", password_env="MAILROLL_SMTP_PASSWORD"))
+    res = campaign.run_process("serve", expect=2, timeout=30)
+    assert "MAILROLL_SMTP_PASSWORD" in res.stderr
+    assert "pid" not in state(campaign), "it did not start"
