@@ -122,19 +122,27 @@ def drop_caches() -> None:
     os.sync()
 
 
-def noise_video(megabytes: int, seconds: float = 60.0) -> Path:
-    """An MP4 (MPEG-4 Part 2 video of grey noise) of about ``megabytes`` MB, made once and cached."""
-    CACHE.mkdir(parents=True, exist_ok=True)
-    path = CACHE / f"noise-{megabytes}mb-{int(seconds)}s.mp4"
-    if path.exists() and path.stat().st_size > megabytes * 1024 * 1024 * 0.8:
-        return path
-    bitrate = int(megabytes * 8 * 1024 * 1024 / seconds)
-    tmp = path.with_suffix(".tmp.mp4")
+def _encode_noise(path: Path, seconds: float) -> None:
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
-                    f"nullsrc=s=640x360:r=25:d={seconds},format=gray,noise=alls=100:allf=t",
-                    "-c:v", "mpeg4", "-b:v", str(bitrate), "-maxrate", str(bitrate), "-bufsize", str(bitrate),
-                    "-qmin", "1", "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(tmp)],
-                   check=True, timeout=1800)
+                    f"nullsrc=s=640x360:r=25:d={seconds:.2f},format=gray,noise=alls=100:allf=t",
+                    "-c:v", "mpeg4", "-q:v", "5", "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(path)],
+                   check=True, timeout=1800, capture_output=True)
+
+
+def noise_video(megabytes: int) -> Path:
+    """An MP4 (MPEG-4 Part 2, 640x360 grey noise) of about ``megabytes`` MB, made once and cached.
+
+    Noise does not compress, so the size grows with the length: a 2 s sample gives the rate."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / f"noise-{megabytes}mb.mp4"
+    if path.exists():
+        return path
+    sample = CACHE / "noise-sample.mp4"
+    if not sample.exists():
+        _encode_noise(sample, 2.0)
+    rate = sample.stat().st_size / 2.0
+    tmp = path.with_suffix(".tmp.mp4")
+    _encode_noise(tmp, megabytes * 1024 * 1024 / rate)
     tmp.rename(path)
     return path
 

@@ -111,15 +111,18 @@ class Mailer:
 
     Connects on the first ``send``; ``close()`` (or leaving the ``with`` block) says QUIT.
     ``sleep`` and ``monotonic`` are injectable so tests of the rate limit need not wait.
+    The rate limit is ``smtp.per_minute`` mails in any 60 s.
     """
 
     def __init__(self, smtp, *, sleep: Callable[[float], None] = time.sleep,
-                 monotonic: Callable[[], float] = time.monotonic):
+                 monotonic: Callable[[], float] = time.monotonic, sent_times: deque | None = None):
         self.cfg = smtp
         self.sleep = sleep
         self.monotonic = monotonic
         self.conn: smtplib.SMTP | None = None
-        self._sent_times: deque[float] = deque()
+        # when mails went out; pass the same deque to successive Mailers (``serve``) so the
+        # rate limit holds across batches
+        self._sent_times: deque[float] = deque() if sent_times is None else sent_times
         self.unavailable: str | None = None   # set when the server stayed unreachable
 
     def __enter__(self) -> "Mailer":

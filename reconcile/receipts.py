@@ -225,16 +225,15 @@ def run_receipts(conn: sqlite3.Connection, roster, config, now: datetime, *, dry
     if not config.reminders.receipts or in_quiet_hours(config, now):
         return []
     from reconcile.bounces import record_bounces
+    from reconcile.status import refresh
 
+    if statuses is None:  # first: it may attribute messages afresh
+        statuses = refresh(conn, roster, config)
     if not dry_run:
-        record_bounces(conn, config)
+        record_bounces(conn, config)  # then bounces: never answered, never submissions
     todo = pending(conn, config, now)
     if not todo:
         return []
-    if statuses is None:
-        from reconcile.status import refresh
-
-        statuses = refresh(conn, roster, config)
     by_status = {s["id"]: s for s in statuses}
     by_id = {u.id: u for u in roster.units}
     out: list[Receipt] = []

@@ -33,6 +33,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections import deque
 from datetime import datetime, timedelta, timezone
 
 from reconcile.clock import Clock, default_clock
@@ -181,6 +182,7 @@ class Service:
         self.wake_pending = threading.Event()
         self.failures = 0
         self.last_good_poll: float | None = None   # monotonic time of the last successful poll
+        self.sent_times: deque = deque()            # the SMTP rate limit across batches
         self.scheduler = None
         self.idle: IdleWatcher | None = None
 
@@ -249,7 +251,7 @@ class Service:
                 log.info("poll: %d new message(s) (%d recorded, %d duplicate, %d failed)",
                          result.new, len(result.recorded_ids), result.duplicate, result.failed)
             if result.recorded_ids and not self.stop.is_set():
-                self.send(conn, roster, reminders=False)
+                self._send_safely(conn, roster, reminders=False)
             return True
         finally:
             conn.close()
@@ -257,12 +259,17 @@ class Service:
     def send_job(self) -> None:
         conn = self._conn()
         try:
-            self.send(conn, self._roster(), reminders=True)
-        except Exception as e:  # noqa: BLE001 - e.g. roster file broken: say so, keep running
-            log.error("sending failed: %s: %s", e.__class__.__name__, e)
-            set_state(conn, last_error=f"sending: {e}", last_error_at=_iso(_utcnow()))
+            self._send_safely(conn, None, reminders=True)
         finally:
             conn.close()
+
+    def _send_safely(self, conn: sqlite3.Connection, roster, *, reminders: bool) -> None:
+        try:
+            self.send(conn, roster if roster is not None else self._roster(), reminders=reminders)
+        except Exception as e:  # noqa: BLE001 - e.g. roster file broken: say so, keep running
+            log.error("sending failed: %s: %s", e.__class__.__name__, e,
+                      exc_info=log.isEnabledFor(logging.DEBUG))
+            set_state(conn, last_error=f"sending: {e.__class__.__name__}: {e}", last_error_at=_iso(_utcnow()))
 
     def send(self, conn: sqlite3.Connection, roster, *, reminders: bool) -> None:
         """Receipts (and reminders) due now, under the send lock."""
@@ -276,7 +283,7 @@ class Service:
         now = self.clock.now()
         try:
             with send_lock(self.config, wait_s=30.0):
-                with mailer.Mailer(self.config.smtp) as m:
+                with mailer.Mailer(self.config.smtp, sent_times=self.sent_times) as m:
                     receipts = run_receipts(conn, roster, self.config, now, mailer=m, stop=self.stop)
                     sent = [r for r in receipts if r.status == "sent"]
                     due = []
