@@ -121,30 +121,44 @@ class IdleWatcher(threading.Thread):
         self.active = threading.Event()   # set while in IDLE (tests wait for it)
 
     def run(self) -> None:
-        failures = 0
+        self.failures = 0
         while not self.stop.is_set():
             try:
                 if self._session() is False:
                     return
-                failures = 0
+                self.failures = 0
             except Exception as e:  # noqa: BLE001 - network trouble: wait and retry
                 self.active.clear()
-                failures += 1
-                delay = min(self.config.service.poll_every_s, RETRY_FIRST_S * 2 ** (failures - 1))
+                self.failures += 1
+                delay = min(self.config.service.poll_every_s, RETRY_FIRST_S * 2 ** (self.failures - 1))
                 log.warning("IMAP IDLE connection lost (%s); retrying in %.0f s", e, delay)
                 self.stop.wait(delay)
 
     def _session(self) -> bool | None:
         from imapclient import IMAPClient
 
+        import ssl
+
         mb = self.config.mailbox
-        client = IMAPClient(mb.host, mb.port, ssl=mb.tls, timeout=mb.timeout_s)
+        client = IMAPClient(mb.host, mb.port, ssl=mb.tls, timeout=mb.timeout_s,
+                            ssl_context=ssl.create_default_context() if mb.tls else None)
         try:
             client.login(mb.username, mb.password())
-            if b"IDLE" not in client.capabilities():
+            capabilities = set(client.capabilities())
+            if b"IDLE" not in capabilities:
                 log.info("the IMAP server does not offer IDLE: polling every %.0f s", self.config.service.poll_every_s)
                 return False
+            if b"ID" in capabilities:  # NetEase (126/163) refuses SELECT without IMAP ID
+                try:
+                    from ingest.sources.imap import CLIENT_ID
+                except ImportError:
+                    CLIENT_ID = {"name": "mailroll"}
+                try:
+                    client.id_(CLIENT_ID)
+                except Exception as e:  # noqa: BLE001
+                    log.debug("IMAP ID refused: %s", e)
             client.select_folder(mb.folder or "INBOX", readonly=True)
+            self.failures = 0  # connected: the next loss starts the backoff afresh
             while not self.stop.is_set():
                 client.idle()
                 self.active.set()
@@ -180,6 +194,7 @@ class Service:
         self.clock = clock or default_clock()
         self.stop = stop or threading.Event()
         self.wake_pending = threading.Event()
+        self.polling = threading.Event()            # set while poll_job runs
         self.failures = 0
         self.last_good_poll: float | None = None   # monotonic time of the last successful poll
         self.sent_times: deque = deque()            # the SMTP rate limit across batches
@@ -200,6 +215,8 @@ class Service:
     def wake(self) -> None:
         """Run the poll now (called by the IDLE watcher)."""
         self.wake_pending.set()
+        if self.polling.is_set():
+            return  # the running poll looks again when it is done
         if self.scheduler is not None and not self.stop.is_set():
             try:
                 self.scheduler.modify_job("poll", next_run_time=_utcnow())
@@ -216,11 +233,17 @@ class Service:
     # -- jobs ---------------------------------------------------------------------------------
     def poll_job(self) -> None:
         """Poll until no wake-up is pending (new mail during a poll is fetched right after)."""
-        while not self.stop.is_set():
-            self.wake_pending.clear()
-            ok = self.poll_and_answer()
-            if not ok or not self.wake_pending.is_set():
-                return
+        self.polling.set()
+        try:
+            while not self.stop.is_set():
+                self.wake_pending.clear()
+                ok = self.poll_and_answer()
+                if not ok or not self.wake_pending.is_set():
+                    return
+        finally:
+            self.polling.clear()
+            if self.wake_pending.is_set() and not self.stop.is_set():
+                self._reschedule_poll(0)  # woken just as the poll ended (or it failed): again soon
 
     def poll_and_answer(self) -> bool:
         from ingest.pipeline import poll_once

@@ -108,6 +108,10 @@ def test_serve_picks_up_new_mail_within_seconds_and_stops_cleanly(imap_campaign,
         took = time.monotonic() - started
         assert took < 15, f"IMAP IDLE should wake the poll at once (took {took:.1f} s; poll interval 600 s)"
         assert receipt["Subject"] == "Re: 山西大学材料" and receipt.rcpt_tos == ["kjc@sxu.edu.cn"]
+        # both connections (the poll's and the IDLE watcher's) said who they are: NetEase needs it
+        ids = [line for line in campaign.dovecot.log().splitlines()
+               if "ID sent: name=mailroll" in line and campaign.imap_user in line]
+        assert len(ids) >= 2, ids
 
         assert stop(proc) == 0, log_of(proc)
     st = state(campaign)
@@ -195,3 +199,23 @@ def test_serve_without_the_smtp_password_is_a_config_error(campaign, smtp_server
     res = campaign.run_process("serve", expect=2, timeout=30)
     assert "MAILROLL_SMTP_PASSWORD" in res.stderr
     assert "pid" not in state(campaign), "it did not start"
+
+
+def test_fake_now_starts_the_clock_at_that_time_and_lets_it_run(monkeypatch):
+    from datetime import datetime, timedelta, timezone
+
+    from reconcile.clock import OffsetClock, SystemClock, default_clock
+
+    monkeypatch.setenv("MAILROLL_FAKE_NOW", "2022-06-23T10:00:00+08:00")
+    clock = default_clock()
+    assert isinstance(clock, OffsetClock)
+    start = datetime(2022, 6, 23, 2, 0, tzinfo=timezone.utc)
+    first = clock.now()
+    assert start <= first < start + timedelta(seconds=5)
+    time.sleep(0.05)
+    assert clock.now() > first, "the fake clock runs on"
+    monkeypatch.setenv("MAILROLL_FAKE_NOW", "23 June")
+    with pytest.raises(ValueError, match="MAILROLL_FAKE_NOW"):
+        default_clock()
+    monkeypatch.delenv("MAILROLL_FAKE_NOW")
+    assert isinstance(default_clock(), SystemClock)
