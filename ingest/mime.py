@@ -338,7 +338,7 @@ def decode_filename(entity: Message) -> str | None:
 # ---------------------------------------------------------------------------------------------
 
 _EXTRA_HEADERS = ("x-mailer", "user-agent", "x-autoreply", "x-autorespond", "x-auto-response-suppress",
-                  "x-failed-recipients", "x-loop", "x-original-to", "delivered-to", "x-ms-exchange-generated-message-source")
+                  "x-failed-recipients", "x-loop", "x-mailroll", "x-original-to", "delivered-to", "x-ms-exchange-generated-message-source")
 _ID = re.compile(r"<([^<>\s]+)>")
 _ADDR = re.compile(r"[A-Za-z0-9._%+\-=']+@[A-Za-z0-9.\-]+")
 

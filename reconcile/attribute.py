@@ -281,10 +281,14 @@ def attribute(conn: sqlite3.Connection, roster: Roster, config, message_ids: Ite
     ids = None if message_ids is None else sorted({int(i) for i in message_ids})
     attributor = Attributor(roster, getattr(config, "public_domains", []))
     manual = manual_assignments(conn)
+    # bounces of our own mail (reconcile/bounces.py) are never submissions: keep their verdict
+    bounces = dict(conn.execute("SELECT message, reason FROM attributions WHERE method = 'bounce'").fetchall())
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     decisions: dict[int, Attribution] = {}
     for ev in _evidence(conn, ids):
-        if ev.id in manual and manual[ev.id][0] in roster.by_id:
+        if ev.id in bounces:
+            decisions[ev.id] = Attribution(None, "bounce", bounces[ev.id])
+        elif ev.id in manual and manual[ev.id][0] in roster.by_id:
             unit, reason = manual[ev.id]
             decisions[ev.id] = Attribution(unit, "manual", reason)
         else:

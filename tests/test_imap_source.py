@@ -278,3 +278,21 @@ def test_idle_wait_returns_when_mail_arrives(imap_campaign, dovecot):
         assert src.idle_wait(20) is True
         assert time.monotonic() - started < 15
         timer.join()
+
+
+def test_stopping_early_leaves_no_spool_files_behind(imap_campaign, dovecot):
+    """The pipeline may stop mid-poll (SIGTERM): parts fetched ahead but never handed out are
+    deleted, and the prefetch thread ends."""
+    for i in range(4):
+        dovecot.append(imap_campaign.imap_user, raw_mail(
+            attachments=[(f"v{i}.mp4", os.urandom(1_500_000), "video/mp4")]))
+    conn = open_connection(imap_campaign.db_path)
+    spool = imap_campaign.root / "spool"
+    with source_for(imap_campaign, stream_threshold_bytes=100_000) as src:
+        gen = src.fetch_new(conn)
+        first = next(gen)
+        assert first.parsed is not None
+        kept = {p.spool for p in first.parsed.parts if p.spool}
+        gen.close()
+        assert not any(t.name == "imap-prefetch" for t in threading.enumerate())
+    assert set(spool.iterdir()) == kept

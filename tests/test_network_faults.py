@@ -22,7 +22,7 @@ from ingest.db import open_connection
 SENDERS = ["太原市科学技术局 <tykjj@taiyuan.gov.cn>", "大同市科学技术局 <dtkjj2022@163.com>",
            "长治市科学技术局 <czkjj@changzhi.gov.cn>", "someone <stranger@example.org>"]
 SMALL = 8                 # messages of ~100 kB: fetched together in one batch
-BIG = 6 * 1024 * 1024     # one message above stream_threshold_bytes: streamed in 2 MB chunks
+BIG = 6 * 1024 * 1024     # one message above stream_threshold_bytes: streamed in 4 MB chunks
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_connections_cut_mid_fetch_are_resumed_within_the_poll(proxied, referenc
     c, proxy = proxied
     # 1st connection dies inside the batch of small messages, the next ones inside the big one
     proxy.cut_after(500_000, times=1)
-    proxy.cut_after(3_000_000, times=3)
+    proxy.cut_after(5_000_000, times=3)
     counts = c.run("ingest", "--once", "--json").json
     assert proxy.faults_struck >= 3
     assert (counts["new"], counts["failed"]) == (SMALL + 1, 0)
@@ -111,7 +111,7 @@ def test_a_stalled_connection_times_out_and_is_reopened(proxied, reference):
 
 def test_persistent_cuts_fail_the_poll_clearly_and_the_next_poll_completes(proxied, reference):
     c, proxy = proxied
-    proxy.cut_after(1_500_000, times=None)   # the small batch gets through, no 2 MB chunk does
+    proxy.cut_after(1_500_000, times=None)   # the small batch gets through, no 4 MB chunk does
     res = c.run("ingest", "--once", expect=1)
     text = res.output + res.stderr
     assert f"lost the connection to 127.0.0.1:{proxy.port} while fetching part" in text

@@ -18,8 +18,10 @@ What it does, and why:
 * **Bounded memory.** Messages up to ``limits.stream_threshold_bytes`` are fetched whole in
   batches (about 20 messages or 20 MB per FETCH). Bigger ones are fetched per MIME part: the
   header and BODYSTRUCTURE first, then each leaf part; big leaves are fetched in chunks with
-  partial FETCH (``BODY.PEEK[2]<0.2097152>``), decoded on the fly (base64, quoted-printable) into
+  partial FETCH (``BODY.PEEK[2]<0.4194304>``), decoded on the fly (base64, quoted-printable) into
   a spool file. A 300 MB video never sits in memory.
+* **Overlap.** A prefetch thread fetches the next few messages while the pipeline checks the
+  current one (the connection is shared under a lock, one command at a time).
 * **Network faults.** Every IMAP command runs through ``_op``: on a broken or stalled connection
   (socket timeout ``mailbox.timeout_s``) it reconnects with backoff and repeats the command
   (every command used is idempotent; a partial fetch resumes at its offset). When the retries
@@ -33,11 +35,13 @@ import hashlib
 import imaplib
 import logging
 import os
+import queue
 import re
 import socket
 import sqlite3
 import ssl
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -57,7 +61,8 @@ T = TypeVar("T")
 BATCH_MESSAGES = 20                 # small messages per FETCH command
 BATCH_BYTES = 20 * 1024 * 1024      # ... or this many bytes, whichever comes first
 SIZE_BATCH = 1000                   # UIDs per FETCH (RFC822.SIZE INTERNALDATE)
-CHUNK_BYTES = 2 * 1024 * 1024       # partial FETCH size for streamed parts
+CHUNK_BYTES = 4 * 1024 * 1024       # partial FETCH size for streamed parts
+PREFETCH = 4                        # messages fetched ahead while the pipeline works
 WHOLE_PART_MAX = 1024 * 1024        # parts of a streamed message up to this are fetched whole
 TEXT_PART_MAX = 4 * 1024 * 1024     # a text body part bigger than this is kept as a file
 
@@ -83,8 +88,21 @@ def _imap_errors() -> tuple[type[BaseException], ...]:
     return (OSError, imaplib.IMAP4.abort, ProtocolError, EOFError)
 
 
-class _Lost(Exception):
-    """The connection broke under a command (internal: ``_op`` reconnects)."""
+class _Stopped(Exception):
+    """The consumer closed fetch_new: the prefetch thread stops (internal)."""
+
+
+_END = object()  # end of the prefetch queue
+
+
+def _drop_spools(fetched: FetchedMessage) -> None:
+    """Delete the spool files of a fetched message nobody will process."""
+    for part in (fetched.parsed.parts if fetched.parsed else []):
+        if part.spool is not None:
+            try:
+                part.spool.unlink(missing_ok=True)
+            except OSError:
+                pass
 
 
 def with_retries(fn: Callable[[], T], attempts: int = 3, backoff_s: float = 1.0, what: str = "",
@@ -280,6 +298,7 @@ class ImapSource:
         self._handed: list[int] = []        # UIDs handed out this poll, in order
         self._done: set[int] = set()        # ... of which committed
         self._post_folder_ready = False
+        self._lock = threading.RLock()      # one IMAP command at a time (prefetch thread + caller)
 
     # -- connection --------------------------------------------------------------------------
     def __enter__(self) -> "ImapSource":
@@ -365,6 +384,10 @@ class ImapSource:
 
     def _op(self, fn: Callable[[Any], T], what: str, attempts: int | None = None) -> T:
         """Run one IMAP command; on a broken connection reconnect and repeat it."""
+        with self._lock:
+            return self._op_locked(fn, what, attempts)
+
+    def _op_locked(self, fn: Callable[[Any], T], what: str, attempts: int | None) -> T:
         last: BaseException | None = None
         attempts = attempts or self.attempts
         for attempt in range(1, attempts + 1):
@@ -443,17 +466,67 @@ class ImapSource:
 
     # -- fetching ----------------------------------------------------------------------------
     def fetch_new(self, db: Any) -> Iterator[FetchedMessage]:
+        """Hand out the pending messages in UID order.
+
+        A background thread fetches ahead (at most PREFETCH messages) while the pipeline checks
+        and stores the current one, so network and processing overlap. The IMAP connection is
+        shared under a lock, one command at a time; the database is only touched here, in the
+        caller's thread. Closing the generator early stops the thread and deletes the spool files
+        of messages fetched but never handed out."""
         conn = self._conn(db)
         pending = self._pending if self._pending is not None else self._pending_uids(conn)
         self._pending = None
         self._handed, self._done = [], set()
         uids = [u for u, _ in pending]
+        if not uids:
+            return
+        q: queue.Queue = queue.Queue(maxsize=PREFETCH)
+        stop = threading.Event()
+        worker = threading.Thread(target=self._produce, args=(uids, q, stop), daemon=True,
+                                  name="imap-prefetch")
+        worker.start()
+        try:
+            while True:
+                item = q.get()
+                if item is _END:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                self._handed.append(item.envelope.uid)
+                yield item
+        finally:
+            stop.set()
+            while worker.is_alive() or not q.empty():
+                try:
+                    item = q.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+                if isinstance(item, FetchedMessage):
+                    _drop_spools(item)
+            worker.join()
+
+    def _produce(self, uids: list[int], q: "queue.Queue", stop: threading.Event) -> None:
+        try:
+            for fetched in self._fetch_all(uids, stop):
+                if stop.is_set():
+                    _drop_spools(fetched)
+                    return
+                q.put(fetched)
+            q.put(_END)
+        except _Stopped:
+            return
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, raised there
+            q.put(e)
+
+    def _fetch_all(self, uids: list[int], stop: threading.Event) -> Iterator[FetchedMessage]:
         for start in range(0, len(uids), SIZE_BATCH):
             chunk = uids[start:start + SIZE_BATCH]
             meta = self._op(lambda c: c.fetch(chunk, ["RFC822.SIZE", "INTERNALDATE"]),
                             "reading message sizes")
             small: list[tuple[int, int, datetime]] = []
             for uid in chunk:
+                if stop.is_set():
+                    raise _Stopped()
                 d = meta.get(uid)
                 if d is None:  # expunged since the search
                     continue
@@ -462,7 +535,7 @@ class ImapSource:
                 if size > self.limits.stream_threshold_bytes:
                     yield from self._flush(small)
                     small = []
-                    yield self._big(uid, size, when)
+                    yield self._big(uid, size, when, stop)
                 else:
                     small.append((uid, size, when))
                     if len(small) >= BATCH_MESSAGES or sum(s for _, s, _ in small) >= BATCH_BYTES:
@@ -471,7 +544,6 @@ class ImapSource:
             yield from self._flush(small)
 
     def _envelope(self, uid: int, size: int, when: datetime) -> Envelope:
-        self._handed.append(uid)
         return Envelope(source=self.name, key=f"{self.uidvalidity}:{uid}", received_at=when,
                         size=size, uid=uid)
 
@@ -502,20 +574,27 @@ class ImapSource:
                 if raw is None:
                     yield FetchedMessage(env, error="the server returned no content for this message")
                 else:
-                    yield FetchedMessage(env, raw=bytes(raw))
+                    # parsed here, in the prefetch thread, while the pipeline works on the previous one
+                    raw = bytes(raw)
+                    try:
+                        parsed = mime.parse_message(raw, self.limits)
+                    except Exception:  # noqa: BLE001 - the pipeline parses again and records why
+                        log.exception("parsing message %s ahead failed", env.key)
+                        parsed = None
+                    yield FetchedMessage(env, raw=raw, parsed=parsed)
             del data
             todo = todo[len(part):]
 
-    def _big(self, uid: int, size: int, when: datetime) -> FetchedMessage:
+    def _big(self, uid: int, size: int, when: datetime, stop: threading.Event | None = None) -> FetchedMessage:
         env = self._envelope(uid, size, when)
         if size > self.limits.max_message_bytes:
             return FetchedMessage(env, error=(
                 f"the message is {_human(size)}, over the limit of {_human(self.limits.max_message_bytes)} "
                 "(limits.max_message_bytes): not fetched"))
-        streamer = _Streamer(self, uid)
+        streamer = _Streamer(self, uid, stop)
         try:
             parsed = streamer.run()
-        except MailboxError:
+        except (MailboxError, _Stopped):
             streamer.drop_spools()
             raise
         except Exception as e:  # noqa: BLE001 - a bug or a weird structure: record, don't stop the poll
@@ -603,9 +682,10 @@ class ImapSource:
 class _Streamer:
     """Fetch one big message per MIME part and build its ParsedMessage (see module docstring)."""
 
-    def __init__(self, source: ImapSource, uid: int):
+    def __init__(self, source: ImapSource, uid: int, stop: threading.Event | None = None):
         self.src = source
         self.uid = uid
+        self.stop = stop
         self.limits = source.limits
         self.parsed = ParsedMessage(headers=Headers())
         self.plain: list[str] = []
@@ -615,6 +695,8 @@ class _Streamer:
         self.spools: list[Path] = []
 
     def fetch(self, items: list[str], what: str) -> dict:
+        if self.stop is not None and self.stop.is_set():
+            raise _Stopped()
         data = self.src._op(lambda c: c.fetch([self.uid], items), what)
         if self.uid not in data:
             raise _mailbox_error(f"message {self.uid} disappeared from the folder while it was fetched")
@@ -680,8 +762,9 @@ class _Streamer:
             data = decode_all(self.whole(lf), encoding)
             self.parsed.parts.append(mime.part_from_entity(mime_header, data=data, origin=origin, parent=parent))
             return
-        spool, size, damaged = self.stream(lf, encoding)
+        spool, size, damaged, digest = self.stream(lf, encoding)
         part = mime.part_from_entity(mime_header, spool=spool, size=size, origin=origin, parent=parent)
+        part.sha256 = digest
         if damaged:
             self.parsed.defects.append(f"{part.location}: the attachment's base64 encoding is damaged")
         self.parsed.parts.append(part)
@@ -692,13 +775,18 @@ class _Streamer:
         self.digest.update(data)
         return data
 
-    def stream(self, lf: Leaf, encoding: str | None) -> tuple[Path, int, bool]:
-        """Fetch a part in chunks, decoding into a spool file. Returns (path, decoded size, damaged)."""
+    def stream(self, lf: Leaf, encoding: str | None) -> tuple[Path, int, bool, str]:
+        """Fetch a part in chunks, decoding into a spool file.
+
+        Returns (path, decoded size, damaged, sha256). The hash is taken and the file fsynced
+        here, in the prefetch thread, so the pipeline neither reads it again to hash it nor
+        waits long for the store's fsync."""
         self.src.spool_dir.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix="imap-part-", dir=self.src.spool_dir)
         path = Path(name)
         self.spools.append(path)
         decoder = StreamDecoder(encoding)
+        sha = hashlib.sha256()
         offset = written = 0
         with os.fdopen(fd, "wb") as out:
             while True:
@@ -708,16 +796,22 @@ class _Streamer:
                 chunk = bytes(chunk or b"")
                 if not chunk:
                     break
-                self.digest.update(chunk)
                 offset += len(chunk)
-                out.write(decoder.feed(chunk))
+                data = decoder.feed(chunk)
                 del d, chunk
+                sha.update(data)
+                out.write(data)
                 if offset >= lf.size:
                     break
-            out.write(decoder.finish())
+            data = decoder.finish()
+            sha.update(data)
+            out.write(data)
             written = out.tell()
             out.flush()
-        return path, written, decoder.damaged
+            os.fsync(out.fileno())
+        digest = sha.hexdigest()
+        self.digest.update(digest.encode())
+        return path, written, decoder.damaged, digest
 
     def drop_spools(self) -> None:
         for p in self.spools:

@@ -12,6 +12,7 @@ from reconcile.cli import App, cli, console, emit, json_option, pass_app
 def run_poll(app: App, *, progress: bool = False, stop=None) -> dict:
     """Poll once under the ingest lock, attribute what arrived, return the contract's counts."""
     from ingest.pipeline import poll_once
+    from reconcile.bounces import record_bounces
     from reconcile.lock import ingest_lock
     from reconcile.status import ensure_attributed
 
@@ -21,6 +22,7 @@ def run_poll(app: App, *, progress: bool = False, stop=None) -> dict:
             result = poll_once(config, app.conn, progress=bar, stop=stop)
         # the new messages, and any a crashed earlier run recorded but did not get to attribute
         ensure_attributed(app.conn, app.roster, config)
+        record_bounces(app.conn, config, result.recorded_ids)   # bounces of our mail are no submissions
     attributed = unmatched = 0
     if result.recorded_ids:
         marks = ",".join("?" for _ in result.recorded_ids)
