@@ -67,3 +67,20 @@ def test_a_configured_template(tmp_path):
     assert error is None
     assert facts["figures"] == {"讲座场次": 6, "观众人数": 1200}
     assert facts["unit_cell"] == "省科协"
+
+
+def test_template_command_writes_both_forms_that_read_back(campaign):
+    xlsx, docx_path = campaign.root / "form" / "统计表.xlsx", campaign.root / "form" / "统计表.docx"
+    out = campaign.run("template", "--xlsx", str(xlsx), "--docx", str(docx_path)).output
+    assert str(xlsx) in out and str(docx_path) in out
+    ws = openpyxl.load_workbook(xlsx).active
+    assert ws["A1"].value == "2022年山西省科技活动周开展情况统计表"
+    assert docx.Document(docx_path).paragraphs[0].text == "2022年山西省科技活动周开展情况统计表"
+    for path in (xlsx, docx_path):
+        facts, error = probe_file(path, "statistics")
+        assert error is None and set(facts["problems"]) == set(campaign.config().campaign.sheet.labels)
+
+
+def test_template_command_needs_a_destination(campaign):
+    res = campaign.run_process("template", expect=2)
+    assert "--xlsx" in res.stderr

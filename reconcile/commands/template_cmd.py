@@ -22,9 +22,11 @@ def template_command(app: App, xlsx_path: Path | None, docx_path: Path | None) -
 
     if not xlsx_path and not docx_path:
         raise click.UsageError("say where to write the form: --xlsx PATH and/or --docx PATH")
-    template = app.config.campaign.sheet
+    campaign = app.config.campaign
+    template = campaign.sheet
+    title = f"{campaign.name}{template.title}"      # 2022年山西省科技活动周开展情况统计表
     for path, writer in ((xlsx_path, write_xlsx), (docx_path, write_docx)):
         if path:
             path.parent.mkdir(parents=True, exist_ok=True)
-            writer(path, template)
+            writer(path, template, title=title)
             click.echo(f"wrote {path}")
