@@ -18,14 +18,13 @@ import shutil
 import sqlite3
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 from ingest import archives, checks, classify, links, mime
 from ingest.config import Config
 from ingest.faults import crash_point
 from ingest.model import ExtractedPart, ParsedMessage
-from ingest.sources.base import FetchedMessage, Source
+from ingest.sources import FetchedMessage, Source, open_source
 from ingest.store import (
     FileStore, content_fingerprint, find_duplicate, record_failure, record_message, sha256_file,
 )
@@ -47,24 +46,12 @@ class PollResult:
 Progress = Callable[[str, int | None], None]   # (event, total): 'start' with total, 'advance'
 
 
-def open_source(config: Config) -> Source:
-    """The configured mailbox."""
-    spool = Path(config.storage.files) / ".tmp"
-    if config.mailbox.kind == "maildir":
-        from ingest.sources.maildir import MaildirSource
-
-        return MaildirSource(config.mailbox, config.limits)
-    from ingest.sources.imap import ImapSource
-
-    return ImapSource(config.mailbox, config.limits, spool)
-
-
 def poll_once(config: Config, conn: sqlite3.Connection, source: Source | None = None,
               progress: Progress | None = None, stop: threading.Event | None = None) -> PollResult:
     """Fetch and record every new message. Call with the ingest lock held."""
     store = FileStore(config.storage.files)
     store.recover(conn)
-    source = source or open_source(config)
+    source = source or open_source(config, store.tmp)
     result = PollResult()
     with source:
         if progress:
@@ -112,6 +99,7 @@ def process(config: Config, conn: sqlite3.Connection, store: FileStore,
     try:
         if parsed is None:
             parsed = mime.parse_message(fetched.raw or b"", config.limits)
+            fetched.raw = None   # everything is in `parsed` now: don't hold a big message twice
         archives.expand(parsed, config.limits, store.tmp)
         _hash_parts(parsed)
         parsed.content_sha256 = content_fingerprint(parsed)

@@ -29,7 +29,7 @@ from typing import Iterable, Iterator
 
 from ingest.db import transaction
 from ingest.faults import crash_point
-from ingest.model import Envelope, ExtractedPart, ParsedMessage
+from ingest.model import Envelope, ParsedMessage
 
 log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024

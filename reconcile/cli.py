@@ -16,7 +16,6 @@ import logging
 import os
 import sys
 from functools import cached_property
-from pathlib import Path
 from typing import Any, Callable
 
 import click

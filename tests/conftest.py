@@ -21,7 +21,7 @@ pytest_plugins = [
     "fixtures.files",
 ]
 
-from fixtures.campaign import Campaign, write_config  # noqa: E402,F401
+from fixtures.campaign import Campaign  # noqa: E402
 
 
 @pytest.fixture

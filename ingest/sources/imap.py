@@ -297,6 +297,7 @@ class ImapSource:
         self._pending: list[tuple[int, bool]] | None = None   # (uid, retry) from count_new
         self._handed: list[int] = []        # UIDs handed out this poll, in order
         self._done: set[int] = set()        # ... of which committed
+        self._frontier = 0                  # _handed[:_frontier] are behind the watermark
         self._post_folder_ready = False
         self._lock = threading.RLock()      # one IMAP command at a time (prefetch thread + caller)
 
@@ -335,7 +336,11 @@ class ImapSource:
             context = ssl.create_default_context() if m.tls else None
             client = IMAPClient(m.host, port=m.port, ssl=m.tls, ssl_context=context, timeout=m.timeout_s)
         except _imap_errors() as e:
-            raise _mailbox_error(f"cannot connect to the mailbox at {self.where}: {_reason(e, m.timeout_s)}") from e
+            reason = _reason(e, m.timeout_s)
+            if not m.tls and isinstance(e, (socket.timeout, TimeoutError)):
+                # an IMAPS port waits for a TLS hello and never greets a plain client
+                reason += " (is mailbox.tls right for this port? IMAPS, usually port 993, needs tls = true)"
+            raise _mailbox_error(f"cannot connect to the mailbox at {self.where}: {reason}") from e
         client.normalise_times = False  # INTERNALDATE as aware datetimes
         try:
             try:
@@ -355,9 +360,14 @@ class ImapSource:
             try:
                 info = client.select_folder(m.folder, readonly=self.readonly)
             except IMAPClientError as e:
-                raise _mailbox_error(
-                    f"cannot open folder {m.folder!r} at {self.where}: {_server_text(e)} "
-                    f"(check mailbox.folder)", transient=False) from e
+                said = _server_text(e)
+                hint = "check mailbox.folder"
+                if "unsafe login" in said.lower():  # NetEase 126/163/yeah
+                    hint = ("NetEase refuses this login: turn on IMAP/SMTP in the mailbox's web settings "
+                            "and use the authorization code (授权码) it gives as the password"
+                            + ("" if self.sent_id else "; the server did not accept the IMAP ID command"))
+                raise _mailbox_error(f"cannot open folder {m.folder!r} at {self.where}: {said} ({hint})",
+                                     transient=False) from e
         except MailboxError:
             try:
                 client.shutdown()
@@ -476,7 +486,7 @@ class ImapSource:
         conn = self._conn(db)
         pending = self._pending if self._pending is not None else self._pending_uids(conn)
         self._pending = None
-        self._handed, self._done = [], set()
+        self._handed, self._done, self._frontier = [], set(), 0
         uids = [u for u, _ in pending]
         if not uids:
             return
@@ -581,7 +591,8 @@ class ImapSource:
                     except Exception:  # noqa: BLE001 - the pipeline parses again and records why
                         log.exception("parsing message %s ahead failed", env.key)
                         parsed = None
-                    yield FetchedMessage(env, raw=raw, parsed=parsed)
+                    # raw only when the parser is to try again: never hold a message twice
+                    yield FetchedMessage(env, raw=None if parsed is not None else raw, parsed=parsed)
             del data
             todo = todo[len(part):]
 
@@ -605,30 +616,36 @@ class ImapSource:
 
     # -- after the message is stored -----------------------------------------------------------
     def committed(self, db: Any, envelope: Envelope) -> None:
+        """Run the post action, then advance the watermark past this message. If the post action
+        cannot reach the server, the error propagates and the watermark stays: the next poll
+        fetches the message again, finds it recorded and runs the post action again."""
         conn = self._conn(db)
         uid = envelope.uid
         if uid is None:
             return
-        self._done.add(uid)
-        self._advance(conn)
         row = conn.execute("SELECT status FROM messages WHERE source = ? AND source_key = ?",
                            (self.name, envelope.key)).fetchone()
         if row is not None and row[0] != "failed":
             self._post_action(uid)
+        self._done.add(uid)
+        self._advance(conn)
 
     def _advance(self, conn: sqlite3.Connection) -> None:
-        """Move the watermark past every handed-out UID that is committed or recorded (a failed
-        message is recorded and retried by its key, so it does not hold the watermark back)."""
-        mark = None
-        for uid in sorted(self._handed):
+        """Move the watermark past the handed-out UIDs (in UID order) that are committed or
+        recorded: a failed message is recorded and retried by its key, so it does not hold the
+        watermark back; one not recorded at all (the pipeline stopped) does."""
+        handed, pos = self._handed, self._frontier
+        while pos < len(handed):
+            uid = handed[pos]
             if uid not in self._done:
                 row = conn.execute("SELECT 1 FROM messages WHERE source = ? AND source_key = ?",
                                    (self.name, f"{self.uidvalidity}:{uid}")).fetchone()
                 if row is None:
                     break
-            mark = uid
-        if mark is not None:
-            self._save(conn, mark)
+            pos += 1
+        if pos > self._frontier:
+            self._frontier = pos
+            self._save(conn, handed[pos - 1])
 
     def _post_action(self, uid: int) -> None:
         m = self.mailbox
@@ -713,7 +730,9 @@ class _Streamer:
         return self.parsed
 
     def walk(self, structure: Any, *, prefix: str, top_header: bytes | None, origin: str,
-             parent: int | None, depth: int) -> None:
+             parent: int | None, depth: int, loc: str = "") -> None:
+        """Fetch the leaves under ``structure``; ``loc`` prefixes their locations
+        ('forwarded message 1.eml/')."""
         found = list(leaves(structure, prefix, top=True))
         if len(found) + self.count > self.limits.max_parts:
             self.parsed.defects.append(f"the message has more than {self.limits.max_parts:,} MIME parts; "
@@ -732,16 +751,17 @@ class _Streamer:
             for s in sections:
                 headers[s] = bytes(_item(d, f"BODY[{s}.MIME]") or b"")
         for lf in found:
-            self.leaf(lf, headers.get(lf.section, b""), origin=origin, parent=parent, depth=depth)
+            self.leaf(lf, headers.get(lf.section, b""), origin=origin, parent=parent, depth=depth, loc=loc)
 
-    def leaf(self, lf: Leaf, mime_header: bytes, *, origin: str, parent: int | None, depth: int) -> None:
+    def leaf(self, lf: Leaf, mime_header: bytes, *, origin: str, parent: int | None, depth: int,
+             loc: str = "") -> None:
         info = mime.entity_info(mime_header)
         ctype = info["content_type"] or lf.ctype
         encoding = info["transfer_encoding"] or lf.encoding
         filename = info["filename"]
         self.digest.update(mime_header)
         if ctype in ("message/rfc822", "message/global"):
-            self.forwarded(lf, mime_header, filename, origin=origin, parent=parent, depth=depth)
+            self.forwarded(lf, mime_header, filename, origin=origin, parent=parent, depth=depth, loc=loc)
             return
         if ctype.startswith("message/") and ctype != "message/partial":  # delivery status etc.
             return
@@ -754,16 +774,20 @@ class _Streamer:
         estimate = lf.size * 3 // 4 if encoding == "base64" else lf.size
         if estimate > self.limits.max_part_bytes:
             part = mime.part_from_entity(mime_header, origin=origin, parent=parent, size=estimate)
+            part.location = loc + part.location
             part.error = (f"the attachment is about {_human(estimate)}, over the limit of "
                           f"{_human(self.limits.max_part_bytes)}: not kept")
             self.parsed.parts.append(part)
             return
         if lf.size <= WHOLE_PART_MAX:
             data = decode_all(self.whole(lf), encoding)
-            self.parsed.parts.append(mime.part_from_entity(mime_header, data=data, origin=origin, parent=parent))
+            part = mime.part_from_entity(mime_header, data=data, origin=origin, parent=parent)
+            part.location = loc + part.location
+            self.parsed.parts.append(part)
             return
         spool, size, damaged, digest = self.stream(lf, encoding)
         part = mime.part_from_entity(mime_header, spool=spool, size=size, origin=origin, parent=parent)
+        part.location = loc + part.location
         part.sha256 = digest
         if damaged:
             self.parsed.defects.append(f"{part.location}: the attachment's base64 encoding is damaged")
@@ -796,12 +820,16 @@ class _Streamer:
                 chunk = bytes(chunk or b"")
                 if not chunk:
                     break
-                offset += len(chunk)
+                got = len(chunk)
+                offset += got
                 data = decoder.feed(chunk)
                 del d, chunk
                 sha.update(data)
                 out.write(data)
-                if offset >= lf.size:
+                # a short piece at or past the announced size is the last one (a full piece: ask
+                # again even past the size, BODYSTRUCTURE sizes are not trusted; a short one
+                # before it: a server that caps partial fetches, go on)
+                if got < CHUNK_BYTES and offset >= lf.size:
                     break
             data = decoder.finish()
             sha.update(data)
@@ -821,20 +849,20 @@ class _Streamer:
                 pass
 
     def forwarded(self, lf: Leaf, mime_header: bytes, filename: str | None, *, origin: str,
-                  parent: int | None, depth: int) -> None:
+                  parent: int | None, depth: int, loc: str = "") -> None:
         """A message/rfc822 part: small ones go to the parser whole; big ones are walked too."""
         label = filename or f"forwarded message {len(self.parsed.forwarded) + 1}.eml"
         if lf.size <= self.limits.stream_threshold_bytes or lf.inner is None:
             raw = decode_all(self.whole(lf), lf.encoding)
             inner = mime.parse_message(raw, self.limits)
             index = len(self.parsed.parts)
-            self.parsed.parts.append(ExtractedPart(location=label, filename=filename,
+            self.parsed.parts.append(ExtractedPart(location=loc + label, filename=filename,
                                                    declared_type=lf.ctype, origin=origin,
                                                    parent=parent, data=raw, size=len(raw)))
             self.parsed.forwarded.append(inner.headers)
             self.parsed.forwarded.extend(inner.forwarded)
             for p in inner.parts:
-                p.location = f"{label}/{p.location}"
+                p.location = f"{loc}{label}/{p.location}"
                 p.origin = "forwarded"
                 p.parent = index if p.parent is None else p.parent + index + 1
                 self.parsed.parts.append(p)
@@ -842,10 +870,11 @@ class _Streamer:
                 self.plain.append(f"\n---------- forwarded message ({label}) ----------\n{inner.body_text}")
             self.parsed.defects.extend(f"{label}: {d}" for d in inner.defects)
             return
-        # a big forwarded message: its header, then its parts, streamed like the outer ones
+        # a big forwarded message: its header, then its parts, streamed like the outer ones (the
+        # forwarded message itself is not kept as a file: only what it carries)
         index = len(self.parsed.parts)
         self.parsed.parts.append(ExtractedPart(
-            location=label, filename=filename, declared_type=lf.ctype, origin=origin, parent=parent,
+            location=loc + label, filename=filename, declared_type=lf.ctype, origin=origin, parent=parent,
             size=lf.size, error=None))
         if depth + 1 > self.limits.max_forward_depth:
             self.parsed.defects.append(f"{label}: forwarded messages nested deeper than "
@@ -854,8 +883,13 @@ class _Streamer:
         d = self.fetch([f"BODY.PEEK[{lf.section}.HEADER]"], f"reading a forwarded message in message {self.uid}")
         inner_header = bytes(_item(d, f"BODY[{lf.section}.HEADER]") or b"")
         self.parsed.forwarded.append(mime.parse_headers(inner_header, self.limits))
+        before = (len(self.plain), len(self.html))
         self.walk(lf.inner, prefix=f"{lf.section}.", top_header=None, origin="forwarded",
-                  parent=index, depth=depth + 1)
+                  parent=index, depth=depth + 1, loc=f"{loc}{label}/")
+        # its text follows the main text, marked as parse_message marks it
+        for texts, start in ((self.plain, before[0]), (self.html, before[1])):
+            if len(texts) > start:
+                texts[start] = f"\n---------- forwarded message ({label}) ----------\n" + texts[start]
 
     def finish(self) -> None:
         p = self.parsed
