@@ -24,13 +24,17 @@ UNITS = [("太原市科学技术局", "tykjj@taiyuan.gov.cn"), ("山西大学", 
          ("长治市科学技术局", "czkjj@changzhi.gov.cn"), ("someone", "x@example.org")]
 
 
-def _fill(campaign, n: int, first: int = 0) -> None:
+def _messages(n: int, first: int = 0):
     rng = random.Random(7 + first)
     for i in range(first, first + n):
         name, addr = UNITS[i % len(UNITS)]
         atts = [(f"附件{i}-{j}.bin", rng.randbytes(rng.randint(20_000, 400_000))) for j in range(rng.randint(1, 3))]
-        campaign.deliver(build_mail(from_=f"{name} <{addr}>", subject=f"材料 {i}", attachments=atts),
-                         when=START + timedelta(minutes=i))
+        yield i, build_mail(from_=f"{name} <{addr}>", subject=f"材料 {i}", attachments=atts)
+
+
+def _fill(campaign, n: int, first: int = 0) -> None:
+    for i, msg in _messages(n, first):
+        campaign.deliver(msg, when=START + timedelta(minutes=i))
 
 
 def _ingest(campaign, env=None, kill_after: float | None = None) -> int:
@@ -86,3 +90,40 @@ def test_random_sigkills_lose_and_double_nothing(campaign):
     assert _ingest(campaign) == 0
     assert kills >= rounds // 2, f"only {kills} of {rounds - 1} runs were killed before they finished"
     _check_consistent(campaign, batch * rounds)
+
+
+def test_imap_nothing_flagged_on_the_server_that_the_database_lacks(imap_campaign):
+    """With post_action = "flag", the keyword goes on a message only after its COMMIT: after any
+    kill, every flagged message is in the database; after recovery all are, once."""
+    campaign, dovecot, user = imap_campaign, imap_campaign.dovecot, imap_campaign.imap_user
+    campaign.configure(mailbox={"post_action": "flag", "post_flag": "$Mailroll"})
+    n = 30
+    dovecot.append_many(user, [m.as_bytes() for _, m in _messages(n)])
+    rng = random.Random(11)
+    started = time.monotonic()
+    points = ["before-commit:3", "after-commit:5", "file-placed:4"]
+    for point in points:                                   # deterministic crash points first
+        assert _ingest(campaign, env={"MAILROLL_CRASH_AT": point}) == -signal.SIGKILL
+        _check_flags_subset_of_db(campaign, dovecot, user)
+    duration = max(1.0, time.monotonic() - started) / len(points)
+    for _ in range(4):                                     # then random moments
+        _ingest(campaign, kill_after=rng.uniform(0.2, 1.0) * duration)
+        _check_flags_subset_of_db(campaign, dovecot, user)
+    assert _ingest(campaign) == 0
+    conn = sqlite3.connect(campaign.db_path)
+    keys = [k for (k,) in conn.execute("SELECT source_key FROM messages")]
+    assert len(keys) == len(set(keys)) == n
+    server = dovecot.messages(user)
+    assert all("$Mailroll" in m["flags"] for m in server.values())
+    assert all("\\Seen" not in m["flags"] for m in server.values())
+
+
+def _check_flags_subset_of_db(campaign, dovecot, user) -> None:
+    uidvalidity = dovecot.uidvalidity(user)
+    flagged = {f"{uidvalidity}:{uid}" for uid, m in dovecot.messages(user).items() if "$Mailroll" in m["flags"]}
+    if not campaign.db_path.exists():
+        assert flagged == set()
+        return
+    conn = sqlite3.connect(campaign.db_path)
+    recorded = {k for (k,) in conn.execute("SELECT source_key FROM messages WHERE status != 'failed'")}
+    assert flagged <= recorded, f"flagged on the server but not in the database: {flagged - recorded}"
