@@ -5,9 +5,9 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-APT_PACKAGES := ffmpeg dovecot-imapd libarchive-tools libreoffice-writer-nogui libreoffice-calc-nogui fonts-wqy-microhei
+APT_PACKAGES := ffmpeg dovecot-imapd libarchive-tools libreoffice-writer-nogui libreoffice-calc-nogui fonts-wqy-microhei time openssl
 # the commands each apt package provides (to skip apt when all are there)
-APT_COMMANDS := ffprobe dovecot bsdtar soffice
+APT_COMMANDS := ffprobe dovecot bsdtar soffice openssl
 
 .PHONY: demo test setup system-packages python-env bench clean samples
 
@@ -25,7 +25,8 @@ test: setup
 setup: system-packages python-env
 
 system-packages:
-	@missing=""; for c in $(APT_COMMANDS); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	@missing=""; for c in $(APT_COMMANDS); do command -v $$c >/dev/null 2>&1 || [ -x /usr/bin/$$c ] || [ -x /usr/sbin/$$c ] || missing="$$missing $$c"; done; \
+	[ -x /usr/bin/time ] || missing="$$missing time"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	echo "missing:$$missing"; \
 	if [ "$$(id -u)" = "0" ]; then \

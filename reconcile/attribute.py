@@ -280,6 +280,25 @@ def attribute(conn: sqlite3.Connection, roster: Roster, config, message_ids: Ite
     """
     ids = None if message_ids is None else sorted({int(i) for i in message_ids})
     attributor = Attributor(roster, getattr(config, "public_domains", []))
+    # Read the evidence inside the write transaction: a concurrent writer cannot slip a
+    # message in between reading and replacing the rows (two re-attributions at once).
+    own_tx = not conn.in_transaction
+    if own_tx:
+        conn.execute("BEGIN IMMEDIATE")
+    try:
+        return _attribute_locked(conn, roster, attributor, ids)
+    except BaseException:
+        if own_tx:
+            conn.execute("ROLLBACK")
+            own_tx = False
+        raise
+    finally:
+        if own_tx:
+            conn.execute("COMMIT")
+
+
+def _attribute_locked(conn: sqlite3.Connection, roster: Roster, attributor: "Attributor",
+                      ids: list[int] | None) -> dict[int, Attribution]:
     manual = manual_assignments(conn)
     # bounces of our own mail (reconcile/bounces.py) are never submissions: keep their verdict
     bounces = dict(conn.execute("SELECT message, reason FROM attributions WHERE method = 'bounce'").fetchall())
@@ -293,24 +312,14 @@ def attribute(conn: sqlite3.Connection, roster: Roster, config, message_ids: Ite
             decisions[ev.id] = Attribution(unit, "manual", reason)
         else:
             decisions[ev.id] = attributor.decide(ev)
-    own_tx = not conn.in_transaction
-    if own_tx:
-        conn.execute("BEGIN IMMEDIATE")
-    try:
-        if ids is None:
-            conn.execute("DELETE FROM attributions")
-        else:
-            conn.execute("DELETE FROM attributions WHERE message IN (SELECT value FROM json_each(?))",
-                         [json.dumps(ids)])
-        conn.executemany(
-            "INSERT OR REPLACE INTO attributions (message, unit, method, reason, decided_at) VALUES (?, ?, ?, ?, ?)",
-            [(mid, a.unit, a.method, a.reason, now) for mid, a in decisions.items()],
-        )
-        if own_tx:
-            conn.execute("COMMIT")
-    except BaseException:
-        if own_tx:
-            conn.execute("ROLLBACK")
-        raise
+    if ids is None:
+        conn.execute("DELETE FROM attributions")
+    else:
+        conn.execute("DELETE FROM attributions WHERE message IN (SELECT value FROM json_each(?))",
+                     [json.dumps(ids)])
+    conn.executemany(
+        "INSERT OR REPLACE INTO attributions (message, unit, method, reason, decided_at) VALUES (?, ?, ?, ?, ?)",
+        [(mid, a.unit, a.method, a.reason, now) for mid, a in decisions.items()],
+    )
     return decisions
 

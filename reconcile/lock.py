@@ -66,6 +66,11 @@ def file_lock(path: Path, wait_s: float, busy_message: str) -> Iterator[int]:
                     raise
                 if time.monotonic() >= deadline:
                     pid = _holder_pid(fd)
+                    for _ in range(10):  # the holder may have the lock but not yet written its pid
+                        if pid:
+                            break
+                        time.sleep(0.05)
+                        pid = _holder_pid(fd)
                     raise LockBusy(busy_message.format(pid=pid if pid else "?")) from None
                 time.sleep(min(0.2, max(0.01, deadline - time.monotonic())))
         os.ftruncate(fd, 0)
