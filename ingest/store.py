@@ -107,10 +107,21 @@ class FileStore:
     @contextmanager
     def journal(self, shas: Iterable[str]) -> Iterator[None]:
         """Note the hashes about to be written; the note is removed once they are committed."""
+        note = self.open_journal(shas)
+        yield  # an exception leaves the note behind for recover()
+        self.close_journal(note)
+
+    def open_journal(self, shas: Iterable[str]) -> Path:
+        """:meth:`journal` in two calls, for a message whose files are written in another thread:
+        write the note before the first file, :meth:`close_journal` after the COMMIT (a failure
+        leaves the note for :meth:`recover`). Hashes already in the store are left out: another
+        message's note (or a COMMIT) covers them, and recover() never deletes a referenced file."""
         note = self.tmp / f"pending-{uuid.uuid4().hex}.json"
         new = [s for s in set(shas) if not self.path_for(s).exists()]
         note.write_text(json.dumps(new))
-        yield  # an exception leaves the note behind for recover()
+        return note
+
+    def close_journal(self, note: Path) -> None:
         note.unlink(missing_ok=True)
 
     def recover(self, conn: sqlite3.Connection) -> int:

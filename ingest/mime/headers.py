@@ -1,0 +1,146 @@
+"""Headers of a message: sender, recipients, subject, date, Message-ID, bounce and auto-reply signs.
+
+``_headers_from(msg)`` fills ``Headers`` from a parsed (compat32) message. Address lists are
+split by mail-parser's recovering address parser (``mailparser``), with a plain scan as fallback;
+names and other values are decoded with ``header_text`` (GBK-tolerant); a few extra headers
+(X-Mailer, auto-reply and loop markers, Delivered-To...) go to ``Headers.extra``.
+``parse_headers(raw_header_bytes)`` does the same for a bare header block, bounded first.
+``_mailparser_defects`` lists the Date / Received defects mail-parser finds in a top-level header.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from email.message import Message
+from email.parser import BytesParser
+from email.policy import compat32
+from typing import Any
+
+from ingest.mime.bounds import _bound_header
+from ingest.mime.filenames import raw_header, raw_headers
+from ingest.mime.text import HEADER_VALUE_MAX, _clean_text, _raw8, _unfold, decode_words, header_text
+from ingest.model import Headers
+
+log = logging.getLogger("ingest.mime")  # one logger for the whole package
+
+_EXTRA_HEADERS = ("x-mailer", "user-agent", "x-autoreply", "x-autorespond", "x-auto-response-suppress",
+                  "x-failed-recipients", "x-loop", "x-mailroll", "x-original-to", "delivered-to", "x-ms-exchange-generated-message-source")
+_ID = re.compile(r"<([^<>\s]+)>")
+_ADDR = re.compile(r"[A-Za-z0-9._%+\-=']+@[A-Za-z0-9.\-]+")
+
+
+def _msgid(value: str) -> str | None:
+    v = header_text(value)
+    m = _ID.search(v)
+    if m:
+        return m.group(1)
+    v = v.strip().strip("<>").strip()
+    return v.split()[0] if v else None
+
+
+def _addresses(value: Any, defects: list[str] | None = None, label: str = "") -> list[tuple[str, str]]:
+    """(display name, lower-case address) pairs from an address header, via mail-parser's
+    recovering address parser; encoded words in names decoded here (GBK-tolerant)."""
+    if value is None:
+        return []
+    s, _ = _raw8(str(value)[:HEADER_VALUE_MAX])
+    s = _unfold(s)
+    pairs: list[tuple[str, str]] = []
+    try:
+        from mailparser.utils import get_addresses
+        diag: list = []
+        pairs = [(n, a) for n, a in get_addresses(s, defects=diag) if a]
+        if diag and defects is not None:
+            defects.append(f"the {label} header is malformed: {diag[0].get('reason', 'unreadable')}")
+    except Exception:  # noqa: BLE001 - any failure: fall back to a plain scan
+        pairs = []
+    if not pairs:
+        decoded = decode_words(s)
+        found = _ADDR.findall(decoded)
+        if found:
+            name = decoded.split("<", 1)[0].strip().strip('"').strip() if "<" in decoded else ""
+            pairs = [(name if i == 0 else "", a) for i, a in enumerate(found)]
+    out = []
+    for name, addr in pairs:
+        name = _clean_text(decode_words(name)).strip().strip('"').strip()[:200]
+        out.append((name, addr.strip().strip("<>").lower()[:320]))
+    return out
+
+
+def _headers_from(msg: Message, defects: list[str] | None = None) -> Headers:
+    """Headers of a parsed (compat32) message."""
+    h = Headers()
+
+    def first(name: str) -> Any:
+        return raw_header(msg, name)
+
+    frm = _addresses(first("From"), defects, "From") or _addresses(first("Sender"), defects, "Sender")
+    if frm:
+        h.from_name = frm[0][0] or None
+        h.from_addr = frm[0][1] or None
+    rt = _addresses(first("Reply-To"), defects, "Reply-To")
+    h.reply_to = rt[0][1] if rt else None
+    to: list[str] = []
+    for v in raw_headers(msg, "To"):
+        to += [a for _, a in _addresses(v, defects, "To")]
+    h.to_addrs = to[:200]
+    h.subject = header_text(first("Subject"))
+    d = first("Date")
+    h.date = header_text(d) or None if d is not None else None
+    mid = first("Message-ID") or first("Message-Id")
+    h.message_id = _msgid(mid) if mid else None
+    irt = first("In-Reply-To")
+    h.in_reply_to = _msgid(irt) if irt else None
+    refs = header_text(first("References"))
+    h.references = _ID.findall(refs)[:100] or [r.strip("<>") for r in refs.split()][:100]
+    for attr, name in (("auto_submitted", "Auto-Submitted"), ("precedence", "Precedence"),
+                       ("list_id", "List-Id")):
+        v = first(name)
+        setattr(h, attr, header_text(v) or None if v is not None else None)
+    rp = first("Return-Path")
+    if rp is not None:
+        rpt = header_text(rp)
+        m = _ADDR.search(rpt)
+        h.return_path = m.group(0).lower() if m else (rpt.strip("<> ") or "<>")
+    try:
+        ctype = msg.get_content_type()
+        rtype = msg.get_param("report-type")
+        h.content_type = ctype + (f"; report-type={rtype}" if isinstance(rtype, str) and rtype else "")
+    except Exception:  # noqa: BLE001
+        h.content_type = None
+    for name in _EXTRA_HEADERS:
+        v = first(name)
+        if v is not None:
+            h.extra[name.replace("-", "_")] = header_text(v)[:500]
+    return h
+
+
+def parse_headers(raw_header_bytes: bytes, limits: Any = None) -> Headers:
+    """Decode a header block (bytes up to, or including, the blank line). Never raises."""
+    max_bytes = getattr(limits, "max_header_bytes", 1024 * 1024)
+    data, _ = _bound_header(raw_header_bytes.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0], max_bytes)
+    try:
+        msg = BytesParser(policy=compat32).parsebytes(data + b"\n\n", headersonly=True)
+        return _headers_from(msg)
+    except Exception:  # noqa: BLE001
+        log.exception("header block unreadable")
+        return Headers()
+
+
+def _mailparser_defects(header_bytes: bytes) -> list[str]:
+    """Date / Received / address defects mail-parser finds in a top-level header block."""
+    if len(header_bytes) > 256 * 1024:
+        return []
+    try:
+        import mailparser
+        mp = mailparser.MailParser(BytesParser(policy=compat32).parsebytes(header_bytes + b"\n\n",
+                                                                           headersonly=True))
+        out = []
+        for entry in mp.defects or []:
+            for key, items in entry.items():
+                what = {"date-headers": "the Date header", "received-headers": "a Received header"}.get(key)
+                if what:
+                    out += [f"{what} is malformed ({str(i).rsplit(': ', 1)[-1]})" for i in items[:3]]
+        return out
+    except Exception:  # noqa: BLE001 - mail-parser is a helper here, never a reason to fail
+        return []

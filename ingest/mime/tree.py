@@ -1,0 +1,313 @@
+"""Walking the MIME tree of a parsed message into body text, attachments and forwarded messages.
+
+``_walk`` visits the entities iteratively, at most ``limits.max_parts`` of them and
+``MAX_TREE_DEPTH`` levels of multipart nesting. Each leaf (``_leaf``) becomes one of:
+
+* body text (text/plain or text/html not sent as an attachment), kept in ``_Ctx.plain`` /
+  ``_Ctx.html`` for ``body.finish_body``;
+* a forwarded message (``message/rfc822``, or an ``.eml`` sent as a plain attachment:
+  ``_forward``): a part of its own, its headers appended to ``ParsedMessage.forwarded``, then its
+  contents walked with ``origin='forwarded'`` and ``parent`` the index of its part, at most
+  ``limits.max_forward_depth`` levels deep;
+* inside a bounce (``multipart/report``): the returned message's headers and the delivery-status
+  text, kept for bounce analysis, not as files;
+* an attachment (``ExtractedPart``, ``origin='attachment'``), not kept over
+  ``limits.max_part_bytes``; Outlook's winmail.dat (TNEF) is opened and its files become parts of
+  their own (``_tnef``).
+
+Whatever cannot be read is noted in ``ParsedMessage.defects`` in plain words (``_Ctx.defect``, at
+most ``MAX_DEFECTS`` of them).
+"""
+from __future__ import annotations
+
+import quopri
+from dataclasses import dataclass, field
+from email.message import Message
+from email.policy import compat32
+from typing import Any
+
+from ingest.mime.body import BODY_TEXT_MAX, HTML_MAX, _payload_bytes
+from ingest.mime.bounds import _human_size, _parse_bounded
+from ingest.mime.filenames import decode_filename, sanitize_filename
+from ingest.mime.headers import _headers_from
+from ingest.mime.text import _tolerant_b64, decode_text, header_text, normalize_charset
+from ingest.model import ExtractedPart, ParsedMessage
+
+MAX_DEFECTS = 100                  # defects listed per message, then "... and N more"
+MAX_TREE_DEPTH = 64                # multipart nesting read
+
+_FORWARD_TYPES = ("message/rfc822", "message/global")
+_REPORT_SKIP = ("message/delivery-status", "message/disposition-notification",
+                "message/global-delivery-status", "text/rfc822-headers", "message/global-headers")
+
+
+@dataclass
+class _Ctx:
+    limits: Any
+    parsed: ParsedMessage
+    entities: int = 0
+    stopped: bool = False
+    forwards: int = 0
+    plain: list[str] = field(default_factory=list)
+    html: list[str] = field(default_factory=list)
+    extra_text: list[str] = field(default_factory=list)
+    defect_overflow: int = 0
+
+    def defect(self, text: str) -> None:
+        if len(self.parsed.defects) < MAX_DEFECTS:
+            if text not in self.parsed.defects:
+                self.parsed.defects.append(text)
+        else:
+            self.defect_overflow += 1
+
+
+def _ctype(entity: Message) -> str:
+    try:
+        return entity.get_content_type()
+    except Exception:  # noqa: BLE001
+        return "application/octet-stream"
+
+
+def _disposition(entity: Message) -> str | None:
+    v = entity.get("Content-Disposition")
+    if v is None:
+        return None
+    return str(v).split(";", 1)[0].strip().lower() or None
+
+
+def _looks_like_message(data: bytes) -> bool:
+    from ingest.classify import sniff
+    return sniff(data[:8192], None) == "eml"
+
+
+_DEFECT_WORDS = {
+    "StartBoundaryNotFoundDefect": "the MIME boundary it declares never appears",
+    "CloseBoundaryNotFoundDefect": "it ends without its closing MIME boundary (cut off?)",
+    "NoBoundaryInMultipartDefect": "it is multipart but declares no boundary",
+    "MultipartInvariantViolationDefect": "it is declared multipart but has no parts",
+    "MissingHeaderBodySeparatorDefect": "a header line is malformed (no blank line before the body)",
+    "FirstHeaderLineIsContinuationDefect": "the header starts with a continuation line",
+    "MisplacedEnvelopeHeaderDefect": "a 'From ' envelope line is inside the header",
+    "InvalidBase64PaddingDefect": "its base64 data has bad padding",
+    "InvalidBase64CharactersDefect": "its base64 data has invalid characters",
+    "InvalidBase64LengthDefect": "its base64 data is cut off",
+    "InvalidMultipartContentTransferEncodingDefect": "a multipart has a transfer encoding",
+    "UndecodableBytesDefect": "it holds bytes that cannot be decoded",
+}
+
+
+def _entity_defects(entity: Message, ctx: _Ctx, where: str) -> None:
+    for d in getattr(entity, "defects", []) or []:
+        name = type(d).__name__
+        ctx.defect(f"{where}: {_DEFECT_WORDS.get(name, name)}")
+
+
+def _walk(root: Message, ctx: _Ctx, *, depth: int, prefix: str, origin: str,
+          parent: int | None, in_report: bool = False) -> None:
+    """Visit a message's entity tree iteratively, appending parts / body text to ctx."""
+    stack: list[tuple[Message, int, bool]] = [(root, 0, in_report)]
+    while stack:
+        entity, level, report = stack.pop()
+        if ctx.stopped:
+            return
+        ctx.entities += 1
+        if ctx.entities > ctx.limits.max_parts:
+            ctx.stopped = True
+            ctx.defect(f"the message has more than {ctx.limits.max_parts:,} MIME parts; "
+                       "the rest were not read")
+            return
+        ctype = _ctype(entity)
+        where = f"{prefix or ''}part {ctx.entities}" if ctx.entities > 1 else "the message"
+        _entity_defects(entity, ctx, where)
+        if entity.is_multipart() and ctype not in _FORWARD_TYPES and ctype not in _REPORT_SKIP:
+            if level >= MAX_TREE_DEPTH:
+                ctx.defect(f"MIME parts nested deeper than {MAX_TREE_DEPTH} levels were not read")
+                continue
+            children = entity.get_payload()
+            if not isinstance(children, list):
+                continue
+            rep = report or ctype == "multipart/report"
+            for child in reversed(children):
+                if isinstance(child, Message):
+                    stack.append((child, level + 1, rep))
+            continue
+        _leaf(entity, ctype, ctx, depth=depth, prefix=prefix, origin=origin, parent=parent,
+              in_report=report)
+
+
+def _leaf(entity: Message, ctype: str, ctx: _Ctx, *, depth: int, prefix: str, origin: str,
+          parent: int | None, in_report: bool) -> None:
+    limits = ctx.limits
+    filename = decode_filename(entity)
+    disp = _disposition(entity)
+
+    if ctype in _FORWARD_TYPES:
+        inner = entity.get_payload()
+        if isinstance(inner, list) and inner and isinstance(inner[0], Message):
+            if in_report:  # the returned message of a bounce: its headers only
+                ctx.parsed.forwarded.append(_headers_from(inner[0]))
+                return
+            try:
+                raw_inner = inner[0].as_bytes(policy=compat32)
+            except Exception:  # noqa: BLE001
+                raw_inner = b""
+            cte = str(entity.get("Content-Transfer-Encoding", "") or "").strip().lower()
+            if cte in ("base64", "quoted-printable"):
+                # not allowed by RFC 2046 but sent: the parser took the encoded text for a message
+                raw_inner = (_tolerant_b64(raw_inner)[0] if cte == "base64"
+                             else quopri.decodestring(raw_inner))
+                _forward(raw_inner, None, filename, ctype, ctx, depth=depth, prefix=prefix,
+                         origin=origin, parent=parent)
+                return
+            _forward(raw_inner, inner[0], filename, ctype, ctx, depth=depth, prefix=prefix,
+                     origin=origin, parent=parent)
+            return
+        # a message/rfc822 part whose content was transfer-encoded: decode and parse
+        data, _ = _payload_bytes(entity)
+        if in_report:
+            return
+        _forward(data, None, filename, ctype, ctx, depth=depth, prefix=prefix, origin=origin,
+                 parent=parent)
+        return
+    if ctype in _REPORT_SKIP:
+        # delivery-status fields: text for bounce analysis, not a file
+        payload = getattr(entity, "_payload", None)
+        if isinstance(payload, list):
+            text = "\n".join(_safe_str(m) for m in payload[:50])
+        else:
+            text = decode_text(_payload_bytes(entity)[0][:BODY_TEXT_MAX])[0]
+        ctx.extra_text.append(text[:BODY_TEXT_MAX])
+        return
+
+    if ctype.startswith("multipart/") and not filename:
+        # a multipart the parser could not split (no or wrong boundary): keep its text as body
+        data, _ = _payload_bytes(entity)
+        text = decode_text(data[:BODY_TEXT_MAX])[0]
+        if text.strip():
+            ctx.plain.append(text)
+        return
+    is_body = (ctype in ("text/plain", "text/html") and disp != "attachment" and not filename)
+    if is_body:
+        data, problem = _payload_bytes(entity)
+        if problem:
+            ctx.defect(f"message text: {problem}")
+        text = decode_text(data[:HTML_MAX * 2], entity.get_content_charset())[0]
+        (ctx.plain if ctype == "text/plain" else ctx.html).append(text)
+        return
+
+    # an attachment
+    shown = filename or f"part {ctx.entities} ({ctype})"
+    location = prefix + shown
+    encoded = getattr(entity, "_payload", None)
+    enc_len = len(encoded) if isinstance(encoded, (str, bytes)) else 0
+    cte = str(entity.get("Content-Transfer-Encoding", "") or "").strip().lower()
+    estimate = enc_len * 3 // 4 if cte == "base64" else enc_len
+    inline = (ctype.startswith("image/") and disp != "attachment"
+              and entity.get("Content-ID") is not None)
+    part = ExtractedPart(location=location, filename=filename, declared_type=ctype, origin=origin,
+                         parent=parent, inline=inline)
+    if estimate > limits.max_part_bytes:
+        part.size = estimate
+        part.error = (f"the attachment is about {_human_size(estimate)}, over the limit of "
+                      f"{_human_size(limits.max_part_bytes)}: not kept")
+        ctx.parsed.parts.append(part)
+        return
+    data, problem = _payload_bytes(entity)
+    if problem:
+        ctx.defect(f"{location}: {problem}")
+    part.data, part.size = data, len(data)
+    if len(data) > limits.max_part_bytes:
+        part.data = None
+        part.error = (f"the attachment is {_human_size(len(data))}, over the limit of "
+                      f"{_human_size(limits.max_part_bytes)}: not kept")
+    ctx.parsed.parts.append(part)
+    if part.data and (ctype == "application/ms-tnef" or (filename or "").lower() == "winmail.dat"):
+        _tnef(part, len(ctx.parsed.parts) - 1, ctx)
+        return
+    if part.data and ((filename or "").lower().endswith(".eml") or ctype == "application/octet-stream"
+                      or ctype.startswith("message/")) and _looks_like_message(part.data):
+        ctx.parsed.parts.pop()
+        _forward(data, None, filename, ctype, ctx, depth=depth, prefix=prefix, origin=origin,
+                 parent=parent)
+
+
+def _tnef_name(att: Any, codepage: str | None) -> str | None:
+    """An attachment name inside TNEF: long file name first, raw bytes decoded GBK-tolerantly."""
+    candidates = [a.data for a in getattr(att, "mapi_attrs", [])
+                  if getattr(a, "name", None) == 0x3707]  # PR_ATTACH_LONG_FILENAME
+    candidates.append(getattr(att, "_name", b""))
+    for c in candidates:
+        if isinstance(c, list):
+            c = c[0] if c else b""
+        if isinstance(c, bytes):
+            c = decode_text(c.rstrip(b"\0"), codepage)[0]
+        if isinstance(c, str) and c.strip("\0").strip():
+            return c.strip("\0")
+    return None
+
+
+def _tnef(container: ExtractedPart, index: int, ctx: _Ctx) -> None:
+    """Outlook's winmail.dat (TNEF): its attachments become parts (origin 'archive', parent the
+    winmail.dat part), so files sent from Outlook/Exchange are not hidden inside it."""
+    try:
+        from tnefparse import TNEF
+        tnef = TNEF(container.data, do_checksum=False)
+        attachments = list(tnef.attachments)
+    except Exception as e:  # noqa: BLE001 - damaged TNEF
+        ctx.defect(f"{container.location}: the Outlook winmail.dat could not be read ({type(e).__name__})")
+        return
+    codepage = normalize_charset(getattr(tnef, "codepage", None)) if tnef else None
+    for n, att in enumerate(attachments, 1):
+        if len(ctx.parsed.parts) >= ctx.limits.max_parts:
+            ctx.defect(f"{container.location}: more files than the part limit; the rest were not read")
+            return
+        data = att.data if isinstance(att.data, bytes) else b""
+        name = sanitize_filename(_tnef_name(att, codepage))
+        part = ExtractedPart(location=f"{container.location}/{name or f'file {n}'}", filename=name,
+                             declared_type=None, origin="archive", parent=index, data=data,
+                             size=len(data))
+        if len(data) > ctx.limits.max_part_bytes:
+            part.data, part.error = None, (f"the file is {_human_size(len(data))}, over the limit of "
+                                           f"{_human_size(ctx.limits.max_part_bytes)}: not kept")
+        ctx.parsed.parts.append(part)
+
+
+def _safe_str(m: Any) -> str:
+    try:
+        if isinstance(m, Message):
+            return "\n".join(f"{k}: {header_text(v)}" for k, v in getattr(m, "_headers", []))
+        return str(m)
+    except Exception:  # noqa: BLE001
+        return ""
+
+
+def _forward(raw: bytes, msg: Message | None, filename: str | None, ctype: str, ctx: _Ctx, *,
+             depth: int, prefix: str, origin: str, parent: int | None) -> None:
+    """A forwarded message: its own part (kind 'message'), its headers, then its contents."""
+    limits = ctx.limits
+    ctx.forwards += 1
+    label = filename or f"forwarded message {ctx.forwards}.eml"
+    location = prefix + label
+    part = ExtractedPart(location=location, filename=filename, declared_type=ctype, origin=origin,
+                         parent=parent, data=raw, size=len(raw))
+    if len(raw) > limits.max_part_bytes:
+        part.data, part.error = None, (f"the forwarded message is {_human_size(len(raw))}, over the "
+                                       f"limit of {_human_size(limits.max_part_bytes)}: not kept")
+    index = len(ctx.parsed.parts)
+    ctx.parsed.parts.append(part)
+    if depth + 1 > limits.max_forward_depth:
+        ctx.defect(f"{location}: forwarded messages nested deeper than {limits.max_forward_depth} "
+                   "levels were not opened")
+        return
+    if msg is None:
+        msg, problem = _parse_bounded(raw, limits, ctx)
+        if msg is None:
+            ctx.defect(f"{location}: the forwarded message could not be read ({problem})")
+            return
+    ctx.parsed.forwarded.append(_headers_from(msg))
+    body_before = (len(ctx.plain), len(ctx.html))
+    _walk(msg, ctx, depth=depth + 1, prefix=location + "/", origin="forwarded", parent=index)
+    # the forwarded text follows the main text (links to big attachments are often forwarded)
+    for lst, start in ((ctx.plain, body_before[0]), (ctx.html, body_before[1])):
+        if len(lst) > start:
+            lst[start] = f"\n---------- forwarded message ({label}) ----------\n" + lst[start]
