@@ -40,6 +40,7 @@ from typing import Any, BinaryIO, Callable
 from ingest.classify import ARCHIVE_TYPES, sniff
 from ingest.mime import sanitize_filename
 from ingest.model import ExtractedPart, ParsedMessage
+from ingest.sizes import human_size
 
 IN_MEMORY_MAX = 1024 * 1024      # members up to this size stay in memory
 BOMB_MIN_BYTES = 1024 * 1024     # below this a high ratio is harmless (a blank page compresses well)
@@ -61,14 +62,6 @@ class _Member:
     encrypted: bool
     is_dir: bool
     handle: Any              # backend object to open the member
-
-
-def _human(n: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"  # pragma: no cover
 
 
 def _display_path(name: str) -> str:
@@ -488,7 +481,7 @@ def _extract_members(parsed: ParsedMessage, index: int, backend: Any, members: l
             if not bomb_reported:
                 problems.append(
                     f"archive looks like a zip bomb ({_display_path(m.name) or 'a file'}: "
-                    f"{_human(m.size)} packed into {_human(packed if packed is not None else archive_size)}, "
+                    f"{human_size(m.size)} packed into {human_size(packed if packed is not None else archive_size)}, "
                     f"ratio {ratio:,.0f}:1 over the limit of {limits.max_compression_ratio:,.0f}:1); "
                     "such files were not extracted")
                 bomb_reported = True
@@ -499,11 +492,11 @@ def _extract_members(parsed: ParsedMessage, index: int, backend: Any, members: l
             break
         if m.size > state.bytes_left:
             problems.append(f"archive looks like a zip bomb (it unpacks to more than the limit of "
-                            f"{_human(limits.max_archive_total_bytes)}); the rest was not extracted")
+                            f"{human_size(limits.max_archive_total_bytes)}); the rest was not extracted")
             break
         if m.size > limits.max_part_bytes:
-            problems.append(f"{_display_path(m.name)} is {_human(m.size)}, over the limit of "
-                            f"{_human(limits.max_part_bytes)}: not extracted")
+            problems.append(f"{_display_path(m.name)} is {human_size(m.size)}, over the limit of "
+                            f"{human_size(limits.max_part_bytes)}: not extracted")
             continue
         state.members_left -= 1
         state.bytes_left -= m.size

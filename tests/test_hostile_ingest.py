@@ -458,7 +458,7 @@ def test_a_20_mb_attachment_stays_within_the_memory_budget(campaign):
     """Not an attack, the largest ordinary attachment 126.com takes is 50 MB: the Maildir source
     reads a message whole, so memory grows with its size. 20 MB of incompressible 'video'
     (27 MB of base64) peaked at ~350 MB before the stdlib parser was fed in chunks and clean
-    base64 decoded in one pass (ingest/mime.py); ~200 MB after."""
+    base64 decoded in one pass (ingest/mime/); ~200 MB after."""
     import random
 
     data = random.Random(6).randbytes(20 * 1024 * 1024)

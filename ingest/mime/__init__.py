@@ -49,7 +49,8 @@ from pathlib import Path
 from typing import Any
 
 from ingest.mime.body import BODY_TEXT_MAX, HTML_MAX, _payload_bytes, finish_body, html_to_text
-from ingest.mime.bounds import _bound_header, _human_size, _parse_bounded, _split_head
+from ingest.mime.bounds import _bound_header, _parse_bounded, _split_head
+from ingest.sizes import human_size
 from ingest.mime.filenames import FILENAME_MAX, decode_filename, raw_header, raw_headers, sanitize_filename
 from ingest.mime.headers import _headers_from, _mailparser_defects, parse_headers
 from ingest.mime.text import (DECODED_HEADER_MAX, HEADER_VALUE_MAX, _clean_text, bounded_utf8, decode_text,
@@ -124,8 +125,8 @@ def _parse_into(raw: bytes, ctx: _Ctx) -> None:
         raw = raw.split(b"\n", 1)[1]
     header, _, _ = _split_head(raw)
     if len(raw) > limits.max_message_bytes:
-        ctx.defect(f"the message is {_human_size(len(raw))}, over the limit of "
-                   f"{_human_size(limits.max_message_bytes)}: only its headers were read")
+        ctx.defect(f"the message is {human_size(len(raw))}, over the limit of "
+                   f"{human_size(limits.max_message_bytes)}: only its headers were read")
         parsed.headers = parse_headers(header, limits)
         return
     if b":" not in header[:1000]:

@@ -16,6 +16,7 @@ from email.policy import compat32
 from typing import Any, Protocol
 
 from ingest.mime.text import HEADER_VALUE_MAX
+from ingest.sizes import human_size
 
 
 class _Defects(Protocol):
@@ -98,15 +99,6 @@ def _bound_parts(raw: bytes, max_parts: int) -> tuple[bytes, bool]:
     return raw, False
 
 
-def _human_size(n: float) -> str:
-    """A size in words for defect messages: '512 bytes', '1.5 MB'."""
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"  # pragma: no cover
-
-
 def _parse_chunked(raw: bytes, chunk: int = 1 << 20) -> Message:
     """``BytesParser(policy=compat32).parsebytes(raw)``, fed 1 MiB at a time.
 
@@ -126,8 +118,8 @@ def _parse_bounded(raw: bytes, limits: Any, ctx: _Defects) -> tuple[Message | No
     header, sep, body = _split_head(raw)
     header2, dropped = _bound_header(header, limits.max_header_bytes)
     if dropped or len(header2) < len(header):
-        ctx.defect(f"the header section is {_human_size(len(header))}, over the limit of "
-                   f"{_human_size(limits.max_header_bytes)}: {dropped:,} header fields were ignored")
+        ctx.defect(f"the header section is {human_size(len(header))}, over the limit of "
+                   f"{human_size(limits.max_header_bytes)}: {dropped:,} header fields were ignored")
     raw = header2 + (sep or b"\n\n") + body if (dropped or len(header2) < len(header)) else raw
     raw, cut = _bound_parts(raw, limits.max_parts)
     if cut:

@@ -27,7 +27,8 @@ from email.policy import compat32
 from typing import Any
 
 from ingest.mime.body import BODY_TEXT_MAX, HTML_MAX, _payload_bytes
-from ingest.mime.bounds import _human_size, _parse_bounded
+from ingest.mime.bounds import _parse_bounded
+from ingest.sizes import human_size
 from ingest.mime.filenames import decode_filename, sanitize_filename
 from ingest.mime.headers import _headers_from
 from ingest.mime.text import _tolerant_b64, decode_text, header_text, normalize_charset
@@ -208,8 +209,8 @@ def _leaf(entity: Message, ctype: str, ctx: _Ctx, *, depth: int, prefix: str, or
                          parent=parent, inline=inline)
     if estimate > limits.max_part_bytes:
         part.size = estimate
-        part.error = (f"the attachment is about {_human_size(estimate)}, over the limit of "
-                      f"{_human_size(limits.max_part_bytes)}: not kept")
+        part.error = (f"the attachment is about {human_size(estimate)}, over the limit of "
+                      f"{human_size(limits.max_part_bytes)}: not kept")
         ctx.parsed.parts.append(part)
         return
     data, problem = _payload_bytes(entity)
@@ -218,8 +219,8 @@ def _leaf(entity: Message, ctype: str, ctx: _Ctx, *, depth: int, prefix: str, or
     part.data, part.size = data, len(data)
     if len(data) > limits.max_part_bytes:
         part.data = None
-        part.error = (f"the attachment is {_human_size(len(data))}, over the limit of "
-                      f"{_human_size(limits.max_part_bytes)}: not kept")
+        part.error = (f"the attachment is {human_size(len(data))}, over the limit of "
+                      f"{human_size(limits.max_part_bytes)}: not kept")
     ctx.parsed.parts.append(part)
     if part.data and (ctype == "application/ms-tnef" or (filename or "").lower() == "winmail.dat"):
         _tnef(part, len(ctx.parsed.parts) - 1, ctx)
@@ -267,8 +268,8 @@ def _tnef(container: ExtractedPart, index: int, ctx: _Ctx) -> None:
                              declared_type=None, origin="archive", parent=index, data=data,
                              size=len(data))
         if len(data) > ctx.limits.max_part_bytes:
-            part.data, part.error = None, (f"the file is {_human_size(len(data))}, over the limit of "
-                                           f"{_human_size(ctx.limits.max_part_bytes)}: not kept")
+            part.data, part.error = None, (f"the file is {human_size(len(data))}, over the limit of "
+                                           f"{human_size(ctx.limits.max_part_bytes)}: not kept")
         ctx.parsed.parts.append(part)
 
 
@@ -291,8 +292,8 @@ def _forward(raw: bytes, msg: Message | None, filename: str | None, ctype: str, 
     part = ExtractedPart(location=location, filename=filename, declared_type=ctype, origin=origin,
                          parent=parent, data=raw, size=len(raw))
     if len(raw) > limits.max_part_bytes:
-        part.data, part.error = None, (f"the forwarded message is {_human_size(len(raw))}, over the "
-                                       f"limit of {_human_size(limits.max_part_bytes)}: not kept")
+        part.data, part.error = None, (f"the forwarded message is {human_size(len(raw))}, over the "
+                                       f"limit of {human_size(limits.max_part_bytes)}: not kept")
     index = len(ctx.parsed.parts)
     ctx.parsed.parts.append(part)
     if depth + 1 > limits.max_forward_depth:

@@ -80,6 +80,19 @@ CLIENT_ID = {"name": "mailroll", "version": CLIENT_VERSION, "vendor": "mailroll"
 # Errors and retries
 # ---------------------------------------------------------------------------------------------
 
+def _quiet_imaplib(client: Any) -> None:
+    """Switch off imaplib's debug output unless it would be printed.
+
+    IMAPClient sets imaplib's debug level to 5 and sends it to the ``imapclient.imaplib`` logger,
+    so imaplib builds a ``repr()`` of every response, literal bodies included, before that logger
+    drops it: for each 4 MB piece of a video, two strings of up to 16 MB built for nothing in the
+    prefetch thread, holding the GIL (a third of the CPU time of a bulk ingest, and the pipeline's
+    checks wait for the GIL meanwhile). With the logger at DEBUG, the output is kept."""
+    imap = getattr(client, "_imap", None)
+    if imap is not None and not logging.getLogger("imapclient.imaplib").isEnabledFor(logging.DEBUG):
+        imap.debug = 0
+
+
 def _imap_errors() -> tuple[type[BaseException], ...]:
     from imapclient.exceptions import ProtocolError
 
@@ -342,6 +355,7 @@ class ImapSource:
                 reason += " (is mailbox.tls right for this port? IMAPS, usually port 993, needs tls = true)"
             raise _mailbox_error(f"cannot connect to the mailbox at {self.where}: {reason}") from e
         client.normalise_times = False  # INTERNALDATE as aware datetimes
+        _quiet_imaplib(client)
         try:
             try:
                 client.login(m.username, password)
