@@ -5,7 +5,9 @@ The mailbox (a real Dovecot): N messages from the roster's units, each with a st
 with ffmpeg, a distinct file each time). Measured in the same run:
 
 * baseline: a fresh Python process that fetches every message's full body with imapclient
-  (20 per FETCH) and writes it to disk (fsync);
+  (20 per FETCH) and writes it to disk (fsync); the target is measured against it;
+* for information, the same script with imaplib's debug output off (see ``BASELINE_QUIET`` in
+  common.py): imapclient as shipped spends most of its time formatting debug text nobody reads;
 * mailroll: `ingest --once --json` as a fresh process (fetch, parse, keep files, check sheets,
   reports and videos, attribute).
 
@@ -80,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             del raws
             assert warm_up(server, user) == args.messages
             base = baseline_fetch(server, user, work / "baseline")
+            quiet = baseline_fetch(server, user, work / "baseline-quiet", quiet=True)
+            assert int(base.stdout) == int(quiet.stdout) == args.messages, (base.stdout, quiet.stdout)
             campaign = imap_campaign(work / "campaign", server, user)
             run = run_mailroll(campaign, "ingest", "--once", "--json")
             counts = run.json
@@ -90,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         ok = report(f"ingest throughput: {args.messages} messages, {total / 2**20:.0f} MB", [
             ("test files made in", f"{made:.1f} s"),
             ("baseline: fetch all + write to disk", f"{base.seconds:.2f} s, peak RSS {base.max_rss_mb:.0f} MB"),
+            ("(same, imaplib debug repr off)", f"{quiet.seconds:.2f} s, peak RSS {quiet.max_rss_mb:.0f} MB; "
+                                               f"mailroll is {run.seconds / quiet.seconds:.1f}x that (not the target)"),
             ("mailroll ingest --once", f"{run.seconds:.2f} s, peak RSS {run.max_rss_mb:.0f} MB"),
             ("mailroll result", f"{counts}"),
             ("mailroll rate", f"{args.messages / run.seconds:.1f} messages/s, {total / 2**20 / run.seconds:.1f} MB/s"),

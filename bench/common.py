@@ -104,11 +104,18 @@ print(n)
 BASELINE_ONE_BY_ONE = BASELINE.replace("range(0, len(uids), 20)", "range(0, len(uids), 1)").replace(
     "uids[i:i + 20]", "uids[i:i + 1]")
 
+# The same script with imaplib's debug output off. IMAPClient sets imaplib's debug level to 5 (and
+# routes it to a logger that drops it), so imaplib builds a repr() of every response, message
+# bodies included: most of the plain script's time goes there. mailroll switches it off
+# (ingest/sources/imap.py, _quiet_imaplib); this variant shows what a fetch costs without it.
+BASELINE_QUIET = BASELINE.replace("c.login(user, password)", "c._imap.debug = 0\nc.login(user, password)")
 
-def baseline_fetch(server: DovecotServer, user: str, out_dir: Path, one_by_one: bool = False) -> Run:
+
+def baseline_fetch(server: DovecotServer, user: str, out_dir: Path, one_by_one: bool = False,
+                   quiet: bool = False) -> Run:
     """Fetch every message's full body with imapclient and write it to disk (fresh process)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    script = BASELINE_ONE_BY_ONE if one_by_one else BASELINE
+    script = BASELINE_ONE_BY_ONE if one_by_one else BASELINE_QUIET if quiet else BASELINE
     r = run_timed([sys.executable, "-c", script, server.host, str(server.port), user, server.password, str(out_dir)])
     if r.returncode != 0:
         raise SystemExit(f"baseline failed:\n{r.stderr}")

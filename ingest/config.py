@@ -260,6 +260,25 @@ class _Reader:
 
     def __init__(self, data: dict, prefix: str, file: Path):
         self.data, self.prefix, self.file = data, prefix, file
+        self.known: set[str] = set()           # keys this reader was asked for
+        self.children: list[_Reader] = []
+
+    def allow(self, *keys: str) -> None:
+        """Keys that are valid here although this configuration does not read them."""
+        self.known.update(keys)
+
+    def check_unknown(self) -> None:
+        """A key nobody asked for is a typo (``pol_every_s``): stop, naming it and a guess."""
+        import difflib
+
+        for key in self.data:
+            if key not in self.known:
+                guess = difflib.get_close_matches(key, sorted(self.known), n=1)
+                hint = f": did you mean {self._name(guess[0])}?" if guess else \
+                    (f": known keys are {', '.join(sorted(self.known))}" if self.known else "")
+                raise ConfigError(f"{self.file}: unknown key {self._name(key)}{hint}")
+        for child in self.children:
+            child.check_unknown()
 
     def _name(self, key: str) -> str:
         return f"{self.prefix}.{key}" if self.prefix else key
@@ -268,6 +287,7 @@ class _Reader:
         return ConfigError(f"{self.file}: {self._name(key)} {why}")
 
     def table(self, key: str, required: bool = False) -> "_Reader":
+        self.known.add(key)
         value = self.data.get(key)
         if value is None:
             if required:
@@ -275,9 +295,12 @@ class _Reader:
             value = {}
         if not isinstance(value, dict):
             raise self.fail(key, "must be a table")
-        return _Reader(value, self._name(key), self.file)
+        child = _Reader(value, self._name(key), self.file)
+        self.children.append(child)
+        return child
 
     def get(self, key: str, kind: type | tuple, default: Any = ..., choices: tuple | None = None) -> Any:
+        self.known.add(key)
         if key not in self.data:
             if default is ...:
                 raise self.fail(key, "is missing")
@@ -395,6 +418,11 @@ def config_from_dict(data: dict, file: Path) -> Config:
         )
     else:
         mailbox = Mailbox(kind=kind, path=m.path("path"), folder=m.get("folder", str, ""))
+        # the IMAP settings may stay in the file while a Maildir is used (and vice versa)
+        m.allow("host", "port", "tls", "username", "password_env", "post_action", "post_flag",
+                "post_folder", "idle", "timeout_s", "retries", "retry_backoff_s")
+    if kind == "imap":
+        m.allow("path")
 
     s = root.table("smtp")
     smtp = Smtp(
@@ -475,6 +503,7 @@ def config_from_dict(data: dict, file: Path) -> Config:
     at = root.table("attribution")
     public = [str(d).lower() for d in at.get("public_domains", list, PUBLIC_MAIL_DOMAINS)]
 
+    root.check_unknown()
     return Config(
         path=file, campaign=campaign, mailbox=mailbox, smtp=smtp, roster=Roster(roster_path),
         storage=storage, service=service, reminders=reminders, limits=limits, links=links,

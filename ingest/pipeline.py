@@ -5,16 +5,19 @@ For each message, in order::
     fetch (source) -> parse (mime) -> expand archives -> hash -> duplicate? -> classify
     -> follow links -> store files -> probe (facts) -> one transaction -> source.committed()
 
-The last steps overlap with the next messages: once a message is prepared (everything up to
-following its links, in this thread), storing its files and checking them (fsync, ffprobe,
-LibreOffice, openpyxl, python-docx) runs in a small pool of worker threads while this thread
-prepares the next ones. At most ``IN_FLIGHT`` messages are between preparation and commit. The
-database is only touched in this thread, and every message still gets ONE transaction, committed
-in arrival order, then ``source.committed()``; a message whose content equals one still in flight
-waits for that one's commit, so duplicates are found as if messages went one at a time. A
-message's files are noted in the store's journal before the worker writes the first of them, and
-the note goes after the commit: a crash at any moment leaves only files ``FileStore.recover``
-deletes. ``stop`` is honoured between messages: no new one is started; those in flight finish.
+The steps that mostly *wait* overlap with the next messages: once a message is prepared
+(everything up to following its links, in this thread), storing its files (fsync) and probing
+its videos (an ffprobe subprocess) run in a small pool of worker threads while this thread
+prepares the next ones. The checks that are Python work (openpyxl, python-docx, Pillow) run in
+this thread just before the commit: under the GIL, threads would not make them faster, and
+parsing in several threads at once costs memory (a malloc arena per thread). At most
+``IN_FLIGHT`` messages are between preparation and commit. The database is only touched in this
+thread, and every message still gets ONE transaction, committed in arrival order, then
+``source.committed()``; a message whose content equals one still in flight waits for that one's
+commit, so duplicates are found as if messages went one at a time. A message's files are noted
+in the store's journal before the worker writes the first of them, and the note goes after the
+commit: a crash at any moment leaves only files ``FileStore.recover`` deletes. ``stop`` is
+honoured between messages: no new one is started; those in flight finish.
 
 A message whose processing fails is recorded as ``failed`` with the reason and is not
 ``committed`` to the source, so it is fetched and tried again on the next poll. Nothing a
@@ -37,7 +40,7 @@ from typing import Callable
 from ingest import archives, checks, classify, links, mime
 from ingest.config import Config
 from ingest.faults import crash_point
-from ingest.model import ExtractedPart, ParsedMessage
+from ingest.model import VIDEO, ExtractedPart, ParsedMessage
 from ingest.sources.base import FetchedMessage, Source
 from ingest.store import (
     FileStore, content_fingerprint, find_duplicate, record_failure, record_message, sha256_file,
@@ -45,8 +48,8 @@ from ingest.store import (
 
 log = logging.getLogger(__name__)
 
-# Storing and checking run in worker threads: they wait on fsync and on ffprobe/LibreOffice
-# subprocesses (no GIL held), which then overlaps with fetching and preparing the next messages.
+# Storing files and probing videos run in worker threads: they wait on fsync and on ffprobe
+# (no GIL held), which then overlaps with fetching, preparing and checking other messages.
 CHECK_WORKERS = 2
 IN_FLIGHT = 3           # messages prepared and not yet committed (bounds memory and wasted work)
 
@@ -117,7 +120,8 @@ class _Pending:
     duplicate_of: int | None = None
     link_status: dict = field(default_factory=dict)
     note: Path | None = None           # the journal note of the files being written
-    work: Future | None = None         # storing and checking the files, in a worker
+    work: Future | None = None         # storing the files and probing the videos, in a worker
+    check_here: list[ExtractedPart] = field(default_factory=list)   # checked before the commit
 
     def fail(self, reason: str) -> None:
         self.outcome, self.reason = "failed", reason
@@ -197,8 +201,10 @@ class _Poll:
                 _classify(part, template)
             pending.link_status = _follow_links(config, store, parsed)
             to_check = [part for part in parsed.parts if not _known_facts(conn, part)]
+            media = [part for part in to_check if part.kind == VIDEO]
+            pending.check_here = [part for part in to_check if part.kind != VIDEO]
             pending.note = store.open_journal(p.sha256 for p in parsed.parts if p.sha256)
-            pending.work = self.pool.submit(_store_and_check, config, store, list(parsed.parts), to_check)
+            pending.work = self.pool.submit(_store_and_probe, config, store, list(parsed.parts), media)
         except Exception as e:  # noqa: BLE001 - a bug or an I/O error: keep the message, retry later
             log.exception("message %s failed", env.key)
             pending.fail(f"could not be processed: {e.__class__.__name__}: {e}")
@@ -236,6 +242,8 @@ class _Poll:
         try:
             if pending.work is not None:
                 pending.work.result()
+            for part in pending.check_here:
+                part.facts, part.error = checks.probe(part, self.store.path_for(part.sha256), self.config)
             if pending.outcome == "failed":
                 return record_failure(conn, env, parsed, pending.reason or "failed"), "failed"
             if pending.outcome == "duplicate":
@@ -311,12 +319,12 @@ def _known_facts(conn: sqlite3.Connection, part: ExtractedPart) -> bool:
     return False
 
 
-def _store_and_check(config: Config, store: FileStore, parts: list[ExtractedPart],
-                     to_check: list[ExtractedPart]) -> None:
-    """In a worker thread: keep the message's files in the store, then check the new ones."""
+def _store_and_probe(config: Config, store: FileStore, parts: list[ExtractedPart],
+                     media: list[ExtractedPart]) -> None:
+    """In a worker thread: keep the message's files in the store, then probe its videos."""
     for part in parts:
         _keep(store, part)
-    for part in to_check:
+    for part in media:
         part.facts, part.error = checks.probe(part, store.path_for(part.sha256), config)
 
 

@@ -18,9 +18,13 @@ MISSING_PROBLEMS = {"not found", "empty", "missing"}
 
 @dataclass
 class Judgement:
+    """A verdict in English (``reason``, ``warnings``: the contract's words) and in Chinese
+    (``reason_zh``, ``warnings_zh``: for the workbook and the mail to units)."""
     state: str                       # 'ok' | 'invalid'
     reason: str | None = None        # why invalid, in plain words
     warnings: list[str] = field(default_factory=list)  # shown, never fail
+    reason_zh: str | None = None     # the same reason in Chinese
+    warnings_zh: list[str] = field(default_factory=list)
 
 
 def _facts(row: Mapping[str, Any]) -> dict:
@@ -54,7 +58,7 @@ def judge_part(row: Mapping[str, Any], config) -> Judgement:
     kind = row["kind"]
     error = row["error"]
     if error:
-        return Judgement(INVALID, str(error))
+        return Judgement(INVALID, str(error), reason_zh=f"未能读取：{error}")
     facts = _facts(row)
     if kind == "statistics":
         return _statistics(facts, config)
@@ -65,68 +69,126 @@ def judge_part(row: Mapping[str, Any], config) -> Judgement:
     return Judgement(OK)
 
 
+def unreadable(row: Mapping[str, Any]) -> bool:
+    """The part could not be read at all (ingest recorded an error, or a sheet without facts),
+    as opposed to read and failing a check."""
+    if row["error"]:
+        return True
+    return row["kind"] == "statistics" and not _facts(row)
+
+
+# ingest's sheet warnings (English, docs/FACTS.md) in Chinese; others are shown as they are
+_WARNINGS_ZH = (
+    ("the workbook contains macros", "表格含有宏，宏未运行，只读取了数值"),
+    ("none of the form's rows were found", "未找到统计表的指标行，是否为开展情况统计表？"),
+    ("scanned PDF without a text layer", "扫描版PDF，没有文字层"),
+    ("the video has no sound track", "视频没有声音"),
+)
+
+
+def warning_zh(text: str) -> str:
+    for en, zh in _WARNINGS_ZH:
+        if text.startswith(en):
+            return zh
+    return text
+
+
+def _listing(labels: list[str], raw: dict, sep: str = ", ") -> str:
+    """'活动总数, 科普展览 ('无')': the labels, quoting what was written where something was."""
+    return sep.join(f"{label} ('{raw[label]}')" if str(raw.get(label) or "").strip() else label
+                    for label in labels)
+
+
 def _statistics(facts: dict, config) -> Judgement:
     if not facts:
-        return Judgement(INVALID, "the sheet could not be read (no figures were recorded)")
+        return Judgement(INVALID, "the sheet could not be read (no figures were recorded)",
+                         reason_zh="未能读取统计表（没有读到任何数字）")
     problems = facts.get("problems") or {}
+    raw = {k: v for k, v in (facts.get("raw") or {}).items() if isinstance(v, str)}
     labels = config.campaign.sheet.labels
     order = {label: i for i, label in enumerate(labels)}
-    lacking = sorted((k for k, v in problems.items() if str(v).lower() in MISSING_PROBLEMS),
-                     key=lambda k: order.get(k, len(order)))
-    other = sorted(((k, v) for k, v in problems.items() if str(v).lower() not in MISSING_PROBLEMS),
-                   key=lambda kv: order.get(kv[0], len(order)))
-    reasons = []
-    if labels and set(labels) <= set(lacking):
+
+    def ordered(keys):
+        return sorted(keys, key=lambda k: order.get(k, len(order)))
+
+    not_found = ordered(k for k, v in problems.items() if str(v).lower() in ("not found", "missing"))
+    empty = ordered(k for k, v in problems.items() if str(v).lower() == "empty")
+    other = [(k, problems[k]) for k in ordered(k for k, v in problems.items()
+                                               if str(v).lower() not in MISSING_PROBLEMS)]
+    reasons, reasons_zh = [], []
+    if labels and set(labels) <= set(not_found):
         reasons.append(f"none of the form's rows ({labels[0]}, {labels[1] if len(labels) > 1 else ''}…) were found: "
                        f"is this the {config.campaign.sheet.title}?")
-    elif lacking:
-        reasons.append("the sheet lacks " + ", ".join(lacking))
+        reasons_zh.append(f"未找到统计表的任何指标行（{'、'.join(labels[:2])}…），"
+                          f"请确认是否为{config.campaign.sheet.title}")
+    elif not_found:
+        reasons.append("the sheet lacks " + ", ".join(not_found))
+        reasons_zh.append("统计表缺少：" + "、".join(not_found))
+    if empty:
+        reasons.append(f"the sheet has no figures for {_listing(empty, raw)} (empty cells)")
+        reasons_zh.append(f"统计表未填写：{_listing(empty, raw, '、')}（空白）")
     for label, why in other:
-        reasons.append(f"{label} is {why}" if str(why).startswith("not ") else f"{label}: {why}")
+        why = str(why)
+        reasons.append(f"{label} is {why}" if why.startswith("not ") else f"{label}: {why}")
+        if why.startswith("not a number: "):
+            reasons_zh.append(f"{label}不是数字：{why[len('not a number: '):]}")
+        elif why.startswith("a formula"):
+            reasons_zh.append(f"{label}是没有保存计算结果的公式，请用Excel或WPS打开后重新保存")
+        else:
+            reasons_zh.append(f"{label}：{why}")
     figures = facts.get("figures") or {}
-    for label in sorted(figures, key=lambda k: order.get(k, len(order))):
+    for label in ordered(figures):
         value = figures[label]
         if isinstance(value, (int, float)) and value < 0:
             reasons.append(f"{label} is negative ({value:g})")
+            reasons_zh.append(f"{label}为负数（{value:g}）")
     warnings = [str(w) for w in facts.get("warnings") or []]
+    warnings_zh = [warning_zh(w) for w in warnings]
     if reasons:
-        return Judgement(INVALID, "; ".join(reasons), warnings)
-    return Judgement(OK, None, warnings)
+        return Judgement(INVALID, "; ".join(reasons), warnings, "；".join(reasons_zh), warnings_zh)
+    return Judgement(OK, None, warnings, None, warnings_zh)
 
 
 def _report(facts: dict, config) -> Judgement:
     fmt = facts.get("format") or "document"
     if facts.get("encrypted"):
-        return Judgement(INVALID, f"the report ({fmt}) is password-protected: send it without a password")
+        return Judgement(INVALID, f"the report ({fmt}) is password-protected: send it without a password",
+                         reason_zh=f"总结报告（{fmt}）设有密码，请发送没有密码的文件")
     if facts.get("scanned"):
-        return Judgement(OK, None, ["scanned PDF without a text layer"])
+        return Judgement(OK, None, ["scanned PDF without a text layer"], None, ["扫描版PDF，没有文字层"])
     chars = int(facts.get("text_chars") or 0)
     need = config.campaign.report_min_text_chars
     if chars < need:
         if chars == 0:
-            return Judgement(INVALID, f"the report ({fmt}) contains no text")
-        return Judgement(INVALID, f"the report ({fmt}) has only {chars} characters of text, at least {need} expected")
+            return Judgement(INVALID, f"the report ({fmt}) contains no text",
+                             reason_zh=f"总结报告（{fmt}）没有文字内容")
+        return Judgement(INVALID, f"the report ({fmt}) has only {chars} characters of text, at least {need} expected",
+                         reason_zh=f"总结报告（{fmt}）只有{chars}个字，至少需要{need}个字")
     return Judgement(OK)
 
 
 def _video(facts: dict, config) -> Judgement:
     if not facts or facts.get("duration_s") is None:
-        return Judgement(INVALID, "the video's length could not be measured")
+        return Judgement(INVALID, "the video's length could not be measured", reason_zh="未能测出视频时长")
     allowed = {c.lower() for c in config.campaign.video_containers}
     container = str(facts.get("container") or "").lower()
     names = {container, *(str(facts.get("format_name") or "").lower().split(","))} - {""}
     if allowed and not names & allowed:
-        return Judgement(INVALID, f"video format {container or facts.get('format_name') or 'unknown'} is not accepted "
-                                  f"(send {', '.join(sorted(allowed))})")
+        shown = container or facts.get("format_name") or "unknown"
+        return Judgement(INVALID, f"video format {shown} is not accepted "
+                                  f"(send {', '.join(sorted(allowed))})",
+                         reason_zh=f"视频格式{shown}不符合要求（请发送{'、'.join(sorted(allowed))}格式）")
     duration = float(facts["duration_s"])
     limit = float(config.campaign.video_max_duration_s)
     if duration > limit:
         precise = minutes(duration) == minutes(limit)
-        return Judgement(INVALID, f"video lasts {minutes(duration, precise)}, over the {minutes(limit)} limit")
-    warnings = []
+        return Judgement(INVALID, f"video lasts {minutes(duration, precise)}, over the {minutes(limit)} limit",
+                         reason_zh=f"视频时长{minutes(duration, precise)}，超过{minutes(limit)}的限制")
+    warnings, warnings_zh = [], []
     if not facts.get("audio_codec"):
         warnings.append("the video has no sound track")
-    return Judgement(OK, None, warnings)
+        warnings_zh.append("视频没有声音")
+    return Judgement(OK, None, warnings, None, warnings_zh)
 
 
 def judge_link(link: Mapping[str, Any]) -> Judgement:
@@ -135,12 +197,15 @@ def judge_link(link: Mapping[str, Any]) -> Judgement:
     if link["filename"]:
         what = f"{what}: {link['filename']}"
     reason = f"sent as a download link ({what}), not fetched"
+    reason_zh = f"以下载链接形式发送（{what}），尚未下载"
     status = link["status"]
     if status == "not-allowed":
         reason += " (the link's host is not on the allowed list)"
+        reason_zh += "（链接所在网站不在允许下载的范围内）"
     elif status == "failed" and link["error"]:
         reason += f" (download failed: {link['error']})"
-    return Judgement(INVALID, reason)
+        reason_zh += f"（下载失败：{link['error']}）"
+    return Judgement(INVALID, reason, reason_zh=reason_zh)
 
 
 def describe(row: Mapping[str, Any]) -> str:

@@ -341,11 +341,13 @@ def is_our_message_id(message_id: str | None) -> bool:
 
 def compose(config, *, kind: str, to: list[str], subject: str, body: str, message_id: str,
             in_reply_to: str | None = None, references: list[str] | None = None,
-            now: datetime | None = None) -> EmailMessage:
-    """The mail as it goes out (UTF-8 text)."""
+            now: datetime | None = None, cc: list[str] | None = None) -> EmailMessage:
+    """The mail as it goes out (UTF-8 text). ``cc``: copies, shown in a Cc header."""
     msg = EmailMessage()
     msg["From"] = formataddr((config.campaign.name, config.smtp.from_addr))
     msg["To"] = ", ".join(to)
+    if cc:
+        msg["Cc"] = ", ".join(cc)
     msg["Subject"] = subject
     msg["Date"] = format_datetime((now or datetime.now(timezone.utc)).astimezone(config.campaign.timezone))
     msg["Message-ID"] = f"<{message_id}>"
@@ -476,24 +478,30 @@ def existing(conn: sqlite3.Connection, *, kind: str, unit: str | None = None, st
 def send_one(conn: sqlite3.Connection, config, mailer: Mailer, *, kind: str, to: list[str],
              subject: str, body: str, now: datetime, unit: str | None = None,
              stage: str | None = None, answers: int | None = None, in_reply_to: str | None = None,
-             references: list[str] | None = None) -> tuple[str, str | None] | None:
+             references: list[str] | None = None,
+             cc: list[str] | None = None) -> tuple[str, str | None] | None:
     """Record and send one receipt or reminder, at most once.
+
+    ``cc`` addresses get a copy (Cc header); the outbox row's ``to_addrs`` lists every
+    recipient, To and Cc, so that a bounce from any of them is matched.
 
     A new mail gets a row in ``sending`` (committed) before SMTP; a ``deferred`` one is taken
     back and tried again with its Message-ID; anything else (sent, failed, unknown, skipped,
     or a row another process is sending) is left alone and None is returned.
     """
+    cc = [a for a in (cc or []) if a not in to]
+    everyone = list(to) + cc
     row = existing(conn, kind=kind, unit=unit, stage=stage, answers=answers)
     if row is None:
         message_id = new_message_id(config, kind)
-        row_id = reserve(conn, kind=kind, unit=unit, stage=stage, answers=answers, to=to,
+        row_id = reserve(conn, kind=kind, unit=unit, stage=stage, answers=answers, to=everyone,
                          subject=subject, body=body, message_id=message_id, now=now)
         if row_id is None:
             return None
     else:
         row_id, status, message_id = row
-        if status != "deferred" or not reclaim(conn, row_id, to=to, subject=subject, body=body):
+        if status != "deferred" or not reclaim(conn, row_id, to=everyone, subject=subject, body=body):
             return None
     msg = compose(config, kind=kind, to=to, subject=subject, body=body, message_id=message_id,
-                  in_reply_to=in_reply_to, references=references)  # Date: real time
-    return deliver(conn, mailer, row_id, msg, to, now)
+                  in_reply_to=in_reply_to, references=references, cc=cc)  # Date: real time
+    return deliver(conn, mailer, row_id, msg, everyone, now)

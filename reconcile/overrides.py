@@ -156,6 +156,20 @@ def in_force(conn: sqlite3.Connection) -> InForce:
     return InForce(items, exempt, extend)
 
 
+def unknown_units(conn: sqlite3.Connection, roster) -> list[Override]:
+    """Decisions in force that name a unit no longer in the roster (renamed or removed id).
+
+    They do nothing (status only looks at roster units; an assign to such a unit falls back to
+    automatic attribution) but staff should revoke or redo them: `overrides` marks them and
+    `roster check` reports them."""
+    return [o for o in listing(conn, include_revoked=False) if o.unit and o.unit not in roster.by_id]
+
+
+def assigns_in_force(conn: sqlite3.Connection, message: int) -> list[Override]:
+    """The assign decisions in force for one message, oldest first."""
+    return [o for o in listing(conn, include_revoked=False) if o.action == "assign" and o.message == message]
+
+
 def resolve_message(conn: sqlite3.Connection, text: str) -> int:
     """A message by its mailroll id (a number) or its Message-ID (with or without <>)."""
     text = text.strip()

@@ -3,8 +3,15 @@
 A receipt answers one message (``outbox.answers``; at most one per message, enforced by the
 ``outbox_receipt_once`` index) from a roster unit. It is threaded (``In-Reply-To`` and
 ``References`` = the message's Message-ID, subject ``Re: ...``) and goes to the message's
-Reply-To, else its From address. It lists the files received (name, kind, check result with
-the reason), the unit's state for every item and what is still needed.
+Reply-To, else its From address. When that address is not one of the unit's roster addresses
+(a message forwarded from a staff member's personal mailbox, say), the roster addresses get a
+copy (Cc), so the unit's registered mailbox learns what arrived. It lists the files received
+(name, kind, check result with the reason, in Chinese), the unit's state for every item as of
+the moment the receipt is sent and what is still needed.
+
+Time: everything is judged as of ``now`` (``receipts --now T``, ``MAILROLL_FAKE_NOW``, else
+the clock): only messages received up to ``now`` are answered, and the unit's state in a
+receipt counts only messages received up to ``now``.
 
 Never answered (the reason is logged):
 
@@ -34,7 +41,7 @@ from datetime import datetime, timedelta, timezone
 from email.utils import getaddresses
 
 from reconcile import mailer as mail
-from reconcile.remind import ITEM_LABELS, _duration_text, format_deadline, in_quiet_hours
+from reconcile.remind import ITEM_LABELS, _duration_text, format_deadline, in_quiet_hours, zh_reason
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +103,12 @@ class Receipt:
     references: list[str] = field(default_factory=list)
     status: str | None = None
     error: str | None = None
+    cc: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"message": self.message, "message_id": self.message_id, "unit": self.unit,
-                "to": self.to, "subject": self.subject, "status": self.status, "error": self.error}
+                "to": self.to, "cc": self.cc, "subject": self.subject, "status": self.status,
+                "error": self.error}
 
 
 def _reply_address(reply_to: str | None, from_addr: str | None) -> list[str]:
@@ -108,6 +117,15 @@ def _reply_address(reply_to: str | None, from_addr: str | None) -> list[str]:
         if addrs:
             return addrs[:3]
     return [from_addr.lower()] if from_addr and "@" in from_addr else []
+
+
+def _copy_to(unit, to: list[str], from_addr: str | None) -> list[str]:
+    """The unit's roster addresses to copy (Cc) when the sender is not one of them."""
+    registered = list(dict.fromkeys(e.lower() for e in unit.emails if "@" in e))
+    sender = {a for a in to} | {(from_addr or "").lower()}
+    if not registered or sender & set(registered):
+        return []
+    return registered[:3]
 
 
 def _receipts_today(conn: sqlite3.Connection, address: str, now: datetime) -> int:
@@ -119,19 +137,20 @@ def _receipts_today(conn: sqlite3.Connection, address: str, now: datetime) -> in
 
 
 def pending(conn: sqlite3.Connection, config, now: datetime) -> list[tuple[dict, str | None]]:
-    """Messages from units that have no receipt yet (or a deferred one), with the reason not
-    to answer each (None: answer it)."""
+    """Messages from units received up to ``now`` that have no receipt yet (or a deferred
+    one), with the reason not to answer each (None: answer it)."""
     since = (now - config.reminders.receipts_max_age).astimezone(timezone.utc).isoformat(timespec="seconds")
+    until = now.astimezone(timezone.utc).isoformat(timespec="seconds")
     rows = conn.execute(
         "SELECT m.id, m.message_id, m.from_addr, m.reply_to, m.subject, m.headers, m.received_at, a.unit, "
         "  (SELECT count(*) FROM parts p WHERE p.message = m.id) + "
         "  (SELECT count(*) FROM links l WHERE l.message = m.id) AS files "
         "FROM messages m JOIN attributions a ON a.message = m.id "
-        "WHERE m.status = 'recorded' AND a.unit IS NOT NULL AND m.received_at >= ? "
+        "WHERE m.status = 'recorded' AND a.unit IS NOT NULL AND m.received_at >= ? AND m.received_at <= ? "
         "AND m.id NOT IN (SELECT message FROM bounces) "
         "AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.kind = 'receipt' AND o.answers = m.id "
         "                AND o.status != 'deferred') "
-        "ORDER BY m.received_at, m.id", (since,)).fetchall()
+        "ORDER BY m.received_at, m.id", (since, until)).fetchall()
     keys = ("id", "message_id", "from_addr", "reply_to", "subject", "headers", "received_at", "unit", "files")
     out = []
     for r in rows:
@@ -161,7 +180,7 @@ def _files(conn: sqlite3.Connection, config, message: int) -> list[dict]:
         kind = part["kind"] or "other"
         if kind in ITEM_LABELS:
             j = judge_part(part, config)
-            ok, reason, warnings = j.state == "ok", j.reason, list(j.warnings)
+            ok, reason, warnings = j.state == "ok", j.reason_zh or "", list(j.warnings_zh)
             verdict = "合格" if ok else f"有问题 —— {reason}"
         else:  # not one of the items asked for: received, nothing to judge
             ok, reason, warnings = part["error"] is None, part["error"], []
@@ -173,9 +192,10 @@ def _files(conn: sqlite3.Connection, config, message: int) -> list[dict]:
                           "WHERE message = ? AND part IS NULL", (message,)):
         link = dict(zip(("url", "host", "provider", "filename", "status", "error"), r))
         j = judge_link(link)
+        reason = j.reason_zh or ""
         out.append({"name": link["filename"] or link["url"], "kind": "link",
                     "kind_label": f"下载链接，{link['provider'] or link['host']}", "ok": False,
-                    "verdict": f"有问题 —— {j.reason}", "reason": j.reason or "", "warnings": []})
+                    "verdict": f"有问题 —— {reason}", "reason": reason, "warnings": []})
     return out
 
 
@@ -187,7 +207,7 @@ def build(conn: sqlite3.Connection, config, unit, row: dict, status: dict | None
     items, still = [], []
     for item, label in ITEM_LABELS.items():
         st = (status or {}).get("items", {}).get(item, {"state": "missing", "reason": None})
-        items.append({"item": item, "label": label, "state": st.get("state"), "reason": st.get("reason") or ""})
+        items.append({"item": item, "label": label, "state": st.get("state"), "reason": zh_reason(st)})
         if st.get("state") != "ok":
             still.append(label)
     deadline = config.campaign.deadline
@@ -213,8 +233,9 @@ def build(conn: sqlite3.Connection, config, unit, row: dict, status: dict | None
     refs = row["headers"].get("references") or []
     if not isinstance(refs, list):
         refs = str(refs).split()
+    to = _reply_address(row["reply_to"], row["from_addr"])
     return Receipt(message=row["id"], message_id=row["message_id"], unit=unit.id,
-                   to=_reply_address(row["reply_to"], row["from_addr"]), subject=subj, body=body,
+                   to=to, cc=_copy_to(unit, to, row["from_addr"]), subject=subj, body=body,
                    references=[str(r).strip("<>") for r in refs])
 
 
@@ -225,10 +246,10 @@ def run_receipts(conn: sqlite3.Connection, roster, config, now: datetime, *, dry
     if not config.reminders.receipts or in_quiet_hours(config, now):
         return []
     from reconcile.bounces import record_bounces
-    from reconcile.status import refresh
+    from reconcile.remind import statuses_as_of
 
     if statuses is None:  # first: it may attribute messages afresh
-        statuses = refresh(conn, roster, config)
+        statuses = statuses_as_of(conn, roster, config, now)
     if not dry_run:
         record_bounces(conn, config)  # then bounces: never answered, never submissions
     todo = pending(conn, config, now)
@@ -263,7 +284,7 @@ def run_receipts(conn: sqlite3.Connection, roster, config, now: datetime, *, dry
                 continue
             result = mail.send_one(
                 conn, config, mailer, kind="receipt", unit=unit.id, answers=row["id"], to=receipt.to,
-                subject=receipt.subject, body=receipt.body, now=now,
+                subject=receipt.subject, body=receipt.body, now=now, cc=receipt.cc,
                 in_reply_to=row["message_id"], references=receipt.references)
             receipt.status, receipt.error = result if result else ("already sent", None)
     finally:

@@ -19,6 +19,11 @@ Nobody is reminded during quiet hours (``quiet_hours``, campaign time zone, may 
 or when complete or exempt. Reminders go to the unit's roster addresses (falling back to the
 addresses the unit has written from, when the roster has none). Each (unit, stage) is sent at
 most once, across restarts and processes (``outbox_reminder_once``; see mailer.py).
+
+What a unit has sent is judged **as of** ``now`` (``statuses_as_of``): with ``remind --now T``
+(or ``MAILROLL_FAKE_NOW``) a message that arrived after T does not count, so a preview of a
+past or future moment shows what would have been (or will be) sent then. The reasons quoted
+to units are the Chinese ones (``reason_zh``).
 """
 from __future__ import annotations
 
@@ -85,6 +90,8 @@ class Reminder:
     deadline: str = ""
     status: str | None = None      # after sending: sent / deferred / failed / unknown
     error: str | None = None
+    subject: str = ""              # filled by ``run_reminders`` (also on a dry run)
+    body: str = ""
 
     def contract(self) -> dict:
         """The `remind --json` object (CONTRACT.md)."""
@@ -107,13 +114,41 @@ def _sent_stage(conn: sqlite3.Connection, unit: str, stage: str) -> str | None:
     return row[0] if row else None
 
 
+def _ts(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def statuses_as_of(conn: sqlite3.Connection, roster, config, now: datetime) -> list[dict]:
+    """Every unit's status as it stood at ``now``: messages received after ``now`` don't count.
+
+    Brings attributions and the status cache up to date first (``status.refresh``); when no
+    message arrived after ``now`` (the usual case, real time) the cached rows are the answer,
+    else the statuses are computed afresh with ``unit_statuses(..., as_of=now)``.
+    """
+    from reconcile import status
+
+    rows = status.refresh(conn, roster, config)
+    latest = conn.execute("SELECT max(received_at) FROM messages WHERE status = 'recorded'").fetchone()[0]
+    if latest is None or _ts(latest) <= now:
+        return rows
+    return status.unit_statuses(conn, roster, config, now=now, as_of=now)
+
+
+def zh_reason(item: dict) -> str:
+    """The reason for an item's state in Chinese (``reason_zh``, for mail to units); the
+    English one only if a reason has no Chinese wording (better than no reason at all)."""
+    return item.get("reason_zh") or item.get("reason") or ""
+
+
 def due_reminders(conn: sqlite3.Connection, roster, config, now: datetime,
                   statuses: list[dict] | None = None) -> list[Reminder]:
-    """The reminders due at ``now`` and not yet sent (a ``deferred`` one counts as due)."""
-    if statuses is None:
-        from reconcile.status import refresh
+    """The reminders due at ``now`` and not yet sent (a ``deferred`` one counts as due).
 
-        statuses = refresh(conn, roster, config)
+    ``statuses`` default: ``statuses_as_of(now)``."""
+    if in_quiet_hours(config, now):
+        return []
+    if statuses is None:
+        statuses = statuses_as_of(conn, roster, config, now)
     return _due(conn, roster, config, now, statuses)
 
 
@@ -154,7 +189,7 @@ def _due(conn: sqlite3.Connection, roster, config, now: datetime, statuses: list
             continue
         out.append(Reminder(
             unit=unit.id, to=to, stage=stage, missing=missing, invalid=invalid,
-            reasons={i: items[i].get("reason") or "" for i in invalid},
+            reasons={i: zh_reason(items[i]) for i in invalid},
             deadline=deadline.isoformat()))
     return out
 
@@ -203,9 +238,11 @@ def run_reminders(conn: sqlite3.Connection, roster, config, now: datetime, *, dr
     ``lock.send_lock`` held when not a dry run.
     """
     due = due_reminders(conn, roster, config, now, statuses)
+    by_id = {u.id: u for u in roster.units}
+    for r in due:
+        r.subject, r.body = render_reminder(config, by_id[r.unit], r)
     if dry_run or not due:
         return due
-    by_id = {u.id: u for u in roster.units}
     own = mailer is None
     mailer = mailer or mail.Mailer(config.smtp)
     try:
@@ -213,9 +250,8 @@ def run_reminders(conn: sqlite3.Connection, roster, config, now: datetime, *, dr
             if stop is not None and stop.is_set():
                 break
             _skip_overtaken(conn, r)
-            subject, body = render_reminder(config, by_id[r.unit], r)
             result = mail.send_one(conn, config, mailer, kind="reminder", unit=r.unit, stage=r.stage,
-                                   to=r.to, subject=subject, body=body, now=now)
+                                   to=r.to, subject=r.subject, body=r.body, now=now)
             if result is None:
                 r.status = "already sent"
             else:

@@ -128,9 +128,10 @@ def _units_table(rows: list[dict], config) -> Table:
         for item in ITEMS:
             it = r["items"][item]
             label = ITEM_STATE_CN[it["state"]] + ("（逾期）" if it["late"] else "")
-            explain = it.get("reason") or ""
-            if it.get("warnings"):
-                explain = "；".join([explain, *it["warnings"]]) if explain else "；".join(it["warnings"])
+            explain = it.get("reason_zh") or it.get("reason") or ""
+            warnings = it.get("warnings_zh") or it.get("warnings") or []
+            if warnings:
+                explain = "；".join([explain, *warnings]) if explain else "；".join(warnings)
             if it.get("filename") and it["state"] != "missing":
                 explain = f"{it['filename']}" + (f"：{explain}" if explain else "")
             fill_cols[len(row)] = "late" if it["late"] and it["state"] == "ok" else it["state"]
@@ -169,8 +170,26 @@ def _stats_table(stats: dict, config) -> Table:
     t.add([f"未计入合计的单位（{len(stats['left_out'])} 个）"], bold=True)
     t.add(["单位编号", "单位名称", "统计表", "原因"], header=True)
     for u in stats["left_out"]:
-        t.add([u["id"], u["name"], ITEM_STATE_CN.get(u["state"], u["state"]), u["reason"]])
+        t.add([u["id"], u["name"], ITEM_STATE_CN.get(u["state"], u["state"]), u.get("reason_zh") or u["reason"]])
+    notes = _stats_notes_zh(stats)
+    if notes:
+        t.add([])
+        t.add(["说明"], bold=True)
+        for note in notes:
+            t.add([note])
     return t
+
+
+def _stats_notes_zh(stats: dict) -> list[str]:
+    """What is counted but deserves a look (reconcile.stats notes), in Chinese."""
+    out = []
+    for u in stats.get("accepted_with_missing_figures") or []:
+        out.append(f"{u['name']}：统计表经工作人员认定合格，但缺少{'、'.join(u['missing'])}，已计入现有数字")
+    for u in stats.get("sheet_names_other_unit") or []:
+        out.append(f"{u['name']}：统计表的填报单位为{u['unit_cell']}（{u['names']}）")
+    for d in stats.get("same_sheet") or []:
+        out.append("同一份统计表（同一文件）计入了" + "、".join(u["name"] for u in d["units"]))
+    return out
 
 
 def _unmatched_table(conn: sqlite3.Connection, config) -> Table:

@@ -69,6 +69,7 @@ class Unit:
 class Finding:
     """Something in the roster that is probably a mistake."""
     kind: str          # 'shared-address' | 'alias-inside-name' | 'no-address' | 'duplicate-name'
+                       # | 'decision-for-unknown-unit'
     units: list[str]   # unit ids concerned
     message: str
 
@@ -232,9 +233,19 @@ def _parse_rows(path: Path, rows: list[list[str]]) -> Roster:
     return Roster(path=path, units=units)
 
 
-def check_roster(roster: Roster) -> list[Finding]:
-    """Legal but likely wrong: shared addresses, aliases inside other names, no address, same names."""
+def check_roster(roster: Roster, decisions=()) -> list[Finding]:
+    """Legal but likely wrong: shared addresses, aliases inside other names, no address, same names;
+    and staff decisions in force (``decisions``: overrides with .id, .action, .unit, .item,
+    .message) that name a unit id the roster no longer has."""
     findings: list[Finding] = []
+    for o in decisions:
+        if o.unit and o.unit not in roster.by_id:
+            what = " ".join(str(x) for x in (o.action, o.item, f"message #{o.message}" if o.message else None) if x)
+            findings.append(Finding(
+                "decision-for-unknown-unit", [o.unit],
+                f"override {o.id} ({what}) names unit {o.unit}, which is not in the roster: it has no effect; "
+                f"revoke it (`mailroll revoke {o.id}`) and decide again for the right unit",
+            ))
     for email, units in roster.by_email.items():
         if len(units) > 1:
             findings.append(Finding(

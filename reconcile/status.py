@@ -3,15 +3,19 @@
 Rules (docs/DESIGN.md "Judging"):
 
 * the counted submission of an item is in the latest message (by server arrival) attributed to
-  the unit that carries that item (a part of that kind; for the video also a download link);
-  within that message the best part counts (an ok one if there is one);
+  the unit that carries a file of that kind; within that message the best part counts (an ok
+  one if there is one). A video download link that was not fetched never displaces a video
+  file (earlier or later): it stands in, invalid, only when no video file arrived at all. A
+  later file that could not be read at all does not displace an earlier ok one (the item
+  carries a warning naming it); a later file that was read but fails a check does;
 * lateness uses the first arrival of the counted content (same sha256) at this unit, so the
   same file sent again after the deadline is not late; the deadline is the campaign's, or the
   unit's ``extend`` override;
 * staff decisions: ``accept`` makes the item ok, ``reject`` invalid (the note is the reason),
   ``exempt`` marks the unit ``"exempt": true`` (its state is still computed as the contract
   says; reminders skip it).
-* unit state: ``complete`` every item ok, ``missing`` no item received, else ``incomplete``.
+* unit state: ``complete`` every item ok, ``missing`` no message at all attributed to the unit
+  (and no staff accept), else ``incomplete`` (also a unit that sent only a question or photos).
 
 Speed: the result is cached in the ``unit_status`` table, one JSON row per unit. Every write to
 messages, parts, links, attributions or overrides bumps ``reconcile_state['version:data']``
@@ -30,7 +34,8 @@ from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from reconcile import fastpath
-from reconcile.judge import INVALID, ITEMS, MISSING, OK, Judgement, describe, judge_link, judge_part
+from reconcile.judge import (INVALID, ITEMS, MISSING, OK, Judgement, describe, judge_link, judge_part,
+                             unreadable)
 
 log = logging.getLogger("mailroll.status")
 LINK_DOCUMENT_SUFFIXES = (".xls", ".xlsx", ".et", ".doc", ".docx", ".wps", ".pdf")
@@ -162,27 +167,71 @@ def _load(conn: sqlite3.Connection):
     return messages, by_unit, parts, links
 
 
-def _candidates(item: str, mid: int, parts: dict, links: dict) -> tuple[list[dict], list[dict]]:
-    ps = [p for p in parts.get(mid, ()) if p["kind"] == item]
-    ls = links.get(mid, []) if item == "video" and not ps else []
-    return ps, ls
+def _files(item: str, mid: int, parts: dict) -> list[dict]:
+    return [p for p in parts.get(mid, ()) if p["kind"] == item]
+
+
+def _day(value: datetime, tz) -> str:
+    return value.astimezone(tz or timezone.utc).strftime("%Y-%m-%d")
+
+
+def _best(ps: list[dict], config) -> tuple[dict, Judgement]:
+    judged = [(p, judge_part(p, config)) for p in ps]
+    return next(((p, j) for p, j in judged if j.state == OK), judged[0])
 
 
 def _item_status(unit_id: str, item: str, mids: list[int], messages: dict, parts: dict, links: dict,
                  config, deadline: datetime, tz) -> dict[str, Any]:
-    carrying = [m for m in mids if any(_candidates(item, m, parts, links))]
+    """Which submission of ``item`` counts for the unit, and what it is worth.
+
+    * The latest message carrying a file of the item counts (within it an ok file if any).
+    * A video download link that was not fetched never displaces a video file the unit sent,
+      earlier or later: it only stands in (invalid, "sent as a download link ...") when no video
+      file arrived at all.
+    * A later file that could not be read at all (``unreadable``) does not displace an earlier ok
+      one: the earlier one keeps counting and a warning names the later file. A later file that
+      was read but fails a check replaces the earlier one.
+    """
+    order = sorted(mids, key=lambda m: (messages[m]["at"], m))
+    carrying = [m for m in order if _files(item, m, parts)]
+    ls: list[dict] = []
+    if not carrying and item == "video":
+        carrying = [m for m in order if links.get(m)]
+        if carrying:
+            ls = links[carrying[-1]]
     if not carrying:
-        return {"state": MISSING, "late": False, "reason": None, "submissions": 0}
-    latest = max(carrying, key=lambda m: (messages[m]["at"], m))
-    msg = messages[latest]
-    ps, ls = _candidates(item, latest, parts, links)
+        return {"state": MISSING, "late": False, "reason": None, "reason_zh": None, "submissions": 0}
+    latest = carrying[-1]
     chosen: dict | None = None
-    judgement: Judgement
-    if ps:
-        judged = [(p, judge_part(p, config)) for p in ps]
-        chosen, judgement = next(((p, j) for p, j in judged if j.state == OK), judged[0])
-    else:
+    warnings: list[str] = []
+    warnings_zh: list[str] = []
+    if ls:
         judgement = judge_link(ls[0])
+    else:
+        chosen, judgement = _best(_files(item, latest, parts), config)
+        if judgement.state != OK and all(unreadable(p) for p in _files(item, latest, parts)):
+            # walk back over files that could not be read to the latest readable submission
+            skipped = [latest]
+            for m in reversed(carrying[:-1]):
+                ps = _files(item, m, parts)
+                if all(unreadable(p) for p in ps):
+                    skipped.append(m)
+                    continue
+                earlier, ej = _best(ps, config)
+                if ej.state == OK:
+                    what = {"statistics": "sheet", "report": "report", "video": "video"}[item]
+                    what_zh = {"statistics": "统计表", "report": "总结报告", "video": "视频"}[item]
+                    for s in reversed(skipped):
+                        bad, bj = _best(_files(item, s, parts), config)
+                        name = bad["filename"] or bad["location"] or "?"
+                        day = _day(messages[s]["at"], tz)
+                        warnings.append(f"a later file {name} ({day}) could not be read: {bj.reason}; "
+                                        f"the earlier {what} still counts")
+                        warnings_zh.append(f"之后发送的文件{name}（{day}）未能读取：{bj.reason}；"
+                                           f"仍以之前的{what_zh}为准")
+                    latest, chosen, judgement = m, earlier, ej
+                break
+    msg = messages[latest]
     arrived = msg["at"]
     if chosen is not None and chosen["sha256"]:
         sha = chosen["sha256"]
@@ -192,44 +241,79 @@ def _item_status(unit_id: str, item: str, mids: list[int], messages: dict, parts
     late = arrived > deadline
     out: dict[str, Any] = {
         "state": judgement.state, "late": late, "reason": judgement.reason,
+        "reason_zh": judgement.reason_zh if judgement.reason else None,
         "message": latest, "message_id": msg["message_id"],
-        "filename": (chosen or {}).get("filename") or (ls[0]["filename"] if not chosen and ls else None),
+        "filename": (chosen or {}).get("filename") or (ls[0]["filename"] if ls else None),
         "location": (chosen or {}).get("location"),
         "part": (chosen or {}).get("id"),
         "sha256": (chosen or {}).get("sha256"),
         "arrived_at": _iso(arrived, tz),
         "sent_at": _iso(msg["at"], tz),
         "details": describe(chosen) if chosen else "",
-        "warnings": judgement.warnings,
+        "warnings": judgement.warnings + warnings,
+        "warnings_zh": (judgement.warnings_zh or list(judgement.warnings)) + warnings_zh,
         "submissions": len(carrying),
     }
-    if not ps and ls:
+    if ls:
         out["link"] = ls[0]["url"]
     return out
+
+
+def _sheet_unit_warning(st: dict, unit, roster, parts_by_id: dict, names) -> None:
+    """Warn when the counted sheet's 填报单位 names another roster unit than the sender."""
+    part = parts_by_id.get(st.get("part"))
+    if not part:
+        return
+    from reconcile.judge import _facts
+
+    cell = _facts(part).get("unit_cell")
+    if not cell:
+        return
+    named = {uid for m in names.find(str(cell)) for uid in m.units}
+    if not named or unit.id in named or len(named) != 1:
+        return
+    other = roster.by_id[next(iter(named))]
+    st["sheet_unit"] = other.id
+    st["warnings"].append(f"the sheet says 填报单位 {cell} ({other.id}), but the mail came from {unit.name}")
+    st["warnings_zh"].append(f"统计表的填报单位为{cell}（{other.id}），但邮件来自{unit.name}")
 
 
 def _apply_override(item_status: dict, o) -> None:
     item_status["override"] = {"id": o.id, "action": o.action, "note": o.note, "actor": o.actor, "at": o.created_at}
     if o.action == "accept":
-        item_status["checked"] = {"state": item_status["state"], "reason": item_status["reason"]}
-        item_status["state"], item_status["reason"] = OK, None
+        item_status["checked"] = {"state": item_status["state"], "reason": item_status["reason"],
+                                  "reason_zh": item_status.get("reason_zh")}
+        item_status["state"], item_status["reason"], item_status["reason_zh"] = OK, None, None
         if item_status.get("submissions", 0) == 0:
             item_status["late"] = False
     elif o.action == "reject":
-        item_status["checked"] = {"state": item_status["state"], "reason": item_status["reason"]}
+        item_status["checked"] = {"state": item_status["state"], "reason": item_status["reason"],
+                                  "reason_zh": item_status.get("reason_zh")}
         item_status["state"] = INVALID
         item_status["reason"] = f"rejected by staff: {o.note}" if o.note else "rejected by staff"
+        item_status["reason_zh"] = f"工作人员认定不合格：{o.note}" if o.note else "工作人员认定不合格"
 
 
-def unit_statuses(conn: sqlite3.Connection, roster, config, now: datetime | None = None) -> list[dict]:
+def unit_statuses(conn: sqlite3.Connection, roster, config, now: datetime | None = None,
+                  as_of: datetime | None = None) -> list[dict]:
     """The status of every roster unit, in roster order (contract shape plus extras).
 
     Reads attributions as they are: call ``ensure_attributed`` (or ``refresh``) first.
+    ``as_of`` (an aware datetime): conclude from the messages received up to then only, as if
+    later mail had not arrived (staff decisions are taken as they are now). Never cached.
     """
+    from reconcile.attribute import NameIndex
     from reconcile.overrides import in_force
 
     tz = config.campaign.timezone
     messages, by_unit, parts, links = _load(conn)
+    if as_of is not None:
+        if as_of.tzinfo is None:
+            raise ValueError("as_of must be an aware datetime")
+        messages = {m: v for m, v in messages.items() if v["at"] <= as_of}
+        by_unit = defaultdict(list, {u: [m for m in ms if m in messages] for u, ms in by_unit.items()})
+    parts_by_id = {p["id"]: p for ps in parts.values() for p in ps}
+    names = None
     decisions = in_force(conn)
     out = []
     for unit in roster.units:
@@ -241,6 +325,9 @@ def unit_statuses(conn: sqlite3.Connection, roster, config, now: datetime | None
         items: dict[str, dict] = {}
         for item in ITEMS:
             st = _item_status(unit.id, item, mids, messages, parts, links, config, deadline, tz)
+            if item == "statistics" and st.get("part"):
+                names = names or NameIndex(roster)
+                _sheet_unit_warning(st, unit, roster, parts_by_id, names)
             o = decisions.items.get((unit.id, item))
             if o is not None:
                 _apply_override(st, o)
@@ -248,8 +335,8 @@ def unit_statuses(conn: sqlite3.Connection, roster, config, now: datetime | None
         states = [items[i]["state"] for i in ITEMS]
         if all(s == OK for s in states):
             state = "complete"
-        elif all(s == MISSING for s in states):
-            state = "missing"
+        elif not mids and all(s == MISSING for s in states):
+            state = "missing"          # nothing at all attributed to the unit (and no staff accept)
         else:
             state = "incomplete"
         last = max((messages[m]["at"] for m in mids), default=None)

@@ -133,3 +133,38 @@ def test_assign_and_revoke(campaign):
     assert "unknown message nope@example.org" in bad.stderr
     bad = campaign.run("assign", "1", "no-such-unit", expect=2)
     assert "unknown unit no-such-unit" in bad.stderr
+
+
+def test_reassigning_warns_and_replaces_the_earlier_assign(campaign):
+    campaign.deliver(build_mail(from_="太原市科学技术局 <tykjj@taiyuan.gov.cn>", subject="材料",
+                                message_id="<m2@example.org>"), when=JUNE_20)
+    _ingest(campaign)
+    first = campaign.run("assign", "m2@example.org", "sxu", "--json")
+    assert "was attributed automatically (address) to 太原市科学技术局 (taiyuan-kjj)" in first.stderr
+    second = campaign.run("assign", "m2@example.org", "tyut", "--json")
+    assert "was attributed by hand to 山西大学 (sxu)" in second.stderr
+    # only the latest assign is in force; the first was revoked automatically, with a trace
+    in_force = campaign.run("overrides", "--json").json
+    assert [(o["action"], o["unit"]) for o in in_force] == [("assign", "tyut")]
+    (revoked,) = [o for o in campaign.run("overrides", "--all", "--json").json if o["revoked_at"]]
+    assert revoked["id"] == first.json["override"]
+    # undoing the latest returns to the automatic attribution, not to the first assign
+    campaign.run("revoke", str(second.json["override"]))
+    (row,) = campaign.run("messages", "--json").json
+    assert row["unit"] == "taiyuan-kjj" and "registered" in row["reason"]
+    shown = campaign.run("show", "taiyuan-kjj", "--json").json
+    assert any(a["note"] == f"replaced by override {second.json['override']}" for a in
+               campaign.run("show", "sxu", "--json").json["audit"]) and shown["id"] == "taiyuan-kjj"
+
+
+def test_messages_by_unit_name_alias_or_id(campaign):
+    campaign.deliver(build_mail(from_="太原市科学技术局 <tykjj@taiyuan.gov.cn>", subject="材料"), when=JUNE_20)
+    campaign.deliver(build_mail(from_="山西大学 <kjc@sxu.edu.cn>", subject="材料"), when=JUNE_20)
+    _ingest(campaign)
+    for name in ("taiyuan-kjj", "太原市科技局", "太原市科学技术局"):
+        (row,) = campaign.run("messages", "--unit", name, "--json").json
+        assert row["unit"] == "taiyuan-kjj"
+    assert "unknown unit 火星" in campaign.run("messages", "--unit", "火星", expect=2).stderr
+    # tables show times in the campaign's time zone (JSON stays RFC 3339 as stored)
+    out = campaign.run("messages").output
+    assert "2022-06-20 10:30" in out and "Asia/Shanghai" in out

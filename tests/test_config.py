@@ -62,3 +62,26 @@ def test_password_comes_only_from_the_environment(campaign, monkeypatch):
     monkeypatch.setenv("MAILROLL_TEST_PW", "s3cret")
     assert config.mailbox.password() == "s3cret"
     assert "s3cret" not in campaign.config_path.read_text()
+
+
+@pytest.mark.parametrize("section,key,expected", [
+    ("campaign.video", "max_duration", "campaign.video.max_duration_s"),
+    ("service", "pol_every_s", "service.poll_every_s"),
+    ("reminders", "reciepts", "reminders.receipts"),
+])
+def test_misspelt_key_exits_2_with_a_guess(campaign, section, key, expected):
+    campaign.configure(**{section.replace(".", "__"): {key: 1}})
+    res = campaign.run_process("messages", expect=2)
+    assert f"unknown key {section}.{key}" in res.stderr and f"did you mean {expected}?" in res.stderr
+
+
+def test_misspelt_section_exits_2(campaign):
+    campaign.configure(storge={"db": "x.db"})
+    res = campaign.run_process("messages", expect=2)
+    assert "unknown key storge" in res.stderr and "storage" in res.stderr
+
+
+def test_imap_settings_may_stay_while_a_maildir_is_used(campaign):
+    campaign.configure(mailbox={"host": "imap.126.com", "port": 993, "username": "x@126.com",
+                                "password_env": "MAILROLL_IMAP_PASSWORD"})
+    assert campaign.config().mailbox.kind == "maildir"

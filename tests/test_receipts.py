@@ -5,8 +5,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from fixtures.mail import build_mail
+from fixtures.mail import build_forward, build_mail
 from ingest.db import open_connection
+
+BJ = timezone(timedelta(hours=8))
 
 
 @pytest.fixture
@@ -19,13 +21,19 @@ def ingest(campaign):
     return campaign.run("ingest", "--once", "--json").json
 
 
+def awake_now() -> str:
+    """A moment just after the present (so the mail delivered now has arrived by then), outside
+    the quiet hours (21:00-08:00 Beijing time)."""
+    t = datetime.now(BJ) + timedelta(minutes=1)
+    if t.hour >= 21:
+        t = t + timedelta(days=1)
+    if t.hour >= 21 or t.hour < 8:
+        t = t.replace(hour=8, minute=5, second=0, microsecond=0)
+    return t.isoformat()
+
+
 def receipts(campaign, when: str = "", *extra: str, expect: int | None = 0) -> list[dict]:
-    now = datetime.now(timezone.utc).astimezone(timezone(timedelta(hours=8)))
-    if not when:  # today at 10:00 Beijing time, unless that is in the future
-        when = now.replace(hour=10, minute=0, second=0, microsecond=0).isoformat()
-        if now.hour < 10:
-            when = (now.replace(hour=10, minute=0, second=0, microsecond=0) - timedelta(days=1)).isoformat()
-    return campaign.run("receipts", "--now", when, "--json", *extra, expect=expect).json
+    return campaign.run("receipts", "--now", when or awake_now(), "--json", *extra, expect=expect).json
 
 
 def db_rows(campaign, sql: str, *params) -> list[tuple]:
@@ -57,8 +65,12 @@ def test_receipt_is_a_threaded_reply_listing_files_checks_and_what_is_missing(ma
     assert mail["References"].split() == ["<earlier-1@sxu.edu.cn>", "<sxu-20220620-1@sxu.edu.cn>"]
     assert mail["Auto-Submitted"] == "auto-replied"
     assert mail["X-Mailroll"] == "receipt"
+    assert mail["Cc"] is None, "the sender is the unit's registered address: no copy"
     text = mail.text
     assert "山西大学宣传视频.mp4（视频）" in text and "3:20" in text
+    assert "有问题 —— 视频时长3:20，超过3:00的限制" in text, "the check's reason in Chinese"
+    assert "视频（影像资料）：已收到，但不合格 —— 视频时长3:20，超过3:00的限制" in text
+    assert "limit" not in text and "lasts" not in text
     assert "山西大学统计表.xlsx（统计表）：合格" in text
     assert "总结报告：尚未收到" in text
     assert "还需要：总结报告、视频" in text
@@ -144,11 +156,15 @@ def test_an_auto_responder_does_not_start_a_loop(mailing, media):
 
 def test_receipts_wait_for_the_end_of_quiet_hours(mailing, media):
     campaign, server = mailing
-    campaign.deliver(build_mail("kjc@sxu.edu.cn", attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())]))
+    yesterday = datetime.now(BJ).date() - timedelta(days=1)
+    campaign.deliver(build_mail("kjc@sxu.edu.cn", attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())]),
+                     when=datetime.fromisoformat(f"{yesterday}T22:30:00+08:00"))
     ingest(campaign)
-    today = datetime.now(timezone(timedelta(hours=8))).date()
-    assert receipts(campaign, f"{today}T23:00:00+08:00") == []
-    assert receipts(campaign, f"{today}T07:59:00+08:00") == []
+    today = yesterday + timedelta(days=1)
+    res = campaign.run("receipts", "--now", f"{yesterday}T23:00:00+08:00", "--json")
+    assert res.json == [] and "quiet hours (21:00-08:00 Asia/Shanghai)" in res.stderr, "JSON: why, on stderr"
+    out = campaign.run("receipts", "--now", f"{today}T07:59:00+08:00").output
+    assert "quiet hours" in out and "when the quiet hours end" in out
     assert server.messages == []
     assert len(receipts(campaign, f"{today}T08:00:00+08:00")) == 1
 
@@ -162,8 +178,18 @@ def test_old_mail_and_disabled_receipts_get_none(mailing, media):
     campaign.deliver(build_mail("kjc@sxu.edu.cn", attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())]))
     ingest(campaign)
     campaign.configure(reminders={"receipts": False})
-    assert receipts(campaign) == []
+    res = campaign.run("receipts", "--json")
+    assert res.json == [] and "switched off" in res.stderr and "reminders.receipts" in res.stderr
+    out = campaign.run("receipts").output
+    assert "Receipts are switched off" in out and "reminders.receipts = false" in out
+    assert "No receipts due" not in out
     assert server.messages == []
+
+
+def test_switched_off_receipts_need_no_smtp(campaign):
+    campaign.configure(reminders={"receipts": False})
+    out = campaign.run("receipts", expect=0).output
+    assert "switched off" in out and "smtp" not in out.lower()
 
 
 def test_receipt_kept_back_by_an_outage_goes_later_once(mailing, media):
@@ -259,3 +285,69 @@ def test_receipt_lists_what_came_inside_an_archive(mailing, media):
     assert "太原理工材料.zip（压缩包）：已收到" in text
     assert "太原理工材料.zip/统计表.xlsx（统计表）：合格" in text
     assert "太原理工材料.zip/活动照片.jpg（图片）：已收到" in text
+
+
+# ------------------------------------------------------------------------------ time, copies, previews
+
+def test_receipts_judge_as_of_now_not_including_later_mail(mailing, media):
+    """At 10:00 only the 09:00 message has arrived: it alone is answered, and its receipt says
+    the report (which came at 11:00) is still missing. The 11:00 one is answered later."""
+    campaign, server = mailing
+    day = datetime.now(BJ).date() - timedelta(days=1)
+    at = lambda hh: datetime.fromisoformat(f"{day}T{hh}:00:00+08:00")  # noqa: E731
+    campaign.deliver(build_mail("kjc@sxu.edu.cn", subject="统计表",
+                                attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())]), when=at("09"))
+    campaign.deliver(build_mail("kjc@sxu.edu.cn", subject="总结报告",
+                                attachments=[("总结报告.docx", media.report_docx.read_bytes())]), when=at("11"))
+    ingest(campaign)
+    first = receipts(campaign, at("10").isoformat())
+    assert [r["subject"] for r in first] == ["Re: 统计表"]
+    text = server.wait_for(1)[0].text
+    assert "统计表：已收到，合格" in text
+    assert "总结报告：尚未收到" in text, "the 11:00 report had not arrived at 10:00"
+    assert "还需要：总结报告、视频" in text
+    later = receipts(campaign, at("12").isoformat())
+    assert [r["subject"] for r in later] == ["Re: 总结报告"]
+    text = server.wait_for(2)[1].text
+    assert "总结报告：已收到，合格" in text and "还需要：视频" in text
+
+
+def test_a_forwarded_message_is_answered_with_the_unit_in_copy(mailing, media):
+    """A staff member forwards the unit's mail from a personal qq.com address: the receipt
+    answers the forwarder (thread) and copies the unit's registered address."""
+    campaign, server = mailing
+    inner = build_mail("山西大学科技处 <kjc@sxu.edu.cn>", subject="山西大学科技活动周材料",
+                       attachments=[("山西大学统计表.xlsx", media.sheet_xlsx.read_bytes())]).as_bytes()
+    campaign.deliver(build_forward(inner, from_="李明 <87654321@qq.com>", subject="转发：山西大学科技活动周材料"))
+    ingest(campaign)
+    if not next(u for u in campaign.run("status", "--json").json if u["id"] == "sxu")["messages"]:
+        campaign.run("assign", "1", "sxu")  # staff attribute what mailroll could not
+    sent = receipts(campaign)
+    assert [(r["unit"], r["to"], r["cc"]) for r in sent] == [("sxu", ["87654321@qq.com"], ["kjc@sxu.edu.cn"])]
+    mail = server.wait_for(1)[0]
+    assert sorted(mail.rcpt_tos) == ["87654321@qq.com", "kjc@sxu.edu.cn"]
+    assert mail["To"] == "87654321@qq.com" and mail["Cc"] == "kjc@sxu.edu.cn"
+    assert mail["Subject"] == "Re: 转发：山西大学科技活动周材料" and mail["In-Reply-To"]
+    (to_addrs,), = db_rows(campaign, "SELECT to_addrs FROM outbox")
+    assert "kjc@sxu.edu.cn" in to_addrs, "a bounce from the copy's address is matched too"
+    # automatic mail from the forwarder gets nothing at all, copy included
+    campaign.deliver(build_mail("李明 <87654321@qq.com>", subject="自动回复: 山西大学科技活动周材料",
+                                attachments=[("总结报告.docx", media.report_docx.read_bytes())]))
+    ingest(campaign)
+    campaign.run("assign", "2", "sxu")
+    assert receipts(campaign) == []
+    assert len(server.messages) == 1
+
+
+def test_dry_run_show_previews_the_receipt_text(mailing, media):
+    campaign, server = mailing
+    campaign.deliver(build_mail("山西大学科技处 <kjc@sxu.edu.cn>", subject="山西大学科技活动周材料",
+                                attachments=[("山西大学宣传视频.mp4", media.video(200).read_bytes())]))
+    ingest(campaign)
+    out = campaign.run("receipts", "--now", awake_now(), "--dry-run", "--show").output
+    assert "To: kjc@sxu.edu.cn" in out and "Subject: Re: 山西大学科技活动周材料" in out
+    assert "山西大学宣传视频.mp4（视频）：有问题 —— 视频时长3:20，超过3:00的限制" in out
+    assert "还需要：统计表" not in out and "还需要：开展情况统计表、总结报告、视频" in out
+    assert server.messages == [] and db_rows(campaign, "SELECT * FROM outbox") == []
+    shown = receipts(campaign, "", "--dry-run", "--show")
+    assert "视频时长3:20" in shown[0]["body"]

@@ -12,6 +12,10 @@ from fixtures.mail import build_mail
 from ingest.db import open_connection
 from reconcile.remind import due_stage, in_quiet_hours
 
+BJ = timezone(timedelta(hours=8))
+# Mail in these tests arrives before the first --now used (reminders judge the state as of --now)
+EARLY = datetime(2022, 6, 20, 10, 0, tzinfo=BJ)
+
 ALL_UNITS = ["taiyuan-kjj", "datong-kjj", "changzhi-kjj", "jinzhong-kjj", "yuncheng-kjj", "taiyuan-xcb",
              "taiyuan-kx", "changzhi-gxq", "zhuanxing", "sxu", "tyut", "sxas"]
 
@@ -34,12 +38,12 @@ def outbox(campaign) -> list[tuple]:
         conn.close()
 
 
-def submit_complete(campaign, media, sender="王丽 <tykjj@taiyuan.gov.cn>", video_s=10):
+def submit_complete(campaign, media, sender="王丽 <tykjj@taiyuan.gov.cn>", video_s=10, when=EARLY):
     campaign.deliver(build_mail(sender, attachments=[
         ("2022年科技活动周统计表.xlsx", media.sheet_xlsx.read_bytes()),
         ("科技活动周总结报告.docx", media.report_docx.read_bytes()),
         ("科技活动周视频.mp4", media.video(video_s).read_bytes()),
-    ]))
+    ]), when=when)
     campaign.run("ingest", "--once")
 
 
@@ -116,7 +120,10 @@ def test_only_the_latest_stage_is_sent_after_a_long_stop(mailing):
 def test_reminder_text_says_what_is_missing_and_how_to_fix(mailing, media):
     campaign, server = mailing
     campaign.deliver(build_mail("山西大学科技处 <kjc@sxu.edu.cn>", subject="山西大学科技活动周材料",
-                                attachments=[("山西大学视频.mp4", media.video(200).read_bytes())]))
+                                attachments=[("山西大学视频.mp4", media.video(200).read_bytes())]), when=EARLY)
+    campaign.deliver(build_mail("kjc@tyut.edu.cn", subject="太原理工大学视频",
+                                body="视频太大，请从网盘下载：https://pan.baidu.com/s/1AbCdEfGhIjK 提取码: 8k3x"),
+                     when=EARLY)
     campaign.run("ingest", "--once")
     got = remind(campaign, "2022-06-26T09:00:00+08:00")
     sxu = next(r for r in got if r["unit"] == "sxu")
@@ -125,9 +132,17 @@ def test_reminder_text_says_what_is_missing_and_how_to_fix(mailing, media):
     text = mail.text
     assert "山西大学" in mail["Subject"] and "催报" in mail["Subject"]
     assert "开展情况统计表" in text and "总结报告" in text
-    assert "3:20" in text and "3:00" in text, "the video's reason, in the check's words"
+    assert "3:20" in text and "3:00" in text, "the video's reason, with the measured length"
+    assert "视频时长3:20，超过3:00的限制" in text, "the reason is in Chinese, like the rest of the mail"
+    assert "limit" not in text and "lasts" not in text
     assert "回复本邮件" in text and "3分钟" in text
     assert mail["Auto-Submitted"] == "auto-generated"
+    # a video sent as a link that was not fetched: the reason is Chinese too
+    tyut = next(r for r in got if r["unit"] == "tyut")
+    assert tyut["invalid"] == ["video"], tyut
+    link_text = server.to("kjc@tyut.edu.cn")[0].text
+    assert "以下载链接形式发送" in link_text and "尚未下载" in link_text
+    assert "download link" not in link_text and "not fetched" not in link_text
 
 
 def test_exempt_and_complete_units_get_nothing_and_extend_moves_the_dates(mailing):
@@ -223,3 +238,64 @@ def test_killed_between_smtp_and_recording_sends_nothing_again(mailing):
     assert len(server.to(victim[0])) == 1, "the mail the server already had is not sent again"
     assert len(server.messages) == 12
     assert remind(campaign, "2022-06-23T10:02:00+08:00") == []
+
+
+# ------------------------------------------------------------------------------ --now and previews
+
+def test_now_judges_the_state_at_that_time_not_todays(mailing, media):
+    """A unit whose complete set arrived on 6-24 was still missing everything on 6-23."""
+    campaign, server = mailing
+    submit_complete(campaign, media, when=datetime(2022, 6, 24, 15, 0, tzinfo=BJ))
+    preview = remind(campaign, "2022-06-23T10:00:00+08:00", "--dry-run")
+    assert "taiyuan-kjj" in [r["unit"] for r in preview], "on 6-23 its mail had not arrived yet"
+    tykjj = next(r for r in preview if r["unit"] == "taiyuan-kjj")
+    assert tykjj["missing"] == ["statistics", "report", "video"]
+    later = remind(campaign, "2022-06-25T09:00:00+08:00", "--dry-run")
+    assert "taiyuan-kjj" not in [r["unit"] for r in later], "complete by then"
+    # sending at 6-23 reminds it; the status command (today) still says complete
+    remind(campaign, "2022-06-23T10:00:00+08:00")
+    assert len(server.to("tykjj@taiyuan.gov.cn")) == 1
+    status = {u["id"]: u for u in campaign.run("status", "--json").json}
+    assert status["taiyuan-kjj"]["state"] == "complete"
+
+
+def test_a_date_without_a_time_is_refused(mailing):
+    campaign, server = mailing
+    res = campaign.run("remind", "--now", "2022-06-24", "--json", expect=2)
+    assert "give a time too, e.g. 2022-06-24T09:00:00+08:00" in res.output + res.stderr
+    res = campaign.run("receipts", "--now", "2022-06-24", expect=2)
+    assert "give a time too" in res.output + res.stderr
+    assert server.messages == [] and outbox(campaign) == []
+
+
+def test_json_in_quiet_hours_says_why_nothing_is_due_on_stderr(mailing):
+    campaign, server = mailing
+    res = campaign.run("remind", "--now", "2022-06-24T00:00:00+08:00", "--json")
+    assert res.json == []
+    assert "quiet hours (21:00-08:00 Asia/Shanghai)" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    res = campaign.run("remind", "--now", "2022-06-24T09:00:00+08:00", "--json", "--dry-run")
+    assert res.json and res.stderr.strip() == "", "no note when not quiet"
+
+
+def test_dry_run_show_prints_each_mail_as_the_unit_gets_it(mailing, media):
+    campaign, server = mailing
+    campaign.deliver(build_mail("山西大学科技处 <kjc@sxu.edu.cn>",
+                                attachments=[("山西大学视频.mp4", media.video(200).read_bytes())]), when=EARLY)
+    campaign.run("ingest", "--once")
+    out = campaign.run("remind", "--now", "2022-06-26T09:00:00+08:00", "--dry-run", "--show").output
+    assert "To: kjc@sxu.edu.cn" in out
+    assert "Subject: 【催报】" in out and "（山西大学）" in out
+    assert "视频时长3:20，超过3:00的限制" in out, "the body, unwrapped"
+    assert out.count("Subject: ") == 12
+    assert server.messages == [] and outbox(campaign) == []
+    shown = campaign.run("remind", "--now", "2022-06-26T09:00:00+08:00", "--dry-run", "--show", "--json").json
+    sxu = next(r for r in shown if r["unit"] == "sxu")
+    assert sxu["subject"].startswith("【催报】") and "超过3:00的限制" in sxu["body"]
+
+
+def test_sending_without_smtp_says_what_to_set(campaign):
+    res = campaign.run("remind", "--now", "2022-06-23T10:00:00+08:00", expect=2)
+    text = res.output + res.stderr
+    assert "smtp.host and smtp.from are not set" in text and "[smtp]" in text and "--dry-run" in text
+    assert len(campaign.run("remind", "--now", "2022-06-23T10:00:00+08:00", "--dry-run", "--json").json) == 12

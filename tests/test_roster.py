@@ -96,3 +96,16 @@ def test_roster_commands(campaign, tmp_path):
     roster.write_text(roster.read_text("utf-8") + "extra,重复,,\n", "utf-8")
     res = campaign.run("status", expect=2)
     assert "duplicate id 'extra'" in res.stderr
+
+
+def test_check_reports_decisions_for_units_not_in_the_roster():
+    from reconcile.overrides import Override
+
+    roster = load_roster(SAMPLE_ROSTER)
+    gone = Override(7, "accept", "sxas-old", "video", None, None, "U盘", "zhang", "2022-06-20T02:00:00+00:00")
+    kept = Override(8, "exempt", "sxas", None, None, None, "x", "zhang", "2022-06-20T02:00:00+00:00")
+    findings = [f for f in check_roster(roster, [gone, kept]) if f.kind == "decision-for-unknown-unit"]
+    assert [f.as_dict() for f in findings] == [{
+        "kind": "decision-for-unknown-unit", "units": ["sxas-old"],
+        "message": "override 7 (accept video) names unit sxas-old, which is not in the roster: it has no effect; "
+                   "revoke it (`mailroll revoke 7`) and decide again for the right unit"}]

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -101,9 +102,12 @@ def test_serve_picks_up_new_mail_within_seconds_and_stops_cleanly(imap_campaign,
         assert check.json["ok"] is True and check.json["pid"] == proc.pid
 
         started = time.monotonic()
+        # it arrives (INTERNALDATE) just before the service's fake "now": receipts answer only
+        # mail received up to now
         campaign.dovecot.append(campaign.imap_user, build_mail(
             "山西大学科技处 <kjc@sxu.edu.cn>", subject="山西大学材料",
-            attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())]).as_bytes())
+            attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())]).as_bytes(),
+            internaldate=datetime.fromisoformat(QUIET_DAY) - timedelta(minutes=1))
         receipt = smtp_server.wait_for(1, timeout=30)[0]
         took = time.monotonic() - started
         assert took < 15, f"IMAP IDLE should wake the poll at once (took {took:.1f} s; poll interval 600 s)"
@@ -122,8 +126,13 @@ def test_serve_picks_up_new_mail_within_seconds_and_stops_cleanly(imap_campaign,
 
 
 @pytest.mark.slow
-def test_serve_sends_due_reminders_once_across_restarts(campaign, smtp_server):
+def test_serve_sends_due_reminders_once_across_restarts(campaign, smtp_server, media):
     campaign.configure(smtp=smtp_server.config(), service={"poll_every_s": 600, "remind_every_s": 1})
+    # Taiyuan's complete set arrives on 6-24: at the service's "now" (6-23) it has not come yet,
+    # so Taiyuan is reminded like everyone else, and its message is not answered before it arrives.
+    campaign.deliver(build_mail("王丽 <tykjj@taiyuan.gov.cn>", attachments=[
+        ("统计表.xlsx", media.sheet_xlsx.read_bytes()), ("总结报告.docx", media.report_docx.read_bytes()),
+        ("视频.mp4", media.video(10).read_bytes())]), when=datetime.fromisoformat("2022-06-24T15:00:00+08:00"))
     with serving(campaign, fake_now="2022-06-23T10:00:00+08:00") as proc:
         smtp_server.wait_for(12, timeout=30)
         assert stop(proc) == 0, log_of(proc)
@@ -134,6 +143,8 @@ def test_serve_sends_due_reminders_once_across_restarts(campaign, smtp_server):
         assert stop(proc) == 0, log_of(proc)
     assert len(smtp_server.messages) == 12
     assert sorted(len(smtp_server.to(a)) for a in ("dtkjj2022@163.com", "kjc@sxu.edu.cn")) == [1, 1]
+    (tykjj,) = smtp_server.to("tykjj@taiyuan.gov.cn")
+    assert tykjj["X-Mailroll"] == "reminder", "a reminder (as of 6-23), no receipt for mail of 6-24"
 
 
 def test_second_serve_refuses_and_sigterm_exits_cleanly(campaign):

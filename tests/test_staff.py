@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 
 from fixtures.files import make_report_docx, make_sheet_xlsx
 from fixtures.mail import build_mail
@@ -91,3 +92,40 @@ def test_ambiguous_unit_name_asks_for_the_id(campaign):
     err = campaign.run("exempt", "山西大学", "--note", "x", expect=2).stderr
     assert "山西大学 names 2 units (sxu, sxu-2): give the id" in err
     campaign.run("exempt", "sxu-2", "--note", "x")
+
+
+def test_extend_to_before_the_deadline_is_refused(campaign):
+    err = campaign.run("extend", "sxu", "--until", "2022-06-20", expect=2).stderr
+    assert "is not later than the campaign deadline 2022-06-25T23:59:59+08:00" in err
+    assert "earlier is not supported" in err
+    campaign.run("extend", "sxu", "--until", "2022-06-25T23:59:59+08:00", expect=2)
+    assert campaign.run("overrides", "--json").json == []
+
+
+def test_decisions_for_a_unit_gone_from_the_roster(campaign):
+    campaign.run("accept", "sxas", "video", "--note", "U盘送达")
+    campaign.run("exempt", "sxas", "--note", "x")
+    roster = campaign.root / "roster.csv"
+    roster.write_text("\n".join(line for line in roster.read_text("utf-8").splitlines()
+                                if not line.startswith("sxas,")) + "\n", "utf-8")
+    assert len(campaign.run("status", "--json").json) == 11            # no crash
+    campaign.run("status")
+    campaign.run("show", "sxu")
+    out = campaign.run("overrides").output
+    assert out.count("(unit sxas is not in the roster)") == 2
+    res = campaign.run("roster", "check", "--json", expect=1)
+    stale = [f for f in res.json["findings"] if f["kind"] == "decision-for-unknown-unit"]
+    assert len(stale) == 2 and "names unit sxas, which is not in the roster" in stale[0]["message"]
+
+
+def test_times_in_the_campaign_zone_and_tidy_lines(campaign, monkeypatch):
+    monkeypatch.setenv("MAILROLL_ACTOR", "zhang")
+    oid = campaign.run("exempt", "sxu", "--json", "--note", "不参加").json["override"]
+    overrides = campaign.run("overrides", "--json").json
+    created = datetime.fromisoformat(overrides[0]["created_at"])
+    local = created.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M")
+    assert f"by zhang at {local}" in campaign.run("overrides").output
+    out = campaign.run("revoke", str(oid)).output
+    assert out == f"override {oid} (exempt sxu) revoked\n"
+    audit = [line for line in campaign.run("show", "sxu").output.splitlines() if line.startswith(f"  {local}")]
+    assert audit == [f"  {local} zhang exempt (override {oid}) 不参加", f"  {local} zhang revoke (override {oid})"]

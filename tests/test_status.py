@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.files import DEFAULT_FIGURES, make_report_docx, make_sheet_xlsx
+from fixtures.files import DEFAULT_FIGURES, make_report_docx, make_report_pdf, make_sheet_xlsx
 from fixtures.mail import build_mail
 
 TY = "太原市科学技术局 <tykjj@taiyuan.gov.cn>"
@@ -67,7 +67,8 @@ def test_complete_unit_and_contract_shape(campaign, full_set):
     assert ty["items"]["video"]["details"].startswith("1:00")
     others = rows[1:]
     assert all(r["state"] == "missing" and not r["late"] for r in others)
-    assert all(r["items"]["video"] == {"state": "missing", "late": False, "reason": None, "submissions": 0}
+    assert all(r["items"]["video"] == {"state": "missing", "late": False, "reason": None, "reason_zh": None,
+                                          "submissions": 0}
                for r in others)
     # the table for people says the same, with a summary line
     out = campaign.run("status").output
@@ -314,3 +315,167 @@ def test_quick_road_loads_neither_click_nor_the_config_module(campaign, full_set
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
     assert "reconcile.fastpath" in imported
     assert not imported & {"click", "ingest.config", "rich", "sqlite_utils", "openpyxl"}
+
+
+# ------------------------------------------------------------------ which submission counts (review H11)
+
+LINK_BODY = ("> 您好，视频较大，已用超大附件发送：\n> 科技周视频.mp4 (350M, 2022年7月5日 10:00 到期)\n"
+             "> https://mail.163.com/large-attachment-download/index.html?p=X&file=%E7%A7%91%E6%8A%80%E5%91%A8"
+             "%E8%A7%86%E9%A2%91.mp4\n")
+
+
+def _links(campaign) -> int:
+    with sqlite3.connect(campaign.db_path) as conn:
+        return conn.execute("SELECT COUNT(*) FROM links").fetchone()[0]
+
+
+def test_unfetched_link_never_displaces_a_video_file(campaign, media):
+    # taiyuan: ok video first, later a reply carrying photos that quotes the big-attachment link
+    send(campaign, files=attach(media.video(60)), when=BEFORE - timedelta(days=14))
+    send(campaign, subject="Re: 补充活动照片", body="补充照片。\n" + LINK_BODY,
+         files=attach(media.jpeg, names=["活动照片.jpg"]), when=BEFORE)
+    # sxu: the link first, the video file itself later
+    send(campaign, from_=SXU, body=LINK_BODY, when=BEFORE)
+    send(campaign, from_=SXU, files=attach(media.video(60)), when=BEFORE + timedelta(hours=2))
+    # datong (163.com address registered): only the link
+    send(campaign, from_="大同 <dtkjj2022@163.com>", body=LINK_BODY, when=BEFORE)
+    ingest(campaign)
+    assert _links(campaign) == 3
+    rows = by_id(status(campaign))
+    ty = rows["taiyuan-kjj"]["items"]["video"]
+    assert (ty["state"], ty["submissions"], ty["reason"]) == ("ok", 1, None)
+    assert "link" not in ty and ty["details"].startswith("1:00") and ty["filename"].endswith(".mp4")
+    assert rows["sxu"]["items"]["video"]["state"] == "ok" and "link" not in rows["sxu"]["items"]["video"]
+    dt = rows["datong-kjj"]["items"]["video"]
+    assert dt["state"] == "invalid" and dt["reason"].startswith("sent as a download link (")
+    assert dt["reason_zh"].startswith("以下载链接形式发送（") and dt["reason_zh"].endswith("尚未下载")
+
+
+def test_later_unreadable_sheet_keeps_the_earlier_ok_one(campaign, tmp_path):
+    scan = make_report_pdf(tmp_path / "scan.pdf", chars=300)
+    send(campaign, files=attach(make_sheet_xlsx(tmp_path / "统计表.xlsx")), when=BEFORE - timedelta(days=2))
+    send(campaign, subject="盖章版", files=attach(scan, names=["统计表（盖章扫描件）.pdf"]), when=BEFORE)
+    # sxu: ok sheet, then a corrected sheet read fine but lacking a figure: that one replaces
+    send(campaign, from_=SXU, files=attach(make_sheet_xlsx(tmp_path / "s1.xlsx", unit="山西大学")),
+         when=BEFORE - timedelta(days=2))
+    send(campaign, from_=SXU, files=attach(make_sheet_xlsx(tmp_path / "s2.xlsx", unit="山西大学", omit=["线上活动"]),
+                                           names=["统计表（更正）.xlsx"]), when=BEFORE)
+    # jinzhong: only the unreadable file: it counts, invalid, with why
+    send(campaign, from_="晋中 <jzkjj@sina.com>", files=attach(scan, names=["统计表（盖章扫描件）.pdf"]))
+    ingest(campaign)
+    rows = by_id(status(campaign))
+    ty = rows["taiyuan-kjj"]["items"]["statistics"]
+    assert (ty["state"], ty["filename"]) == ("ok", "统计表.xlsx")
+    (warning,) = ty["warnings"]
+    assert warning.startswith("a later file 统计表（盖章扫描件）.pdf (2022-06-20) could not be read: ")
+    assert warning.endswith("; the earlier sheet still counts")
+    assert ty["warnings_zh"][0].startswith("之后发送的文件统计表（盖章扫描件）.pdf（2022-06-20）未能读取：")
+    sxu = rows["sxu"]["items"]["statistics"]
+    assert (sxu["state"], sxu["filename"]) == ("invalid", "统计表（更正）.xlsx")
+    jz = rows["jinzhong-kjj"]["items"]["statistics"]
+    assert jz["state"] == "invalid" and jz["filename"] == "统计表（盖章扫描件）.pdf" and jz["reason"]
+    assert campaign.run("stats", "--json").json["fields"]["活动总数"] == 12      # taiyuan's sheet still adds
+
+
+def test_empty_and_unreadable_figures_are_told_apart(campaign, tmp_path):
+    send(campaign, files=attach(make_sheet_xlsx(tmp_path / "blank.xlsx", figures={})))
+    send(campaign, from_=SXU, files=attach(make_sheet_xlsx(
+        tmp_path / "s.xlsx", unit="山西大学", figures={**DEFAULT_FIGURES, "科普展览": "无", "媒体报道": "很多"},
+        omit=["线上活动"])))
+    ingest(campaign)
+    rows = by_id(status(campaign))
+    blank = rows["taiyuan-kjj"]["items"]["statistics"]
+    assert blank["reason"].startswith("the sheet has no figures for 活动总数, 线上活动, 线下活动")
+    assert blank["reason"].endswith("投入经费 (empty cells)") and "were found" not in blank["reason"]
+    assert blank["reason_zh"].startswith("统计表未填写：活动总数、线上活动、线下活动")
+    sxu = rows["sxu"]["items"]["statistics"]["reason"]
+    assert sxu == ("the sheet lacks 线上活动; the sheet has no figures for 科普展览 ('无') (empty cells); "
+                   "媒体报道 is not a number: '很多'")
+    assert rows["sxu"]["items"]["statistics"]["reason_zh"] == (
+        "统计表缺少：线上活动；统计表未填写：科普展览 ('无')（空白）；媒体报道不是数字：'很多'")
+
+
+def test_reasons_in_chinese(campaign, tmp_path, media):
+    send(campaign, files=attach(make_sheet_xlsx(tmp_path / "统计表.xlsx", omit=["线上活动", "参与人数"]),
+                                make_report_docx(tmp_path / "总结报告.docx", chars=50), media.video(200)))
+    ingest(campaign)
+    items = status(campaign)[0]["items"]
+    assert items["video"]["reason"] == "video lasts 3:20, over the 3:00 limit"        # English stays
+    assert items["video"]["reason_zh"] == "视频时长3:20，超过3:00的限制"
+    assert items["statistics"]["reason_zh"] == "统计表缺少：线上活动、参与人数"
+    assert items["report"]["reason_zh"] == "总结报告（docx）只有50个字，至少需要200个字"
+    campaign.run("reject", "taiyuan-kjj", "video", "--note", "画面与活动无关")
+    video = status(campaign)[0]["items"]["video"]
+    assert video["reason_zh"] == "工作人员认定不合格：画面与活动无关"
+    assert video["checked"]["reason_zh"] == "视频时长3:20，超过3:00的限制"
+
+
+def test_status_as_of_a_past_time(campaign, tmp_path, media):
+    from reconcile.roster import load_roster
+    from reconcile.status import ensure_attributed, unit_statuses
+
+    send(campaign, files=attach(media.video(200)), when=BEFORE)
+    send(campaign, files=attach(media.video(60)), when=AFTER)
+    ingest(campaign)
+    config = campaign.config()
+    conn = sqlite3.connect(campaign.db_path, isolation_level=None)
+    roster = load_roster(config.roster.path)
+    ensure_attributed(conn, roster, config)
+    now = by_id(unit_statuses(conn, roster, config))["taiyuan-kjj"]
+    assert now["items"]["video"]["state"] == "ok" and now["late"]
+    then = by_id(unit_statuses(conn, roster, config, as_of=BEFORE + timedelta(days=1)))["taiyuan-kjj"]
+    assert then["items"]["video"]["state"] == "invalid" and not then["late"] and then["messages"] == 1
+    before_all = by_id(unit_statuses(conn, roster, config, as_of=BEFORE - timedelta(seconds=1)))["taiyuan-kjj"]
+    assert before_all["state"] == "missing" and before_all["last_arrival"] is None
+    # the cache still holds the present
+    assert by_id(status(campaign))["taiyuan-kjj"]["items"]["video"]["state"] == "ok"
+
+
+def test_sheet_naming_another_unit_and_the_same_sheet_twice(campaign, tmp_path):
+    sxas_sheet = make_sheet_xlsx(tmp_path / "sxas.xlsx", unit="山西省科学院")
+    send(campaign, files=attach(sxas_sheet, names=["统计表.xlsx"]))                     # taiyuan forwards it
+    send(campaign, from_="省科学院 <office@sxas.ac.cn>", files=attach(sxas_sheet, names=["统计表.xlsx"]))
+    ingest(campaign)
+    rows = by_id(status(campaign))
+    st = rows["taiyuan-kjj"]["items"]["statistics"]
+    assert st["state"] == "ok"
+    assert ("the sheet says 填报单位 山西省科学院 (sxas), but the mail came from 太原市科学技术局"
+            in st["warnings"])
+    assert not rows["sxas"]["items"]["statistics"]["warnings"]
+    data = campaign.run("stats", "--json").json
+    assert data["units"] == 2 and data["fields"]["活动总数"] == 24                   # both still counted
+    assert data["sheet_names_other_unit"] == [{"id": "taiyuan-kjj", "name": "太原市科学技术局",
+                                               "unit_cell": "山西省科学院", "names": "sxas"}]
+    assert [[u["id"] for u in d["units"]] for d in data["same_sheet"]] == [["taiyuan-kjj", "sxas"]]
+    out = campaign.run("stats").output
+    assert "the same sheet (one file) is counted for 太原市科学技术局 and 山西省科学院" in out
+    assert "says 填报单位 山西省科学院" in out
+
+
+def test_accepted_sheet_with_missing_figures_is_noted_in_stats(campaign, tmp_path):
+    send(campaign, files=attach(make_sheet_xlsx(tmp_path / "统计表.xlsx", omit=["投入经费"])))
+    ingest(campaign)
+    assert campaign.run("stats", "--json").json["units"] == 0
+    campaign.run("accept", "taiyuan-kjj", "statistics", "--note", "经费另报")
+    data = campaign.run("stats", "--json").json
+    assert data["units"] == 1 and data["fields"]["活动总数"] == 12 and data["fields"]["投入经费"] == 0
+    assert data["accepted_with_missing_figures"] == [
+        {"id": "taiyuan-kjj", "name": "太原市科学技术局", "missing": ["投入经费"]}]
+    assert "accepted by staff with figures missing: 太原市科学技术局 (投入经费)" in campaign.run("stats").output
+
+
+def test_unit_that_sent_only_a_question_is_incomplete_not_missing(campaign, media):
+    send(campaign, subject="请问视频格式有什么要求", body="请问视频可以是mov格式吗？")
+    send(campaign, from_=SXU, files=attach(media.jpeg, names=["活动照片.jpg"]))
+    ingest(campaign)
+    rows = by_id(status(campaign))
+    assert rows["taiyuan-kjj"]["state"] == "incomplete" and rows["sxu"]["state"] == "incomplete"
+    assert all(rows["sxu"]["items"][i]["state"] == "missing" for i in ("statistics", "report", "video"))
+    assert rows["datong-kjj"]["state"] == "missing"
+    assert [r["id"] for r in status(campaign, "--state", "missing")][:2] == ["datong-kjj", "changzhi-kjj"]
+
+
+def test_unknown_category_is_a_usage_error(campaign):
+    ingest(campaign)
+    res = campaign.run("status", "--category", "大学", expect=2)
+    assert "no unit has the category 大学" in res.stderr and "高等院校" in res.stderr

