@@ -52,6 +52,9 @@ log = logging.getLogger(__name__)
 # (no GIL held), which then overlaps with fetching, preparing and checking other messages.
 CHECK_WORKERS = 2
 IN_FLIGHT = 3           # messages prepared and not yet committed (bounds memory and wasted work)
+# Parts held in memory (a Maildir message is parsed in memory): the messages in flight besides the
+# newest hold at most this much, so a run of big messages is handled one at a time, as before.
+IN_FLIGHT_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -122,6 +125,7 @@ class _Pending:
     note: Path | None = None           # the journal note of the files being written
     work: Future | None = None         # storing the files and probing the videos, in a worker
     check_here: list[ExtractedPart] = field(default_factory=list)   # checked before the commit
+    held: int = 0                      # bytes of its parts held in memory
 
     def fail(self, reason: str) -> None:
         self.outcome, self.reason = "failed", reason
@@ -148,8 +152,12 @@ class _Poll:
         else:
             self._prepare(pending)
         self.window.append(pending)
-        while self.window and (len(self.window) > IN_FLIGHT or self.window[0].ready()):
+        while self.window and (len(self.window) > IN_FLIGHT or self.window[0].ready()
+                               or (len(self.window) > 1 and self._held() > IN_FLIGHT_BYTES)):
             self._finish(self.window.popleft())
+
+    def _held(self) -> int:
+        return sum(p.held for p in list(self.window)[:-1])
 
     def drain(self) -> None:
         while self.window:
@@ -187,6 +195,7 @@ class _Poll:
             pending.parsed = parsed
             archives.expand(parsed, config.limits, store.tmp)
             _hash_parts(parsed)
+            pending.held = sum(len(p.data) for p in parsed.parts if p.data is not None)
             parsed.content_sha256 = content_fingerprint(parsed)
             if any(p.parsed is not None and p.parsed.content_sha256 == parsed.content_sha256
                    for p in self.window):

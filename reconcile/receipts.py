@@ -217,6 +217,8 @@ def build(conn: sqlite3.Connection, config, unit, row: dict, status: dict | None
         except ValueError:
             pass
     received = datetime.fromisoformat(row["received_at"].replace("Z", "+00:00"))
+    to = _reply_address(row["reply_to"], row["from_addr"])
+    cc = _copy_to(unit, to, row["from_addr"])
     video_st = next((i["state"] for i in items if i["item"] == "video"), "missing")
     subj, body = mail.render(
         config, "receipt.j2",
@@ -229,13 +231,13 @@ def build(conn: sqlite3.Connection, config, unit, row: dict, status: dict | None
         video_needed=video_st != "ok",
         video_limit=_duration_text(int(config.campaign.video_max_duration_s)),
         exempt=bool((status or {}).get("exempt")),
+        cc=cc,
     )
     refs = row["headers"].get("references") or []
     if not isinstance(refs, list):
         refs = str(refs).split()
-    to = _reply_address(row["reply_to"], row["from_addr"])
     return Receipt(message=row["id"], message_id=row["message_id"], unit=unit.id,
-                   to=to, cc=_copy_to(unit, to, row["from_addr"]), subject=subj, body=body,
+                   to=to, cc=cc, subject=subj, body=body,
                    references=[str(r).strip("<>") for r in refs])
 
 

@@ -23,7 +23,10 @@ Heartbeat (``service_state``): ``pid``, ``started_at``, ``last_poll`` (RFC 3339,
 ``last_error_at``, ``last_send``, ``stopped_at``. ``mailroll serve --check`` reads it.
 
 Time: reminders and receipts use ``clock`` (``reconcile.clock.default_clock()``: the real
-time, or ``MAILROLL_FAKE_NOW`` for tests); scheduling and the heartbeat use real time.
+time, or ``MAILROLL_FAKE_NOW`` for tests); scheduling and the heartbeat use real time. They
+judge the mailbox as of that time: a message received (server arrival time) after the clock's
+"now" is neither answered nor counted, so with ``MAILROLL_FAKE_NOW`` in the past only mail
+that had arrived by then matters.
 """
 from __future__ import annotations
 
@@ -347,7 +350,10 @@ class Service:
             finally:
                 conn.close()
             if not cfg.smtp.configured:
-                log.warning("[smtp] host/from not set: no receipts or reminders will be sent")
+                log.warning("[smtp] host/from not set: no receipts or reminders will be sent "
+                            "(set smtp.host and smtp.from in %s)", cfg.path)
+            elif not cfg.reminders.receipts:
+                log.info("receipts are switched off (reminders.receipts = false): only reminders are sent")
             log.info("mailroll serve (pid %d): polling %s every %.0f s", os.getpid(), cfg.mailbox.source_name,
                      cfg.service.poll_every_s)
             self.scheduler = BackgroundScheduler(

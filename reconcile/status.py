@@ -440,7 +440,8 @@ def unit_detail(conn: sqlite3.Connection, roster, config, unit, status_row: dict
             entry = {k: p[k] for k in ("id", "origin", "location", "filename", "kind", "sha256", "size", "error")}
             if p["kind"] in ITEMS:
                 j = judge_part(p, config)
-                entry.update(state=j.state, reason=j.reason, warnings=j.warnings, details=describe(p))
+                entry.update(state=j.state, reason=j.reason, reason_zh=j.reason_zh, warnings=j.warnings,
+                             details=describe(p))
             entry["counted"] = p["id"] in counted
             parts.append(entry)
         links = [dict(zip(("url", "host", "provider", "filename", "status", "error"), r)) for r in conn.execute(

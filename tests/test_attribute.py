@@ -143,6 +143,7 @@ def test_reassigning_warns_and_replaces_the_earlier_assign(campaign):
     assert "was attributed automatically (address) to 太原市科学技术局 (taiyuan-kjj)" in first.stderr
     second = campaign.run("assign", "m2@example.org", "tyut", "--json")
     assert "was attributed by hand to 山西大学 (sxu)" in second.stderr
+    assert (second.json["previous_unit"], second.json["replaces"]) == ("sxu", [first.json["override"]])
     # only the latest assign is in force; the first was revoked automatically, with a trace
     in_force = campaign.run("overrides", "--json").json
     assert [(o["action"], o["unit"]) for o in in_force] == [("assign", "tyut")]

@@ -66,6 +66,7 @@ def test_receipt_is_a_threaded_reply_listing_files_checks_and_what_is_missing(ma
     assert mail["Auto-Submitted"] == "auto-replied"
     assert mail["X-Mailroll"] == "receipt"
     assert mail["Cc"] is None, "the sender is the unit's registered address: no copy"
+    assert "抄送" not in mail.text
     text = mail.text
     assert "山西大学宣传视频.mp4（视频）" in text and "3:20" in text
     assert "有问题 —— 视频时长3:20，超过3:00的限制" in text, "the check's reason in Chinese"
@@ -328,6 +329,7 @@ def test_a_forwarded_message_is_answered_with_the_unit_in_copy(mailing, media):
     assert sorted(mail.rcpt_tos) == ["87654321@qq.com", "kjc@sxu.edu.cn"]
     assert mail["To"] == "87654321@qq.com" and mail["Cc"] == "kjc@sxu.edu.cn"
     assert mail["Subject"] == "Re: 转发：山西大学科技活动周材料" and mail["In-Reply-To"]
+    assert "本回执同时抄送贵单位在报送名单中登记的邮箱：kjc@sxu.edu.cn" in mail.text
     (to_addrs,), = db_rows(campaign, "SELECT to_addrs FROM outbox")
     assert "kjc@sxu.edu.cn" in to_addrs, "a bounce from the copy's address is matched too"
     # automatic mail from the forwarder gets nothing at all, copy included

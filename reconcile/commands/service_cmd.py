@@ -14,7 +14,7 @@ from ingest.config import ConfigError
 from reconcile.cli import App, UsageProblem, cli, console, emit, emit_json, json_option, pass_app
 
 
-DATE_ONLY = re.compile(r"\s*\d{4}-\d{1,2}-\d{1,2}\s*")
+DATE_ONLY = re.compile(r"\s*(\d{4}-\d{1,2}-\d{1,2}|\d{8})\s*")  # '2022-06-24', '20220624'
 
 
 def _now(app: App, text: str | None) -> datetime:
@@ -57,9 +57,8 @@ def _need_smtp(app: App, what: str) -> None:
 FAILED = ("deferred", "failed", "unknown")
 
 
-def _show_mail(out, *, to: list[str], cc: list[str], subject: str, body: str, title: str) -> None:
-    """Print one mail as the unit would get it (``--show``)."""
-    del out  # plain text, unwrapped: exactly the lines of the mail
+def _show_mail(*, to: list[str], cc: list[str], subject: str, body: str, title: str) -> None:
+    """Print one mail as the unit would get it (``--show``): plain text, unwrapped."""
     click.echo(f"\n── {title} ──")
     click.echo(f"To: {', '.join(to)}")
     if cc:
@@ -134,7 +133,7 @@ def remind_command(app: App, dry_run: bool, show: bool, now_text: str | None, as
             out.print(f"{sum(r.status == 'sent' for r in due)} of {len(due)} sent.")
         if show:
             for r in due:
-                _show_mail(out, to=r.to, cc=[], subject=r.subject, body=r.body, title=f"{r.unit} {r.stage}")
+                _show_mail(to=r.to, cc=[], subject=r.subject, body=r.body, title=f"{r.unit} {r.stage}")
 
     if as_json and quiet:
         click.echo(f"mailroll: {_quiet_note(config, now, 'reminders')}", err=True)
@@ -212,11 +211,11 @@ def receipts_command(app: App, dry_run: bool, show: bool, now_text: str | None, 
             return
         for r in done:
             cc = f" (cc {', '.join(r.cc)})" if r.cc else ""
-            out.print(f"#{r.message} {r.unit} -> {', '.join(r.to)}{cc}: {r.subject} [{r.status}]"
-                      + (f" {r.error}" if r.error else ""), markup=False, highlight=False)
+            click.echo(f"#{r.message} {r.unit} -> {', '.join(r.to)}{cc}: {r.subject} [{r.status}]"
+                       + (f" {r.error}" if r.error else ""))
         if show:
             for r in done:
-                _show_mail(out, to=r.to, cc=r.cc, subject=r.subject, body=r.body,
+                _show_mail(to=r.to, cc=r.cc, subject=r.subject, body=r.body,
                            title=f"receipt for message #{r.message} ({r.unit})")
 
     if as_json and quiet:

@@ -68,7 +68,9 @@ def assign(app: App, message: str, unit: str, note: str | None, as_json: bool) -
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    _done(as_json, {"override": oid, "message": mid, "unit": u.id},
+    _done(as_json, {"override": oid, "message": mid, "unit": u.id,
+                    "previous_unit": row[0] if row and row[0] != u.id else None,
+                    "replaces": [o.id for o in earlier]},
           f"override {oid}: message #{mid} assigned to {u.name} ({u.id}); undo with `mailroll revoke {oid}`")
 
 
