@@ -64,6 +64,12 @@ class _Member:
     handle: Any              # backend object to open the member
 
 
+def _copy(src, out) -> None:
+    """Copy an archive member to its sink in chunks (the sink enforces the size budget)."""
+    while chunk := src.read(CHUNK):
+        out.write(chunk)
+
+
 def _display_path(name: str) -> str:
     """An archive member path for display: '/' separators, no '', '.', '..' or drive parts."""
     parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".", "..")]
@@ -152,11 +158,7 @@ class _ZipBackend:
             out = sink(m)
             try:
                 with self.zf.open(m.handle) as src:
-                    while True:
-                        chunk = src.read(CHUNK)
-                        if not chunk:
-                            break
-                        out.write(chunk)
+                    _copy(src, out)
             except _Budget as e:
                 errors[id(m)] = str(e)
             except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as e:
@@ -302,11 +304,7 @@ class _RarBackend:
             out = sink(m)
             try:
                 with self.rf.open(m.handle) as src:
-                    while True:
-                        chunk = src.read(CHUNK)
-                        if not chunk:
-                            break
-                        out.write(chunk)
+                    _copy(src, out)
             except _Budget as e:
                 errors[id(m)] = str(e)
             except self.rarfile.RarCannotExec:
