@@ -41,7 +41,7 @@ from ingest import archives, checks, classify, links, mime
 from ingest.config import Config
 from ingest.faults import crash_point
 from ingest.model import VIDEO, ExtractedPart, ParsedMessage
-from ingest.sources.base import FetchedMessage, Source
+from ingest.sources import FetchedMessage, Source, open_source
 from ingest.store import (
     FileStore, content_fingerprint, find_duplicate, record_failure, record_message, sha256_file,
 )
@@ -71,24 +71,12 @@ class PollResult:
 Progress = Callable[[str, int | None], None]   # (event, total): 'start' with total, 'advance'
 
 
-def open_source(config: Config) -> Source:
-    """The configured mailbox."""
-    spool = Path(config.storage.files) / ".tmp"
-    if config.mailbox.kind == "maildir":
-        from ingest.sources.maildir import MaildirSource
-
-        return MaildirSource(config.mailbox, config.limits)
-    from ingest.sources.imap import ImapSource
-
-    return ImapSource(config.mailbox, config.limits, spool)
-
-
 def poll_once(config: Config, conn: sqlite3.Connection, source: Source | None = None,
               progress: Progress | None = None, stop: threading.Event | None = None) -> PollResult:
     """Fetch and record every new message. Call with the ingest lock held."""
     store = FileStore(config.storage.files)
     store.recover(conn)
-    source = source or open_source(config)
+    source = source or open_source(config, store.tmp)
     result = PollResult()
     with source, ThreadPoolExecutor(CHECK_WORKERS, thread_name_prefix="mailroll-check") as pool:
         poll = _Poll(config, conn, store, source, pool, result, progress)
@@ -184,7 +172,7 @@ class _Poll:
         env = fetched.envelope
         if fetched.error:
             log.warning("message %s could not be fetched: %s", env.key, fetched.error)
-            pending.parsed = fetched.parsed
+            pending.parsed = fetched.parsed or _headers_only(fetched.header_bytes, config)
             pending.fail(fetched.error)
             return
         try:
@@ -313,17 +301,28 @@ def _follow_links(config: Config, store: FileStore, parsed: ParsedMessage) -> di
     return status
 
 
+def _headers_only(header_bytes: bytes | None, config: Config) -> ParsedMessage | None:
+    """A message that could not be fetched still shows whose it is (From, Subject)."""
+    if not header_bytes:
+        return None
+    try:
+        return ParsedMessage(headers=mime.parse_headers(header_bytes, config.limits))
+    except Exception:  # noqa: BLE001 - the failure is recorded anyway, with or without headers
+        log.debug("cannot read the headers of a failed message", exc_info=True)
+        return None
+
+
 def _known_facts(conn: sqlite3.Connection, part: ExtractedPart) -> bool:
     """True when the part needs no check: nothing to check, or the same file was checked before
-    (facts don't change; its facts and error are copied)."""
+    and measured (facts don't change; they are copied). A file whose earlier check failed is
+    checked again: the failure may have been this server's (a timeout, LibreOffice missing)."""
     if part.sha256 is None or part.error:
         return True
     known = conn.execute(
-        "SELECT facts, error FROM parts WHERE sha256 = ? AND kind = ? AND (facts IS NOT NULL OR error IS NOT NULL) LIMIT 1",
+        "SELECT facts FROM parts WHERE sha256 = ? AND kind = ? AND facts IS NOT NULL AND error IS NULL LIMIT 1",
         (part.sha256, part.kind)).fetchone()
     if known:
-        part.facts = json.loads(known[0]) if known[0] else None
-        part.error = known[1]
+        part.facts = json.loads(known[0])
         return True
     return False
 

@@ -410,3 +410,15 @@ def test_plain_imap_against_an_imaps_port_says_to_check_the_tls_setting(campaign
                                                           tls=False, retries=1, timeout_s=1))
     res = campaign.run("ingest", "--once", expect=1)
     assert "no answer within 1 s (is mailbox.tls right for this port?" in res.output + res.stderr
+
+
+def test_message_over_the_size_limit_fails_but_shows_whose_it_is(imap_campaign, dovecot):
+    """Over limits.max_message_bytes: not fetched, recorded as failed with the reason, and its
+    header block is still read so staff see who sent it."""
+    imap_campaign.configure(limits={"max_message_bytes": 2000, "stream_threshold_bytes": 1000})
+    dovecot.append(imap_campaign.imap_user, raw_mail(DATONG) + b"\r\n" + b"x" * 5000 + b"\r\n")
+    counts = ingest(imap_campaign)
+    assert counts["failed"] == 1
+    (row,) = messages(imap_campaign)
+    assert row["disposition"] == "failed" and "max_message_bytes" in row["reason"]
+    assert row["from"] == "dtkjj2022@163.com" and row["subject"] == "2022年科技活动周材料"

@@ -62,6 +62,8 @@ def test_failed_message_is_kept_with_reason_and_retried(campaign):
     assert counts["failed"] == 1 and counts["new"] == 1
     (row,) = campaign.run("messages", "--json").json
     assert row["disposition"] == "failed" and "max_message_bytes" in row["reason"]
+    # whose message is stuck is still shown (its header block is read)
+    assert row["from"] == "tykjj@taiyuan.gov.cn" and row["subject"] == "2022年科技活动周材料"
 
     campaign.configure(limits={"max_message_bytes": 10_000_000})
     counts = campaign.run("ingest", "--once", "--json").json
@@ -94,3 +96,20 @@ def test_attachments_are_kept_by_content_under_storage_files_only(campaign):
 def test_ingest_without_once_explains(campaign):
     res = campaign.run_process("ingest", expect=2)
     assert "--once" in res.stderr
+
+
+def test_a_check_that_failed_for_this_servers_reasons_is_done_again(campaign, media):
+    """A probe timeout (the server was busy) is not copied to the same file sent again."""
+    video = media.video(30).read_bytes()
+    campaign.configure(limits={"probe_timeout_s": 0.001})
+    campaign.deliver(build_mail(attachments=[("视频.mp4", video)]), when=JUNE_20)
+    campaign.run("ingest", "--once")
+    (unit,) = [u for u in campaign.run("status", "--json").json if u["id"] == "taiyuan-kjj"]
+    assert unit["items"]["video"]["state"] == "invalid" and "could not be probed" in unit["items"]["video"]["reason"]
+
+    campaign.configure(limits={"probe_timeout_s": 30.0})
+    campaign.deliver(build_mail(subject="重发视频", attachments=[("视频.mp4", video)]),
+                     when=datetime(2022, 6, 21, tzinfo=timezone.utc))
+    campaign.run("ingest", "--once")
+    (unit,) = [u for u in campaign.run("status", "--json").json if u["id"] == "taiyuan-kjj"]
+    assert unit["items"]["video"]["state"] == "ok"

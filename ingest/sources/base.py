@@ -27,6 +27,8 @@ class FetchedMessage:
     raw: bytes | None = None               # the whole message, for the parser
     parsed: ParsedMessage | None = None    # already parsed (a big IMAP message streamed per part)
     error: str | None = None               # the source could not fetch it: recorded as failed
+    header_bytes: bytes | None = None      # with an error: the header block, if it could be read,
+                                           # so staff see whose message is stuck
 
 
 class Source(Protocol):

@@ -53,6 +53,7 @@ from ingest.config import Limits, Mailbox
 from ingest.db import transaction
 from ingest.model import Envelope, ExtractedPart, Headers, ParsedMessage
 from ingest.sources.base import FetchedMessage, MailboxError
+from ingest.sizes import human_size
 
 log = logging.getLogger(__name__)
 
@@ -612,11 +613,11 @@ class ImapSource:
 
     def _big(self, uid: int, size: int, when: datetime, stop: threading.Event | None = None) -> FetchedMessage:
         env = self._envelope(uid, size, when)
+        streamer = _Streamer(self, uid, stop)
         if size > self.limits.max_message_bytes:
             return FetchedMessage(env, error=(
-                f"the message is {_human(size)}, over the limit of {_human(self.limits.max_message_bytes)} "
-                "(limits.max_message_bytes): not fetched"))
-        streamer = _Streamer(self, uid, stop)
+                f"the message is {human_size(size)}, over the limit of {human_size(self.limits.max_message_bytes)} "
+                "(limits.max_message_bytes): not fetched"), header_bytes=streamer.header_only())
         try:
             parsed = streamer.run()
         except (MailboxError, _Stopped):
@@ -733,6 +734,14 @@ class _Streamer:
             raise _mailbox_error(f"message {self.uid} disappeared from the folder while it was fetched")
         return data[self.uid]
 
+    def header_only(self) -> bytes | None:
+        """Just the header block (for a message too big to fetch: whose is it?)."""
+        try:
+            d = self.fetch(["BODY.PEEK[HEADER]"], f"reading the header of message {self.uid}")
+        except _Stopped:
+            return None
+        return bytes(d.get(b"BODY[HEADER]") or b"")[: self.limits.max_header_bytes]
+
     def run(self) -> ParsedMessage:
         d = self.fetch(["BODY.PEEK[HEADER]", "BODYSTRUCTURE"], f"reading the structure of message {self.uid}")
         header = bytes(d.get(b"BODY[HEADER]") or b"")
@@ -789,8 +798,8 @@ class _Streamer:
         if estimate > self.limits.max_part_bytes:
             part = mime.part_from_entity(mime_header, origin=origin, parent=parent, size=estimate)
             part.location = loc + part.location
-            part.error = (f"the attachment is about {_human(estimate)}, over the limit of "
-                          f"{_human(self.limits.max_part_bytes)}: not kept")
+            part.error = (f"the attachment is about {human_size(estimate)}, over the limit of "
+                          f"{human_size(self.limits.max_part_bytes)}: not kept")
             self.parsed.parts.append(part)
             return
         if lf.size <= WHOLE_PART_MAX:
@@ -935,9 +944,3 @@ def _utc(value: Any) -> datetime:
     return value.astimezone(timezone.utc)
 
 
-def _human(n: int) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:,} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} bytes"

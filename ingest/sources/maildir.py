@@ -18,6 +18,7 @@ from typing import Iterator
 
 from ingest.config import Limits, Mailbox
 from ingest.model import Envelope
+from ingest.sizes import human_size
 from ingest.sources.base import FetchedMessage, MailboxError
 
 log = logging.getLogger(__name__)
@@ -77,8 +78,10 @@ class MaildirSource:
                 size = path.stat().st_size
                 env.size = size
                 if size > self.limits.max_message_bytes:
-                    yield FetchedMessage(env, error=f"message is {size} bytes, over the limit of "
-                                                     f"{self.limits.max_message_bytes} (limits.max_message_bytes)")
+                    yield FetchedMessage(env, error=f"message is {human_size(size)}, over the limit of "
+                                                     f"{human_size(self.limits.max_message_bytes)} "
+                                                     "(limits.max_message_bytes): not read",
+                                         header_bytes=read_header_block(path, self.limits.max_header_bytes))
                     continue
                 yield FetchedMessage(env, raw=path.read_bytes())
             except OSError as e:  # vanished or unreadable: recorded as failed, retried next poll
@@ -86,6 +89,19 @@ class MaildirSource:
 
     def committed(self, db, envelope: Envelope) -> None:
         return None
+
+
+def read_header_block(path: Path, limit: int) -> bytes | None:
+    """The message's header block (up to the first blank line, at most ``limit`` bytes)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(limit)
+    except OSError:
+        return None
+    end = head.find(b"\n\n")
+    if end < 0:
+        end = head.find(b"\r\n\r\n")
+    return head[: end + 1] if end >= 0 else head
 
 
 def arrival_time(path: Path) -> datetime:
