@@ -107,7 +107,7 @@ BASELINE_ONE_BY_ONE = BASELINE.replace("range(0, len(uids), 20)", "range(0, len(
 # The same script with imaplib's debug output off. IMAPClient sets imaplib's debug level to 5 (and
 # routes it to a logger that drops it), so imaplib builds a repr() of every response, message
 # bodies included: most of the plain script's time goes there. mailroll switches it off
-# (ingest/sources/imap.py, _quiet_imaplib); this variant shows what a fetch costs without it.
+# (ingest/sources/imap/connection.py, _quiet_imaplib); this variant shows what a fetch costs without it.
 BASELINE_QUIET = BASELINE.replace("c.login(user, password)", "c._imap.debug = 0\nc.login(user, password)")
 
 

@@ -1,0 +1,135 @@
+"""Fetch messages by UID: small ones whole and in batches, big ones part by part.
+
+First the size and arrival time (INTERNALDATE, when the server received the message; never the
+sender's Date header) of up to ``SIZE_BATCH`` UIDs. Messages up to
+``limits.stream_threshold_bytes`` are fetched whole, ``BATCH_MESSAGES`` or ``BATCH_BYTES`` per
+FETCH, and parsed here (in the prefetch thread). Bigger ones go to ``stream.Streamer``; one over
+``limits.max_message_bytes`` is not fetched: only its header is read, so staff see whose it is.
+Everything is read with ``BODY.PEEK`` (no ``\\Seen``).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from ingest import mime
+from ingest.config import Limits
+from ingest.model import Envelope
+from ingest.sizes import human_size
+from ingest.sources.base import FetchedMessage, MailboxError
+from ingest.sources.imap.connection import Op
+from ingest.sources.imap.errors import Stopped
+from ingest.sources.imap.stream import Streamer
+
+log = logging.getLogger("ingest.sources.imap")  # one logger for the whole package
+
+BATCH_MESSAGES = 20                 # small messages per FETCH command
+BATCH_BYTES = 20 * 1024 * 1024      # ... or this many bytes, whichever comes first
+SIZE_BATCH = 1000                   # UIDs per FETCH (RFC822.SIZE INTERNALDATE)
+
+
+class Fetcher:
+    """Turns UIDs into FetchedMessages (see module docstring)."""
+
+    def __init__(self, op: Op, limits: Limits, spool_dir: Path,
+                 envelope: Callable[[int, int, datetime], Envelope]):
+        self._op = op
+        self.limits = limits
+        self.spool_dir = spool_dir
+        self._envelope = envelope           # (uid, size, INTERNALDATE) -> Envelope
+
+    def messages(self, uids: list[int], stop: threading.Event) -> Iterator[FetchedMessage]:
+        """The messages with these UIDs, in order (expunged ones are skipped)."""
+        for start in range(0, len(uids), SIZE_BATCH):
+            chunk = uids[start:start + SIZE_BATCH]
+            meta = self._op(lambda c: c.fetch(chunk, ["RFC822.SIZE", "INTERNALDATE"]),
+                            "reading message sizes")
+            small: list[tuple[int, int, datetime]] = []
+            for uid in chunk:
+                if stop.is_set():
+                    raise Stopped()
+                d = meta.get(uid)
+                if d is None:  # expunged since the search
+                    continue
+                size = int(d.get(b"RFC822.SIZE") or 0)
+                when = _utc(d.get(b"INTERNALDATE"))
+                if size > self.limits.stream_threshold_bytes:
+                    yield from self._flush(small)
+                    small = []
+                    yield self._big(uid, size, when, stop)
+                else:
+                    small.append((uid, size, when))
+                    if len(small) >= BATCH_MESSAGES or sum(s for _, s, _ in small) >= BATCH_BYTES:
+                        yield from self._flush(small)
+                        small = []
+            yield from self._flush(small)
+
+    def _flush(self, batch: list[tuple[int, int, datetime]]) -> Iterator[FetchedMessage]:
+        """Fetch small messages together. When a connection breaks under a batch, the batch is
+        halved for the next try (a link that drops every few hundred kB still lets single
+        messages through); a single message gets the full number of tries."""
+        todo = list(batch)
+        size = len(todo)
+        while todo:
+            part = todo[:size]
+            uids = [u for u, _, _ in part]
+            what = f"fetching message {uids[0]}" if len(uids) == 1 else f"fetching messages {uids[0]}-{uids[-1]}"
+            try:
+                data = self._op(lambda c: c.fetch(uids, ["BODY.PEEK[]"]), what,
+                                attempts=1 if len(uids) > 1 else None)
+            except MailboxError as e:
+                if len(uids) == 1 or getattr(e, "transient", True) is False:
+                    raise
+                size = max(1, len(uids) // 2)
+                continue
+            for uid, msize, when in part:
+                d = data.get(uid)
+                if d is None:  # expunged meanwhile
+                    continue
+                raw = d.get(b"BODY[]")
+                env = self._envelope(uid, msize, when)
+                if raw is None:
+                    yield FetchedMessage(env, error="the server returned no content for this message")
+                else:
+                    # parsed here, in the prefetch thread, while the pipeline works on the previous one
+                    raw = bytes(raw)
+                    try:
+                        parsed = mime.parse_message(raw, self.limits)
+                    except Exception:  # noqa: BLE001 - the pipeline parses again and records why
+                        log.exception("parsing message %s ahead failed", env.key)
+                        parsed = None
+                    # raw only when the parser is to try again: never hold a message twice
+                    yield FetchedMessage(env, raw=None if parsed is not None else raw, parsed=parsed)
+            del data
+            todo = todo[len(part):]
+
+    def _big(self, uid: int, size: int, when: datetime, stop: threading.Event | None = None) -> FetchedMessage:
+        env = self._envelope(uid, size, when)
+        streamer = Streamer(self._op, self.limits, self.spool_dir, uid, stop)
+        if size > self.limits.max_message_bytes:
+            return FetchedMessage(env, error=(
+                f"the message is {human_size(size)}, over the limit of {human_size(self.limits.max_message_bytes)} "
+                "(limits.max_message_bytes): not fetched"), header_bytes=streamer.header_only())
+        try:
+            parsed = streamer.run()
+        except (MailboxError, Stopped):
+            streamer.drop_spools()
+            raise
+        except Exception as e:  # noqa: BLE001 - a bug or a weird structure: record, don't stop the poll
+            log.exception("streaming message %s failed", env.key)
+            streamer.drop_spools()
+            return FetchedMessage(env, error=f"the message could not be fetched part by part: {type(e).__name__}: {e}")
+        return FetchedMessage(env, parsed=parsed)
+
+
+def _utc(value: Any) -> datetime:
+    if not isinstance(value, datetime):
+        return datetime.now(timezone.utc)
+    if value.tzinfo is None:
+        value = value.astimezone()  # imapclient gave local time
+    return value.astimezone(timezone.utc)
+
+

@@ -1,0 +1,258 @@
+"""A big message, part by part: ``Streamer`` builds its ParsedMessage without holding it whole.
+
+First the header and BODYSTRUCTURE, then the MIME headers of every leaf in one command, then each
+leaf: text bodies and small parts whole; big ones in chunks with partial FETCH
+(``BODY.PEEK[2]<0.4194304>``), decoded on the fly (``decode.StreamDecoder``) into a spool file
+that is hashed and fsynced here. A forwarded message (message/rfc822) that is small goes to the
+parser whole; a big one is walked like the outer message. Parts over ``limits.max_part_bytes``
+are recorded with a reason, not fetched.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from ingest import mime
+from ingest.config import Limits
+from ingest.model import ExtractedPart, Headers, ParsedMessage
+from ingest.sizes import human_size
+from ingest.sources.imap.connection import Op
+from ingest.sources.imap.decode import StreamDecoder, decode_all
+from ingest.sources.imap.errors import Stopped, mailbox_error
+from ingest.sources.imap.structure import Leaf, leaves
+
+CHUNK_BYTES = 4 * 1024 * 1024       # partial FETCH size for streamed parts
+WHOLE_PART_MAX = 1024 * 1024        # parts of a streamed message up to this are fetched whole
+TEXT_PART_MAX = 4 * 1024 * 1024     # a text body part bigger than this is kept as a file
+
+
+class Streamer:
+    """Fetch one big message per MIME part and build its ParsedMessage (see module docstring)."""
+
+    def __init__(self, op: Op, limits: Limits, spool_dir: Path, uid: int,
+                 stop: threading.Event | None = None):
+        self.op = op
+        self.spool_dir = spool_dir
+        self.uid = uid
+        self.stop = stop
+        self.limits = limits
+        self.parsed = ParsedMessage(headers=Headers())
+        self.plain: list[str] = []
+        self.html: list[str] = []
+        self.digest = hashlib.sha256()
+        self.count = 0
+        self.spools: list[Path] = []
+
+    def fetch(self, items: list[str], what: str) -> dict:
+        if self.stop is not None and self.stop.is_set():
+            raise Stopped()
+        data = self.op(lambda c: c.fetch([self.uid], items), what)
+        if self.uid not in data:
+            raise mailbox_error(f"message {self.uid} disappeared from the folder while it was fetched")
+        return data[self.uid]
+
+    def header_only(self) -> bytes | None:
+        """Just the header block (for a message too big to fetch: whose is it?)."""
+        try:
+            d = self.fetch(["BODY.PEEK[HEADER]"], f"reading the header of message {self.uid}")
+        except Stopped:
+            return None
+        return bytes(d.get(b"BODY[HEADER]") or b"")[: self.limits.max_header_bytes]
+
+    def run(self) -> ParsedMessage:
+        d = self.fetch(["BODY.PEEK[HEADER]", "BODYSTRUCTURE"], f"reading the structure of message {self.uid}")
+        header = bytes(d.get(b"BODY[HEADER]") or b"")
+        self.digest.update(header)
+        self.parsed.headers = mime.parse_headers(header, self.limits)
+        self.walk(d[b"BODYSTRUCTURE"], prefix="", top_header=header, origin="attachment",
+                  parent=None, depth=0)
+        self.finish()
+        return self.parsed
+
+    def walk(self, structure: Any, *, prefix: str, top_header: bytes | None, origin: str,
+             parent: int | None, depth: int, loc: str = "") -> None:
+        """Fetch the leaves under ``structure``; ``loc`` prefixes their locations
+        ('forwarded message 1.eml/')."""
+        found = list(leaves(structure, prefix, top=True))
+        if len(found) + self.count > self.limits.max_parts:
+            self.parsed.defects.append(f"the message has more than {self.limits.max_parts:,} MIME parts; "
+                                       "the rest were not read")
+            found = found[:max(0, self.limits.max_parts - self.count)]
+        self.count += len(found)
+        # the MIME headers of every leaf in one command (a single-part body's header is the message's)
+        headers: dict[str, bytes] = {}
+        wanted = [lf.section for lf in found if not (top_header is not None and lf.section == "1"
+                                                    and not prefix and len(found) == 1)]
+        if top_header is not None and not prefix and len(found) == 1:
+            headers[found[0].section] = top_header
+        for i in range(0, len(wanted), 50):
+            sections = wanted[i:i + 50]
+            d = self.fetch([f"BODY.PEEK[{s}.MIME]" for s in sections], f"reading part headers of message {self.uid}")
+            for s in sections:
+                headers[s] = bytes(response_item(d, f"BODY[{s}.MIME]") or b"")
+        for lf in found:
+            self.leaf(lf, headers.get(lf.section, b""), origin=origin, parent=parent, depth=depth, loc=loc)
+
+    def leaf(self, lf: Leaf, mime_header: bytes, *, origin: str, parent: int | None, depth: int,
+             loc: str = "") -> None:
+        info = mime.entity_info(mime_header)
+        ctype = info["content_type"] or lf.ctype
+        encoding = info["transfer_encoding"] or lf.encoding
+        filename = info["filename"]
+        self.digest.update(mime_header)
+        if ctype in ("message/rfc822", "message/global"):
+            self.forwarded(lf, mime_header, filename, origin=origin, parent=parent, depth=depth, loc=loc)
+            return
+        if ctype.startswith("message/") and ctype != "message/partial":  # delivery status etc.
+            return
+        is_body = ctype in ("text/plain", "text/html") and info["disposition"] != "attachment" and not filename
+        if is_body and lf.size <= TEXT_PART_MAX:
+            data = decode_all(self.whole(lf), encoding)
+            text = mime.decode_text(data, info["charset"])[0]
+            (self.plain if ctype == "text/plain" else self.html).append(text)
+            return
+        estimate = lf.size * 3 // 4 if encoding == "base64" else lf.size
+        if estimate > self.limits.max_part_bytes:
+            part = mime.part_from_entity(mime_header, origin=origin, parent=parent, size=estimate)
+            part.location = loc + part.location
+            part.error = (f"the attachment is about {human_size(estimate)}, over the limit of "
+                          f"{human_size(self.limits.max_part_bytes)}: not kept")
+            self.parsed.parts.append(part)
+            return
+        if lf.size <= WHOLE_PART_MAX:
+            data = decode_all(self.whole(lf), encoding)
+            part = mime.part_from_entity(mime_header, data=data, origin=origin, parent=parent)
+            part.location = loc + part.location
+            self.parsed.parts.append(part)
+            return
+        spool, size, damaged, digest = self.stream(lf, encoding)
+        part = mime.part_from_entity(mime_header, spool=spool, size=size, origin=origin, parent=parent)
+        part.location = loc + part.location
+        part.sha256 = digest
+        if damaged:
+            self.parsed.defects.append(f"{part.location}: the attachment's base64 encoding is damaged")
+        self.parsed.parts.append(part)
+
+    def whole(self, lf: Leaf) -> bytes:
+        d = self.fetch([f"BODY.PEEK[{lf.section}]"], f"fetching part {lf.section} of message {self.uid}")
+        data = bytes(response_item(d, f"BODY[{lf.section}]") or b"")
+        self.digest.update(data)
+        return data
+
+    def stream(self, lf: Leaf, encoding: str | None) -> tuple[Path, int, bool, str]:
+        """Fetch a part in chunks, decoding into a spool file.
+
+        Returns (path, decoded size, damaged, sha256). The hash is taken and the file fsynced
+        here, in the prefetch thread, so the pipeline neither reads it again to hash it nor
+        waits long for the store's fsync."""
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix="imap-part-", dir=self.spool_dir)
+        path = Path(name)
+        self.spools.append(path)
+        decoder = StreamDecoder(encoding)
+        sha = hashlib.sha256()
+        offset = written = 0
+        with os.fdopen(fd, "wb") as out:
+            while True:
+                item = f"BODY.PEEK[{lf.section}]<{offset}.{CHUNK_BYTES}>"
+                d = self.fetch([item], f"fetching part {lf.section} of message {self.uid} at byte {offset:,}")
+                chunk = response_item(d, f"BODY[{lf.section}]<{offset}>")
+                chunk = bytes(chunk or b"")
+                if not chunk:
+                    break
+                got = len(chunk)
+                offset += got
+                data = decoder.feed(chunk)
+                del d, chunk
+                sha.update(data)
+                out.write(data)
+                # a short piece at or past the announced size is the last one (a full piece: ask
+                # again even past the size, BODYSTRUCTURE sizes are not trusted; a short one
+                # before it: a server that caps partial fetches, go on)
+                if got < CHUNK_BYTES and offset >= lf.size:
+                    break
+            data = decoder.finish()
+            sha.update(data)
+            out.write(data)
+            written = out.tell()
+            out.flush()
+            os.fsync(out.fileno())
+        digest = sha.hexdigest()
+        self.digest.update(digest.encode())
+        return path, written, decoder.damaged, digest
+
+    def drop_spools(self) -> None:
+        for p in self.spools:
+            try:
+                p.unlink(missing_ok=True)
+            except OSError:
+                pass
+
+    def forwarded(self, lf: Leaf, mime_header: bytes, filename: str | None, *, origin: str,
+                  parent: int | None, depth: int, loc: str = "") -> None:
+        """A message/rfc822 part: small ones go to the parser whole; big ones are walked too."""
+        label = filename or f"forwarded message {len(self.parsed.forwarded) + 1}.eml"
+        if lf.size <= self.limits.stream_threshold_bytes or lf.inner is None:
+            raw = decode_all(self.whole(lf), lf.encoding)
+            inner = mime.parse_message(raw, self.limits)
+            index = len(self.parsed.parts)
+            self.parsed.parts.append(ExtractedPart(location=loc + label, filename=filename,
+                                                   declared_type=lf.ctype, origin=origin,
+                                                   parent=parent, data=raw, size=len(raw)))
+            self.parsed.forwarded.append(inner.headers)
+            self.parsed.forwarded.extend(inner.forwarded)
+            for p in inner.parts:
+                p.location = f"{loc}{label}/{p.location}"
+                p.origin = "forwarded"
+                p.parent = index if p.parent is None else p.parent + index + 1
+                self.parsed.parts.append(p)
+            if inner.body_text.strip():
+                self.plain.append(f"\n---------- forwarded message ({label}) ----------\n{inner.body_text}")
+            self.parsed.defects.extend(f"{label}: {d}" for d in inner.defects)
+            return
+        # a big forwarded message: its header, then its parts, streamed like the outer ones (the
+        # forwarded message itself is not kept as a file: only what it carries)
+        index = len(self.parsed.parts)
+        self.parsed.parts.append(ExtractedPart(
+            location=loc + label, filename=filename, declared_type=lf.ctype, origin=origin, parent=parent,
+            size=lf.size, error=None))
+        if depth + 1 > self.limits.max_forward_depth:
+            self.parsed.defects.append(f"{label}: forwarded messages nested deeper than "
+                                       f"{self.limits.max_forward_depth} levels were not opened")
+            return
+        d = self.fetch([f"BODY.PEEK[{lf.section}.HEADER]"], f"reading a forwarded message in message {self.uid}")
+        inner_header = bytes(response_item(d, f"BODY[{lf.section}.HEADER]") or b"")
+        self.parsed.forwarded.append(mime.parse_headers(inner_header, self.limits))
+        before = (len(self.plain), len(self.html))
+        self.walk(lf.inner, prefix=f"{lf.section}.", top_header=None, origin="forwarded",
+                  parent=index, depth=depth + 1, loc=f"{loc}{label}/")
+        # its text follows the main text, marked as parse_message marks it
+        for texts, start in ((self.plain, before[0]), (self.html, before[1])):
+            if len(texts) > start:
+                texts[start] = f"\n---------- forwarded message ({label}) ----------\n" + texts[start]
+
+    def finish(self) -> None:
+        p = self.parsed
+        html = "\n".join(self.html)
+        p.html = mime.bounded_utf8(html, mime.HTML_MAX)
+        plain = "\n".join(self.plain)
+        text = plain if plain.strip() else (mime.html_to_text(p.html) if html else "")
+        p.body_text = mime.bounded_utf8(text.replace("\r\n", "\n"), mime.BODY_TEXT_MAX)
+        p.content_sha256 = self.digest.hexdigest()
+
+
+def response_item(d: dict, name: str) -> Any:
+    """A FETCH response item by name (servers differ in quoting and case: compare loosely)."""
+    key = name.encode()
+    if key in d:
+        return d[key]
+    want = re.sub(rb"\s+", b"", key).upper()
+    for k, v in d.items():
+        if isinstance(k, bytes) and re.sub(rb"\s+", b"", k).upper() == want:
+            return v
+    return None

@@ -1,0 +1,44 @@
+"""BODYSTRUCTURE: which leaf parts a message has, with their IMAP section numbers and sizes.
+
+The streamer fetches a big message part by part from this map, without downloading it first.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+
+@dataclass
+class Leaf:
+    section: str           # IMAP part number, '1', '2.1', ...
+    ctype: str             # 'application/pdf'
+    encoding: str | None   # Content-Transfer-Encoding
+    size: int              # encoded size in octets
+    inner: Any = None      # message/rfc822: the encapsulated message's BODYSTRUCTURE
+
+
+def as_text(v: Any) -> str:
+    """An IMAP atom (bytes, str or NIL) as text."""
+    if isinstance(v, bytes):
+        return v.decode("ascii", "replace")
+    return "" if v is None else str(v)
+
+
+def leaves(body: Any, prefix: str = "", top: bool = True) -> Iterator[Leaf]:
+    """The leaf parts of a BODYSTRUCTURE (imapclient ``BodyData``), with their section numbers."""
+    from imapclient.response_types import BodyData
+
+    if not isinstance(body, BodyData):
+        body = BodyData.create(body)
+    if body.is_multipart:
+        for i, child in enumerate(body[0], start=1):
+            yield from leaves(child, f"{prefix}{i}.", top=False)
+        return
+    section = (prefix + "1") if top else prefix[:-1]
+    ctype = f"{as_text(body[0]).lower()}/{as_text(body[1]).lower()}"
+    try:
+        size = int(body[6] or 0)
+    except (TypeError, ValueError, IndexError):
+        size = 0
+    inner = body[8] if ctype in ("message/rfc822", "message/global") and len(body) > 8 else None
+    yield Leaf(section, ctype, as_text(body[5]).lower() or None, size, inner)
