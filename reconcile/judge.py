@@ -58,7 +58,7 @@ def judge_part(row: Mapping[str, Any], config) -> Judgement:
     kind = row["kind"]
     error = row["error"]
     if error:
-        return Judgement(INVALID, str(error), reason_zh=f"未能读取：{error}")
+        return Judgement(INVALID, str(error), reason_zh=error_zh(str(error)))
     facts = _facts(row)
     if kind == "statistics":
         return _statistics(facts, config)
@@ -97,6 +97,37 @@ def _listing(labels: list[str], raw: dict, sep: str = ", ") -> str:
     """'活动总数, 科普展览 ('无')': the labels, quoting what was written where something was."""
     return sep.join(f"{label} ('{raw[label]}')" if str(raw.get(label) or "").strip() else label
                     for label in labels)
+
+
+# What the checks say when a file cannot be read (ingest/checks, ingest/archives), in the words
+# a unit's clerk reads in a Chinese mail; first match wins, anything else keeps the English detail.
+_ERRORS_ZH: list[tuple[str, str]] = [
+    ("password-protected", "文件设有密码，无法打开：请去掉密码后重新发送"),
+    ("sent as a PDF", "统计表以PDF发送，无法读取其中的数字：请发送.xlsx或.docx格式的统计表"),
+    ("not a video file", "不是视频文件（内容不是已知的视频格式）"),
+    ("no video stream", "文件中没有视频画面（只有声音）"),
+    ("could not be probed within", "视频未能在限定时间内检查完毕，请稍后重新发送或联系工作人员"),
+    ("length cannot be read", "无法读取视频时长（文件可能已损坏或不完整）"),
+    ("web page", "文件实为网页（可能是下载失败），不是所需的文件"),
+    ("without LibreOffice", "暂时无法读取该格式：请以.xlsx、.docx或.pdf格式发送"),
+    ("XML bomb", "文件结构异常（疑似恶意文件），未读取"),
+    ("too large", "文件过大，无法检查"),
+    ("zip archive without", "文件实为压缩包，不是所需的文档：请直接发送文档"),
+    ("not a spreadsheet", "不是统计表文件：请发送.xlsx或.docx格式的统计表"),
+    ("not a report document", "不是总结报告文档：请以.docx或.pdf格式发送"),
+    ("not a Word document", "不是Word文档：请以.docx或.pdf格式发送"),
+    ("damaged", "文件已损坏，无法打开：请重新发送"),
+    ("cannot be opened", "文件无法打开：请重新发送"),
+    ("not a valid", "文件无法打开（格式不正确）：请重新发送"),
+]
+
+
+def error_zh(error: str) -> str:
+    """The Chinese reason for a file that could not be read."""
+    for needle, text in _ERRORS_ZH:
+        if needle in error:
+            return text
+    return f"未能读取：{error}"
 
 
 def _statistics(facts: dict, config) -> Judgement:

@@ -479,3 +479,23 @@ def test_unknown_category_is_a_usage_error(campaign):
     ingest(campaign)
     res = campaign.run("status", "--category", "大学", expect=2)
     assert "no unit has the category 大学" in res.stderr and "高等院校" in res.stderr
+
+
+def test_unreadable_files_get_a_chinese_reason_for_the_unit(campaign, media, tmp_path):
+    """A fake video and a sheet sent as PDF: the Chinese reason says what to do, not English."""
+    pdf = make_report_pdf(tmp_path / "统计表.pdf", chars=300)
+    campaign.deliver(build_mail(attachments=[("活动视频.mp4", media.fake_mp4.read_bytes()),
+                                             ("科技活动周统计表.pdf", pdf.read_bytes())]),
+                     when=datetime(2022, 6, 20, tzinfo=timezone.utc))
+    campaign.run("ingest", "--once")
+    (unit,) = [u for u in campaign.run("status", "--json").json if u["id"] == "taiyuan-kjj"]
+    video, sheet = unit["items"]["video"], unit["items"]["statistics"]
+    assert video["state"] == "invalid" and video["reason_zh"] == "不是视频文件（内容不是已知的视频格式）"
+    assert sheet["state"] == "invalid" and sheet["reason_zh"].startswith("统计表以PDF发送")
+
+
+def test_error_zh_falls_back_to_the_english_detail():
+    from reconcile.judge import error_zh
+
+    assert error_zh("the sheet is password-protected") == "文件设有密码，无法打开：请去掉密码后重新发送"
+    assert error_zh("something nobody foresaw") == "未能读取：something nobody foresaw"
