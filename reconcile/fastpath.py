@@ -17,7 +17,7 @@ import os
 import sys
 
 # Bump when the shape or rules of a status row change: cached rows are then recomputed.
-STATUS_CODE_VERSION = "5"
+STATUS_CODE_VERSION = "6"
 
 
 def file_fingerprint(path) -> str:

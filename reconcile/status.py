@@ -227,7 +227,7 @@ def _item_status(unit_id: str, item: str, mids: list[int], messages: dict, parts
                         day = _day(messages[s]["at"], tz)
                         warnings.append(f"a later file {name} ({day}) could not be read: {bj.reason}; "
                                         f"the earlier {what} still counts")
-                        warnings_zh.append(f"之后发送的文件{name}（{day}）{bj.reason_zh or bj.reason}；"
+                        warnings_zh.append(f"之后发送的文件{name}（{day}）未能读取：{(bj.reason_zh or bj.reason).removeprefix('未能读取：')}；"
                                            f"仍以之前的{what_zh}为准")
                     latest, chosen, judgement = m, earlier, ej
                 break
