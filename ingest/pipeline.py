@@ -178,7 +178,8 @@ class _Poll:
         try:
             parsed = fetched.parsed
             if parsed is None:
-                parsed = mime.parse_message(fetched.raw or b"", config.limits)
+                # big attachments are decoded into spool files in store.tmp, not held in memory
+                parsed = mime.parse_message(fetched.raw or b"", config.limits, spool_dir=store.tmp)
                 fetched.raw = None   # everything is in `parsed` now: don't hold a big message twice
             pending.parsed = parsed
             archives.expand(parsed, config.limits, store.tmp)

@@ -33,10 +33,15 @@ subject and sender, and drops an mbox ``From `` line. Then:
    parsed by step 1 in turn), bounce reports, Outlook winmail.dat;
 4. ``body`` makes ``body_text``, ``html`` and ``links`` of the text parts found.
 
+Before step 1, a big message parsed with a spool directory has its long base64 runs set aside
+(``spill``): the parser sees a small message, and ``tree`` decodes a big attachment from the raw
+bytes straight into a spool file.
+
 Underneath, ``text`` decodes bytes and header values (GBK labels read as GB18030, RFC 2047 words,
 raw 8-bit headers, tolerant base64) and ``filenames`` decodes (RFC 2231, ``name=``) and sanitizes
 attachment names. Each module imports only those before it in: text, filenames, bounds, headers,
-body, tree, this package. Every name other modules use is importable from ``ingest.mime``.
+body, tree, this package (``spill`` imports none of them). Every name other modules use is
+importable from ``ingest.mime``.
 """
 from __future__ import annotations
 
@@ -55,6 +60,7 @@ from ingest.mime.filenames import FILENAME_MAX, decode_filename, raw_header, raw
 from ingest.mime.headers import _headers_from, _mailparser_defects, parse_headers
 from ingest.mime.text import (DECODED_HEADER_MAX, HEADER_VALUE_MAX, _clean_text, bounded_utf8, decode_text,
                               decode_words, header_text, normalize_charset)
+from ingest.mime.spill import MIN_RUN, Spill
 from ingest.mime.tree import MAX_DEFECTS, MAX_TREE_DEPTH, _Ctx, _ctype, _disposition, _walk
 from ingest.model import ExtractedPart, Headers, ParsedMessage
 
@@ -96,14 +102,17 @@ def _outlook_msg(raw: bytes, parsed: ParsedMessage) -> None:
         parsed.defects.append("the Outlook .msg file could not be read")
 
 
-def parse_message(raw: bytes, limits: Any) -> ParsedMessage:
+def parse_message(raw: bytes, limits: Any, spool_dir: Path | None = None) -> ParsedMessage:
     """Parse one raw message. Never raises on bad mail; problems go to ``defects``.
 
     ``limits`` is ``ingest.config.Limits`` (max_parts, max_header_bytes, max_part_bytes,
-    max_forward_depth, max_message_bytes are used)."""
+    max_forward_depth, max_message_bytes, stream_threshold_bytes are used). With ``spool_dir``,
+    a message over ``stream_threshold_bytes`` has its big attachments decoded chunk by chunk
+    into spool files there (``ExtractedPart.spool``, the caller deletes them) instead of being
+    held in memory several times over (``spill``); the results are otherwise the same."""
     raw = bytes(raw or b"")
     parsed = ParsedMessage(headers=Headers(), content_sha256=hashlib.sha256(raw).hexdigest())
-    ctx = _Ctx(limits=limits, parsed=parsed)
+    ctx = _Ctx(limits=limits, parsed=parsed, spool_dir=spool_dir)
     try:
         _parse_into(raw, ctx)
     except Exception as e:  # noqa: BLE001 - last line of defence: record, never crash
@@ -115,17 +124,24 @@ def parse_message(raw: bytes, limits: Any) -> ParsedMessage:
 
 def _parse_into(raw: bytes, ctx: _Ctx) -> None:
     limits, parsed = ctx.limits, ctx.parsed
-    if len(raw.strip()) == 0 or len(raw) < 4:
+    # (raw[:4096] first: strip() copies, and a big message is not all white space)
+    if len(raw) < 4 or (not raw[:4096].strip() and len(raw.strip()) == 0):
         ctx.defect(f"the message is empty ({len(raw)} bytes)")
         return
     if raw.startswith(_OLE_MAGIC):
         _outlook_msg(raw, parsed)
         return
+    full = len(raw)
+    if ctx.spool_dir is not None and full > getattr(limits, "stream_threshold_bytes", full):
+        ctx.spill = Spill(raw)
+        raw = ctx.spill.reduce(raw, min(MIN_RUN, limits.stream_threshold_bytes))
+        full = len(raw) + ctx.spill.removed
     if raw.startswith(b"From ") and b"\n" in raw[:1000]:  # an mbox 'From ' line
-        raw = raw.split(b"\n", 1)[1]
+        cut = raw.index(b"\n") + 1
+        raw, full = raw[cut:], full - cut
     header, _, _ = _split_head(raw)
-    if len(raw) > limits.max_message_bytes:
-        ctx.defect(f"the message is {human_size(len(raw))}, over the limit of "
+    if full > limits.max_message_bytes:
+        ctx.defect(f"the message is {human_size(full)}, over the limit of "
                    f"{human_size(limits.max_message_bytes)}: only its headers were read")
         parsed.headers = parse_headers(header, limits)
         return

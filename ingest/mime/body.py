@@ -14,6 +14,7 @@ import quopri
 import re
 import unicodedata
 from email.message import Message
+from typing import Any
 
 from ingest.mime.text import _tolerant_b64, bounded_utf8
 from ingest.model import ParsedMessage
@@ -23,12 +24,18 @@ log = logging.getLogger("ingest.mime")  # one logger for the whole package
 BODY_TEXT_MAX = 64 * 1024          # bytes of UTF-8 kept in ParsedMessage.body_text
 HTML_MAX = 1024 * 1024             # bytes of HTML kept (links live at the end of NetEase mail)
 
-def _payload_bytes(entity: Message) -> tuple[bytes, str | None]:
-    """The decoded content of a leaf entity. Returns (bytes, problem in words or None)."""
+def _payload_bytes(entity: Message, spill: Any = None) -> tuple[bytes, str | None]:
+    """The decoded content of a leaf entity. Returns (bytes, problem in words or None).
+
+    ``spill`` (``spill.Spill``) gives back the runs set aside before parsing, if any."""
     # the stored payload: get_payload(decode=False) would already decode 8-bit text lossily
     raw = getattr(entity, "_payload", None)
     if isinstance(raw, list) or raw is None:
         return b"", None
+    if spill is not None and spill.has_tokens(raw):
+        raw = spill.expand(raw)
+        if "uu" in str(entity.get("Content-Transfer-Encoding", "") or "").lower():
+            entity.set_payload(raw.decode("ascii", "surrogateescape"))  # get_payload reads it
     data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogateescape")
     cte = str(entity.get("Content-Transfer-Encoding", "") or "").strip().lower()
     if cte == "base64":

@@ -24,6 +24,7 @@ import quopri
 from dataclasses import dataclass, field
 from email.message import Message
 from email.policy import compat32
+from pathlib import Path
 from typing import Any
 
 from ingest.mime.body import BODY_TEXT_MAX, HTML_MAX, _payload_bytes
@@ -53,6 +54,8 @@ class _Ctx:
     html: list[str] = field(default_factory=list)
     extra_text: list[str] = field(default_factory=list)
     defect_overflow: int = 0
+    spill: Any = None                  # spill.Spill: big runs set aside before parsing
+    spool_dir: Path | None = None      # where big attachments are decoded to
 
     def defect(self, text: str) -> None:
         if len(self.parsed.defects) < MAX_DEFECTS:
@@ -152,6 +155,8 @@ def _leaf(entity: Message, ctype: str, ctx: _Ctx, *, depth: int, prefix: str, or
                 raw_inner = inner[0].as_bytes(policy=compat32)
             except Exception:  # noqa: BLE001
                 raw_inner = b""
+            if ctx.spill is not None and ctx.spill.has_tokens(raw_inner):
+                raw_inner = ctx.spill.expand(raw_inner)
             cte = str(entity.get("Content-Transfer-Encoding", "") or "").strip().lower()
             if cte in ("base64", "quoted-printable"):
                 # not allowed by RFC 2046 but sent: the parser took the encoded text for a message
@@ -164,7 +169,7 @@ def _leaf(entity: Message, ctype: str, ctx: _Ctx, *, depth: int, prefix: str, or
                      origin=origin, parent=parent)
             return
         # a message/rfc822 part whose content was transfer-encoded: decode and parse
-        data, _ = _payload_bytes(entity)
+        data, _ = _payload_bytes(entity, ctx.spill)
         if in_report:
             return
         _forward(data, None, filename, ctype, ctx, depth=depth, prefix=prefix, origin=origin,
@@ -176,20 +181,20 @@ def _leaf(entity: Message, ctype: str, ctx: _Ctx, *, depth: int, prefix: str, or
         if isinstance(payload, list):
             text = "\n".join(_safe_str(m) for m in payload[:50])
         else:
-            text = decode_text(_payload_bytes(entity)[0][:BODY_TEXT_MAX])[0]
+            text = decode_text(_payload_bytes(entity, ctx.spill)[0][:BODY_TEXT_MAX])[0]
         ctx.extra_text.append(text[:BODY_TEXT_MAX])
         return
 
     if ctype.startswith("multipart/") and not filename:
         # a multipart the parser could not split (no or wrong boundary): keep its text as body
-        data, _ = _payload_bytes(entity)
+        data, _ = _payload_bytes(entity, ctx.spill)
         text = decode_text(data[:BODY_TEXT_MAX])[0]
         if text.strip():
             ctx.plain.append(text)
         return
     is_body = (ctype in ("text/plain", "text/html") and disp != "attachment" and not filename)
     if is_body:
-        data, problem = _payload_bytes(entity)
+        data, problem = _payload_bytes(entity, ctx.spill)
         if problem:
             ctx.defect(f"message text: {problem}")
         text = decode_text(data[:HTML_MAX * 2], entity.get_content_charset())[0]
@@ -201,6 +206,9 @@ def _leaf(entity: Message, ctype: str, ctx: _Ctx, *, depth: int, prefix: str, or
     location = prefix + shown
     encoded = getattr(entity, "_payload", None)
     enc_len = len(encoded) if isinstance(encoded, (str, bytes)) else 0
+    spilled = ctx.spill is not None and ctx.spill.has_tokens(encoded)
+    if spilled:
+        enc_len = ctx.spill.size(encoded)
     cte = str(entity.get("Content-Transfer-Encoding", "") or "").strip().lower()
     estimate = enc_len * 3 // 4 if cte == "base64" else enc_len
     inline = (ctype.startswith("image/") and disp != "attachment"
@@ -213,9 +221,15 @@ def _leaf(entity: Message, ctype: str, ctx: _Ctx, *, depth: int, prefix: str, or
                       f"{human_size(limits.max_part_bytes)}: not kept")
         ctx.parsed.parts.append(part)
         return
-    data, problem = _payload_bytes(entity)
-    if problem:
-        ctx.defect(f"{location}: {problem}")
+    if spilled and ctx.spool_dir is not None and _spool(entity, encoded, cte, part, ctx):
+        if part.spool is None or not _tnef_or_message(part, ctype, filename):
+            ctx.parsed.parts.append(part)
+            return
+        data = _unspool(part)     # opened further in memory, as before
+    else:
+        data, problem = _payload_bytes(entity, ctx.spill)
+        if problem:
+            ctx.defect(f"{location}: {problem}")
     part.data, part.size = data, len(data)
     if len(data) > limits.max_part_bytes:
         part.data = None
@@ -230,6 +244,47 @@ def _leaf(entity: Message, ctype: str, ctx: _Ctx, *, depth: int, prefix: str, or
         ctx.parsed.parts.pop()
         _forward(data, None, filename, ctype, ctx, depth=depth, prefix=prefix, origin=origin,
                  parent=parent)
+
+
+def _spool(entity: Message, encoded: Any, cte: str, part: ExtractedPart, ctx: _Ctx) -> bool:
+    """A big attachment decoded chunk by chunk into a spool file (``part.spool``). False when it
+    must be decoded in memory instead (see ``spill.spool_payload``)."""
+    try:
+        got = ctx.spill.spool_payload(encoded, cte, ctx.spool_dir)
+    except OSError as e:
+        ctx.defect(f"{part.location}: could not be written to the spool directory ({e.strerror}); "
+                   "read in memory")
+        return False
+    if got is None:
+        return False
+    part.spool, part.size = got
+    if part.size > ctx.limits.max_part_bytes:
+        part.spool.unlink(missing_ok=True)
+        part.spool = None
+        part.error = (f"the attachment is {human_size(part.size)}, over the limit of "
+                      f"{human_size(ctx.limits.max_part_bytes)}: not kept")
+    entity.set_payload("")        # the parser's copy of the (small) text around the run
+    return True
+
+
+def _tnef_or_message(part: ExtractedPart, ctype: str, filename: str | None) -> bool:
+    """Whether a spooled attachment is a winmail.dat or a forwarded message: opened in memory."""
+    name = (filename or "").lower()
+    if ctype == "application/ms-tnef" or name == "winmail.dat":
+        return part.size > 0
+    if name.endswith(".eml") or ctype == "application/octet-stream" or ctype.startswith("message/"):
+        with open(part.spool, "rb") as f:
+            return _looks_like_message(f.read(8192))
+    return False
+
+
+def _unspool(part: ExtractedPart) -> bytes:
+    """Read a spooled part back into memory (a winmail.dat or a forwarded message to open)."""
+    with open(part.spool, "rb") as f:
+        data = f.read()
+    part.spool.unlink(missing_ok=True)
+    part.spool = None
+    return data
 
 
 def _tnef_name(att: Any, codepage: str | None) -> str | None:
