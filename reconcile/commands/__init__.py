@@ -2,19 +2,15 @@
 import importlib
 
 MODULES = [
-    "ingest_cmd",     # ingest --once, messages, unmatched, show (facts side)
+    "ingest_cmd",     # ingest --once, messages, unmatched
     "status_cmd",     # status, stats, show
-    "staff_cmd",      # assign, accept, reject, exempt, extend, revoke, roster ...
+    "staff_cmd",      # assign, accept, reject, exempt, extend, revoke, overrides, roster, reattribute
     "report_cmd",     # report --xlsx/--csv
     "template_cmd",   # template --xlsx/--docx
-    "service_cmd",    # serve, remind
+    "service_cmd",    # serve, remind, receipts
 ]
 
 
 def register_all() -> None:
     for name in MODULES:
-        try:
-            importlib.import_module(f"reconcile.commands.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"reconcile.commands.{name}":
-                raise
+        importlib.import_module(f"reconcile.commands.{name}")

@@ -1,4 +1,4 @@
-"""``serve`` (the daemon), ``remind`` and ``receipts`` (one sending run, e.g. from cron)."""
+"""`serve` (the daemon), ``remind`` and ``receipts`` (one sending run, e.g. from cron)."""
 from __future__ import annotations
 
 import json
@@ -167,7 +167,7 @@ def _report_failures(done, dry_run: bool) -> None:
 @json_option
 @pass_app
 def receipts_command(app: App, dry_run: bool, show: bool, now_text: str | None, as_json: bool) -> None:
-    """Send the receipts not yet sent (``serve`` does this after every poll).
+    """Send the receipts not yet sent (`serve` does this after every poll).
 
     For use without the daemon, e.g. ``mailroll ingest --once && mailroll receipts`` from cron.
     Only messages received up to --now are answered, and each receipt states the unit's
