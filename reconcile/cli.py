@@ -116,6 +116,11 @@ class MailrollGroup(click.Group):
             click.echo("mailroll: interrupted", err=True)
             ctx.exit(130)
         except Exception as e:  # noqa: BLE001 - last resort: say what happened, exit 1
+            from ingest.sources.base import MailboxError
+
+            if isinstance(e, MailboxError):  # its message already says what to check
+                click.echo(f"mailroll: mailbox error: {e}", err=True)
+                ctx.exit(1)
             app = ctx.find_object(App)
             if app is not None and app.verbose > 1:
                 raise
