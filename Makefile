@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-APT_PACKAGES := ffmpeg dovecot-imapd libarchive-tools libreoffice-writer-nogui libreoffice-calc-nogui fonts-wqy-microhei time openssl
+APT_PACKAGES := ffmpeg dovecot-imapd libarchive-tools libreoffice-writer-nogui libreoffice-calc-nogui fonts-wqy-microhei time openssl python3-venv
 # the commands each apt package provides (to skip apt when all are there)
 APT_COMMANDS := ffprobe dovecot bsdtar soffice openssl
 
@@ -27,6 +27,7 @@ setup: system-packages python-env
 system-packages:
 	@missing=""; for c in $(APT_COMMANDS); do command -v $$c >/dev/null 2>&1 || [ -x /usr/bin/$$c ] || [ -x /usr/sbin/$$c ] || missing="$$missing $$c"; done; \
 	[ -x /usr/bin/time ] || missing="$$missing time"; \
+	$(PYTHON) -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	echo "missing:$$missing"; \
 	if [ "$$(id -u)" = "0" ]; then \

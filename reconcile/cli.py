@@ -110,7 +110,8 @@ class MailrollGroup(click.Group):
         except ConfigError as e:
             click.echo(f"mailroll: config error: {e}", err=True)
             ctx.exit(2)
-        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit,
+                BrokenPipeError):
             raise
         except KeyboardInterrupt:
             click.echo("mailroll: interrupted", err=True)
@@ -146,7 +147,12 @@ def json_option(f):
 
 
 def main(argv: list[str] | None = None) -> None:
-    cli.main(args=argv, prog_name="mailroll")
+    try:
+        cli.main(args=argv, prog_name="mailroll")
+    except BrokenPipeError:  # `mailroll status | head`: the reader has all it wants
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(0)
 
 
 # Register the commands (each module adds its own to ``cli``).

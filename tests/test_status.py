@@ -218,9 +218,10 @@ def test_cached_status_is_what_the_full_command_prints(campaign, full_set):
 
 def test_heartbeat_line(campaign):
     ingest(campaign)
+    assert "last poll" in campaign.run("status").output   # ingest --once (cron) records it too
     conn = sqlite3.connect(campaign.db_path)
     now = datetime.now(timezone.utc)
-    conn.execute("INSERT INTO service_state (key, value, updated_at) VALUES ('last_poll', ?, ?)",
+    conn.execute("INSERT OR REPLACE INTO service_state (key, value, updated_at) VALUES ('last_poll', ?, ?)",
                  [(now - timedelta(minutes=2)).isoformat(), now.isoformat()])
     conn.commit()
     assert "last poll 2 minutes ago" in campaign.run("status").output

@@ -81,6 +81,13 @@ def ingest_command(app: App, once: bool, as_json: bool) -> None:
     if not once:
         raise click.UsageError("use `mailroll ingest --once` for one poll, or `mailroll serve` to keep polling")
     counts = run_poll(app, progress=not as_json)
+    from datetime import datetime, timezone
+
+    from reconcile.service import set_state
+
+    # cron setups (ingest --once instead of serve): `status` shows the last poll too
+    set_state(app.conn, last_poll=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              last_poll_result=counts, last_error="")
 
     def render(c: dict) -> None:
         click.echo(
