@@ -410,6 +410,8 @@ def heartbeat(conn: sqlite3.Connection, config, now: datetime | None = None) -> 
 
 def ago(seconds: float) -> str:
     s = int(max(0, seconds))
+    if s < 5:
+        return "just now"
     if s < 90:
         return f"{s} seconds ago"
     if s < 90 * 60:
