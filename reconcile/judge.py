@@ -86,11 +86,13 @@ _WARNINGS_ZH = (
 )
 
 
+def _in_chinese(text: str, table, fallback: str) -> str:
+    """The Chinese wording of the first entry of ``table`` whose English words ``text`` contains."""
+    return next((zh for en, zh in table if en in text), fallback)
+
+
 def warning_zh(text: str) -> str:
-    for en, zh in _WARNINGS_ZH:
-        if text.startswith(en):
-            return zh
-    return text
+    return _in_chinese(text, _WARNINGS_ZH, text)
 
 
 def _listing(labels: list[str], raw: dict, sep: str = ", ") -> str:
@@ -124,10 +126,7 @@ _ERRORS_ZH: list[tuple[str, str]] = [
 
 def error_zh(error: str) -> str:
     """The Chinese reason for a file that could not be read."""
-    for needle, text in _ERRORS_ZH:
-        if needle in error:
-            return text
-    return f"未能读取：{error}"
+    return _in_chinese(error, _ERRORS_ZH, f"未能读取：{error}")
 
 
 def _statistics(facts: dict, config) -> Judgement:
