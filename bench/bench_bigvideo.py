@@ -16,12 +16,11 @@ import hashlib
 import shutil
 import sqlite3
 import sys
-import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from common import DovecotServer, baseline_fetch, imap_campaign, noise_video, report, run_mailroll, warm_up
+from common import work_dir, DovecotServer, baseline_fetch, imap_campaign, noise_video, report, run_mailroll, warm_up
 from fixtures.mail import build_mail
 
 TARGET_RATIO = 1.5
@@ -34,8 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", type=Path, help="keep the work directory here")
     args = ap.parse_args(argv)
 
-    work = args.keep or Path(tempfile.mkdtemp(prefix="mailroll-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
+    work = work_dir(args.keep)
     try:
         t = time.perf_counter()
         video_path = noise_video(args.megabytes)

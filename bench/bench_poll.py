@@ -18,12 +18,11 @@ import argparse
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from common import DovecotServer, imap_campaign, report, run_mailroll, warm_up
+from common import work_dir, DovecotServer, imap_campaign, report, run_mailroll, warm_up
 from fixtures.mail import build_mail
 
 TARGET = 1.2
@@ -43,8 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", type=Path, help="keep the work directory here")
     args = ap.parse_args(argv)
 
-    work = args.keep or Path(tempfile.mkdtemp(prefix="mailroll-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
+    work = work_dir(args.keep)
     try:
         with DovecotServer() as server:
             big_user, one_user = server.new_user(), server.new_user()

@@ -22,12 +22,11 @@ import csv
 import random
 import shutil
 import sys
-import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from common import (REPO, DovecotServer, baseline_fetch, imap_campaign, noise_video, report,
+from common import (REPO, work_dir, DovecotServer, baseline_fetch, imap_campaign, noise_video, report,
                     run_mailroll, unique_copy, warm_up)
 from fixtures.files import DEFAULT_FIGURES, make_report_docx, make_sheet_xlsx
 from fixtures.mail import build_mail
@@ -69,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", type=Path, help="keep the work directory here")
     args = ap.parse_args(argv)
 
-    work = Path(tempfile.mkdtemp(prefix="mailroll-bench-")) if not args.keep else args.keep
-    work.mkdir(parents=True, exist_ok=True)
+    work = work_dir(args.keep)
     try:
         t = time.perf_counter()
         (work / "files").mkdir(exist_ok=True)

@@ -59,6 +59,13 @@ _RUSAGE_WRAPPER = (
 )
 
 
+def work_dir(keep: Path | None) -> Path:
+    """The benchmark's work directory: ``--keep DIR`` if given, else a fresh temp directory."""
+    work = keep or Path(tempfile.mkdtemp(prefix="mailroll-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    return work
+
+
 def run_timed(argv: list[str], env: dict | None = None, cwd: Path | None = None) -> Run:
     """Run a process; wall time, and its peak RSS as the kernel measured it (wait4)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
