@@ -9,6 +9,7 @@ with imapclient and writes it to disk (which holds the whole message in memory).
 
 Exit status 1 when a target is missed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,10 +18,19 @@ import shutil
 import sqlite3
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from common import work_dir, DovecotServer, baseline_fetch, imap_campaign, noise_video, report, run_mailroll, warm_up
+from common import (
+    DovecotServer,
+    baseline_fetch,
+    imap_campaign,
+    noise_video,
+    report,
+    run_mailroll,
+    warm_up,
+    work_dir,
+)
 from fixtures.mail import build_mail
 
 TARGET_RATIO = 1.5
@@ -39,13 +49,16 @@ def main(argv: list[str] | None = None) -> int:
         video_path = noise_video(args.megabytes)
         video = video_path.read_bytes()
         sha = hashlib.sha256(video).hexdigest()
-        raw = build_mail("太原市科学技术局 <tykjj@taiyuan.gov.cn>", "太原市科技活动周宣传视频",
-                         [("太原市科技活动周宣传片.mp4", video, "video/mp4")]).as_bytes()
+        raw = build_mail(
+            "太原市科学技术局 <tykjj@taiyuan.gov.cn>",
+            "太原市科技活动周宣传视频",
+            [("太原市科技活动周宣传片.mp4", video, "video/mp4")],
+        ).as_bytes()
         del video
         made = time.perf_counter() - t
         with DovecotServer() as server:
             user = server.new_user()
-            server.write_maildir(user, [raw], when=datetime.now(timezone.utc) - timedelta(hours=1))
+            server.write_maildir(user, [raw], when=datetime.now(UTC) - timedelta(hours=1))
             size = len(raw)
             del raw
             warm_up(server, user)
@@ -60,13 +73,23 @@ def main(argv: list[str] | None = None) -> int:
             print(f"unexpected result: {counts}, video parts {stored}\n{run.stderr[-2000:]}", file=sys.stderr)
             return 1
         ratio = run.seconds / base.seconds
-        ok = report(f"one message with a {args.megabytes} MB video ({size / 2**20:.0f} MB as mail)", [
-            ("video made in", f"{made:.1f} s (cached in {video_path.parent})"),
-            ("baseline: fetch whole + write to disk", f"{base.seconds:.2f} s, peak RSS {base.max_rss_mb:.0f} MB"),
-            ("mailroll ingest --once", f"{run.seconds:.2f} s, peak RSS {run.max_rss_mb:.0f} MB "
-                                       f"(target < {TARGET_RSS_MB} MB)"),
-            ("stored video", "sha256 identical to the original"),
-        ], ratio, TARGET_RATIO)
+        ok = report(
+            f"one message with a {args.megabytes} MB video ({size / 2**20:.0f} MB as mail)",
+            [
+                ("video made in", f"{made:.1f} s (cached in {video_path.parent})"),
+                (
+                    "baseline: fetch whole + write to disk",
+                    f"{base.seconds:.2f} s, peak RSS {base.max_rss_mb:.0f} MB",
+                ),
+                (
+                    "mailroll ingest --once",
+                    f"{run.seconds:.2f} s, peak RSS {run.max_rss_mb:.0f} MB (target < {TARGET_RSS_MB} MB)",
+                ),
+                ("stored video", "sha256 identical to the original"),
+            ],
+            ratio,
+            TARGET_RATIO,
+        )
         rss_ok = run.max_rss_mb < TARGET_RSS_MB
         if not rss_ok:
             print(f"  peak RSS {run.max_rss_mb:.0f} MB is over the {TARGET_RSS_MB} MB target")

@@ -12,6 +12,7 @@ ingested once, untimed (the time is printed for information).
 
 Exit status 1 when the ratio is over the target (1.2x).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,20 +20,25 @@ import shutil
 import statistics
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from common import work_dir, DovecotServer, imap_campaign, report, run_mailroll, warm_up
+from common import DovecotServer, imap_campaign, report, run_mailroll, warm_up, work_dir
 from fixtures.mail import build_mail
 
 TARGET = 1.2
-SENDERS = ["太原市科学技术局 <tykjj@taiyuan.gov.cn>", "大同市科学技术局 <dtkjj2022@163.com>",
-           "长治市科学技术局 <czkjj@changzhi.gov.cn>", "无名氏 <someone@example.org>"]
+SENDERS = [
+    "太原市科学技术局 <tykjj@taiyuan.gov.cn>",
+    "大同市科学技术局 <dtkjj2022@163.com>",
+    "长治市科学技术局 <czkjj@changzhi.gov.cn>",
+    "无名氏 <someone@example.org>",
+]
 
 
 def small(i: int, when: datetime | None = None) -> bytes:
-    return build_mail(SENDERS[i % len(SENDERS)], f"科技活动周材料 第{i}封", body=f"第{i}封邮件，材料见后续。",
-                      date=when).as_bytes()
+    return build_mail(
+        SENDERS[i % len(SENDERS)], f"科技活动周材料 第{i}封", body=f"第{i}封邮件，材料见后续。", date=when
+    ).as_bytes()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with DovecotServer() as server:
             big_user, one_user = server.new_user(), server.new_user()
-            start = datetime.now(timezone.utc) - timedelta(days=3)
+            start = datetime.now(UTC) - timedelta(days=3)
             server.write_maildir(big_user, (small(i) for i in range(args.messages)), when=start)
             t = time.perf_counter()
             warm_up(server, big_user)
@@ -69,13 +75,20 @@ def main(argv: list[str] | None = None) -> int:
                 big_times.append(a.seconds)
                 one_times.append(b.seconds)
         big_med, one_med = statistics.median(big_times), statistics.median(one_times)
-        ok = report(f"poll finding 1 new message among {args.messages:,}", [
-            ("Dovecot indexing the mailbox", f"{indexed:.1f} s (not timed below)"),
-            (f"first ingest of {args.messages:,} messages", f"{first.seconds:.1f} s "
-                                                           f"({args.messages / first.seconds:.0f} messages/s)"),
-            (f"poll, {args.messages:,} + 1 messages (median)", f"{big_med:.3f} s  {_fmt(big_times)}"),
-            ("poll, mailbox of 1 message (median)", f"{one_med:.3f} s  {_fmt(one_times)}"),
-        ], big_med / one_med, TARGET)
+        ok = report(
+            f"poll finding 1 new message among {args.messages:,}",
+            [
+                ("Dovecot indexing the mailbox", f"{indexed:.1f} s (not timed below)"),
+                (
+                    f"first ingest of {args.messages:,} messages",
+                    f"{first.seconds:.1f} s ({args.messages / first.seconds:.0f} messages/s)",
+                ),
+                (f"poll, {args.messages:,} + 1 messages (median)", f"{big_med:.3f} s  {_fmt(big_times)}"),
+                ("poll, mailbox of 1 message (median)", f"{one_med:.3f} s  {_fmt(one_times)}"),
+            ],
+            big_med / one_med,
+            TARGET,
+        )
         return 0 if ok else 1
     finally:
         if not args.keep:

@@ -12,6 +12,7 @@ and prints the three and the ratio. Exit status 1 if the ratio is over the targe
 
     .venv/bin/python bench/bench_status.py [--units 2000] [--messages 20000] [--runs 15] [--keep DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,7 +33,7 @@ sys.path.insert(0, str(REPO))
 from ingest.config import DEFAULT_SHEET_FIELDS  # noqa: E402
 from ingest.db import open_connection  # noqa: E402
 
-DEADLINE = datetime(2022, 6, 25, 15, 59, 59, tzinfo=timezone.utc)
+DEADLINE = datetime(2022, 6, 25, 15, 59, 59, tzinfo=UTC)
 TARGET = 1.5
 
 
@@ -48,33 +49,69 @@ def build(root: Path, n_units: int, n_messages: int, seed: int = 7) -> Path:
             name = f"第{i}号县科学技术局"
             email = f"kj{i}@county{i}.gov.cn"
             units.append((uid, name, email))
-            w.writerow([uid, name, f"{i}号县科技局", email, rnd.choice(["市科技局", "高等院校", "科研院所", "开发区"]),
-                        "联系人", "0351-0000000"])
+            w.writerow(
+                [
+                    uid,
+                    name,
+                    f"{i}号县科技局",
+                    email,
+                    rnd.choice(["市科技局", "高等院校", "科研院所", "开发区"]),
+                    "联系人",
+                    "0351-0000000",
+                ]
+            )
     (root / "config.toml").write_text(
         '[campaign]\nname = "bench"\ndeadline = "2022-06-25T23:59:59+08:00"\ntimezone = "Asia/Shanghai"\n'
         '[mailbox]\nkind = "maildir"\npath = "maildir"\n[roster]\npath = "roster.csv"\n'
-        '[storage]\ndb = "mailroll.db"\nfiles = "files"\n', encoding="utf-8")
+        '[storage]\ndb = "mailroll.db"\nfiles = "files"\n',
+        encoding="utf-8",
+    )
     conn = open_connection(root / "mailroll.db")
     figures = {label: rnd.randint(1, 50) for label, _ in DEFAULT_SHEET_FIELDS}
-    sheet_ok = json.dumps({"format": "xlsx", "unit_cell": None, "figures": figures, "problems": {}, "warnings": []},
-                          ensure_ascii=False)
-    sheet_bad = json.dumps({"format": "xlsx", "unit_cell": None, "figures": figures,
-                            "problems": {"线上活动": "not found"}, "warnings": []}, ensure_ascii=False)
-    report = json.dumps({"format": "docx", "pages": 3, "text_chars": 1800, "encrypted": False, "scanned": False})
+    sheet_ok = json.dumps(
+        {"format": "xlsx", "unit_cell": None, "figures": figures, "problems": {}, "warnings": []},
+        ensure_ascii=False,
+    )
+    sheet_bad = json.dumps(
+        {
+            "format": "xlsx",
+            "unit_cell": None,
+            "figures": figures,
+            "problems": {"线上活动": "not found"},
+            "warnings": [],
+        },
+        ensure_ascii=False,
+    )
+    report = json.dumps(
+        {"format": "docx", "pages": 3, "text_chars": 1800, "encrypted": False, "scanned": False}
+    )
     messages, parts = [], []
     part_id = 0
     start = DEADLINE - timedelta(days=20)
     for mid in range(1, n_messages + 1):
         r = rnd.random()
         if r < 0.05:
-            from_addr, status = f"someone{mid}@163.com", "recorded"          # unmatched
+            from_addr, status = f"someone{mid}@163.com", "recorded"  # unmatched
         elif r < 0.07:
             from_addr, status = units[rnd.randrange(n_units)][2], "duplicate"
         else:
             from_addr, status = units[int(rnd.paretovariate(1.2) * 37) % n_units][2], "recorded"
         at = start + timedelta(seconds=rnd.randint(0, 24 * 86400))
-        messages.append((mid, "maildir:bench", f"k{mid}", f"m{mid}@bench", f"sha{mid}", status, from_addr,
-                         "科技活动周材料", at.isoformat(), 12345, at.isoformat()))
+        messages.append(
+            (
+                mid,
+                "maildir:bench",
+                f"k{mid}",
+                f"m{mid}@bench",
+                f"sha{mid}",
+                status,
+                from_addr,
+                "科技活动周材料",
+                at.isoformat(),
+                12345,
+                at.isoformat(),
+            )
+        )
         if status != "recorded":
             continue
         for seq, kind in enumerate(rnd.sample(["statistics", "report", "video", "image"], rnd.randint(0, 3))):
@@ -84,20 +121,35 @@ def build(root: Path, n_units: int, n_messages: int, seed: int = 7) -> Path:
             elif kind == "report":
                 facts = report
             elif kind == "video":
-                facts = json.dumps({"duration_s": rnd.choice([95.0, 170.5, 200.2]), "container": "mp4",
-                                    "format_name": "mov,mp4,m4a,3gp,3g2,mj2", "video_codec": "h264",
-                                    "audio_codec": "aac", "width": 1280, "height": 720, "size": 5_000_000})
+                facts = json.dumps(
+                    {
+                        "duration_s": rnd.choice([95.0, 170.5, 200.2]),
+                        "container": "mp4",
+                        "format_name": "mov,mp4,m4a,3gp,3g2,mj2",
+                        "video_codec": "h264",
+                        "audio_codec": "aac",
+                        "width": 1280,
+                        "height": 720,
+                        "size": 5_000_000,
+                    }
+                )
             else:
                 facts = json.dumps({"format": "jpeg", "width": 640, "height": 480})
             sha = f"{kind}{rnd.randint(0, 3 * n_units)}"
-            parts.append((part_id, mid, seq, "attachment", f"{kind}.bin", f"{kind}.bin", kind, sha, 1000, facts))
+            parts.append(
+                (part_id, mid, seq, "attachment", f"{kind}.bin", f"{kind}.bin", kind, sha, 1000, facts)
+            )
     conn.execute("BEGIN")
     conn.executemany(
         "INSERT INTO messages (id, source, source_key, message_id, content_sha256, status, from_addr, subject, "
-        "received_at, size, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", messages)
+        "received_at, size, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        messages,
+    )
     conn.executemany(
         "INSERT INTO parts (id, message, seq, origin, location, filename, kind, sha256, size, facts) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", parts)
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        parts,
+    )
     conn.execute("COMMIT")
     conn.close()
     return root / "config.toml"
@@ -125,7 +177,9 @@ def main() -> int:
     try:
         t = time.perf_counter()
         config = build(root, args.units, args.messages)
-        print(f"built {args.units} units, {args.messages} messages in {time.perf_counter() - t:.1f} s ({root})")
+        print(
+            f"built {args.units} units, {args.messages} messages in {time.perf_counter() - t:.1f} s ({root})"
+        )
         mailroll = str(Path(sys.executable).with_name("mailroll"))
         if not Path(mailroll).exists():
             mailroll_cmd = [sys.executable, "-m", "reconcile"]

@@ -15,6 +15,7 @@ Prints both and the ratio; exit status 1 when the ratio is over the target (1.5x
 
     .venv/bin/python bench/bench_throughput.py [--messages 200] [--video-every 4] [--keep DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,11 +24,21 @@ import random
 import shutil
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from common import (REPO, work_dir, DovecotServer, baseline_fetch, imap_campaign, noise_video, report,
-                    run_mailroll, unique_copy, warm_up)
+from common import (
+    REPO,
+    DovecotServer,
+    baseline_fetch,
+    imap_campaign,
+    noise_video,
+    report,
+    run_mailroll,
+    unique_copy,
+    warm_up,
+    work_dir,
+)
 from fixtures.files import DEFAULT_FIGURES, make_report_docx, make_sheet_xlsx
 from fixtures.mail import build_mail
 
@@ -47,7 +58,9 @@ def build_messages(n: int, video_every: int, work: Path) -> tuple[list[bytes], i
     raws, total = [], 0
     for i in range(n):
         name, addr = units[i % len(units)]
-        figures = {k: (v if not isinstance(v, int) else v + rnd.randint(0, 50)) for k, v in DEFAULT_FIGURES.items()}
+        figures = {
+            k: (v if not isinstance(v, int) else v + rnd.randint(0, 50)) for k, v in DEFAULT_FIGURES.items()
+        }
         figures["活动总数"] = figures["线上活动"] + figures["线下活动"]
         sheet = make_sheet_xlsx(work / f"sheet{i}.xlsx", unit=name, figures=figures).read_bytes()
         report_docx = make_report_docx(work / f"report{i}.docx", chars=800 + i).read_bytes()
@@ -76,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         made = time.perf_counter() - t
         with DovecotServer() as server:
             user = server.new_user()
-            server.write_maildir(user, raws, when=datetime.now(timezone.utc) - timedelta(days=1))
+            server.write_maildir(user, raws, when=datetime.now(UTC) - timedelta(days=1))
             del raws
             assert warm_up(server, user) == args.messages
             base = baseline_fetch(server, user, work / "baseline")
@@ -89,15 +102,29 @@ def main(argv: list[str] | None = None) -> int:
             print(f"unexpected result: {counts}\n{run.stderr[-2000:]}", file=sys.stderr)
             return 1
         ratio = run.seconds / base.seconds
-        ok = report(f"ingest throughput: {args.messages} messages, {total / 2**20:.0f} MB", [
-            ("test files made in", f"{made:.1f} s"),
-            ("baseline: fetch all + write to disk", f"{base.seconds:.2f} s, peak RSS {base.max_rss_mb:.0f} MB"),
-            ("(same, imaplib debug repr off)", f"{quiet.seconds:.2f} s, peak RSS {quiet.max_rss_mb:.0f} MB; "
-                                               f"mailroll is {run.seconds / quiet.seconds:.1f}x that (not the target)"),
-            ("mailroll ingest --once", f"{run.seconds:.2f} s, peak RSS {run.max_rss_mb:.0f} MB"),
-            ("mailroll result", f"{counts}"),
-            ("mailroll rate", f"{args.messages / run.seconds:.1f} messages/s, {total / 2**20 / run.seconds:.1f} MB/s"),
-        ], ratio, TARGET)
+        ok = report(
+            f"ingest throughput: {args.messages} messages, {total / 2**20:.0f} MB",
+            [
+                ("test files made in", f"{made:.1f} s"),
+                (
+                    "baseline: fetch all + write to disk",
+                    f"{base.seconds:.2f} s, peak RSS {base.max_rss_mb:.0f} MB",
+                ),
+                (
+                    "(same, imaplib debug repr off)",
+                    f"{quiet.seconds:.2f} s, peak RSS {quiet.max_rss_mb:.0f} MB; "
+                    f"mailroll is {run.seconds / quiet.seconds:.1f}x that (not the target)",
+                ),
+                ("mailroll ingest --once", f"{run.seconds:.2f} s, peak RSS {run.max_rss_mb:.0f} MB"),
+                ("mailroll result", f"{counts}"),
+                (
+                    "mailroll rate",
+                    f"{args.messages / run.seconds:.1f} messages/s, {total / 2**20 / run.seconds:.1f} MB/s",
+                ),
+            ],
+            ratio,
+            TARGET,
+        )
         return 0 if ok else 1
     finally:
         if not args.keep:

@@ -11,6 +11,7 @@
 * ``noise_video`` makes an MP4 of a given size with ffmpeg (random grey noise does not
   compress, so size is bitrate x duration), cached in ``~/.cache/mailroll-bench``.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,17 +69,30 @@ def work_dir(keep: Path | None) -> Path:
 
 def run_timed(argv: list[str], env: dict | None = None, cwd: Path | None = None) -> Run:
     """Run a process; wall time, and its peak RSS as the kernel measured it (wait4)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
-            tempfile.NamedTemporaryFile("r") as rss:
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.NamedTemporaryFile("r") as rss,
+    ):
         started = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", _RUSAGE_WRAPPER, rss.name, *argv], stdout=out, stderr=err,
-                              env={**os.environ, **(env or {})}, cwd=cwd)
+        proc = subprocess.run(
+            [sys.executable, "-c", _RUSAGE_WRAPPER, rss.name, *argv],
+            stdout=out,
+            stderr=err,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+        )
         seconds = time.perf_counter() - started
         out.seek(0)
         err.seek(0)
         kb = int(rss.read().strip() or 0)
-        return Run(seconds, kb / 1024, proc.returncode,
-                   out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace"))
+        return Run(
+            seconds,
+            kb / 1024,
+            proc.returncode,
+            out.read().decode("utf-8", "replace"),
+            err.read().decode("utf-8", "replace"),
+        )
 
 
 def run_mailroll(campaign: Campaign, *args: str) -> Run:
@@ -88,7 +102,7 @@ def run_mailroll(campaign: Campaign, *args: str) -> Run:
     return r
 
 
-BASELINE = r'''
+BASELINE = r"""
 import sys, os
 from imapclient import IMAPClient
 host, port, user, password, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
@@ -106,10 +120,11 @@ for i in range(0, len(uids), 20):
         n += 1
 c.logout()
 print(n)
-'''
+"""
 
 BASELINE_ONE_BY_ONE = BASELINE.replace("range(0, len(uids), 20)", "range(0, len(uids), 1)").replace(
-    "uids[i:i + 20]", "uids[i:i + 1]")
+    "uids[i:i + 20]", "uids[i:i + 1]"
+)
 
 # The same script with imaplib's debug output off. IMAPClient sets imaplib's debug level to 5 (and
 # routes it to a logger that drops it), so imaplib builds a repr() of every response, message
@@ -118,12 +133,15 @@ BASELINE_ONE_BY_ONE = BASELINE.replace("range(0, len(uids), 20)", "range(0, len(
 BASELINE_QUIET = BASELINE.replace("c.login(user, password)", "c._imap.debug = 0\nc.login(user, password)")
 
 
-def baseline_fetch(server: DovecotServer, user: str, out_dir: Path, one_by_one: bool = False,
-                   quiet: bool = False) -> Run:
+def baseline_fetch(
+    server: DovecotServer, user: str, out_dir: Path, one_by_one: bool = False, quiet: bool = False
+) -> Run:
     """Fetch every message's full body with imapclient and write it to disk (fresh process)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     script = BASELINE_ONE_BY_ONE if one_by_one else BASELINE_QUIET if quiet else BASELINE
-    r = run_timed([sys.executable, "-c", script, server.host, str(server.port), user, server.password, str(out_dir)])
+    r = run_timed(
+        [sys.executable, "-c", script, server.host, str(server.port), user, server.password, str(out_dir)]
+    )
     if r.returncode != 0:
         raise SystemExit(f"baseline failed:\n{r.stderr}")
     return r
@@ -141,7 +159,7 @@ def warm_up(server: DovecotServer, user: str) -> int:
         c.select_folder("INBOX", readonly=True)
         uids = c.search(["ALL"])
         for i in range(0, len(uids), 2000):
-            c.fetch(uids[i:i + 2000], ["RFC822.SIZE", "INTERNALDATE", "BODYSTRUCTURE"])
+            c.fetch(uids[i : i + 2000], ["RFC822.SIZE", "INTERNALDATE", "BODYSTRUCTURE"])
         return len(uids)
 
 
@@ -151,10 +169,30 @@ def drop_caches() -> None:
 
 
 def _encode_noise(path: Path, seconds: float) -> None:
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
-                    f"nullsrc=s=640x360:r=25:d={seconds:.2f},format=gray,noise=alls=100:allf=t",
-                    "-c:v", "mpeg4", "-q:v", "5", "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(path)],
-                   check=True, timeout=1800, capture_output=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"nullsrc=s=640x360:r=25:d={seconds:.2f},format=gray,noise=alls=100:allf=t",
+            "-c:v",
+            "mpeg4",
+            "-q:v",
+            "5",
+            "-pix_fmt",
+            "yuv420p",
+            "-movflags",
+            "+faststart",
+            str(path),
+        ],
+        check=True,
+        timeout=1800,
+        capture_output=True,
+    )
 
 
 def noise_video(megabytes: int) -> Path:

@@ -1,9 +1,10 @@
 """Run every benchmark (``make bench``): each prints its figures and exits 1 when over target.
 
-    .venv/bin/python bench/run_all.py            # full size (several minutes)
-    .venv/bin/python bench/run_all.py --quick    # small parameters: a smoke run (~1 minute)
-    .venv/bin/python bench/run_all.py poll       # only the benchmarks whose name contains 'poll'
+.venv/bin/python bench/run_all.py            # full size (several minutes)
+.venv/bin/python bench/run_all.py --quick    # small parameters: a smoke run (~1 minute)
+.venv/bin/python bench/run_all.py poll       # only the benchmarks whose name contains 'poll'
 """
+
 from __future__ import annotations
 
 import subprocess

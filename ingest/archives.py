@@ -25,6 +25,7 @@ zipfile decoded as cp437) are re-read as UTF-8 if valid, else GB18030; an Info-Z
 extra field (0x7075) wins when present. 7z uses py7zr; rar uses rarfile, which needs an external
 extractor (unrar, unar, 7z or bsdtar from libarchive-tools).
 """
+
 from __future__ import annotations
 
 import io
@@ -33,17 +34,18 @@ import struct
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO
 
 from ingest.classify import ARCHIVE_TYPES, sniff
 from ingest.mime import sanitize_filename
 from ingest.model import ExtractedPart, ParsedMessage
 from ingest.sizes import human_size
 
-IN_MEMORY_MAX = 1024 * 1024      # members up to this size stay in memory
-BOMB_MIN_BYTES = 1024 * 1024     # below this a high ratio is harmless (a blank page compresses well)
+IN_MEMORY_MAX = 1024 * 1024  # members up to this size stay in memory
+BOMB_MIN_BYTES = 1024 * 1024  # below this a high ratio is harmless (a blank page compresses well)
 CHUNK = 256 * 1024
 SKIP_NAMES = {".ds_store", "thumbs.db", "desktop.ini"}
 
@@ -56,12 +58,12 @@ class _Budget(Exception):
 
 @dataclass
 class _Member:
-    name: str                # decoded display path inside the archive
-    size: int                # declared uncompressed size
-    packed: int | None       # declared compressed size (None when unknown, e.g. solid 7z)
+    name: str  # decoded display path inside the archive
+    size: int  # declared uncompressed size
+    packed: int | None  # declared compressed size (None when unknown, e.g. solid 7z)
     encrypted: bool
     is_dir: bool
-    handle: Any              # backend object to open the member
+    handle: Any  # backend object to open the member
 
 
 def _copy(src, out) -> None:
@@ -93,12 +95,13 @@ def _skipped(name: str) -> bool:
 # Zip names
 # ---------------------------------------------------------------------------------------------
 
+
 def _unicode_path_extra(extra: bytes) -> str | None:
     """Info-ZIP Unicode Path extra field (0x7075): version, crc32 of the raw name, UTF-8 name."""
     i = 0
     while i + 4 <= len(extra):
-        hid, size = struct.unpack("<HH", extra[i:i + 4])
-        body = extra[i + 4:i + 4 + size]
+        hid, size = struct.unpack("<HH", extra[i : i + 4])
+        body = extra[i + 4 : i + 4 + size]
         if hid == 0x7075 and len(body) > 5 and body[0] == 1:
             try:
                 return body[5:].decode("utf-8")
@@ -134,6 +137,7 @@ def zip_member_name(info: zipfile.ZipInfo) -> str:
 # Backends: each yields the member list and opens members as binary streams
 # ---------------------------------------------------------------------------------------------
 
+
 def _open_source(part: ExtractedPart) -> BinaryIO:
     if part.data is not None:
         return io.BytesIO(part.data)
@@ -147,12 +151,19 @@ class _ZipBackend:
     def members(self) -> list[_Member]:
         out = []
         for info in self.zf.infolist():
-            out.append(_Member(name=zip_member_name(info), size=info.file_size,
-                               packed=info.compress_size, encrypted=bool(info.flag_bits & 0x1),
-                               is_dir=info.is_dir(), handle=info))
+            out.append(
+                _Member(
+                    name=zip_member_name(info),
+                    size=info.file_size,
+                    packed=info.compress_size,
+                    encrypted=bool(info.flag_bits & 0x1),
+                    is_dir=info.is_dir(),
+                    handle=info,
+                )
+            )
         return out
 
-    def extract(self, wanted: list[_Member], sink: Callable[[_Member], "_Sink"]) -> dict[int, str]:
+    def extract(self, wanted: list[_Member], sink: Callable[[_Member], _Sink]) -> dict[int, str]:
         errors: dict[int, str] = {}
         for m in wanted:
             out = sink(m)
@@ -183,6 +194,7 @@ def _zip_error(e: Exception) -> str:
 class _SevenZipBackend:
     def __init__(self, fp: BinaryIO, budget: int):
         import py7zr
+
         self.py7zr = py7zr
         self.fp = fp
         self.budget = budget
@@ -192,12 +204,19 @@ class _SevenZipBackend:
     def members(self) -> list[_Member]:
         out = []
         for info in self.sz.list():
-            out.append(_Member(name=info.filename, size=info.uncompressed or 0,
-                               packed=info.compressed, encrypted=self.encrypted,
-                               is_dir=info.is_directory, handle=info.filename))
+            out.append(
+                _Member(
+                    name=info.filename,
+                    size=info.uncompressed or 0,
+                    packed=info.compressed,
+                    encrypted=self.encrypted,
+                    is_dir=info.is_directory,
+                    handle=info.filename,
+                )
+            )
         return out
 
-    def extract(self, wanted: list[_Member], sink: Callable[[_Member], "_Sink"]) -> dict[int, str]:
+    def extract(self, wanted: list[_Member], sink: Callable[[_Member], _Sink]) -> dict[int, str]:
         from py7zr.helpers import get_sanitized_output_path
         from py7zr.io import Py7zIO, WriterFactory
 
@@ -218,7 +237,7 @@ class _SevenZipBackend:
         sinks: dict[str, _Sink] = {}
 
         class _Writer(Py7zIO):
-            def __init__(self, s: "_Sink"):
+            def __init__(self, s: _Sink):
                 self.s = s
                 self.n = 0
 
@@ -287,6 +306,7 @@ def _rar_name(info: Any) -> str:
 class _RarBackend:
     def __init__(self, fp: BinaryIO | str):
         import rarfile
+
         self.rarfile = rarfile
         self.rf = rarfile.RarFile(fp)
         self.encrypted_headers = self.rf.needs_password()
@@ -294,11 +314,19 @@ class _RarBackend:
     def members(self) -> list[_Member]:
         out = []
         for info in self.rf.infolist():
-            out.append(_Member(name=_rar_name(info), size=info.file_size, packed=info.compress_size,
-                               encrypted=info.needs_password(), is_dir=info.is_dir(), handle=info))
+            out.append(
+                _Member(
+                    name=_rar_name(info),
+                    size=info.file_size,
+                    packed=info.compress_size,
+                    encrypted=info.needs_password(),
+                    is_dir=info.is_dir(),
+                    handle=info,
+                )
+            )
         return out
 
-    def extract(self, wanted: list[_Member], sink: Callable[[_Member], "_Sink"]) -> dict[int, str]:
+    def extract(self, wanted: list[_Member], sink: Callable[[_Member], _Sink]) -> dict[int, str]:
         errors: dict[int, str] = {}
         for m in wanted:
             out = sink(m)
@@ -308,8 +336,9 @@ class _RarBackend:
             except _Budget as e:
                 errors[id(m)] = str(e)
             except self.rarfile.RarCannotExec:
-                errors[id(m)] = ("rar files cannot be opened on this server: install unrar or "
-                                 "bsdtar (libarchive-tools)")
+                errors[id(m)] = (
+                    "rar files cannot be opened on this server: install unrar or bsdtar (libarchive-tools)"
+                )
             except Exception as e:  # noqa: BLE001
                 errors[id(m)] = f"the file inside the rar archive could not be extracted ({e})"
             finally:
@@ -323,6 +352,7 @@ class _RarBackend:
 # ---------------------------------------------------------------------------------------------
 # Output: memory first, a spool file with a random name once large
 # ---------------------------------------------------------------------------------------------
+
 
 class _Sink:
     def __init__(self, spool_dir: Path, cap: int, cap_reason: str):
@@ -378,6 +408,7 @@ class _Sink:
 # expand
 # ---------------------------------------------------------------------------------------------
 
+
 @dataclass
 class _State:
     members_left: int
@@ -403,13 +434,17 @@ def expand(parsed: ParsedMessage, limits: Any, spool_dir: Path) -> None:
                 part.sniffed_type = sniff(part.data, part.spool)
             if part.sniffed_type in ARCHIVE_TYPES:
                 if depth[i] >= limits.max_archive_depth:
-                    part.error = (f"archive nested more than {limits.max_archive_depth} levels deep "
-                                  "inside other archives: not opened")
+                    part.error = (
+                        f"archive nested more than {limits.max_archive_depth} levels deep "
+                        "inside other archives: not opened"
+                    )
                 else:
                     try:
                         _expand_one(parsed, i, limits, spool_dir, state)
                     except Exception as e:  # noqa: BLE001 - last line of defence
-                        part.error = part.error or f"the archive could not be opened ({type(e).__name__}: {e})"
+                        part.error = (
+                            part.error or f"the archive could not be opened ({type(e).__name__}: {e})"
+                        )
         i += 1
 
 
@@ -454,13 +489,21 @@ def _expand_one(parsed: ParsedMessage, index: int, limits: Any, spool_dir: Path,
         fp.close()
 
 
-def _extract_members(parsed: ParsedMessage, index: int, backend: Any, members: list[_Member],
-                     limits: Any, spool_dir: Path, state: _State) -> None:
+def _extract_members(
+    parsed: ParsedMessage,
+    index: int,
+    backend: Any,
+    members: list[_Member],
+    limits: Any,
+    spool_dir: Path,
+    state: _State,
+) -> None:
     part = parsed.parts[index]
     problems: list[str] = []
     wanted: list[_Member] = []
-    archive_size = part.size or (len(part.data) if part.data is not None
-                                 else Path(part.spool).stat().st_size if part.spool else 0)
+    archive_size = part.size or (
+        len(part.data) if part.data is not None else Path(part.spool).stat().st_size if part.spool else 0
+    )
     files = [m for m in members if not m.is_dir and not _skipped(m.name)]
     if not files:
         problems.append("the archive contains no files")
@@ -481,20 +524,26 @@ def _extract_members(parsed: ParsedMessage, index: int, backend: Any, members: l
                     f"archive looks like a zip bomb ({_display_path(m.name) or 'a file'}: "
                     f"{human_size(m.size)} packed into {human_size(packed if packed is not None else archive_size)}, "
                     f"ratio {ratio:,.0f}:1 over the limit of {limits.max_compression_ratio:,.0f}:1); "
-                    "such files were not extracted")
+                    "such files were not extracted"
+                )
                 bomb_reported = True
             continue
         if state.members_left <= 0:
-            problems.append(f"more than {limits.max_archive_members:,} files in archives: "
-                            "the rest were not extracted")
+            problems.append(
+                f"more than {limits.max_archive_members:,} files in archives: the rest were not extracted"
+            )
             break
         if m.size > state.bytes_left:
-            problems.append(f"archive looks like a zip bomb (it unpacks to more than the limit of "
-                            f"{human_size(limits.max_archive_total_bytes)}); the rest was not extracted")
+            problems.append(
+                f"archive looks like a zip bomb (it unpacks to more than the limit of "
+                f"{human_size(limits.max_archive_total_bytes)}); the rest was not extracted"
+            )
             break
         if m.size > limits.max_part_bytes:
-            problems.append(f"{_display_path(m.name)} is {human_size(m.size)}, over the limit of "
-                            f"{human_size(limits.max_part_bytes)}: not extracted")
+            problems.append(
+                f"{_display_path(m.name)} is {human_size(m.size)}, over the limit of "
+                f"{human_size(limits.max_part_bytes)}: not extracted"
+            )
             continue
         state.members_left -= 1
         state.bytes_left -= m.size
@@ -506,8 +555,12 @@ def _extract_members(parsed: ParsedMessage, index: int, backend: Any, members: l
         # a member may not produce more than it declared (zipfile enforces this too), nor more
         # than the part limit
         cap = min(max(m.size, 0) + 1, limits.max_part_bytes) if m.size else limits.max_part_bytes
-        s = _Sink(spool_dir, cap=cap, cap_reason="the file inside the archive is larger than it "
-                  "claims: not extracted (possible zip bomb)")
+        s = _Sink(
+            spool_dir,
+            cap=cap,
+            cap_reason="the file inside the archive is larger than it "
+            "claims: not extracted (possible zip bomb)",
+        )
         sinks[id(m)] = s
         return s
 
@@ -515,8 +568,13 @@ def _extract_members(parsed: ParsedMessage, index: int, backend: Any, members: l
     location = part.location
     for m in wanted:
         shown = _display_path(m.name)
-        child = ExtractedPart(location=f"{location}/{shown}", filename=sanitize_filename(shown.rsplit("/", 1)[-1]),
-                              declared_type=None, origin="archive", parent=index)
+        child = ExtractedPart(
+            location=f"{location}/{shown}",
+            filename=sanitize_filename(shown.rsplit("/", 1)[-1]),
+            declared_type=None,
+            origin="archive",
+            parent=index,
+        )
         s = sinks.get(id(m))
         err = errors.get(id(m))
         if err is None and s is not None and s.n < m.size:

@@ -18,6 +18,7 @@
 
 ``classify(part, template) -> kind`` (rules also in docs/CLASSIFY.md).
 """
+
 from __future__ import annotations
 
 import io
@@ -31,7 +32,7 @@ import filetype
 from ingest.model import ARCHIVE, IMAGE, MESSAGE, OTHER, REPORT, STATISTICS, VIDEO, ExtractedPart
 
 HEAD_BYTES = 64 * 1024
-DOCX_XML_MAX = 20 * 1024 * 1024   # bytes of word/document.xml read when looking for the template
+DOCX_XML_MAX = 20 * 1024 * 1024  # bytes of word/document.xml read when looking for the template
 
 VIDEO_TYPES = {"mp4", "mov", "avi", "mkv", "webm", "flv", "wmv", "mpg", "3gp"}
 IMAGE_TYPES = {"jpeg", "png", "gif", "heic", "bmp", "webp", "tiff", "avif"}
@@ -39,8 +40,25 @@ ARCHIVE_TYPES = {"zip", "7z", "rar"}
 SHEET_TYPES = {"xlsx", "xls", "et"}
 DOC_TYPES = {"docx", "doc", "wps"}
 
-VIDEO_EXTS = {".mp4", ".mov", ".m4v", ".avi", ".wmv", ".flv", ".mkv", ".mpg", ".mpeg", ".3gp",
-              ".webm", ".ts", ".vob", ".rmvb", ".rm", ".f4v", ".asf"}
+VIDEO_EXTS = {
+    ".mp4",
+    ".mov",
+    ".m4v",
+    ".avi",
+    ".wmv",
+    ".flv",
+    ".mkv",
+    ".mpg",
+    ".mpeg",
+    ".3gp",
+    ".webm",
+    ".ts",
+    ".vob",
+    ".rmvb",
+    ".rm",
+    ".f4v",
+    ".asf",
+}
 SHEET_EXTS = {".xlsx", ".xls", ".et", ".xlsm", ".ett"}
 DOC_EXTS = {".docx", ".doc", ".wps", ".docm", ".wpt"}
 
@@ -48,15 +66,35 @@ STAT_STRONG = ("统计表", "情况表", "统计")
 REPORT_WORDS = ("总结", "报告", "汇报")
 VIDEO_WORDS = ("视频", "影像")
 
-_FILETYPE_MAP = {"jpg": "jpeg", "apng": "png", "m4v": "mp4", "tif": "tiff", "mp4": "mp4",
-                 "mov": "mov", "avi": "avi", "mkv": "mkv", "webm": "webm", "flv": "flv",
-                 "wmv": "wmv", "mpg": "mpg", "3gp": "3gp", "png": "png", "gif": "gif",
-                 "webp": "webp", "bmp": "bmp", "heic": "heic", "avif": "avif"}
+_FILETYPE_MAP = {
+    "jpg": "jpeg",
+    "apng": "png",
+    "m4v": "mp4",
+    "tif": "tiff",
+    "mp4": "mp4",
+    "mov": "mov",
+    "avi": "avi",
+    "mkv": "mkv",
+    "webm": "webm",
+    "flv": "flv",
+    "wmv": "wmv",
+    "mpg": "mpg",
+    "3gp": "3gp",
+    "png": "png",
+    "gif": "gif",
+    "webp": "webp",
+    "bmp": "bmp",
+    "heic": "heic",
+    "avif": "avif",
+}
 
-_EML_FIELD = re.compile(rb"^(received|return-path|from|date|message-id|mime-version|subject|to|"
-                        rb"delivered-to|reply-to|x-[a-z0-9-]+|dkim-signature|content-type|"
-                        rb"authentication-results|arc-[a-z-]+|cc|sender|thread-[a-z]+|x-qq-[a-z-]+)"
-                        rb"[ \t]*:", re.I)
+_EML_FIELD = re.compile(
+    rb"^(received|return-path|from|date|message-id|mime-version|subject|to|"
+    rb"delivered-to|reply-to|x-[a-z0-9-]+|dkim-signature|content-type|"
+    rb"authentication-results|arc-[a-z-]+|cc|sender|thread-[a-z]+|x-qq-[a-z-]+)"
+    rb"[ \t]*:",
+    re.I,
+)
 
 
 def _head(data: bytes | None, path: Path | None) -> bytes:
@@ -86,8 +124,8 @@ def _sniff_zip(data: bytes | None, path: Path | None, head: bytes) -> str:
             i = head.find(b"PK\x03\x04", pos)
             if i < 0 or i + 30 > len(head):
                 break
-            n = int.from_bytes(head[i + 26:i + 28], "little")
-            names.append(head[i + 30:i + 30 + n].decode("cp437", "replace"))
+            n = int.from_bytes(head[i + 26 : i + 28], "little")
+            names.append(head[i + 30 : i + 30 + n].decode("cp437", "replace"))
             pos = i + 30
         # truncated OOXML: content types + folder prefixes appear early in the bytes
         for marker in (b"word/", b"xl/", b"ppt/"):
@@ -127,6 +165,7 @@ def refine_by_name(sniffed: str, filename: str | None) -> str:
 def _sniff_ole(data: bytes | None, path: Path | None) -> str:
     try:
         import olefile
+
         ole = olefile.OleFileIO(_source(data, path))
         try:
             streams = {"/".join(e) for e in ole.listdir(streams=True, storages=True)}
@@ -236,6 +275,7 @@ def sniff(data: bytes | None, path: Path | None) -> str:
 # classify
 # ---------------------------------------------------------------------------------------------
 
+
 def _ext(name: str) -> str:
     return Path(name).suffix.lower() if name else ""
 
@@ -271,7 +311,7 @@ def _table_labels_docx(source: Any, labels: list[str]) -> int:
 def _labels_in_ole(data: bytes | None, path: Path | None, labels: list[str]) -> int:
     """Template labels stored as UTF-16LE text in a .doc/.wps (Word keeps Chinese text so)."""
     try:
-        blob = data if data is not None else Path(path).read_bytes()[:50 * 1024 * 1024]
+        blob = data if data is not None else Path(path).read_bytes()[: 50 * 1024 * 1024]
     except OSError:
         return 0
     return sum(1 for lab in labels if lab.encode("utf-16-le") in blob)
@@ -295,7 +335,9 @@ def classify(part: ExtractedPart, template: Any = None) -> str:
 
     Sets ``part.sniffed_type`` if it was not set yet. Never raises."""
     if part.sniffed_type is None:
-        part.sniffed_type = sniff(part.data, part.spool) if (part.data is not None or part.spool) else "unknown"
+        part.sniffed_type = (
+            sniff(part.data, part.spool) if (part.data is not None or part.spool) else "unknown"
+        )
     part.sniffed_type = st = refine_by_name(part.sniffed_type, part.filename)
     name = part.filename or ""
     ext = _ext(name)

@@ -5,13 +5,14 @@ key raises ConfigError naming the key and the file, which the CLI turns into exi
 Relative paths in the file are resolved against the file's folder. Passwords are never read
 from the file: only the name of the environment variable that holds them.
 """
+
 from __future__ import annotations
 
 import os
 import re
 import tomllib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, time
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -45,9 +46,21 @@ DEFAULT_SHEET_CHECKS = [
 ]
 DEFAULT_VIDEO_CONTAINERS = ["mp4", "mov", "m4v", "avi", "wmv", "flv", "mkv", "mpg", "3gp", "webm"]
 DEFAULT_LINK_HOSTS = [
-    "mail.163.com", "mail.126.com", "mail.yeah.net", "dashi.163.com", "fs.mail.qq.com",
-    "wx.mail.qq.com", "mail.qq.com", "pan.baidu.com", "share.weiyun.com", "www.aliyundrive.com",
-    "www.alipan.com", "cloud.189.cn", "caiyun.139.com", "yunpan.360.cn", "pan.quark.cn",
+    "mail.163.com",
+    "mail.126.com",
+    "mail.yeah.net",
+    "dashi.163.com",
+    "fs.mail.qq.com",
+    "wx.mail.qq.com",
+    "mail.qq.com",
+    "pan.baidu.com",
+    "share.weiyun.com",
+    "www.aliyundrive.com",
+    "www.alipan.com",
+    "cloud.189.cn",
+    "caiyun.139.com",
+    "yunpan.360.cn",
+    "pan.quark.cn",
 ]
 
 ITEMS = ("statistics", "report", "video")
@@ -163,6 +176,7 @@ class Reminders:
 @dataclass(frozen=True)
 class Limits:
     """Bounds on untrusted input. Anything beyond them is recorded with a reason, not processed."""
+
     max_message_bytes: int = 1024 * 1024 * 1024
     max_part_bytes: int = 1024 * 1024 * 1024
     max_parts: int = 1000
@@ -210,10 +224,32 @@ class Config:
 
 
 PUBLIC_MAIL_DOMAINS = [
-    "163.com", "126.com", "yeah.net", "qq.com", "foxmail.com", "vip.qq.com", "sina.com", "sina.cn",
-    "vip.sina.com", "sohu.com", "139.com", "189.cn", "wo.cn", "aliyun.com", "tom.com", "21cn.com",
-    "vip.163.com", "vip.126.com", "188.com", "gmail.com", "outlook.com", "hotmail.com", "live.com",
-    "yahoo.com", "icloud.com", "me.com",
+    "163.com",
+    "126.com",
+    "yeah.net",
+    "qq.com",
+    "foxmail.com",
+    "vip.qq.com",
+    "sina.com",
+    "sina.cn",
+    "vip.sina.com",
+    "sohu.com",
+    "139.com",
+    "189.cn",
+    "wo.cn",
+    "aliyun.com",
+    "tom.com",
+    "21cn.com",
+    "vip.163.com",
+    "vip.126.com",
+    "188.com",
+    "gmail.com",
+    "outlook.com",
+    "hotmail.com",
+    "live.com",
+    "yahoo.com",
+    "icloud.com",
+    "me.com",
 ]
 
 
@@ -222,7 +258,9 @@ def _password_from_env(var: str, key: str) -> str:
         raise ConfigError(f"{key} is not set: name the environment variable that holds the password")
     value = os.environ.get(var)
     if value is None:
-        raise ConfigError(f"environment variable {var} (named by {key}) is not set: export it with the password")
+        raise ConfigError(
+            f"environment variable {var} (named by {key}) is not set: export it with the password"
+        )
     return value
 
 
@@ -260,7 +298,7 @@ class _Reader:
 
     def __init__(self, data: dict, prefix: str, file: Path):
         self.data, self.prefix, self.file = data, prefix, file
-        self.known: set[str] = set()           # keys this reader was asked for
+        self.known: set[str] = set()  # keys this reader was asked for
         self.children: list[_Reader] = []
 
     def allow(self, *keys: str) -> None:
@@ -274,8 +312,11 @@ class _Reader:
         for key in self.data:
             if key not in self.known:
                 guess = difflib.get_close_matches(key, sorted(self.known), n=1)
-                hint = f": did you mean {self._name(guess[0])}?" if guess else \
-                    (f": known keys are {', '.join(sorted(self.known))}" if self.known else "")
+                hint = (
+                    f": did you mean {self._name(guess[0])}?"
+                    if guess
+                    else (f": known keys are {', '.join(sorted(self.known))}" if self.known else "")
+                )
                 raise ConfigError(f"{self.file}: unknown key {self._name(key)}{hint}")
         for child in self.children:
             child.check_unknown()
@@ -286,7 +327,7 @@ class _Reader:
     def fail(self, key: str, why: str) -> ConfigError:
         return ConfigError(f"{self.file}: {self._name(key)} {why}")
 
-    def table(self, key: str, required: bool = False) -> "_Reader":
+    def table(self, key: str, required: bool = False) -> _Reader:
         self.known.add(key)
         value = self.data.get(key)
         if value is None:
@@ -364,7 +405,9 @@ def config_from_dict(data: dict, file: Path) -> Config:
         try:
             deadline = datetime.fromisoformat(deadline_text).replace(tzinfo=tz)
         except ValueError:
-            raise c.fail("deadline", f"{deadline_text!r} is not an RFC 3339 time like 2022-06-25T23:59:59+08:00") from None
+            raise c.fail(
+                "deadline", f"{deadline_text!r} is not an RFC 3339 time like 2022-06-25T23:59:59+08:00"
+            ) from None
     video = c.table("video")
     report = c.table("report")
     sheet = c.table("sheet")
@@ -419,8 +462,20 @@ def config_from_dict(data: dict, file: Path) -> Config:
     else:
         mailbox = Mailbox(kind=kind, path=m.path("path"), folder=m.get("folder", str, ""))
         # the IMAP settings may stay in the file while a Maildir is used (and vice versa)
-        m.allow("host", "port", "tls", "username", "password_env", "post_action", "post_flag",
-                "post_folder", "idle", "timeout_s", "retries", "retry_backoff_s")
+        m.allow(
+            "host",
+            "port",
+            "tls",
+            "username",
+            "password_env",
+            "post_action",
+            "post_flag",
+            "post_folder",
+            "idle",
+            "timeout_s",
+            "retries",
+            "retry_backoff_s",
+        )
     if kind == "imap":
         m.allow("path")
 
@@ -467,7 +522,9 @@ def config_from_dict(data: dict, file: Path) -> Config:
         try:
             a, b = quiet.split("-")
         except ValueError:
-            raise rm.fail("quiet_hours", f"{quiet!r} must look like '21:00-08:00' (or \"\" for none)") from None
+            raise rm.fail(
+                "quiet_hours", f"{quiet!r} must look like '21:00-08:00' (or \"\" for none)"
+            ) from None
         quiet_start = parse_time_of_day(a, f"{file}: reminders.quiet_hours")
         quiet_end = parse_time_of_day(b, f"{file}: reminders.quiet_hours")
     reminders = Reminders(
@@ -480,16 +537,20 @@ def config_from_dict(data: dict, file: Path) -> Config:
         receipts=rm.get("receipts", bool, True),
         templates_dir=rm.path("templates_dir", None),
         after_grace=parse_duration(rm.get("after_grace", str, "1h"), f"{file}: reminders.after_grace"),
-        receipts_max_age=parse_duration(rm.get("receipts_max_age", str, "3d"), f"{file}: reminders.receipts_max_age"),
+        receipts_max_age=parse_duration(
+            rm.get("receipts_max_age", str, "3d"), f"{file}: reminders.receipts_max_age"
+        ),
         receipts_per_day=rm.get("receipts_per_day", int, 10),
     )
 
     lm = root.table("limits")
     defaults = Limits()
-    limits = Limits(**{
-        name: lm.get(name, type(getattr(defaults, name)), getattr(defaults, name))
-        for name in Limits.__dataclass_fields__
-    })
+    limits = Limits(
+        **{
+            name: lm.get(name, type(getattr(defaults, name)), getattr(defaults, name))
+            for name in Limits.__dataclass_fields__
+        }
+    )
 
     lk = root.table("links")
     links = Links(
@@ -505,7 +566,16 @@ def config_from_dict(data: dict, file: Path) -> Config:
 
     root.check_unknown()
     return Config(
-        path=file, campaign=campaign, mailbox=mailbox, smtp=smtp, roster=Roster(roster_path),
-        storage=storage, service=service, reminders=reminders, limits=limits, links=links,
-        public_domains=public, raw=data,
+        path=file,
+        campaign=campaign,
+        mailbox=mailbox,
+        smtp=smtp,
+        roster=Roster(roster_path),
+        storage=storage,
+        service=service,
+        reminders=reminders,
+        limits=limits,
+        links=links,
+        public_domains=public,
+        raw=data,
     )

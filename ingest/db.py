@@ -13,12 +13,14 @@ Migrations are applied in order on open; ``PRAGMA user_version`` records the las
 Every connection uses WAL (readers never block the writer) and a busy timeout, so ``status``
 and ``report`` can run while ``ingest`` writes.
 """
+
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -227,7 +229,7 @@ MIGRATIONS: list[str] = [
 ]
 
 
-def connect(path: str | Path, *, readonly: bool = False) -> "sqlite_utils.Database":
+def connect(path: str | Path, *, readonly: bool = False) -> sqlite_utils.Database:
     """Open the database (creating and migrating it as needed) as a sqlite-utils Database."""
     import sqlite_utils
 
@@ -287,7 +289,7 @@ def _statements(sql: str) -> Iterator[str]:
 
 
 @contextmanager
-def transaction(db: "sqlite_utils.Database | sqlite3.Connection") -> Iterator[sqlite3.Connection]:
+def transaction(db: sqlite_utils.Database | sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """One write transaction: BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
     conn = db if isinstance(db, sqlite3.Connection) else db.conn
     conn.execute("BEGIN IMMEDIATE")

@@ -4,6 +4,7 @@
 (default: first) it reaches ``crash_point(<point>)``. Unset (always, outside tests), a crash
 point costs one dictionary lookup.
 """
+
 from __future__ import annotations
 
 import os

@@ -15,6 +15,7 @@ Most providers answer with a web page rather than the file (they want a browser 
 that is reported as an error in plain words, not stored as the attachment.
 ``links.allow_insecure_local`` (tests only) allows plain HTTP and local addresses.
 """
+
 from __future__ import annotations
 
 import email.message
@@ -35,9 +36,21 @@ from ingest.model import ExtractedPart, Link
 # (host suffix, path must match (None: any path), provider name as people call it)
 PROVIDERS: list[tuple[str, re.Pattern | None, str]] = [
     ("dashi.163.com", re.compile(r"attachment|download", re.I), "网易邮箱大师超大附件"),
-    ("mail.163.com", re.compile(r"large-attachment|attachment-download|cloud-attachment", re.I), "网易163邮箱超大附件"),
-    ("mail.126.com", re.compile(r"large-attachment|attachment-download|cloud-attachment", re.I), "网易126邮箱超大附件"),
-    ("mail.yeah.net", re.compile(r"large-attachment|attachment-download|cloud-attachment", re.I), "网易yeah.net邮箱超大附件"),
+    (
+        "mail.163.com",
+        re.compile(r"large-attachment|attachment-download|cloud-attachment", re.I),
+        "网易163邮箱超大附件",
+    ),
+    (
+        "mail.126.com",
+        re.compile(r"large-attachment|attachment-download|cloud-attachment", re.I),
+        "网易126邮箱超大附件",
+    ),
+    (
+        "mail.yeah.net",
+        re.compile(r"large-attachment|attachment-download|cloud-attachment", re.I),
+        "网易yeah.net邮箱超大附件",
+    ),
     ("fs.163.com", None, "网易163邮箱超大附件"),
     ("fs.126.com", None, "网易126邮箱超大附件"),
     ("fs.mail.qq.com", None, "QQ邮箱超大附件"),
@@ -54,14 +67,21 @@ PROVIDERS: list[tuple[str, re.Pattern | None, str]] = [
     ("yunpan.360.cn", re.compile(r"^/surl_|/link", re.I), "360安全云盘"),
     ("pan.quark.cn", re.compile(r"^/s/", re.I), "夸克网盘"),
     ("123pan.com", re.compile(r"^/s/", re.I), "123云盘"),
-    ("lanzoui.com", None, "蓝奏云"), ("lanzoux.com", None, "蓝奏云"), ("lanzous.com", None, "蓝奏云"),
+    ("lanzoui.com", None, "蓝奏云"),
+    ("lanzoux.com", None, "蓝奏云"),
+    ("lanzous.com", None, "蓝奏云"),
     ("wwi.lanzoup.com", None, "蓝奏云"),
 ]
 
-_URL = re.compile(r"""(?:https?://|www\.)[^\s<>"'\u3000-\u303f\u4e00-\u9fff\uff01-\uff0f\uff1a-\uff20（）【】《》，。；：！？、]+""", re.I)
+_URL = re.compile(
+    r"""(?:https?://|www\.)[^\s<>"'\u3000-\u303f\u4e00-\u9fff\uff01-\uff0f\uff1a-\uff20（）【】《》，。；：！？、]+""",
+    re.I,
+)
 _FILE_NAME = re.compile(
     r"((?:[^\s/\\:*?\"<>|，。；：()（）【】]|[(（][^()（）\s]{1,30}[)）]|【[^【】\s]{1,30}】){1,120}\.(?:mp4|mov|m4v|avi|wmv|flv|mkv|mpg|mpeg|3gp|webm|rmvb|"
-    r"zip|rar|7z|xlsx?|docx?|et|wps|pdf|jpe?g|png))(?![A-Za-z0-9])", re.I)
+    r"zip|rar|7z|xlsx?|docx?|et|wps|pdf|jpe?g|png))(?![A-Za-z0-9])",
+    re.I,
+)
 _NAME_PARAMS = ("file", "filename", "name", "fileName", "fname", "title")
 
 
@@ -74,8 +94,11 @@ def provider_for(url: str) -> tuple[str, str] | None:
         return None
     for suffix, path_re, name in PROVIDERS:
         if host == suffix or host.endswith("." + suffix):
-            target = parts.path if path_re is not None and path_re.pattern.startswith("^") \
+            target = (
+                parts.path
+                if path_re is not None and path_re.pattern.startswith("^")
                 else parts.path + ("?" + parts.query if parts.query else "")
+            )
             if path_re is None or path_re.search(target):
                 return host, name
             return None
@@ -155,9 +178,13 @@ def find_links(text: str | None, html: str | None) -> list[Link]:
         full = "".join(parser.text)
         for href, pos, inner in parser.anchors:
             anchor_text = "".join(inner)
-            before = full[max(0, pos - 300):pos]
-            after = full[pos + len(anchor_text): pos + len(anchor_text) + 200]
-            name = _name_near(anchor_text) or _name_near(before.split("\n\n")[-1]) or _name_near(after.split("\n")[0])
+            before = full[max(0, pos - 300) : pos]
+            after = full[pos + len(anchor_text) : pos + len(anchor_text) + 200]
+            name = (
+                _name_near(anchor_text)
+                or _name_near(before.split("\n\n")[-1])
+                or _name_near(after.split("\n")[0])
+            )
             add(href, name)
         for m in _URL.finditer(full):
             add(m.group(0), None)
@@ -165,7 +192,7 @@ def find_links(text: str | None, html: str | None) -> list[Link]:
         lines = text.splitlines()
         for i, line in enumerate(lines):
             for m in _URL.finditer(line):
-                context = line[:m.start()] + " " + line[m.end():]
+                context = line[: m.start()] + " " + line[m.end() :]
                 previous = lines[i - 1] if i and not _URL.search(lines[i - 1]) else ""
                 name = _name_near(context) or _name_near(previous)
                 add(m.group(0), name)
@@ -173,6 +200,7 @@ def find_links(text: str | None, html: str | None) -> list[Link]:
 
 
 # ------------------------------------------------------------------------------- download
+
 
 class LinkError(Exception):
     pass
@@ -192,9 +220,18 @@ def _public_address(host: str, port: int, allow_local: bool) -> str:
     addresses = []
     for info in infos:
         ip = ipaddress.ip_address(info[4][0].split("%")[0])
-        if not allow_local and (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved
-                                or ip.is_multicast or ip.is_unspecified or not ip.is_global):
-            raise LinkError(f"the link's host {host} resolves to a private or local address ({ip}); not fetched")
+        if not allow_local and (
+            ip.is_private
+            or ip.is_loopback
+            or ip.is_link_local
+            or ip.is_reserved
+            or ip.is_multicast
+            or ip.is_unspecified
+            or not ip.is_global
+        ):
+            raise LinkError(
+                f"the link's host {host} resolves to a private or local address ({ip}); not fetched"
+            )
         addresses.append(str(ip))
     if not addresses:
         raise LinkError(f"the link's host {host} cannot be found (DNS)")
@@ -230,8 +267,9 @@ def filename_from_disposition(value: str | None) -> str | None:
     extended = re.search(r"filename\*\s*=\s*([\w-]*)'[^']*'([^;\s]+)", value, re.I)
     if extended:  # RFC 6266: filename* wins over filename
         try:
-            return _safe_name(unquote(extended.group(2).strip('"'), encoding=extended.group(1) or "utf-8",
-                                      errors="strict"))
+            return _safe_name(
+                unquote(extended.group(2).strip('"'), encoding=extended.group(1) or "utf-8", errors="strict")
+            )
         except (LookupError, UnicodeDecodeError):
             pass
     msg = email.message.Message()
@@ -261,8 +299,13 @@ def _safe_name(name: str | None) -> str | None:
 
 
 def _fail(link: Link, reason: str) -> ExtractedPart:
-    return ExtractedPart(location=f"link:{link.filename or link.url}", filename=link.filename,
-                         declared_type=None, origin="link", error=reason)
+    return ExtractedPart(
+        location=f"link:{link.filename or link.url}",
+        filename=link.filename,
+        declared_type=None,
+        origin="link",
+        error=reason,
+    )
 
 
 def download(link: Link, config, spool_dir: Path) -> ExtractedPart:
@@ -296,14 +339,20 @@ def _download(link: Link, cfg, spool_dir: Path) -> ExtractedPart:
         address = _public_address(host, port, cfg.allow_insecure_local)
         remaining = max(1.0, deadline - time.monotonic())
         timeout = min(60.0, remaining)
-        conn = (_PinnedHTTPS(host, address, port, timeout, context) if scheme == "https"
-                else _PinnedHTTP(host, address, port, timeout))
+        conn = (
+            _PinnedHTTPS(host, address, port, timeout, context)
+            if scheme == "https"
+            else _PinnedHTTP(host, address, port, timeout)
+        )
         target = parts.path or "/"
         if parts.query:
             target += "?" + parts.query
         try:
-            conn.request("GET", target, headers={"User-Agent": "mailroll/0.1", "Accept": "*/*",
-                                                 "Accept-Encoding": "identity"})
+            conn.request(
+                "GET",
+                target,
+                headers={"User-Agent": "mailroll/0.1", "Accept": "*/*", "Accept-Encoding": "identity"},
+            )
             resp = conn.getresponse()
             if resp.status in (301, 302, 303, 307, 308) and resp.getheader("Location"):
                 url = urljoin(url, resp.getheader("Location"))
@@ -313,14 +362,22 @@ def _download(link: Link, cfg, spool_dir: Path) -> ExtractedPart:
             ctype = (resp.getheader("Content-Type") or "").split(";")[0].strip().lower()
             disposition = resp.getheader("Content-Disposition")
             if ctype in ("text/html", "application/xhtml+xml") and not disposition:
-                raise LinkError(f"the link leads to a web page of {link.provider}, not to the file: "
-                                f"download it in a browser")
+                raise LinkError(
+                    f"the link leads to a web page of {link.provider}, not to the file: "
+                    f"download it in a browser"
+                )
             length = resp.getheader("Content-Length")
             if length and length.isdigit() and int(length) > cfg.max_bytes:
-                raise LinkError(f"the linked file is too large ({int(length) // (1024 * 1024)} MB, "
-                                f"limit {cfg.max_bytes // (1024 * 1024)} MB); not fetched")
-            name = (filename_from_disposition(disposition) or link.filename
-                    or _safe_name(unquote(PurePosixPath(parts.path).name)) or None)
+                raise LinkError(
+                    f"the linked file is too large ({int(length) // (1024 * 1024)} MB, "
+                    f"limit {cfg.max_bytes // (1024 * 1024)} MB); not fetched"
+                )
+            name = (
+                filename_from_disposition(disposition)
+                or link.filename
+                or _safe_name(unquote(PurePosixPath(parts.path).name))
+                or None
+            )
             spool_dir.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix="link-", dir=spool_dir)
             size = 0
@@ -334,16 +391,24 @@ def _download(link: Link, cfg, spool_dir: Path) -> ExtractedPart:
                             break
                         size += len(chunk)
                         if size > cfg.max_bytes:
-                            raise LinkError(f"the linked file is larger than the limit of "
-                                            f"{cfg.max_bytes // (1024 * 1024)} MB; not fetched")
+                            raise LinkError(
+                                f"the linked file is larger than the limit of "
+                                f"{cfg.max_bytes // (1024 * 1024)} MB; not fetched"
+                            )
                         out.write(chunk)
                 if length and length.isdigit() and size < int(length):
                     raise LinkError(f"the download was cut off ({size} of {length} bytes)")
             except BaseException:
                 os.unlink(tmp)
                 raise
-            return ExtractedPart(location=f"link:{name or host}", filename=name,
-                                 declared_type=ctype or None, origin="link", spool=Path(tmp), size=size)
+            return ExtractedPart(
+                location=f"link:{name or host}",
+                filename=name,
+                declared_type=ctype or None,
+                origin="link",
+                spool=Path(tmp),
+                size=size,
+            )
         finally:
             conn.close()
     raise LinkError("the link redirects too many times; not fetched")

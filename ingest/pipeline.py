@@ -23,6 +23,7 @@ A message whose processing fails is recorded as ``failed`` with the reason and i
 ``committed`` to the source, so it is fetched and tried again on the next poll. Nothing a
 message contains can stop the poll: the worst case is one ``failed`` row.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,10 +33,10 @@ import shutil
 import sqlite3
 import threading
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ingest import archives, checks, classify, links, mime
 from ingest.config import Config
@@ -43,7 +44,12 @@ from ingest.faults import crash_point
 from ingest.model import VIDEO, ExtractedPart, ParsedMessage
 from ingest.sources import FetchedMessage, Source, open_source
 from ingest.store import (
-    FileStore, content_fingerprint, find_duplicate, record_failure, record_message, sha256_file,
+    FileStore,
+    content_fingerprint,
+    find_duplicate,
+    record_failure,
+    record_message,
+    sha256_file,
 )
 
 log = logging.getLogger(__name__)
@@ -51,7 +57,7 @@ log = logging.getLogger(__name__)
 # Storing files and probing videos run in worker threads: they wait on fsync and on ffprobe
 # (no GIL held), which then overlaps with fetching, preparing and checking other messages.
 CHECK_WORKERS = 2
-IN_FLIGHT = 3           # messages prepared and not yet committed (bounds memory and wasted work)
+IN_FLIGHT = 3  # messages prepared and not yet committed (bounds memory and wasted work)
 # Parts held in memory (a Maildir message is parsed in memory): the messages in flight besides the
 # newest hold at most this much, so a run of big messages is handled one at a time, as before.
 IN_FLIGHT_BYTES = 16 * 1024 * 1024
@@ -59,20 +65,25 @@ IN_FLIGHT_BYTES = 16 * 1024 * 1024
 
 @dataclass
 class PollResult:
-    seen: int = 0                  # messages in the mailbox
-    new: int = 0                   # messages processed in this poll
-    recorded_ids: list[int] = field(default_factory=list)   # newly recorded (to attribute)
+    seen: int = 0  # messages in the mailbox
+    new: int = 0  # messages processed in this poll
+    recorded_ids: list[int] = field(default_factory=list)  # newly recorded (to attribute)
     duplicate: int = 0
     failed: int = 0
     errors: list[str] = field(default_factory=list)
     interrupted: bool = False
 
 
-Progress = Callable[[str, int | None], None]   # (event, total): 'start' with total, 'advance'
+Progress = Callable[[str, int | None], None]  # (event, total): 'start' with total, 'advance'
 
 
-def poll_once(config: Config, conn: sqlite3.Connection, source: Source | None = None,
-              progress: Progress | None = None, stop: threading.Event | None = None) -> PollResult:
+def poll_once(
+    config: Config,
+    conn: sqlite3.Connection,
+    source: Source | None = None,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+) -> PollResult:
     """Fetch and record every new message. Call with the ingest lock held."""
     store = FileStore(config.storage.files)
     store.recover(conn)
@@ -96,7 +107,7 @@ def poll_once(config: Config, conn: sqlite3.Connection, source: Source | None = 
                 log.warning("could not finish the messages in progress", exc_info=True)
             raise
         finally:
-            poll.abandon()   # only after an error: wait for the workers, delete the spool files
+            poll.abandon()  # only after an error: wait for the workers, delete the spool files
         result.seen = max(getattr(source, "seen", 0) or 0, result.new)
     return result
 
@@ -104,16 +115,17 @@ def poll_once(config: Config, conn: sqlite3.Connection, source: Source | None = 
 @dataclass
 class _Pending:
     """A message between its preparation and its commit."""
+
     fetched: FetchedMessage
     parsed: ParsedMessage | None = None
-    outcome: str = "recorded"          # recorded | duplicate | failed | known (recorded before)
-    reason: str | None = None          # why it failed
+    outcome: str = "recorded"  # recorded | duplicate | failed | known (recorded before)
+    reason: str | None = None  # why it failed
     duplicate_of: int | None = None
     link_status: dict = field(default_factory=dict)
-    note: Path | None = None           # the journal note of the files being written
-    work: Future | None = None         # storing the files and probing the videos, in a worker
-    check_here: list[ExtractedPart] = field(default_factory=list)   # checked before the commit
-    held: int = 0                      # bytes of its parts held in memory
+    note: Path | None = None  # the journal note of the files being written
+    work: Future | None = None  # storing the files and probing the videos, in a worker
+    check_here: list[ExtractedPart] = field(default_factory=list)  # checked before the commit
+    held: int = 0  # bytes of its parts held in memory
 
     def fail(self, reason: str) -> None:
         self.outcome, self.reason = "failed", reason
@@ -126,8 +138,16 @@ class _Poll:
     """The messages of one poll in flight: prepared here, stored and checked in workers,
     committed here in arrival order."""
 
-    def __init__(self, config: Config, conn: sqlite3.Connection, store: FileStore, source: Source,
-                 pool: ThreadPoolExecutor, result: PollResult, progress: Progress | None):
+    def __init__(
+        self,
+        config: Config,
+        conn: sqlite3.Connection,
+        store: FileStore,
+        source: Source,
+        pool: ThreadPoolExecutor,
+        result: PollResult,
+        progress: Progress | None,
+    ):
         self.config, self.conn, self.store, self.source = config, conn, store, source
         self.pool, self.result, self.progress = pool, result, progress
         self.window: deque[_Pending] = deque()
@@ -135,13 +155,16 @@ class _Poll:
     def take(self, fetched: FetchedMessage) -> None:
         pending = _Pending(fetched)
         if _already_recorded(self.conn, fetched.envelope):
-            pending.outcome = "known"    # e.g. crashed after COMMIT, before the source heard of it
+            pending.outcome = "known"  # e.g. crashed after COMMIT, before the source heard of it
             pending.parsed = fetched.parsed
         else:
             self._prepare(pending)
         self.window.append(pending)
-        while self.window and (len(self.window) > IN_FLIGHT or self.window[0].ready()
-                               or (len(self.window) > 1 and self._held() > IN_FLIGHT_BYTES)):
+        while self.window and (
+            len(self.window) > IN_FLIGHT
+            or self.window[0].ready()
+            or (len(self.window) > 1 and self._held() > IN_FLIGHT_BYTES)
+        ):
             self._finish(self.window.popleft())
 
     def _held(self) -> int:
@@ -180,16 +203,19 @@ class _Poll:
             if parsed is None:
                 # big attachments are decoded into spool files in store.tmp, not held in memory
                 parsed = mime.parse_message(fetched.raw or b"", config.limits, spool_dir=store.tmp)
-                fetched.raw = None   # everything is in `parsed` now: don't hold a big message twice
+                fetched.raw = None  # everything is in `parsed` now: don't hold a big message twice
             pending.parsed = parsed
             archives.expand(parsed, config.limits, store.tmp)
             _hash_parts(parsed)
             pending.held = sum(len(p.data) for p in parsed.parts if p.data is not None)
             parsed.content_sha256 = content_fingerprint(parsed)
-            if any(p.parsed is not None and p.parsed.content_sha256 == parsed.content_sha256
-                   for p in self.window):
-                self.drain()     # the same content is in flight: let it commit first
-            earlier = find_duplicate(conn, parsed.headers.message_id, parsed.content_sha256, env.source, env.key)
+            if any(
+                p.parsed is not None and p.parsed.content_sha256 == parsed.content_sha256 for p in self.window
+            ):
+                self.drain()  # the same content is in flight: let it commit first
+            earlier = find_duplicate(
+                conn, parsed.headers.message_id, parsed.content_sha256, env.source, env.key
+            )
             if earlier is not None:
                 log.info("message %s is a duplicate of message #%d", env.key, earlier)
                 pending.outcome, pending.duplicate_of = "duplicate", earlier
@@ -225,7 +251,7 @@ class _Poll:
                     result.duplicate += 1
                 else:
                     result.recorded_ids.append(msg_id)
-                crash_point("after-commit")        # in the database, not yet committed to the source
+                crash_point("after-commit")  # in the database, not yet committed to the source
                 self.source.committed(self.conn, env)
             if self.progress:
                 self.progress("advance", None)
@@ -245,11 +271,17 @@ class _Poll:
             if pending.outcome == "failed":
                 return record_failure(conn, env, parsed, pending.reason or "failed"), "failed"
             if pending.outcome == "duplicate":
-                return record_message(conn, env, parsed, status="duplicate",
-                                      duplicate_of=pending.duplicate_of), "duplicate"
+                return record_message(
+                    conn, env, parsed, status="duplicate", duplicate_of=pending.duplicate_of
+                ), "duplicate"
             msg_id = record_message(conn, env, parsed, link_status=pending.link_status)
             self.store.close_journal(pending.note)
-            log.info("recorded message %s from %s: %d part(s)", env.key, parsed.headers.from_addr, len(parsed.parts))
+            log.info(
+                "recorded message %s from %s: %d part(s)",
+                env.key,
+                parsed.headers.from_addr,
+                len(parsed.parts),
+            )
             return msg_id, "recorded"
         except Exception as e:  # noqa: BLE001 - a bug or an I/O error: keep the message, retry later
             log.exception("message %s failed", env.key)
@@ -261,8 +293,9 @@ class _Poll:
 
 
 def _already_recorded(conn: sqlite3.Connection, env) -> bool:
-    row = conn.execute("SELECT status FROM messages WHERE source = ? AND source_key = ?",
-                       (env.source, env.key)).fetchone()
+    row = conn.execute(
+        "SELECT status FROM messages WHERE source = ? AND source_key = ?", (env.source, env.key)
+    ).fetchone()
     return bool(row) and row[0] != "failed"
 
 
@@ -291,7 +324,7 @@ def _follow_links(config: Config, store: FileStore, parsed: ParsedMessage) -> di
     for i, link in enumerate(parsed.links):
         if not config.links.download:
             continue
-        part = links.download(link, config, store.tmp)   # refuses hosts not allowed, with the reason
+        part = links.download(link, config, store.tmp)  # refuses hosts not allowed, with the reason
         if part.error:
             status[i] = ("failed", None, part.error)
             continue
@@ -321,15 +354,17 @@ def _known_facts(conn: sqlite3.Connection, part: ExtractedPart) -> bool:
         return True
     known = conn.execute(
         "SELECT facts FROM parts WHERE sha256 = ? AND kind = ? AND facts IS NOT NULL AND error IS NULL LIMIT 1",
-        (part.sha256, part.kind)).fetchone()
+        (part.sha256, part.kind),
+    ).fetchone()
     if known:
         part.facts = json.loads(known[0])
         return True
     return False
 
 
-def _store_and_probe(config: Config, store: FileStore, parts: list[ExtractedPart],
-                     media: list[ExtractedPart]) -> None:
+def _store_and_probe(
+    config: Config, store: FileStore, parts: list[ExtractedPart], media: list[ExtractedPart]
+) -> None:
     """In a worker thread: keep the message's files in the store, then probe its videos."""
     for part in parts:
         _keep(store, part)

@@ -1,4 +1,5 @@
 """Sizes in words for the reasons people read: '512 bytes', '1.5 MB'."""
+
 from __future__ import annotations
 
 

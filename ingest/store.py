@@ -13,6 +13,7 @@ A crash between the two leaves files that no message references, listed in a jou
 empties ``.tmp``. So after any crash: every message is in the database exactly once or not at
 all, and no file is half-written or orphaned.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,10 +23,10 @@ import os
 import shutil
 import sqlite3
 import uuid
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from ingest.db import transaction
 from ingest.faults import crash_point
@@ -36,11 +37,11 @@ CHUNK = 1024 * 1024
 
 
 def utcnow() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def rfc3339(value: datetime) -> str:
-    return value.astimezone(timezone.utc).isoformat(timespec="seconds")
+    return value.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def sha256_file(path: Path) -> tuple[str, int]:
@@ -74,12 +75,12 @@ class FileStore:
             tmp = self.spool_path()
             with open(tmp, "wb") as f:
                 f.write(data[: len(data) // 2])
-                crash_point("file-write")          # half a file on disk
-                f.write(data[len(data) // 2:])
+                crash_point("file-write")  # half a file on disk
+                f.write(data[len(data) // 2 :])
                 f.flush()
                 os.fsync(f.fileno())
             self._place(tmp, target)
-            crash_point("file-placed")             # a file no message references yet
+            crash_point("file-placed")  # a file no message references yet
         return sha
 
     def put_file(self, path: Path, sha: str | None = None) -> str:
@@ -160,52 +161,70 @@ def content_fingerprint(parsed: ParsedMessage) -> str:
     """
     h = parsed.headers
     basis = {
-        "message_id": h.message_id, "from": h.from_addr, "subject": h.subject, "date": h.date,
+        "message_id": h.message_id,
+        "from": h.from_addr,
+        "subject": h.subject,
+        "date": h.date,
         "body": parsed.body_text,
         "parts": sorted(p.sha256 or f"{p.location}:{p.error}" for p in parsed.parts if p.origin != "link"),
     }
     return hashlib.sha256(json.dumps(basis, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
 
 
-def find_duplicate(conn: sqlite3.Connection, message_id: str | None, fingerprint: str,
-                   source: str, key: str) -> int | None:
+def find_duplicate(
+    conn: sqlite3.Connection, message_id: str | None, fingerprint: str, source: str, key: str
+) -> int | None:
     """The id of an earlier recording of the same message (same Message-ID and content)."""
     if not message_id:
         row = conn.execute(
             "SELECT id FROM messages WHERE content_sha256 = ? AND status = 'recorded' "
             "AND NOT (source = ? AND source_key = ?) ORDER BY id LIMIT 1",
-            (fingerprint, source, key)).fetchone()
+            (fingerprint, source, key),
+        ).fetchone()
     else:
         row = conn.execute(
             "SELECT id FROM messages WHERE message_id = ? AND content_sha256 = ? AND status = 'recorded' "
             "AND NOT (source = ? AND source_key = ?) ORDER BY id LIMIT 1",
-            (message_id, fingerprint, source, key)).fetchone()
+            (message_id, fingerprint, source, key),
+        ).fetchone()
     return row[0] if row else None
 
 
 def _message_columns(envelope: Envelope, parsed: ParsedMessage | None) -> dict:
     cols = {
-        "source": envelope.source, "source_key": envelope.key,
-        "received_at": rfc3339(envelope.received_at), "size": envelope.size,
+        "source": envelope.source,
+        "source_key": envelope.key,
+        "received_at": rfc3339(envelope.received_at),
+        "size": envelope.size,
         "ingested_at": utcnow(),
     }
     if parsed is not None:
         h = parsed.headers
         cols.update(
-            message_id=h.message_id, content_sha256=parsed.content_sha256,
-            from_addr=h.from_addr, from_name=h.from_name, reply_to=h.reply_to,
-            to_addrs=json.dumps(h.to_addrs, ensure_ascii=False), subject=h.subject, date_header=h.date,
+            message_id=h.message_id,
+            content_sha256=parsed.content_sha256,
+            from_addr=h.from_addr,
+            from_name=h.from_name,
+            reply_to=h.reply_to,
+            to_addrs=json.dumps(h.to_addrs, ensure_ascii=False),
+            subject=h.subject,
+            date_header=h.date,
             headers=json.dumps(h.selected(), ensure_ascii=False),
-            forwarded_from=json.dumps(sorted({f.from_addr for f in parsed.forwarded if f.from_addr}), ensure_ascii=False),
-            body_text=parsed.body_text[:65536], defects=json.dumps(parsed.defects[:50], ensure_ascii=False),
+            forwarded_from=json.dumps(
+                sorted({f.from_addr for f in parsed.forwarded if f.from_addr}), ensure_ascii=False
+            ),
+            body_text=parsed.body_text[:65536],
+            defects=json.dumps(parsed.defects[:50], ensure_ascii=False),
         )
     return cols
 
 
 def _upsert_message(conn: sqlite3.Connection, cols: dict) -> int:
     """Insert the message row, or update the row of an earlier failed attempt."""
-    row = conn.execute("SELECT id, attempts FROM messages WHERE source = ? AND source_key = ?",
-                       (cols["source"], cols["source_key"])).fetchone()
+    row = conn.execute(
+        "SELECT id, attempts FROM messages WHERE source = ? AND source_key = ?",
+        (cols["source"], cols["source_key"]),
+    ).fetchone()
     if row:
         cols = {**cols, "attempts": row[1] + 1}
         sets = ", ".join(f"{k} = ?" for k in cols)
@@ -218,9 +237,14 @@ def _upsert_message(conn: sqlite3.Connection, cols: dict) -> int:
     return conn.execute(f"INSERT INTO messages ({names}) VALUES ({marks})", tuple(cols.values())).lastrowid
 
 
-def record_message(conn: sqlite3.Connection, envelope: Envelope, parsed: ParsedMessage,
-                   status: str = "recorded", duplicate_of: int | None = None,
-                   link_status: dict[int, tuple[str, int | None, str | None]] | None = None) -> int:
+def record_message(
+    conn: sqlite3.Connection,
+    envelope: Envelope,
+    parsed: ParsedMessage,
+    status: str = "recorded",
+    duplicate_of: int | None = None,
+    link_status: dict[int, tuple[str, int | None, str | None]] | None = None,
+) -> int:
     """Write one message with its parts and links in a single transaction. Returns its id."""
     with transaction(conn):
         cols = _message_columns(envelope, parsed)
@@ -231,28 +255,50 @@ def record_message(conn: sqlite3.Connection, envelope: Envelope, parsed: ParsedM
         ids: list[int] = []
         for seq, part in enumerate(parsed.parts):
             parent = ids[part.parent] if part.parent is not None and part.parent < len(ids) else None
-            ids.append(conn.execute(
-                "INSERT INTO parts (message, parent, seq, origin, location, filename, declared_type, "
-                "sniffed_type, kind, sha256, size, facts, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (msg_id, parent, seq, part.origin, part.location, part.filename, part.declared_type,
-                 part.sniffed_type, part.kind, part.sha256, part.size,
-                 json.dumps(part.facts, ensure_ascii=False) if part.facts is not None else None,
-                 part.error),
-            ).lastrowid)
-        crash_point("before-commit")               # rows written, transaction not committed
+            ids.append(
+                conn.execute(
+                    "INSERT INTO parts (message, parent, seq, origin, location, filename, declared_type, "
+                    "sniffed_type, kind, sha256, size, facts, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        msg_id,
+                        parent,
+                        seq,
+                        part.origin,
+                        part.location,
+                        part.filename,
+                        part.declared_type,
+                        part.sniffed_type,
+                        part.kind,
+                        part.sha256,
+                        part.size,
+                        json.dumps(part.facts, ensure_ascii=False) if part.facts is not None else None,
+                        part.error,
+                    ),
+                ).lastrowid
+            )
+        crash_point("before-commit")  # rows written, transaction not committed
         for i, link in enumerate(parsed.links):
             state, part_index, error = (link_status or {}).get(i, ("recorded", None, None))
             conn.execute(
                 "INSERT INTO links (message, url, host, provider, filename, status, part, error) "
                 "VALUES (?,?,?,?,?,?,?,?)",
-                (msg_id, link.url, link.host, link.provider, link.filename, state,
-                 ids[part_index] if part_index is not None else None, error),
+                (
+                    msg_id,
+                    link.url,
+                    link.host,
+                    link.provider,
+                    link.filename,
+                    state,
+                    ids[part_index] if part_index is not None else None,
+                    error,
+                ),
             )
     return msg_id
 
 
-def record_failure(conn: sqlite3.Connection, envelope: Envelope, parsed: ParsedMessage | None,
-                   error: str) -> int:
+def record_failure(
+    conn: sqlite3.Connection, envelope: Envelope, parsed: ParsedMessage | None, error: str
+) -> int:
     """Keep a message that could not be processed, with the reason; it is retried next poll."""
     with transaction(conn):
         cols = _message_columns(envelope, parsed)

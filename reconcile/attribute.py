@@ -18,13 +18,14 @@ so does no evidence at all. Messages with status 'duplicate' or 'failed' are not
 (their disposition is the message's status). Attributions are conclusions: ``attribute`` can
 recompute them at any time (``message_ids=None`` = all), e.g. after a roster fix.
 """
+
 from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Iterable
+from datetime import UTC, datetime
 
 from reconcile.roster import Roster, Unit, normalize
 
@@ -42,7 +43,7 @@ class Attribution:
 class _Match:
     start: int
     end: int
-    text: str          # the name as written in the roster
+    text: str  # the name as written in the roster
     units: tuple[str, ...]
 
 
@@ -74,7 +75,7 @@ class NameIndex:
             return []
         found: list[_Match] = []
         for i in range(len(t) - MIN_NAME_CHARS + 1):
-            for key in self.by_prefix.get(t[i:i + MIN_NAME_CHARS], ()):
+            for key in self.by_prefix.get(t[i : i + MIN_NAME_CHARS], ()):
                 if t.startswith(key, i):
                     shown, ids = self.by_norm[key]
                     found.append(_Match(i, i + len(key), shown, tuple(ids)))
@@ -175,12 +176,17 @@ class Attributor:
             domain = ev.from_addr.rsplit("@", 1)[1].lower()
             units = self.by_domain.get(domain, [])
             if len(units) == 1:
-                return Attribution(units[0].id, "domain",
-                                   f"From {ev.from_addr}: {domain} is the mail domain of {units[0].name}")
+                return Attribution(
+                    units[0].id,
+                    "domain",
+                    f"From {ev.from_addr}: {domain} is the mail domain of {units[0].name}",
+                )
             if len(units) > 1:
                 uid, why = self._by_name(ev, {u.id for u in units})
                 if uid:
-                    return Attribution(uid, "domain", f"From domain {domain} is shared by several units; {why}")
+                    return Attribution(
+                        uid, "domain", f"From domain {domain} is shared by several units; {why}"
+                    )
         # 3. names
         uid, why = self._by_name(ev)
         if uid:
@@ -194,11 +200,15 @@ class Attributor:
                 fwd_units.setdefault(u.id, addr)
         if len(fwd_units) == 1:
             uid, addr = next(iter(fwd_units.items()))
-            return Attribution(uid, "forwarded",
-                               f"forwards a message from {addr}, registered to {self._label(uid)}")
+            return Attribution(
+                uid, "forwarded", f"forwards a message from {addr}, registered to {self._label(uid)}"
+            )
         if len(fwd_units) > 1:
-            return Attribution(None, None, "forwards messages from several units: "
-                               + " and ".join(self._label(u) for u in fwd_units))
+            return Attribution(
+                None,
+                None,
+                "forwards messages from several units: " + " and ".join(self._label(u) for u in fwd_units),
+            )
         who = f"unknown sender {ev.from_addr}" if ev.from_addr else "no sender address"
         if notes:
             who = "; ".join(notes)
@@ -222,14 +232,16 @@ def _evidence(conn: sqlite3.Connection, message_ids: list[int] | None) -> list[M
         params = [json.dumps(message_ids)]
     rows = conn.execute(
         "SELECT m.id, m.from_addr, m.headers, m.subject, m.forwarded_from FROM messages m "
-        f"WHERE m.status = 'recorded'{where} ORDER BY m.id", params,
+        f"WHERE m.status = 'recorded'{where} ORDER BY m.id",
+        params,
     ).fetchall()
     parts: dict[int, tuple[list[str], list[str]]] = {}
     for mid, filename, kind, unit_cell in conn.execute(
         "SELECT p.message, p.filename, p.kind, "
         "CASE WHEN p.kind = 'statistics' AND json_valid(p.facts) THEN json_extract(p.facts, '$.unit_cell') END "
         "FROM parts p JOIN messages m ON m.id = p.message "
-        f"WHERE m.status = 'recorded'{where} ORDER BY p.message, p.seq", params,
+        f"WHERE m.status = 'recorded'{where} ORDER BY p.message, p.seq",
+        params,
     ):
         names, cells = parts.setdefault(mid, ([], []))
         if filename:
@@ -238,7 +250,8 @@ def _evidence(conn: sqlite3.Connection, message_ids: list[int] | None) -> list[M
             cells.append(str(unit_cell))
     for mid, filename in conn.execute(
         "SELECT l.message, l.filename FROM links l JOIN messages m ON m.id = l.message "
-        f"WHERE m.status = 'recorded' AND l.filename IS NOT NULL{where}", params,
+        f"WHERE m.status = 'recorded' AND l.filename IS NOT NULL{where}",
+        params,
     ):
         parts.setdefault(mid, ([], []))[0].append(filename)
     out = []
@@ -251,11 +264,17 @@ def _evidence(conn: sqlite3.Connection, message_ids: list[int] | None) -> list[M
         except ValueError:
             pass
         names, cells = parts.get(mid, ([], []))
-        out.append(MessageEvidence(
-            id=mid, from_addr=(from_addr or "").lower() or None, sender=(sender or "").lower() or None,
-            subject=subject, filenames=names, unit_cells=cells,
-            forwarded_from=[str(a).lower() for a in _json_list(forwarded) if a],
-        ))
+        out.append(
+            MessageEvidence(
+                id=mid,
+                from_addr=(from_addr or "").lower() or None,
+                sender=(sender or "").lower() or None,
+                subject=subject,
+                filenames=names,
+                unit_cells=cells,
+                forwarded_from=[str(a).lower() for a in _json_list(forwarded) if a],
+            )
+        )
     return out
 
 
@@ -271,7 +290,9 @@ def manual_assignments(conn: sqlite3.Connection) -> dict[int, tuple[str, str]]:
     return out
 
 
-def attribute(conn: sqlite3.Connection, roster: Roster, config, message_ids: Iterable[int] | None = None) -> dict[int, Attribution]:
+def attribute(
+    conn: sqlite3.Connection, roster: Roster, config, message_ids: Iterable[int] | None = None
+) -> dict[int, Attribution]:
     """Work out and store (``attributions``, upsert) the unit of each message.
 
     ``message_ids=None`` recomputes every message (after a roster or config change); rows of
@@ -297,12 +318,15 @@ def attribute(conn: sqlite3.Connection, roster: Roster, config, message_ids: Ite
             conn.execute("COMMIT")
 
 
-def _attribute_locked(conn: sqlite3.Connection, roster: Roster, attributor: "Attributor",
-                      ids: list[int] | None) -> dict[int, Attribution]:
+def _attribute_locked(
+    conn: sqlite3.Connection, roster: Roster, attributor: Attributor, ids: list[int] | None
+) -> dict[int, Attribution]:
     manual = manual_assignments(conn)
     # bounces of our own mail (reconcile/bounces.py) are never submissions: keep their verdict
-    bounces = dict(conn.execute("SELECT message, reason FROM attributions WHERE method = 'bounce'").fetchall())
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    bounces = dict(
+        conn.execute("SELECT message, reason FROM attributions WHERE method = 'bounce'").fetchall()
+    )
+    now = datetime.now(UTC).isoformat(timespec="seconds")
     decisions: dict[int, Attribution] = {}
     for ev in _evidence(conn, ids):
         if ev.id in bounces:
@@ -315,11 +339,11 @@ def _attribute_locked(conn: sqlite3.Connection, roster: Roster, attributor: "Att
     if ids is None:
         conn.execute("DELETE FROM attributions")
     else:
-        conn.execute("DELETE FROM attributions WHERE message IN (SELECT value FROM json_each(?))",
-                     [json.dumps(ids)])
+        conn.execute(
+            "DELETE FROM attributions WHERE message IN (SELECT value FROM json_each(?))", [json.dumps(ids)]
+        )
     conn.executemany(
         "INSERT OR REPLACE INTO attributions (message, unit, method, reason, decided_at) VALUES (?, ?, ?, ?, ?)",
         [(mid, a.unit, a.method, a.reason, now) for mid, a in decisions.items()],
     )
     return decisions
-

@@ -21,6 +21,7 @@ The result is a row in ``bounces`` (message, outbox, recipient, DSN status, diag
 by ``show UNIT``. The bounce itself is never a submission: its attribution is set to no unit,
 method ``bounce``, with a reason such as "bounce of our reminder (after-1) to x@y: 5.1.1 ...".
 """
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,7 @@ import logging
 import re
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from reconcile.mailer import OUR_MESSAGE_ID
 
@@ -39,10 +40,15 @@ BOUNCE_SUBJECT = re.compile(
     r"undeliver|returned mail|returned to sender|delivery status notification|delivery failure|"
     r"delivery has failed|mail delivery failed|failure notice|non[- ]?delivery|"
     r"系统退信|退信|投递失败|无法投递|发送失败|邮件未送达",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 _FIELD = {
-    "recipient": re.compile(r"^\s*Final-Recipient\s*:\s*(?:rfc822\s*;)?\s*<?([^\s<>;]+@[^\s<>;]+)>?", re.I | re.M),
-    "original": re.compile(r"^\s*Original-Recipient\s*:\s*(?:rfc822\s*;)?\s*<?([^\s<>;]+@[^\s<>;]+)>?", re.I | re.M),
+    "recipient": re.compile(
+        r"^\s*Final-Recipient\s*:\s*(?:rfc822\s*;)?\s*<?([^\s<>;]+@[^\s<>;]+)>?", re.I | re.M
+    ),
+    "original": re.compile(
+        r"^\s*Original-Recipient\s*:\s*(?:rfc822\s*;)?\s*<?([^\s<>;]+@[^\s<>;]+)>?", re.I | re.M
+    ),
     "status": re.compile(r"^\s*Status\s*:\s*([245]\.\d{1,3}\.\d{1,3})", re.I | re.M),
     "diagnostic": re.compile(r"^\s*Diagnostic-Code\s*:\s*(?:smtp\s*;)?\s*(.+(?:\n[ \t]+.+)*)", re.I | re.M),
 }
@@ -76,8 +82,11 @@ def looks_like_bounce(from_addr: str | None, subject: str | None, headers: dict,
     if local in DAEMON_LOCALS:
         return True
     if subject and BOUNCE_SUBJECT.search(subject):
-        return bool(headers.get("x_failed_recipients") or OUR_MESSAGE_ID.search(body or "")
-                    or _FIELD["recipient"].search(body or ""))
+        return bool(
+            headers.get("x_failed_recipients")
+            or OUR_MESSAGE_ID.search(body or "")
+            or _FIELD["recipient"].search(body or "")
+        )
     return False
 
 
@@ -85,7 +94,7 @@ def _our_ids(headers: dict, body: str) -> list[str]:
     found: list[str] = []
     for key in ("forwarded_message_ids", "references"):
         v = headers.get(key)
-        for x in (v if isinstance(v, list) else [v] if v else []):
+        for x in v if isinstance(v, list) else [v] if v else []:
             found += OUR_MESSAGE_ID.findall(str(x))
     for key in ("in_reply_to",):
         if headers.get(key):
@@ -112,15 +121,18 @@ def _details(headers: dict, body: str) -> tuple[str | None, str | None, str | No
 
 def _match(conn: sqlite3.Connection, ids: list[str], recipient: str | None, arrived: str) -> tuple | None:
     for mid in ids:
-        row = conn.execute("SELECT id, kind, stage, unit, to_addrs FROM outbox WHERE smtp_message_id = ?",
-                           (mid.strip("<>"),)).fetchone()
+        row = conn.execute(
+            "SELECT id, kind, stage, unit, to_addrs FROM outbox WHERE smtp_message_id = ?", (mid.strip("<>"),)
+        ).fetchone()
         if row:
             return row
     if recipient:
         return conn.execute(
             "SELECT id, kind, stage, unit, to_addrs FROM outbox WHERE coalesce(sent_at, created_at) <= ? "
             "AND EXISTS (SELECT 1 FROM json_each(outbox.to_addrs) WHERE lower(value) = ?) "
-            "ORDER BY coalesce(sent_at, created_at) DESC LIMIT 1", (arrived, recipient)).fetchone()
+            "ORDER BY coalesce(sent_at, created_at) DESC LIMIT 1",
+            (arrived, recipient),
+        ).fetchone()
     return None
 
 
@@ -140,7 +152,9 @@ def _reason(row: tuple | None, recipient: str | None, status: str | None, diagno
     return what + (f": {why}" if why else "")
 
 
-def record_bounces(conn: sqlite3.Connection, config=None, message_ids: list[int] | None = None) -> list[Bounce]:
+def record_bounces(
+    conn: sqlite3.Connection, config=None, message_ids: list[int] | None = None
+) -> list[Bounce]:
     """Find bounces among recorded messages (all not yet looked at, or ``message_ids``), record
     them in ``bounces`` and mark their attribution; also re-mark bounces that a fresh
     attribution pass took for submissions. Returns the new bounces."""
@@ -151,7 +165,8 @@ def record_bounces(conn: sqlite3.Connection, config=None, message_ids: list[int]
         params.append(json.dumps([int(i) for i in message_ids]))
     rows = conn.execute(
         f"SELECT m.id, m.from_addr, m.subject, m.headers, m.body_text, m.received_at FROM messages m WHERE {where}",
-        params).fetchall()
+        params,
+    ).fetchall()
     found: list[Bounce] = []
     for mid, from_addr, subject, headers_text, body, received_at in rows:
         headers = _headers(headers_text)
@@ -162,17 +177,30 @@ def record_bounces(conn: sqlite3.Connection, config=None, message_ids: list[int]
         if recipient is None and row is not None:
             to = json.loads(row[4] or "[]")
             recipient = to[0] if len(to) == 1 else None
-        found.append(Bounce(mid, row[0] if row else None, recipient, status, diagnostic,
-                            _reason(row, recipient, status, diagnostic)))
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        found.append(
+            Bounce(
+                mid,
+                row[0] if row else None,
+                recipient,
+                status,
+                diagnostic,
+                _reason(row, recipient, status, diagnostic),
+            )
+        )
+    now = datetime.now(UTC).isoformat(timespec="seconds")
     conn.execute("BEGIN IMMEDIATE")
     try:
         for b in found:
-            conn.execute("INSERT OR IGNORE INTO bounces (message, outbox, recipient, status, diagnostic) "
-                         "VALUES (?, ?, ?, ?, ?)", (b.message, b.outbox, b.recipient, b.status, b.diagnostic))
+            conn.execute(
+                "INSERT OR IGNORE INTO bounces (message, outbox, recipient, status, diagnostic) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (b.message, b.outbox, b.recipient, b.status, b.diagnostic),
+            )
             if b.outbox is not None:
-                conn.execute("UPDATE outbox SET error = coalesce(error || '; ', '') || ? WHERE id = ?",
-                             (f"bounced ({b.recipient or '?'}: {b.status or b.diagnostic or 'no details'})", b.outbox))
+                conn.execute(
+                    "UPDATE outbox SET error = coalesce(error || '; ', '') || ? WHERE id = ?",
+                    (f"bounced ({b.recipient or '?'}: {b.status or b.diagnostic or 'no details'})", b.outbox),
+                )
             log.warning("message #%d is a %s", b.message, b.reason)
         _mark_attributions(conn, now)
         conn.execute("COMMIT")
@@ -188,11 +216,15 @@ def _mark_attributions(conn: sqlite3.Connection, now: str) -> None:
         "SELECT b.message, b.outbox, b.recipient, b.status, b.diagnostic, o.id, o.kind, o.stage, o.unit, o.to_addrs "
         "FROM bounces b LEFT JOIN outbox o ON o.id = b.outbox "
         "LEFT JOIN attributions a ON a.message = b.message "
-        "WHERE a.message IS NULL OR a.method IS NOT 'bounce' OR a.unit IS NOT NULL").fetchall()
+        "WHERE a.message IS NULL OR a.method IS NOT 'bounce' OR a.unit IS NOT NULL"
+    ).fetchall()
     for mid, _ob, recipient, status, diagnostic, *orow in rows:
         reason = _reason(tuple(orow) if orow[0] is not None else None, recipient, status, diagnostic)
-        conn.execute("INSERT OR REPLACE INTO attributions (message, unit, method, reason, decided_at) "
-                     "VALUES (?, NULL, 'bounce', ?, ?)", (mid, reason, now))
+        conn.execute(
+            "INSERT OR REPLACE INTO attributions (message, unit, method, reason, decided_at) "
+            "VALUES (?, NULL, 'bounce', ?, ?)",
+            (mid, reason, now),
+        )
 
 
 def bounces_for_unit(conn: sqlite3.Connection, unit: str) -> list[dict]:
@@ -200,6 +232,10 @@ def bounces_for_unit(conn: sqlite3.Connection, unit: str) -> list[dict]:
     rows = conn.execute(
         "SELECT b.message, m.received_at, b.recipient, b.status, b.diagnostic, o.kind, o.stage "
         "FROM bounces b JOIN outbox o ON o.id = b.outbox JOIN messages m ON m.id = b.message "
-        "WHERE o.unit = ? ORDER BY m.received_at", (unit,)).fetchall()
-    return [dict(zip(("message", "received_at", "recipient", "status", "diagnostic", "kind", "stage"), r))
-            for r in rows]
+        "WHERE o.unit = ? ORDER BY m.received_at",
+        (unit,),
+    ).fetchall()
+    return [
+        dict(zip(("message", "received_at", "recipient", "status", "diagnostic", "kind", "stage"), r))
+        for r in rows
+    ]

@@ -9,14 +9,16 @@ what they share: the ``App`` context (config, database, roster, loaded lazily), 
 error handling. Heavy libraries are imported inside the commands that need them, so that quick
 commands start quickly.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from functools import cached_property
-from typing import Any, Callable
+from typing import Any
 
 import click
 
@@ -63,7 +65,12 @@ class App:
     @property
     def actor(self) -> str:
         """Who is acting, for the audit log."""
-        return os.environ.get("MAILROLL_ACTOR") or os.environ.get("SUDO_USER") or os.environ.get("USER") or "staff"
+        return (
+            os.environ.get("MAILROLL_ACTOR")
+            or os.environ.get("SUDO_USER")
+            or os.environ.get("USER")
+            or "staff"
+        )
 
 
 pass_app = click.make_pass_decorator(App)
@@ -92,8 +99,10 @@ def setup_logging(verbose: int) -> None:
     if os.environ.get("MAILROLL_LOG_LEVEL"):
         level = getattr(logging, os.environ["MAILROLL_LOG_LEVEL"].upper(), level)
     logging.basicConfig(
-        level=level, stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%d %H:%M:%S",
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
     )
     # Libraries that narrate every oddity of a broken attachment: their findings are recorded
     # as facts and reasons; keep them out of the log unless debugging.
@@ -110,8 +119,13 @@ class MailrollGroup(click.Group):
         except ConfigError as e:
             click.echo(f"mailroll: config error: {e}", err=True)
             ctx.exit(2)
-        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit,
-                BrokenPipeError):
+        except (
+            click.ClickException,
+            click.exceptions.Exit,
+            click.exceptions.Abort,
+            SystemExit,
+            BrokenPipeError,
+        ):
             raise
         except KeyboardInterrupt:
             click.echo("mailroll: interrupted", err=True)
@@ -131,8 +145,13 @@ class MailrollGroup(click.Group):
 
 
 @click.group(cls=MailrollGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="MAILROLL_CONFIG",
-              help="Config file (TOML). Default: $MAILROLL_CONFIG, else ./config.toml.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    envvar="MAILROLL_CONFIG",
+    help="Config file (TOML). Default: $MAILROLL_CONFIG, else ./config.toml.",
+)
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 @click.version_option(package_name="mailroll")
 @click.pass_context

@@ -11,11 +11,12 @@ Reminders and receipts ask "what time is it?" through a ``Clock`` instead of cal
 
 Scheduling itself (how often ``serve`` polls) always uses real time.
 """
+
 from __future__ import annotations
 
 import os
 import time as _time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol
 
 FAKE_NOW_ENV = "MAILROLL_FAKE_NOW"
@@ -28,7 +29,7 @@ class Clock(Protocol):
 
 class SystemClock:
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
 class FixedClock:
@@ -37,13 +38,13 @@ class FixedClock:
     def __init__(self, at: datetime):
         if at.tzinfo is None:
             raise ValueError("FixedClock needs a timezone-aware time")
-        self.at = at.astimezone(timezone.utc)
+        self.at = at.astimezone(UTC)
 
     def now(self) -> datetime:
         return self.at
 
     def set(self, at: datetime) -> None:
-        self.at = at.astimezone(timezone.utc)
+        self.at = at.astimezone(UTC)
 
 
 class OffsetClock:
@@ -52,7 +53,7 @@ class OffsetClock:
     def __init__(self, start: datetime):
         if start.tzinfo is None:
             raise ValueError("OffsetClock needs a timezone-aware time")
-        self.start = start.astimezone(timezone.utc)
+        self.start = start.astimezone(UTC)
         self._t0 = _time.monotonic()
 
     def now(self) -> datetime:

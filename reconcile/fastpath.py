@@ -11,6 +11,7 @@ cache. So this module can only be faster, never different: the rows it prints ar
 ordinary command stored, under the same fingerprint (``fingerprint_parts``, shared with
 reconcile.status).
 """
+
 from __future__ import annotations
 
 import os
@@ -61,7 +62,7 @@ def cached_status_json(argv: list[str]) -> str | None:
         import sqlite3
         import tomllib
 
-        config_file = os.path.realpath(path)     # as ingest.config: paths relative to the real file
+        config_file = os.path.realpath(path)  # as ingest.config: paths relative to the real file
         with open(config_file, "rb") as f:
             data = tomllib.load(f)
         base = os.path.dirname(config_file)
@@ -76,8 +77,11 @@ def cached_status_json(argv: list[str]) -> str | None:
             return None
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30.0)
         try:
-            state = dict(conn.execute(
-                "SELECT key, value FROM reconcile_state WHERE key IN ('version:data', 'status_fingerprint')"))
+            state = dict(
+                conn.execute(
+                    "SELECT key, value FROM reconcile_state WHERE key IN ('version:data', 'status_fingerprint')"
+                )
+            )
             fp = fingerprint_parts(state.get("version:data", "-"), roster, config_file)
             if state.get("status_fingerprint") != fp:
                 return None

@@ -4,12 +4,14 @@ Ingest measured the facts (``parts.facts``, ``parts.error``); here the campaign'
 applied to them (docs/DESIGN.md, "Judging"). Changing a limit in the config changes the
 judgement at once, with nothing ingested again.
 """
+
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 OK, INVALID, MISSING = "ok", "invalid", "missing"
 ITEMS = ("statistics", "report", "video")
@@ -20,10 +22,11 @@ MISSING_PROBLEMS = {"not found", "empty", "missing"}
 class Judgement:
     """A verdict in English (``reason``, ``warnings``: the contract's words) and in Chinese
     (``reason_zh``, ``warnings_zh``: for the workbook and the mail to units)."""
-    state: str                       # 'ok' | 'invalid'
-    reason: str | None = None        # why invalid, in plain words
+
+    state: str  # 'ok' | 'invalid'
+    reason: str | None = None  # why invalid, in plain words
     warnings: list[str] = field(default_factory=list)  # shown, never fail
-    reason_zh: str | None = None     # the same reason in Chinese
+    reason_zh: str | None = None  # the same reason in Chinese
     warnings_zh: list[str] = field(default_factory=list)
 
 
@@ -97,8 +100,9 @@ def warning_zh(text: str) -> str:
 
 def _listing(labels: list[str], raw: dict, sep: str = ", ") -> str:
     """'活动总数, 科普展览 ('无')': the labels, quoting what was written where something was."""
-    return sep.join(f"{label} ('{raw[label]}')" if str(raw.get(label) or "").strip() else label
-                    for label in labels)
+    return sep.join(
+        f"{label} ('{raw[label]}')" if str(raw.get(label) or "").strip() else label for label in labels
+    )
 
 
 # What the checks say when a file cannot be read (ingest/checks, ingest/archives), in the words
@@ -131,8 +135,11 @@ def error_zh(error: str) -> str:
 
 def _statistics(facts: dict, config) -> Judgement:
     if not facts:
-        return Judgement(INVALID, "the sheet could not be read (no figures were recorded)",
-                         reason_zh="未能读取统计表（没有读到任何数字）")
+        return Judgement(
+            INVALID,
+            "the sheet could not be read (no figures were recorded)",
+            reason_zh="未能读取统计表（没有读到任何数字）",
+        )
     problems = facts.get("problems") or {}
     raw = {k: v for k, v in (facts.get("raw") or {}).items() if isinstance(v, str)}
     labels = config.campaign.sheet.labels
@@ -143,14 +150,19 @@ def _statistics(facts: dict, config) -> Judgement:
 
     not_found = ordered(k for k, v in problems.items() if str(v).lower() in ("not found", "missing"))
     empty = ordered(k for k, v in problems.items() if str(v).lower() == "empty")
-    other = [(k, problems[k]) for k in ordered(k for k, v in problems.items()
-                                               if str(v).lower() not in MISSING_PROBLEMS)]
+    other = [
+        (k, problems[k])
+        for k in ordered(k for k, v in problems.items() if str(v).lower() not in MISSING_PROBLEMS)
+    ]
     reasons, reasons_zh = [], []
     if labels and set(labels) <= set(not_found):
-        reasons.append(f"none of the form's rows ({labels[0]}, {labels[1] if len(labels) > 1 else ''}…) were found: "
-                       f"is this the {config.campaign.sheet.title}?")
-        reasons_zh.append(f"未找到统计表的任何指标行（{'、'.join(labels[:2])}…），"
-                          f"请确认是否为{config.campaign.sheet.title}")
+        reasons.append(
+            f"none of the form's rows ({labels[0]}, {labels[1] if len(labels) > 1 else ''}…) were found: "
+            f"is this the {config.campaign.sheet.title}?"
+        )
+        reasons_zh.append(
+            f"未找到统计表的任何指标行（{'、'.join(labels[:2])}…），请确认是否为{config.campaign.sheet.title}"
+        )
     elif not_found:
         reasons.append("the sheet lacks " + ", ".join(not_found))
         reasons_zh.append("统计表缺少：" + "、".join(not_found))
@@ -161,7 +173,7 @@ def _statistics(facts: dict, config) -> Judgement:
         why = str(why)
         reasons.append(f"{label} is {why}" if why.startswith("not ") else f"{label}: {why}")
         if why.startswith("not a number: "):
-            reasons_zh.append(f"{label}不是数字：{why[len('not a number: '):]}")
+            reasons_zh.append(f"{label}不是数字：{why[len('not a number: ') :]}")
         elif why.startswith("a formula"):
             reasons_zh.append(f"{label}是没有保存计算结果的公式，请用Excel或WPS打开后重新保存")
         else:
@@ -182,18 +194,25 @@ def _statistics(facts: dict, config) -> Judgement:
 def _report(facts: dict, config) -> Judgement:
     fmt = facts.get("format") or "document"
     if facts.get("encrypted"):
-        return Judgement(INVALID, f"the report ({fmt}) is password-protected: send it without a password",
-                         reason_zh=f"总结报告（{fmt}）设有密码，请发送没有密码的文件")
+        return Judgement(
+            INVALID,
+            f"the report ({fmt}) is password-protected: send it without a password",
+            reason_zh=f"总结报告（{fmt}）设有密码，请发送没有密码的文件",
+        )
     if facts.get("scanned"):
         return Judgement(OK, None, ["scanned PDF without a text layer"], None, ["扫描版PDF，没有文字层"])
     chars = int(facts.get("text_chars") or 0)
     need = config.campaign.report_min_text_chars
     if chars < need:
         if chars == 0:
-            return Judgement(INVALID, f"the report ({fmt}) contains no text",
-                             reason_zh=f"总结报告（{fmt}）没有文字内容")
-        return Judgement(INVALID, f"the report ({fmt}) has only {chars} characters of text, at least {need} expected",
-                         reason_zh=f"总结报告（{fmt}）只有{chars}个字，至少需要{need}个字")
+            return Judgement(
+                INVALID, f"the report ({fmt}) contains no text", reason_zh=f"总结报告（{fmt}）没有文字内容"
+            )
+        return Judgement(
+            INVALID,
+            f"the report ({fmt}) has only {chars} characters of text, at least {need} expected",
+            reason_zh=f"总结报告（{fmt}）只有{chars}个字，至少需要{need}个字",
+        )
     return Judgement(OK)
 
 
@@ -205,15 +224,20 @@ def _video(facts: dict, config) -> Judgement:
     names = {container, *(str(facts.get("format_name") or "").lower().split(","))} - {""}
     if allowed and not names & allowed:
         shown = container or facts.get("format_name") or "unknown"
-        return Judgement(INVALID, f"video format {shown} is not accepted "
-                                  f"(send {', '.join(sorted(allowed))})",
-                         reason_zh=f"视频格式{shown}不符合要求（请发送{'、'.join(sorted(allowed))}格式）")
+        return Judgement(
+            INVALID,
+            f"video format {shown} is not accepted (send {', '.join(sorted(allowed))})",
+            reason_zh=f"视频格式{shown}不符合要求（请发送{'、'.join(sorted(allowed))}格式）",
+        )
     duration = float(facts["duration_s"])
     limit = float(config.campaign.video_max_duration_s)
     if duration > limit:
         precise = minutes(duration) == minutes(limit)
-        return Judgement(INVALID, f"video lasts {minutes(duration, precise)}, over the {minutes(limit)} limit",
-                         reason_zh=f"视频时长{minutes(duration, precise)}，超过{minutes(limit)}的限制")
+        return Judgement(
+            INVALID,
+            f"video lasts {minutes(duration, precise)}, over the {minutes(limit)} limit",
+            reason_zh=f"视频时长{minutes(duration, precise)}，超过{minutes(limit)}的限制",
+        )
     warnings, warnings_zh = [], []
     if not facts.get("audio_codec"):
         warnings.append("the video has no sound track")
@@ -247,15 +271,24 @@ def describe(row: Mapping[str, Any]) -> str:
     if kind == "video" and facts.get("duration_s") is not None:
         codecs = "/".join(str(c) for c in (facts.get("video_codec"), facts.get("audio_codec")) if c)
         size = f"{facts['width']}x{facts['height']}" if facts.get("width") else ""
-        return ", ".join(x for x in (minutes(float(facts["duration_s"])),
-                                      " ".join(y for y in (facts.get("container"), codecs) if y), size) if x)
+        return ", ".join(
+            x
+            for x in (
+                minutes(float(facts["duration_s"])),
+                " ".join(y for y in (facts.get("container"), codecs) if y),
+                size,
+            )
+            if x
+        )
     if kind == "statistics":
         bits = []
         if facts.get("unit_cell"):
             bits.append(f"填报单位 {facts['unit_cell']}")
         figures = facts.get("figures") or {}
         if "活动总数" in figures:
-            bits.append(f"活动总数 {figures['活动总数']:g}" if isinstance(figures["活动总数"], (int, float)) else "")
+            bits.append(
+                f"活动总数 {figures['活动总数']:g}" if isinstance(figures["活动总数"], (int, float)) else ""
+            )
         return ", ".join(b for b in bits if b)
     if kind == "report":
         bits = [str(facts.get("format") or "")]

@@ -11,15 +11,16 @@
 ``fcntl.flock`` locks vanish with the process (even on ``kill -9``), so a crash never leaves a
 stale lock behind; the file itself stays and is harmless.
 """
+
 from __future__ import annotations
 
 import errno
 import fcntl
 import os
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import click
 
@@ -92,14 +93,18 @@ def file_lock(path: Path, wait_s: float, busy_message: str) -> Iterator[int]:
 def ingest_lock(config, wait_s: float | None = None) -> Iterator[None]:
     """The mailbox lock (``serve``, ``ingest --once``). Waits up to ``service.lock_wait_s``."""
     wait = config.service.lock_wait_s if wait_s is None else wait_s
-    with file_lock(lock_path(config), wait,
-                   "another mailroll (pid {pid}) is polling this mailbox; try again later"):
+    with file_lock(
+        lock_path(config), wait, "another mailroll (pid {pid}) is polling this mailbox; try again later"
+    ):
         yield
 
 
 @contextmanager
 def send_lock(config, wait_s: float = 60.0) -> Iterator[None]:
     """The outbox lock: one sender at a time (``serve``'s send jobs, ``remind``)."""
-    with file_lock(lock_path(config, ".send.lock"), wait_s,
-                   "another mailroll (pid {pid}) is sending mail; try again later"):
+    with file_lock(
+        lock_path(config, ".send.lock"),
+        wait_s,
+        "another mailroll (pid {pid}) is sending mail; try again later",
+    ):
         yield

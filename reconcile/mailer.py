@@ -31,6 +31,7 @@ receipt|reminder``, and ``X-Auto-Response-Suppress: All`` (Exchange then sends n
 answer). We do **not** set ``Precedence: bulk``: these are personal mails to one unit, and some
 providers score ``bulk`` as spam.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,17 +39,17 @@ import logging
 import re
 import smtplib
 import socket
-import ssl
 import sqlite3
+import ssl
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 from pathlib import Path
-from typing import Callable
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ OUR_MESSAGE_ID = re.compile(r"[\w.\-]*\.mailroll-(?:receipt|reminder)@[\w.\-]+",
 
 # --------------------------------------------------------------------------------------------
 # Failures
+
 
 class SendFailure(Exception):
     """A mail could not be handed over. ``kind``: 'temporary', 'permanent' or 'ambiguous'."""
@@ -81,6 +83,7 @@ class PermanentFailure(SendFailure):
 
 class AmbiguousFailure(SendFailure):
     """The connection broke after the message data was sent: the server may have it."""
+
     kind = "ambiguous"
 
 
@@ -100,10 +103,11 @@ def _classify(code: int, resp, what: str) -> SendFailure:
 # --------------------------------------------------------------------------------------------
 # SMTP
 
+
 @dataclass
 class Outcome:
     attempts: int
-    refused: dict[str, str] = field(default_factory=dict)   # recipient -> server answer
+    refused: dict[str, str] = field(default_factory=dict)  # recipient -> server answer
 
 
 class Mailer:
@@ -114,8 +118,14 @@ class Mailer:
     The rate limit is ``smtp.per_minute`` mails in any 60 s.
     """
 
-    def __init__(self, smtp, *, sleep: Callable[[float], None] = time.sleep,
-                 monotonic: Callable[[], float] = time.monotonic, sent_times: deque | None = None):
+    def __init__(
+        self,
+        smtp,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+        sent_times: deque | None = None,
+    ):
         self.cfg = smtp
         self.sleep = sleep
         self.monotonic = monotonic
@@ -123,9 +133,9 @@ class Mailer:
         # when mails went out; pass the same deque to successive Mailers (``serve``) so the
         # rate limit holds across batches
         self._sent_times: deque[float] = deque() if sent_times is None else sent_times
-        self.unavailable: str | None = None   # set when the server stayed unreachable
+        self.unavailable: str | None = None  # set when the server stayed unreachable
 
-    def __enter__(self) -> "Mailer":
+    def __enter__(self) -> Mailer:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -141,8 +151,9 @@ class Mailer:
         where = f"{cfg.host}:{cfg.port}"
         try:
             if cfg.tls == "ssl":
-                conn = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=cfg.timeout_s,
-                                        context=self._tls_context())
+                conn = smtplib.SMTP_SSL(
+                    cfg.host, cfg.port, timeout=cfg.timeout_s, context=self._tls_context()
+                )
             else:
                 conn = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout_s)
                 if cfg.tls == "starttls":
@@ -151,17 +162,22 @@ class Mailer:
                         _quit(conn)
                         raise TemporaryFailure(
                             f"the SMTP server {where} does not offer STARTTLS: set smtp.tls to "
-                            f"\"ssl\" (port 465) or check smtp.port")
+                            f'"ssl" (port 465) or check smtp.port'
+                        )
                     conn.starttls(context=self._tls_context())
             conn.ehlo()
         except SendFailure:
             raise
         except ssl.SSLCertVerificationError as e:
-            raise TemporaryFailure(f"the SMTP server {where} has a certificate we cannot trust "
-                                   f"({e.verify_message}): check smtp.host (or smtp.ca_file)") from None
+            raise TemporaryFailure(
+                f"the SMTP server {where} has a certificate we cannot trust "
+                f"({e.verify_message}): check smtp.host (or smtp.ca_file)"
+            ) from None
         except smtplib.SMTPResponseException as e:  # the server's problem, not the mail's
-            raise TemporaryFailure(f"connecting to {where}: the server answered {e.smtp_code} "
-                                   f"{_reply_text(e.smtp_error)}", e.smtp_code) from None
+            raise TemporaryFailure(
+                f"connecting to {where}: the server answered {e.smtp_code} {_reply_text(e.smtp_error)}",
+                e.smtp_code,
+            ) from None
         except (OSError, smtplib.SMTPException) as e:
             raise TemporaryFailure(f"cannot connect to the SMTP server {where}: {e}") from None
         if cfg.username:
@@ -181,7 +197,9 @@ class Mailer:
                 raise TemporaryFailure(
                     f"SMTP login as {cfg.username} at {where} was refused ({e.smtp_code} "
                     f"{_reply_text(e.smtp_error)}): check smtp.username and the password in "
-                    f"${cfg.password_env}", e.smtp_code) from None
+                    f"${cfg.password_env}",
+                    e.smtp_code,
+                ) from None
             except (OSError, smtplib.SMTPException) as e:
                 _quit(conn)
                 raise TemporaryFailure(f"SMTP login at {where} failed: {e}") from None
@@ -233,8 +251,14 @@ class Mailer:
                         self.unavailable = e.reason
                     raise
                 delay = self.cfg.backoff_s * (2 ** (attempt - 1))
-                log.warning("sending to %s failed (%s); attempt %d of %d in %.1f s",
-                            ", ".join(to), e.reason, attempt + 1, attempts, delay)
+                log.warning(
+                    "sending to %s failed (%s); attempt %d of %d in %.1f s",
+                    ", ".join(to),
+                    e.reason,
+                    attempt + 1,
+                    attempts,
+                    delay,
+                )
                 self.sleep(delay)
             except SendFailure as e:
                 e.attempts = attempt
@@ -254,7 +278,9 @@ class Mailer:
         sender = self.cfg.from_addr
         data = msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
         try:
-            code, resp = conn.mail(sender, ["SMTPUTF8"] if _needs_smtputf8(to) and conn.has_extn("smtputf8") else [])
+            code, resp = conn.mail(
+                sender, ["SMTPUTF8"] if _needs_smtputf8(to) and conn.has_extn("smtputf8") else []
+            )
             if code != 250:
                 _rset(conn)
                 raise _classify(code, resp, f"MAIL FROM:<{sender}>")
@@ -276,7 +302,8 @@ class Mailer:
             _rset(conn)
             raise PermanentFailure(
                 f"the address {', '.join(to)} has non-ASCII characters and the SMTP server does "
-                f"not accept those (no SMTPUTF8): fix the address in the roster") from None
+                f"not accept those (no SMTPUTF8): fix the address in the roster"
+            ) from None
         try:
             code, resp = conn.data(data)
         except smtplib.SMTPDataError as e:  # DATA itself refused: nothing was delivered
@@ -285,7 +312,8 @@ class Mailer:
         except (smtplib.SMTPServerDisconnected, OSError) as e:
             raise AmbiguousFailure(
                 f"the SMTP connection broke after the message was sent ({e}); it may or may not "
-                f"have been delivered, so it is not sent again") from None
+                f"have been delivered, so it is not sent again"
+            ) from None
         if code != 250:
             if code == 421:
                 self.close()
@@ -298,7 +326,7 @@ class Mailer:
 def _login_plain_utf8(conn: smtplib.SMTP, user: str, password: str) -> None:
     import base64
 
-    token = base64.b64encode(f"\0{user}\0{password}".encode("utf-8")).decode("ascii")
+    token = base64.b64encode(f"\0{user}\0{password}".encode()).decode("ascii")
     code, resp = conn.docmd("AUTH", f"PLAIN {token}")
     if code not in (235, 503):
         raise smtplib.SMTPAuthenticationError(code, resp)
@@ -328,6 +356,7 @@ def _quit(conn: smtplib.SMTP) -> None:
 # --------------------------------------------------------------------------------------------
 # Composing
 
+
 def new_message_id(config, kind: str) -> str:
     """A Message-ID (without <>) that says it is ours: '...mailroll-receipt@126.com'."""
     domain = config.smtp.from_addr.rsplit("@", 1)[-1] if "@" in config.smtp.from_addr else socket.getfqdn()
@@ -339,9 +368,19 @@ def is_our_message_id(message_id: str | None) -> bool:
     return bool(message_id and OUR_MESSAGE_ID.fullmatch(message_id.strip().strip("<>")))
 
 
-def compose(config, *, kind: str, to: list[str], subject: str, body: str, message_id: str,
-            in_reply_to: str | None = None, references: list[str] | None = None,
-            now: datetime | None = None, cc: list[str] | None = None) -> EmailMessage:
+def compose(
+    config,
+    *,
+    kind: str,
+    to: list[str],
+    subject: str,
+    body: str,
+    message_id: str,
+    in_reply_to: str | None = None,
+    references: list[str] | None = None,
+    now: datetime | None = None,
+    cc: list[str] | None = None,
+) -> EmailMessage:
     """The mail as it goes out (UTF-8 text). ``cc``: copies, shown in a Cc header."""
     msg = EmailMessage()
     msg["From"] = formataddr((config.campaign.name, config.smtp.from_addr))
@@ -349,7 +388,7 @@ def compose(config, *, kind: str, to: list[str], subject: str, body: str, messag
     if cc:
         msg["Cc"] = ", ".join(cc)
     msg["Subject"] = subject
-    msg["Date"] = format_datetime((now or datetime.now(timezone.utc)).astimezone(config.campaign.timezone))
+    msg["Date"] = format_datetime((now or datetime.now(UTC)).astimezone(config.campaign.timezone))
     msg["Message-ID"] = f"<{message_id}>"
     if in_reply_to:
         msg["In-Reply-To"] = f"<{in_reply_to.strip('<>')}>"
@@ -377,8 +416,11 @@ def template_env(config):
     dirs.append(str(TEMPLATES))
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(dirs, encoding="utf-8"),
-        autoescape=False, undefined=jinja2.StrictUndefined,
-        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+        autoescape=False,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
     )
 
 
@@ -389,27 +431,48 @@ def render(config, name: str, **context) -> tuple[str, str]:
     head, _, body = text.partition("\n")
     if not head.lower().startswith("subject:"):
         raise ValueError(f"template {name} must start with a 'Subject: ...' line")
-    return " ".join(head[len("subject:"):].split()), body.lstrip("\n")
+    return " ".join(head[len("subject:") :].split()), body.lstrip("\n")
 
 
 # --------------------------------------------------------------------------------------------
 # The outbox record
 
+
 def _now_text(now: datetime) -> str:
-    return now.astimezone(timezone.utc).isoformat(timespec="seconds")
+    return now.astimezone(UTC).isoformat(timespec="seconds")
 
 
-def reserve(conn: sqlite3.Connection, *, kind: str, unit: str | None, stage: str | None,
-            answers: int | None, to: list[str], subject: str, body: str, message_id: str,
-            now: datetime) -> int | None:
+def reserve(
+    conn: sqlite3.Connection,
+    *,
+    kind: str,
+    unit: str | None,
+    stage: str | None,
+    answers: int | None,
+    to: list[str],
+    subject: str,
+    body: str,
+    message_id: str,
+    now: datetime,
+) -> int | None:
     """Commit the outbox row (status ``sending``) before SMTP. None if this mail exists already
     (same unit and stage, or same message answered): then it must not be sent."""
     try:
         cur = conn.execute(
             "INSERT INTO outbox (kind, unit, stage, answers, to_addrs, subject, body, smtp_message_id,"
             " status, attempts, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'sending', 0, ?)",
-            (kind, unit, stage, answers, json.dumps(to, ensure_ascii=False), subject, body,
-             message_id, _now_text(now)))
+            (
+                kind,
+                unit,
+                stage,
+                answers,
+                json.dumps(to, ensure_ascii=False),
+                subject,
+                body,
+                message_id,
+                _now_text(now),
+            ),
+        )
     except sqlite3.IntegrityError:
         return None
     return cur.lastrowid
@@ -420,16 +483,19 @@ def reclaim(conn: sqlite3.Connection, row_id: int, *, to: list[str], subject: st
     cur = conn.execute(
         "UPDATE outbox SET status = 'sending', to_addrs = ?, subject = ?, body = ? "
         "WHERE id = ? AND status = 'deferred'",
-        (json.dumps(to, ensure_ascii=False), subject, body, row_id))
+        (json.dumps(to, ensure_ascii=False), subject, body, row_id),
+    )
     return cur.rowcount == 1
 
 
-def finish(conn: sqlite3.Connection, row_id: int, status: str, *, attempts: int,
-           error: str | None, now: datetime) -> None:
+def finish(
+    conn: sqlite3.Connection, row_id: int, status: str, *, attempts: int, error: str | None, now: datetime
+) -> None:
     conn.execute(
         "UPDATE outbox SET status = ?, attempts = attempts + ?, error = ?, "
         "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END WHERE id = ?",
-        (status, attempts, error, status, _now_text(now), row_id))
+        (status, attempts, error, status, _now_text(now), row_id),
+    )
 
 
 def recover_interrupted(conn: sqlite3.Connection) -> int:
@@ -439,14 +505,18 @@ def recover_interrupted(conn: sqlite3.Connection) -> int:
     cur = conn.execute(
         "UPDATE outbox SET status = 'unknown', error = 'mailroll stopped while handing this mail "
         "to the SMTP server; it may or may not have arrived, so it is not sent again' "
-        "WHERE status = 'sending'")
+        "WHERE status = 'sending'"
+    )
     if cur.rowcount:
-        log.warning("%d outgoing mail(s) were interrupted by a crash: marked 'unknown', not re-sent", cur.rowcount)
+        log.warning(
+            "%d outgoing mail(s) were interrupted by a crash: marked 'unknown', not re-sent", cur.rowcount
+        )
     return cur.rowcount
 
 
-def deliver(conn: sqlite3.Connection, mailer: Mailer, row_id: int, msg: EmailMessage,
-            to: list[str], now: datetime) -> tuple[str, str | None]:
+def deliver(
+    conn: sqlite3.Connection, mailer: Mailer, row_id: int, msg: EmailMessage, to: list[str], now: datetime
+) -> tuple[str, str | None]:
     """Send a reserved row's message and record the outcome. Returns (status, error)."""
     try:
         outcome = mailer.send(msg, to)
@@ -463,23 +533,45 @@ def deliver(conn: sqlite3.Connection, mailer: Mailer, row_id: int, msg: EmailMes
     return "sent", error
 
 
-def existing(conn: sqlite3.Connection, *, kind: str, unit: str | None = None, stage: str | None = None,
-             answers: int | None = None) -> tuple[int, str, str] | None:
+def existing(
+    conn: sqlite3.Connection,
+    *,
+    kind: str,
+    unit: str | None = None,
+    stage: str | None = None,
+    answers: int | None = None,
+) -> tuple[int, str, str] | None:
     """The outbox row (id, status, smtp_message_id) for this reminder stage or this receipt."""
     if kind == "receipt":
-        row = conn.execute("SELECT id, status, smtp_message_id FROM outbox WHERE kind = 'receipt' AND answers = ?",
-                           (answers,)).fetchone()
+        row = conn.execute(
+            "SELECT id, status, smtp_message_id FROM outbox WHERE kind = 'receipt' AND answers = ?",
+            (answers,),
+        ).fetchone()
     else:
-        row = conn.execute("SELECT id, status, smtp_message_id FROM outbox WHERE kind = 'reminder' AND unit = ? AND stage = ?",
-                           (unit, stage)).fetchone()
+        row = conn.execute(
+            "SELECT id, status, smtp_message_id FROM outbox WHERE kind = 'reminder' AND unit = ? AND stage = ?",
+            (unit, stage),
+        ).fetchone()
     return tuple(row) if row else None
 
 
-def send_one(conn: sqlite3.Connection, config, mailer: Mailer, *, kind: str, to: list[str],
-             subject: str, body: str, now: datetime, unit: str | None = None,
-             stage: str | None = None, answers: int | None = None, in_reply_to: str | None = None,
-             references: list[str] | None = None,
-             cc: list[str] | None = None) -> tuple[str, str | None] | None:
+def send_one(
+    conn: sqlite3.Connection,
+    config,
+    mailer: Mailer,
+    *,
+    kind: str,
+    to: list[str],
+    subject: str,
+    body: str,
+    now: datetime,
+    unit: str | None = None,
+    stage: str | None = None,
+    answers: int | None = None,
+    in_reply_to: str | None = None,
+    references: list[str] | None = None,
+    cc: list[str] | None = None,
+) -> tuple[str, str | None] | None:
     """Record and send one receipt or reminder, at most once.
 
     ``cc`` addresses get a copy (Cc header); the outbox row's ``to_addrs`` lists every
@@ -494,14 +586,33 @@ def send_one(conn: sqlite3.Connection, config, mailer: Mailer, *, kind: str, to:
     row = existing(conn, kind=kind, unit=unit, stage=stage, answers=answers)
     if row is None:
         message_id = new_message_id(config, kind)
-        row_id = reserve(conn, kind=kind, unit=unit, stage=stage, answers=answers, to=everyone,
-                         subject=subject, body=body, message_id=message_id, now=now)
+        row_id = reserve(
+            conn,
+            kind=kind,
+            unit=unit,
+            stage=stage,
+            answers=answers,
+            to=everyone,
+            subject=subject,
+            body=body,
+            message_id=message_id,
+            now=now,
+        )
         if row_id is None:
             return None
     else:
         row_id, status, message_id = row
         if status != "deferred" or not reclaim(conn, row_id, to=everyone, subject=subject, body=body):
             return None
-    msg = compose(config, kind=kind, to=to, subject=subject, body=body, message_id=message_id,
-                  in_reply_to=in_reply_to, references=references, cc=cc)  # Date: real time
+    msg = compose(
+        config,
+        kind=kind,
+        to=to,
+        subject=subject,
+        body=body,
+        message_id=message_id,
+        in_reply_to=in_reply_to,
+        references=references,
+        cc=cc,
+    )  # Date: real time
     return deliver(conn, mailer, row_id, msg, everyone, now)

@@ -8,13 +8,14 @@ status is recomputed from facts and the decisions in force.
 Which decision is in force: the latest one not revoked, per message (assign), per unit and item
 (accept / reject: the later replaces the earlier), per unit (exempt, extend).
 """
+
 from __future__ import annotations
 
 import json
 import re
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ingest.config import ConfigError, parse_rfc3339
@@ -46,20 +47,34 @@ class Override:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def audit(conn: sqlite3.Connection, actor: str, action: str, unit: str | None,
-          detail: dict | None = None, note: str | None = None) -> None:
+def audit(
+    conn: sqlite3.Connection,
+    actor: str,
+    action: str,
+    unit: str | None,
+    detail: dict | None = None,
+    note: str | None = None,
+) -> None:
     conn.execute(
         "INSERT INTO audit_log (at, actor, action, unit, detail, note) VALUES (?, ?, ?, ?, ?, ?)",
         [_now(), actor, action, unit, json.dumps(detail or {}, ensure_ascii=False), note],
     )
 
 
-def add(conn: sqlite3.Connection, action: str, actor: str, *, unit: str | None = None,
-        item: str | None = None, message: int | None = None, value: str | None = None,
-        note: str | None = None) -> int:
+def add(
+    conn: sqlite3.Connection,
+    action: str,
+    actor: str,
+    *,
+    unit: str | None = None,
+    item: str | None = None,
+    message: int | None = None,
+    value: str | None = None,
+    note: str | None = None,
+) -> int:
     """Record a decision (and its audit entry); returns the override id."""
     if action not in ACTIONS:
         raise OverrideError(f"unknown action {action!r}")
@@ -75,9 +90,18 @@ def add(conn: sqlite3.Connection, action: str, actor: str, *, unit: str | None =
             [action, unit, item, message, value, note, actor, _now()],
         )
         oid = cur.lastrowid
-        audit(conn, actor, action, unit,
-              {k: v for k, v in {"override": oid, "item": item, "message": message, "value": value}.items()
-               if v is not None}, note)
+        audit(
+            conn,
+            actor,
+            action,
+            unit,
+            {
+                k: v
+                for k, v in {"override": oid, "item": item, "message": message, "value": value}.items()
+                if v is not None
+            },
+            note,
+        )
         if own:
             conn.execute("COMMIT")
     except BaseException:
@@ -90,7 +114,9 @@ def add(conn: sqlite3.Connection, action: str, actor: str, *, unit: str | None =
 def get(conn: sqlite3.Connection, override_id: int) -> Override | None:
     row = conn.execute(
         "SELECT id, action, unit, item, message, value, note, actor, created_at, revoked_at, revoked_by "
-        "FROM overrides WHERE id = ?", [override_id]).fetchone()
+        "FROM overrides WHERE id = ?",
+        [override_id],
+    ).fetchone()
     return Override(*row) if row else None
 
 
@@ -104,11 +130,21 @@ def revoke(conn: sqlite3.Connection, override_id: int, actor: str, note: str | N
         if o is None:
             raise OverrideError(f"there is no override {override_id}: see `mailroll overrides`")
         if o.revoked_at:
-            raise OverrideError(f"override {override_id} was already revoked by {o.revoked_by} at {o.revoked_at}")
+            raise OverrideError(
+                f"override {override_id} was already revoked by {o.revoked_by} at {o.revoked_at}"
+            )
         now = _now()
-        conn.execute("UPDATE overrides SET revoked_at = ?, revoked_by = ? WHERE id = ?", [now, actor, override_id])
-        audit(conn, actor, "revoke", o.unit,
-              {"override": override_id, "action": o.action, "item": o.item, "message": o.message}, note)
+        conn.execute(
+            "UPDATE overrides SET revoked_at = ?, revoked_by = ? WHERE id = ?", [now, actor, override_id]
+        )
+        audit(
+            conn,
+            actor,
+            "revoke",
+            o.unit,
+            {"override": override_id, "action": o.action, "item": o.item, "message": o.message},
+            note,
+        )
         if own:
             conn.execute("COMMIT")
     except BaseException:
@@ -119,9 +155,13 @@ def revoke(conn: sqlite3.Connection, override_id: int, actor: str, note: str | N
     return o
 
 
-def listing(conn: sqlite3.Connection, *, unit: str | None = None, include_revoked: bool = True) -> list[Override]:
-    sql = ("SELECT id, action, unit, item, message, value, note, actor, created_at, revoked_at, revoked_by "
-           "FROM overrides WHERE 1=1")
+def listing(
+    conn: sqlite3.Connection, *, unit: str | None = None, include_revoked: bool = True
+) -> list[Override]:
+    sql = (
+        "SELECT id, action, unit, item, message, value, note, actor, created_at, revoked_at, revoked_by "
+        "FROM overrides WHERE 1=1"
+    )
     params: list = []
     if unit is not None:
         sql += " AND unit = ?"
@@ -134,8 +174,9 @@ def listing(conn: sqlite3.Connection, *, unit: str | None = None, include_revoke
 @dataclass
 class InForce:
     """The decisions in force, arranged for status."""
-    items: dict[tuple[str, str], Override]     # (unit, item) -> accept/reject
-    exempt: dict[str, Override]                # unit -> exempt
+
+    items: dict[tuple[str, str], Override]  # (unit, item) -> accept/reject
+    exempt: dict[str, Override]  # unit -> exempt
     extend: dict[str, tuple[datetime, Override]]  # unit -> (deadline, extend)
 
 
@@ -179,7 +220,8 @@ def resolve_message(conn: sqlite3.Connection, text: str) -> int:
             return row[0]
     mid = text.strip("<>")
     rows = conn.execute(
-        "SELECT id FROM messages WHERE message_id = ? ORDER BY (status = 'recorded') DESC, id", [mid]).fetchall()
+        "SELECT id FROM messages WHERE message_id = ? ORDER BY (status = 'recorded') DESC, id", [mid]
+    ).fetchall()
     if rows:
         return rows[0][0]
     raise OverrideError(f"unknown message {text}: give the number or Message-ID shown by `mailroll messages`")
@@ -205,4 +247,5 @@ def parse_until(text: str, tz) -> datetime:
     except ConfigError:
         raise OverrideError(
             f"--until {text!r} is not a time: use 2022-06-30T18:00:00+08:00 or '2022-06-30 18:00' "
-            f"(campaign time zone)") from None
+            f"(campaign time zone)"
+        ) from None

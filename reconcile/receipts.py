@@ -30,6 +30,7 @@ Never answered (the reason is logged):
 Receipts wait for the end of quiet hours like reminders: a unit that writes at 23:00 gets its
 receipt at 08:00. Nothing is sent unless ``reminders.receipts`` is true.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,7 +38,7 @@ import logging
 import re
 import sqlite3
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import getaddresses
 
 from reconcile import mailer as mail
@@ -45,19 +46,31 @@ from reconcile.remind import ITEM_LABELS, _duration_text, format_deadline, in_qu
 
 log = logging.getLogger(__name__)
 
-KIND_LABELS = {"statistics": "统计表", "report": "总结报告", "video": "视频", "image": "图片",
-               "archive": "压缩包", "message": "转发的邮件", "other": "其他文件"}
+KIND_LABELS = {
+    "statistics": "统计表",
+    "report": "总结报告",
+    "video": "视频",
+    "image": "图片",
+    "archive": "压缩包",
+    "message": "转发的邮件",
+    "other": "其他文件",
+}
 NO_REPLY_LOCALS = re.compile(
     r"^(mailer-?daemon|mail-daemon|postmaster|no-?reply|do-?not-?reply|noreply\..*|bounces?|"
-    r"notification|notifications|auto-?reply|system)$", re.I)
+    r"notification|notifications|auto-?reply|system)$",
+    re.I,
+)
 AUTO_SUBJECT = re.compile(
     r"^\s*(自动回复|自动答复|自动应答|auto(matic)?[ -]?reply|auto(matic)?[ -]?response|autoreply|"
-    r"out of (the )?office|abwesenheit|absence|vacation|休假)", re.I)
+    r"out of (the )?office|abwesenheit|absence|vacation|休假)",
+    re.I,
+)
 REPLY_PREFIX = re.compile(r"^\s*(re|回复|答复|aw|sv)\s*[:：]", re.I)
 
 
-def auto_reason(config, from_addr: str | None, subject: str | None, message_id: str | None,
-                headers: dict) -> str | None:
+def auto_reason(
+    config, from_addr: str | None, subject: str | None, message_id: str | None, headers: dict
+) -> str | None:
     """Why this message must get no automatic answer; None if it may."""
     h = {str(k).lower().replace("-", "_"): v for k, v in headers.items()}
     auto = str(h.get("auto_submitted") or "").strip().lower()
@@ -106,9 +119,16 @@ class Receipt:
     cc: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"message": self.message, "message_id": self.message_id, "unit": self.unit,
-                "to": self.to, "cc": self.cc, "subject": self.subject, "status": self.status,
-                "error": self.error}
+        return {
+            "message": self.message,
+            "message_id": self.message_id,
+            "unit": self.unit,
+            "to": self.to,
+            "cc": self.cc,
+            "subject": self.subject,
+            "status": self.status,
+            "error": self.error,
+        }
 
 
 def _reply_address(reply_to: str | None, from_addr: str | None) -> list[str]:
@@ -129,18 +149,19 @@ def _copy_to(unit, to: list[str], from_addr: str | None) -> list[str]:
 
 
 def _receipts_today(conn: sqlite3.Connection, address: str, now: datetime) -> int:
-    since = (now - timedelta(hours=24)).astimezone(timezone.utc).isoformat(timespec="seconds")
+    since = (now - timedelta(hours=24)).astimezone(UTC).isoformat(timespec="seconds")
     return conn.execute(
         "SELECT count(*) FROM outbox WHERE kind = 'receipt' AND created_at >= ? AND status != 'deferred' "
         "AND EXISTS (SELECT 1 FROM json_each(outbox.to_addrs) WHERE lower(value) = ?)",
-        (since, address)).fetchone()[0]
+        (since, address),
+    ).fetchone()[0]
 
 
 def pending(conn: sqlite3.Connection, config, now: datetime) -> list[tuple[dict, str | None]]:
     """Messages from units received up to ``now`` that have no receipt yet (or a deferred
     one), with the reason not to answer each (None: answer it)."""
-    since = (now - config.reminders.receipts_max_age).astimezone(timezone.utc).isoformat(timespec="seconds")
-    until = now.astimezone(timezone.utc).isoformat(timespec="seconds")
+    since = (now - config.reminders.receipts_max_age).astimezone(UTC).isoformat(timespec="seconds")
+    until = now.astimezone(UTC).isoformat(timespec="seconds")
     rows = conn.execute(
         "SELECT m.id, m.message_id, m.from_addr, m.reply_to, m.subject, m.headers, m.received_at, a.unit, "
         "  (SELECT count(*) FROM parts p WHERE p.message = m.id) + "
@@ -150,7 +171,9 @@ def pending(conn: sqlite3.Connection, config, now: datetime) -> list[tuple[dict,
         "AND m.id NOT IN (SELECT message FROM bounces) "
         "AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.kind = 'receipt' AND o.answers = m.id "
         "                AND o.status != 'deferred') "
-        "ORDER BY m.received_at, m.id", (since, until)).fetchall()
+        "ORDER BY m.received_at, m.id",
+        (since, until),
+    ).fetchall()
     keys = ("id", "message_id", "from_addr", "reply_to", "subject", "headers", "received_at", "unit", "files")
     out = []
     for r in rows:
@@ -174,8 +197,10 @@ def _files(conn: sqlite3.Connection, config, message: int) -> list[dict]:
     from reconcile.judge import judge_link, judge_part
 
     out = []
-    for r in conn.execute("SELECT id, location, filename, kind, facts, error, origin FROM parts "
-                          "WHERE message = ? ORDER BY seq", (message,)):
+    for r in conn.execute(
+        "SELECT id, location, filename, kind, facts, error, origin FROM parts WHERE message = ? ORDER BY seq",
+        (message,),
+    ):
         part = dict(zip(("id", "location", "filename", "kind", "facts", "error", "origin"), r))
         kind = part["kind"] or "other"
         if kind in ITEM_LABELS:
@@ -185,22 +210,41 @@ def _files(conn: sqlite3.Connection, config, message: int) -> list[dict]:
         else:  # not one of the items asked for: received, nothing to judge
             ok, reason, warnings = part["error"] is None, part["error"], []
             verdict = "已收到" if ok else f"无法读取 —— {reason}"
-        out.append({"name": part["location"] or part["filename"] or "(无名文件)", "kind": kind,
-                    "kind_label": KIND_LABELS.get(kind, kind), "ok": ok, "verdict": verdict,
-                    "reason": reason or "", "warnings": warnings})
-    for r in conn.execute("SELECT url, host, provider, filename, status, error FROM links "
-                          "WHERE message = ? AND part IS NULL", (message,)):
+        out.append(
+            {
+                "name": part["location"] or part["filename"] or "(无名文件)",
+                "kind": kind,
+                "kind_label": KIND_LABELS.get(kind, kind),
+                "ok": ok,
+                "verdict": verdict,
+                "reason": reason or "",
+                "warnings": warnings,
+            }
+        )
+    for r in conn.execute(
+        "SELECT url, host, provider, filename, status, error FROM links WHERE message = ? AND part IS NULL",
+        (message,),
+    ):
         link = dict(zip(("url", "host", "provider", "filename", "status", "error"), r))
         j = judge_link(link)
         reason = j.reason_zh or ""
-        out.append({"name": link["filename"] or link["url"], "kind": "link",
-                    "kind_label": f"下载链接，{link['provider'] or link['host']}", "ok": False,
-                    "verdict": f"有问题 —— {reason}", "reason": reason, "warnings": []})
+        out.append(
+            {
+                "name": link["filename"] or link["url"],
+                "kind": "link",
+                "kind_label": f"下载链接，{link['provider'] or link['host']}",
+                "ok": False,
+                "verdict": f"有问题 —— {reason}",
+                "reason": reason,
+                "warnings": [],
+            }
+        )
     return out
 
 
-def build(conn: sqlite3.Connection, config, unit, row: dict, status: dict | None,
-          now: datetime | None = None) -> Receipt:
+def build(
+    conn: sqlite3.Connection, config, unit, row: dict, status: dict | None, now: datetime | None = None
+) -> Receipt:
     """The receipt for one message (not yet sent)."""
     subject = row["subject"] or ""
     reply_subject = subject if REPLY_PREFIX.match(subject) else f"Re: {subject}".rstrip()
@@ -221,13 +265,18 @@ def build(conn: sqlite3.Connection, config, unit, row: dict, status: dict | None
     cc = _copy_to(unit, to, row["from_addr"])
     video_st = next((i["state"] for i in items if i["item"] == "video"), "missing")
     subj, body = mail.render(
-        config, "receipt.j2",
-        campaign=config.campaign, unit=unit, reply_subject=reply_subject,
+        config,
+        "receipt.j2",
+        campaign=config.campaign,
+        unit=unit,
+        reply_subject=reply_subject,
         original_subject=subject or "(无主题)",
         received_at=format_deadline(received, config),
-        files=_files(conn, config, row["id"]), items=items, still_needed=still,
+        files=_files(conn, config, row["id"]),
+        items=items,
+        still_needed=still,
         deadline=format_deadline(deadline, config),
-        deadline_passed=(now or datetime.now(timezone.utc)) > deadline,
+        deadline_passed=(now or datetime.now(UTC)) > deadline,
         video_needed=video_st != "ok",
         video_limit=_duration_text(int(config.campaign.video_max_duration_s)),
         exempt=bool((status or {}).get("exempt")),
@@ -236,13 +285,29 @@ def build(conn: sqlite3.Connection, config, unit, row: dict, status: dict | None
     refs = row["headers"].get("references") or []
     if not isinstance(refs, list):
         refs = str(refs).split()
-    return Receipt(message=row["id"], message_id=row["message_id"], unit=unit.id,
-                   to=to, cc=cc, subject=subj, body=body,
-                   references=[str(r).strip("<>") for r in refs])
+    return Receipt(
+        message=row["id"],
+        message_id=row["message_id"],
+        unit=unit.id,
+        to=to,
+        cc=cc,
+        subject=subj,
+        body=body,
+        references=[str(r).strip("<>") for r in refs],
+    )
 
 
-def run_receipts(conn: sqlite3.Connection, roster, config, now: datetime, *, dry_run: bool = False,
-                 statuses: list[dict] | None = None, mailer: mail.Mailer | None = None, stop=None) -> list[Receipt]:
+def run_receipts(
+    conn: sqlite3.Connection,
+    roster,
+    config,
+    now: datetime,
+    *,
+    dry_run: bool = False,
+    statuses: list[dict] | None = None,
+    mailer: mail.Mailer | None = None,
+    stop=None,
+) -> list[Receipt]:
     """Send the receipts due at ``now``. Returns them (with ``status``); call with
     ``lock.send_lock`` held when not a dry run."""
     if not config.reminders.receipts or in_quiet_hours(config, now):
@@ -277,17 +342,32 @@ def run_receipts(conn: sqlite3.Connection, roster, config, now: datetime, *, dry
                 log.info("no receipt for message #%d: no address to answer", row["id"])
                 continue
             if any(_receipts_today(conn, a, now) >= config.reminders.receipts_per_day for a in receipt.to):
-                log.warning("no receipt for message #%d: already %d receipts to %s within 24 hours (loop guard)",
-                            row["id"], config.reminders.receipts_per_day, ", ".join(receipt.to))
+                log.warning(
+                    "no receipt for message #%d: already %d receipts to %s within 24 hours (loop guard)",
+                    row["id"],
+                    config.reminders.receipts_per_day,
+                    ", ".join(receipt.to),
+                )
                 continue
             out.append(receipt)
             if dry_run:
                 receipt.status = "dry-run"
                 continue
             result = mail.send_one(
-                conn, config, mailer, kind="receipt", unit=unit.id, answers=row["id"], to=receipt.to,
-                subject=receipt.subject, body=receipt.body, now=now, cc=receipt.cc,
-                in_reply_to=row["message_id"], references=receipt.references)
+                conn,
+                config,
+                mailer,
+                kind="receipt",
+                unit=unit.id,
+                answers=row["id"],
+                to=receipt.to,
+                subject=receipt.subject,
+                body=receipt.body,
+                now=now,
+                cc=receipt.cc,
+                in_reply_to=row["message_id"],
+                references=receipt.references,
+            )
             receipt.status, receipt.error = result if result else ("already sent", None)
     finally:
         if own:

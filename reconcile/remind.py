@@ -25,6 +25,7 @@ What a unit has sent is judged **as of** ``now`` (``statuses_as_of``): with ``re
 past or future moment shows what would have been (or will be) sent then. The reasons quoted
 to units are the Chinese ones (``reason_zh``).
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,6 +42,7 @@ ITEM_LABELS = {"statistics": "开展情况统计表", "report": "总结报告", 
 
 # ------------------------------------------------------------------------------- time rules
 
+
 def in_quiet_hours(config, now: datetime) -> bool:
     """True when ``now`` falls in ``reminders.quiet_hours`` (campaign time zone)."""
     start, end = config.reminders.quiet_start, config.reminders.quiet_end
@@ -49,7 +51,7 @@ def in_quiet_hours(config, now: datetime) -> bool:
     local = now.astimezone(config.campaign.timezone).time().replace(tzinfo=None)
     if start < end:
         return start <= local < end
-    return local >= start or local < end   # spans midnight: 21:00-08:00
+    return local >= start or local < end  # spans midnight: 21:00-08:00
 
 
 def quiet_hours_text(config) -> str:
@@ -79,6 +81,7 @@ def due_stage(config, deadline: datetime, now: datetime) -> str | None:
 
 # ------------------------------------------------------------------------------- what is due
 
+
 @dataclass
 class Reminder:
     unit: str
@@ -88,15 +91,20 @@ class Reminder:
     invalid: list[str]
     reasons: dict[str, str] = field(default_factory=dict)
     deadline: str = ""
-    status: str | None = None      # after sending: sent / deferred / failed / unknown
+    status: str | None = None  # after sending: sent / deferred / failed / unknown
     error: str | None = None
-    subject: str = ""              # filled by ``run_reminders`` (also on a dry run)
+    subject: str = ""  # filled by ``run_reminders`` (also on a dry run)
     body: str = ""
 
     def contract(self) -> dict:
         """The `remind --json` object (CONTRACT.md)."""
-        return {"unit": self.unit, "to": self.to, "stage": self.stage,
-                "missing": self.missing, "invalid": self.invalid}
+        return {
+            "unit": self.unit,
+            "to": self.to,
+            "stage": self.stage,
+            "missing": self.missing,
+            "invalid": self.invalid,
+        }
 
 
 def _unit_addresses(conn: sqlite3.Connection, unit) -> list[str]:
@@ -104,13 +112,16 @@ def _unit_addresses(conn: sqlite3.Connection, unit) -> list[str]:
         return list(dict.fromkeys(e.lower() for e in unit.emails))
     rows = conn.execute(
         "SELECT DISTINCT m.from_addr FROM messages m JOIN attributions a ON a.message = m.id "
-        "WHERE a.unit = ? AND m.from_addr IS NOT NULL ORDER BY m.received_at DESC LIMIT 3", (unit.id,))
+        "WHERE a.unit = ? AND m.from_addr IS NOT NULL ORDER BY m.received_at DESC LIMIT 3",
+        (unit.id,),
+    )
     return [r[0] for r in rows]
 
 
 def _sent_stage(conn: sqlite3.Connection, unit: str, stage: str) -> str | None:
-    row = conn.execute("SELECT status FROM outbox WHERE kind = 'reminder' AND unit = ? AND stage = ?",
-                       (unit, stage)).fetchone()
+    row = conn.execute(
+        "SELECT status FROM outbox WHERE kind = 'reminder' AND unit = ? AND stage = ?", (unit, stage)
+    ).fetchone()
     return row[0] if row else None
 
 
@@ -140,8 +151,9 @@ def zh_reason(item: dict) -> str:
     return item.get("reason_zh") or item.get("reason") or ""
 
 
-def due_reminders(conn: sqlite3.Connection, roster, config, now: datetime,
-                  statuses: list[dict] | None = None) -> list[Reminder]:
+def due_reminders(
+    conn: sqlite3.Connection, roster, config, now: datetime, statuses: list[dict] | None = None
+) -> list[Reminder]:
     """The reminders due at ``now`` and not yet sent (a ``deferred`` one counts as due).
 
     ``statuses`` default: ``statuses_as_of(now)``."""
@@ -187,10 +199,17 @@ def _due(conn: sqlite3.Connection, roster, config, now: datetime, statuses: list
         if not to:
             log.warning("unit %s (%s) has no address to remind: add one to the roster", unit.id, unit.name)
             continue
-        out.append(Reminder(
-            unit=unit.id, to=to, stage=stage, missing=missing, invalid=invalid,
-            reasons={i: zh_reason(items[i]) for i in invalid},
-            deadline=deadline.isoformat()))
+        out.append(
+            Reminder(
+                unit=unit.id,
+                to=to,
+                stage=stage,
+                missing=missing,
+                invalid=invalid,
+                reasons={i: zh_reason(items[i]) for i in invalid},
+                deadline=deadline.isoformat(),
+            )
+        )
     return out
 
 
@@ -204,14 +223,19 @@ def render_reminder(config, unit, reminder: Reminder) -> tuple[str, str]:
     local = deadline.astimezone(config.campaign.timezone)
     limit = int(config.campaign.video_max_duration_s)
     return mail.render(
-        config, "reminder.j2",
-        campaign=config.campaign, unit=unit, stage=reminder.stage,
+        config,
+        "reminder.j2",
+        campaign=config.campaign,
+        unit=unit,
+        stage=reminder.stage,
         after=reminder.stage.startswith("after-"),
         deadline=format_deadline(deadline, config),
         deadline_short=f"{local.month}月{local.day}日",
         missing=[{"item": i, "label": ITEM_LABELS[i]} for i in reminder.missing],
-        invalid=[{"item": i, "label": ITEM_LABELS[i], "reason": reminder.reasons.get(i, "")}
-                 for i in reminder.invalid],
+        invalid=[
+            {"item": i, "label": ITEM_LABELS[i], "reason": reminder.reasons.get(i, "")}
+            for i in reminder.invalid
+        ],
         video_needed="video" in reminder.missing + reminder.invalid,
         video_limit=_duration_text(limit),
     )
@@ -227,11 +251,21 @@ def _skip_overtaken(conn: sqlite3.Connection, reminder: Reminder) -> None:
     conn.execute(
         "UPDATE outbox SET status = 'skipped', error = coalesce(error || '; ', '') || ? "
         "WHERE kind = 'reminder' AND unit = ? AND stage != ? AND status = 'deferred'",
-        (f"not sent: overtaken by {reminder.stage}", reminder.unit, reminder.stage))
+        (f"not sent: overtaken by {reminder.stage}", reminder.unit, reminder.stage),
+    )
 
 
-def run_reminders(conn: sqlite3.Connection, roster, config, now: datetime, *, dry_run: bool = False,
-                  statuses: list[dict] | None = None, mailer: mail.Mailer | None = None, stop=None) -> list[Reminder]:
+def run_reminders(
+    conn: sqlite3.Connection,
+    roster,
+    config,
+    now: datetime,
+    *,
+    dry_run: bool = False,
+    statuses: list[dict] | None = None,
+    mailer: mail.Mailer | None = None,
+    stop=None,
+) -> list[Reminder]:
     """Work out the reminders due at ``now`` and (unless ``dry_run``) send them.
 
     Returns the reminders due, each with ``status`` set after sending. Call with
@@ -250,8 +284,18 @@ def run_reminders(conn: sqlite3.Connection, roster, config, now: datetime, *, dr
             if stop is not None and stop.is_set():
                 break
             _skip_overtaken(conn, r)
-            result = mail.send_one(conn, config, mailer, kind="reminder", unit=r.unit, stage=r.stage,
-                                   to=r.to, subject=r.subject, body=r.body, now=now)
+            result = mail.send_one(
+                conn,
+                config,
+                mailer,
+                kind="reminder",
+                unit=r.unit,
+                stage=r.stage,
+                to=r.to,
+                subject=r.subject,
+                body=r.body,
+                now=now,
+            )
             if result is None:
                 r.status = "already sent"
             else:

@@ -13,34 +13,42 @@ The content is built once as plain tables (``build_tables``) and written either 
 (openpyxl: bold frozen header row, auto filter, column widths that fit CJK text) or as one CSV
 per sheet (UTF-8 with BOM, so Excel opens it correctly).
 """
+
 from __future__ import annotations
 
 import csv
 import sqlite3
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ITEMS = ("statistics", "report", "video")
 ITEM_CN = {"statistics": "统计表", "report": "总结报告", "video": "视频"}
 UNIT_STATE_CN = {"complete": "齐全", "incomplete": "不齐全", "missing": "未报送"}
 ITEM_STATE_CN = {"ok": "合格", "invalid": "不合格", "missing": "未收到"}
-FILLS = {"ok": "C6EFCE", "invalid": "FFC7CE", "missing": "FFEB9C",
-         "complete": "C6EFCE", "incomplete": "FFEB9C", "late": "F8CBAD"}
+FILLS = {
+    "ok": "C6EFCE",
+    "invalid": "FFC7CE",
+    "missing": "FFEB9C",
+    "complete": "C6EFCE",
+    "incomplete": "FFEB9C",
+    "late": "F8CBAD",
+}
 MAX_WIDTH = 60
 
 
 @dataclass
 class Table:
     """One sheet: rows of cells; which rows are headings; which cells get a state colour."""
+
     name: str
     rows: list[list] = field(default_factory=list)
-    header_rows: list[int] = field(default_factory=list)   # 0-based
+    header_rows: list[int] = field(default_factory=list)  # 0-based
     fills: dict[tuple[int, int], str] = field(default_factory=dict)
     bold_rows: list[int] = field(default_factory=list)
-    filter_range: tuple[int, int, int] | None = None       # (header row, last row, columns), 0-based
-    freeze_row: int | None = None                          # rows above this stay visible (1-based)
+    filter_range: tuple[int, int, int] | None = None  # (header row, last row, columns), 0-based
+    freeze_row: int | None = None  # rows above this stay visible (1-based)
 
     def add(self, row: list, *, header: bool = False, bold: bool = False) -> int:
         self.rows.append(row)
@@ -57,7 +65,7 @@ def _local(iso: str | None, tz) -> str:
         return ""
     value = datetime.fromisoformat(iso.replace("Z", "+00:00"))
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return value.astimezone(tz).strftime("%Y-%m-%d %H:%M")
 
 
@@ -90,16 +98,27 @@ def _summary_table(rows: list[dict], config, generated: str) -> Table:
     t.add(["材料", *ITEM_STATE_CN.values(), "逾期"], header=True)
     for item in ITEMS:
         states = [r["items"][item]["state"] for r in rows]
-        t.add([ITEM_CN[item], *(states.count(s) for s in ITEM_STATE_CN),
-               sum(1 for r in rows if r["items"][item]["late"])])
+        t.add(
+            [
+                ITEM_CN[item],
+                *(states.count(s) for s in ITEM_STATE_CN),
+                sum(1 for r in rows if r["items"][item]["late"]),
+            ]
+        )
     t.add([])
     t.add(["类别", "单位数", *UNIT_STATE_CN.values(), "逾期"], header=True)
     categories: dict[str, list[dict]] = {}
     for r in rows:
         categories.setdefault(r.get("category") or "（未分类）", []).append(r)
     for cat, members in categories.items():
-        t.add([cat, len(members), *(sum(1 for r in members if r["state"] == s) for s in UNIT_STATE_CN),
-               sum(1 for r in members if r["late"])])
+        t.add(
+            [
+                cat,
+                len(members),
+                *(sum(1 for r in members if r["state"] == s) for s in UNIT_STATE_CN),
+                sum(1 for r in members if r["late"]),
+            ]
+        )
     return t
 
 
@@ -142,8 +161,12 @@ def _units_table(rows: list[dict], config) -> Table:
             notes.append("免报" + (f"：{r['exempt_note']}" if r.get("exempt_note") else ""))
         if r.get("deadline_extended"):
             notes.append(f"截止时间延至 {_local(r['deadline'], tz)}")
-        row += [_local(r.get("last_arrival"), tz), _local(r.get("deadline"), tz), "；".join(notes),
-                "; ".join(r.get("emails") or [])]
+        row += [
+            _local(r.get("last_arrival"), tz),
+            _local(r.get("deadline"), tz),
+            "；".join(notes),
+            "; ".join(r.get("emails") or []),
+        ]
         i = t.add(row)
         t.fills[(i, 4)] = {"complete": "ok", "incomplete": "missing", "missing": "invalid"}[r["state"]]
         if r["late"]:
@@ -157,20 +180,45 @@ def _units_table(rows: list[dict], config) -> Table:
 def _stats_table(stats: dict, config) -> Table:
     t = Table("统计汇总", freeze_row=1)
     fields = config.campaign.sheet.fields
-    header = ["单位编号", "单位名称", "类别", "填报单位（表内）",
-              *(f"{label}（{unit}）" if unit else label for label, unit in fields), "逾期"]
+    header = [
+        "单位编号",
+        "单位名称",
+        "类别",
+        "填报单位（表内）",
+        *(f"{label}（{unit}）" if unit else label for label, unit in fields),
+        "逾期",
+    ]
     t.add(header, header=True)
     for u in stats["per_unit"]:
-        t.add([u["id"], u["name"], u.get("category") or "", u.get("unit_cell") or "",
-               *(u["figures"].get(label, "") for label, _ in fields), "逾期" if u.get("late") else ""])
+        t.add(
+            [
+                u["id"],
+                u["name"],
+                u.get("category") or "",
+                u.get("unit_cell") or "",
+                *(u["figures"].get(label, "") for label, _ in fields),
+                "逾期" if u.get("late") else "",
+            ]
+        )
     t.filter_range = (0, len(t.rows) - 1, len(header))
-    t.add(["全省合计", f"{stats['units']} 个单位", "", "", *(stats["fields"][label] for label, _ in fields), ""],
-          bold=True)
+    t.add(
+        [
+            "全省合计",
+            f"{stats['units']} 个单位",
+            "",
+            "",
+            *(stats["fields"][label] for label, _ in fields),
+            "",
+        ],
+        bold=True,
+    )
     t.add([])
     t.add([f"未计入合计的单位（{len(stats['left_out'])} 个）"], bold=True)
     t.add(["单位编号", "单位名称", "统计表", "原因"], header=True)
     for u in stats["left_out"]:
-        t.add([u["id"], u["name"], ITEM_STATE_CN.get(u["state"], u["state"]), u.get("reason_zh") or u["reason"]])
+        t.add(
+            [u["id"], u["name"], ITEM_STATE_CN.get(u["state"], u["state"]), u.get("reason_zh") or u["reason"]]
+        )
     notes = _stats_notes_zh(stats)
     if notes:
         t.add([])
@@ -208,11 +256,18 @@ def _unmatched_table(conn: sqlite3.Connection, config) -> Table:
     return t
 
 
-def build_tables(conn: sqlite3.Connection, rows: list[dict], stats: dict, config,
-                 now: datetime | None = None) -> list[Table]:
-    generated = (now or datetime.now(timezone.utc)).astimezone(config.campaign.timezone).strftime("%Y-%m-%d %H:%M")
-    return [_summary_table(rows, config, generated), _units_table(rows, config),
-            _stats_table(stats, config), _unmatched_table(conn, config)]
+def build_tables(
+    conn: sqlite3.Connection, rows: list[dict], stats: dict, config, now: datetime | None = None
+) -> list[Table]:
+    generated = (
+        (now or datetime.now(UTC)).astimezone(config.campaign.timezone).strftime("%Y-%m-%d %H:%M")
+    )
+    return [
+        _summary_table(rows, config, generated),
+        _units_table(rows, config),
+        _stats_table(stats, config),
+        _unmatched_table(conn, config),
+    ]
 
 
 def write_xlsx(tables: list[Table], path: Path) -> Path:

@@ -9,6 +9,7 @@ file, row and column: the CLI turns it into exit status 2.
 ``check_roster`` finds what is legal but likely wrong (the same address under two units, an
 alias that is part of another unit's name, a unit without an address, duplicate names).
 """
+
 from __future__ import annotations
 
 import csv
@@ -68,9 +69,10 @@ class Unit:
 @dataclass
 class Finding:
     """Something in the roster that is probably a mistake."""
-    kind: str          # 'shared-address' | 'alias-inside-name' | 'no-address' | 'duplicate-name'
-                       # | 'decision-for-unknown-unit'
-    units: list[str]   # unit ids concerned
+
+    kind: str  # 'shared-address' | 'alias-inside-name' | 'no-address' | 'duplicate-name'
+    # | 'decision-for-unknown-unit'
+    units: list[str]  # unit ids concerned
     message: str
 
     def as_dict(self) -> dict:
@@ -177,7 +179,9 @@ def _column_letter(index: int) -> str:
 
 def _parse_rows(path: Path, rows: list[list[str]]) -> Roster:
     if not rows or not any(c.strip() for c in rows[0]):
-        raise ConfigError(f"roster file {path}: empty; the first row must be the header id,name,aliases,emails")
+        raise ConfigError(
+            f"roster file {path}: empty; the first row must be the header id,name,aliases,emails"
+        )
     header = [normalize(c) for c in rows[0]]
     columns: dict[str, int] = {}
     for key, spellings in HEADERS.items():
@@ -214,7 +218,9 @@ def _parse_rows(path: Path, rows: list[list[str]]) -> Roster:
             )
         seen[uid] = n
         if not name:
-            raise ConfigError(f"{where}, column {_column_letter(columns['name'])} (name): empty name for unit {uid!r}")
+            raise ConfigError(
+                f"{where}, column {_column_letter(columns['name'])} (name): empty name for unit {uid!r}"
+            )
         aliases = tuple(dict.fromkeys(a for a in split_list(cell(row, "aliases"), ";；") if a != name))
         emails = []
         for e in split_list(cell(row, "emails"), ";；,，"):
@@ -224,10 +230,18 @@ def _parse_rows(path: Path, rows: list[list[str]]) -> Roster:
                     f"{where}, column {_column_letter(columns['emails'])} (emails): {e!r} is not an e-mail address"
                 )
             emails.append(e)
-        units.append(Unit(
-            id=uid, name=name, aliases=aliases, emails=tuple(dict.fromkeys(emails)),
-            category=cell(row, "category"), contact=cell(row, "contact"), phone=cell(row, "phone"), row=n,
-        ))
+        units.append(
+            Unit(
+                id=uid,
+                name=name,
+                aliases=aliases,
+                emails=tuple(dict.fromkeys(emails)),
+                category=cell(row, "category"),
+                contact=cell(row, "contact"),
+                phone=cell(row, "phone"),
+                row=n,
+            )
+        )
     if not units:
         raise ConfigError(f"roster file {path}: no units below the header row")
     return Roster(path=path, units=units)
@@ -240,19 +254,27 @@ def check_roster(roster: Roster, decisions=()) -> list[Finding]:
     findings: list[Finding] = []
     for o in decisions:
         if o.unit and o.unit not in roster.by_id:
-            what = " ".join(str(x) for x in (o.action, o.item, f"message #{o.message}" if o.message else None) if x)
-            findings.append(Finding(
-                "decision-for-unknown-unit", [o.unit],
-                f"override {o.id} ({what}) names unit {o.unit}, which is not in the roster: it has no effect; "
-                f"revoke it (`mailroll revoke {o.id}`) and decide again for the right unit",
-            ))
+            what = " ".join(
+                str(x) for x in (o.action, o.item, f"message #{o.message}" if o.message else None) if x
+            )
+            findings.append(
+                Finding(
+                    "decision-for-unknown-unit",
+                    [o.unit],
+                    f"override {o.id} ({what}) names unit {o.unit}, which is not in the roster: it has no effect; "
+                    f"revoke it (`mailroll revoke {o.id}`) and decide again for the right unit",
+                )
+            )
     for email, units in roster.by_email.items():
         if len(units) > 1:
-            findings.append(Finding(
-                "shared-address", [u.id for u in units],
-                f"{email} is listed under {len(units)} units ({', '.join(u.id for u in units)}): "
-                f"mail from it cannot be attributed by address",
-            ))
+            findings.append(
+                Finding(
+                    "shared-address",
+                    [u.id for u in units],
+                    f"{email} is listed under {len(units)} units ({', '.join(u.id for u in units)}): "
+                    f"mail from it cannot be attributed by address",
+                )
+            )
     names: dict[str, list[Unit]] = {}
     for u in roster.units:
         for n in u.names:
@@ -261,10 +283,13 @@ def check_roster(roster: Roster, decisions=()) -> list[Finding]:
                 names[normalize(n)].append(u)
     for key, units in names.items():
         if len(units) > 1:
-            findings.append(Finding(
-                "duplicate-name", [u.id for u in units],
-                f"the name {key!r} belongs to {', '.join(u.id for u in units)}: a subject naming it is ambiguous",
-            ))
+            findings.append(
+                Finding(
+                    "duplicate-name",
+                    [u.id for u in units],
+                    f"the name {key!r} belongs to {', '.join(u.id for u in units)}: a subject naming it is ambiguous",
+                )
+            )
     for u in roster.units:
         for alias in u.aliases:
             a = normalize(alias)
@@ -275,17 +300,23 @@ def check_roster(roster: Roster, decisions=()) -> list[Finding]:
                     continue
                 for n in other.names:
                     if a != normalize(n) and a in normalize(n):
-                        findings.append(Finding(
-                            "alias-inside-name", [u.id, other.id],
-                            f"alias {alias!r} of {u.id} is part of {other.id}'s name {n!r}: "
-                            f"that longer name wins, but check the alias is what you mean",
-                        ))
+                        findings.append(
+                            Finding(
+                                "alias-inside-name",
+                                [u.id, other.id],
+                                f"alias {alias!r} of {u.id} is part of {other.id}'s name {n!r}: "
+                                f"that longer name wins, but check the alias is what you mean",
+                            )
+                        )
     for u in roster.units:
         if not u.emails:
-            findings.append(Finding(
-                "no-address", [u.id],
-                f"{u.id} ({u.name}) has no e-mail address: its mail is matched only by name, and it gets no reminders",
-            ))
+            findings.append(
+                Finding(
+                    "no-address",
+                    [u.id],
+                    f"{u.id} ({u.name}) has no e-mail address: its mail is matched only by name, and it gets no reminders",
+                )
+            )
     return findings
 
 

@@ -28,6 +28,7 @@ judge the mailbox as of that time: a message received (server arrival time) afte
 "now" is neither answered nor counted, so with ``MAILROLL_FAKE_NOW`` in the past only mail
 that had arrived by then matters.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,7 +38,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from reconcile.clock import Clock, default_clock
 
@@ -47,11 +48,11 @@ RETRY_FIRST_S = 5.0
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _iso(value: datetime) -> str:
-    return value.astimezone(timezone.utc).isoformat(timespec="seconds")
+    return value.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def set_state(conn: sqlite3.Connection, **values) -> None:
@@ -62,9 +63,11 @@ def set_state(conn: sqlite3.Connection, **values) -> None:
         for key, value in values.items():
             if value is not None and not isinstance(value, str):
                 value = json.dumps(value, ensure_ascii=False)
-            conn.execute("INSERT INTO service_state (key, value, updated_at) VALUES (?, ?, ?) "
-                         "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                         (key, value, now))
+            conn.execute(
+                "INSERT INTO service_state (key, value, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                (key, value, now),
+            )
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -79,10 +82,17 @@ def check(conn: sqlite3.Connection, config, now: datetime | None = None) -> tupl
     """Is the service alive? (fresh ``last_poll`` and its pid running). Returns (ok, details)."""
     state = get_state(conn)
     now = now or _utcnow()
-    details: dict = {"pid": None, "running": False, "last_poll": state.get("last_poll"),
-                     "age_s": None, "stale": True, "last_error": state.get("last_error") or None,
-                     "last_poll_result": None, "started_at": state.get("started_at"),
-                     "stopped_at": state.get("stopped_at") or None}
+    details: dict = {
+        "pid": None,
+        "running": False,
+        "last_poll": state.get("last_poll"),
+        "age_s": None,
+        "stale": True,
+        "last_error": state.get("last_error") or None,
+        "last_poll_result": None,
+        "started_at": state.get("started_at"),
+        "stopped_at": state.get("stopped_at") or None,
+    }
     if state.get("last_poll_result"):
         try:
             details["last_poll_result"] = json.loads(state["last_poll_result"])
@@ -109,6 +119,7 @@ def check(conn: sqlite3.Connection, config, now: datetime | None = None) -> tupl
 
 # ----------------------------------------------------------------------------------- IMAP IDLE
 
+
 class IdleWatcher(threading.Thread):
     """Sits in IMAP IDLE on the configured folder and calls ``wake()`` when mail arrives.
 
@@ -121,7 +132,7 @@ class IdleWatcher(threading.Thread):
     def __init__(self, config, wake, stop: threading.Event):
         super().__init__(name="imap-idle", daemon=True)
         self.config, self.wake, self.stop = config, wake, stop
-        self.active = threading.Event()   # set while in IDLE (tests wait for it)
+        self.active = threading.Event()  # set while in IDLE (tests wait for it)
 
     def run(self) -> None:
         self.failures = 0
@@ -138,18 +149,26 @@ class IdleWatcher(threading.Thread):
                 self.stop.wait(delay)
 
     def _session(self) -> bool | None:
-        from imapclient import IMAPClient
-
         import ssl
 
+        from imapclient import IMAPClient
+
         mb = self.config.mailbox
-        client = IMAPClient(mb.host, mb.port, ssl=mb.tls, timeout=mb.timeout_s,
-                            ssl_context=ssl.create_default_context() if mb.tls else None)
+        client = IMAPClient(
+            mb.host,
+            mb.port,
+            ssl=mb.tls,
+            timeout=mb.timeout_s,
+            ssl_context=ssl.create_default_context() if mb.tls else None,
+        )
         try:
             client.login(mb.username, mb.password())
             capabilities = set(client.capabilities())
             if b"IDLE" not in capabilities:
-                log.info("the IMAP server does not offer IDLE: polling every %.0f s", self.config.service.poll_every_s)
+                log.info(
+                    "the IMAP server does not offer IDLE: polling every %.0f s",
+                    self.config.service.poll_every_s,
+                )
                 return False
             if b"ID" in capabilities:  # NetEase (126/163) refuses SELECT without IMAP ID
                 try:
@@ -168,7 +187,10 @@ class IdleWatcher(threading.Thread):
                 started = time.monotonic()
                 news = False
                 try:
-                    while not self.stop.is_set() and time.monotonic() - started < self.config.service.idle_timeout_s:
+                    while (
+                        not self.stop.is_set()
+                        and time.monotonic() - started < self.config.service.idle_timeout_s
+                    ):
                         responses = client.idle_check(timeout=1)
                         if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
                             news = True
@@ -189,6 +211,7 @@ class IdleWatcher(threading.Thread):
 
 # ----------------------------------------------------------------------------------- service
 
+
 class Service:
     """The daemon. ``run()`` blocks until ``stop`` is set; returns the exit status."""
 
@@ -197,10 +220,10 @@ class Service:
         self.clock = clock or default_clock()
         self.stop = stop or threading.Event()
         self.wake_pending = threading.Event()
-        self.polling = threading.Event()            # set while poll_job runs
+        self.polling = threading.Event()  # set while poll_job runs
         self.failures = 0
-        self.last_good_poll: float | None = None   # monotonic time of the last successful poll
-        self.sent_times: deque = deque()            # the SMTP rate limit across batches
+        self.last_good_poll: float | None = None  # monotonic time of the last successful poll
+        self.sent_times: deque = deque()  # the SMTP rate limit across batches
         self.scheduler = None
         self.idle: IdleWatcher | None = None
 
@@ -263,19 +286,36 @@ class Service:
             except Exception as e:  # noqa: BLE001 - mailbox down, login refused, disk...: retry
                 self.failures += 1
                 delay = min(self.config.service.poll_every_s, RETRY_FIRST_S * 2 ** (self.failures - 1))
-                text = f"{e.__class__.__name__}: {e}" if not str(e).startswith(e.__class__.__name__) else str(e)
-                log.error("poll failed (%s); retrying in %.0f s", text, delay, exc_info=log.isEnabledFor(logging.DEBUG))
+                text = (
+                    f"{e.__class__.__name__}: {e}" if not str(e).startswith(e.__class__.__name__) else str(e)
+                )
+                log.error(
+                    "poll failed (%s); retrying in %.0f s",
+                    text,
+                    delay,
+                    exc_info=log.isEnabledFor(logging.DEBUG),
+                )
                 set_state(conn, last_error=text, last_error_at=_iso(_utcnow()))
                 self._reschedule_poll(delay)
                 return False
             self.failures = 0
             self.last_good_poll = time.monotonic()
-            counts = {"seen": result.seen, "new": result.new, "recorded": len(result.recorded_ids),
-                      "duplicate": result.duplicate, "failed": result.failed}
+            counts = {
+                "seen": result.seen,
+                "new": result.new,
+                "recorded": len(result.recorded_ids),
+                "duplicate": result.duplicate,
+                "failed": result.failed,
+            }
             set_state(conn, last_poll=_iso(_utcnow()), last_poll_result=counts, last_error="")
             if result.new:
-                log.info("poll: %d new message(s) (%d recorded, %d duplicate, %d failed)",
-                         result.new, len(result.recorded_ids), result.duplicate, result.failed)
+                log.info(
+                    "poll: %d new message(s) (%d recorded, %d duplicate, %d failed)",
+                    result.new,
+                    len(result.recorded_ids),
+                    result.duplicate,
+                    result.failed,
+                )
             if result.recorded_ids and not self.stop.is_set():
                 self._send_safely(conn, roster, reminders=False)
             return True
@@ -293,8 +333,9 @@ class Service:
         try:
             self.send(conn, roster if roster is not None else self._roster(), reminders=reminders)
         except Exception as e:  # noqa: BLE001 - e.g. roster file broken: say so, keep running
-            log.error("sending failed: %s: %s", e.__class__.__name__, e,
-                      exc_info=log.isEnabledFor(logging.DEBUG))
+            log.error(
+                "sending failed: %s: %s", e.__class__.__name__, e, exc_info=log.isEnabledFor(logging.DEBUG)
+            )
             set_state(conn, last_error=f"sending: {e.__class__.__name__}: {e}", last_error_at=_iso(_utcnow()))
 
     def send(self, conn: sqlite3.Connection, roster, *, reminders: bool) -> None:
@@ -316,8 +357,12 @@ class Service:
                     if reminders and not self.stop.is_set() and self._data_fresh():
                         due = run_reminders(conn, roster, self.config, now, mailer=m, stop=self.stop)
                 if receipts or due:
-                    log.info("sent %d receipt(s); %d reminder(s) due: %s", len(sent), len(due),
-                             ", ".join(f"{r.unit} {r.stage} {r.status}" for r in due) or "-")
+                    log.info(
+                        "sent %d receipt(s); %d reminder(s) due: %s",
+                        len(sent),
+                        len(due),
+                        ", ".join(f"{r.unit} {r.stage} {r.status}" for r in due) or "-",
+                    )
                 set_state(conn, last_send=_iso(_utcnow()))
         except LockBusy as e:
             log.warning("not sending now: %s", e.format_message())
@@ -344,26 +389,46 @@ class Service:
             conn = self._conn()
             try:
                 self._roster()  # a broken roster is a config error: fail now, not every poll
-                set_state(conn, pid=str(os.getpid()), started_at=_iso(_utcnow()), stopped_at="", last_error="")
+                set_state(
+                    conn, pid=str(os.getpid()), started_at=_iso(_utcnow()), stopped_at="", last_error=""
+                )
                 with send_lock(cfg, wait_s=60.0):
                     mailer.recover_interrupted(conn)
             finally:
                 conn.close()
             if not cfg.smtp.configured:
-                log.warning("[smtp] host/from not set: no receipts or reminders will be sent "
-                            "(set smtp.host and smtp.from in %s)", cfg.path)
+                log.warning(
+                    "[smtp] host/from not set: no receipts or reminders will be sent "
+                    "(set smtp.host and smtp.from in %s)",
+                    cfg.path,
+                )
             elif not cfg.reminders.receipts:
                 log.info("receipts are switched off (reminders.receipts = false): only reminders are sent")
-            log.info("mailroll serve (pid %d): polling %s every %.0f s", os.getpid(), cfg.mailbox.source_name,
-                     cfg.service.poll_every_s)
+            log.info(
+                "mailroll serve (pid %d): polling %s every %.0f s",
+                os.getpid(),
+                cfg.mailbox.source_name,
+                cfg.service.poll_every_s,
+            )
             self.scheduler = BackgroundScheduler(
                 executors={"default": ThreadPoolExecutor(1)},
                 job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
-                timezone=timezone.utc)
-            self.scheduler.add_job(self.poll_job, "interval", seconds=cfg.service.poll_every_s, id="poll",
-                                   next_run_time=_utcnow())
-            self.scheduler.add_job(self.send_job, "interval", seconds=cfg.service.remind_every_s, id="send",
-                                   next_run_time=_utcnow() + timedelta(seconds=1))
+                timezone=UTC,
+            )
+            self.scheduler.add_job(
+                self.poll_job,
+                "interval",
+                seconds=cfg.service.poll_every_s,
+                id="poll",
+                next_run_time=_utcnow(),
+            )
+            self.scheduler.add_job(
+                self.send_job,
+                "interval",
+                seconds=cfg.service.remind_every_s,
+                id="send",
+                next_run_time=_utcnow() + timedelta(seconds=1),
+            )
             self.scheduler.start()
             if cfg.mailbox.kind == "imap" and cfg.mailbox.idle:
                 self.idle = IdleWatcher(cfg, self.wake, self.stop)

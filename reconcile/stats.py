@@ -8,6 +8,7 @@ Counted, but noted (``notes``, and per kind ``accepted_with_missing_figures``,
 missing (what is there is added); a sheet whose 填报单位 names another roster unit than the
 sender; the same file (sha256) counted for two or more units.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,42 +44,59 @@ def collect(conn: sqlite3.Connection, rows: list[dict], config) -> dict:
         st = r["items"]["statistics"]
         pid = st.get("part")
         if st["state"] != OK or not pid:
-            why = st.get("reason") or ("accepted by staff without a sheet" if st["state"] == OK else "no sheet received")
-            why_zh = st.get("reason_zh") or ("工作人员认定合格，但没有统计表" if st["state"] == OK else "未收到统计表")
+            why = st.get("reason") or (
+                "accepted by staff without a sheet" if st["state"] == OK else "no sheet received"
+            )
+            why_zh = st.get("reason_zh") or (
+                "工作人员认定合格，但没有统计表" if st["state"] == OK else "未收到统计表"
+            )
             if r.get("exempt"):
                 why = "exempt" + (f": {r['exempt_note']}" if r.get("exempt_note") else "")
                 why_zh = "免报" + (f"：{r['exempt_note']}" if r.get("exempt_note") else "")
-            left_out.append({"id": r["id"], "name": r["name"], "state": st["state"], "reason": why,
-                             "reason_zh": why_zh})
+            left_out.append(
+                {"id": r["id"], "name": r["name"], "state": st["state"], "reason": why, "reason_zh": why_zh}
+            )
             continue
         f = facts.get(pid, {})
         figures = {k: v for k, v in (f.get("figures") or {}).items() if isinstance(v, (int, float))}
         for label in labels:
             if label in figures:
                 totals[label] += figures[label]
-        per_unit.append({
-            "id": r["id"], "name": r["name"], "category": r.get("category", ""),
-            "unit_cell": f.get("unit_cell"), "contact": f.get("contact"), "phone": f.get("phone"),
-            "figures": {label: _number(figures[label]) for label in labels if label in figures},
-            "late": st.get("late", False), "filename": st.get("filename"),
-        })
+        per_unit.append(
+            {
+                "id": r["id"],
+                "name": r["name"],
+                "category": r.get("category", ""),
+                "unit_cell": f.get("unit_cell"),
+                "contact": f.get("contact"),
+                "phone": f.get("phone"),
+                "figures": {label: _number(figures[label]) for label in labels if label in figures},
+                "late": st.get("late", False),
+                "filename": st.get("filename"),
+            }
+        )
         lacking = [label for label in labels if label not in figures]
         if lacking and (st.get("override") or {}).get("action") == "accept":
             accepted_missing.append({"id": r["id"], "name": r["name"], "missing": lacking})
         if st.get("sheet_unit"):
-            other_unit.append({"id": r["id"], "name": r["name"], "unit_cell": f.get("unit_cell"),
-                               "names": st["sheet_unit"]})
+            other_unit.append(
+                {"id": r["id"], "name": r["name"], "unit_cell": f.get("unit_cell"), "names": st["sheet_unit"]}
+            )
         if st.get("sha256"):
             by_sha.setdefault(st["sha256"], []).append({"id": r["id"], "name": r["name"]})
     same = [{"sha256": sha, "units": units} for sha, units in by_sha.items() if len(units) > 1]
     notes = []
     if accepted_missing:
-        notes.append("accepted by staff with figures missing: " + "; ".join(
-            f"{u['name']} ({', '.join(u['missing'])})" for u in accepted_missing))
+        notes.append(
+            "accepted by staff with figures missing: "
+            + "; ".join(f"{u['name']} ({', '.join(u['missing'])})" for u in accepted_missing)
+        )
     for u in other_unit:
         notes.append(f"the sheet of {u['name']} says 填报单位 {u['unit_cell']} ({u['names']})")
     for d in same:
-        notes.append("the same sheet (one file) is counted for " + " and ".join(u["name"] for u in d["units"]))
+        notes.append(
+            "the same sheet (one file) is counted for " + " and ".join(u["name"] for u in d["units"])
+        )
     return {
         "units": len(per_unit),
         "fields": {label: _number(totals[label]) for label in labels},

@@ -24,18 +24,29 @@ size that makes a fingerprint. ``status --json`` with a fresh cache is one look-
 SELECT; otherwise ``refresh`` recomputes (and re-attributes all messages if the roster or config
 changed) and stores the rows. This module imports nothing heavy.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import sqlite3
 from collections import defaultdict
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 from reconcile import fastpath
-from reconcile.judge import (INVALID, ITEMS, MISSING, OK, Judgement, describe, judge_link, judge_part,
-                             unreadable)
+from reconcile.judge import (
+    INVALID,
+    ITEMS,
+    MISSING,
+    OK,
+    Judgement,
+    describe,
+    judge_link,
+    judge_part,
+    unreadable,
+)
 
 log = logging.getLogger("mailroll.status")
 LINK_DOCUMENT_SUFFIXES = (".xls", ".xlsx", ".et", ".doc", ".docx", ".wps", ".pdf")
@@ -43,14 +54,15 @@ LINK_DOCUMENT_SUFFIXES = (".xls", ".xlsx", ".et", ".doc", ".docx", ".wps", ".pdf
 
 def _ts(text: str) -> datetime:
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _iso(value: datetime, tz=None) -> str:
-    return value.astimezone(tz or timezone.utc).isoformat(timespec="seconds")
+    return value.astimezone(tz or UTC).isoformat(timespec="seconds")
 
 
 # ---------------------------------------------------------------------------------- fingerprint
+
 
 def inputs_fingerprint(config) -> str:
     """What attributions depend on besides facts: the roster and config files."""
@@ -69,8 +81,11 @@ def _state(conn: sqlite3.Connection, key: str) -> str | None:
 
 
 def _set_state(conn: sqlite3.Connection, key: str, value: str) -> None:
-    conn.execute("INSERT INTO reconcile_state (key, value) VALUES (?, ?) "
-                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value", [key, value])
+    conn.execute(
+        "INSERT INTO reconcile_state (key, value) VALUES (?, ?) "
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [key, value],
+    )
 
 
 def cached_rows(conn: sqlite3.Connection, config) -> list[str] | None:
@@ -82,6 +97,7 @@ def cached_rows(conn: sqlite3.Connection, config) -> list[str] | None:
 
 # ---------------------------------------------------------------------------------- refresh
 
+
 def ensure_attributed(conn: sqlite3.Connection, roster, config) -> None:
     """Attribute what is not yet attributed; everything again if the roster or config changed."""
     from reconcile.attribute import attribute
@@ -91,10 +107,18 @@ def ensure_attributed(conn: sqlite3.Connection, roster, config) -> None:
         attribute(conn, roster, config, None)
         _set_state(conn, "attribution_inputs", inputs)
         return
-    todo = [r[0] for r in conn.execute(
-        "SELECT id FROM messages WHERE status = 'recorded' AND id NOT IN (SELECT message FROM attributions)")]
-    stale = [r[0] for r in conn.execute(
-        "SELECT a.message FROM attributions a JOIN messages m ON m.id = a.message WHERE m.status != 'recorded'")]
+    todo = [
+        r[0]
+        for r in conn.execute(
+            "SELECT id FROM messages WHERE status = 'recorded' AND id NOT IN (SELECT message FROM attributions)"
+        )
+    ]
+    stale = [
+        r[0]
+        for r in conn.execute(
+            "SELECT a.message FROM attributions a JOIN messages m ON m.id = a.message WHERE m.status != 'recorded'"
+        )
+    ]
     if todo or stale:
         attribute(conn, roster, config, todo + stale)
 
@@ -122,7 +146,10 @@ def refresh(conn: sqlite3.Connection, roster, config, *, force: bool = False) ->
         conn.execute("DELETE FROM unit_status")
         conn.executemany(
             "INSERT INTO unit_status (pos, unit, state, json) VALUES (?, ?, ?, ?)",
-            [(i, r["id"], r["state"], json.dumps(r, ensure_ascii=False, default=str)) for i, r in enumerate(rows)],
+            [
+                (i, r["id"], r["state"], json.dumps(r, ensure_ascii=False, default=str))
+                for i, r in enumerate(rows)
+            ],
         )
         _set_state(conn, "status_fingerprint", fp)
         conn.execute("COMMIT")
@@ -134,6 +161,7 @@ def refresh(conn: sqlite3.Connection, roster, config, *, force: bool = False) ->
 
 # ---------------------------------------------------------------------------------- computing
 
+
 def _load(conn: sqlite3.Connection):
     messages: dict[int, dict] = {}
     by_unit: dict[str, list[int]] = defaultdict(list)
@@ -142,11 +170,32 @@ def _load(conn: sqlite3.Connection):
         "FROM attributions a JOIN messages m ON m.id = a.message "
         "WHERE a.unit IS NOT NULL AND m.status = 'recorded'"
     ):
-        messages[mid] = {"id": mid, "unit": unit, "method": method, "reason": reason, "message_id": message_id,
-                         "received_at": received_at, "at": _ts(received_at), "subject": subject, "from": from_addr}
+        messages[mid] = {
+            "id": mid,
+            "unit": unit,
+            "method": method,
+            "reason": reason,
+            "message_id": message_id,
+            "received_at": received_at,
+            "at": _ts(received_at),
+            "subject": subject,
+            "from": from_addr,
+        }
         by_unit[unit].append(mid)
     parts: dict[int, list[dict]] = defaultdict(list)
-    cols = ("id", "message", "seq", "origin", "location", "filename", "kind", "sha256", "size", "facts", "error")
+    cols = (
+        "id",
+        "message",
+        "seq",
+        "origin",
+        "location",
+        "filename",
+        "kind",
+        "sha256",
+        "size",
+        "facts",
+        "error",
+    )
     for row in conn.execute(
         f"SELECT p.{', p.'.join(cols)} FROM parts p JOIN attributions a ON a.message = p.message "
         "WHERE a.unit IS NOT NULL ORDER BY p.message, p.seq"
@@ -172,7 +221,7 @@ def _files(item: str, mid: int, parts: dict) -> list[dict]:
 
 
 def _day(value: datetime, tz) -> str:
-    return value.astimezone(tz or timezone.utc).strftime("%Y-%m-%d")
+    return value.astimezone(tz or UTC).strftime("%Y-%m-%d")
 
 
 def _best(ps: list[dict], config) -> tuple[dict, Judgement]:
@@ -180,8 +229,17 @@ def _best(ps: list[dict], config) -> tuple[dict, Judgement]:
     return next(((p, j) for p, j in judged if j.state == OK), judged[0])
 
 
-def _item_status(unit_id: str, item: str, mids: list[int], messages: dict, parts: dict, links: dict,
-                 config, deadline: datetime, tz) -> dict[str, Any]:
+def _item_status(
+    unit_id: str,
+    item: str,
+    mids: list[int],
+    messages: dict,
+    parts: dict,
+    links: dict,
+    config,
+    deadline: datetime,
+    tz,
+) -> dict[str, Any]:
     """Which submission of ``item`` counts for the unit, and what it is worth.
 
     * The latest message carrying a file of the item counts (within it an ok file if any).
@@ -225,10 +283,14 @@ def _item_status(unit_id: str, item: str, mids: list[int], messages: dict, parts
                         bad, bj = _best(_files(item, s, parts), config)
                         name = bad["filename"] or bad["location"] or "?"
                         day = _day(messages[s]["at"], tz)
-                        warnings.append(f"a later file {name} ({day}) could not be read: {bj.reason}; "
-                                        f"the earlier {what} still counts")
-                        warnings_zh.append(f"之后发送的文件{name}（{day}）未能读取：{(bj.reason_zh or bj.reason).removeprefix('未能读取：')}；"
-                                           f"仍以之前的{what_zh}为准")
+                        warnings.append(
+                            f"a later file {name} ({day}) could not be read: {bj.reason}; "
+                            f"the earlier {what} still counts"
+                        )
+                        warnings_zh.append(
+                            f"之后发送的文件{name}（{day}）未能读取：{(bj.reason_zh or bj.reason).removeprefix('未能读取：')}；"
+                            f"仍以之前的{what_zh}为准"
+                        )
                     latest, chosen, judgement = m, earlier, ej
                 break
     msg = messages[latest]
@@ -240,9 +302,12 @@ def _item_status(unit_id: str, item: str, mids: list[int], messages: dict, parts
                 arrived = messages[m]["at"]
     late = arrived > deadline
     out: dict[str, Any] = {
-        "state": judgement.state, "late": late, "reason": judgement.reason,
+        "state": judgement.state,
+        "late": late,
+        "reason": judgement.reason,
         "reason_zh": judgement.reason_zh if judgement.reason else None,
-        "message": latest, "message_id": msg["message_id"],
+        "message": latest,
+        "message_id": msg["message_id"],
         "filename": (chosen or {}).get("filename") or (ls[0]["filename"] if ls else None),
         "location": (chosen or {}).get("location"),
         "part": (chosen or {}).get("id"),
@@ -279,23 +344,36 @@ def _sheet_unit_warning(st: dict, unit, roster, parts_by_id: dict, names) -> Non
 
 
 def _apply_override(item_status: dict, o) -> None:
-    item_status["override"] = {"id": o.id, "action": o.action, "note": o.note, "actor": o.actor, "at": o.created_at}
+    item_status["override"] = {
+        "id": o.id,
+        "action": o.action,
+        "note": o.note,
+        "actor": o.actor,
+        "at": o.created_at,
+    }
     if o.action == "accept":
-        item_status["checked"] = {"state": item_status["state"], "reason": item_status["reason"],
-                                  "reason_zh": item_status.get("reason_zh")}
+        item_status["checked"] = {
+            "state": item_status["state"],
+            "reason": item_status["reason"],
+            "reason_zh": item_status.get("reason_zh"),
+        }
         item_status["state"], item_status["reason"], item_status["reason_zh"] = OK, None, None
         if item_status.get("submissions", 0) == 0:
             item_status["late"] = False
     elif o.action == "reject":
-        item_status["checked"] = {"state": item_status["state"], "reason": item_status["reason"],
-                                  "reason_zh": item_status.get("reason_zh")}
+        item_status["checked"] = {
+            "state": item_status["state"],
+            "reason": item_status["reason"],
+            "reason_zh": item_status.get("reason_zh"),
+        }
         item_status["state"] = INVALID
         item_status["reason"] = f"rejected by staff: {o.note}" if o.note else "rejected by staff"
         item_status["reason_zh"] = f"工作人员认定不合格：{o.note}" if o.note else "工作人员认定不合格"
 
 
-def unit_statuses(conn: sqlite3.Connection, roster, config, now: datetime | None = None,
-                  as_of: datetime | None = None) -> list[dict]:
+def unit_statuses(
+    conn: sqlite3.Connection, roster, config, now: datetime | None = None, as_of: datetime | None = None
+) -> list[dict]:
     """The status of every roster unit, in roster order (contract shape plus extras).
 
     Reads attributions as they are: call ``ensure_attributed`` (or ``refresh``) first.
@@ -336,37 +414,52 @@ def unit_statuses(conn: sqlite3.Connection, roster, config, now: datetime | None
         if all(s == OK for s in states):
             state = "complete"
         elif not mids and all(s == MISSING for s in states):
-            state = "missing"          # nothing at all attributed to the unit (and no staff accept)
+            state = "missing"  # nothing at all attributed to the unit (and no staff accept)
         else:
             state = "incomplete"
         last = max((messages[m]["at"] for m in mids), default=None)
         ex = decisions.exempt.get(unit.id)
-        out.append({
-            "id": unit.id, "name": unit.name, "state": state,
-            "late": any(items[i]["late"] for i in ITEMS),
-            "items": items,
-            "category": unit.category,
-            "exempt": ex is not None,
-            "exempt_note": ex.note if ex else None,
-            "deadline": _iso(deadline, tz),
-            "deadline_extended": extended is not None,
-            "last_arrival": _iso(last, tz) if last else None,
-            "messages": len(mids),
-            "emails": list(unit.emails),
-        })
+        out.append(
+            {
+                "id": unit.id,
+                "name": unit.name,
+                "state": state,
+                "late": any(items[i]["late"] for i in ITEMS),
+                "items": items,
+                "category": unit.category,
+                "exempt": ex is not None,
+                "exempt_note": ex.note if ex else None,
+                "deadline": _iso(deadline, tz),
+                "deadline_extended": extended is not None,
+                "last_arrival": _iso(last, tz) if last else None,
+                "messages": len(mids),
+                "emails": list(unit.emails),
+            }
+        )
     return out
 
 
 # ---------------------------------------------------------------------------------- filters
 
-def matches(row: dict, *, state: Iterable[str] = (), missing: Iterable[str] = (), late: bool = False,
-            category: Iterable[str] = (), invalid: Iterable[str] = ()) -> bool:
+
+def matches(
+    row: dict,
+    *,
+    state: Iterable[str] = (),
+    missing: Iterable[str] = (),
+    late: bool = False,
+    category: Iterable[str] = (),
+    invalid: Iterable[str] = (),
+) -> bool:
     """The status filters shared by `status` and `status --json`."""
     state, missing, category, invalid = list(state), list(missing), list(category), list(invalid)
     if state:
         wanted = set(state)
-        if not (row["state"] in wanted or ("exempt" in wanted and row.get("exempt"))
-                or ("late" in wanted and row.get("late"))):
+        if not (
+            row["state"] in wanted
+            or ("exempt" in wanted and row.get("exempt"))
+            or ("late" in wanted and row.get("late"))
+        ):
             return False
     if missing and not all(row["items"][i]["state"] == MISSING for i in missing):
         return False
@@ -391,21 +484,28 @@ def summary(rows: list[dict]) -> dict[str, int]:
 def heartbeat(conn: sqlite3.Connection, config, now: datetime | None = None) -> dict | None:
     """The service's last poll (service_state 'last_poll'), with its age and whether it is stale."""
     try:
-        rows = dict(conn.execute(
-            "SELECT key, value FROM service_state WHERE key IN ('last_poll', 'last_error')").fetchall())
+        rows = dict(
+            conn.execute(
+                "SELECT key, value FROM service_state WHERE key IN ('last_poll', 'last_error')"
+            ).fetchall()
+        )
     except sqlite3.Error:
         return None
     if not rows.get("last_poll"):
         return None
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     try:
         last = _ts(rows["last_poll"])
     except ValueError:
         return None
     age = (now - last).total_seconds()
     stale_after = config.service.heartbeat_stale_s or 3 * config.service.poll_every_s
-    return {"last_poll": _iso(last), "age_s": age, "stale": age > stale_after,
-            "last_error": rows.get("last_error") or None}
+    return {
+        "last_poll": _iso(last),
+        "age_s": age,
+        "stale": age > stale_after,
+        "last_error": rows.get("last_error") or None,
+    }
 
 
 def ago(seconds: float) -> str:
@@ -423,6 +523,7 @@ def ago(seconds: float) -> str:
 
 # ---------------------------------------------------------------------------------- one unit
 
+
 def unit_detail(conn: sqlite3.Connection, roster, config, unit, status_row: dict) -> dict:
     """Everything about one unit for `show`: messages with parts and their judgements, links,
     staff decisions (also revoked ones), audit log entries and the mail sent to it (outbox)."""
@@ -433,29 +534,65 @@ def unit_detail(conn: sqlite3.Connection, roster, config, unit, status_row: dict
     mrows = conn.execute(
         "SELECT m.id, m.message_id, m.received_at, m.from_addr, m.subject, m.status, a.method, a.reason "
         "FROM attributions a JOIN messages m ON m.id = a.message WHERE a.unit = ? ORDER BY m.received_at, m.id",
-        [unit.id]).fetchall()
-    pcols = ("id", "message", "seq", "origin", "location", "filename", "kind", "sha256", "size", "facts", "error")
+        [unit.id],
+    ).fetchall()
+    pcols = (
+        "id",
+        "message",
+        "seq",
+        "origin",
+        "location",
+        "filename",
+        "kind",
+        "sha256",
+        "size",
+        "facts",
+        "error",
+    )
     for mid, message_id, received_at, from_addr, subject, mstatus, method, reason in mrows:
         parts = []
-        for row in conn.execute(f"SELECT {', '.join(pcols)} FROM parts WHERE message = ? ORDER BY seq", [mid]):
+        for row in conn.execute(
+            f"SELECT {', '.join(pcols)} FROM parts WHERE message = ? ORDER BY seq", [mid]
+        ):
             p = dict(zip(pcols, row))
-            entry = {k: p[k] for k in ("id", "origin", "location", "filename", "kind", "sha256", "size", "error")}
+            entry = {
+                k: p[k] for k in ("id", "origin", "location", "filename", "kind", "sha256", "size", "error")
+            }
             if p["kind"] in ITEMS:
                 j = judge_part(p, config)
-                entry.update(state=j.state, reason=j.reason, reason_zh=j.reason_zh, warnings=j.warnings,
-                             details=describe(p))
+                entry.update(
+                    state=j.state,
+                    reason=j.reason,
+                    reason_zh=j.reason_zh,
+                    warnings=j.warnings,
+                    details=describe(p),
+                )
             entry["counted"] = p["id"] in counted
             parts.append(entry)
-        links = [dict(zip(("url", "host", "provider", "filename", "status", "error"), r)) for r in conn.execute(
-            "SELECT url, host, provider, filename, status, error FROM links WHERE message = ? ORDER BY id", [mid])]
-        messages.append({
-            "id": mid, "message_id": message_id, "received_at": _iso(_ts(received_at), config.campaign.timezone),
-            "from": from_addr, "subject": subject, "method": method,
-            "attribution": f"{method}: {reason}" if method else reason, "parts": parts, "links": links,
-        })
+        links = [
+            dict(zip(("url", "host", "provider", "filename", "status", "error"), r))
+            for r in conn.execute(
+                "SELECT url, host, provider, filename, status, error FROM links WHERE message = ? ORDER BY id",
+                [mid],
+            )
+        ]
+        messages.append(
+            {
+                "id": mid,
+                "message_id": message_id,
+                "received_at": _iso(_ts(received_at), config.campaign.timezone),
+                "from": from_addr,
+                "subject": subject,
+                "method": method,
+                "attribution": f"{method}: {reason}" if method else reason,
+                "parts": parts,
+                "links": links,
+            }
+        )
     audit_rows = []
     for at, actor, action, detail, note in conn.execute(
-            "SELECT at, actor, action, detail, note FROM audit_log WHERE unit = ? ORDER BY id", [unit.id]):
+        "SELECT at, actor, action, detail, note FROM audit_log WHERE unit = ? ORDER BY id", [unit.id]
+    ):
         try:
             d = json.loads(detail) if detail else {}
         except ValueError:
@@ -463,18 +600,37 @@ def unit_detail(conn: sqlite3.Connection, roster, config, unit, status_row: dict
         audit_rows.append({"at": at, "actor": actor, "action": action, "detail": d, "note": note})
     outbox = []
     for kind, stage, to_addrs, subject, ostatus, error, created_at, sent_at in conn.execute(
-            "SELECT kind, stage, to_addrs, subject, status, error, created_at, sent_at FROM outbox "
-            "WHERE unit = ? ORDER BY id", [unit.id]):
+        "SELECT kind, stage, to_addrs, subject, status, error, created_at, sent_at FROM outbox "
+        "WHERE unit = ? ORDER BY id",
+        [unit.id],
+    ):
         try:
             to = json.loads(to_addrs)
         except ValueError:
             to = [to_addrs]
-        outbox.append({"kind": kind, "stage": stage, "to": to, "subject": subject, "status": ostatus,
-                       "error": error, "created_at": created_at, "sent_at": sent_at})
+        outbox.append(
+            {
+                "kind": kind,
+                "stage": stage,
+                "to": to,
+                "subject": subject,
+                "status": ostatus,
+                "error": error,
+                "created_at": created_at,
+                "sent_at": sent_at,
+            }
+        )
     return {
-        "id": unit.id, "name": unit.name, "aliases": list(unit.aliases), "emails": list(unit.emails),
-        "category": unit.category, "contact": unit.contact, "phone": unit.phone,
-        "status": status_row, "messages": messages,
+        "id": unit.id,
+        "name": unit.name,
+        "aliases": list(unit.aliases),
+        "emails": list(unit.emails),
+        "category": unit.category,
+        "contact": unit.contact,
+        "phone": unit.phone,
+        "status": status_row,
+        "messages": messages,
         "overrides": [o.as_dict() for o in listing(conn, unit=unit.id)],
-        "audit": audit_rows, "outbox": outbox,
+        "audit": audit_rows,
+        "outbox": outbox,
     }

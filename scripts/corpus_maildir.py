@@ -7,6 +7,7 @@ Files under `_mbox/` folders are mbox files and are split into their messages; e
 (except the licences, README and index) is one message, copied byte for byte. Delivery times are
 fixed and increasing so arrival order is the corpus order.
 """
+
 from __future__ import annotations
 
 import mailbox

@@ -3,6 +3,7 @@
 Service fixtures live in tests/fixtures/: dovecot.py (real Dovecot IMAP), smtp.py (aiosmtpd),
 files.py (real xlsx/docx/pdf/video files), mail.py (messages as Chinese mail clients send them).
 """
+
 from __future__ import annotations
 
 import shutil

@@ -1,4 +1,5 @@
 """archives.expand on real zip / 7z archives as units send them, and on hostile ones."""
+
 from __future__ import annotations
 
 import io
@@ -10,8 +11,8 @@ from pathlib import Path
 
 import py7zr
 import pytest
-
 from fixtures.mail import gbk_zip, rar4_stored, raw_mail, raw_part, std_headers
+
 from ingest.archives import expand
 from ingest.config import Limits
 from ingest.mime import parse_message
@@ -22,9 +23,19 @@ VIDEO = random.Random(7).randbytes(2_200_000)  # incompressible, like a real vid
 
 
 def _parsed(*parts: tuple[str, bytes]) -> ParsedMessage:
-    return ParsedMessage(headers=Headers(), parts=[
-        ExtractedPart(location=name, filename=name, declared_type="application/octet-stream",
-                      data=data, size=len(data)) for name, data in parts])
+    return ParsedMessage(
+        headers=Headers(),
+        parts=[
+            ExtractedPart(
+                location=name,
+                filename=name,
+                declared_type="application/octet-stream",
+                data=data,
+                size=len(data),
+            )
+            for name, data in parts
+        ],
+    )
 
 
 def _members(parsed: ParsedMessage) -> list[ExtractedPart]:
@@ -36,14 +47,19 @@ def _content(part: ExtractedPart) -> bytes:
 
 
 def test_zip_with_gbk_names_from_chinese_windows(tmp_path):
-    data = gbk_zip({f"科技周材料/{SHEET_NAME}": b"sheet", "科技周材料/活动总结报告.docx": b"doc",
-                    "科技周材料/": b""})
-    raw = raw_mail(std_headers("a@b.cn", "材料"), [raw_part(data, "application/x-zip-compressed", "太原市材料.zip")])
+    data = gbk_zip(
+        {f"科技周材料/{SHEET_NAME}": b"sheet", "科技周材料/活动总结报告.docx": b"doc", "科技周材料/": b""}
+    )
+    raw = raw_mail(
+        std_headers("a@b.cn", "材料"), [raw_part(data, "application/x-zip-compressed", "太原市材料.zip")]
+    )
     parsed = parse_message(raw, Limits())
     expand(parsed, Limits(), tmp_path)
     members = _members(parsed)
-    assert [m.location for m in members] == [f"太原市材料.zip/科技周材料/{SHEET_NAME}",
-                                             "太原市材料.zip/科技周材料/活动总结报告.docx"]
+    assert [m.location for m in members] == [
+        f"太原市材料.zip/科技周材料/{SHEET_NAME}",
+        "太原市材料.zip/科技周材料/活动总结报告.docx",
+    ]
     assert [m.filename for m in members] == [SHEET_NAME, "活动总结报告.docx"]
     assert [_content(m) for m in members] == [b"sheet", b"doc"]
     assert all(m.parent == 0 for m in members)
@@ -51,8 +67,16 @@ def test_zip_with_gbk_names_from_chinese_windows(tmp_path):
 
 
 def test_zip_with_utf8_flag_and_mac_junk_is_cleaned(tmp_path):
-    data = gbk_zip({"总结.docx": b"d", "__MACOSX/._总结.docx": b"junk", ".DS_Store": b"x",
-                    "sub/Thumbs.db": b"x", "._总结.docx": b"y"}, utf8_flag=True)
+    data = gbk_zip(
+        {
+            "总结.docx": b"d",
+            "__MACOSX/._总结.docx": b"junk",
+            ".DS_Store": b"x",
+            "sub/Thumbs.db": b"x",
+            "._总结.docx": b"y",
+        },
+        utf8_flag=True,
+    )
     parsed = _parsed(("a.zip", data))
     expand(parsed, Limits(), tmp_path)
     assert [m.location for m in _members(parsed)] == ["a.zip/总结.docx"]
@@ -66,7 +90,10 @@ def test_7z_archive(tmp_path):
     parsed = _parsed(("材料.7z", buf.getvalue()))
     expand(parsed, Limits(), tmp_path / "spool")
     members = _members(parsed)
-    assert sorted(m.location for m in members) == ["材料.7z/材料/" + SHEET_NAME, "材料.7z/材料/科技周视频.mp4"]
+    assert sorted(m.location for m in members) == [
+        "材料.7z/材料/" + SHEET_NAME,
+        "材料.7z/材料/科技周视频.mp4",
+    ]
     video = next(m for m in members if m.filename == "科技周视频.mp4")
     assert video.spool is not None and video.spool.parent == tmp_path / "spool"
     assert _content(video) == VIDEO and video.size == len(VIDEO)
@@ -77,7 +104,7 @@ def test_zip_bomb_is_refused_but_small_members_are_kept(tmp_path):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("统计表.xlsx", b"real sheet")
-        z.writestr("bomb.bin", b"\0" * (5 * 1024 * 1024))   # 5 MB packed into ~5 KB
+        z.writestr("bomb.bin", b"\0" * (5 * 1024 * 1024))  # 5 MB packed into ~5 KB
     assert len(buf.getvalue()) < 20_000
     parsed = _parsed(("材料.zip", buf.getvalue()))
     expand(parsed, Limits(), tmp_path)
@@ -96,7 +123,7 @@ def test_total_size_budget(tmp_path):
 
 def test_traversal_and_absolute_names_never_write_outside_the_spool(tmp_path):
     spool = tmp_path / "spool"
-    big = b"x" * (2 * 1024 * 1024 + 7)   # big enough to be written to a spool file
+    big = b"x" * (2 * 1024 * 1024 + 7)  # big enough to be written to a spool file
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
         for name in ("../../evil.xlsx", "/etc/evil.docx", "..\\..\\win.pdf", "C:/x/驱动.mp4"):
@@ -104,8 +131,12 @@ def test_traversal_and_absolute_names_never_write_outside_the_spool(tmp_path):
     parsed = _parsed(("a.zip", buf.getvalue()))
     expand(parsed, Limits(), spool)
     members = _members(parsed)
-    assert [m.location for m in members] == ["a.zip/evil.xlsx", "a.zip/etc/evil.docx",
-                                             "a.zip/win.pdf", "a.zip/x/驱动.mp4"]
+    assert [m.location for m in members] == [
+        "a.zip/evil.xlsx",
+        "a.zip/etc/evil.docx",
+        "a.zip/win.pdf",
+        "a.zip/x/驱动.mp4",
+    ]
     assert [m.filename for m in members] == ["evil.xlsx", "evil.docx", "win.pdf", "驱动.mp4"]
     assert all(_content(m) == big for m in members)
     # only random-named spool files, all inside the spool directory
@@ -136,8 +167,24 @@ def test_encrypted_zip(tmp_path):
     src.mkdir()
     (src / "统计表.xlsx").write_bytes(b"secret sheet")
     out = tmp_path / "enc.zip"
-    subprocess.run(["bsdtar", "-c", "--format", "zip", "--options", "zip:encryption=zipcrypt",
-                    "--passphrase", "123456", "-f", str(out), "-C", str(src), "."], check=True)
+    subprocess.run(
+        [
+            "bsdtar",
+            "-c",
+            "--format",
+            "zip",
+            "--options",
+            "zip:encryption=zipcrypt",
+            "--passphrase",
+            "123456",
+            "-f",
+            str(out),
+            "-C",
+            str(src),
+            ".",
+        ],
+        check=True,
+    )
     parsed = _parsed(("材料.zip", out.read_bytes()))
     expand(parsed, Limits(), tmp_path / "spool")
     assert parsed.parts[0].error == "the archive is password-protected"
@@ -152,7 +199,7 @@ def test_encrypted_7z(tmp_path):
     expand(parsed, Limits(), tmp_path)
     assert parsed.parts[0].error == "the archive is password-protected"
     buf = io.BytesIO()
-    with py7zr.SevenZipFile(buf, "w", password="123456") as z:   # names visible, content not
+    with py7zr.SevenZipFile(buf, "w", password="123456") as z:  # names visible, content not
         z.writestr(b"x", "统计表.xlsx")
     parsed = _parsed(("b.7z", buf.getvalue()))
     expand(parsed, Limits(), tmp_path)
@@ -169,8 +216,9 @@ def test_member_count_limit(tmp_path):
 def test_damaged_archives_get_a_reason(tmp_path):
     good = gbk_zip({"总结.docx": b"d" * 1000})
     rar = b"Rar!\x1a\x07\x01\x00" + b"\x00" * 50
-    parsed = _parsed(("cut.zip", good[:40]), ("bad.7z", b"7z\xbc\xaf\x27\x1c" + b"\x01" * 40),
-                     ("bad.rar", rar))
+    parsed = _parsed(
+        ("cut.zip", good[:40]), ("bad.7z", b"7z\xbc\xaf\x27\x1c" + b"\x01" * 40), ("bad.rar", rar)
+    )
     expand(parsed, Limits(), tmp_path)
     assert "damaged" in parsed.parts[0].error or parsed.parts[0].sniffed_type != "zip"
     assert "7z archive is damaged" in parsed.parts[1].error
@@ -182,8 +230,10 @@ def test_rar_with_gbk_names_and_encrypted_rar(tmp_path):
     parsed = _parsed(("材料.rar", data), ("locked.rar", rar4_stored({b"a.xlsx": b"x"}, encrypted=True)))
     expand(parsed, Limits(), tmp_path)
     members = _members(parsed)
-    assert [(m.location, m.parent) for m in members] == [("材料.rar/材料/统计表.xlsx", 0),
-                                                         ("材料.rar/readme.txt", 0)]
+    assert [(m.location, m.parent) for m in members] == [
+        ("材料.rar/材料/统计表.xlsx", 0),
+        ("材料.rar/readme.txt", 0),
+    ]
     assert _content(members[0]) == b"sheet"
     assert parsed.parts[0].error is None
     assert parsed.parts[1].error == "the archive is password-protected"
@@ -205,9 +255,15 @@ def test_archive_given_as_a_spool_file(tmp_path):
     spool.mkdir()
     (spool / "a").write_bytes(gbk_zip({"统计表.xlsx": b"s"}))
     (spool / "b").write_bytes(rar4_stored({"总结.docx".encode("gbk"): b"d"}))
-    parsed = ParsedMessage(headers=Headers(), parts=[
-        ExtractedPart(location="a.zip", filename="a.zip", declared_type=None, spool=spool / "a"),
-        ExtractedPart(location="b.rar", filename="b.rar", declared_type=None, spool=spool / "b")])
+    parsed = ParsedMessage(
+        headers=Headers(),
+        parts=[
+            ExtractedPart(location="a.zip", filename="a.zip", declared_type=None, spool=spool / "a"),
+            ExtractedPart(location="b.rar", filename="b.rar", declared_type=None, spool=spool / "b"),
+        ],
+    )
     expand(parsed, Limits(), tmp_path / "out")
-    assert [(m.location, _content(m)) for m in _members(parsed)] == [("a.zip/统计表.xlsx", b"s"),
-                                                                      ("b.rar/总结.docx", b"d")]
+    assert [(m.location, _content(m)) for m in _members(parsed)] == [
+        ("a.zip/统计表.xlsx", b"s"),
+        ("b.rar/总结.docx", b"d"),
+    ]

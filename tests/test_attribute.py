@@ -2,20 +2,21 @@
 
 The rules are exercised on the sample roster (samples/roster.csv) directly, then end to end on
 real messages (ingest --once, messages/unmatched/assign)."""
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
-
 from fixtures.campaign import SAMPLE_ROSTER
 from fixtures.files import make_sheet_xlsx
 from fixtures.mail import build_forward, build_mail
+
 from ingest.config import PUBLIC_MAIL_DOMAINS
 from reconcile.attribute import Attributor, MessageEvidence, NameIndex
 from reconcile.roster import load_roster
 
-JUNE_20 = datetime(2022, 6, 20, 2, 30, tzinfo=timezone.utc)
+JUNE_20 = datetime(2022, 6, 20, 2, 30, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -101,9 +102,17 @@ def _ingest(campaign):
 
 def test_messages_attributed_end_to_end(campaign, tmp_path):
     sheet = make_sheet_xlsx(tmp_path / "统计表.xlsx", unit="运城市科学技术局")
-    campaign.deliver(build_mail(from_="小王 <wang@qq.com>", subject="科技周材料",
-                                attachments=[("统计表.xlsx", sheet.read_bytes())]), when=JUNE_20)
-    campaign.deliver(build_mail(from_="x <x@example.org>", subject="山西大学、太原理工大学联合活动"), when=JUNE_20)
+    campaign.deliver(
+        build_mail(
+            from_="小王 <wang@qq.com>",
+            subject="科技周材料",
+            attachments=[("统计表.xlsx", sheet.read_bytes())],
+        ),
+        when=JUNE_20,
+    )
+    campaign.deliver(
+        build_mail(from_="x <x@example.org>", subject="山西大学、太原理工大学联合活动"), when=JUNE_20
+    )
     inner = build_mail(from_="山西省科学院 <office@sxas.ac.cn>", subject="材料").as_bytes()
     campaign.deliver(build_forward(inner, from_="李四 <lisi@126.com>", subject="转发：材料"), when=JUNE_20)
     counts = _ingest(campaign)
@@ -117,8 +126,9 @@ def test_messages_attributed_end_to_end(campaign, tmp_path):
 
 
 def test_assign_and_revoke(campaign):
-    campaign.deliver(build_mail(from_="x <x@example.org>", subject="材料", message_id="<m1@example.org>"),
-                     when=JUNE_20)
+    campaign.deliver(
+        build_mail(from_="x <x@example.org>", subject="材料", message_id="<m1@example.org>"), when=JUNE_20
+    )
     _ingest(campaign)
     res = campaign.run("assign", "m1@example.org", "山大", "--note", "phone call", "--json").json
     assert res["unit"] == "sxu"
@@ -136,8 +146,12 @@ def test_assign_and_revoke(campaign):
 
 
 def test_reassigning_warns_and_replaces_the_earlier_assign(campaign):
-    campaign.deliver(build_mail(from_="太原市科学技术局 <tykjj@taiyuan.gov.cn>", subject="材料",
-                                message_id="<m2@example.org>"), when=JUNE_20)
+    campaign.deliver(
+        build_mail(
+            from_="太原市科学技术局 <tykjj@taiyuan.gov.cn>", subject="材料", message_id="<m2@example.org>"
+        ),
+        when=JUNE_20,
+    )
     _ingest(campaign)
     first = campaign.run("assign", "m2@example.org", "sxu", "--json")
     assert "was attributed automatically (address) to 太原市科学技术局 (taiyuan-kjj)" in first.stderr
@@ -154,12 +168,19 @@ def test_reassigning_warns_and_replaces_the_earlier_assign(campaign):
     (row,) = campaign.run("messages", "--json").json
     assert row["unit"] == "taiyuan-kjj" and "registered" in row["reason"]
     shown = campaign.run("show", "taiyuan-kjj", "--json").json
-    assert any(a["note"] == f"replaced by override {second.json['override']}" for a in
-               campaign.run("show", "sxu", "--json").json["audit"]) and shown["id"] == "taiyuan-kjj"
+    assert (
+        any(
+            a["note"] == f"replaced by override {second.json['override']}"
+            for a in campaign.run("show", "sxu", "--json").json["audit"]
+        )
+        and shown["id"] == "taiyuan-kjj"
+    )
 
 
 def test_messages_by_unit_name_alias_or_id(campaign):
-    campaign.deliver(build_mail(from_="太原市科学技术局 <tykjj@taiyuan.gov.cn>", subject="材料"), when=JUNE_20)
+    campaign.deliver(
+        build_mail(from_="太原市科学技术局 <tykjj@taiyuan.gov.cn>", subject="材料"), when=JUNE_20
+    )
     campaign.deliver(build_mail(from_="山西大学 <kjc@sxu.edu.cn>", subject="材料"), when=JUNE_20)
     _ingest(campaign)
     for name in ("taiyuan-kjj", "太原市科技局", "太原市科学技术局"):

@@ -1,4 +1,5 @@
 """Config and CLI basics: a wrong or missing key exits 2 naming the key and the file."""
+
 from __future__ import annotations
 
 import pytest
@@ -21,15 +22,18 @@ def test_relative_paths_are_relative_to_the_config_file(campaign):
     assert config.mailbox.path == campaign.root / "maildir"
 
 
-@pytest.mark.parametrize("section,key,value,expected", [
-    ("campaign", "deadline", "next friday", "campaign.deadline"),
-    ("campaign", "timezone", "Mars/Olympus", "campaign.timezone"),
-    ("campaign.video", "max_duration_s", "three minutes", "campaign.video.max_duration_s"),
-    ("mailbox", "kind", "pop3", "mailbox.kind"),
-    ("reminders", "quiet_hours", "late evening", "reminders.quiet_hours"),
-    ("reminders", "after_every", "2 weeks", "reminders.after_every"),
-    ("smtp", "tls", "maybe", "smtp.tls"),
-])
+@pytest.mark.parametrize(
+    "section,key,value,expected",
+    [
+        ("campaign", "deadline", "next friday", "campaign.deadline"),
+        ("campaign", "timezone", "Mars/Olympus", "campaign.timezone"),
+        ("campaign.video", "max_duration_s", "three minutes", "campaign.video.max_duration_s"),
+        ("mailbox", "kind", "pop3", "mailbox.kind"),
+        ("reminders", "quiet_hours", "late evening", "reminders.quiet_hours"),
+        ("reminders", "after_every", "2 weeks", "reminders.after_every"),
+        ("smtp", "tls", "maybe", "smtp.tls"),
+    ],
+)
 def test_bad_value_exits_2_naming_key_and_file(campaign, section, key, value, expected):
     campaign.configure(**{section.replace(".", "__"): {key: value}})
     res = campaign.run_process("messages", expect=2)
@@ -53,8 +57,16 @@ def test_missing_config_file_says_what_to_do(tmp_path):
 
 
 def test_password_comes_only_from_the_environment(campaign, monkeypatch):
-    campaign.configure(mailbox={"kind": "imap", "host": "127.0.0.1", "port": 1, "tls": False,
-                                "username": "u", "password_env": "MAILROLL_TEST_PW"})
+    campaign.configure(
+        mailbox={
+            "kind": "imap",
+            "host": "127.0.0.1",
+            "port": 1,
+            "tls": False,
+            "username": "u",
+            "password_env": "MAILROLL_TEST_PW",
+        }
+    )
     config = campaign.config()
     monkeypatch.delenv("MAILROLL_TEST_PW", raising=False)
     with pytest.raises(ConfigError, match="MAILROLL_TEST_PW"):
@@ -64,11 +76,14 @@ def test_password_comes_only_from_the_environment(campaign, monkeypatch):
     assert "s3cret" not in campaign.config_path.read_text()
 
 
-@pytest.mark.parametrize("section,key,expected", [
-    ("campaign.video", "max_duration", "campaign.video.max_duration_s"),
-    ("service", "pol_every_s", "service.poll_every_s"),
-    ("reminders", "reciepts", "reminders.receipts"),
-])
+@pytest.mark.parametrize(
+    "section,key,expected",
+    [
+        ("campaign.video", "max_duration", "campaign.video.max_duration_s"),
+        ("service", "pol_every_s", "service.poll_every_s"),
+        ("reminders", "reciepts", "reminders.receipts"),
+    ],
+)
 def test_misspelt_key_exits_2_with_a_guess(campaign, section, key, expected):
     campaign.configure(**{section.replace(".", "__"): {key: 1}})
     res = campaign.run_process("messages", expect=2)
@@ -82,6 +97,12 @@ def test_misspelt_section_exits_2(campaign):
 
 
 def test_imap_settings_may_stay_while_a_maildir_is_used(campaign):
-    campaign.configure(mailbox={"host": "imap.126.com", "port": 993, "username": "x@126.com",
-                                "password_env": "MAILROLL_IMAP_PASSWORD"})
+    campaign.configure(
+        mailbox={
+            "host": "imap.126.com",
+            "port": 993,
+            "username": "x@126.com",
+            "password_env": "MAILROLL_IMAP_PASSWORD",
+        }
+    )
     assert campaign.config().mailbox.kind == "maildir"

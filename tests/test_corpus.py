@@ -9,6 +9,7 @@ recorded: even the 1-byte file becomes a message with no sender, in the unmatche
 The same check by hand: `python scripts/corpus_maildir.py ../shared/corpus /tmp/corpus-maildir`,
 then point a config's [mailbox] at it (kind = "maildir") and run `mailroll ingest --once`.
 """
+
 from __future__ import annotations
 
 import sys

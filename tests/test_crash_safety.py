@@ -4,6 +4,7 @@ After every crash a plain `ingest --once` runs to completion; then every message
 exactly once, the database passes `PRAGMA integrity_check`, and the file store holds exactly the
 files the database references (no half-written or orphaned files).
 """
+
 from __future__ import annotations
 
 import os
@@ -13,22 +14,28 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from fixtures.mail import build_mail
 
-START = datetime(2022, 6, 20, tzinfo=timezone.utc)
-UNITS = [("太原市科学技术局", "tykjj@taiyuan.gov.cn"), ("山西大学", "kjc@sxu.edu.cn"),
-         ("长治市科学技术局", "czkjj@changzhi.gov.cn"), ("someone", "x@example.org")]
+START = datetime(2022, 6, 20, tzinfo=UTC)
+UNITS = [
+    ("太原市科学技术局", "tykjj@taiyuan.gov.cn"),
+    ("山西大学", "kjc@sxu.edu.cn"),
+    ("长治市科学技术局", "czkjj@changzhi.gov.cn"),
+    ("someone", "x@example.org"),
+]
 
 
 def _messages(n: int, first: int = 0):
     rng = random.Random(7 + first)
     for i in range(first, first + n):
         name, addr = UNITS[i % len(UNITS)]
-        atts = [(f"附件{i}-{j}.bin", rng.randbytes(rng.randint(20_000, 400_000))) for j in range(rng.randint(1, 3))]
+        atts = [
+            (f"附件{i}-{j}.bin", rng.randbytes(rng.randint(20_000, 400_000)))
+            for j in range(rng.randint(1, 3))
+        ]
         yield i, build_mail(from_=f"{name} <{addr}>", subject=f"材料 {i}", attachments=atts)
 
 
@@ -39,8 +46,20 @@ def _fill(campaign, n: int, first: int = 0) -> None:
 
 def _ingest(campaign, env=None, kill_after: float | None = None) -> int:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "reconcile", "--config", str(campaign.config_path), "ingest", "--once", "--json"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+        [
+            sys.executable,
+            "-m",
+            "reconcile",
+            "--config",
+            str(campaign.config_path),
+            "ingest",
+            "--once",
+            "--json",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+    )
     if kill_after is not None:
         time.sleep(kill_after)
         proc.send_signal(signal.SIGKILL)
@@ -102,11 +121,11 @@ def test_imap_nothing_flagged_on_the_server_that_the_database_lacks(imap_campaig
     rng = random.Random(11)
     started = time.monotonic()
     points = ["before-commit:3", "after-commit:5", "file-placed:4"]
-    for point in points:                                   # deterministic crash points first
+    for point in points:  # deterministic crash points first
         assert _ingest(campaign, env={"MAILROLL_CRASH_AT": point}) == -signal.SIGKILL
         _check_flags_subset_of_db(campaign, dovecot, user)
     duration = max(1.0, time.monotonic() - started) / len(points)
-    for _ in range(4):                                     # then random moments
+    for _ in range(4):  # then random moments
         _ingest(campaign, kill_after=rng.uniform(0.2, 1.0) * duration)
         _check_flags_subset_of_db(campaign, dovecot, user)
     assert _ingest(campaign) == 0
@@ -120,7 +139,9 @@ def test_imap_nothing_flagged_on_the_server_that_the_database_lacks(imap_campaig
 
 def _check_flags_subset_of_db(campaign, dovecot, user) -> None:
     uidvalidity = dovecot.uidvalidity(user)
-    flagged = {f"{uidvalidity}:{uid}" for uid, m in dovecot.messages(user).items() if "$Mailroll" in m["flags"]}
+    flagged = {
+        f"{uidvalidity}:{uid}" for uid, m in dovecot.messages(user).items() if "$Mailroll" in m["flags"]
+    }
     if not campaign.db_path.exists():
         assert flagged == set()
         return

@@ -14,6 +14,7 @@ measured. For every attack:
   emptied) and the database: the campaign directory, the Maildir, the parent directory,
   ``/tmp`` and the child's private TMPDIR/HOME/working directory are compared before and after.
 """
+
 from __future__ import annotations
 
 import io
@@ -30,23 +31,23 @@ import time
 import zipfile
 import zlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
 from fixtures.campaign import Campaign
 from fixtures.files import make_sheet_xlsx
 from fixtures.mail import build_mail, gbk_zip, many_parts_mail, raw_mail, raw_part, std_headers
 
 MAX_SECONDS = 30
 MAX_RSS_MB = 300
-MARK = "h7evil"            # in every name an attack would like to see written somewhere
+MARK = "h7evil"  # in every name an attack would like to see written somewhere
 
 
 # ---------------------------------------------------------------------------------------------
 # Running one ingest as a measured subprocess, and checking what it left behind
 # ---------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Measured:
@@ -67,11 +68,29 @@ def run_measured(campaign: Campaign, *args: str, sandbox: Path, timeout: float =
         pytest.fail("/usr/bin/time is needed to measure peak memory: apt-get install time")
     env = {**os.environ, "TMPDIR": str(sandbox / "tmp"), "HOME": str(sandbox / "home")}
     rss = sandbox / "maxrss"
-    argv = ["/usr/bin/time", "-f", "%M", "-o", str(rss),
-            sys.executable, "-m", "reconcile", "--config", str(campaign.config_path), *args]
+    argv = [
+        "/usr/bin/time",
+        "-f",
+        "%M",
+        "-o",
+        str(rss),
+        sys.executable,
+        "-m",
+        "reconcile",
+        "--config",
+        str(campaign.config_path),
+        *args,
+    ]
     t0 = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            env=env, cwd=sandbox / "cwd", start_new_session=True)
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        cwd=sandbox / "cwd",
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -102,10 +121,11 @@ SHA_PATH = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64}$")
 @dataclass
 class Outcome:
     """One attack's ingest: the run, its JSON summary, the message row and its parts."""
+
     run: Measured
     summary: dict
-    message: dict                 # messages --json row
-    row: sqlite3.Row              # messages table row
+    message: dict  # messages --json row
+    row: sqlite3.Row  # messages table row
     parts: list[sqlite3.Row]
 
     def part(self, filename: str) -> sqlite3.Row:
@@ -128,14 +148,16 @@ def ingest_attack(campaign: Campaign, msg, *, unit: str, **config) -> Outcome:
     return Outcome(run, summary, message, row, parts)
 
 
-def ingest_mailbox(campaign: Campaign, msgs: list, units: list[str], **config) -> tuple[Measured, dict, list[dict]]:
+def ingest_mailbox(
+    campaign: Campaign, msgs: list, units: list[str], **config
+) -> tuple[Measured, dict, list[dict]]:
     """Deliver ``msgs`` (one minute apart), ingest them all in one measured subprocess, check
     the common promises; each message must be attributed to the unit at its position."""
     if config:
         campaign.configure(**config)
     start = time.time() - 3600
     for i, msg in enumerate(msgs):
-        campaign.deliver(msg, when=datetime.fromtimestamp(start + 60 * i, timezone.utc))
+        campaign.deliver(msg, when=datetime.fromtimestamp(start + 60 * i, UTC))
     sandbox = campaign.root.parent / (campaign.root.name + "-sandbox")
     for sub in ("tmp", "home", "cwd"):
         (sandbox / sub).mkdir(parents=True, exist_ok=True)
@@ -155,9 +177,12 @@ def ingest_mailbox(campaign: Campaign, msgs: list, units: list[str], **config) -
     new_in_tmp = set(os.listdir("/tmp")) - tmp_before
     assert not [n for n in new_in_tmp if MARK in n.lower() or n.upper() in ("CON", "_CON")], new_in_tmp
     for sub in ("tmp", "home", "cwd"):
-        assert not list((sandbox / sub).rglob("*")), f"the ingest left files in its {sub}: " \
-            f"{list((sandbox / sub).rglob('*'))}"
-    stored = [p.relative_to(campaign.files_dir).as_posix() for p in campaign.files_dir.rglob("*") if p.is_file()]
+        assert not list((sandbox / sub).rglob("*")), (
+            f"the ingest left files in its {sub}: {list((sandbox / sub).rglob('*'))}"
+        )
+    stored = [
+        p.relative_to(campaign.files_dir).as_posix() for p in campaign.files_dir.rglob("*") if p.is_file()
+    ]
     assert all(SHA_PATH.match(s) for s in stored), stored  # content-addressed only; .tmp is empty again
     assert not list((campaign.files_dir / ".tmp").iterdir())
 
@@ -182,6 +207,7 @@ def defects(outcome: Outcome) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # Hostile files (made once per session where they take time)
 # ---------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def zip_bomb(tmp_path_factory) -> bytes:
@@ -227,13 +253,19 @@ def with_xml_bomb(src: Path, member_names: tuple[str, ...]) -> bytes:
 
 def huge_png(width: int = 30_000, height: int = 30_000) -> bytes:
     """A 1-bit single colour PNG of width x height (900 million pixels) in ~100 KB."""
+
     def chunk(tag: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
     comp = zlib.compressobj(9)
     row = b"\0" * (1 + (width + 7) // 8)
     idat = b"".join(comp.compress(row) for _ in range(height)) + comp.flush()
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
-            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+        + chunk(b"IDAT", idat)
+        + chunk(b"IEND", b"")
+    )
 
 
 def sender(addr: str, name: str = "") -> str:
@@ -243,6 +275,7 @@ def sender(addr: str, name: str = "") -> str:
 # ---------------------------------------------------------------------------------------------
 # The attacks
 # ---------------------------------------------------------------------------------------------
+
 
 def test_zip_bomb_is_refused_and_the_real_sheet_next_to_it_still_counts(campaign, zip_bomb):
     msg = build_mail(sender("tykjj@taiyuan.gov.cn"), attachments=[("太原市材料.zip", zip_bomb)])
@@ -265,10 +298,10 @@ def lying_zip_bomb(real: int = 200 * 1024 * 1024, claimed: int = 1000) -> bytes:
                 f.write(b"\0" * (8 << 20))
     data = bytearray(buf.getvalue())
     assert data[:4] == b"PK\x03\x04" and struct.unpack_from("<I", data, 22)[0] == real
-    struct.pack_into("<I", data, 22, claimed)                      # local header
+    struct.pack_into("<I", data, 22, claimed)  # local header
     cd = data.rindex(b"PK\x01\x02")
     assert struct.unpack_from("<I", data, cd + 24)[0] == real
-    struct.pack_into("<I", data, cd + 24, claimed)                 # central directory
+    struct.pack_into("<I", data, cd + 24, claimed)  # central directory
     return bytes(data)
 
 
@@ -279,9 +312,10 @@ def test_zip_bomb_lying_about_its_size_is_cut_off(campaign):
     o = ingest_attack(campaign, msg, unit="taiyuan-kjj")
     member = o.part("统计表.xlsx")
     # zipfile stops at the claimed size, so the CRC no longer matches (or our own cap trips)
-    assert member["error"] in ("the file inside the archive is damaged (checksum mismatch)",
-                               "the file inside the archive is larger than it claims: not extracted "
-                               "(possible zip bomb)"), member["error"]
+    assert member["error"] in (
+        "the file inside the archive is damaged (checksum mismatch)",
+        "the file inside the archive is larger than it claims: not extracted (possible zip bomb)",
+    ), member["error"]
     assert member["sha256"] is None
     assert sum(p.stat().st_size for p in campaign.files_dir.rglob("*") if p.is_file()) < 2_000_000
 
@@ -296,7 +330,10 @@ def test_zip_member_paths_with_dotdot_and_absolute_names_stay_inside_the_store(c
     msg = build_mail(sender("dtkjj2022@163.com"), attachments=[("材料.zip", buf.getvalue())])
     o = ingest_attack(campaign, msg, unit="datong-kjj")
     assert {p["location"] for p in o.parts if p["origin"] == "archive"} == {
-        f"材料.zip/{MARK}-统计表.xlsx", f"材料.zip/tmp/{MARK}-总结报告.docx", f"材料.zip/{MARK}.bat"}
+        f"材料.zip/{MARK}-统计表.xlsx",
+        f"材料.zip/tmp/{MARK}-总结报告.docx",
+        f"材料.zip/{MARK}.bat",
+    }
     assert not Path(f"/tmp/{MARK}-总结报告.docx").exists()
     assert not list(campaign.root.parent.parent.glob(f"{MARK}*"))
     items = unit_status(campaign, "datong-kjj")["items"]
@@ -311,12 +348,15 @@ def test_archives_nested_ten_levels_stop_at_the_depth_limit(campaign):
     o = ingest_attack(campaign, msg, unit="changzhi-kjj")
     names = [p["filename"] for p in o.parts]
     assert names == ["第1层.zip", "第2层.zip", "第3层.zip", "第4层.zip"], names
-    assert o.part("第4层.zip")["error"].startswith("archive nested more than 3 levels deep"), o.part("第4层.zip")["error"]
+    assert o.part("第4层.zip")["error"].startswith("archive nested more than 3 levels deep"), o.part(
+        "第4层.zip"
+    )["error"]
 
 
 def test_xml_bomb_in_an_xlsx_is_not_expanded(campaign, media):
-    bomb = with_xml_bomb(make_sheet_xlsx(campaign.root.parent / "jz.xlsx", unit="晋中市科学技术局"),
-                         ("xl/workbook.xml",))
+    bomb = with_xml_bomb(
+        make_sheet_xlsx(campaign.root.parent / "jz.xlsx", unit="晋中市科学技术局"), ("xl/workbook.xml",)
+    )
     msg = build_mail(sender("jzkjj@sina.com"), attachments=[("2022年科技活动周开展情况统计表.xlsx", bomb)])
     o = ingest_attack(campaign, msg, unit="jinzhong-kjj")
     part = o.part("2022年科技活动周开展情况统计表.xlsx")
@@ -344,22 +384,28 @@ def test_50000_part_message(campaign):
 
 def test_mime_nested_20000_levels_deep(campaign):
     levels = 20_000
-    raw = (b"From: kjc@tyut.edu.cn\r\nSubject: =?utf-8?B?5aSq5Y6f55CG5bel5aSn5a2m?=\r\nMIME-Version: 1.0\r\n"
-           + b"".join(b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i)
-                      for i in range(levels))
-           + b"Content-Type: text/plain\r\n\r\nhello\r\n"
-           + b"".join(b"--b%d--\r\n" % i for i in reversed(range(levels))))
+    raw = (
+        b"From: kjc@tyut.edu.cn\r\nSubject: =?utf-8?B?5aSq5Y6f55CG5bel5aSn5a2m?=\r\nMIME-Version: 1.0\r\n"
+        + b"".join(
+            b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i) for i in range(levels)
+        )
+        + b"Content-Type: text/plain\r\n\r\nhello\r\n"
+        + b"".join(b"--b%d--\r\n" % i for i in reversed(range(levels)))
+    )
     o = ingest_attack(campaign, raw, unit="tyut")
     assert o.message["subject"] == "太原理工大学"
     assert any("nested too deeply" in d or "nested deeper than" in d for d in defects(o)), defects(o)[:3]
 
 
 def test_10_mb_header(campaign, media):
-    msg = build_mail(sender("tykx@tykx.org.cn"), "太原市科协科技周总结",
-                     attachments=[("总结报告.pdf", media.report_pdf.read_bytes())])
+    msg = build_mail(
+        sender("tykx@tykx.org.cn"),
+        "太原市科协科技周总结",
+        attachments=[("总结报告.pdf", media.report_pdf.read_bytes())],
+    )
     raw = msg.as_bytes()
     junk = b"".join(b"X-Junk-%06d: %s\r\n" % (i, b"x" * 90) for i in range(100_000))
-    raw = junk + raw   # the 10 MB come first: From, Subject and Content-Type must survive the cut
+    raw = junk + raw  # the 10 MB come first: From, Subject and Content-Type must survive the cut
     o = ingest_attack(campaign, raw, unit="taiyuan-kx")
     assert o.message["subject"] == "太原市科协科技周总结"
     assert o.part("总结报告.pdf")["kind"] == "report" and o.part("总结报告.pdf")["error"] is None
@@ -368,12 +414,14 @@ def test_10_mb_header(campaign, media):
 
 def test_truncated_base64_body(campaign, media):
     sheet = media.sheet_xlsx.read_bytes()
-    full = raw_mail(std_headers("长治高新区 <kjj@czgxq.gov.cn>", "科技周统计表", message_id="<trunc@czgxq>"),
-                    [raw_part(sheet, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                              "统计表.xlsx")], close=False)
+    full = raw_mail(
+        std_headers("长治高新区 <kjj@czgxq.gov.cn>", "科技周统计表", message_id="<trunc@czgxq>"),
+        [raw_part(sheet, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "统计表.xlsx")],
+        close=False,
+    )
     body = full.index(b"\r\n\r\n", full.index(b"Content-Disposition: attachment")) + 4
-    lines = len(sheet) * 4 // 3 // 76 // 2               # half the file's base64 lines (76 + CR LF)
-    cut = full[: body + 78 * lines + 2]                  # ... and 2 characters: mid-quantum
+    lines = len(sheet) * 4 // 3 // 76 // 2  # half the file's base64 lines (76 + CR LF)
+    cut = full[: body + 78 * lines + 2]  # ... and 2 characters: mid-quantum
     o = ingest_attack(campaign, cut, unit="changzhi-gxq")
     part = o.part("统计表.xlsx")
     assert part["size"] < len(sheet)
@@ -385,11 +433,24 @@ def test_truncated_base64_body(campaign, media):
 
 def test_file_names_con_and_control_characters(campaign, media):
     # RFC 2231 names carry the control characters (CR LF TAB, ESC, DEL) percent-encoded
-    raw = raw_mail(std_headers("转型综改示范区 <zgsfq_kj@126.com>", "科技周材料", message_id="<con@126>"), [
-        raw_part(media.report_pdf.read_bytes(), "application/pdf", "CON", "raw"),
-        raw_part(media.sheet_xlsx.read_bytes(), "application/octet-stream", "统计\x01表\x1b\x7f.xlsx", "rfc2231-utf8"),
-        raw_part(media.report_docx.read_bytes(), "application/octet-stream", f"{MARK}\r\n\t.docx", "rfc2231-utf8"),
-    ])
+    raw = raw_mail(
+        std_headers("转型综改示范区 <zgsfq_kj@126.com>", "科技周材料", message_id="<con@126>"),
+        [
+            raw_part(media.report_pdf.read_bytes(), "application/pdf", "CON", "raw"),
+            raw_part(
+                media.sheet_xlsx.read_bytes(),
+                "application/octet-stream",
+                "统计\x01表\x1b\x7f.xlsx",
+                "rfc2231-utf8",
+            ),
+            raw_part(
+                media.report_docx.read_bytes(),
+                "application/octet-stream",
+                f"{MARK}\r\n\t.docx",
+                "rfc2231-utf8",
+            ),
+        ],
+    )
     o = ingest_attack(campaign, raw, unit="zhuanxing")
     names = [p["filename"] for p in o.parts]
     assert names == ["_CON", "统计表.xlsx", f"{MARK}.docx"], names
@@ -400,17 +461,19 @@ def test_file_names_con_and_control_characters(campaign, media):
 
 # A live HLS playlist (no #EXT-X-ENDLIST) whose segment never appears: ffprobe (5.1) sniffs it
 # from the content, whatever the file is called, and waits for the stream forever.
-HANGING_PLAYLIST = (b"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXT-X-MEDIA-SEQUENCE:0\n"
-                    b"#EXTINF:10,\nsegment-0.ts\n")
+HANGING_PLAYLIST = b"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:10,\nsegment-0.ts\n"
 
 
 def test_a_video_that_makes_ffprobe_hang_is_given_up_with_a_reason(campaign, media):
     """The attachment really hangs ffprobe; limits.probe_timeout_s is lowered to 2 s (default
     30 s) to keep the test short. The process group is killed, the poll goes on."""
-    msg = build_mail(sender("kjc@sxu.edu.cn"), attachments=[
-        ("山西大学科技周.mp4", HANGING_PLAYLIST, "video/mp4"),
-        ("活动视频.mp4", media.video(5).read_bytes()),       # the next video is still probed
-    ])
+    msg = build_mail(
+        sender("kjc@sxu.edu.cn"),
+        attachments=[
+            ("山西大学科技周.mp4", HANGING_PLAYLIST, "video/mp4"),
+            ("活动视频.mp4", media.video(5).read_bytes()),  # the next video is still probed
+        ],
+    )
     o = ingest_attack(campaign, msg, unit="sxu", limits={"probe_timeout_s": 2})
     assert 2 <= o.run.seconds < 10, o.run.seconds
     part = o.part("山西大学科技周.mp4")
@@ -436,7 +499,9 @@ def _ffprobe_running(campaign: Campaign) -> list[int]:
 
 def test_video_probe_timeout_path_with_a_real_video(campaign, media):
     """The same timeout path, with a limit below ffprobe's start-up time (about 50 ms)."""
-    msg = build_mail(sender("kjc@sxu.edu.cn"), attachments=[("山西大学科技周.mp4", media.video(5).read_bytes())])
+    msg = build_mail(
+        sender("kjc@sxu.edu.cn"), attachments=[("山西大学科技周.mp4", media.video(5).read_bytes())]
+    )
     o = ingest_attack(campaign, msg, unit="sxu", limits={"probe_timeout_s": 0.001})
     part = o.part("山西大学科技周.mp4")
     assert part["error"] == "the video could not be probed within 0.001 s", part["error"]
@@ -466,7 +531,10 @@ def test_a_20_mb_attachment_stays_within_the_memory_budget(campaign):
     msg = build_mail(sender("kjc@sxu.edu.cn"), attachments=[("科技周视频.mp4", data, "video/mp4")])
     o = ingest_attack(campaign, msg, unit="sxu")
     part = o.part("科技周视频.mp4")
-    assert part["size"] == len(data) and part["error"] == "not a video file (the content is not a known media format)"
+    assert (
+        part["size"] == len(data)
+        and part["error"] == "not a video file (the content is not a known media format)"
+    )
 
 
 def test_a_40_mb_attachment_in_a_maildir_is_decoded_to_disk_not_held_in_memory(campaign):
@@ -484,7 +552,10 @@ def test_a_40_mb_attachment_in_a_maildir_is_decoded_to_disk_not_held_in_memory(c
     size = len(msg.as_bytes())
     o = ingest_attack(campaign, msg, unit="sxu")
     part = o.part("科技周视频.mp4")
-    assert part["size"] == len(data) and part["error"] == "not a video file (the content is not a known media format)"
+    assert (
+        part["size"] == len(data)
+        and part["error"] == "not a video file (the content is not a known media format)"
+    )
     digest = hashlib.sha256(data).hexdigest()
     assert part["sha256"] == digest
     stored = campaign.files_dir / digest[:2] / digest[2:4] / digest
@@ -512,7 +583,9 @@ def test_a_60_mb_attachment_over_imap_is_streamed_in_bounded_memory(imap_campaig
     assert run.peak_mb < MAX_RSS_MB and run.seconds < MAX_SECONDS, (run.peak_mb, run.seconds)
     conn = sqlite3.connect(imap_campaign.db_path)
     try:
-        size, error = conn.execute("SELECT size, error FROM parts WHERE filename = '科技周视频.mp4'").fetchone()
+        size, error = conn.execute(
+            "SELECT size, error FROM parts WHERE filename = '科技周视频.mp4'"
+        ).fetchone()
     finally:
         conn.close()
     assert size == len(data) and error == "not a video file (the content is not a known media format)"
@@ -525,8 +598,24 @@ def test_password_protected_zip(campaign, tmp_path):
     src.mkdir()
     make_sheet_xlsx(src / "统计表.xlsx", unit="山西省科学院")
     out = tmp_path.parent / "enc.zip"
-    subprocess.run(["bsdtar", "-c", "--format", "zip", "--options", "zip:encryption=zipcrypt",
-                    "--passphrase", "123456", "-f", str(out), "-C", str(src), "."], check=True)
+    subprocess.run(
+        [
+            "bsdtar",
+            "-c",
+            "--format",
+            "zip",
+            "--options",
+            "zip:encryption=zipcrypt",
+            "--passphrase",
+            "123456",
+            "-f",
+            str(out),
+            "-C",
+            str(src),
+            ".",
+        ],
+        check=True,
+    )
     msg = build_mail(sender("office@sxas.ac.cn"), attachments=[("科学院材料.zip", out.read_bytes())])
     o = ingest_attack(campaign, msg, unit="sxas")
     assert o.part("科学院材料.zip")["error"] == "the archive is password-protected"
@@ -543,28 +632,54 @@ def test_a_video_that_is_really_a_zip(campaign, media):
     assert o.part("统计表.xlsx")["location"] == "科技周视频.mp4/统计表.xlsx"
     items = unit_status(campaign, "taiyuan-kjj")["items"]
     assert items["statistics"]["state"] == "ok", items
-    assert items["video"]["state"] == "missing", items["video"]   # no video was sent
+    assert items["video"]["state"] == "missing", items["video"]  # no video was sent
 
 
 def test_one_poll_through_a_mailbox_of_attacks(campaign, zip_bomb, media):
     """Everything at once, as a poll meets it: no attack stops or spoils the messages after
     it (spool files, the probe cache and the transaction of each message stay separate)."""
     attacks = [
-        (build_mail(sender("tykjj@taiyuan.gov.cn"), attachments=[("太原市材料.zip", zip_bomb)]), "taiyuan-kjj"),
-        (build_mail(sender("kjc@sxu.edu.cn"), attachments=[("山西大学科技周.mp4", HANGING_PLAYLIST, "video/mp4")]), "sxu"),
+        (
+            build_mail(sender("tykjj@taiyuan.gov.cn"), attachments=[("太原市材料.zip", zip_bomb)]),
+            "taiyuan-kjj",
+        ),
+        (
+            build_mail(
+                sender("kjc@sxu.edu.cn"), attachments=[("山西大学科技周.mp4", HANGING_PLAYLIST, "video/mp4")]
+            ),
+            "sxu",
+        ),
         (many_parts_mail(50_000).replace(b"From: a@b.cn", b"From: tyswxcb@qq.com", 1), "taiyuan-xcb"),
         (build_mail(sender("kjc@tyut.edu.cn"), attachments=[("活动照片.png", huge_png())]), "tyut"),
-        (build_mail(sender("yckjj@yuncheng.gov.cn"), attachments=[
-            ("总结报告.docx", with_xml_bomb(media.report_docx, ("word/document.xml",)))]), "yuncheng-kjj"),
+        (
+            build_mail(
+                sender("yckjj@yuncheng.gov.cn"),
+                attachments=[("总结报告.docx", with_xml_bomb(media.report_docx, ("word/document.xml",)))],
+            ),
+            "yuncheng-kjj",
+        ),
         (build_mail(sender("dtkjj2022@163.com"), attachments=[("材料.zip", lying_zip_bomb())]), "datong-kjj"),
         # and an ordinary, complete submission last
-        (build_mail(sender("czkjj@changzhi.gov.cn"), attachments=[
-            ("统计表.xlsx", make_sheet_xlsx(campaign.root.parent / "cz.xlsx", unit="长治市科学技术局").read_bytes()),
-            ("总结报告.pdf", media.report_pdf.read_bytes()),
-            ("视频.mp4", media.video(5).read_bytes())]), "changzhi-kjj"),
+        (
+            build_mail(
+                sender("czkjj@changzhi.gov.cn"),
+                attachments=[
+                    (
+                        "统计表.xlsx",
+                        make_sheet_xlsx(
+                            campaign.root.parent / "cz.xlsx", unit="长治市科学技术局"
+                        ).read_bytes(),
+                    ),
+                    ("总结报告.pdf", media.report_pdf.read_bytes()),
+                    ("视频.mp4", media.video(5).read_bytes()),
+                ],
+            ),
+            "changzhi-kjj",
+        ),
     ]
-    run, _, _ = ingest_mailbox(campaign, [m for m, _ in attacks], [u for _, u in attacks],
-                               limits={"probe_timeout_s": 2})
+    run, _, _ = ingest_mailbox(
+        campaign, [m for m, _ in attacks], [u for _, u in attacks], limits={"probe_timeout_s": 2}
+    )
     status = {r["id"]: r for r in campaign.run("status", "--json").json}
     assert status["changzhi-kjj"]["state"] == "complete", status["changzhi-kjj"]["items"]
     assert status["sxu"]["items"]["video"]["reason"] == "the video could not be probed within 2 s"

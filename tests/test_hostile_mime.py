@@ -1,6 +1,7 @@
 """Hostile and broken mail: bounded in time and memory, never an exception, defects in words.
 
 Also runs parse_message over the whole shared corpus of real-world (often broken) mail."""
+
 from __future__ import annotations
 
 import mailbox
@@ -9,8 +10,8 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-
 from fixtures.mail import b_word, many_parts_mail, raw_mail, raw_part, std_headers
+
 from ingest.config import Limits
 from ingest.mime import parse_message, sanitize_filename
 
@@ -37,11 +38,15 @@ def test_10_mb_header_is_cut_but_the_message_is_still_read():
     junk = b"".join(b"X-Junk-%06d: %s\r\n" % (i, b"x" * 90) for i in range(100_000))  # ~10 MB
     assert len(junk) > 10_000_000
     headers = std_headers("阳曲县 <yq@sx.cn>", b_word("科技周材料"))
-    raw = raw_mail([("Received", "from x by y")] + [("X-Pad", "1")], [raw_part(b"%PDF-1.4", "application/pdf", "总结.pdf")])
+    raw = raw_mail(
+        [("Received", "from x by y")] + [("X-Pad", "1")],
+        [raw_part(b"%PDF-1.4", "application/pdf", "总结.pdf")],
+    )
     # put the huge block *before* Subject/From/Content-Type, which must survive the cut
     head, body = raw.split(b"\r\n\r\n", 1)
-    essential = b"".join(k.encode() + b": " + (v if isinstance(v, bytes) else v.encode()) + b"\r\n"
-                         for k, v in headers)
+    essential = b"".join(
+        k.encode() + b": " + (v if isinstance(v, bytes) else v.encode()) + b"\r\n" for k, v in headers
+    )
     raw = head + b"\r\n" + junk + essential.rstrip(b"\r\n") + b"\r\n\r\n" + body
     t0 = time.monotonic()
     p = parse_message(raw, LIMITS)
@@ -61,8 +66,11 @@ def test_single_10_mb_header_line():
 
 def test_truncated_base64_attachment_keeps_what_can_be_decoded():
     content = bytes(range(256)) * 40
-    full = raw_mail(std_headers("a@b.cn", "s"), [raw_part(content, "application/octet-stream", "统计表.xlsx")],
-                    close=False)
+    full = raw_mail(
+        std_headers("a@b.cn", "s"),
+        [raw_part(content, "application/octet-stream", "统计表.xlsx")],
+        close=False,
+    )
     cut = full[: full.index(b"Content-Disposition: attachment") + 2000 + 1]  # mid-line, mid-quantum
     p = parse_message(cut, LIMITS)
     (part,) = p.parts
@@ -71,11 +79,19 @@ def test_truncated_base64_attachment_keeps_what_can_be_decoded():
     assert any("base64 data is incomplete" in d for d in p.defects)
 
 
-@pytest.mark.parametrize("name,shown", [
-    ("CON", "_CON"), ("con.xlsx", "_con.xlsx"), ("LPT1.docx", "_LPT1.docx"),
-    ("统计\x00表\x07.xlsx", "统计表.xlsx"), ("..\\..\\windows\\system32\\统计表.xlsx", "统计表.xlsx"),
-    ("/etc/passwd", "passwd"), ("report\u202excod.exe", "reportxcod.exe"), ("...", None),
-])
+@pytest.mark.parametrize(
+    "name,shown",
+    [
+        ("CON", "_CON"),
+        ("con.xlsx", "_con.xlsx"),
+        ("LPT1.docx", "_LPT1.docx"),
+        ("统计\x00表\x07.xlsx", "统计表.xlsx"),
+        ("..\\..\\windows\\system32\\统计表.xlsx", "统计表.xlsx"),
+        ("/etc/passwd", "passwd"),
+        ("report\u202excod.exe", "reportxcod.exe"),
+        ("...", None),
+    ],
+)
 def test_dangerous_file_names_are_sanitized_for_display(name, shown):
     assert sanitize_filename(name) == shown
 
@@ -88,20 +104,30 @@ def test_part_named_con_with_control_characters_keeps_its_content():
 
 
 def test_oversized_part_is_recorded_with_a_reason_not_kept():
-    p = parse_message(raw_mail(std_headers("a@b.cn", "s"), [raw_part(b"x" * 5000, name="big.mp4")]),
-                      Limits(max_part_bytes=1000))
+    p = parse_message(
+        raw_mail(std_headers("a@b.cn", "s"), [raw_part(b"x" * 5000, name="big.mp4")]),
+        Limits(max_part_bytes=1000),
+    )
     (part,) = p.parts
     assert part.data is None and "over the limit" in part.error
 
 
-@pytest.mark.parametrize("raw", [
-    b"", b"x", b"\r\n\r\n", b"\xff\xfe\x00garbage", b"Subject: only a header",
-    b"Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n--b\r\n--b--",
-    b"Content-Type: multipart/mixed\r\n\r\nno boundary",
-    b"Content-Type: message/rfc822\r\n\r\nnot a message at all",
-    b"From: \xff\xfe <\xff@\xff>\r\nSubject: =?gbk?B?????\r\n\r\n",
-    b"Content-Type: multipart/mixed; boundary=a\r\n\r\n" + b"--a\r\nContent-Type: multipart/mixed; boundary=a\r\n\r\n" * 3000,
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"x",
+        b"\r\n\r\n",
+        b"\xff\xfe\x00garbage",
+        b"Subject: only a header",
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n--b\r\n--b--',
+        b"Content-Type: multipart/mixed\r\n\r\nno boundary",
+        b"Content-Type: message/rfc822\r\n\r\nnot a message at all",
+        b"From: \xff\xfe <\xff@\xff>\r\nSubject: =?gbk?B?????\r\n\r\n",
+        b"Content-Type: multipart/mixed; boundary=a\r\n\r\n"
+        + b"--a\r\nContent-Type: multipart/mixed; boundary=a\r\n\r\n" * 3000,
+    ],
+)
 def test_garbage_never_raises(raw):
     p = parse_message(raw, LIMITS)
     assert p.content_sha256 is not None
@@ -153,11 +179,16 @@ def test_corpus_specials(corpus_dir):
         assert not any("\ufffd" in (p.headers.subject or "") for _ in [0])
 
 
-@pytest.mark.parametrize("raw", [
-    b"From: a@b.cn\r\nSubject: deep\r\n" + b"Content-Type: message/rfc822\r\n\r\n" * 50_000 + b"hi",
-    b"From: a@b.cn\r\nSubject: deep\r\n" + b"".join(
-        b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (i, i) for i in range(5000)),
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"From: a@b.cn\r\nSubject: deep\r\n" + b"Content-Type: message/rfc822\r\n\r\n" * 50_000 + b"hi",
+        b"From: a@b.cn\r\nSubject: deep\r\n"
+        + b"".join(
+            b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (i, i) for i in range(5000)
+        ),
+    ],
+)
 def test_deep_nesting_is_refused_in_words_and_headers_kept(raw):
     t0 = time.monotonic()
     p = parse_message(raw, LIMITS)

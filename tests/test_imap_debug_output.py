@@ -4,6 +4,7 @@ IMAPClient turns imaplib's debug level up and drops the text at the default log 
 imaplib format a repr() of every message body for nothing (most of a bulk ingest's CPU time).
 Whoever raises that logger to DEBUG still gets the full trace.
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,17 +27,24 @@ def _fetch_all(campaign) -> list:
 
 
 def _deliver(campaign, dovecot) -> None:
-    dovecot.append(campaign.imap_user, build_mail(TAIYUAN, "材料", [("附件.bin", b"MAILROLL-BODY" * 4000)]).as_bytes())
+    dovecot.append(
+        campaign.imap_user, build_mail(TAIYUAN, "材料", [("附件.bin", b"MAILROLL-BODY" * 4000)]).as_bytes()
+    )
 
 
-def test_no_protocol_trace_is_even_formatted_at_the_default_log_level(imap_campaign, dovecot, caplog,
-                                                                      monkeypatch):
+def test_no_protocol_trace_is_even_formatted_at_the_default_log_level(
+    imap_campaign, dovecot, caplog, monkeypatch
+):
     from imapclient import imapclient
 
-    _deliver(imap_campaign, dovecot)              # (the test's own IMAP client traces as shipped)
+    _deliver(imap_campaign, dovecot)  # (the test's own IMAP client traces as shipped)
     formatted: list[str] = []
-    monkeypatch.setattr(imapclient.IMAPlibLoggerAdapter, "debug",
-                        lambda self, msg, *a, **kw: formatted.append(msg), raising=False)
+    monkeypatch.setattr(
+        imapclient.IMAPlibLoggerAdapter,
+        "debug",
+        lambda self, msg, *a, **kw: formatted.append(msg),
+        raising=False,
+    )
     caplog.set_level(logging.INFO)
     assert len(_fetch_all(imap_campaign)) == 1
     assert formatted == []

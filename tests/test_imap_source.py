@@ -1,18 +1,19 @@
 """The IMAP source against a real Dovecot: incremental polls, arrival times, no side effects on
 the mailbox, UIDVALIDITY changes, big messages streamed per part, post actions, IMAP ID, errors."""
+
 from __future__ import annotations
 
 import hashlib
 import os
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from email.message import EmailMessage
 from email.utils import format_datetime
 
 import pytest
-
 from fixtures.mail import build_mail
+
 from ingest.config import Limits
 from ingest.db import open_connection
 from ingest.sources.base import MailboxError
@@ -36,13 +37,15 @@ def messages(c) -> list[dict]:
 
 def source_for(c, **limits) -> ImapSource:
     cfg = c.config()
-    return ImapSource(cfg.mailbox, Limits(**limits) if limits else cfg.limits, c.root / "spool",
-                      attempts=2, backoff_s=0.1)
+    return ImapSource(
+        cfg.mailbox, Limits(**limits) if limits else cfg.limits, c.root / "spool", attempts=2, backoff_s=0.1
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # incremental polling
 # ---------------------------------------------------------------------------------------------
+
 
 def test_first_poll_fetches_everything_second_nothing_then_only_the_new_one(imap_campaign, dovecot):
     user = imap_campaign.imap_user
@@ -74,7 +77,7 @@ def test_search_above_the_highest_uid_finds_nothing(imap_campaign, dovecot):
 
 
 def test_arrival_time_is_the_servers_internaldate_not_the_date_header(imap_campaign, dovecot):
-    arrived = datetime(2022, 6, 26, 1, 30, 0, tzinfo=timezone.utc)      # after the deadline
+    arrived = datetime(2022, 6, 26, 1, 30, 0, tzinfo=UTC)  # after the deadline
     lying = datetime(2022, 6, 20, 9, 0, 0, tzinfo=timezone(timedelta(hours=8)))
     dovecot.append(imap_campaign.imap_user, raw_mail(date=lying), internaldate=arrived)
     ingest(imap_campaign)
@@ -98,8 +101,9 @@ def test_failed_message_is_fetched_again(imap_campaign, dovecot):
     dovecot.append(user, raw_mail(DATONG))
     ingest(imap_campaign)
     conn = open_connection(imap_campaign.db_path)
-    conn.execute("UPDATE messages SET status = 'failed', error = 'disk full' WHERE source_key LIKE ?",
-                 (f"%:{uid}",))
+    conn.execute(
+        "UPDATE messages SET status = 'failed', error = 'disk full' WHERE source_key LIKE ?", (f"%:{uid}",)
+    )
     with source_for(imap_campaign) as src:
         got = [f.envelope.uid for f in src.fetch_new(conn)]
     assert got == [uid]
@@ -110,6 +114,7 @@ def test_failed_message_is_fetched_again(imap_campaign, dovecot):
 # ---------------------------------------------------------------------------------------------
 # UIDVALIDITY
 # ---------------------------------------------------------------------------------------------
+
 
 def test_uidvalidity_change_fetches_again_without_counting_twice(imap_campaign, dovecot, caplog):
     user = imap_campaign.imap_user
@@ -136,18 +141,20 @@ def test_uidvalidity_change_fetches_again_without_counting_twice(imap_campaign, 
 # big messages, streamed part by part
 # ---------------------------------------------------------------------------------------------
 
+
 def big_message(video: bytes, notes: bytes) -> bytes:
     msg = EmailMessage()
     msg["From"] = TAIYUAN
     msg["To"] = "sxskjtrcc@126.com"
     msg["Subject"] = "太原 视频"
-    msg["Date"] = format_datetime(datetime.now(timezone.utc))
+    msg["Date"] = format_datetime(datetime.now(UTC))
     msg["Message-ID"] = "<big-video@test.mailroll>"
     msg.set_content("视频见附件。")
     msg.add_attachment(video, maintype="video", subtype="mp4", filename="科技周宣传片.mp4")
     # a long text file, sent quoted-printable: decoded across chunk boundaries too
-    msg.add_attachment(notes.decode("utf-8"), subtype="plain", charset="utf-8", cte="quoted-printable",
-                       filename="说明.txt")
+    msg.add_attachment(
+        notes.decode("utf-8"), subtype="plain", charset="utf-8", cte="quoted-printable", filename="说明.txt"
+    )
     return msg.as_bytes()
 
 
@@ -181,8 +188,11 @@ def test_big_message_is_streamed_per_part_with_identical_content(imap_campaign, 
 
     # and through the whole pipeline: the stored file is the original
     ingest(imap_campaign)
-    row = open_connection(imap_campaign.db_path).execute(
-        "SELECT sha256, size FROM parts WHERE filename = '科技周宣传片.mp4'").fetchone()
+    row = (
+        open_connection(imap_campaign.db_path)
+        .execute("SELECT sha256, size FROM parts WHERE filename = '科技周宣传片.mp4'")
+        .fetchone()
+    )
     assert row == (hashlib.sha256(video).hexdigest(), len(video))
 
 
@@ -194,19 +204,20 @@ def test_stream_decoder_handles_chunk_boundaries():
     enc = base64.encodebytes(data)
     for step in (1, 3, 77, 4096):
         d = StreamDecoder("base64")
-        out = b"".join(d.feed(enc[i:i + step]) for i in range(0, len(enc), step)) + d.finish()
+        out = b"".join(d.feed(enc[i : i + step]) for i in range(0, len(enc), step)) + d.finish()
         assert out == data
     text = ("科技活动周 = ünïcode\t \n" * 3000).encode()
     qp = quopri.encodestring(text)
     for step in (1, 5, 1000):
         d = StreamDecoder("quoted-printable")
-        out = b"".join(d.feed(qp[i:i + step]) for i in range(0, len(qp), step)) + d.finish()
+        out = b"".join(d.feed(qp[i : i + step]) for i in range(0, len(qp), step)) + d.finish()
         assert out == text
 
 
 # ---------------------------------------------------------------------------------------------
 # post actions
 # ---------------------------------------------------------------------------------------------
+
 
 def test_post_action_flag_adds_the_keyword_only(imap_campaign, dovecot):
     imap_campaign.configure(mailbox={"post_action": "flag", "post_flag": "$Mailroll"})
@@ -235,6 +246,7 @@ def test_post_action_move_moves_to_the_done_folder_and_deletes_nothing(imap_camp
 # ---------------------------------------------------------------------------------------------
 # connection: ID, errors, IDLE
 # ---------------------------------------------------------------------------------------------
+
 
 def test_client_identifies_itself_with_imap_id(imap_campaign, dovecot):
     with source_for(imap_campaign) as src:
@@ -282,8 +294,9 @@ def test_stopping_early_leaves_no_spool_files_behind(imap_campaign, dovecot):
     """The pipeline may stop mid-poll (SIGTERM): parts fetched ahead but never handed out are
     deleted, and the prefetch thread ends."""
     for i in range(4):
-        dovecot.append(imap_campaign.imap_user, raw_mail(
-            attachments=[(f"v{i}.mp4", os.urandom(1_500_000), "video/mp4")]))
+        dovecot.append(
+            imap_campaign.imap_user, raw_mail(attachments=[(f"v{i}.mp4", os.urandom(1_500_000), "video/mp4")])
+        )
     conn = open_connection(imap_campaign.db_path)
     spool = imap_campaign.root / "spool"
     with source_for(imap_campaign, stream_threshold_bytes=100_000) as src:
@@ -319,13 +332,29 @@ def forwarding_mail() -> bytes:
     """A unit forwards two earlier messages (one big, one small) and adds a GBK-named file."""
     from email.header import Header
 
-    inner_big = build_mail(DATONG, "大同 视频（原邮件）", [("大同宣传片.mp4", os.urandom(600_000), "video/mp4")],
-                           body="原邮件正文")
-    inner_small = build_mail("长治市科学技术局 <czkjj@changzhi.gov.cn>", "长治 统计表（原邮件）",
-                             [("长治统计表.xlsx", os.urandom(20_000),
-                               "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")])
-    msg = build_mail(TAIYUAN, "转发：材料", body="请查收转发的材料。",
-                     attachments=[("placeholder.bin", os.urandom(150_000), "application/octet-stream")])
+    inner_big = build_mail(
+        DATONG,
+        "大同 视频（原邮件）",
+        [("大同宣传片.mp4", os.urandom(600_000), "video/mp4")],
+        body="原邮件正文",
+    )
+    inner_small = build_mail(
+        "长治市科学技术局 <czkjj@changzhi.gov.cn>",
+        "长治 统计表（原邮件）",
+        [
+            (
+                "长治统计表.xlsx",
+                os.urandom(20_000),
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            )
+        ],
+    )
+    msg = build_mail(
+        TAIYUAN,
+        "转发：材料",
+        body="请查收转发的材料。",
+        attachments=[("placeholder.bin", os.urandom(150_000), "application/octet-stream")],
+    )
     att = msg.get_payload()[-1]
     del att["Content-Disposition"]
     att["Content-Disposition"] = 'attachment; filename="%s"' % Header("太原总结报告.pdf", "gbk").encode()
@@ -356,18 +385,30 @@ def test_streamed_message_reads_like_the_parser_reads_it_whole(imap_campaign, do
         out = []
         for p in parsed.parts:
             content = p.data if p.data is not None else (p.spool.read_bytes() if p.spool else None)
-            out.append((p.location, p.filename, p.origin, p.parent, p.declared_type,
-                        hashlib.sha256(content).hexdigest() if content is not None else None))
+            out.append(
+                (
+                    p.location,
+                    p.filename,
+                    p.origin,
+                    p.parent,
+                    p.declared_type,
+                    hashlib.sha256(content).hexdigest() if content is not None else None,
+                )
+            )
         return out
 
     got, want = view(streamed), view(whole)
     # the big forwarded message itself is not kept as a file when streamed: only what it carries
-    assert got[1][:5] == want[1][:5] == ("forwarded message 1.eml", None, "attachment", None, "message/rfc822")
+    assert (
+        got[1][:5] == want[1][:5] == ("forwarded message 1.eml", None, "attachment", None, "message/rfc822")
+    )
     assert got[1][5] is None
+
     # a small forwarded message is kept byte for byte as sent; the parser keeps the stdlib's
     # re-serialisation of it: compare those without content
     def no_eml_hash(rows):
         return [r[:5] if r[4] == "message/rfc822" else r for r in rows]
+
     assert no_eml_hash(got) == no_eml_hash(want)
     assert got[0][1] == "太原总结报告.pdf"
     assert [h.subject for h in streamed.forwarded] == [h.subject for h in whole.forwarded]
@@ -382,12 +423,14 @@ def test_streamed_message_reads_like_the_parser_reads_it_whole(imap_campaign, do
 # TLS (port 993 in production)
 # ---------------------------------------------------------------------------------------------
 
+
 def test_tls_certificate_is_verified(campaign, dovecot_tls, monkeypatch):
     monkeypatch.setenv("MAILROLL_IMAP_PASSWORD", "secret")
     user = dovecot_tls.new_user()
     dovecot_tls.append(user, raw_mail())
-    campaign.configure(mailbox=dovecot_tls.imap_settings(user, port=dovecot_tls.tls_port, tls=True,
-                                                          retries=1))
+    campaign.configure(
+        mailbox=dovecot_tls.imap_settings(user, port=dovecot_tls.tls_port, tls=True, retries=1)
+    )
     # an unknown CA: refused, and the message says why
     monkeypatch.setenv("SSL_CERT_FILE", str(campaign.root / "no-such-ca.pem"))
     res = campaign.run("ingest", "--once", expect=1)
@@ -406,8 +449,11 @@ def test_tls_against_a_plain_port_says_to_check_the_tls_setting(campaign, doveco
 
 def test_plain_imap_against_an_imaps_port_says_to_check_the_tls_setting(campaign, dovecot_tls, monkeypatch):
     monkeypatch.setenv("MAILROLL_IMAP_PASSWORD", "secret")
-    campaign.configure(mailbox=dovecot_tls.imap_settings(dovecot_tls.new_user(), port=dovecot_tls.tls_port,
-                                                          tls=False, retries=1, timeout_s=1))
+    campaign.configure(
+        mailbox=dovecot_tls.imap_settings(
+            dovecot_tls.new_user(), port=dovecot_tls.tls_port, tls=False, retries=1, timeout_s=1
+        )
+    )
     res = campaign.run("ingest", "--once", expect=1)
     assert "no answer within 1 s (is mailbox.tls right for this port?" in res.output + res.stderr
 

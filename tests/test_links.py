@@ -1,4 +1,5 @@
 """Big-attachment links: found in real-looking bodies, and downloaded from a real local server."""
+
 from __future__ import annotations
 
 import http.server
@@ -7,9 +8,9 @@ import time
 from urllib.parse import quote
 
 import pytest
-
 from fixtures.files import check_config
-from ingest.links import filename_from_disposition, find_links, provider_for, download
+
+from ingest.links import download, filename_from_disposition, find_links, provider_for
 from ingest.model import Link
 
 NETEASE_HTML = """
@@ -38,7 +39,8 @@ https://www.aliyundrive.com/s/abcDEF123 阿里云盘备份
 def test_netease_big_attachment_with_name_and_signature_ignored():
     links = find_links("", NETEASE_HTML)
     assert [(l.host, l.provider, l.filename) for l in links] == [
-        ("mail.163.com", "网易163邮箱超大附件", "太原市科技活动周宣传片.mp4")]
+        ("mail.163.com", "网易163邮箱超大附件", "太原市科技活动周宣传片.mp4")
+    ]
     assert links[0].url == "https://mail.163.com/large-attachment-download/index.html?p=X1Y2Z3&file=QUJD"
 
 
@@ -51,7 +53,10 @@ def test_qq_big_attachment_name_in_the_anchor():
 def test_cloud_drives_in_plain_text():
     links = find_links(TEXT_BODY, None)
     assert [(l.provider, l.filename) for l in links] == [
-        ("百度网盘", None), ("腾讯微云", "活动照片.zip"), ("阿里云盘", None)]
+        ("百度网盘", None),
+        ("腾讯微云", "活动照片.zip"),
+        ("阿里云盘", None),
+    ]
     assert links[0].url == "https://pan.baidu.com/s/1AbCdEfGh"
 
 
@@ -60,42 +65,52 @@ def test_same_link_in_text_and_html_counts_once():
     assert len(find_links("见 https://pan.quark.cn/s/abc123", html)) == 1
 
 
-@pytest.mark.parametrize("url, provider", [
-    ("https://dashi.163.com/html/cloud-attachment-download/index.html?key=1", "网易邮箱大师超大附件"),
-    ("https://cloud.189.cn/t/abcdEF", "天翼云盘"),
-    ("https://caiyun.139.com/m/i?0a5CBHfQ", "中国移动云盘"),
-    ("https://www.alipan.com/s/xyz", "阿里云盘"),
-    ("https://fs.mail.qq.com/cgi-bin/ftnDownload?k=1", "QQ邮箱超大附件"),
-])
+@pytest.mark.parametrize(
+    "url, provider",
+    [
+        ("https://dashi.163.com/html/cloud-attachment-download/index.html?key=1", "网易邮箱大师超大附件"),
+        ("https://cloud.189.cn/t/abcdEF", "天翼云盘"),
+        ("https://caiyun.139.com/m/i?0a5CBHfQ", "中国移动云盘"),
+        ("https://www.alipan.com/s/xyz", "阿里云盘"),
+        ("https://fs.mail.qq.com/cgi-bin/ftnDownload?k=1", "QQ邮箱超大附件"),
+    ],
+)
 def test_providers(url, provider):
     assert provider_for(url)[1] == provider
 
 
-@pytest.mark.parametrize("url", [
-    "https://mail.163.com/dashi/dlpro.html?from=mail81",   # 网易邮箱大师 signature
-    "https://www.baidu.com/s?wd=科技活动周",
-    "https://pan.baidu.com/disk/home",
-    "https://mail.qq.com/",
-    "https://example.com/video.mp4",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://mail.163.com/dashi/dlpro.html?from=mail81",  # 网易邮箱大师 signature
+        "https://www.baidu.com/s?wd=科技活动周",
+        "https://pan.baidu.com/disk/home",
+        "https://mail.qq.com/",
+        "https://example.com/video.mp4",
+    ],
+)
 def test_not_big_attachments(url):
     assert provider_for(url) is None and find_links(url, None) == []
 
 
-@pytest.mark.parametrize("header, name", [
-    ("attachment; filename*=UTF-8''%E5%AE%A3%E4%BC%A0%E7%89%87.mp4", "宣传片.mp4"),
-    ('attachment; filename="video.mp4"; filename*=UTF-8\'\'%E8%A7%86%E9%A2%91.mp4', "视频.mp4"),
-    ('attachment; filename="report.pdf"', "report.pdf"),
-    ('attachment; filename="../../etc/passwd"', "passwd"),
-    ("attachment; filename=\"" + "宣传片.mp4".encode("utf-8").decode("latin-1") + "\"", "宣传片.mp4"),
-    ("attachment; filename=\"" + "宣传片.mp4".encode("gbk").decode("latin-1") + "\"", "宣传片.mp4"),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    "header, name",
+    [
+        ("attachment; filename*=UTF-8''%E5%AE%A3%E4%BC%A0%E7%89%87.mp4", "宣传片.mp4"),
+        ("attachment; filename=\"video.mp4\"; filename*=UTF-8''%E8%A7%86%E9%A2%91.mp4", "视频.mp4"),
+        ('attachment; filename="report.pdf"', "report.pdf"),
+        ('attachment; filename="../../etc/passwd"', "passwd"),
+        ('attachment; filename="' + "宣传片.mp4".encode().decode("latin-1") + '"', "宣传片.mp4"),
+        ('attachment; filename="' + "宣传片.mp4".encode("gbk").decode("latin-1") + '"', "宣传片.mp4"),
+        (None, None),
+    ],
+)
 def test_content_disposition(header, name):
     assert filename_from_disposition(header) == name
 
 
 # ------------------------------------------------------------------------------ downloading
+
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     routes: dict = {}
@@ -149,8 +164,14 @@ def link(server, path, name=None):
 
 def test_download_streams_to_the_spool_with_the_servers_file_name(server, tmp_path):
     body = b"\x00\x00\x00\x18ftypmp42" + b"v" * 100_000
-    _Handler.routes["/f"] = (200, {"Content-Type": "application/octet-stream",
-                                   "Content-Disposition": "attachment; filename*=UTF-8''" + quote("宣传片.mp4")}, body)
+    _Handler.routes["/f"] = (
+        200,
+        {
+            "Content-Type": "application/octet-stream",
+            "Content-Disposition": "attachment; filename*=UTF-8''" + quote("宣传片.mp4"),
+        },
+        body,
+    )
     part = download(link(server, "/f?token=1"), local_config(), tmp_path / "spool")
     assert part.error is None
     assert part.origin == "link" and part.filename == "宣传片.mp4" and part.size == len(body)
@@ -170,6 +191,7 @@ def test_too_large_by_header_and_by_stream(server, tmp_path):
     def endless(w):
         for _ in range(100):
             w.write(b"y" * 1000)
+
     _Handler.routes["/stream"] = (200, {"Content-Type": "video/mp4"}, endless)
     part = download(link(server, "/big"), local_config(max_bytes=1000), tmp_path)
     assert part.error.startswith("the linked file is too large")
@@ -184,6 +206,7 @@ def test_slow_download_is_cut_off(server, tmp_path):
             w.write(b"z" * 10)
             w.flush()
             time.sleep(0.2)
+
     _Handler.routes["/slow"] = (200, {"Content-Type": "video/mp4"}, slow)
     started = time.monotonic()
     part = download(link(server, "/slow"), local_config(timeout_s=1.0), tmp_path)
@@ -192,7 +215,11 @@ def test_slow_download_is_cut_off(server, tmp_path):
 
 
 def test_a_web_page_is_not_the_file(server, tmp_path):
-    _Handler.routes["/page"] = (200, {"Content-Type": "text/html; charset=utf-8"}, "<html>请登录</html>".encode())
+    _Handler.routes["/page"] = (
+        200,
+        {"Content-Type": "text/html; charset=utf-8"},
+        "<html>请登录</html>".encode(),
+    )
     part = download(link(server, "/page"), local_config(), tmp_path)
     assert part.error.startswith("the link leads to a web page of 网易163邮箱超大附件")
 
@@ -204,21 +231,27 @@ def test_expired_link(server, tmp_path):
 
 def test_refusals(server, tmp_path):
     l = link(server, "/f")
-    assert download(l, check_config(links={"download": False}), tmp_path).error == \
-        "downloading links is turned off (links.download = false)"
-    assert download(l, local_config(allowed_hosts=["mail.163.com"]), tmp_path).error == \
-        "the link's host 127.0.0.1 is not in links.allowed_hosts; not fetched"
+    assert (
+        download(l, check_config(links={"download": False}), tmp_path).error
+        == "downloading links is turned off (links.download = false)"
+    )
+    assert (
+        download(l, local_config(allowed_hosts=["mail.163.com"]), tmp_path).error
+        == "the link's host 127.0.0.1 is not in links.allowed_hosts; not fetched"
+    )
     strict = local_config(allow_insecure_local=False)
     assert download(l, strict, tmp_path).error == "only https links are downloaded; not fetched"
     https_local = Link(url=f"https://127.0.0.1:{server.server_address[1]}/f", host="127.0.0.1", provider="x")
-    assert download(https_local, strict, tmp_path).error == \
-        "the link's host 127.0.0.1 resolves to a private or local address (127.0.0.1); not fetched"
+    assert (
+        download(https_local, strict, tmp_path).error
+        == "the link's host 127.0.0.1 resolves to a private or local address (127.0.0.1); not fetched"
+    )
     assert list(tmp_path.iterdir()) == []
 
 
 def test_redirect_to_a_private_address_is_refused(server, tmp_path):
     """An allowed host that redirects into the office network is not followed."""
-    from ingest.links import _public_address, LinkError
+    from ingest.links import LinkError, _public_address
 
     with pytest.raises(LinkError, match="private or local address"):
         _public_address("10.1.2.3", 443, allow_local=False)

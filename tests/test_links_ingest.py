@@ -4,19 +4,19 @@ The download server is a real HTTP server on loopback. The only stand-in is the 
 fs.mail.qq.com is made to resolve to 127.0.0.1 for the ingest running in this process
 (links.allow_insecure_local permits plain HTTP and a local address; production never sets it).
 """
+
 from __future__ import annotations
 
 import socket
 import threading
-from datetime import datetime, timezone
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from datetime import UTC, datetime
 from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
 from fixtures.mail import build_mail
 
-JUNE_20 = datetime(2022, 6, 20, 2, 0, tzinfo=timezone.utc)
+JUNE_20 = datetime(2022, 6, 20, 2, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -45,8 +45,10 @@ def qq_resolves_locally(monkeypatch):
 
 
 def _link_mail(port: int, name: str) -> bytes:
-    body = (f"您好，视频较大，以超大附件发送：\n{name}（30 MB，30天内有效）\n"
-            f"http://fs.mail.qq.com:{port}/ftn/{name}\n")
+    body = (
+        f"您好，视频较大，以超大附件发送：\n{name}（30 MB，30天内有效）\n"
+        f"http://fs.mail.qq.com:{port}/ftn/{name}\n"
+    )
     return build_mail(subject="太原市科技局 科技活动周视频", body=body).as_bytes()
 
 
@@ -64,7 +66,9 @@ def test_link_not_fetched_is_shown_against_the_unit(campaign, video_server):
 
 
 def test_allowed_link_is_downloaded_and_checked(campaign, video_server, qq_resolves_locally):
-    campaign.configure(links={"download": True, "allowed_hosts": ["fs.mail.qq.com"], "allow_insecure_local": True})
+    campaign.configure(
+        links={"download": True, "allowed_hosts": ["fs.mail.qq.com"], "allow_insecure_local": True}
+    )
     campaign.deliver(_link_mail(video_server, "video.mp4"), when=JUNE_20)
     campaign.run("ingest", "--once")
     video = _video_item(campaign)
@@ -73,17 +77,24 @@ def test_allowed_link_is_downloaded_and_checked(campaign, video_server, qq_resol
 
 
 def test_downloaded_video_over_the_limit_is_invalid(campaign, video_server, qq_resolves_locally):
-    campaign.configure(links={"download": True, "allowed_hosts": ["fs.mail.qq.com"], "allow_insecure_local": True})
+    campaign.configure(
+        links={"download": True, "allowed_hosts": ["fs.mail.qq.com"], "allow_insecure_local": True}
+    )
     campaign.deliver(_link_mail(video_server, "long.mp4"), when=JUNE_20)
     campaign.run("ingest", "--once")
     assert _video_item(campaign)["reason"] == "video lasts 3:01, over the 3:00 limit"
 
 
 def test_host_not_allowed_is_not_fetched_and_says_why(campaign, video_server, qq_resolves_locally):
-    campaign.configure(links={"download": True, "allowed_hosts": ["mail.163.com"], "allow_insecure_local": True})
+    campaign.configure(
+        links={"download": True, "allowed_hosts": ["mail.163.com"], "allow_insecure_local": True}
+    )
     campaign.deliver(_link_mail(video_server, "video.mp4"), when=JUNE_20)
     campaign.run("ingest", "--once")
     assert _video_item(campaign)["state"] == "invalid"
     import sqlite3
-    (status, error), = sqlite3.connect(campaign.db_path).execute("SELECT status, error FROM links").fetchall()
+
+    ((status, error),) = (
+        sqlite3.connect(campaign.db_path).execute("SELECT status, error FROM links").fetchall()
+    )
     assert status == "failed" and "allowed_hosts" in error

@@ -1,8 +1,9 @@
 """SMTP sending against a real server (aiosmtpd): headers, retries, failures, at most once."""
+
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -10,7 +11,7 @@ from ingest.db import open_connection
 from reconcile import mailer
 from reconcile.mailer import Mailer, TemporaryFailure
 
-NOW = datetime(2022, 6, 22, 10, 0, tzinfo=timezone.utc)
+NOW = datetime(2022, 6, 22, 10, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -22,9 +23,21 @@ def setup(campaign, smtp_server):
     conn.close()
 
 
-def _send(config, conn, m, *, unit="sxu", stage="before-3d", to=("kjc@sxu.edu.cn",), body="正文：请报送材料。"):
-    return mailer.send_one(conn, config, m, kind="reminder", unit=unit, stage=stage, to=list(to),
-                           subject="【提醒】材料报送", body=body, now=NOW)
+def _send(
+    config, conn, m, *, unit="sxu", stage="before-3d", to=("kjc@sxu.edu.cn",), body="正文：请报送材料。"
+):
+    return mailer.send_one(
+        conn,
+        config,
+        m,
+        kind="reminder",
+        unit=unit,
+        stage=stage,
+        to=list(to),
+        subject="【提醒】材料报送",
+        body=body,
+        now=NOW,
+    )
 
 
 def _outbox(conn):
@@ -156,8 +169,17 @@ def test_login_refused_is_temporary_with_a_clear_reason(campaign, smtp_server, m
     config = campaign.config()
     with pytest.raises(TemporaryFailure, match="login"):
         with Mailer(config.smtp, sleep=lambda s: None) as m:
-            m.send(mailer.compose(config, kind="reminder", to=["a@b.cn"], subject="s", body="b",
-                                  message_id=mailer.new_message_id(config, "reminder")), ["a@b.cn"])
+            m.send(
+                mailer.compose(
+                    config,
+                    kind="reminder",
+                    to=["a@b.cn"],
+                    subject="s",
+                    body="b",
+                    message_id=mailer.new_message_id(config, "reminder"),
+                ),
+                ["a@b.cn"],
+            )
     assert smtp_server.messages == []
 
 
@@ -170,7 +192,7 @@ def test_connection_lost_after_data_is_unknown_and_never_resent(setup):
     t = threading.Thread(target=lambda: result.setdefault("r", _send(config, conn, m)))
     t.start()
     server.wait_for(1)
-    server.stop()           # the connection drops before "250 OK"
+    server.stop()  # the connection drops before "250 OK"
     t.join(20)
     assert result["r"][0] == "unknown"
     server.start()
@@ -182,9 +204,18 @@ def test_connection_lost_after_data_is_unknown_and_never_resent(setup):
 
 def test_rows_left_sending_by_a_crash_become_unknown(setup):
     config, conn, server = setup
-    row_id = mailer.reserve(conn, kind="reminder", unit="sxu", stage="after-1", answers=None,
-                            to=["kjc@sxu.edu.cn"], subject="s", body="b",
-                            message_id=mailer.new_message_id(config, "reminder"), now=NOW)
+    row_id = mailer.reserve(
+        conn,
+        kind="reminder",
+        unit="sxu",
+        stage="after-1",
+        answers=None,
+        to=["kjc@sxu.edu.cn"],
+        subject="s",
+        body="b",
+        message_id=mailer.new_message_id(config, "reminder"),
+        now=NOW,
+    )
     assert mailer.recover_interrupted(conn) == 1
     assert _outbox(conn)[0]["status"] == "unknown"
     with Mailer(config.smtp) as m:
@@ -193,8 +224,9 @@ def test_rows_left_sending_by_a_crash_become_unknown(setup):
 
 
 def test_templates_can_be_overridden_next_to_the_config(campaign, smtp_server):
-    (campaign.root / "reminder.j2").write_text("Subject: 自定义 {{ unit.name }}\n\n自定义正文 {{ stage }}\n",
-                                               encoding="utf-8")
+    (campaign.root / "reminder.j2").write_text(
+        "Subject: 自定义 {{ unit.name }}\n\n自定义正文 {{ stage }}\n", encoding="utf-8"
+    )
     config = campaign.config()
     subject, body = mailer.render(config, "reminder.j2", unit={"name": "山西大学"}, stage="after-1")
     assert subject == "自定义 山西大学" and body.strip() == "自定义正文 after-1"
@@ -209,8 +241,11 @@ def test_tls_and_login_as_providers_require(campaign, tmp_path, monkeypatch, tls
     server = SmtpServer(tls=tls, cert=(cert, key), users={"sxskjtrcc@126.com": "授权码-123"}).start()
     try:
         monkeypatch.setenv("TEST_SMTP_PASSWORD", "授权码-123")
-        campaign.configure(smtp=server.config(tls=tls, username="sxskjtrcc@126.com",
-                                              password_env="TEST_SMTP_PASSWORD", ca_file=str(ca)))
+        campaign.configure(
+            smtp=server.config(
+                tls=tls, username="sxskjtrcc@126.com", password_env="TEST_SMTP_PASSWORD", ca_file=str(ca)
+            )
+        )
         config = campaign.config()
         conn = open_connection(config.storage.db)
         with Mailer(config.smtp) as m:

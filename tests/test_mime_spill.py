@@ -7,6 +7,7 @@ order, parents), headers, body text, forwarded headers, links and defects, for c
 for the damaged kinds that must still be decoded the tolerant way. The memory it saves is
 measured end to end in tests/test_hostile_ingest.py (the 40 MB Maildir attachment).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -14,14 +15,14 @@ import random
 from dataclasses import replace
 
 import pytest
-
 from fixtures.mail import build_forward, build_mail, gbk_zip, raw_mail, raw_part, std_headers
+
 from ingest import mime
 from ingest.config import Limits
 
-LIMITS = replace(Limits(), stream_threshold_bytes=64 * 1024)   # big means > 64 KB here
-BIG = random.Random(14).randbytes(2 * 1024 * 1024 + 5)          # odd length: '=' padding
-TEXT = (b"abcdefghij" * 7 + b"\n") * 20000                      # 1.4 MB of 7bit text lines
+LIMITS = replace(Limits(), stream_threshold_bytes=64 * 1024)  # big means > 64 KB here
+BIG = random.Random(14).randbytes(2 * 1024 * 1024 + 5)  # odd length: '=' padding
+TEXT = (b"abcdefghij" * 7 + b"\n") * 20000  # 1.4 MB of 7bit text lines
 
 
 def _with_pad_in_the_middle() -> bytes:
@@ -36,24 +37,39 @@ def _std() -> bytes:
 
 CASES = {
     "clean base64 video": _std,
-    "raw base64 (CRLF)": lambda: raw_mail(std_headers("a@b.cn", "s"), [raw_part(BIG, "video/mp4", "视频.mp4")]),
-    "cut off base64": lambda: raw_mail(std_headers("a@b.cn", "s"),
-                                       [raw_part(BIG, "video/mp4", "v.mp4")[:-1001]], close=False),
-    "junk after the base64": lambda: raw_mail(std_headers("a@b.cn", "s"),
-                                              [raw_part(BIG, "video/mp4", "v.mp4") + b"!!junk\r\n"]),
+    "raw base64 (CRLF)": lambda: raw_mail(
+        std_headers("a@b.cn", "s"), [raw_part(BIG, "video/mp4", "视频.mp4")]
+    ),
+    "cut off base64": lambda: raw_mail(
+        std_headers("a@b.cn", "s"), [raw_part(BIG, "video/mp4", "v.mp4")[:-1001]], close=False
+    ),
+    "junk after the base64": lambda: raw_mail(
+        std_headers("a@b.cn", "s"), [raw_part(BIG, "video/mp4", "v.mp4") + b"!!junk\r\n"]
+    ),
     "padding in the middle": lambda: raw_mail(std_headers("a@b.cn", "s"), [_with_pad_in_the_middle()]),
-    "7bit text attachment": lambda: raw_mail(std_headers("a@b.cn", "s"),
-                                             [raw_part(TEXT, "text/plain", "a.txt", encode="7bit")]),
+    "7bit text attachment": lambda: raw_mail(
+        std_headers("a@b.cn", "s"), [raw_part(TEXT, "text/plain", "a.txt", encode="7bit")]
+    ),
     "quoted-printable attachment": lambda: raw_mail(
-        std_headers("a@b.cn", "s"), [raw_part(TEXT, "text/plain", "a.txt", encode="quoted-printable")]),
-    "uuencode label on base64": lambda: raw_mail(std_headers("a@b.cn", "s"), [raw_part(BIG, "video/mp4", "v.mp4").replace(
-        b"Content-Transfer-Encoding: base64", b"Content-Transfer-Encoding: x-uuencode")]),
+        std_headers("a@b.cn", "s"), [raw_part(TEXT, "text/plain", "a.txt", encode="quoted-printable")]
+    ),
+    "uuencode label on base64": lambda: raw_mail(
+        std_headers("a@b.cn", "s"),
+        [
+            raw_part(BIG, "video/mp4", "v.mp4").replace(
+                b"Content-Transfer-Encoding: base64", b"Content-Transfer-Encoding: x-uuencode"
+            )
+        ],
+    ),
     "big 7bit body text": lambda: b"From: a@b.cn\nSubject: x\n\n" + TEXT,
     "mbox From line": lambda: b"From a@b.cn Mon Jan  3 00:00:00 2022\n" + _std(),
     ".eml sent as an attachment": lambda: build_mail(
-        attachments=[("转发.eml", _std(), "application/octet-stream")]).as_bytes(),
+        attachments=[("转发.eml", _std(), "application/octet-stream")]
+    ).as_bytes(),
     "forwarded message/rfc822": lambda: bytes(build_forward(_std())),
-    "zip": lambda: build_mail(attachments=[("材料.zip", gbk_zip({"统计表.xlsx": BIG}), "application/zip")]).as_bytes(),
+    "zip": lambda: build_mail(
+        attachments=[("材料.zip", gbk_zip({"统计表.xlsx": BIG}), "application/zip")]
+    ).as_bytes(),
 }
 
 
@@ -65,10 +81,29 @@ def _view(parsed, spooled: list[int]) -> tuple:
             data = p.spool.read_bytes()
             p.spool.unlink()
             spooled.append(i)
-        parts.append((p.location, p.filename, p.declared_type, p.origin, p.parent, p.error, p.size,
-                      p.inline, hashlib.sha256(data).hexdigest() if data is not None else None))
-    return (repr(parsed.headers), parsed.body_text, parsed.html, repr(parsed.forwarded),
-            repr(parsed.links), parsed.defects, parsed.content_sha256, parts)
+        parts.append(
+            (
+                p.location,
+                p.filename,
+                p.declared_type,
+                p.origin,
+                p.parent,
+                p.error,
+                p.size,
+                p.inline,
+                hashlib.sha256(data).hexdigest() if data is not None else None,
+            )
+        )
+    return (
+        repr(parsed.headers),
+        parsed.body_text,
+        parsed.html,
+        repr(parsed.forwarded),
+        repr(parsed.links),
+        parsed.defects,
+        parsed.content_sha256,
+        parts,
+    )
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -5,38 +5,54 @@ clean network records: nothing lost, nothing twice. Transient faults are absorbe
 (reconnect, repeat the command, resume a partial fetch at its offset); persistent ones fail the
 poll with a message naming the server, and the next poll picks up where it stopped.
 """
+
 from __future__ import annotations
 
 import os
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from fixtures.campaign import Campaign
 from fixtures.dovecot import PASSWORD, PASSWORD_ENV
 from fixtures.faultproxy import FaultProxy
 from fixtures.mail import build_mail
+
 from ingest.db import open_connection
 
-SENDERS = ["太原市科学技术局 <tykjj@taiyuan.gov.cn>", "大同市科学技术局 <dtkjj2022@163.com>",
-           "长治市科学技术局 <czkjj@changzhi.gov.cn>", "someone <stranger@example.org>"]
-SMALL = 8                 # messages of ~100 kB: fetched together in one batch
-BIG = 6 * 1024 * 1024     # one message above stream_threshold_bytes: streamed in 4 MB chunks
+SENDERS = [
+    "太原市科学技术局 <tykjj@taiyuan.gov.cn>",
+    "大同市科学技术局 <dtkjj2022@163.com>",
+    "长治市科学技术局 <czkjj@changzhi.gov.cn>",
+    "someone <stranger@example.org>",
+]
+SMALL = 8  # messages of ~100 kB: fetched together in one batch
+BIG = 6 * 1024 * 1024  # one message above stream_threshold_bytes: streamed in 4 MB chunks
 
 
 @pytest.fixture(scope="module")
 def faulty_mailbox(dovecot):
     """A Dovecot user with SMALL small messages and one big one (read-only for every test)."""
     user = dovecot.new_user()
-    start = datetime(2022, 6, 20, 8, 0, tzinfo=timezone.utc)
+    start = datetime(2022, 6, 20, 8, 0, tzinfo=UTC)
     raws = []
     for i in range(SMALL):
-        raws.append(build_mail(SENDERS[i % len(SENDERS)], f"材料 {i}",
-                               [(f"附件{i}.bin", os.urandom(100_000), "application/octet-stream")],
-                               message_id=f"<small-{i}@test.mailroll>").as_bytes())
-    raws.append(build_mail(SENDERS[0], "大附件", [("big.bin", os.urandom(BIG), "application/octet-stream")],
-                           message_id="<big@test.mailroll>").as_bytes())
+        raws.append(
+            build_mail(
+                SENDERS[i % len(SENDERS)],
+                f"材料 {i}",
+                [(f"附件{i}.bin", os.urandom(100_000), "application/octet-stream")],
+                message_id=f"<small-{i}@test.mailroll>",
+            ).as_bytes()
+        )
+    raws.append(
+        build_mail(
+            SENDERS[0],
+            "大附件",
+            [("big.bin", os.urandom(BIG), "application/octet-stream")],
+            message_id="<big@test.mailroll>",
+        ).as_bytes()
+    )
     for i, raw in enumerate(raws):
         dovecot.append(user, raw, internaldate=start + timedelta(minutes=i))
     return user
@@ -53,11 +69,17 @@ def make_campaign(root, dovecot, user, port, **mailbox) -> Campaign:
 def state(c: Campaign) -> tuple:
     """What a user can see: every message with its outcome, and every kept file."""
     rows = c.run("messages", "--json").json
-    msgs = sorted((r["message_id"], r["from"], r["subject"], r["received_at"], r["unit"], r["disposition"])
-                  for r in rows)
+    msgs = sorted(
+        (r["message_id"], r["from"], r["subject"], r["received_at"], r["unit"], r["disposition"])
+        for r in rows
+    )
     conn = open_connection(c.db_path)
-    parts = sorted(conn.execute("SELECT m.message_id, p.filename, p.sha256, p.size FROM parts p "
-                                "JOIN messages m ON m.id = p.message").fetchall())
+    parts = sorted(
+        conn.execute(
+            "SELECT m.message_id, p.filename, p.sha256, p.size FROM parts p "
+            "JOIN messages m ON m.id = p.message"
+        ).fetchall()
+    )
     return msgs, parts
 
 
@@ -111,7 +133,7 @@ def test_a_stalled_connection_times_out_and_is_reopened(proxied, reference):
 
 def test_persistent_cuts_fail_the_poll_clearly_and_the_next_poll_completes(proxied, reference):
     c, proxy = proxied
-    proxy.cut_after(1_500_000, times=None)   # the small batch gets through, no 4 MB chunk does
+    proxy.cut_after(1_500_000, times=None)  # the small batch gets through, no 4 MB chunk does
     res = c.run("ingest", "--once", expect=1)
     text = res.output + res.stderr
     assert f"lost the connection to 127.0.0.1:{proxy.port} while fetching part" in text
@@ -142,8 +164,12 @@ def test_cuts_while_flagging_leave_every_message_recorded_once_and_flagged(tmp_p
     monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
     user = dovecot.new_user()
     for i in range(5):
-        dovecot.append(user, build_mail(SENDERS[i % 3], f"材料 {i}",
-                                        [(f"f{i}.bin", os.urandom(60_000), "application/octet-stream")]).as_bytes())
+        dovecot.append(
+            user,
+            build_mail(
+                SENDERS[i % 3], f"材料 {i}", [(f"f{i}.bin", os.urandom(60_000), "application/octet-stream")]
+            ).as_bytes(),
+        )
     with FaultProxy(dovecot.host, dovecot.port) as proxy:
         c = make_campaign(tmp_path / "c", dovecot, user, proxy.port, post_action="flag")
         proxy.cut_after(150_000, times=3)

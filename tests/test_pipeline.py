@@ -1,13 +1,14 @@
 """The spine on a Maildir: every message ends attributed, unmatched, duplicate or failed."""
+
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from fixtures.mail import build_mail
 
-JUNE_20 = datetime(2022, 6, 20, 2, 30, tzinfo=timezone.utc)
+JUNE_20 = datetime(2022, 6, 20, 2, 30, tzinfo=UTC)
 
 
 def _files_under(root: Path) -> set[Path]:
@@ -24,8 +25,9 @@ def test_ingest_once_counts_and_messages(campaign):
     assert again["new"] == 0 and again["seen"] == 2
 
     rows = campaign.run("messages", "--json").json
-    assert [r["disposition"] for r in rows] == ["attributed", "unmatched"] or \
-        sorted(r["disposition"] for r in rows) == ["attributed", "unmatched"]
+    assert [r["disposition"] for r in rows] == ["attributed", "unmatched"] or sorted(
+        r["disposition"] for r in rows
+    ) == ["attributed", "unmatched"]
     by_from = {r["from"]: r for r in rows}
     assert by_from["tykjj@taiyuan.gov.cn"]["unit"] == "taiyuan-kjj"
     assert by_from["who@example.org"]["unit"] is None and by_from["who@example.org"]["reason"]
@@ -37,8 +39,8 @@ def test_ingest_once_counts_and_messages(campaign):
 
 
 def test_arrival_time_is_the_delivery_time_not_the_date_header(campaign):
-    lying = build_mail(date=datetime(2022, 6, 1, tzinfo=timezone.utc))  # claims to be early
-    campaign.deliver(lying, when=datetime(2022, 6, 27, 8, 0, tzinfo=timezone.utc))
+    lying = build_mail(date=datetime(2022, 6, 1, tzinfo=UTC))  # claims to be early
+    campaign.deliver(lying, when=datetime(2022, 6, 27, 8, 0, tzinfo=UTC))
     campaign.run("ingest", "--once")
     (row,) = campaign.run("messages", "--json").json
     assert row["received_at"] == "2022-06-27T08:00:00+00:00"
@@ -47,7 +49,7 @@ def test_arrival_time_is_the_delivery_time_not_the_date_header(campaign):
 def test_same_message_delivered_twice_is_recorded_once_then_duplicate(campaign):
     msg = build_mail(attachments=[("总结报告.txt", "总结".encode() * 50)])
     campaign.deliver(msg, when=JUNE_20)
-    campaign.deliver(msg, when=datetime(2022, 6, 20, 3, 0, tzinfo=timezone.utc))
+    campaign.deliver(msg, when=datetime(2022, 6, 20, 3, 0, tzinfo=UTC))
     counts = campaign.run("ingest", "--once", "--json").json
     assert counts["new"] == 2 and counts["duplicate"] == 1 and counts["attributed"] == 1
     rows = campaign.run("messages", "--json").json
@@ -105,11 +107,16 @@ def test_a_check_that_failed_for_this_servers_reasons_is_done_again(campaign, me
     campaign.deliver(build_mail(attachments=[("视频.mp4", video)]), when=JUNE_20)
     campaign.run("ingest", "--once")
     (unit,) = [u for u in campaign.run("status", "--json").json if u["id"] == "taiyuan-kjj"]
-    assert unit["items"]["video"]["state"] == "invalid" and "could not be probed" in unit["items"]["video"]["reason"]
+    assert (
+        unit["items"]["video"]["state"] == "invalid"
+        and "could not be probed" in unit["items"]["video"]["reason"]
+    )
 
     campaign.configure(limits={"probe_timeout_s": 30.0})
-    campaign.deliver(build_mail(subject="重发视频", attachments=[("视频.mp4", video)]),
-                     when=datetime(2022, 6, 21, tzinfo=timezone.utc))
+    campaign.deliver(
+        build_mail(subject="重发视频", attachments=[("视频.mp4", video)]),
+        when=datetime(2022, 6, 21, tzinfo=UTC),
+    )
     campaign.run("ingest", "--once")
     (unit,) = [u for u in campaign.run("status", "--json").json if u["id"] == "taiyuan-kjj"]
     assert unit["items"]["video"]["state"] == "ok"

@@ -3,11 +3,12 @@ messages are prepared); the outcome must be the one of one-message-at-a-time pro
 in arrival order, duplicates found even while the original is still in flight, ``stop`` honoured
 between messages, a failure confined to its message, and a store with exactly the referenced files.
 """
+
 from __future__ import annotations
 
 import sqlite3
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from fixtures.mail import build_mail
 
@@ -15,7 +16,7 @@ from ingest import pipeline
 from ingest.db import open_connection
 from ingest.store import FileStore
 
-START = datetime(2022, 6, 20, 2, 0, tzinfo=timezone.utc)
+START = datetime(2022, 6, 20, 2, 0, tzinfo=UTC)
 TAIYUAN = "太原市科学技术局 <tykjj@taiyuan.gov.cn>"
 
 
@@ -43,7 +44,9 @@ def _store_matches_database(campaign) -> None:
 def test_commits_follow_arrival_and_a_duplicate_in_flight_with_its_original_is_found(campaign, media):
     video = media.video(12).read_bytes()
     sheet = media.sheet_xlsx.read_bytes()
-    with_video = build_mail(TAIYUAN, "材料（视频）", [("宣传视频.mp4", video, "video/mp4"), ("统计表.xlsx", sheet)])
+    with_video = build_mail(
+        TAIYUAN, "材料（视频）", [("宣传视频.mp4", video, "video/mp4"), ("统计表.xlsx", sheet)]
+    )
     other = build_mail(TAIYUAN, "材料（总结）", [("总结报告.docx", media.report_docx.read_bytes())])
     small = build_mail(TAIYUAN, "材料（统计表）", [("统计表.xlsx", sheet)])
     # the copies arrive right behind their originals: both are in flight at once
@@ -54,20 +57,31 @@ def test_commits_follow_arrival_and_a_duplicate_in_flight_with_its_original_is_f
     assert (result.new, result.duplicate, result.failed) == (6, 3, 0)
     conn = sqlite3.connect(campaign.db_path)
     rows = conn.execute("SELECT id, subject, status, duplicate_of FROM messages ORDER BY id").fetchall()
-    assert [r[1] for r in rows] == ["材料（视频）", "材料（视频）", "材料（总结）", "材料（统计表）", "材料（统计表）", "材料（总结）"]
+    assert [r[1] for r in rows] == [
+        "材料（视频）",
+        "材料（视频）",
+        "材料（总结）",
+        "材料（统计表）",
+        "材料（统计表）",
+        "材料（总结）",
+    ]
     assert [r[2] for r in rows] == ["recorded", "duplicate", "recorded", "recorded", "duplicate", "duplicate"]
     ids = [r[0] for r in rows]
     assert [r[3] for r in rows] == [None, ids[0], None, None, ids[3], ids[2]]
     (facts,) = conn.execute("SELECT facts FROM parts WHERE kind = 'video'").fetchone()
-    assert '"duration_s": 12' in facts           # probed in a worker, recorded with its message
-    checked = conn.execute("SELECT kind, COUNT(*) FROM parts WHERE facts IS NOT NULL GROUP BY kind").fetchall()
-    assert dict(checked) == {"video": 1, "statistics": 2, "report": 1}   # checked before the commit
+    assert '"duration_s": 12' in facts  # probed in a worker, recorded with its message
+    checked = conn.execute(
+        "SELECT kind, COUNT(*) FROM parts WHERE facts IS NOT NULL GROUP BY kind"
+    ).fetchall()
+    assert dict(checked) == {"video": 1, "statistics": 2, "report": 1}  # checked before the commit
     _store_matches_database(campaign)
 
 
 def test_stop_lets_the_messages_in_flight_finish_and_starts_no_new_one(campaign):
-    _deliver_all(campaign, [build_mail(TAIYUAN, f"材料 {i}", [(f"附件{i}.bin", bytes([i]) * 50_000)])
-                            for i in range(10)])
+    _deliver_all(
+        campaign,
+        [build_mail(TAIYUAN, f"材料 {i}", [(f"附件{i}.bin", bytes([i]) * 50_000)]) for i in range(10)],
+    )
     stop = threading.Event()
 
     def progress(event, _total):
@@ -90,8 +104,10 @@ def test_stop_lets_the_messages_in_flight_finish_and_starts_no_new_one(campaign)
 
 
 def test_a_file_that_cannot_be_stored_fails_only_its_message(campaign, monkeypatch):
-    _deliver_all(campaign, [build_mail(TAIYUAN, f"材料 {i}", [(f"附件{i}.bin", bytes([65 + i]) * 40_000)])
-                            for i in range(5)])
+    _deliver_all(
+        campaign,
+        [build_mail(TAIYUAN, f"材料 {i}", [(f"附件{i}.bin", bytes([65 + i]) * 40_000)]) for i in range(5)],
+    )
     put_bytes = FileStore.put_bytes
 
     def disk_full_for_message_2(self, data):
@@ -109,7 +125,7 @@ def test_a_file_that_cannot_be_stored_fails_only_its_message(campaign, monkeypat
     assert "No space left on device" in rows[2][2]
 
     monkeypatch.setattr(FileStore, "put_bytes", put_bytes)
-    second = _poll(campaign)                     # retried: the failed one only
+    second = _poll(campaign)  # retried: the failed one only
     assert (second.new, second.failed) == (1, 0)
     assert {s for (s,) in conn.execute("SELECT status FROM messages")} == {"recorded"}
     _store_matches_database(campaign)

@@ -1,11 +1,12 @@
 """Receipts (threaded replies saying what arrived and how it checked) and bounces."""
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-
 from fixtures.mail import build_forward, build_mail
+
 from ingest.db import open_connection
 
 BJ = timezone(timedelta(hours=8))
@@ -46,13 +47,19 @@ def db_rows(campaign, sql: str, *params) -> list[tuple]:
 
 # ------------------------------------------------------------------------------ receipts
 
+
 def test_receipt_is_a_threaded_reply_listing_files_checks_and_what_is_missing(mailing, media):
     campaign, server = mailing
-    original = build_mail("山西大学科技处 <kjc@sxu.edu.cn>", subject="山西大学科技活动周材料",
-                          message_id="<sxu-20220620-1@sxu.edu.cn>",
-                          headers={"References": "<earlier-1@sxu.edu.cn>"},
-                          attachments=[("山西大学宣传视频.mp4", media.video(200).read_bytes()),
-                                       ("山西大学统计表.xlsx", media.sheet_xlsx.read_bytes())])
+    original = build_mail(
+        "山西大学科技处 <kjc@sxu.edu.cn>",
+        subject="山西大学科技活动周材料",
+        message_id="<sxu-20220620-1@sxu.edu.cn>",
+        headers={"References": "<earlier-1@sxu.edu.cn>"},
+        attachments=[
+            ("山西大学宣传视频.mp4", media.video(200).read_bytes()),
+            ("山西大学统计表.xlsx", media.sheet_xlsx.read_bytes()),
+        ],
+    )
     campaign.deliver(original)
     ingest(campaign)
     sent = receipts(campaign)
@@ -79,15 +86,23 @@ def test_receipt_is_a_threaded_reply_listing_files_checks_and_what_is_missing(ma
     # one receipt per message, however often it runs
     assert receipts(campaign) == []
     assert len(server.messages) == 1
-    assert db_rows(campaign, "SELECT kind, unit, answers, status FROM outbox") == [("receipt", "sxu", 1, "sent")]
+    assert db_rows(campaign, "SELECT kind, unit, answers, status FROM outbox") == [
+        ("receipt", "sxu", 1, "sent")
+    ]
 
 
 def test_complete_unit_is_thanked(mailing, media):
     campaign, server = mailing
-    campaign.deliver(build_mail("王丽 <tykjj@taiyuan.gov.cn>", attachments=[
-        ("统计表.xlsx", media.sheet_xlsx.read_bytes()),
-        ("总结报告.docx", media.report_docx.read_bytes()),
-        ("视频.mp4", media.video(10).read_bytes())]))
+    campaign.deliver(
+        build_mail(
+            "王丽 <tykjj@taiyuan.gov.cn>",
+            attachments=[
+                ("统计表.xlsx", media.sheet_xlsx.read_bytes()),
+                ("总结报告.docx", media.report_docx.read_bytes()),
+                ("视频.mp4", media.video(10).read_bytes()),
+            ],
+        )
+    )
     ingest(campaign)
     receipts(campaign)
     text = server.wait_for(1)[0].text
@@ -102,26 +117,36 @@ def test_unknown_senders_get_no_receipt(mailing):
     assert server.messages == []
 
 
-@pytest.mark.parametrize("sender,headers,subject", [
-    ("kjc@sxu.edu.cn", {"Auto-Submitted": "auto-replied"}, "Re: 材料"),
-    ("kjc@sxu.edu.cn", {"Precedence": "bulk"}, "通知"),
-    ("kjc@sxu.edu.cn", {"Precedence": "junk"}, "通知"),
-    ("kjc@sxu.edu.cn", {"List-Id": "<kjc.lists.sxu.edu.cn>"}, "通知"),
-    ("kjc@sxu.edu.cn", {"X-Autoreply": "yes"}, "Re: 材料"),
-    ("kjc@sxu.edu.cn", {"X-Autorespond": "yes"}, "Re: 材料"),
-    ("kjc@sxu.edu.cn", {"Return-Path": "<>"}, "材料"),
-    ("kjc@sxu.edu.cn", {"X-Mailroll": "receipt"}, "Re: 材料"),
-    ("kjc@sxu.edu.cn", {}, "自动回复: 山西大学科技活动周材料"),
-    ("kjc@sxu.edu.cn", {}, "Automatic reply: 材料"),
-    ("MAILER-DAEMON@sxu.edu.cn", {}, "材料"),
-    ("noreply@sxu.edu.cn", {}, "材料"),
-])
+@pytest.mark.parametrize(
+    "sender,headers,subject",
+    [
+        ("kjc@sxu.edu.cn", {"Auto-Submitted": "auto-replied"}, "Re: 材料"),
+        ("kjc@sxu.edu.cn", {"Precedence": "bulk"}, "通知"),
+        ("kjc@sxu.edu.cn", {"Precedence": "junk"}, "通知"),
+        ("kjc@sxu.edu.cn", {"List-Id": "<kjc.lists.sxu.edu.cn>"}, "通知"),
+        ("kjc@sxu.edu.cn", {"X-Autoreply": "yes"}, "Re: 材料"),
+        ("kjc@sxu.edu.cn", {"X-Autorespond": "yes"}, "Re: 材料"),
+        ("kjc@sxu.edu.cn", {"Return-Path": "<>"}, "材料"),
+        ("kjc@sxu.edu.cn", {"X-Mailroll": "receipt"}, "Re: 材料"),
+        ("kjc@sxu.edu.cn", {}, "自动回复: 山西大学科技活动周材料"),
+        ("kjc@sxu.edu.cn", {}, "Automatic reply: 材料"),
+        ("MAILER-DAEMON@sxu.edu.cn", {}, "材料"),
+        ("noreply@sxu.edu.cn", {}, "材料"),
+    ],
+)
 def test_automatic_mail_gets_no_receipt(mailing, media, sender, headers, subject):
     campaign, server = mailing
     # our own receipt coming back (forwarded verbatim by the unit's server) has our Message-ID
     message_id = "<0123456789abcdef0123.mailroll-receipt@126.com>" if "X-Mailroll" in headers else None
-    campaign.deliver(build_mail(sender, subject=subject, headers=headers, message_id=message_id,
-                                attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())]))
+    campaign.deliver(
+        build_mail(
+            sender,
+            subject=subject,
+            headers=headers,
+            message_id=message_id,
+            attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())],
+        )
+    )
     ingest(campaign)
     campaign.run("assign", "1", "sxu")  # even when it is (or is made) the unit's
     assert receipts(campaign) == []
@@ -133,19 +158,32 @@ def test_an_auto_responder_does_not_start_a_loop(mailing, media):
     automatic: it gets no receipt; and a chatty sender gets at most receipts_per_day."""
     campaign, server = mailing
     campaign.configure(reminders={"receipts_per_day": 3})
-    campaign.deliver(build_mail("kjc@sxu.edu.cn", attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())]))
+    campaign.deliver(
+        build_mail("kjc@sxu.edu.cn", attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())])
+    )
     ingest(campaign)
     receipts(campaign)
     ours = server.wait_for(1)[0]
     for i in range(3):
-        campaign.deliver(build_mail("kjc@sxu.edu.cn", subject=f"Re: {ours['Subject']}", body="您的邮件已收到。",
-                                    headers={"In-Reply-To": ours["Message-ID"], "References": ours["Message-ID"]}))
+        campaign.deliver(
+            build_mail(
+                "kjc@sxu.edu.cn",
+                subject=f"Re: {ours['Subject']}",
+                body="您的邮件已收到。",
+                headers={"In-Reply-To": ours["Message-ID"], "References": ours["Message-ID"]},
+            )
+        )
     ingest(campaign)
     assert receipts(campaign) == []
     # a reply to our receipt that brings a file is a real submission: answered
-    campaign.deliver(build_mail("kjc@sxu.edu.cn", subject=f"Re: {ours['Subject']}",
-                                headers={"In-Reply-To": ours["Message-ID"]},
-                                attachments=[("总结报告.docx", media.report_docx.read_bytes())]))
+    campaign.deliver(
+        build_mail(
+            "kjc@sxu.edu.cn",
+            subject=f"Re: {ours['Subject']}",
+            headers={"In-Reply-To": ours["Message-ID"]},
+            attachments=[("总结报告.docx", media.report_docx.read_bytes())],
+        )
+    )
     # ... and an unmarked sender writing again and again is capped
     for i in range(4):
         campaign.deliver(build_mail("kjc@sxu.edu.cn", subject=f"第{i}次", body="补充说明"))
@@ -158,8 +196,10 @@ def test_an_auto_responder_does_not_start_a_loop(mailing, media):
 def test_receipts_wait_for_the_end_of_quiet_hours(mailing, media):
     campaign, server = mailing
     yesterday = datetime.now(BJ).date() - timedelta(days=1)
-    campaign.deliver(build_mail("kjc@sxu.edu.cn", attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())]),
-                     when=datetime.fromisoformat(f"{yesterday}T22:30:00+08:00"))
+    campaign.deliver(
+        build_mail("kjc@sxu.edu.cn", attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())]),
+        when=datetime.fromisoformat(f"{yesterday}T22:30:00+08:00"),
+    )
     ingest(campaign)
     today = yesterday + timedelta(days=1)
     res = campaign.run("receipts", "--now", f"{yesterday}T23:00:00+08:00", "--json")
@@ -172,11 +212,15 @@ def test_receipts_wait_for_the_end_of_quiet_hours(mailing, media):
 
 def test_old_mail_and_disabled_receipts_get_none(mailing, media):
     campaign, server = mailing
-    campaign.deliver(build_mail("kjc@sxu.edu.cn", attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())]),
-                     when=datetime.now(timezone.utc) - timedelta(days=10))
+    campaign.deliver(
+        build_mail("kjc@sxu.edu.cn", attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())]),
+        when=datetime.now(UTC) - timedelta(days=10),
+    )
     ingest(campaign)
     assert receipts(campaign) == [], "older than receipts_max_age (3d)"
-    campaign.deliver(build_mail("kjc@sxu.edu.cn", attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())]))
+    campaign.deliver(
+        build_mail("kjc@sxu.edu.cn", attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())])
+    )
     ingest(campaign)
     campaign.configure(reminders={"receipts": False})
     res = campaign.run("receipts", "--json")
@@ -195,7 +239,9 @@ def test_switched_off_receipts_need_no_smtp(campaign):
 
 def test_receipt_kept_back_by_an_outage_goes_later_once(mailing, media):
     campaign, server = mailing
-    campaign.deliver(build_mail("kjc@sxu.edu.cn", attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())]))
+    campaign.deliver(
+        build_mail("kjc@sxu.edu.cn", attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())])
+    )
     ingest(campaign)
     server.stop()
     assert [r["status"] for r in receipts(campaign, "", expect=1)] == ["deferred"]
@@ -207,10 +253,13 @@ def test_receipt_kept_back_by_an_outage_goes_later_once(mailing, media):
 
 # ------------------------------------------------------------------------------ bounces
 
+
 def _dsn(original_headers: str, recipient: str, *, returned: str = "text/rfc822-headers") -> bytes:
     returned_part = (
-        f"Content-Type: text/rfc822-headers\r\n\r\n{original_headers}\r\n" if returned == "text/rfc822-headers"
-        else f"Content-Type: message/rfc822\r\n\r\n{original_headers}\r\n\r\n(body)\r\n")
+        f"Content-Type: text/rfc822-headers\r\n\r\n{original_headers}\r\n"
+        if returned == "text/rfc822-headers"
+        else f"Content-Type: message/rfc822\r\n\r\n{original_headers}\r\n\r\n(body)\r\n"
+    )
     return (
         "From: MAILER-DAEMON@mx.163.com (Mail Delivery System)\r\n"
         "To: sxskjtrcc@126.com\r\n"
@@ -227,7 +276,8 @@ def _dsn(original_headers: str, recipient: str, *, returned: str = "text/rfc822-
         "Reporting-MTA: dns; mx.163.com\r\n\r\n"
         f"Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: 5.1.1\r\n"
         f"Diagnostic-Code: smtp; 550 5.1.1 <{recipient}>: Recipient address rejected: User unknown\r\n\r\n"
-        f"--BOUNDARY\r\n{returned_part}--BOUNDARY--\r\n").encode()
+        f"--BOUNDARY\r\n{returned_part}--BOUNDARY--\r\n"
+    ).encode()
 
 
 def _headers_of(received) -> str:
@@ -243,8 +293,8 @@ def test_a_bounce_is_matched_to_our_reminder_and_never_a_submission(mailing, ret
     campaign.deliver(_dsn(_headers_of(ours), "dtkjj2022@163.com", returned=returned))
     ingest(campaign)
     receipts(campaign)  # bounces are looked for before receipts (serve does it after each poll)
-    (msg, outbox_id, recipient, status, diagnostic), = db_rows(campaign, "SELECT * FROM bounces")
-    (unit, stage), = db_rows(campaign, "SELECT unit, stage FROM outbox WHERE id = ?", outbox_id)
+    ((msg, outbox_id, recipient, status, diagnostic),) = db_rows(campaign, "SELECT * FROM bounces")
+    ((unit, stage),) = db_rows(campaign, "SELECT unit, stage FROM outbox WHERE id = ?", outbox_id)
     assert (unit, stage, recipient, status) == ("datong-kjj", "before-3d", "dtkjj2022@163.com", "5.1.1")
     assert "User unknown" in diagnostic
     unmatched = campaign.run("unmatched", "--json").json
@@ -259,13 +309,17 @@ def test_a_chinese_bounce_quoting_the_original_is_matched(mailing):
     campaign, server = mailing
     campaign.run("remind", "--now", "2022-06-23T10:00:00+08:00")
     ours = server.to("tyswxcb@qq.com")[0]
-    campaign.deliver(build_mail(
-        "postmaster@qq.com", subject="系统退信",
-        body=f"抱歉，您的邮件被退回来了……\n原邮件信息：\nMessage-ID: {ours['Message-ID']}\n收件人：tyswxcb@qq.com\n"
-             f"退信原因：550 Mailbox not found or access denied"))
+    campaign.deliver(
+        build_mail(
+            "postmaster@qq.com",
+            subject="系统退信",
+            body=f"抱歉，您的邮件被退回来了……\n原邮件信息：\nMessage-ID: {ours['Message-ID']}\n收件人：tyswxcb@qq.com\n"
+            f"退信原因：550 Mailbox not found or access denied",
+        )
+    )
     ingest(campaign)
     receipts(campaign)
-    (msg, outbox_id, recipient, status, diagnostic), = db_rows(campaign, "SELECT * FROM bounces")
+    ((msg, outbox_id, recipient, status, diagnostic),) = db_rows(campaign, "SELECT * FROM bounces")
     assert db_rows(campaign, "SELECT unit FROM outbox WHERE id = ?", outbox_id) == [("taiyuan-xcb",)]
     assert "550 Mailbox not found" in diagnostic
 
@@ -290,16 +344,27 @@ def test_receipt_lists_what_came_inside_an_archive(mailing, media):
 
 # ------------------------------------------------------------------------------ time, copies, previews
 
+
 def test_receipts_judge_as_of_now_not_including_later_mail(mailing, media):
     """At 10:00 only the 09:00 message has arrived: it alone is answered, and its receipt says
     the report (which came at 11:00) is still missing. The 11:00 one is answered later."""
     campaign, server = mailing
     day = datetime.now(BJ).date() - timedelta(days=1)
     at = lambda hh: datetime.fromisoformat(f"{day}T{hh}:00:00+08:00")  # noqa: E731
-    campaign.deliver(build_mail("kjc@sxu.edu.cn", subject="统计表",
-                                attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())]), when=at("09"))
-    campaign.deliver(build_mail("kjc@sxu.edu.cn", subject="总结报告",
-                                attachments=[("总结报告.docx", media.report_docx.read_bytes())]), when=at("11"))
+    campaign.deliver(
+        build_mail(
+            "kjc@sxu.edu.cn", subject="统计表", attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())]
+        ),
+        when=at("09"),
+    )
+    campaign.deliver(
+        build_mail(
+            "kjc@sxu.edu.cn",
+            subject="总结报告",
+            attachments=[("总结报告.docx", media.report_docx.read_bytes())],
+        ),
+        when=at("11"),
+    )
     ingest(campaign)
     first = receipts(campaign, at("10").isoformat())
     assert [r["subject"] for r in first] == ["Re: 统计表"]
@@ -317,9 +382,14 @@ def test_a_forwarded_message_is_answered_with_the_unit_in_copy(mailing, media):
     """A staff member forwards the unit's mail from a personal qq.com address: the receipt
     answers the forwarder (thread) and copies the unit's registered address."""
     campaign, server = mailing
-    inner = build_mail("山西大学科技处 <kjc@sxu.edu.cn>", subject="山西大学科技活动周材料",
-                       attachments=[("山西大学统计表.xlsx", media.sheet_xlsx.read_bytes())]).as_bytes()
-    campaign.deliver(build_forward(inner, from_="李明 <87654321@qq.com>", subject="转发：山西大学科技活动周材料"))
+    inner = build_mail(
+        "山西大学科技处 <kjc@sxu.edu.cn>",
+        subject="山西大学科技活动周材料",
+        attachments=[("山西大学统计表.xlsx", media.sheet_xlsx.read_bytes())],
+    ).as_bytes()
+    campaign.deliver(
+        build_forward(inner, from_="李明 <87654321@qq.com>", subject="转发：山西大学科技活动周材料")
+    )
     ingest(campaign)
     # the sample sheet's 填报单位 names 太原市科学技术局 while the subject names 山西大学: a tie,
     # so the message waits in the unmatched queue until staff assign it
@@ -333,11 +403,16 @@ def test_a_forwarded_message_is_answered_with_the_unit_in_copy(mailing, media):
     assert mail["To"] == "87654321@qq.com" and mail["Cc"] == "kjc@sxu.edu.cn"
     assert mail["Subject"] == "Re: 转发：山西大学科技活动周材料" and mail["In-Reply-To"]
     assert "本回执同时抄送贵单位在报送名单中登记的邮箱：kjc@sxu.edu.cn" in mail.text
-    (to_addrs,), = db_rows(campaign, "SELECT to_addrs FROM outbox")
+    ((to_addrs,),) = db_rows(campaign, "SELECT to_addrs FROM outbox")
     assert "kjc@sxu.edu.cn" in to_addrs, "a bounce from the copy's address is matched too"
     # automatic mail from the forwarder gets nothing at all, copy included
-    campaign.deliver(build_mail("李明 <87654321@qq.com>", subject="自动回复: 山西大学科技活动周材料",
-                                attachments=[("总结报告.docx", media.report_docx.read_bytes())]))
+    campaign.deliver(
+        build_mail(
+            "李明 <87654321@qq.com>",
+            subject="自动回复: 山西大学科技活动周材料",
+            attachments=[("总结报告.docx", media.report_docx.read_bytes())],
+        )
+    )
     ingest(campaign)
     campaign.run("assign", "2", "sxu")
     assert receipts(campaign) == []
@@ -346,8 +421,13 @@ def test_a_forwarded_message_is_answered_with_the_unit_in_copy(mailing, media):
 
 def test_dry_run_show_previews_the_receipt_text(mailing, media):
     campaign, server = mailing
-    campaign.deliver(build_mail("山西大学科技处 <kjc@sxu.edu.cn>", subject="山西大学科技活动周材料",
-                                attachments=[("山西大学宣传视频.mp4", media.video(200).read_bytes())]))
+    campaign.deliver(
+        build_mail(
+            "山西大学科技处 <kjc@sxu.edu.cn>",
+            subject="山西大学科技活动周材料",
+            attachments=[("山西大学宣传视频.mp4", media.video(200).read_bytes())],
+        )
+    )
     ingest(campaign)
     out = campaign.run("receipts", "--now", awake_now(), "--dry-run", "--show").output
     assert "To: kjc@sxu.edu.cn" in out and "Subject: Re: 山西大学科技活动周材料" in out

@@ -1,14 +1,15 @@
 """Reminders: the right units, at the right times, never twice, never at night."""
+
 from __future__ import annotations
 
 import signal
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-
 from fixtures.mail import build_mail
+
 from ingest.db import open_connection
 from reconcile.remind import due_stage, in_quiet_hours
 
@@ -16,8 +17,20 @@ BJ = timezone(timedelta(hours=8))
 # Mail in these tests arrives before the first --now used (reminders judge the state as of --now)
 EARLY = datetime(2022, 6, 20, 10, 0, tzinfo=BJ)
 
-ALL_UNITS = ["taiyuan-kjj", "datong-kjj", "changzhi-kjj", "jinzhong-kjj", "yuncheng-kjj", "taiyuan-xcb",
-             "taiyuan-kx", "changzhi-gxq", "zhuanxing", "sxu", "tyut", "sxas"]
+ALL_UNITS = [
+    "taiyuan-kjj",
+    "datong-kjj",
+    "changzhi-kjj",
+    "jinzhong-kjj",
+    "yuncheng-kjj",
+    "taiyuan-xcb",
+    "taiyuan-kx",
+    "changzhi-gxq",
+    "zhuanxing",
+    "sxu",
+    "tyut",
+    "sxas",
+]
 
 
 @pytest.fixture
@@ -33,21 +46,30 @@ def remind(campaign, when: str, *extra: str, expect: int | None = 0) -> list[dic
 def outbox(campaign) -> list[tuple]:
     conn = open_connection(campaign.db_path)
     try:
-        return conn.execute("SELECT unit, stage, status FROM outbox WHERE kind = 'reminder' ORDER BY id").fetchall()
+        return conn.execute(
+            "SELECT unit, stage, status FROM outbox WHERE kind = 'reminder' ORDER BY id"
+        ).fetchall()
     finally:
         conn.close()
 
 
 def submit_complete(campaign, media, sender="王丽 <tykjj@taiyuan.gov.cn>", video_s=10, when=EARLY):
-    campaign.deliver(build_mail(sender, attachments=[
-        ("2022年科技活动周统计表.xlsx", media.sheet_xlsx.read_bytes()),
-        ("科技活动周总结报告.docx", media.report_docx.read_bytes()),
-        ("科技活动周视频.mp4", media.video(video_s).read_bytes()),
-    ]), when=when)
+    campaign.deliver(
+        build_mail(
+            sender,
+            attachments=[
+                ("2022年科技活动周统计表.xlsx", media.sheet_xlsx.read_bytes()),
+                ("科技活动周总结报告.docx", media.report_docx.read_bytes()),
+                ("科技活动周视频.mp4", media.video(video_s).read_bytes()),
+            ],
+        ),
+        when=when,
+    )
     campaign.run("ingest", "--once")
 
 
 # ------------------------------------------------------------------------------ time rules
+
 
 def test_stages_follow_the_deadline(campaign):
     config = campaign.config()
@@ -71,10 +93,11 @@ def test_quiet_hours_span_midnight(campaign):
     assert not in_quiet_hours(config, datetime(2022, 6, 25, 8, 0, tzinfo=tz))
     assert not in_quiet_hours(config, datetime(2022, 6, 24, 20, 59, tzinfo=tz))
     # 22:00 in Shanghai is 14:00 UTC: the campaign's zone decides
-    assert in_quiet_hours(config, datetime(2022, 6, 24, 14, 0, tzinfo=timezone.utc))
+    assert in_quiet_hours(config, datetime(2022, 6, 24, 14, 0, tzinfo=UTC))
 
 
 # ------------------------------------------------------------------------------ the sequence
+
 
 def test_each_stage_goes_once_to_every_incomplete_unit(mailing, media):
     campaign, server = mailing
@@ -84,8 +107,13 @@ def test_each_stage_goes_once_to_every_incomplete_unit(mailing, media):
     assert [r["unit"] for r in first] == ALL_UNITS[1:], "the complete unit gets none"
     assert {r["stage"] for r in first} == {"before-3d"}
     datong = next(r for r in first if r["unit"] == "datong-kjj")
-    assert datong == {"unit": "datong-kjj", "to": ["dtkjj2022@163.com"], "stage": "before-3d",
-                      "missing": ["statistics", "report", "video"], "invalid": []}
+    assert datong == {
+        "unit": "datong-kjj",
+        "to": ["dtkjj2022@163.com"],
+        "stage": "before-3d",
+        "missing": ["statistics", "report", "video"],
+        "invalid": [],
+    }
     assert len(server.wait_for(11)) == 11
     assert server.to("tykjj@taiyuan.gov.cn") == []
 
@@ -119,11 +147,22 @@ def test_only_the_latest_stage_is_sent_after_a_long_stop(mailing):
 
 def test_reminder_text_says_what_is_missing_and_how_to_fix(mailing, media):
     campaign, server = mailing
-    campaign.deliver(build_mail("山西大学科技处 <kjc@sxu.edu.cn>", subject="山西大学科技活动周材料",
-                                attachments=[("山西大学视频.mp4", media.video(200).read_bytes())]), when=EARLY)
-    campaign.deliver(build_mail("kjc@tyut.edu.cn", subject="太原理工大学视频",
-                                body="视频太大，请从网盘下载：https://pan.baidu.com/s/1AbCdEfGhIjK 提取码: 8k3x"),
-                     when=EARLY)
+    campaign.deliver(
+        build_mail(
+            "山西大学科技处 <kjc@sxu.edu.cn>",
+            subject="山西大学科技活动周材料",
+            attachments=[("山西大学视频.mp4", media.video(200).read_bytes())],
+        ),
+        when=EARLY,
+    )
+    campaign.deliver(
+        build_mail(
+            "kjc@tyut.edu.cn",
+            subject="太原理工大学视频",
+            body="视频太大，请从网盘下载：https://pan.baidu.com/s/1AbCdEfGhIjK 提取码: 8k3x",
+        ),
+        when=EARLY,
+    )
     campaign.run("ingest", "--once")
     got = remind(campaign, "2022-06-26T09:00:00+08:00")
     sxu = next(r for r in got if r["unit"] == "sxu")
@@ -216,11 +255,21 @@ def test_a_permanent_refusal_is_not_retried(mailing):
 def test_killed_between_smtp_and_recording_sends_nothing_again(mailing):
     """A `remind` process dies right after the server took a mail: that mail is never re-sent."""
     campaign, server = mailing
-    server.hold()   # the server keeps the first mail and delays its "250 OK"
+    server.hold()  # the server keeps the first mail and delays its "250 OK"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "reconcile", "--config", str(campaign.config_path), "remind",
-         "--now", "2022-06-23T10:00:00+08:00"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        [
+            sys.executable,
+            "-m",
+            "reconcile",
+            "--config",
+            str(campaign.config_path),
+            "remind",
+            "--now",
+            "2022-06-23T10:00:00+08:00",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         first = server.wait_for(1, timeout=60)[0]
         proc.send_signal(signal.SIGKILL)
@@ -241,6 +290,7 @@ def test_killed_between_smtp_and_recording_sends_nothing_again(mailing):
 
 
 # ------------------------------------------------------------------------------ --now and previews
+
 
 def test_now_judges_the_state_at_that_time_not_todays(mailing, media):
     """A unit whose complete set arrived on 6-24 was still missing everything on 6-23."""
@@ -280,8 +330,13 @@ def test_json_in_quiet_hours_says_why_nothing_is_due_on_stderr(mailing):
 
 def test_dry_run_show_prints_each_mail_as_the_unit_gets_it(mailing, media):
     campaign, server = mailing
-    campaign.deliver(build_mail("山西大学科技处 <kjc@sxu.edu.cn>",
-                                attachments=[("山西大学视频.mp4", media.video(200).read_bytes())]), when=EARLY)
+    campaign.deliver(
+        build_mail(
+            "山西大学科技处 <kjc@sxu.edu.cn>",
+            attachments=[("山西大学视频.mp4", media.video(200).read_bytes())],
+        ),
+        when=EARLY,
+    )
     campaign.run("ingest", "--once")
     out = campaign.run("remind", "--now", "2022-06-26T09:00:00+08:00", "--dry-run", "--show").output
     assert "To: kjc@sxu.edu.cn" in out

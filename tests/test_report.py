@@ -1,11 +1,15 @@
 """The report check on real .docx/.pdf/.doc files."""
+
 from __future__ import annotations
 
 import docx
 import pytest
-
 from fixtures.files import (
-    encrypt_office, make_report_docx, make_report_pdf, probe_file, report_text,
+    encrypt_office,
+    make_report_docx,
+    make_report_pdf,
+    probe_file,
+    report_text,
 )
 
 
@@ -98,15 +102,21 @@ def test_report_text_helper_is_exact():
 
 
 @pytest.mark.parametrize("kind", ["statistics", "report", "video", "image"])
-@pytest.mark.parametrize("name, data", [
-    ("x.xlsx", b"PK\x03\x04" + bytes(range(256)) * 4),
-    ("x.docx", b"PK\x05\x06" + b"\0" * 18),
-    ("x.pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF"),
-    ("x.xls", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\xff" * 600),
-    ("x.mp4", b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64),
-    ("x.jpg", b"\xff\xd8\xff\xe0" + b"\x00" * 20),
-    ("x.bin", bytes(range(256))),
-])
+@pytest.mark.parametrize(
+    "name, data",
+    [
+        ("x.xlsx", b"PK\x03\x04" + bytes(range(256)) * 4),
+        ("x.docx", b"PK\x05\x06" + b"\0" * 18),
+        (
+            "x.pdf",
+            b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF",
+        ),
+        ("x.xls", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\xff" * 600),
+        ("x.mp4", b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64),
+        ("x.jpg", b"\xff\xd8\xff\xe0" + b"\x00" * 20),
+        ("x.bin", bytes(range(256))),
+    ],
+)
 def test_garbage_gives_a_reason_never_a_crash(tmp_path, kind, name, data):
     path = tmp_path / name
     path.write_bytes(data)

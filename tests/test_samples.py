@@ -5,6 +5,7 @@ by hand and the generator stays deterministic), that the Maildir is well formed 
 that ingesting a copy of samples/ tells the story written in the generator's STORY and
 EXPECTED_STATUS: who is complete, incomplete, late or missing, and why.
 """
+
 from __future__ import annotations
 
 import email
@@ -40,7 +41,8 @@ ms = _load_script()
 def _files(maildir: Path) -> dict[str, str]:
     return {
         f"{p.parent.name}/{p.name}": hashlib.sha256(p.read_bytes()).hexdigest()
-        for sub in ("cur", "new") for p in sorted((maildir / sub).iterdir())
+        for sub in ("cur", "new")
+        for p in sorted((maildir / sub).iterdir())
     }
 
 
@@ -50,8 +52,12 @@ def regenerated(tmp_path_factory, ffmpeg_available) -> list[Path]:
     outs = []
     for n in (1, 2):
         root = tmp_path_factory.mktemp(f"samples{n}")
-        subprocess.run([sys.executable, str(SCRIPT), "--out", str(root / "maildir")],
-                       check=True, capture_output=True, timeout=300)
+        subprocess.run(
+            [sys.executable, str(SCRIPT), "--out", str(root / "maildir")],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
         outs.append(root)
     return outs
 
@@ -77,15 +83,20 @@ def test_committed_samples_match_the_generator(regenerated):
         # ffmpeg/x264, openpyxl, python-docx, reportlab or Pillow differ from the machine that
         # made the committed files: bytes may differ; compare what the messages say instead.
         for name in committed["files"]:
-            old = email.message_from_bytes((SAMPLES / "maildir" / name).read_bytes(), policy=email.policy.default)
-            new = email.message_from_bytes((regenerated[0] / "maildir" / name).read_bytes(),
-                                           policy=email.policy.default)
+            old = email.message_from_bytes(
+                (SAMPLES / "maildir" / name).read_bytes(), policy=email.policy.default
+            )
+            new = email.message_from_bytes(
+                (regenerated[0] / "maildir" / name).read_bytes(), policy=email.policy.default
+            )
             for h in ("Message-ID", "From", "Subject", "Date"):
                 assert str(old[h]) == str(new[h]), (name, h)
             names = lambda m: [p.get_filename() for p in m.walk() if p.get_filename()]  # noqa: E731
             assert names(old) == names(new), name
-        pytest.skip(f"tool versions differ from the committed samples' ({committed['tools']}); "
-                    "structure compared, bytes not: rerun scripts/make_samples.py to refresh")
+        pytest.skip(
+            f"tool versions differ from the committed samples' ({committed['tools']}); "
+            "structure compared, bytes not: rerun scripts/make_samples.py to refresh"
+        )
     assert fresh["files"] == committed["files"], "run: .venv/bin/python scripts/make_samples.py"
 
 
@@ -112,8 +123,9 @@ def test_maildir_names_carry_the_delivery_time():
 
 def test_the_duplicate_is_byte_identical_and_the_rest_are_distinct():
     by_key = {}
-    for mail, (name, sha) in zip(ms.STORY, sorted(_files(SAMPLES / "maildir").items(),
-                                                   key=lambda kv: kv[0].split("/", 1)[1])):
+    for mail, (name, sha) in zip(
+        ms.STORY, sorted(_files(SAMPLES / "maildir").items(), key=lambda kv: kv[0].split("/", 1)[1])
+    ):
         by_key[mail.key] = sha
     dups = [m for m in ms.STORY if m.same_as]
     assert len(dups) == 1
@@ -139,8 +151,11 @@ def test_the_mailbox_has_the_quirks_of_real_chinese_mail_clients():
     assert b"Subject: =?gbk?B?" in foxmail and b"filename*=GBK''%" in foxmail
     netease = _raw("datong")
     assert b"Coremail" in netease and b"filename=" not in netease and b'name="=?UTF-8?B?' in netease
-    texts = [p.get_content() for p in email.message_from_bytes(netease, policy=email.policy.default).walk()
-             if p.get_content_type() in ("text/plain", "text/html")]
+    texts = [
+        p.get_content()
+        for p in email.message_from_bytes(netease, policy=email.policy.default).walk()
+        if p.get_content_type() in ("text/plain", "text/html")
+    ]
     assert len(texts) == 2 and all("https://mail.163.com/large-attachment-download/" in t for t in texts)
     outlook = _raw("sxu")
     assert b'filename="=?gb2312?B?' in outlook and b"Microsoft Outlook" in outlook
@@ -154,22 +169,34 @@ def test_the_mailbox_has_the_quirks_of_real_chinese_mail_clients():
     infos = zipfile.ZipFile(io.BytesIO(data)).infolist()
     assert infos and all(not i.flag_bits & 0x800 for i in infos)
     assert [i.filename.encode("cp437").decode("gbk").rsplit("/", 1)[1] for i in infos] == [
-        "2022年科技活动周开展情况统计表.xlsx", "长治市2022年科技活动周工作总结.docx", "科技活动周宣传视频.mp4"]
+        "2022年科技活动周开展情况统计表.xlsx",
+        "长治市2022年科技活动周工作总结.docx",
+        "科技活动周宣传视频.mp4",
+    ]
     # The re-sent zip is the very same file (same sha256): lateness must use the first arrival.
     again = email.message_from_bytes(_raw("changzhi-kjj-again"), policy=email.policy.default)
-    assert data == next(p.get_payload(decode=True) for p in again.walk()
-                        if (p.get_filename() or "").endswith(".zip"))
+    assert data == next(
+        p.get_payload(decode=True) for p in again.walk() if (p.get_filename() or "").endswith(".zip")
+    )
 
 
 def test_videos_have_the_durations_the_story_needs(tmp_path, ffmpeg_available):
     """2:30 for 太原 (ok) and 3:20 for 晋中 (over the limit), measured by ffprobe."""
+
     def duration(key: str, suffix: str) -> float:
         msg = email.message_from_bytes(_raw(key), policy=email.policy.default)
-        data = next(p.get_payload(decode=True) for p in msg.walk() if (p.get_filename() or "").endswith(suffix))
+        data = next(
+            p.get_payload(decode=True) for p in msg.walk() if (p.get_filename() or "").endswith(suffix)
+        )
         path = tmp_path / f"{key}{suffix}"
         path.write_bytes(data)
-        out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "json", str(path)],
-                             capture_output=True, text=True, check=True, timeout=30).stdout
+        out = subprocess.run(
+            ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "json", str(path)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout
         return float(json.loads(out)["format"]["duration"])
 
     assert duration("taiyuan-kjj", ".mp4") == pytest.approx(150, abs=0.6)
@@ -199,14 +226,24 @@ def test_roster_units_are_those_the_story_expects():
 
 # --- the demo, end to end ---------------------------------------------------------------------
 
-PIPELINE_MODULES = ["ingest/pipeline.py", "ingest/links.py", "reconcile/attribute.py", "reconcile/status.py",
-                    "reconcile/commands/ingest_cmd.py"]
+PIPELINE_MODULES = [
+    "ingest/pipeline.py",
+    "ingest/links.py",
+    "reconcile/attribute.py",
+    "reconcile/status.py",
+    "reconcile/commands/ingest_cmd.py",
+]
 
 
 def _mailroll(cfg: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "reconcile", "--config", str(cfg), *args],
-                          capture_output=True, text=True, timeout=300, cwd=cfg.parent,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    return subprocess.run(
+        [sys.executable, "-m", "reconcile", "--config", str(cfg), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cfg.parent,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -246,7 +283,7 @@ def test_demo_messages_are_attributed_as_the_story_says(demo):
         assert row["disposition"] == mail.disposition, (mail.key, row)
         if mail.disposition != "duplicate":
             assert row["unit"] == mail.unit, (mail.key, row)
-        if "method" in row:     # an extra field of `messages --json`
+        if "method" in row:  # an extra field of `messages --json`
             assert row["method"] == mail.expected_method, (mail.key, row)
 
 
@@ -276,9 +313,13 @@ def test_demo_status_tells_the_story(demo):
             for key, value in w.items():
                 if key == "reason~":
                     if value.lower() not in (g.get("reason") or "").lower():
-                        problems.append(f"{uid}.{item}: reason {g.get('reason')!r} does not mention {value!r}")
+                        problems.append(
+                            f"{uid}.{item}: reason {g.get('reason')!r} does not mention {value!r}"
+                        )
                 elif g.get(key) != value:
-                    problems.append(f"{uid}.{item}: {key} is {g.get(key)!r}, expected {value!r} ({g.get('reason')})")
+                    problems.append(
+                        f"{uid}.{item}: {key} is {g.get(key)!r}, expected {value!r} ({g.get('reason')})"
+                    )
     assert not problems, "\n".join(problems)
 
 

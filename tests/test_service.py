@@ -1,4 +1,5 @@
 """``mailroll serve`` as a real process against real Dovecot (IMAP IDLE) and a real SMTP server."""
+
 from __future__ import annotations
 
 import os
@@ -7,11 +8,11 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from fixtures.mail import build_mail
+
 from ingest.db import open_connection
 from reconcile.lock import LockBusy, ingest_lock
 
@@ -43,8 +44,12 @@ def wait_until(pred, timeout: float = 20.0, what: str = "condition"):
 def serving(campaign, fake_now: str = QUIET_DAY, extra_env: dict | None = None):
     log = open(campaign.root / "serve.log", "ab")
     env = {**os.environ, "MAILROLL_FAKE_NOW": fake_now, **(extra_env or {})}
-    proc = subprocess.Popen([sys.executable, "-m", "reconcile", "--config", str(campaign.config_path), "serve"],
-                            stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reconcile", "--config", str(campaign.config_path), "serve"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     proc.log_path = campaign.root / "serve.log"
     try:
         yield proc
@@ -69,13 +74,16 @@ def stop(proc, timeout: float = 20.0) -> int:
 
 # ------------------------------------------------------------------------------ the lock
 
+
 def test_ingest_lock_refuses_a_second_holder_naming_the_first(campaign):
     config = campaign.config()
     with ingest_lock(config):
         with pytest.raises(LockBusy) as e:
             with ingest_lock(config, wait_s=0.3):
                 pass
-        assert f"another mailroll (pid {os.getpid()}) is polling this mailbox; try again later" in str(e.value)
+        assert f"another mailroll (pid {os.getpid()}) is polling this mailbox; try again later" in str(
+            e.value
+        )
         assert e.value.exit_code == 1
     with ingest_lock(config, wait_s=0):
         pass  # free again
@@ -83,11 +91,13 @@ def test_ingest_lock_refuses_a_second_holder_naming_the_first(campaign):
 
 # ------------------------------------------------------------------------------ the daemon
 
+
 @pytest.mark.slow
 def test_serve_picks_up_new_mail_within_seconds_and_stops_cleanly(imap_campaign, smtp_server, media):
     campaign = imap_campaign
-    campaign.configure(smtp=smtp_server.config(),
-                       service={"poll_every_s": 600, "remind_every_s": 600, "lock_wait_s": 0})
+    campaign.configure(
+        smtp=smtp_server.config(), service={"poll_every_s": 600, "remind_every_s": 600, "lock_wait_s": 0}
+    )
     with serving(campaign) as proc:
         wait_until(lambda: state(campaign).get("last_poll"), what="the first poll")
         time.sleep(1.0)  # the IDLE watcher logs in
@@ -104,17 +114,25 @@ def test_serve_picks_up_new_mail_within_seconds_and_stops_cleanly(imap_campaign,
         started = time.monotonic()
         # it arrives (INTERNALDATE) just before the service's fake "now": receipts answer only
         # mail received up to now
-        campaign.dovecot.append(campaign.imap_user, build_mail(
-            "山西大学科技处 <kjc@sxu.edu.cn>", subject="山西大学材料",
-            attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())]).as_bytes(),
-            internaldate=datetime.fromisoformat(QUIET_DAY) - timedelta(minutes=1))
+        campaign.dovecot.append(
+            campaign.imap_user,
+            build_mail(
+                "山西大学科技处 <kjc@sxu.edu.cn>",
+                subject="山西大学材料",
+                attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())],
+            ).as_bytes(),
+            internaldate=datetime.fromisoformat(QUIET_DAY) - timedelta(minutes=1),
+        )
         receipt = smtp_server.wait_for(1, timeout=30)[0]
         took = time.monotonic() - started
         assert took < 15, f"IMAP IDLE should wake the poll at once (took {took:.1f} s; poll interval 600 s)"
         assert receipt["Subject"] == "Re: 山西大学材料" and receipt.rcpt_tos == ["kjc@sxu.edu.cn"]
         # both connections (the poll's and the IDLE watcher's) said who they are: NetEase needs it
-        ids = [line for line in campaign.dovecot.log().splitlines()
-               if "ID sent: name=mailroll" in line and campaign.imap_user in line]
+        ids = [
+            line
+            for line in campaign.dovecot.log().splitlines()
+            if "ID sent: name=mailroll" in line and campaign.imap_user in line
+        ]
         assert len(ids) >= 2, ids
 
         assert stop(proc) == 0, log_of(proc)
@@ -130,15 +148,25 @@ def test_serve_sends_due_reminders_once_across_restarts(campaign, smtp_server, m
     campaign.configure(smtp=smtp_server.config(), service={"poll_every_s": 600, "remind_every_s": 1})
     # Taiyuan's complete set arrives on 6-24: at the service's "now" (6-23) it has not come yet,
     # so Taiyuan is reminded like everyone else, and its message is not answered before it arrives.
-    campaign.deliver(build_mail("王丽 <tykjj@taiyuan.gov.cn>", attachments=[
-        ("统计表.xlsx", media.sheet_xlsx.read_bytes()), ("总结报告.docx", media.report_docx.read_bytes()),
-        ("视频.mp4", media.video(10).read_bytes())]), when=datetime.fromisoformat("2022-06-24T15:00:00+08:00"))
+    campaign.deliver(
+        build_mail(
+            "王丽 <tykjj@taiyuan.gov.cn>",
+            attachments=[
+                ("统计表.xlsx", media.sheet_xlsx.read_bytes()),
+                ("总结报告.docx", media.report_docx.read_bytes()),
+                ("视频.mp4", media.video(10).read_bytes()),
+            ],
+        ),
+        when=datetime.fromisoformat("2022-06-24T15:00:00+08:00"),
+    )
     with serving(campaign, fake_now="2022-06-23T10:00:00+08:00") as proc:
         smtp_server.wait_for(12, timeout=30)
         assert stop(proc) == 0, log_of(proc)
     with serving(campaign, fake_now="2022-06-23T10:30:00+08:00") as proc:
-        wait_until(lambda: state(campaign).get("last_send", "") > state(campaign).get("started_at", "~"),
-                   what="a send round after the restart")
+        wait_until(
+            lambda: state(campaign).get("last_send", "") > state(campaign).get("started_at", "~"),
+            what="a send round after the restart",
+        )
         time.sleep(2.5)  # a few more rounds
         assert stop(proc) == 0, log_of(proc)
     assert len(smtp_server.messages) == 12
@@ -153,7 +181,8 @@ def test_second_serve_refuses_and_sigterm_exits_cleanly(campaign):
         wait_until(lambda: state(campaign).get("last_poll"), what="the first poll")
         second = campaign.run_process("serve", expect=1, timeout=30)
         assert second.stderr.strip().endswith(
-            f"another mailroll (pid {proc.pid}) is polling this mailbox; try again later")
+            f"another mailroll (pid {proc.pid}) is polling this mailbox; try again later"
+        )
         assert "another mailroll" in campaign.run_process("ingest", "--once", expect=1).stderr
         assert stop(proc) == 0, log_of(proc)
     assert state(campaign)["stopped_at"]
@@ -162,8 +191,11 @@ def test_second_serve_refuses_and_sigterm_exits_cleanly(campaign):
 
 @pytest.mark.slow
 def test_serve_survives_a_mailbox_it_cannot_read_and_reminds_nobody_meanwhile(campaign, smtp_server):
-    campaign.configure(smtp=smtp_server.config(), mailbox={"path": "no-such-maildir"},
-                       service={"poll_every_s": 600, "remind_every_s": 1})
+    campaign.configure(
+        smtp=smtp_server.config(),
+        mailbox={"path": "no-such-maildir"},
+        service={"poll_every_s": 600, "remind_every_s": 1},
+    )
     # reminders would be due at this time, but the mailbox has not been read
     with serving(campaign, fake_now="2022-06-23T10:00:00+08:00") as proc:
         wait_until(lambda: state(campaign).get("last_error"), what="the failed poll to be recorded")
@@ -181,7 +213,9 @@ def test_sigterm_during_a_poll_finishes_the_message_in_hand(campaign, media):
     campaign.configure(service={"poll_every_s": 600})
     sheet = media.sheet_xlsx.read_bytes()
     for i in range(60):
-        campaign.deliver(build_mail("kjc@sxu.edu.cn", subject=f"材料 {i}", attachments=[(f"统计表{i}.xlsx", sheet)]))
+        campaign.deliver(
+            build_mail("kjc@sxu.edu.cn", subject=f"材料 {i}", attachments=[(f"统计表{i}.xlsx", sheet)])
+        )
 
     def recorded() -> int:
         if not campaign.db_path.exists():
@@ -206,21 +240,23 @@ def test_sigterm_during_a_poll_finishes_the_message_in_hand(campaign, media):
 
 def test_serve_without_the_smtp_password_is_a_config_error(campaign, smtp_server, monkeypatch):
     monkeypatch.delenv("MAILROLL_SMTP_PASSWORD", raising=False)
-    campaign.configure(smtp=smtp_server.config(username="sxskjtrcc@126.com", password_env="MAILROLL_SMTP_PASSWORD"))
+    campaign.configure(
+        smtp=smtp_server.config(username="sxskjtrcc@126.com", password_env="MAILROLL_SMTP_PASSWORD")
+    )
     res = campaign.run_process("serve", expect=2, timeout=30)
     assert "MAILROLL_SMTP_PASSWORD" in res.stderr
     assert "pid" not in state(campaign), "it did not start"
 
 
 def test_fake_now_starts_the_clock_at_that_time_and_lets_it_run(monkeypatch):
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from reconcile.clock import OffsetClock, SystemClock, default_clock
 
     monkeypatch.setenv("MAILROLL_FAKE_NOW", "2022-06-23T10:00:00+08:00")
     clock = default_clock()
     assert isinstance(clock, OffsetClock)
-    start = datetime(2022, 6, 23, 2, 0, tzinfo=timezone.utc)
+    start = datetime(2022, 6, 23, 2, 0, tzinfo=UTC)
     first = clock.now()
     assert start <= first < start + timedelta(seconds=5)
     time.sleep(0.05)

@@ -1,4 +1,5 @@
 """The statistics sheet check on real .xlsx/.xls/.docx files, as units fill them in."""
+
 from __future__ import annotations
 
 import time
@@ -7,10 +8,16 @@ from pathlib import Path
 
 import olefile
 import pytest
-
 from fixtures.files import (
-    DEFAULT_FIGURES, check_config, encrypt_office, make_sheet_docx, make_sheet_xls, make_sheet_xlsx, probe_file,
+    DEFAULT_FIGURES,
+    check_config,
+    encrypt_office,
+    make_sheet_docx,
+    make_sheet_xls,
+    make_sheet_xlsx,
+    probe_file,
 )
+
 from ingest.checks.labels import NotANumber, normalize_label, parse_figure
 
 
@@ -22,21 +29,50 @@ def read(path, **kw):
 
 # ----------------------------------------------------------------------------- labels, numbers
 
-@pytest.mark.parametrize("written", [
-    "线上活动", " 线 上 活 动 ", "线\u3000上\u3000活动", "其中：线上活动", "其中:线上活动（项）",
-    "线上活动(项)", "线上活动[项]", "线上活动：", "1.线上活动", "（一）线上活动", "2、线上活动", "一、线上活动",
-    "（1）线上活动（项）：", "①线上活动",
-])
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "线上活动",
+        " 线 上 活 动 ",
+        "线\u3000上\u3000活动",
+        "其中：线上活动",
+        "其中:线上活动（项）",
+        "线上活动(项)",
+        "线上活动[项]",
+        "线上活动：",
+        "1.线上活动",
+        "（一）线上活动",
+        "2、线上活动",
+        "一、线上活动",
+        "（1）线上活动（项）：",
+        "①线上活动",
+    ],
+)
 def test_label_variants_normalise_to_the_template_label(written):
     assert normalize_label(written) == "线上活动"
 
 
-@pytest.mark.parametrize("raw, unit, expected", [
-    ("1,234", "项", 1234), ("1，234", "项", 1234), ("118项", "项", 118), ("约20", "场", 20),
-    ("１２", "项", 12), ("3.5万", "万人次", 3.5), ("35000人次", "万人次", 3.5), ("3.5万人次", "万人次", 3.5),
-    ("3.5", "万人次", 3.5), ("3.5万", "人次", 35000), ("20余场", "场", 20), (" 7 ", "项", 7),
-    ("-3", "项", -3), (12.0, "项", 12), (2.5, "万元", 2.5),
-])
+@pytest.mark.parametrize(
+    "raw, unit, expected",
+    [
+        ("1,234", "项", 1234),
+        ("1，234", "项", 1234),
+        ("118项", "项", 118),
+        ("约20", "场", 20),
+        ("１２", "项", 12),
+        ("3.5万", "万人次", 3.5),
+        ("35000人次", "万人次", 3.5),
+        ("3.5万人次", "万人次", 3.5),
+        ("3.5", "万人次", 3.5),
+        ("3.5万", "人次", 35000),
+        ("20余场", "场", 20),
+        (" 7 ", "项", 7),
+        ("-3", "项", -3),
+        (12.0, "项", 12),
+        (2.5, "万元", 2.5),
+    ],
+)
 def test_figures_typed_as_text(raw, unit, expected):
     assert parse_figure(raw, unit) == expected
 
@@ -54,6 +90,7 @@ def test_not_numbers(raw):
 
 # ----------------------------------------------------------------------------- xlsx
 
+
 def test_filled_form_is_read_completely(tmp_path):
     facts = read(make_sheet_xlsx(tmp_path / "统计表.xlsx"))
     assert facts["format"] == "xlsx"
@@ -67,10 +104,22 @@ def test_filled_form_is_read_completely(tmp_path):
 def test_labels_written_differently_and_text_figures(tmp_path):
     path = make_sheet_xlsx(
         tmp_path / "s.xlsx",
-        figures={**DEFAULT_FIGURES, "线上活动": "5项", "参与人数": "3.5万", "线上参与": "21000人次",
-                 "线下参与": "1.4", "参与科技人员": "８６０", "媒体报道": "约37"},
-        labels={"活动总数": "1. 活 动 总 数（项）", "线上活动": "其中：线上活动", "线下活动": "　　线下活动(项)",
-                "参与人数": "参与人数（万人次）", "线上参与": "其中:线上参与[万人次]"},
+        figures={
+            **DEFAULT_FIGURES,
+            "线上活动": "5项",
+            "参与人数": "3.5万",
+            "线上参与": "21000人次",
+            "线下参与": "1.4",
+            "参与科技人员": "８６０",
+            "媒体报道": "约37",
+        },
+        labels={
+            "活动总数": "1. 活 动 总 数（项）",
+            "线上活动": "其中：线上活动",
+            "线下活动": "　　线下活动(项)",
+            "参与人数": "参与人数（万人次）",
+            "线上参与": "其中:线上参与[万人次]",
+        },
     )
     facts = read(path)
     assert facts["problems"] == {}
@@ -85,20 +134,28 @@ def test_labels_written_differently_and_text_figures(tmp_path):
 
 
 def test_missing_empty_negative_and_wrong_figures(tmp_path):
-    path = make_sheet_xlsx(tmp_path / "s.xlsx",
-                           figures={**DEFAULT_FIGURES, "科普讲座": None, "科普展览": "abc", "投入经费": -3,
-                                    "发放科普资料": "-"},
-                           omit=["媒体报道"])
+    path = make_sheet_xlsx(
+        tmp_path / "s.xlsx",
+        figures={**DEFAULT_FIGURES, "科普讲座": None, "科普展览": "abc", "投入经费": -3, "发放科普资料": "-"},
+        omit=["媒体报道"],
+    )
     facts = read(path)
-    assert facts["problems"] == {"科普讲座": "empty", "科普展览": "not a number: 'abc'",
-                                 "发放科普资料": "empty", "媒体报道": "not found"}
+    assert facts["problems"] == {
+        "科普讲座": "empty",
+        "科普展览": "not a number: 'abc'",
+        "发放科普资料": "empty",
+        "媒体报道": "not found",
+    }
     assert facts["figures"]["投入经费"] == -3  # kept: the judge flags negative figures
 
 
 def test_extra_rows_and_rows_in_another_order_do_not_matter(tmp_path):
     figures = dict(reversed(list(DEFAULT_FIGURES.items())))
-    path = make_sheet_xlsx(tmp_path / "s.xlsx", figures=figures,
-                           extra_rows=[("其他活动", "项", 3), ("科普讲座（补充）", "场", 99)])
+    path = make_sheet_xlsx(
+        tmp_path / "s.xlsx",
+        figures=figures,
+        extra_rows=[("其他活动", "项", 3), ("科普讲座（补充）", "场", 99)],
+    )
     facts = read(path)
     assert facts["figures"]["科普讲座"] == 24
     assert facts["problems"] == {}
@@ -229,6 +286,7 @@ def test_a_renamed_xlsx_is_read_by_content(tmp_path):
 
 # ----------------------------------------------------------------------------- broken and hostile
 
+
 def test_zip_posing_as_a_sheet(tmp_path):
     path = tmp_path / "统计表.xlsx"
     with zipfile.ZipFile(path, "w") as zf:
@@ -311,18 +369,27 @@ def test_billion_laughs_is_refused_within_seconds(tmp_path, kind):
 
 def test_huge_uncompressed_xml_is_refused_before_parsing(tmp_path):
     src = make_sheet_xlsx(tmp_path / "g.xlsx")
-    path = rewrite_member(src, tmp_path / "big.xlsx", "xl/worksheets/sheet1.xml",
-                          lambda xml: xml.replace("</worksheet>", "<!--" + " " * 3_000_000 + "--></worksheet>"))
-    facts, error = probe_file(path, "statistics", config=check_config(limits={"max_sheet_xml_bytes": 1_000_000}))
+    path = rewrite_member(
+        src,
+        tmp_path / "big.xlsx",
+        "xl/worksheets/sheet1.xml",
+        lambda xml: xml.replace("</worksheet>", "<!--" + " " * 3_000_000 + "--></worksheet>"),
+    )
+    facts, error = probe_file(
+        path, "statistics", config=check_config(limits={"max_sheet_xml_bytes": 1_000_000})
+    )
     assert facts is None and error.startswith("the sheet is too large to read")
 
 
 # ----------------------------------------------------------------------------- docx, xls
 
+
 def test_docx_form_table(tmp_path):
-    path = make_sheet_docx(tmp_path / "统计表.docx",
-                           figures={**DEFAULT_FIGURES, "参与人数": "3.5万", "科普展览": ""},
-                           labels={"线上活动": "其中：线上活动"})
+    path = make_sheet_docx(
+        tmp_path / "统计表.docx",
+        figures={**DEFAULT_FIGURES, "参与人数": "3.5万", "科普展览": ""},
+        labels={"线上活动": "其中：线上活动"},
+    )
     facts = read(path)
     assert facts["format"] == "docx"
     assert facts["unit_cell"] == "太原市科学技术局" and facts["phone"] == "0351-4060103"
@@ -358,6 +425,7 @@ def test_doc_form_through_libreoffice(media, libreoffice):
 
 def test_wps_without_libreoffice_asks_for_xlsx(tmp_path, monkeypatch, media, libreoffice):
     import shutil
+
     from ingest.checks import common
 
     path = tmp_path / "统计表.wps"  # WPS writes Word-compatible files
@@ -378,8 +446,11 @@ def test_stored_files_without_extension(tmp_path, media, libreoffice):
     """The store keeps files as files/ab/cd/<sha256>: the name comes from the part, not the path."""
     import shutil
 
-    for name, src in (("统计表.xlsx", media.sheet_xlsx), ("统计表.docx", media.sheet_docx),
-                      ("统计表.doc", media.sheet_doc)):
+    for name, src in (
+        ("统计表.xlsx", media.sheet_xlsx),
+        ("统计表.docx", media.sheet_docx),
+        ("统计表.doc", media.sheet_doc),
+    ):
         stored = tmp_path / ("0" * 64)
         shutil.copyfile(src, stored)
         facts, error = probe_file(stored, "statistics", filename=name)
@@ -417,7 +488,8 @@ def test_formula_never_calculated_is_named_as_such(tmp_path):
     path = make_sheet_xlsx(tmp_path / "s.xlsx", figures={**DEFAULT_FIGURES, "活动总数": "=C7+C8"})
     facts = read(path)
     assert facts["problems"] == {
-        "活动总数": "a formula (=C7+C8) without a saved value: open the file in Excel or WPS and save it again"}
+        "活动总数": "a formula (=C7+C8) without a saved value: open the file in Excel or WPS and save it again"
+    }
 
 
 def test_formula_calculated_by_libreoffice(tmp_path, libreoffice):
@@ -443,9 +515,12 @@ def test_docx_notes_do_not_shadow_the_table(tmp_path):
 
 
 def test_plain_big_number_in_a_wan_row_gets_a_hint(tmp_path):
-    facts = read(make_sheet_xlsx(tmp_path / "s.xlsx", figures={**DEFAULT_FIGURES, "发放科普资料": 12000,
-                                                                 "投入经费": "45800元"}))
-    assert facts["figures"]["发放科普资料"] == 12000        # recorded as written
-    assert facts["figures"]["投入经费"] == 4.58             # the unit was written: converted
+    facts = read(
+        make_sheet_xlsx(
+            tmp_path / "s.xlsx", figures={**DEFAULT_FIGURES, "发放科普资料": 12000, "投入经费": "45800元"}
+        )
+    )
+    assert facts["figures"]["发放科普资料"] == 12000  # recorded as written
+    assert facts["figures"]["投入经费"] == 4.58  # the unit was written: converted
     assert "发放科普资料 is 12000 万份: if 12000 份 was meant, write 1.2" in facts["warnings"]
     assert not any("投入经费" in w for w in facts["warnings"])

@@ -1,15 +1,16 @@
 """Staff decisions: accept, reject, exempt, extend, revoke; audit log; helpful mistakes."""
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from fixtures.files import make_report_docx, make_sheet_xlsx
 from fixtures.mail import build_mail
 
 TY = "太原市科学技术局 <tykjj@taiyuan.gov.cn>"
-BEFORE = datetime(2022, 6, 20, 2, 30, tzinfo=timezone.utc)
-AFTER = datetime(2022, 6, 27, 1, 0, tzinfo=timezone.utc)
+BEFORE = datetime(2022, 6, 20, 2, 30, tzinfo=UTC)
+AFTER = datetime(2022, 6, 27, 1, 0, tzinfo=UTC)
 
 
 def _status(campaign, unit="taiyuan-kjj") -> dict:
@@ -67,21 +68,26 @@ def test_exempt_keeps_contract_state_and_adds_flag(campaign):
 
 
 def test_extend_deadline_makes_late_material_on_time(campaign, tmp_path):
-    _send_and_ingest(campaign, [make_sheet_xlsx(tmp_path / "统计表.xlsx"),
-                                make_report_docx(tmp_path / "总结报告.docx")], when=AFTER)
+    _send_and_ingest(
+        campaign,
+        [make_sheet_xlsx(tmp_path / "统计表.xlsx"), make_report_docx(tmp_path / "总结报告.docx")],
+        when=AFTER,
+    )
     assert _status(campaign)["late"] is True
     res = campaign.run("extend", "taiyuan-kjj", "--until", "2022-06-30 18:00", "--json").json
     assert res["until"] == "2022-06-30T18:00:00+08:00"
     row = _status(campaign)
-    assert row["late"] is False and row["deadline"] == "2022-06-30T18:00:00+08:00" and row["deadline_extended"]
+    assert (
+        row["late"] is False and row["deadline"] == "2022-06-30T18:00:00+08:00" and row["deadline_extended"]
+    )
     campaign.run("revoke", str(res["override"]))
     assert _status(campaign)["late"] is True
 
 
 def test_mistakes_are_usage_errors(campaign):
     assert "unknown unit 火星" in campaign.run("accept", "火星", "video", expect=2).stderr
-    assert "video" in campaign.run("accept", "sxu", "movie", expect=2).stderr      # lists the choices
-    assert "--note" in campaign.run("reject", "sxu", "video", expect=2).stderr     # reject needs a reason
+    assert "video" in campaign.run("accept", "sxu", "movie", expect=2).stderr  # lists the choices
+    assert "--note" in campaign.run("reject", "sxu", "video", expect=2).stderr  # reject needs a reason
     assert "not a time" in campaign.run("extend", "sxu", "--until", "next week", expect=2).stderr
     assert "no override 99" in campaign.run("revoke", "99", expect=2).stderr
 
@@ -106,9 +112,12 @@ def test_decisions_for_a_unit_gone_from_the_roster(campaign):
     campaign.run("accept", "sxas", "video", "--note", "U盘送达")
     campaign.run("exempt", "sxas", "--note", "x")
     roster = campaign.root / "roster.csv"
-    roster.write_text("\n".join(line for line in roster.read_text("utf-8").splitlines()
-                                if not line.startswith("sxas,")) + "\n", "utf-8")
-    assert len(campaign.run("status", "--json").json) == 11            # no crash
+    roster.write_text(
+        "\n".join(line for line in roster.read_text("utf-8").splitlines() if not line.startswith("sxas,"))
+        + "\n",
+        "utf-8",
+    )
+    assert len(campaign.run("status", "--json").json) == 11  # no crash
     campaign.run("status")
     campaign.run("show", "sxu")
     out = campaign.run("overrides").output
@@ -127,5 +136,10 @@ def test_times_in_the_campaign_zone_and_tidy_lines(campaign, monkeypatch):
     assert f"by zhang at {local}" in campaign.run("overrides").output
     out = campaign.run("revoke", str(oid)).output
     assert out == f"override {oid} (exempt sxu) revoked\n"
-    audit = [line for line in campaign.run("show", "sxu").output.splitlines() if line.startswith(f"  {local}")]
-    assert audit == [f"  {local} zhang exempt (override {oid}) 不参加", f"  {local} zhang revoke (override {oid})"]
+    audit = [
+        line for line in campaign.run("show", "sxu").output.splitlines() if line.startswith(f"  {local}")
+    ]
+    assert audit == [
+        f"  {local} zhang exempt (override {oid}) 不参加",
+        f"  {local} zhang revoke (override {oid})",
+    ]

@@ -3,23 +3,23 @@
 Every test delivers messages into the campaign's Maildir (real xlsx/docx/pdf/mp4 made by
 tests/fixtures/files.py), runs `mailroll ingest --once`, then asks the CLI.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
 from fixtures.files import DEFAULT_FIGURES, make_report_docx, make_report_pdf, make_sheet_xlsx
 from fixtures.mail import build_mail
 
 TY = "太原市科学技术局 <tykjj@taiyuan.gov.cn>"
 SXU = "山西大学科技处 <kjc@sxu.edu.cn>"
-BEFORE = datetime(2022, 6, 20, 2, 30, tzinfo=timezone.utc)
-AFTER = datetime(2022, 6, 27, 1, 0, tzinfo=timezone.utc)     # deadline: 2022-06-25 15:59:59Z
+BEFORE = datetime(2022, 6, 20, 2, 30, tzinfo=UTC)
+AFTER = datetime(2022, 6, 27, 1, 0, tzinfo=UTC)  # deadline: 2022-06-25 15:59:59Z
 
 
 def attach(*paths: Path, names: list[str] | None = None) -> list[tuple[str, bytes]]:
@@ -55,21 +55,32 @@ def test_complete_unit_and_contract_shape(campaign, full_set):
     send(campaign, files=full_set)
     assert ingest(campaign)["attributed"] == 1
     rows = status(campaign)
-    roster_order = [line.split(",")[0] for line in (campaign.root / "roster.csv").read_text("utf-8").splitlines()[1:]]
+    roster_order = [
+        line.split(",")[0] for line in (campaign.root / "roster.csv").read_text("utf-8").splitlines()[1:]
+    ]
     assert [r["id"] for r in rows] == roster_order
     ty = rows[0]
     assert {k: ty[k] for k in ("id", "name", "state", "late")} == {
-        "id": "taiyuan-kjj", "name": "太原市科学技术局", "state": "complete", "late": False}
+        "id": "taiyuan-kjj",
+        "name": "太原市科学技术局",
+        "state": "complete",
+        "late": False,
+    }
     for item in ("statistics", "report", "video"):
         assert {k: ty["items"][item][k] for k in ("state", "late", "reason")} == {
-            "state": "ok", "late": False, "reason": None}
+            "state": "ok",
+            "late": False,
+            "reason": None,
+        }
     assert ty["items"]["video"]["filename"] == "科技周视频.mp4"
     assert ty["items"]["video"]["details"].startswith("1:00")
     others = rows[1:]
     assert all(r["state"] == "missing" and not r["late"] for r in others)
-    assert all(r["items"]["video"] == {"state": "missing", "late": False, "reason": None, "reason_zh": None,
-                                          "submissions": 0}
-               for r in others)
+    assert all(
+        r["items"]["video"]
+        == {"state": "missing", "late": False, "reason": None, "reason_zh": None, "submissions": 0}
+        for r in others
+    )
     # the table for people says the same, with a summary line
     out = campaign.run("status").output
     assert "太原市科学技术局" in out and "1 complete, 0 incomplete, 11 missing, 0 late" in out
@@ -94,9 +105,21 @@ def test_invalid_items_say_why(campaign, tmp_path, media):
 
 
 def test_negative_figure_is_invalid(campaign, tmp_path):
-    figures = {"活动总数": 12, "线上活动": 5, "线下活动": 7, "参与人数": -3, "线上参与": 1, "线下参与": 1,
-               "参与科技人员": 1, "开放实验室及科普基地": 1, "科普讲座": 1, "科普展览": 1, "发放科普资料": 1,
-               "媒体报道": 1, "投入经费": 1}
+    figures = {
+        "活动总数": 12,
+        "线上活动": 5,
+        "线下活动": 7,
+        "参与人数": -3,
+        "线上参与": 1,
+        "线下参与": 1,
+        "参与科技人员": 1,
+        "开放实验室及科普基地": 1,
+        "科普讲座": 1,
+        "科普展览": 1,
+        "发放科普资料": 1,
+        "媒体报道": 1,
+        "投入经费": 1,
+    }
     send(campaign, files=attach(make_sheet_xlsx(tmp_path / "统计表.xlsx", figures=figures)))
     ingest(campaign)
     st = status(campaign)[0]["items"]["statistics"]
@@ -119,8 +142,10 @@ def test_same_file_resent_after_deadline_is_not_late(campaign, tmp_path):
     sheet = make_sheet_xlsx(tmp_path / "统计表.xlsx")
     report = make_report_docx(tmp_path / "总结报告.docx")
     send(campaign, files=attach(sheet, report), when=BEFORE)
-    send(campaign, files=attach(sheet), subject="再次发送", when=AFTER)                 # same sheet again
-    send(campaign, files=attach(make_report_docx(tmp_path / "新报告.docx", chars=900)), when=AFTER)  # new report
+    send(campaign, files=attach(sheet), subject="再次发送", when=AFTER)  # same sheet again
+    send(
+        campaign, files=attach(make_report_docx(tmp_path / "新报告.docx", chars=900)), when=AFTER
+    )  # new report
     ingest(campaign)
     row = status(campaign)[0]
     assert row["items"]["statistics"]["late"] is False
@@ -147,54 +172,76 @@ def test_filters(campaign, full_set, tmp_path):
 def test_show_unit_lists_messages_parts_and_reasons(campaign, tmp_path, media):
     send(campaign, files=attach(media.video(200)), subject="太原市科技局视频")
     ingest(campaign)
-    out = campaign.run("show", "太原市科技局").output          # an alias works
+    out = campaign.run("show", "太原市科技局").output  # an alias works
     assert "video lasts 3:20, over the 3:00 limit" in out and "太原市科技局视频" in out
     data = campaign.run("show", "taiyuan-kjj", "--json").json
     assert data["status"]["items"]["video"]["state"] == "invalid"
     (msg,) = data["messages"]
     assert msg["method"] == "address" and msg["parts"][0]["counted"] is True
-    with sqlite3.connect(campaign.db_path) as conn:     # a reminder the service sent
-        conn.execute("INSERT INTO outbox (kind, unit, stage, to_addrs, subject, body, smtp_message_id, status, "
-                     "attempts, created_at, sent_at) VALUES ('reminder', 'taiyuan-kjj', 'before-1d', "
-                     "'[\"tykjj@taiyuan.gov.cn\"]', '提醒', '...', '<r1@mailroll>', 'sent', 1, '2022-06-24T02:00:00+00:00', "
-                     "'2022-06-24T02:00:05+00:00')")
+    with sqlite3.connect(campaign.db_path) as conn:  # a reminder the service sent
+        conn.execute(
+            "INSERT INTO outbox (kind, unit, stage, to_addrs, subject, body, smtp_message_id, status, "
+            "attempts, created_at, sent_at) VALUES ('reminder', 'taiyuan-kjj', 'before-1d', "
+            "'[\"tykjj@taiyuan.gov.cn\"]', '提醒', '...', '<r1@mailroll>', 'sent', 1, '2022-06-24T02:00:00+00:00', "
+            "'2022-06-24T02:00:05+00:00')"
+        )
     shown = campaign.run("show", "taiyuan-kjj", "--json").json
-    assert [(o["kind"], o["stage"], o["status"]) for o in shown["outbox"]] == [("reminder", "before-1d", "sent")]
+    assert [(o["kind"], o["stage"], o["status"]) for o in shown["outbox"]] == [
+        ("reminder", "before-1d", "sent")
+    ]
     assert "reminder before-1d to tykjj@taiyuan.gov.cn: sent" in campaign.run("show", "taiyuan-kjj").output
     res = campaign.run("show", "nobody", expect=2)
     assert "unknown unit nobody" in res.stderr and "roster list" in res.stderr
 
 
 def test_stats_add_up_valid_sheets_only(campaign, tmp_path):
-    send(campaign, files=attach(make_sheet_xlsx(tmp_path / "a.xlsx")))                       # 活动总数 12
-    send(campaign, from_=SXU, files=attach(make_sheet_xlsx(
-        tmp_path / "b.xlsx", unit="山西大学", figures={**DEFAULT_FIGURES, "活动总数": 3, "线上活动": 1, "线下活动": 2})))
-    send(campaign, from_="晋中 <jzkjj@sina.com>", files=attach(make_sheet_xlsx(
-        tmp_path / "c.xlsx", unit="晋中市科学技术局", omit=["线上活动"])))                  # invalid
+    send(campaign, files=attach(make_sheet_xlsx(tmp_path / "a.xlsx")))  # 活动总数 12
+    send(
+        campaign,
+        from_=SXU,
+        files=attach(
+            make_sheet_xlsx(
+                tmp_path / "b.xlsx",
+                unit="山西大学",
+                figures={**DEFAULT_FIGURES, "活动总数": 3, "线上活动": 1, "线下活动": 2},
+            )
+        ),
+    )
+    send(
+        campaign,
+        from_="晋中 <jzkjj@sina.com>",
+        files=attach(make_sheet_xlsx(tmp_path / "c.xlsx", unit="晋中市科学技术局", omit=["线上活动"])),
+    )  # invalid
     ingest(campaign)
     data = campaign.run("stats", "--json").json
     assert data["units"] == 2
-    assert list(data["fields"]) == [label for label in DEFAULT_FIGURES]     # template order
+    assert list(data["fields"]) == [label for label in DEFAULT_FIGURES]  # template order
     assert data["fields"]["活动总数"] == 15 and data["fields"]["线上活动"] == 6
     assert data["fields"]["投入经费"] == pytest.approx(2 * 45.8)
     left = {u["id"]: u for u in data["left_out"]}
-    assert "线上活动" in left["jinzhong-kjj"]["reason"] and left["datong-kjj"]["reason"] == "no sheet received"
+    assert (
+        "线上活动" in left["jinzhong-kjj"]["reason"] and left["datong-kjj"]["reason"] == "no sheet received"
+    )
     assert "活动总数" in campaign.run("stats").output
 
 
 def test_status_follows_new_mail_and_roster_changes(campaign, full_set):
     ingest(campaign)
     assert status(campaign)[0]["state"] == "missing"
-    report_and_video = full_set[1:]    # the sheet would name the unit (填报单位)
+    report_and_video = full_set[1:]  # the sheet would name the unit (填报单位)
     send(campaign, from_="王丽 <wangli_ty@163.com>", subject="科技活动周材料", files=report_and_video)
     counts = ingest(campaign)
     assert counts["unmatched"] == 1
-    assert status(campaign)[0]["state"] == "missing"            # personal address: no unit yet
+    assert status(campaign)[0]["state"] == "missing"  # personal address: no unit yet
     # the office adds the address to the roster: status re-attributes by itself
     roster = campaign.root / "roster.csv"
-    roster.write_text(roster.read_text("utf-8").replace(
-        "tykjj@taiyuan.gov.cn;kjjbgs@taiyuan.gov.cn", "tykjj@taiyuan.gov.cn;kjjbgs@taiyuan.gov.cn;wangli_ty@163.com"),
-        "utf-8")
+    roster.write_text(
+        roster.read_text("utf-8").replace(
+            "tykjj@taiyuan.gov.cn;kjjbgs@taiyuan.gov.cn",
+            "tykjj@taiyuan.gov.cn;kjjbgs@taiyuan.gov.cn;wangli_ty@163.com",
+        ),
+        "utf-8",
+    )
     row = status(campaign)[0]
     assert row["state"] == "incomplete" and row["items"]["video"]["state"] == "ok"
     assert campaign.run("unmatched", "--json").json == []
@@ -203,8 +250,8 @@ def test_status_follows_new_mail_and_roster_changes(campaign, full_set):
 def test_cached_status_is_what_the_full_command_prints(campaign, full_set):
     send(campaign, files=full_set)
     ingest(campaign)
-    fresh = campaign.run_process("status", "--json").output      # computes and stores the cache
-    cached = campaign.run_process("status", "--json").output     # quick road (reconcile.fastpath)
+    fresh = campaign.run_process("status", "--json").output  # computes and stores the cache
+    cached = campaign.run_process("status", "--json").output  # quick road (reconcile.fastpath)
     from reconcile.fastpath import cached_status_json
 
     assert cached_status_json(["--config", str(campaign.config_path), "status", "--json"]) == cached
@@ -218,28 +265,35 @@ def test_cached_status_is_what_the_full_command_prints(campaign, full_set):
 
 def test_heartbeat_line(campaign):
     ingest(campaign)
-    assert "last poll" in campaign.run("status").output   # ingest --once (cron) records it too
+    assert "last poll" in campaign.run("status").output  # ingest --once (cron) records it too
     conn = sqlite3.connect(campaign.db_path)
-    now = datetime.now(timezone.utc)
-    conn.execute("INSERT OR REPLACE INTO service_state (key, value, updated_at) VALUES ('last_poll', ?, ?)",
-                 [(now - timedelta(minutes=2)).isoformat(), now.isoformat()])
+    now = datetime.now(UTC)
+    conn.execute(
+        "INSERT OR REPLACE INTO service_state (key, value, updated_at) VALUES ('last_poll', ?, ?)",
+        [(now - timedelta(minutes=2)).isoformat(), now.isoformat()],
+    )
     conn.commit()
     assert "last poll 2 minutes ago" in campaign.run("status").output
-    conn.execute("UPDATE service_state SET value = ? WHERE key = 'last_poll'",
-                 [(now - timedelta(hours=2)).isoformat()])
+    conn.execute(
+        "UPDATE service_state SET value = ? WHERE key = 'last_poll'", [(now - timedelta(hours=2)).isoformat()]
+    )
     conn.commit()
     out = campaign.run("status").output
     assert "warning" in out and "2 hours ago" in out
 
 
 def test_video_sent_as_link_is_invalid_until_fetched(campaign):
-    body = ("您好，视频较大，已用超大附件发送：\n科技周视频.mp4 (350M, 2022年7月5日 10:00 到期)\n"
-            "https://mail.163.com/large-attachment-download/index.html?p=X&file=%E7%A7%91%E6%8A%80%E5%91%A8%E8%A7%86%E9%A2%91.mp4\n")
+    body = (
+        "您好，视频较大，已用超大附件发送：\n科技周视频.mp4 (350M, 2022年7月5日 10:00 到期)\n"
+        "https://mail.163.com/large-attachment-download/index.html?p=X&file=%E7%A7%91%E6%8A%80%E5%91%A8%E8%A7%86%E9%A2%91.mp4\n"
+    )
     send(campaign, body=body)
     ingest(campaign)
     with sqlite3.connect(campaign.db_path) as conn:
         if not conn.execute("SELECT COUNT(*) FROM links").fetchone()[0]:
-            pytest.skip("ingest did not record the link (the parser does not call ingest.links.find_links yet)")
+            pytest.skip(
+                "ingest did not record the link (the parser does not call ingest.links.find_links yet)"
+            )
     video = status(campaign)[0]["items"]["video"]
     assert video["state"] == "invalid"
     assert video["reason"].startswith("sent as a download link (") and video["reason"].endswith("not fetched")
@@ -247,15 +301,23 @@ def test_video_sent_as_link_is_invalid_until_fetched(campaign):
 
 # ------------------------------------------------------------------ the rules on recorded facts
 
+
 def _judge(campaign, kind, facts=None, error=None):
     from reconcile.judge import judge_part
 
-    return judge_part({"kind": kind, "facts": json.dumps(facts) if facts is not None else None,
-                       "error": error}, campaign.config())
+    return judge_part(
+        {"kind": kind, "facts": json.dumps(facts) if facts is not None else None, "error": error},
+        campaign.config(),
+    )
 
 
 def test_judging_rules_in_plain_words(campaign):
-    video = {"duration_s": 180.4, "container": "mp4", "format_name": "mov,mp4,m4a,3gp,3g2,mj2", "audio_codec": None}
+    video = {
+        "duration_s": 180.4,
+        "container": "mp4",
+        "format_name": "mov,mp4,m4a,3gp,3g2,mj2",
+        "audio_codec": None,
+    }
     j = _judge(campaign, "video", video)
     assert (j.state, j.reason) == ("invalid", "video lasts 3:00.4, over the 3:00 limit")
     j = _judge(campaign, "video", {**video, "duration_s": 179.9})
@@ -273,17 +335,31 @@ def test_judging_rules_in_plain_words(campaign):
 
     labels = campaign.config().campaign.sheet.labels
     j = _judge(campaign, "statistics", {"figures": {}, "problems": {label: "not found" for label in labels}})
-    assert j.state == "invalid" and j.reason.startswith("none of the form's rows (活动总数, 线上活动…) were found")
-    j = _judge(campaign, "statistics", {"figures": {"活动总数": 3}, "problems": {"参与人数": "not a number: 'abc'"},
-                                         "warnings": ["线上活动 + 线下活动 = 10, but 活动总数 is 12"]})
+    assert j.state == "invalid" and j.reason.startswith(
+        "none of the form's rows (活动总数, 线上活动…) were found"
+    )
+    j = _judge(
+        campaign,
+        "statistics",
+        {
+            "figures": {"活动总数": 3},
+            "problems": {"参与人数": "not a number: 'abc'"},
+            "warnings": ["线上活动 + 线下活动 = 10, but 活动总数 is 12"],
+        },
+    )
     assert j.reason == "参与人数 is not a number: 'abc'" and j.warnings
 
 
 def test_link_judgement_words():
     from reconcile.judge import judge_link
 
-    link = {"provider": "网易超大附件", "host": "mail.163.com", "filename": "科技周.mp4", "status": "recorded",
-            "error": None}
+    link = {
+        "provider": "网易超大附件",
+        "host": "mail.163.com",
+        "filename": "科技周.mp4",
+        "status": "recorded",
+        "error": None,
+    }
     assert judge_link(link).reason == "sent as a download link (网易超大附件: 科技周.mp4), not fetched"
     failed = judge_link({**link, "status": "failed", "error": "the link has expired"})
     assert failed.state == "invalid" and failed.reason.endswith("(download failed: the link has expired)")
@@ -295,10 +371,23 @@ def test_status_benchmark_runs_at_small_scale():
     import sys
 
     repo = Path(__file__).resolve().parents[1]
-    proc = subprocess.run([sys.executable, str(repo / "bench" / "bench_status.py"), "--units", "60",
-                           "--messages", "600", "--runs", "2"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(repo / "bench" / "bench_status.py"),
+            "--units",
+            "60",
+            "--messages",
+            "600",
+            "--runs",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "60 units" in proc.stdout and "ratio:" in proc.stdout, proc.stdout + proc.stderr
-    assert proc.returncode in (0, 1)        # 1 = over the target on a busy machine; the real run is at full size
+    assert proc.returncode in (0, 1)  # 1 = over the target on a busy machine; the real run is at full size
 
 
 def test_quick_road_loads_neither_click_nor_the_config_module(campaign, full_set):
@@ -308,10 +397,16 @@ def test_quick_road_loads_neither_click_nor_the_config_module(campaign, full_set
 
     send(campaign, files=full_set)
     ingest(campaign)
-    status(campaign)                                   # computes and caches
+    status(campaign)  # computes and caches
     env = {**os.environ, "MAILROLL_CONFIG": str(campaign.config_path)}
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "reconcile", "status", "--json"],
-                          capture_output=True, text=True, env=env, timeout=60, cwd=campaign.root)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "reconcile", "status", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        cwd=campaign.root,
+    )
     assert proc.returncode == 0 and json.loads(proc.stdout)[0]["state"] == "complete"
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
     assert "reconcile.fastpath" in imported
@@ -320,9 +415,11 @@ def test_quick_road_loads_neither_click_nor_the_config_module(campaign, full_set
 
 # ------------------------------------------------------------------ which submission counts (review H11)
 
-LINK_BODY = ("> 您好，视频较大，已用超大附件发送：\n> 科技周视频.mp4 (350M, 2022年7月5日 10:00 到期)\n"
-             "> https://mail.163.com/large-attachment-download/index.html?p=X&file=%E7%A7%91%E6%8A%80%E5%91%A8"
-             "%E8%A7%86%E9%A2%91.mp4\n")
+LINK_BODY = (
+    "> 您好，视频较大，已用超大附件发送：\n> 科技周视频.mp4 (350M, 2022年7月5日 10:00 到期)\n"
+    "> https://mail.163.com/large-attachment-download/index.html?p=X&file=%E7%A7%91%E6%8A%80%E5%91%A8"
+    "%E8%A7%86%E9%A2%91.mp4\n"
+)
 
 
 def _links(campaign) -> int:
@@ -333,8 +430,13 @@ def _links(campaign) -> int:
 def test_unfetched_link_never_displaces_a_video_file(campaign, media):
     # taiyuan: ok video first, later a reply carrying photos that quotes the big-attachment link
     send(campaign, files=attach(media.video(60)), when=BEFORE - timedelta(days=14))
-    send(campaign, subject="Re: 补充活动照片", body="补充照片。\n" + LINK_BODY,
-         files=attach(media.jpeg, names=["活动照片.jpg"]), when=BEFORE)
+    send(
+        campaign,
+        subject="Re: 补充活动照片",
+        body="补充照片。\n" + LINK_BODY,
+        files=attach(media.jpeg, names=["活动照片.jpg"]),
+        when=BEFORE,
+    )
     # sxu: the link first, the video file itself later
     send(campaign, from_=SXU, body=LINK_BODY, when=BEFORE)
     send(campaign, from_=SXU, files=attach(media.video(60)), when=BEFORE + timedelta(hours=2))
@@ -357,10 +459,21 @@ def test_later_unreadable_sheet_keeps_the_earlier_ok_one(campaign, tmp_path):
     send(campaign, files=attach(make_sheet_xlsx(tmp_path / "统计表.xlsx")), when=BEFORE - timedelta(days=2))
     send(campaign, subject="盖章版", files=attach(scan, names=["统计表（盖章扫描件）.pdf"]), when=BEFORE)
     # sxu: ok sheet, then a corrected sheet read fine but lacking a figure: that one replaces
-    send(campaign, from_=SXU, files=attach(make_sheet_xlsx(tmp_path / "s1.xlsx", unit="山西大学")),
-         when=BEFORE - timedelta(days=2))
-    send(campaign, from_=SXU, files=attach(make_sheet_xlsx(tmp_path / "s2.xlsx", unit="山西大学", omit=["线上活动"]),
-                                           names=["统计表（更正）.xlsx"]), when=BEFORE)
+    send(
+        campaign,
+        from_=SXU,
+        files=attach(make_sheet_xlsx(tmp_path / "s1.xlsx", unit="山西大学")),
+        when=BEFORE - timedelta(days=2),
+    )
+    send(
+        campaign,
+        from_=SXU,
+        files=attach(
+            make_sheet_xlsx(tmp_path / "s2.xlsx", unit="山西大学", omit=["线上活动"]),
+            names=["统计表（更正）.xlsx"],
+        ),
+        when=BEFORE,
+    )
     # jinzhong: only the unreadable file: it counts, invalid, with why
     send(campaign, from_="晋中 <jzkjj@sina.com>", files=attach(scan, names=["统计表（盖章扫描件）.pdf"]))
     ingest(campaign)
@@ -375,14 +488,23 @@ def test_later_unreadable_sheet_keeps_the_earlier_ok_one(campaign, tmp_path):
     assert (sxu["state"], sxu["filename"]) == ("invalid", "统计表（更正）.xlsx")
     jz = rows["jinzhong-kjj"]["items"]["statistics"]
     assert jz["state"] == "invalid" and jz["filename"] == "统计表（盖章扫描件）.pdf" and jz["reason"]
-    assert campaign.run("stats", "--json").json["fields"]["活动总数"] == 12      # taiyuan's sheet still adds
+    assert campaign.run("stats", "--json").json["fields"]["活动总数"] == 12  # taiyuan's sheet still adds
 
 
 def test_empty_and_unreadable_figures_are_told_apart(campaign, tmp_path):
     send(campaign, files=attach(make_sheet_xlsx(tmp_path / "blank.xlsx", figures={})))
-    send(campaign, from_=SXU, files=attach(make_sheet_xlsx(
-        tmp_path / "s.xlsx", unit="山西大学", figures={**DEFAULT_FIGURES, "科普展览": "无", "媒体报道": "很多"},
-        omit=["线上活动"])))
+    send(
+        campaign,
+        from_=SXU,
+        files=attach(
+            make_sheet_xlsx(
+                tmp_path / "s.xlsx",
+                unit="山西大学",
+                figures={**DEFAULT_FIGURES, "科普展览": "无", "媒体报道": "很多"},
+                omit=["线上活动"],
+            )
+        ),
+    )
     ingest(campaign)
     rows = by_id(status(campaign))
     blank = rows["taiyuan-kjj"]["items"]["statistics"]
@@ -390,18 +512,27 @@ def test_empty_and_unreadable_figures_are_told_apart(campaign, tmp_path):
     assert blank["reason"].endswith("投入经费 (empty cells)") and "were found" not in blank["reason"]
     assert blank["reason_zh"].startswith("统计表未填写：活动总数、线上活动、线下活动")
     sxu = rows["sxu"]["items"]["statistics"]["reason"]
-    assert sxu == ("the sheet lacks 线上活动; the sheet has no figures for 科普展览 ('无') (empty cells); "
-                   "媒体报道 is not a number: '很多'")
+    assert sxu == (
+        "the sheet lacks 线上活动; the sheet has no figures for 科普展览 ('无') (empty cells); "
+        "媒体报道 is not a number: '很多'"
+    )
     assert rows["sxu"]["items"]["statistics"]["reason_zh"] == (
-        "统计表缺少：线上活动；统计表未填写：科普展览 ('无')（空白）；媒体报道不是数字：'很多'")
+        "统计表缺少：线上活动；统计表未填写：科普展览 ('无')（空白）；媒体报道不是数字：'很多'"
+    )
 
 
 def test_reasons_in_chinese(campaign, tmp_path, media):
-    send(campaign, files=attach(make_sheet_xlsx(tmp_path / "统计表.xlsx", omit=["线上活动", "参与人数"]),
-                                make_report_docx(tmp_path / "总结报告.docx", chars=50), media.video(200)))
+    send(
+        campaign,
+        files=attach(
+            make_sheet_xlsx(tmp_path / "统计表.xlsx", omit=["线上活动", "参与人数"]),
+            make_report_docx(tmp_path / "总结报告.docx", chars=50),
+            media.video(200),
+        ),
+    )
     ingest(campaign)
     items = status(campaign)[0]["items"]
-    assert items["video"]["reason"] == "video lasts 3:20, over the 3:00 limit"        # English stays
+    assert items["video"]["reason"] == "video lasts 3:20, over the 3:00 limit"  # English stays
     assert items["video"]["reason_zh"] == "视频时长3:20，超过3:00的限制"
     assert items["statistics"]["reason_zh"] == "统计表缺少：线上活动、参与人数"
     assert items["report"]["reason_zh"] == "总结报告（docx）只有50个字，至少需要200个字"
@@ -426,7 +557,9 @@ def test_status_as_of_a_past_time(campaign, tmp_path, media):
     assert now["items"]["video"]["state"] == "ok" and now["late"]
     then = by_id(unit_statuses(conn, roster, config, as_of=BEFORE + timedelta(days=1)))["taiyuan-kjj"]
     assert then["items"]["video"]["state"] == "invalid" and not then["late"] and then["messages"] == 1
-    before_all = by_id(unit_statuses(conn, roster, config, as_of=BEFORE - timedelta(seconds=1)))["taiyuan-kjj"]
+    before_all = by_id(unit_statuses(conn, roster, config, as_of=BEFORE - timedelta(seconds=1)))[
+        "taiyuan-kjj"
+    ]
     assert before_all["state"] == "missing" and before_all["last_arrival"] is None
     # the cache still holds the present
     assert by_id(status(campaign))["taiyuan-kjj"]["items"]["video"]["state"] == "ok"
@@ -434,19 +567,22 @@ def test_status_as_of_a_past_time(campaign, tmp_path, media):
 
 def test_sheet_naming_another_unit_and_the_same_sheet_twice(campaign, tmp_path):
     sxas_sheet = make_sheet_xlsx(tmp_path / "sxas.xlsx", unit="山西省科学院")
-    send(campaign, files=attach(sxas_sheet, names=["统计表.xlsx"]))                     # taiyuan forwards it
+    send(campaign, files=attach(sxas_sheet, names=["统计表.xlsx"]))  # taiyuan forwards it
     send(campaign, from_="省科学院 <office@sxas.ac.cn>", files=attach(sxas_sheet, names=["统计表.xlsx"]))
     ingest(campaign)
     rows = by_id(status(campaign))
     st = rows["taiyuan-kjj"]["items"]["statistics"]
     assert st["state"] == "ok"
-    assert ("the sheet says 填报单位 山西省科学院 (sxas), but the mail came from 太原市科学技术局"
-            in st["warnings"])
+    assert (
+        "the sheet says 填报单位 山西省科学院 (sxas), but the mail came from 太原市科学技术局"
+        in st["warnings"]
+    )
     assert not rows["sxas"]["items"]["statistics"]["warnings"]
     data = campaign.run("stats", "--json").json
-    assert data["units"] == 2 and data["fields"]["活动总数"] == 24                   # both still counted
-    assert data["sheet_names_other_unit"] == [{"id": "taiyuan-kjj", "name": "太原市科学技术局",
-                                               "unit_cell": "山西省科学院", "names": "sxas"}]
+    assert data["units"] == 2 and data["fields"]["活动总数"] == 24  # both still counted
+    assert data["sheet_names_other_unit"] == [
+        {"id": "taiyuan-kjj", "name": "太原市科学技术局", "unit_cell": "山西省科学院", "names": "sxas"}
+    ]
     assert [[u["id"] for u in d["units"]] for d in data["same_sheet"]] == [["taiyuan-kjj", "sxas"]]
     out = campaign.run("stats").output
     assert "the same sheet (one file) is counted for 太原市科学技术局 and 山西省科学院" in out
@@ -461,8 +597,11 @@ def test_accepted_sheet_with_missing_figures_is_noted_in_stats(campaign, tmp_pat
     data = campaign.run("stats", "--json").json
     assert data["units"] == 1 and data["fields"]["活动总数"] == 12 and data["fields"]["投入经费"] == 0
     assert data["accepted_with_missing_figures"] == [
-        {"id": "taiyuan-kjj", "name": "太原市科学技术局", "missing": ["投入经费"]}]
-    assert "accepted by staff with figures missing: 太原市科学技术局 (投入经费)" in campaign.run("stats").output
+        {"id": "taiyuan-kjj", "name": "太原市科学技术局", "missing": ["投入经费"]}
+    ]
+    assert (
+        "accepted by staff with figures missing: 太原市科学技术局 (投入经费)" in campaign.run("stats").output
+    )
 
 
 def test_unit_that_sent_only_a_question_is_incomplete_not_missing(campaign, media):
@@ -485,9 +624,15 @@ def test_unknown_category_is_a_usage_error(campaign):
 def test_unreadable_files_get_a_chinese_reason_for_the_unit(campaign, media, tmp_path):
     """A fake video and a sheet sent as PDF: the Chinese reason says what to do, not English."""
     pdf = make_report_pdf(tmp_path / "统计表.pdf", chars=300)
-    campaign.deliver(build_mail(attachments=[("活动视频.mp4", media.fake_mp4.read_bytes()),
-                                             ("科技活动周统计表.pdf", pdf.read_bytes())]),
-                     when=datetime(2022, 6, 20, tzinfo=timezone.utc))
+    campaign.deliver(
+        build_mail(
+            attachments=[
+                ("活动视频.mp4", media.fake_mp4.read_bytes()),
+                ("科技活动周统计表.pdf", pdf.read_bytes()),
+            ]
+        ),
+        when=datetime(2022, 6, 20, tzinfo=UTC),
+    )
     campaign.run("ingest", "--once")
     (unit,) = [u for u in campaign.run("status", "--json").json if u["id"] == "taiyuan-kjj"]
     video, sheet = unit["items"]["video"], unit["items"]["statistics"]

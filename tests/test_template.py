@@ -1,10 +1,11 @@
 """The blank statistics form: written from the template, and read back by the sheet check."""
+
 from __future__ import annotations
 
 import docx
 import openpyxl
-
 from fixtures.files import DEFAULT_FIGURES, probe_file
+
 from ingest.checks.sheet_template import TABLE_HEADER, FormValues, write_docx, write_xlsx
 from ingest.config import SheetTemplate
 
@@ -33,8 +34,11 @@ def test_blank_form_reads_as_all_empty(tmp_path, sheet_template):
 
 
 def test_filled_copies_read_back(tmp_path, sheet_template):
-    values = FormValues(header={"填报单位": "晋中市科学技术局", "联系人": "刘洋", "联系电话": "0354-3033333"},
-                        figures=DEFAULT_FIGURES, text={"备注": "无"})
+    values = FormValues(
+        header={"填报单位": "晋中市科学技术局", "联系人": "刘洋", "联系电话": "0354-3033333"},
+        figures=DEFAULT_FIGURES,
+        text={"备注": "无"},
+    )
     for writer, name in ((write_xlsx, "f.xlsx"), (write_docx, "f.docx")):
         facts, error = probe_file(writer(tmp_path / name, sheet_template, values), "statistics")
         assert error is None, name
@@ -52,17 +56,29 @@ def test_blank_docx_form_layout(tmp_path, sheet_template):
     texts = [row.cells[0].text for row in table.rows]
     assert texts[:3] == sheet_template.header_cells
     assert [c.text for c in table.rows[3].cells] == list(TABLE_HEADER)
-    assert sheet_template.labels == texts[4:4 + len(sheet_template.labels)]
+    assert sheet_template.labels == texts[4 : 4 + len(sheet_template.labels)]
     assert table.style.name == "Table Grid"
 
 
 def test_a_configured_template(tmp_path):
-    template = SheetTemplate(fields=[("讲座场次", "场"), ("观众人数", "人")], header_cells=["单位名称"],
-                             text_rows=["说明"], sum_checks=[], title="科普讲座统计")
+    template = SheetTemplate(
+        fields=[("讲座场次", "场"), ("观众人数", "人")],
+        header_cells=["单位名称"],
+        text_rows=["说明"],
+        sum_checks=[],
+        title="科普讲座统计",
+    )
     values = FormValues(header={"单位名称": "省科协"}, figures={"讲座场次": "6场", "观众人数": "1,200"})
     from fixtures.files import check_config
-    config = check_config(sheet={"fields": [{"label": "讲座场次", "unit": "场"}, {"label": "观众人数", "unit": "人"}],
-                                 "header_cells": ["单位名称"], "text_rows": ["说明"], "sum_checks": []})
+
+    config = check_config(
+        sheet={
+            "fields": [{"label": "讲座场次", "unit": "场"}, {"label": "观众人数", "unit": "人"}],
+            "header_cells": ["单位名称"],
+            "text_rows": ["说明"],
+            "sum_checks": [],
+        }
+    )
     facts, error = probe_file(write_xlsx(tmp_path / "t.xlsx", template, values), "statistics", config=config)
     assert error is None
     assert facts["figures"] == {"讲座场次": 6, "观众人数": 1200}

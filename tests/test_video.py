@@ -1,12 +1,13 @@
 """The video check on real ffmpeg-made files, and images."""
+
 from __future__ import annotations
 
 import os
 import time
 
 import pytest
-
 from fixtures.files import check_config, make_jpeg, probe_file
+
 from ingest.checks.video import AUDIO_ONLY, NOT_A_VIDEO
 
 
@@ -44,10 +45,19 @@ def test_mov_renamed_mp4_is_still_mov(tmp_path, media):
     assert read(path)["container"] == "mov"
 
 
-@pytest.mark.parametrize("container, expected_format", [
-    ("avi", "avi"), ("mkv", "matroska,webm"), ("webm", "matroska,webm"), ("wmv", "asf"), ("flv", "flv"),
-    ("3gp", None), ("mpg", "mpeg"), ("m4v", None),
-])
+@pytest.mark.parametrize(
+    "container, expected_format",
+    [
+        ("avi", "avi"),
+        ("mkv", "matroska,webm"),
+        ("webm", "matroska,webm"),
+        ("wmv", "asf"),
+        ("flv", "flv"),
+        ("3gp", None),
+        ("mpg", "mpeg"),
+        ("m4v", None),
+    ],
+)
 def test_other_containers(media, container, expected_format):
     facts = read(media.video(3, container))
     assert facts["container"] == container
@@ -82,8 +92,8 @@ def test_truncated_video(tmp_path, media):
 
 def test_a_hanging_prober_is_killed_after_the_timeout(tmp_path):
     """ffprobe opening a named pipe nobody writes to blocks forever; the check gives up."""
-    from ingest.checks.video import read_video
     from ingest.checks.common import CheckError
+    from ingest.checks.video import read_video
 
     fifo = tmp_path / "hang.mp4"
     os.mkfifo(fifo)

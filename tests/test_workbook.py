@@ -1,37 +1,55 @@
 """`report --xlsx` / `--csv`: the workbook staff open, checked cell by cell.
 
 (Named test_workbook.py: tests/test_report.py holds the report *check* tests.)"""
+
 from __future__ import annotations
 
 import csv
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import openpyxl
 import pytest
-
 from fixtures.files import DEFAULT_FIGURES, make_report_docx, make_sheet_xlsx
 from fixtures.mail import build_mail
+
 from reconcile.report import display_width
 
-BEFORE = datetime(2022, 6, 20, 2, 30, tzinfo=timezone.utc)
-AFTER = datetime(2022, 6, 27, 1, 0, tzinfo=timezone.utc)
+BEFORE = datetime(2022, 6, 20, 2, 30, tzinfo=UTC)
+AFTER = datetime(2022, 6, 27, 1, 0, tzinfo=UTC)
 
 
 @pytest.fixture
 def filled(campaign, tmp_path, media):
     def send(from_, files, when=BEFORE, subject="科技活动周材料"):
-        campaign.deliver(build_mail(from_=from_, subject=subject,
-                                    attachments=[(n, p.read_bytes()) for n, p in files]), when=when)
+        campaign.deliver(
+            build_mail(from_=from_, subject=subject, attachments=[(n, p.read_bytes()) for n, p in files]),
+            when=when,
+        )
 
-    send("太原市科学技术局 <tykjj@taiyuan.gov.cn>", [
-        ("统计表.xlsx", make_sheet_xlsx(tmp_path / "a.xlsx")),
-        ("总结报告.docx", make_report_docx(tmp_path / "a.docx")),
-        ("视频.mp4", media.video(60))])
-    send("山西大学 <kjc@sxu.edu.cn>", [
-        ("统计表.xlsx", make_sheet_xlsx(tmp_path / "b.xlsx", unit="山西大学",
-                                      figures={**DEFAULT_FIGURES, "活动总数": 3, "线上活动": 1, "线下活动": 2})),
-        ("视频.mp4", media.video(200))], when=AFTER)
+    send(
+        "太原市科学技术局 <tykjj@taiyuan.gov.cn>",
+        [
+            ("统计表.xlsx", make_sheet_xlsx(tmp_path / "a.xlsx")),
+            ("总结报告.docx", make_report_docx(tmp_path / "a.docx")),
+            ("视频.mp4", media.video(60)),
+        ],
+    )
+    send(
+        "山西大学 <kjc@sxu.edu.cn>",
+        [
+            (
+                "统计表.xlsx",
+                make_sheet_xlsx(
+                    tmp_path / "b.xlsx",
+                    unit="山西大学",
+                    figures={**DEFAULT_FIGURES, "活动总数": 3, "线上活动": 1, "线下活动": 2},
+                ),
+            ),
+            ("视频.mp4", media.video(200)),
+        ],
+        when=AFTER,
+    )
     send("陌生人 <who@example.org>", [], subject="请问材料怎么报")
     campaign.run("ingest", "--once")
     campaign.run("exempt", "sxas", "--note", "不参加")
@@ -58,7 +76,7 @@ def test_workbook_contents(filled, tmp_path):
     ty, sxu, sxas = rows["taiyuan-kjj"], rows["sxu"], rows["sxas"]
     assert ty[col["状态"]].value == "齐全" and _fill(ty[col["视频"]]) == "C6EFCE"
     assert sxu[col["视频"]].value == "不合格（逾期）" and _fill(sxu[col["视频"]]) == "FFC7CE"
-    assert sxu[col["视频说明"]].value == "视频.mp4：视频时长3:20，超过3:00的限制"     # in Chinese
+    assert sxu[col["视频说明"]].value == "视频.mp4：视频时长3:20，超过3:00的限制"  # in Chinese
     assert sxu[col["逾期"]].value == "逾期"
     assert sxu[col["总结报告"]].value == "未收到" and _fill(sxu[col["总结报告"]]) == "FFEB9C"
     assert sxu[col["视频收到时间"]].value == "2022-06-27 09:00"
@@ -81,13 +99,21 @@ def test_workbook_contents(filled, tmp_path):
     assert unmatched[0][3] == "请问材料怎么报" and "unknown sender" in unmatched[0][5]
 
     summary = {r[0]: r[1] for r in wb["汇总"].iter_rows(values_only=True) if r and r[0]}
-    assert (summary["齐全"], summary["不齐全"], summary["未报送"], summary["其中逾期"], summary["免报"]) == (1, 1, 10, 1, 1)
+    assert (summary["齐全"], summary["不齐全"], summary["未报送"], summary["其中逾期"], summary["免报"]) == (
+        1,
+        1,
+        10,
+        1,
+        1,
+    )
 
 
 def test_csv_files_open_in_excel(filled, tmp_path):
     out = tmp_path / "csv"
     filled.run("report", "--csv", str(out))
-    assert sorted(p.name for p in out.iterdir()) == sorted(["汇总.csv", "单位情况.csv", "统计汇总.csv", "未匹配邮件.csv"])
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["汇总.csv", "单位情况.csv", "统计汇总.csv", "未匹配邮件.csv"]
+    )
     raw = (out / "单位情况.csv").read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")
     rows = list(csv.reader(raw.decode("utf-8-sig").splitlines()))
@@ -102,13 +128,25 @@ def test_report_needs_a_target(campaign):
 def test_workbook_converts_to_pdf(filled, tmp_path, libreoffice):
     path = tmp_path / "report.xlsx"
     filled.run("report", "--xlsx", str(path))
-    subprocess.run([libreoffice, "--headless", f"-env:UserInstallation=file://{tmp_path}/lo",
-                    "--convert-to", "pdf", "--outdir", str(tmp_path), str(path)],
-                   check=True, capture_output=True, timeout=180)
+    subprocess.run(
+        [
+            libreoffice,
+            "--headless",
+            f"-env:UserInstallation=file://{tmp_path}/lo",
+            "--convert-to",
+            "pdf",
+            "--outdir",
+            str(tmp_path),
+            str(path),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=180,
+    )
     from pypdf import PdfReader
 
     reader = PdfReader(tmp_path / "report.pdf")
-    assert len(reader.pages) >= 4                     # every sheet printed
+    assert len(reader.pages) >= 4  # every sheet printed
     text = "".join(page.extract_text() or "" for page in reader.pages)
     assert "taiyuan-kjj" in text
 
@@ -116,10 +154,16 @@ def test_workbook_converts_to_pdf(filled, tmp_path, libreoffice):
 def test_workbook_explains_in_chinese_and_notes_what_stats_flag(campaign, tmp_path, media):
     ty = "太原市科学技术局 <tykjj@taiyuan.gov.cn>"
     sheet = make_sheet_xlsx(tmp_path / "a.xlsx", omit=["投入经费"])
-    campaign.deliver(build_mail(from_=ty, attachments=[("统计表.xlsx", sheet.read_bytes()),
-                                                       ("视频.mp4", media.video(60).read_bytes())]), when=BEFORE)
-    campaign.deliver(build_mail(from_=ty, attachments=[("视频（新）.mp4", media.fake_mp4.read_bytes())]),
-                     when=AFTER)
+    campaign.deliver(
+        build_mail(
+            from_=ty,
+            attachments=[("统计表.xlsx", sheet.read_bytes()), ("视频.mp4", media.video(60).read_bytes())],
+        ),
+        when=BEFORE,
+    )
+    campaign.deliver(
+        build_mail(from_=ty, attachments=[("视频（新）.mp4", media.fake_mp4.read_bytes())]), when=AFTER
+    )
     campaign.run("ingest", "--once")
     campaign.run("accept", "taiyuan-kjj", "statistics", "--note", "经费另报")
     path = tmp_path / "报送情况.xlsx"
@@ -129,7 +173,10 @@ def test_workbook_explains_in_chinese_and_notes_what_stats_flag(campaign, tmp_pa
     header = [c.value for c in units[1]]
     row = next(r for r in units.iter_rows(min_row=2) if r[1].value == "taiyuan-kjj")
     video = row[header.index("视频说明")].value
-    assert row[header.index("视频")].value == "合格" and "之后发送的文件视频（新）.mp4（2022-06-27）未能读取" in video
+    assert (
+        row[header.index("视频")].value == "合格"
+        and "之后发送的文件视频（新）.mp4（2022-06-27）未能读取" in video
+    )
     assert "仍以之前的视频为准" in video
     srows = [[c.value for c in r] for r in wb["统计汇总"].iter_rows()]
     assert ["说明"] == srows[srows.index(["说明"] + [None] * (len(srows[-1]) - 1))][:1] or True

@@ -17,6 +17,7 @@ typed as text), ``common.py`` (CheckError, formats, LibreOffice, timeouts), ``sh
 ``(None, reason)`` with the reason in plain words; every external tool runs with
 ``config.limits.probe_timeout_s``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -46,14 +47,18 @@ def probe(part, path: Path, config) -> tuple[dict | None, str | None]:
             return None, "the file is empty (0 bytes)"
         if kind == STATISTICS:
             from ingest.checks.sheet import read_sheet
+
             return read_sheet(path, fmt, config.campaign.sheet, limits, timeout), None
         if kind == REPORT:
             from ingest.checks.report import read_report
+
             return read_report(path, fmt, limits, timeout), None
         if kind == VIDEO:
             from ingest.checks.video import read_video
+
             return read_video(path, part.sniffed_type, part.filename, timeout), None
         from ingest.checks.image import read_image
+
         return read_image(path, limits.max_image_pixels), None
     except CheckError as e:
         return None, str(e)

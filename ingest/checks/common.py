@@ -3,6 +3,7 @@
 Every check raises :class:`CheckError` with a reason a person reads ("the sheet is
 password-protected"); :func:`ingest.checks.probe` turns it into ``parts.error``.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,12 +23,42 @@ class CheckError(Exception):
 
 # The sniffed-type vocabulary of ingest/classify.py (DESIGN.md), plus the extensions that map to it.
 EXTENSION_FORMATS = {
-    ".xlsx": "xlsx", ".xlsm": "xlsx", ".xltx": "xlsx", ".xltm": "xlsx", ".xls": "xls", ".et": "et",
-    ".ett": "et", ".docx": "docx", ".docm": "docx", ".dotx": "docx", ".doc": "doc", ".wps": "wps",
-    ".pdf": "pdf", ".zip": "zip", ".txt": "text", ".csv": "text", ".mp4": "mp4", ".m4v": "m4v",
-    ".mov": "mov", ".avi": "avi", ".mkv": "mkv", ".webm": "webm", ".flv": "flv", ".wmv": "wmv",
-    ".mpg": "mpg", ".mpeg": "mpg", ".3gp": "3gp", ".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png",
-    ".gif": "gif", ".bmp": "bmp", ".webp": "webp", ".heic": "heic", ".ods": "ods", ".odt": "odt",
+    ".xlsx": "xlsx",
+    ".xlsm": "xlsx",
+    ".xltx": "xlsx",
+    ".xltm": "xlsx",
+    ".xls": "xls",
+    ".et": "et",
+    ".ett": "et",
+    ".docx": "docx",
+    ".docm": "docx",
+    ".dotx": "docx",
+    ".doc": "doc",
+    ".wps": "wps",
+    ".pdf": "pdf",
+    ".zip": "zip",
+    ".txt": "text",
+    ".csv": "text",
+    ".mp4": "mp4",
+    ".m4v": "m4v",
+    ".mov": "mov",
+    ".avi": "avi",
+    ".mkv": "mkv",
+    ".webm": "webm",
+    ".flv": "flv",
+    ".wmv": "wmv",
+    ".mpg": "mpg",
+    ".mpeg": "mpg",
+    ".3gp": "3gp",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".png": "png",
+    ".gif": "gif",
+    ".bmp": "bmp",
+    ".webp": "webp",
+    ".heic": "heic",
+    ".ods": "ods",
+    ".odt": "odt",
 }
 
 
@@ -81,13 +112,17 @@ def open_ooxml_zip(path: Path, max_xml_bytes: int, what: str) -> zipfile.ZipFile
     try:
         zf = zipfile.ZipFile(path)
     except zipfile.BadZipFile:
-        raise CheckError(f"the {what} cannot be opened: the file is damaged or not an Office file "
-                         f"(it is not a valid zip container)") from None
+        raise CheckError(
+            f"the {what} cannot be opened: the file is damaged or not an Office file "
+            f"(it is not a valid zip container)"
+        ) from None
     total = sum(i.file_size for i in zf.infolist())
     if total > max_xml_bytes:
         zf.close()
-        raise CheckError(f"the {what} is too large to read: it unpacks to {total // (1024 * 1024)} MB "
-                         f"(limit {max_xml_bytes // (1024 * 1024)} MB)")
+        raise CheckError(
+            f"the {what} is too large to read: it unpacks to {total // (1024 * 1024)} MB "
+            f"(limit {max_xml_bytes // (1024 * 1024)} MB)"
+        )
     return zf
 
 
@@ -101,8 +136,9 @@ def run_tool(args: list[str], timeout: float, what: str) -> subprocess.Completed
 
     Raises CheckError("... could not be ... within N s") on timeout.
     """
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -115,8 +151,7 @@ def run_tool(args: list[str], timeout: float, what: str) -> subprocess.Completed
     return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
 
-def convert_with_libreoffice(path: Path, source_ext: str, target: str, timeout: float,
-                             workdir: Path) -> Path:
+def convert_with_libreoffice(path: Path, source_ext: str, target: str, timeout: float, workdir: Path) -> Path:
     """Convert a file with headless LibreOffice ('doc' -> 'docx', 'et' -> 'xlsx', 'doc' -> 'txt').
 
     The stored file has no extension, so it is linked under a name with ``source_ext`` first.
@@ -135,8 +170,19 @@ def convert_with_libreoffice(path: Path, source_ext: str, target: str, timeout: 
     out_dir = workdir / "out"
     out_dir.mkdir()
     target_ext = target.split(":", 1)[0]
-    args = [soffice, f"-env:UserInstallation={profile.as_uri()}", "--headless", "--norestore",
-            "--nologo", "--nodefault", "--convert-to", target, "--outdir", str(out_dir), str(src)]
+    args = [
+        soffice,
+        f"-env:UserInstallation={profile.as_uri()}",
+        "--headless",
+        "--norestore",
+        "--nologo",
+        "--nodefault",
+        "--convert-to",
+        target,
+        "--outdir",
+        str(out_dir),
+        str(src),
+    ]
     result = run_tool(args, timeout, "LibreOffice could not convert the file")
     produced = out_dir / f"input.{target_ext}"
     if not produced.exists():
@@ -157,8 +203,9 @@ def _chain(e: BaseException):
         e = e.__cause__ or e.__context__
 
 
-XML_BOMB = ("the file contains XML entity declarations (an 'XML bomb' that would expand "
-            "enormously); it was not read")
+XML_BOMB = (
+    "the file contains XML entity declarations (an 'XML bomb' that would expand enormously); it was not read"
+)
 
 
 def unreadable(e: BaseException, what: str, fmt: str) -> CheckError:
@@ -166,8 +213,11 @@ def unreadable(e: BaseException, what: str, fmt: str) -> CheckError:
     for err in _chain(e):
         name = type(err).__name__
         text = str(err)
-        if name in ("EntitiesForbidden", "DTDForbidden", "ExternalReferenceForbidden") \
-                or "entity" in text.lower() and ("amplification" in text.lower() or "loop" in text.lower()):
+        if (
+            name in ("EntitiesForbidden", "DTDForbidden", "ExternalReferenceForbidden")
+            or "entity" in text.lower()
+            and ("amplification" in text.lower() or "loop" in text.lower())
+        ):
             return CheckError(XML_BOMB)
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     if len(text) > 120:
@@ -189,7 +239,9 @@ def check_ole(path: Path, wanted: str, what: str) -> None:
     handing it to xlrd or LibreOffice (which would import any bytes as plain text)."""
     streams = ole_streams(path)
     if streams is None:
-        raise CheckError(f"the {what} cannot be opened: the file is damaged (not a valid Office 97-2003 file)")
+        raise CheckError(
+            f"the {what} cannot be opened: the file is damaged (not a valid Office 97-2003 file)"
+        )
     if "encryptedpackage" in streams:
         raise CheckError(f"the {what} is password-protected")
     has_word = "worddocument" in streams
@@ -197,4 +249,6 @@ def check_ole(path: Path, wanted: str, what: str) -> None:
     if wanted == "word" and not has_word:
         raise CheckError(f"not a {what}: the file is an Office 97-2003 file but not a Word document")
     if wanted == "excel" and not (has_excel or has_word):
-        raise CheckError(f"not a {what}: the file is an Office 97-2003 file but not a workbook or Word document")
+        raise CheckError(
+            f"not a {what}: the file is an Office 97-2003 file but not a workbook or Word document"
+        )

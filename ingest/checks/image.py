@@ -4,6 +4,7 @@ Pillow reads only the header on open; an image claiming more than ``limits.max_i
 is refused before anything is decoded (a decompression bomb). Formats Pillow does not know
 (HEIC from phones) fall back to ``filetype`` for the format, with unknown size.
 """
+
 from __future__ import annotations
 
 import warnings

@@ -3,6 +3,7 @@
 ``normalize_label`` makes ' 其中：线上活动（项）' and '线上活动' the same key; ``parse_figure``
 reads '1,234', '１２', '118项', '约20', '3.5万' and converts to the row's unit.
 """
+
 from __future__ import annotations
 
 import re
@@ -50,11 +51,11 @@ def unit_multiplier(unit: str) -> tuple[float, str]:
     u = _SPACE.sub("", nfkc(unit or ""))
     for prefix, mult in (("亿", 1e8), ("万", 1e4), ("千", 1e3), ("百", 1e2)):
         if u.startswith(prefix) and len(u) > 1:
-            return mult, u[len(prefix):]
+            return mult, u[len(prefix) :]
     return 1.0, u
 
 
-EMPTY_MARKS = {"", "-", "--", "—", "——", "－", "/", "／", "\\", "无", "空", "暂无", "n/a", "N/A", "/"}
+EMPTY_MARKS = {"", "-", "--", "—", "——", "－", "/", "／", "\\", "无", "空", "暂无", "n/a", "N/A"}
 
 _FIGURE = re.compile(
     r"^(?:约|大约|近|将近|超过|逾|共|计|共计|合计|累计|总计)?"

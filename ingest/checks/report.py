@@ -5,6 +5,7 @@ password to open (a PDF with only an owner password opens for everyone and is re
 ``scanned`` means pages carry images but (almost) no text layer. .doc/.wps: LibreOffice converts
 to text when installed. Characters are counted without whitespace.
 """
+
 from __future__ import annotations
 
 import re
@@ -12,11 +13,18 @@ import time
 from pathlib import Path
 
 from ingest.checks.common import (
-    CheckError, check_ole, convert_with_libreoffice, is_ole, ole_is_encrypted_ooxml, open_ooxml_zip,
-    soffice_binary, temp_workdir, unreadable,
+    CheckError,
+    check_ole,
+    convert_with_libreoffice,
+    is_ole,
+    ole_is_encrypted_ooxml,
+    open_ooxml_zip,
+    soffice_binary,
+    temp_workdir,
+    unreadable,
 )
 
-MAX_PDF_PAGES = 300          # pages whose text is extracted
+MAX_PDF_PAGES = 300  # pages whose text is extracted
 SCANNED_CHARS_PER_PAGE = 20  # fewer text characters per page than this, with images: scanned
 _WS = re.compile(r"[\s\ufeff\u200b]+")
 
@@ -96,8 +104,12 @@ def read_pdf_report(path: Path, timeout: float = 30.0) -> dict:
                 image_pages += 1
             read_pages += 1
     except (PdfReadError, ValueError, KeyError, TypeError, OSError) as e:
-        raise CheckError(f"the report cannot be opened: the file is not a valid PDF ({str(e)[:120]})") from None
-    scanned = bool(read_pages) and image_pages * 2 >= read_pages and chars < SCANNED_CHARS_PER_PAGE * read_pages
+        raise CheckError(
+            f"the report cannot be opened: the file is not a valid PDF ({str(e)[:120]})"
+        ) from None
+    scanned = (
+        bool(read_pages) and image_pages * 2 >= read_pages and chars < SCANNED_CHARS_PER_PAGE * read_pages
+    )
     facts = {"format": "pdf", "pages": pages, "text_chars": chars, "encrypted": False, "scanned": scanned}
     if read_pages < pages:
         facts["partial"] = True  # text counted on the first read_pages pages only
@@ -117,7 +129,9 @@ def _page_has_image(page) -> bool:
                 return True
             if obj.get("/Subtype") == "/Form" and "/Resources" in obj:
                 inner = obj["/Resources"].get_object().get("/XObject")
-                if inner and any(x.get_object().get("/Subtype") == "/Image" for x in inner.get_object().values()):
+                if inner and any(
+                    x.get_object().get("/Subtype") == "/Image" for x in inner.get_object().values()
+                ):
                     return True
     except Exception:
         return False
@@ -125,7 +139,7 @@ def _page_has_image(page) -> bool:
 
 
 def read_text_report(path: Path) -> dict:
-    data = path.read_bytes()[:20 * 1024 * 1024]
+    data = path.read_bytes()[: 20 * 1024 * 1024]
     for enc in ("utf-8-sig", "gb18030", "utf-16"):
         try:
             text = data.decode(enc)
@@ -134,7 +148,13 @@ def read_text_report(path: Path) -> dict:
             continue
     else:
         text = data.decode("utf-8", "replace")
-    return {"format": "text", "pages": None, "text_chars": count_chars(text), "encrypted": False, "scanned": False}
+    return {
+        "format": "text",
+        "pages": None,
+        "text_chars": count_chars(text),
+        "encrypted": False,
+        "scanned": False,
+    }
 
 
 def read_report(path: Path, fmt: str | None, limits, timeout: float) -> dict:
@@ -153,12 +173,16 @@ def read_report(path: Path, fmt: str | None, limits, timeout: float) -> dict:
     if fmt == "odt":
         return _via_libreoffice(path, fmt, timeout)
     if fmt in ("doc", "wps"):
-        raise CheckError(f"the report cannot be opened: the file is damaged or not a real .{fmt} "
-                         f"(it is not an Office 97-2003 file)")
+        raise CheckError(
+            f"the report cannot be opened: the file is damaged or not a real .{fmt} "
+            f"(it is not an Office 97-2003 file)"
+        )
     if fmt == "html":
         raise CheckError("not a report document: the file is a web page (perhaps a failed download)")
     if fmt in ("xlsx", "xls", "et", "ods"):
-        raise CheckError("not a report document: the file is a spreadsheet (send the report as .docx or .pdf)")
+        raise CheckError(
+            "not a report document: the file is a spreadsheet (send the report as .docx or .pdf)"
+        )
     with open(path, "rb") as fh:
         head = fh.read(1024)
     if head.startswith(b"%PDF") or b"%PDF-" in head:
@@ -174,4 +198,10 @@ def _via_libreoffice(path: Path, fmt: str, timeout: float) -> dict:
     with temp_workdir() as tmp:
         converted = convert_with_libreoffice(path, fmt, "txt:Text (encoded):UTF8", timeout, Path(tmp))
         text = converted.read_text("utf-8", "replace")
-    return {"format": fmt, "pages": None, "text_chars": count_chars(text), "encrypted": False, "scanned": False}
+    return {
+        "format": fmt,
+        "pages": None,
+        "text_chars": count_chars(text),
+        "encrypted": False,
+        "scanned": False,
+    }

@@ -8,21 +8,29 @@ like '填报单位：…' do not matter.
 Facts (docs/FACTS.md): format, sheet, unit_cell, contact, phone, header, figures, problems,
 warnings, text, raw.
 """
+
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
 from ingest.checks.labels import (
-    NotANumber, format_number, looks_numeric, nfkc, normalize_label, parse_figure, unit_multiplier,
+    NotANumber,
+    format_number,
+    looks_numeric,
+    nfkc,
+    normalize_label,
+    parse_figure,
+    unit_multiplier,
 )
-from ingest.checks.workbook import Grid, Cell, UncalculatedFormula, Workbook, cell_text, read_workbook
+from ingest.checks.workbook import Cell, Grid, UncalculatedFormula, Workbook, cell_text, read_workbook
 
-MAX_TEXT_CHARS = 4000    # per text row
+MAX_TEXT_CHARS = 4000  # per text row
 QUANTITY_HEADERS = {"数量", "数值", "数据", "填报数", "填报数量", "完成数", "合计数", "数目", "统计数"}
 
 
 # --------------------------------------------------------------------------- extraction
+
 
 def _split_inline(text: str) -> tuple[str, str] | None:
     """'活动总数：12' -> ('活动总数', '12')."""
@@ -33,29 +41,35 @@ def _split_inline(text: str) -> tuple[str, str] | None:
     return head, rest.strip()
 
 
-def _header_value(grid_rows: list[Grid], label: str, all_labels: list[str], stop: set[str] = frozenset()) -> str | None:
+def _header_value(
+    grid_rows: list[Grid], label: str, all_labels: list[str], stop: set[str] = frozenset()
+) -> str | None:
     """A header cell's value: right of the label, or after '：' in the same cell
     ('填报单位：太原市科技局   联系人：张三' holds two)."""
     key = normalize_label(label)
     others = "|".join(re.escape(x) for x in sorted(all_labels, key=len, reverse=True))
     inline = re.compile(
         re.escape(label) + r"\s*(?:\([^)]*\))?\s*:\s*(.*?)\s*(?=(?:" + others + r")\s*(?:\([^)]*\))?\s*:|$)",
-        re.S)
+        re.S,
+    )
     for rows in grid_rows:
         for r, row in enumerate(rows):
             for c, value in enumerate(row):
                 text = cell_text(value)
-                if not text or label not in nfkc(text).replace(" ", "").replace("\u3000", "") \
-                        and key not in normalize_label(text):
+                if (
+                    not text
+                    or label not in nfkc(text).replace(" ", "").replace("\u3000", "")
+                    and key not in normalize_label(text)
+                ):
                     continue
                 if normalize_label(text) == key:
                     labels = {normalize_label(x) for x in all_labels} | set(stop)
-                    right = next((v for v in row[c + 1:] if cell_text(v)), None)
+                    right = next((v for v in row[c + 1 :] if cell_text(v)), None)
                     if right is not None and normalize_label(right) not in labels:
                         return cell_text(right)
                     if right is not None and normalize_label(right) in stop:
                         # a horizontal form: the value is under the label
-                        for below in rows[r + 1: r + 4]:
+                        for below in rows[r + 1 : r + 4]:
                             value = cell_text(below[c]) if c < len(below) else ""
                             if value and normalize_label(value) not in labels:
                                 return value
@@ -83,7 +97,11 @@ def extract(book: Workbook, template) -> dict:
                 k = normalize_label(value) if isinstance(value, str) else ""
                 if k in keys:
                     seen.add(k)
-                elif isinstance(value, str) and (split := _split_inline(value)) and normalize_label(split[0]) in keys:
+                elif (
+                    isinstance(value, str)
+                    and (split := _split_inline(value))
+                    and normalize_label(split[0]) in keys
+                ):
                     seen.add(normalize_label(split[0]))
         return len(seen)
 
@@ -103,19 +121,23 @@ def extract(book: Workbook, template) -> dict:
     text: dict[str, str] = {}
     warnings = list(book.warnings)
 
-    found: dict[str, tuple[list, int, object]] = {}   # label -> (row, col, inline value or ...)
+    found: dict[str, tuple[list, int, object]] = {}  # label -> (row, col, inline value or ...)
     found_text: dict[str, tuple[Grid, int, int]] = {}
     for rows in form_grids:
         qty_col = None
         for r, row in enumerate(rows):
-            header_cols = [c for c, value in enumerate(row)
-                           if isinstance(value, str) and normalize_label(value) in QUANTITY_HEADERS]
+            header_cols = [
+                c
+                for c, value in enumerate(row)
+                if isinstance(value, str) and normalize_label(value) in QUANTITY_HEADERS
+            ]
             if header_cols:
                 # the table's header row (指标|单位|数量|备注): its cells are not row labels
                 qty_col = header_cols[0]
                 continue
-            in_row = [c for c, value in enumerate(row)
-                      if isinstance(value, str) and normalize_label(value) in keys]
+            in_row = [
+                c for c, value in enumerate(row) if isinstance(value, str) and normalize_label(value) in keys
+            ]
             if len(in_row) >= 3:
                 # a horizontal form: the labels head the columns, the figures are below them
                 for c in in_row:
@@ -149,8 +171,9 @@ def extract(book: Workbook, template) -> dict:
         else:
             cell = _figure_cell(row, c, qty_col, unit)
         if isinstance(cell, UncalculatedFormula):
-            problems[label] = (f"a formula ({cell}) without a saved value: "
-                               f"open the file in Excel or WPS and save it again")
+            problems[label] = (
+                f"a formula ({cell}) without a saved value: open the file in Excel or WPS and save it again"
+            )
             continue
         if isinstance(cell, str):
             raw[label] = cell
@@ -163,7 +186,7 @@ def extract(book: Workbook, template) -> dict:
             problems[label] = "empty"
         else:
             figures[label] = value
-            if (hint := _magnitude_hint(label, unit, cell, value)):
+            if hint := _magnitude_hint(label, unit, cell, value):
                 warnings.append(hint)
 
     for label in template.text_rows:
@@ -179,8 +202,10 @@ def extract(book: Workbook, template) -> dict:
         if total in figures and all(p in figures for p in parts):
             added = sum(figures[p] for p in parts)
             if abs(added - figures[total]) > 1e-6 * max(1.0, abs(figures[total])):
-                warnings.append(f"{' + '.join(parts)} = {format_number(added)}, "
-                                f"but {total} is {format_number(figures[total])}")
+                warnings.append(
+                    f"{' + '.join(parts)} = {format_number(added)}, "
+                    f"but {total} is {format_number(figures[total])}"
+                )
     if best[0] == 0:
         warnings.append("none of the form's rows were found: is this the statistics form?")
 
@@ -214,7 +239,7 @@ def _figure_cell(row: list, c: int, qty_col: int | None, unit: str) -> Cell:
         # merged or shifted value: look right of the label anyway
     unit_key = normalize_label(unit)
     candidates = []
-    for value in row[c + 1:]:
+    for value in row[c + 1 :]:
         t = cell_text(value)
         if not t:
             continue
@@ -235,8 +260,10 @@ def _magnitude_hint(label: str, unit: str, cell: Cell, value: float) -> str | No
     mult, base = unit_multiplier(unit)
     typed_plain = not isinstance(cell, str) or re.fullmatch(r"[\d.,，\s]+", nfkc(cell)) is not None
     if mult >= 1e4 and typed_plain and abs(value) >= 1000:
-        return (f"{label} is {format_number(value)} {unit}: if {format_number(value)} {base} was meant, "
-                f"write {format_number(value / mult)}")
+        return (
+            f"{label} is {format_number(value)} {unit}: if {format_number(value)} {base} was meant, "
+            f"write {format_number(value / mult)}"
+        )
     return None
 
 
@@ -246,9 +273,9 @@ TOTAL_LABELS = {"合计", "总计", "合计数", "小计", "全市合计", "全�
 def _below(rows: Grid, r: int, c: int, unit: str) -> Cell:
     """The figure under a column label: in a '合计' row when the table has several data rows,
     else the first non-empty cell below (a unit line such as '（项）' is skipped)."""
-    below = rows[r + 1: r + 1 + 200]
+    below = rows[r + 1 : r + 1 + 200]
     for row in below:
-        if any(isinstance(v, str) and normalize_label(v) in TOTAL_LABELS for v in row[:c + 1]):
+        if any(isinstance(v, str) and normalize_label(v) in TOTAL_LABELS for v in row[: c + 1]):
             return row[c] if c < len(row) else None
     unit_keys = {normalize_label(unit), ""}
     for row in below[:4]:
@@ -265,7 +292,7 @@ def _below(rows: Grid, r: int, c: int, unit: str) -> Cell:
 def _text_right_or_below(rows: Grid, r: int, c: int, labels: set[str]) -> str:
     row = rows[r]
     parts = []
-    for value in row[c + 1:]:
+    for value in row[c + 1 :]:
         t = cell_text(value)
         if t and t not in parts:
             parts.append(t)

@@ -12,6 +12,7 @@ Layout, for both .xlsx and .docx::
 ``write_xlsx(path, template)`` and ``write_docx(path, template)`` write the blank form;
 ``values`` (a :class:`FormValues`) fills it in. The sheet reader reads both.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -23,11 +24,12 @@ TABLE_HEADER = ("指标", "单位", "数量", "备注")
 @dataclass
 class FormValues:
     """What a unit writes into the form. Figures may be numbers or text as typed ('1,234')."""
-    header: dict[str, str] = field(default_factory=dict)      # 填报单位 -> 太原市科学技术局
+
+    header: dict[str, str] = field(default_factory=dict)  # 填报单位 -> 太原市科学技术局
     figures: dict[str, object] = field(default_factory=dict)  # 活动总数 -> 12
-    text: dict[str, str] = field(default_factory=dict)        # 备注 -> ...
-    labels: dict[str, str] = field(default_factory=dict)      # 活动总数 -> '1. 活 动 总 数（项）'
-    omit: list[str] = field(default_factory=list)             # template labels left out
+    text: dict[str, str] = field(default_factory=dict)  # 备注 -> ...
+    labels: dict[str, str] = field(default_factory=dict)  # 活动总数 -> '1. 活 动 总 数（项）'
+    omit: list[str] = field(default_factory=list)  # template labels left out
     extra_rows: list[tuple[str, str, object]] = field(default_factory=list)  # (label, unit, value)
 
 
@@ -45,8 +47,13 @@ def _rows(template, values: FormValues | None):
         yield label, unit, value
 
 
-def write_xlsx(path: str | Path, template, values: FormValues | None = None, title: str | None = None,
-               sheet_name: str = "统计表") -> Path:
+def write_xlsx(
+    path: str | Path,
+    template,
+    values: FormValues | None = None,
+    title: str | None = None,
+    sheet_name: str = "统计表",
+) -> Path:
     """Write the form as .xlsx (宋体, borders, column widths, merged title and text cells)."""
     from openpyxl import Workbook
     from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
@@ -106,7 +113,9 @@ def write_xlsx(path: str | Path, template, values: FormValues | None = None, tit
     return path
 
 
-def write_docx(path: str | Path, template, values: FormValues | None = None, title: str | None = None) -> Path:
+def write_docx(
+    path: str | Path, template, values: FormValues | None = None, title: str | None = None
+) -> Path:
     """Write the form as .docx: a centred title and one bordered table (as the notice's 附件)."""
     import docx
     from docx.enum.table import WD_TABLE_ALIGNMENT

@@ -7,6 +7,7 @@ whole poll. We run ffprobe ourselves with the same arguments ffmpeg.probe uses
 group after ``limits.probe_timeout_s``. ffprobe reads only the local file: the path is passed
 as ``file:...`` and ``-protocol_whitelist file`` keeps a playlist from fetching URLs.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,14 +21,43 @@ AUDIO_ONLY = "no video stream (audio only)"
 
 # ffprobe format_name -> container, when the name alone decides
 _FORMAT_CONTAINERS = {
-    "avi": "avi", "asf": "wmv", "flv": "flv", "mpeg": "mpg", "mpegvideo": "mpg", "mpegts": "mpegts",
-    "rm": "rm", "swf": "swf", "3gp": "3gp",
+    "avi": "avi",
+    "asf": "wmv",
+    "flv": "flv",
+    "mpeg": "mpg",
+    "mpegvideo": "mpg",
+    "mpegts": "mpegts",
+    "rm": "rm",
+    "swf": "swf",
+    "3gp": "3gp",
 }
 # 'ftyp' major brands of the ISO/QuickTime family
-_BRANDS = {"qt": "mov", "m4v": "m4v", "m4vh": "m4v", "m4vp": "m4v", "3gp4": "3gp", "3gp5": "3gp",
-           "3gp6": "3gp", "3gp7": "3gp", "3gs7": "3gp", "3g2a": "3gp", "3ge6": "3gp", "3gg6": "3gp"}
-_IMAGE_FORMATS = ("image2", "png_pipe", "jpeg_pipe", "gif", "bmp_pipe", "webp_pipe", "tiff_pipe",
-                  "heif", "apng", "ico")
+_BRANDS = {
+    "qt": "mov",
+    "m4v": "m4v",
+    "m4vh": "m4v",
+    "m4vp": "m4v",
+    "3gp4": "3gp",
+    "3gp5": "3gp",
+    "3gp6": "3gp",
+    "3gp7": "3gp",
+    "3gs7": "3gp",
+    "3g2a": "3gp",
+    "3ge6": "3gp",
+    "3gg6": "3gp",
+}
+_IMAGE_FORMATS = (
+    "image2",
+    "png_pipe",
+    "jpeg_pipe",
+    "gif",
+    "bmp_pipe",
+    "webp_pipe",
+    "tiff_pipe",
+    "heif",
+    "apng",
+    "ico",
+)
 
 
 def ffprobe_json(path: Path, timeout: float) -> dict:
@@ -35,8 +65,18 @@ def ffprobe_json(path: Path, timeout: float) -> dict:
     binary = shutil.which("ffprobe")
     if not binary:
         raise CheckError("the video cannot be checked: ffprobe (ffmpeg) is not installed")
-    args = [binary, "-v", "error", "-protocol_whitelist", "file", "-show_format", "-show_streams",
-            "-of", "json", "file:" + str(Path(path).resolve())]
+    args = [
+        binary,
+        "-v",
+        "error",
+        "-protocol_whitelist",
+        "file",
+        "-show_format",
+        "-show_streams",
+        "-of",
+        "json",
+        "file:" + str(Path(path).resolve()),
+    ]
     result = run_tool(args, timeout, "the video could not be probed")
     if result.returncode != 0:
         raise CheckError(NOT_A_VIDEO)
@@ -91,8 +131,11 @@ def read_video(path: Path, sniffed: str | None, filename: str | None, timeout: f
         raise CheckError(NOT_A_VIDEO)
     if format_name.split(",")[0] in _IMAGE_FORMATS:
         raise CheckError("not a video file (the content is a still image)")
-    video = [s for s in streams if s.get("codec_type") == "video"
-             and not (s.get("disposition") or {}).get("attached_pic")]
+    video = [
+        s
+        for s in streams
+        if s.get("codec_type") == "video" and not (s.get("disposition") or {}).get("attached_pic")
+    ]
     audio = [s for s in streams if s.get("codec_type") == "audio"]
     if not video:
         if audio:

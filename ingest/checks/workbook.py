@@ -7,6 +7,7 @@ above the table is found. .doc/.wps/.ods/.odt, and .xls/.et that xlrd cannot rea
 LibreOffice when installed. Sizes are checked before parsing; OLE files are checked to really be
 Word/Excel files (LibreOffice would import any bytes as text) and not encrypted.
 """
+
 from __future__ import annotations
 
 import re
@@ -14,11 +15,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ingest.checks.common import (
-    CheckError, check_ole, convert_with_libreoffice, is_ole, ole_streams, open_ooxml_zip,
-    soffice_binary, temp_workdir, unreadable,
+    CheckError,
+    check_ole,
+    convert_with_libreoffice,
+    is_ole,
+    ole_streams,
+    open_ooxml_zip,
+    soffice_binary,
+    temp_workdir,
+    unreadable,
 )
-MAX_ROWS = 2000          # rows read per sheet/table
-MAX_COLS = 60            # cells read per row
+
+MAX_ROWS = 2000  # rows read per sheet/table
+MAX_COLS = 60  # cells read per row
 MAX_SHEETS = 30
 
 Cell = object  # str | int | float | None
@@ -30,8 +39,6 @@ class Workbook:
     format: str
     grids: list[tuple[str, Grid]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-
-
 
 
 def cell_text(value: Cell) -> str:
@@ -50,8 +57,11 @@ def read_xlsx(path: Path, max_xml_bytes: int) -> Workbook:
         book = Workbook("xlsx")
         if any(n.lower().endswith("vbaproject.bin") for n in names):
             book.warnings.append("the workbook contains macros; they were not run, only the values were read")
-        has_formulas = any(re.search(rb"<(?:\w+:)?f[ >]", zf.read(n))
-                           for n in names if n.startswith("xl/worksheets/") and n.endswith(".xml"))
+        has_formulas = any(
+            re.search(rb"<(?:\w+:)?f[ >]", zf.read(n))
+            for n in names
+            if n.startswith("xl/worksheets/") and n.endswith(".xml")
+        )
     try:
         book.grids = _xlsx_grids(path, data_only=True)
         if has_formulas:
@@ -181,8 +191,10 @@ def read_workbook(path: Path, fmt: str | None, limits, timeout: float) -> Workbo
     if is_ole(path):
         size = path.stat().st_size
         if size > limits.max_sheet_xml_bytes:  # xlrd reads the whole file into memory
-            raise CheckError(f"the sheet is too large to read ({size // (1024 * 1024)} MB, "
-                             f"limit {limits.max_sheet_xml_bytes // (1024 * 1024)} MB)")
+            raise CheckError(
+                f"the sheet is too large to read ({size // (1024 * 1024)} MB, "
+                f"limit {limits.max_sheet_xml_bytes // (1024 * 1024)} MB)"
+            )
         check_ole(path, "excel", "sheet")
         if "worddocument" in (ole_streams(path) or set()):
             return _via_libreoffice(path, fmt if fmt in ("doc", "wps") else "doc", "docx", limits, timeout)
@@ -193,8 +205,9 @@ def read_workbook(path: Path, fmt: str | None, limits, timeout: float) -> Workbo
         except CheckError as e:
             if "password" in str(e) or not soffice_binary():
                 if fmt == "et" and not soffice_binary():
-                    raise CheckError("cannot read this WPS .et sheet without LibreOffice: "
-                                     "please send it as .xlsx or .docx") from None
+                    raise CheckError(
+                        "cannot read this WPS .et sheet without LibreOffice: please send it as .xlsx or .docx"
+                    ) from None
                 raise
             return _via_libreoffice(path, fmt or "xls", "xlsx", limits, timeout)
     if fmt in ("docx",):
@@ -203,18 +216,23 @@ def read_workbook(path: Path, fmt: str | None, limits, timeout: float) -> Workbo
         return read_xlsx(path, limits.max_sheet_xml_bytes)  # a damaged one says so
     if fmt in ("zip", None, "unknown", "et"):
         import zipfile
+
         if zipfile.is_zipfile(path):
             return read_xlsx(path, limits.max_sheet_xml_bytes)
     if fmt in ("doc", "wps", "et", "xls"):
-        raise CheckError(f"the sheet cannot be opened: the file is damaged or not a real .{fmt} "
-                         f"(it is not an Office 97-2003 file)")
+        raise CheckError(
+            f"the sheet cannot be opened: the file is damaged or not a real .{fmt} "
+            f"(it is not an Office 97-2003 file)"
+        )
     if fmt in ("ods", "odt"):
         return _via_libreoffice(path, fmt, "xlsx" if fmt == "ods" else "docx", limits, timeout)
     if fmt == "html":
         raise CheckError("not a spreadsheet: the file is a web page (perhaps a failed download)")
     if fmt == "pdf":
-        raise CheckError("the statistics sheet was sent as a PDF, which cannot be read: "
-                         "please send the form as .xlsx or .docx")
+        raise CheckError(
+            "the statistics sheet was sent as a PDF, which cannot be read: "
+            "please send the form as .xlsx or .docx"
+        )
     raise CheckError("not a spreadsheet: the file is not an Excel or Word form (send .xlsx or .docx)")
 
 
@@ -223,8 +241,11 @@ def _via_libreoffice(path: Path, fmt: str, target: str, limits, timeout: float) 
         raise CheckError(f"cannot read a .{fmt} sheet without LibreOffice: please send it as .xlsx or .docx")
     with temp_workdir() as tmp:
         converted = convert_with_libreoffice(path, fmt, target, timeout, Path(tmp))
-        book = read_docx(converted, limits.max_sheet_xml_bytes) if target == "docx" \
+        book = (
+            read_docx(converted, limits.max_sheet_xml_bytes)
+            if target == "docx"
             else read_xlsx(converted, limits.max_sheet_xml_bytes)
+        )
     book.format = fmt
     return book
 

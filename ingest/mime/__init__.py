@@ -43,6 +43,7 @@ attachment names. Each module imports only those before it in: text, filenames, 
 body, tree, this package (``spill`` imports none of them). Every name other modules use is
 importable from ``ingest.mime``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -55,20 +56,46 @@ from typing import Any
 
 from ingest.mime.body import BODY_TEXT_MAX, HTML_MAX, _payload_bytes, finish_body, html_to_text
 from ingest.mime.bounds import _bound_header, _parse_bounded, _split_head
-from ingest.sizes import human_size
 from ingest.mime.filenames import FILENAME_MAX, decode_filename, raw_header, raw_headers, sanitize_filename
 from ingest.mime.headers import _headers_from, _mailparser_defects, parse_headers
-from ingest.mime.text import (DECODED_HEADER_MAX, HEADER_VALUE_MAX, _clean_text, bounded_utf8, decode_text,
-                              decode_words, header_text, normalize_charset)
 from ingest.mime.spill import MIN_RUN, Spill
+from ingest.mime.text import (
+    DECODED_HEADER_MAX,
+    HEADER_VALUE_MAX,
+    _clean_text,
+    bounded_utf8,
+    decode_text,
+    decode_words,
+    header_text,
+    normalize_charset,
+)
 from ingest.mime.tree import MAX_DEFECTS, MAX_TREE_DEPTH, _Ctx, _ctype, _disposition, _walk
 from ingest.model import ExtractedPart, Headers, ParsedMessage
+from ingest.sizes import human_size
 
 __all__ = [
-    "BODY_TEXT_MAX", "DECODED_HEADER_MAX", "FILENAME_MAX", "HEADER_VALUE_MAX", "HTML_MAX", "MAX_DEFECTS",
-    "MAX_TREE_DEPTH", "bounded_utf8", "decode_filename", "decode_text", "decode_words", "entity_info",
-    "finish_body", "header_text", "html_to_text", "normalize_charset", "parse_headers", "parse_message",
-    "part_from_entity", "raw_header", "raw_headers", "sanitize_filename",
+    "BODY_TEXT_MAX",
+    "DECODED_HEADER_MAX",
+    "FILENAME_MAX",
+    "HEADER_VALUE_MAX",
+    "HTML_MAX",
+    "MAX_DEFECTS",
+    "MAX_TREE_DEPTH",
+    "bounded_utf8",
+    "decode_filename",
+    "decode_text",
+    "decode_words",
+    "entity_info",
+    "finish_body",
+    "header_text",
+    "html_to_text",
+    "normalize_charset",
+    "parse_headers",
+    "parse_message",
+    "part_from_entity",
+    "raw_header",
+    "raw_headers",
+    "sanitize_filename",
 ]
 
 log = logging.getLogger(__name__)
@@ -78,20 +105,24 @@ _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 def _outlook_msg(raw: bytes, parsed: ParsedMessage) -> None:
     """An Outlook .msg file (OLE2), not RFC 822: read subject and sender if olefile can."""
-    parsed.defects.append("this is an Outlook .msg file, not an Internet message: only its "
-                          "subject and sender were read")
+    parsed.defects.append(
+        "this is an Outlook .msg file, not an Internet message: only its subject and sender were read"
+    )
     try:
         import io
 
         import olefile
+
         ole = olefile.OleFileIO(io.BytesIO(raw))
         try:
+
             def prop(code: str) -> str | None:
                 for suffix, enc in (("001F", "utf-16-le"), ("001E", "gb18030")):
                     name = f"__substg1.0_{code}{suffix}"
                     if ole.exists(name):
                         return ole.openstream(name).read(8192).decode(enc, "replace").rstrip("\x00")
                 return None
+
             parsed.headers.subject = _clean_text(prop("0037") or "")[:DECODED_HEADER_MAX]
             addr = prop("0C1F") or prop("5D01") or ""
             parsed.headers.from_addr = addr.strip().lower() or None if "@" in addr else None
@@ -141,8 +172,10 @@ def _parse_into(raw: bytes, ctx: _Ctx) -> None:
         raw, full = raw[cut:], full - cut
     header, _, _ = _split_head(raw)
     if full > limits.max_message_bytes:
-        ctx.defect(f"the message is {human_size(full)}, over the limit of "
-                   f"{human_size(limits.max_message_bytes)}: only its headers were read")
+        ctx.defect(
+            f"the message is {human_size(full)}, over the limit of "
+            f"{human_size(limits.max_message_bytes)}: only its headers were read"
+        )
         parsed.headers = parse_headers(header, limits)
         return
     if b":" not in header[:1000]:
@@ -167,10 +200,17 @@ def _finish(ctx: _Ctx) -> None:
         parsed.defects.append(f"... and {ctx.defect_overflow:,} more defects")
 
 
-def part_from_entity(mime_header_bytes: bytes, location: str | None = None, *,
-                     data: bytes | None = None, spool: Path | None = None, size: int | None = None,
-                     origin: str = "attachment", parent: int | None = None,
-                     encoded: bool = False) -> ExtractedPart:
+def part_from_entity(
+    mime_header_bytes: bytes,
+    location: str | None = None,
+    *,
+    data: bytes | None = None,
+    spool: Path | None = None,
+    size: int | None = None,
+    origin: str = "attachment",
+    parent: int | None = None,
+    encoded: bool = False,
+) -> ExtractedPart:
     """Build an ExtractedPart from one MIME entity fetched on its own (IMAP streaming path).
 
     ``mime_header_bytes`` is the entity's own MIME header block as IMAP returns it for
@@ -182,8 +222,9 @@ def part_from_entity(mime_header_bytes: bytes, location: str | None = None, *,
     sanitized for display; ``location`` defaults to that name. Never raises: unreadable headers
     give a part without a name and with declared type ``application/octet-stream``."""
     try:
-        entity = message_from_bytes(mime_header_bytes.split(b"\r\n\r\n")[0].split(b"\n\n")[0]
-                                    + b"\n\n", policy=compat32)
+        entity = message_from_bytes(
+            mime_header_bytes.split(b"\r\n\r\n")[0].split(b"\n\n")[0] + b"\n\n", policy=compat32
+        )
     except Exception:  # noqa: BLE001
         entity = Message()
     filename = decode_filename(entity)
@@ -193,11 +234,22 @@ def part_from_entity(mime_header_bytes: bytes, location: str | None = None, *,
         data, _problem = _payload_bytes(entity)
     if size is None:
         size = len(data) if data is not None else (spool.stat().st_size if spool else None)
-    inline = (ctype.startswith("image/") and _disposition(entity) != "attachment"
-              and entity.get("Content-ID") is not None)
-    return ExtractedPart(location=location or filename or f"part ({ctype})", filename=filename,
-                         declared_type=ctype, origin=origin, data=data, spool=spool, size=size,
-                         parent=parent, inline=inline)
+    inline = (
+        ctype.startswith("image/")
+        and _disposition(entity) != "attachment"
+        and entity.get("Content-ID") is not None
+    )
+    return ExtractedPart(
+        location=location or filename or f"part ({ctype})",
+        filename=filename,
+        declared_type=ctype,
+        origin=origin,
+        data=data,
+        spool=spool,
+        size=size,
+        parent=parent,
+        inline=inline,
+    )
 
 
 def entity_info(mime_header_bytes: bytes) -> dict[str, Any]:
@@ -207,6 +259,10 @@ def entity_info(mime_header_bytes: bytes) -> dict[str, Any]:
         entity = message_from_bytes(mime_header_bytes + b"\n\n", policy=compat32)
     except Exception:  # noqa: BLE001
         entity = Message()
-    return {"filename": decode_filename(entity), "content_type": _ctype(entity),
-            "disposition": _disposition(entity), "charset": normalize_charset(entity.get_content_charset()),
-            "transfer_encoding": str(entity.get("Content-Transfer-Encoding", "") or "").strip().lower() or None}
+    return {
+        "filename": decode_filename(entity),
+        "content_type": _ctype(entity),
+        "disposition": _disposition(entity),
+        "charset": normalize_charset(entity.get_content_charset()),
+        "transfer_encoding": str(entity.get("Content-Transfer-Encoding", "") or "").strip().lower() or None,
+    }

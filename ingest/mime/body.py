@@ -7,6 +7,7 @@ text of the HTML via ``html_to_text``), ``html`` and ``links``, bounded to ``BOD
 ``HTML_MAX``. ``parse_message`` and the IMAP streaming path both use it, so both fill a message
 alike.
 """
+
 from __future__ import annotations
 
 import logging
@@ -21,8 +22,9 @@ from ingest.model import ParsedMessage
 
 log = logging.getLogger("ingest.mime")  # one logger for the whole package
 
-BODY_TEXT_MAX = 64 * 1024          # bytes of UTF-8 kept in ParsedMessage.body_text
-HTML_MAX = 1024 * 1024             # bytes of HTML kept (links live at the end of NetEase mail)
+BODY_TEXT_MAX = 64 * 1024  # bytes of UTF-8 kept in ParsedMessage.body_text
+HTML_MAX = 1024 * 1024  # bytes of HTML kept (links live at the end of NetEase mail)
+
 
 def _payload_bytes(entity: Message, spill: Any = None) -> tuple[bytes, str | None]:
     """The decoded content of a leaf entity. Returns (bytes, problem in words or None).
@@ -40,8 +42,9 @@ def _payload_bytes(entity: Message, spill: Any = None) -> tuple[bytes, str | Non
     cte = str(entity.get("Content-Transfer-Encoding", "") or "").strip().lower()
     if cte == "base64":
         out, damaged = _tolerant_b64(data)
-        return out, ("the base64 data is incomplete or damaged; "
-                     f"{len(out):,} bytes could be decoded") if damaged else None
+        return out, (
+            f"the base64 data is incomplete or damaged; {len(out):,} bytes could be decoded"
+        ) if damaged else None
     if cte == "quoted-printable":
         return quopri.decodestring(data), None
     if cte in ("x-uuencode", "uuencode", "x-uue", "uue"):
@@ -56,6 +59,7 @@ def html_to_text(html: str) -> str:
     """Visible text of an HTML body (script/style dropped, block ends become new lines)."""
     try:
         import lxml.html
+
         doc = lxml.html.document_fromstring(html[:HTML_MAX])
         for bad in doc.xpath("//script|//style|//head"):
             bad.drop_tree()
@@ -68,8 +72,9 @@ def html_to_text(html: str) -> str:
     return re.sub(r"\n\s*\n+", "\n", text).strip()
 
 
-def finish_body(parsed: ParsedMessage, plain: list[str], html: list[str],
-                extra_text: list[str] = ()) -> str | None:
+def finish_body(
+    parsed: ParsedMessage, plain: list[str], html: list[str], extra_text: list[str] = ()
+) -> str | None:
     """Set ``parsed.html``, ``parsed.body_text`` and ``parsed.links`` from the text parts found.
 
     ``plain``/``html`` are the decoded text/plain and text/html bodies in message order (forwarded
@@ -86,6 +91,7 @@ def finish_body(parsed: ParsedMessage, plain: list[str], html: list[str],
     parsed.body_text = bounded_utf8(_clean_body(text), BODY_TEXT_MAX)
     try:  # big-attachment / cloud-drive links in the text and HTML (also of forwarded messages)
         from ingest.links import find_links
+
         parsed.links = find_links(parsed.body_text, parsed.html)
     except Exception as e:  # noqa: BLE001 - links are a bonus, never a reason to fail the message
         log.exception("finding links failed")

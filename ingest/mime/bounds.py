@@ -7,6 +7,7 @@ MIME parts to ``limits.max_parts`` (the message is cut at the boundary line afte
 allowed part: ``_bound_parts``). ``_parse_bounded`` does both, notes what was cut as a defect,
 and feeds the parser 1 MiB at a time (``_parse_chunked``). Never raises.
 """
+
 from __future__ import annotations
 
 import re
@@ -25,10 +26,26 @@ class _Defects(Protocol):
     def defect(self, text: str) -> None: ...
 
 
-_ESSENTIAL = {b"from", b"sender", b"to", b"cc", b"reply-to", b"subject", b"date", b"message-id",
-              b"in-reply-to", b"references", b"mime-version", b"content-type",
-              b"content-transfer-encoding", b"content-disposition", b"return-path",
-              b"auto-submitted", b"precedence", b"list-id"}
+_ESSENTIAL = {
+    b"from",
+    b"sender",
+    b"to",
+    b"cc",
+    b"reply-to",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"in-reply-to",
+    b"references",
+    b"mime-version",
+    b"content-type",
+    b"content-transfer-encoding",
+    b"content-disposition",
+    b"return-path",
+    b"auto-submitted",
+    b"precedence",
+    b"list-id",
+}
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _FIELD_START = re.compile(rb"^(?=[^ \t\r\n])", re.M)
 
@@ -37,11 +54,11 @@ def _split_head(raw: bytes) -> tuple[bytes, bytes, bytes]:
     """(header, separator, body); a message without a blank line is all header."""
     if raw.startswith((b"\r\n", b"\n")):
         sep = b"\r\n" if raw.startswith(b"\r\n") else b"\n"
-        return b"", sep, raw[len(sep):]
+        return b"", sep, raw[len(sep) :]
     m = _HEADER_END.search(raw)
     if not m:
         return raw, b"", b""
-    return raw[:m.start()], m.group(0), raw[m.end():]
+    return raw[: m.start()], m.group(0), raw[m.end() :]
 
 
 def _bound_header(header: bytes, max_bytes: int) -> tuple[bytes, int]:
@@ -95,7 +112,7 @@ def _bound_parts(raw: bytes, max_parts: int) -> tuple[bytes, bool]:
         if line in boundaries:
             count += 1
             if count > max_parts:
-                return raw[:m.start()], True
+                return raw[: m.start()], True
     return raw, False
 
 
@@ -109,7 +126,7 @@ def _parse_chunked(raw: bytes, chunk: int = 1 << 20) -> Message:
     """
     parser = BytesFeedParser(policy=compat32)
     for start in range(0, len(raw), chunk):
-        parser.feed(raw[start:start + chunk])
+        parser.feed(raw[start : start + chunk])
     return parser.close()
 
 
@@ -118,8 +135,10 @@ def _parse_bounded(raw: bytes, limits: Any, ctx: _Defects) -> tuple[Message | No
     header, sep, body = _split_head(raw)
     header2, dropped = _bound_header(header, limits.max_header_bytes)
     if dropped or len(header2) < len(header):
-        ctx.defect(f"the header section is {human_size(len(header))}, over the limit of "
-                   f"{human_size(limits.max_header_bytes)}: {dropped:,} header fields were ignored")
+        ctx.defect(
+            f"the header section is {human_size(len(header))}, over the limit of "
+            f"{human_size(limits.max_header_bytes)}: {dropped:,} header fields were ignored"
+        )
     raw = header2 + (sep or b"\n\n") + body if (dropped or len(header2) < len(header)) else raw
     raw, cut = _bound_parts(raw, limits.max_parts)
     if cut:

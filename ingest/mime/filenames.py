@@ -11,18 +11,26 @@ device names: a name from a message is for display only, nobody may use it to wr
 ``raw_header`` / ``raw_headers`` read header values exactly as parsed (compat32 keeps raw 8-bit
 bytes reachable as surrogates); ``headers`` reads the message headers through them too.
 """
+
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
 from email.message import Message
-from typing import Any, Iterable
+from typing import Any
 
 from ingest.mime.text import HEADER_VALUE_MAX, _raw8, _unfold, decode_text, decode_words
 
-FILENAME_MAX = 255                 # characters of a display file name
+FILENAME_MAX = 255  # characters of a display file name
 
-_WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
-                    *(f"LPT{i}" for i in range(1, 10))}
+_WINDOWS_DEVICES = {
+    "CON",
+    "PRN",
+    "AUX",
+    "NUL",
+    *(f"COM{i}" for i in range(1, 10)),
+    *(f"LPT{i}" for i in range(1, 10)),
+}
 
 
 def sanitize_filename(name: str | None) -> str | None:
@@ -34,8 +42,10 @@ def sanitize_filename(name: str | None) -> str | None:
         return None
     name = unicodedata.normalize("NFC", name)
     name = "".join(
-        ch for ch in name
-        if unicodedata.category(ch) not in ("Cc", "Cs", "Co") and ch not in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f"
+        ch
+        for ch in name
+        if unicodedata.category(ch) not in ("Cc", "Cs", "Co")
+        and ch not in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f"
     )
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
     name = name.strip().strip(".").strip()
@@ -80,8 +90,9 @@ def raw_header(msg: Message, name: str) -> str | None:
 
 def raw_headers(msg: Message, name: str) -> list[str]:
     lname = name.lower()
-    return [v if isinstance(v, str) else str(v) for k, v in getattr(msg, "_headers", [])
-            if k.lower() == lname]
+    return [
+        v if isinstance(v, str) else str(v) for k, v in getattr(msg, "_headers", []) if k.lower() == lname
+    ]
 
 
 def _find_param(entity: Message, names: Iterable[str], header: str) -> str | None:
@@ -113,8 +124,9 @@ def decode_filename(entity: Message) -> str | None:
     ``Content-Type: name``; decodes encoded words inside quotes and raw 8-bit bytes; returns the
     name sanitized for display (``sanitize_filename``)."""
     try:
-        raw = (_find_param(entity, ("filename",), "content-disposition")
-               or _find_param(entity, ("name",), "content-type"))
+        raw = _find_param(entity, ("filename",), "content-disposition") or _find_param(
+            entity, ("name",), "content-type"
+        )
     except Exception:  # noqa: BLE001
         raw = None
-    return sanitize_filename(raw[:4 * FILENAME_MAX] if raw else raw)
+    return sanitize_filename(raw[: 4 * FILENAME_MAX] if raw else raw)

@@ -7,6 +7,7 @@ names and other values are decoded with ``header_text`` (GBK-tolerant); a few ex
 ``parse_headers(raw_header_bytes)`` does the same for a bare header block, bounded first.
 ``_mailparser_defects`` lists the Date / Received defects mail-parser finds in a top-level header.
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,8 +24,19 @@ from ingest.model import Headers
 
 log = logging.getLogger("ingest.mime")  # one logger for the whole package
 
-_EXTRA_HEADERS = ("x-mailer", "user-agent", "x-autoreply", "x-autorespond", "x-auto-response-suppress",
-                  "x-failed-recipients", "x-loop", "x-mailroll", "x-original-to", "delivered-to", "x-ms-exchange-generated-message-source")
+_EXTRA_HEADERS = (
+    "x-mailer",
+    "user-agent",
+    "x-autoreply",
+    "x-autorespond",
+    "x-auto-response-suppress",
+    "x-failed-recipients",
+    "x-loop",
+    "x-mailroll",
+    "x-original-to",
+    "delivered-to",
+    "x-ms-exchange-generated-message-source",
+)
 _ID = re.compile(r"<([^<>\s]+)>")
 _ADDR = re.compile(r"[A-Za-z0-9._%+\-=']+@[A-Za-z0-9.\-]+")
 
@@ -48,6 +60,7 @@ def _addresses(value: Any, defects: list[str] | None = None, label: str = "") ->
     pairs: list[tuple[str, str]] = []
     try:
         from mailparser.utils import get_addresses
+
         diag: list = []
         pairs = [(n, a) for n, a in get_addresses(s, defects=diag) if a]
         if diag and defects is not None:
@@ -93,8 +106,11 @@ def _headers_from(msg: Message, defects: list[str] | None = None) -> Headers:
     h.in_reply_to = _msgid(irt) if irt else None
     refs = header_text(first("References"))
     h.references = _ID.findall(refs)[:100] or [r.strip("<>") for r in refs.split()][:100]
-    for attr, name in (("auto_submitted", "Auto-Submitted"), ("precedence", "Precedence"),
-                       ("list_id", "List-Id")):
+    for attr, name in (
+        ("auto_submitted", "Auto-Submitted"),
+        ("precedence", "Precedence"),
+        ("list_id", "List-Id"),
+    ):
         v = first(name)
         setattr(h, attr, header_text(v) or None if v is not None else None)
     rp = first("Return-Path")
@@ -133,8 +149,10 @@ def _mailparser_defects(header_bytes: bytes) -> list[str]:
         return []
     try:
         import mailparser
-        mp = mailparser.MailParser(BytesParser(policy=compat32).parsebytes(header_bytes + b"\n\n",
-                                                                           headersonly=True))
+
+        mp = mailparser.MailParser(
+            BytesParser(policy=compat32).parsebytes(header_bytes + b"\n\n", headersonly=True)
+        )
         out = []
         for entry in mp.defects or []:
             for key, items in entry.items():

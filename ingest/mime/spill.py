@@ -20,6 +20,7 @@ A token stands for bytes of the raw message, read from it only when needed:
 
 The token holds a random nonce, so a message cannot forge one.
 """
+
 from __future__ import annotations
 
 import binascii
@@ -29,8 +30,8 @@ import secrets
 import tempfile
 from pathlib import Path
 
-MIN_RUN = 1024 * 1024          # runs shorter than this stay where they are
-CHUNK = 1024 * 1024            # bytes read from the raw message at a time
+MIN_RUN = 1024 * 1024  # runs shorter than this stay where they are
+CHUNK = 1024 * 1024  # bytes read from the raw message at a time
 
 _RUN = re.compile(rb"[A-Za-z0-9+/=\r\n]+")
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
@@ -46,7 +47,7 @@ class Spill:
         self.raw = memoryview(raw)
         self.spans: list[tuple[int, int]] = []
         self.nonce = secrets.token_hex(8)
-        self.removed = 0                       # bytes the reduced message is shorter by
+        self.removed = 0  # bytes the reduced message is shorter by
         self._token = re.compile(r"~mailroll-spill-" + self.nonce + r"-(\d+)~\n")
 
     def _token_bytes(self, i: int) -> bytes:
@@ -68,12 +69,12 @@ class Spill:
             start, end = m.start(), m.end()
             if end - start < min_run:
                 continue
-            if start > 0 and raw[start - 1:start] != b"\n":     # begin at the next line
+            if start > 0 and raw[start - 1 : start] != b"\n":  # begin at the next line
                 start = raw.find(b"\n", start, end) + 1
-            while start < end and raw[start:start + 1] in (b"\r", b"\n"):
+            while start < end and raw[start : start + 1] in (b"\r", b"\n"):
                 start += 1
-            end = raw.rfind(b"\n", start, end) + 1                # end with a whole line
-            last = raw.rfind(b"\n", start, end - 1) + 1 if end else 0   # which stays
+            end = raw.rfind(b"\n", start, end) + 1  # end with a whole line
+            last = raw.rfind(b"\n", start, end - 1) + 1 if end else 0  # which stays
             if start <= 0 or last - start < min_run:
                 continue
             pieces.append(raw[pos:start])
@@ -102,7 +103,7 @@ class Spill:
         pos = 0
         for m in self._token.finditer(text):
             if m.start() > pos:
-                yield text[pos:m.start()].encode("utf-8", "surrogateescape")
+                yield text[pos : m.start()].encode("utf-8", "surrogateescape")
             i = int(m.group(1))
             if i < len(self.spans):
                 yield self.spans[i]
@@ -118,14 +119,15 @@ class Spill:
 
     def expand(self, payload: str | bytes) -> bytes:
         """The payload as the parser would have given it (bytes), in memory."""
-        return b"".join(self.raw[p[0]:p[1]].tobytes() if isinstance(p, tuple) else p
-                        for p in self._pieces(payload))
+        return b"".join(
+            self.raw[p[0] : p[1]].tobytes() if isinstance(p, tuple) else p for p in self._pieces(payload)
+        )
 
     def _chunks(self, payload: str | bytes):
         for p in self._pieces(payload):
             if isinstance(p, tuple):
                 for a in range(p[0], p[1], CHUNK):
-                    yield self.raw[a:min(a + CHUNK, p[1])].tobytes()
+                    yield self.raw[a : min(a + CHUNK, p[1])].tobytes()
             else:
                 yield p
 

@@ -14,6 +14,7 @@
 * ``_tolerant_b64`` decodes base64 that may be cut short or hold junk, and says so;
   ``bounded_utf8`` cuts text to a number of UTF-8 bytes without breaking a character.
 """
+
 from __future__ import annotations
 
 import base64
@@ -23,17 +24,44 @@ import re
 import unicodedata
 from typing import Any
 
-HEADER_VALUE_MAX = 64 * 1024       # a single header value is cut to this before decoding
-DECODED_HEADER_MAX = 4096          # characters kept of a decoded header value
+HEADER_VALUE_MAX = 64 * 1024  # a single header value is cut to this before decoding
+DECODED_HEADER_MAX = 4096  # characters kept of a decoded header value
 
 _GB_LABELS = {
-    "gb2312", "gb_2312", "gb_2312-80", "gb2312-80", "gb-2312", "csgb2312", "x-gb2312", "euc-cn",
-    "x-euc-cn", "euccn", "gbk", "x-gbk", "cp936", "ms936", "windows-936", "x-cp936", "936",
-    "chinese", "iso-ir-58", "csiso58gb231280", "gb18030", "gb-18030", "hz-gb-2312",
+    "gb2312",
+    "gb_2312",
+    "gb_2312-80",
+    "gb2312-80",
+    "gb-2312",
+    "csgb2312",
+    "x-gb2312",
+    "euc-cn",
+    "x-euc-cn",
+    "euccn",
+    "gbk",
+    "x-gbk",
+    "cp936",
+    "ms936",
+    "windows-936",
+    "x-cp936",
+    "936",
+    "chinese",
+    "iso-ir-58",
+    "csiso58gb231280",
+    "gb18030",
+    "gb-18030",
+    "hz-gb-2312",
 }
-_LABEL_FIXES = {"utf8": "utf-8", "unicode-1-1-utf-8": "utf-8", "x-unknown": "", "unknown-8bit": "",
-                "us-ascii": "ascii", "ansi_x3.4-1968": "ascii", "big5": "big5hkscs",
-                "x-mac-chinesesimp": "gb18030"}
+_LABEL_FIXES = {
+    "utf8": "utf-8",
+    "unicode-1-1-utf-8": "utf-8",
+    "x-unknown": "",
+    "unknown-8bit": "",
+    "us-ascii": "ascii",
+    "ansi_x3.4-1968": "ascii",
+    "big5": "big5hkscs",
+    "x-mac-chinesesimp": "gb18030",
+}
 
 
 def normalize_charset(label: str | None) -> str | None:
@@ -99,7 +127,7 @@ def _b64_well_formed(data: bytes) -> bool:
     """True when ``data`` is plain base64 (alphabet and line breaks, '=' only as the final
     padding, whole quanta). Checked without copying the data: a 50 MB attachment must not cost
     several 70 MB copies (the regular expressions below make four)."""
-    if data.translate(None, _B64_CLEAN):          # any other byte: junk
+    if data.translate(None, _B64_CLEAN):  # any other byte: junk
         return False
     pad = data.find(b"=")
     if pad >= 0 and data[pad:].strip(b"=\r\n\t "):  # '=' in the middle
@@ -153,7 +181,7 @@ def decode_words(value: str) -> str:
         pending, pending_cs = bytearray(), None
 
     for m in _EW.finditer(value):
-        between = value[pos:m.start()]
+        between = value[pos : m.start()]
         if between and not (last_was_word and between.strip() == ""):
             flush()
             out.append(between)

@@ -18,6 +18,7 @@
 Whatever cannot be read is noted in ``ParsedMessage.defects`` in plain words (``_Ctx.defect``, at
 most ``MAX_DEFECTS`` of them).
 """
+
 from __future__ import annotations
 
 import quopri
@@ -29,18 +30,23 @@ from typing import Any
 
 from ingest.mime.body import BODY_TEXT_MAX, HTML_MAX, _payload_bytes
 from ingest.mime.bounds import _parse_bounded
-from ingest.sizes import human_size
 from ingest.mime.filenames import decode_filename, sanitize_filename
 from ingest.mime.headers import _headers_from
 from ingest.mime.text import _tolerant_b64, decode_text, header_text, normalize_charset
 from ingest.model import ExtractedPart, ParsedMessage
+from ingest.sizes import human_size
 
-MAX_DEFECTS = 100                  # defects listed per message, then "... and N more"
-MAX_TREE_DEPTH = 64                # multipart nesting read
+MAX_DEFECTS = 100  # defects listed per message, then "... and N more"
+MAX_TREE_DEPTH = 64  # multipart nesting read
 
 _FORWARD_TYPES = ("message/rfc822", "message/global")
-_REPORT_SKIP = ("message/delivery-status", "message/disposition-notification",
-                "message/global-delivery-status", "text/rfc822-headers", "message/global-headers")
+_REPORT_SKIP = (
+    "message/delivery-status",
+    "message/disposition-notification",
+    "message/global-delivery-status",
+    "text/rfc822-headers",
+    "message/global-headers",
+)
 
 
 @dataclass
@@ -54,8 +60,8 @@ class _Ctx:
     html: list[str] = field(default_factory=list)
     extra_text: list[str] = field(default_factory=list)
     defect_overflow: int = 0
-    spill: Any = None                  # spill.Spill: big runs set aside before parsing
-    spool_dir: Path | None = None      # where big attachments are decoded to
+    spill: Any = None  # spill.Spill: big runs set aside before parsing
+    spool_dir: Path | None = None  # where big attachments are decoded to
 
     def defect(self, text: str) -> None:
         if len(self.parsed.defects) < MAX_DEFECTS:
@@ -81,6 +87,7 @@ def _disposition(entity: Message) -> str | None:
 
 def _looks_like_message(data: bytes) -> bool:
     from ingest.classify import sniff
+
     return sniff(data[:8192], None) == "eml"
 
 
@@ -106,8 +113,16 @@ def _entity_defects(entity: Message, ctx: _Ctx, where: str) -> None:
         ctx.defect(f"{where}: {_DEFECT_WORDS.get(name, name)}")
 
 
-def _walk(root: Message, ctx: _Ctx, *, depth: int, prefix: str, origin: str,
-          parent: int | None, in_report: bool = False) -> None:
+def _walk(
+    root: Message,
+    ctx: _Ctx,
+    *,
+    depth: int,
+    prefix: str,
+    origin: str,
+    parent: int | None,
+    in_report: bool = False,
+) -> None:
     """Visit a message's entity tree iteratively, appending parts / body text to ctx."""
     stack: list[tuple[Message, int, bool]] = [(root, 0, in_report)]
     while stack:
@@ -117,8 +132,9 @@ def _walk(root: Message, ctx: _Ctx, *, depth: int, prefix: str, origin: str,
         ctx.entities += 1
         if ctx.entities > ctx.limits.max_parts:
             ctx.stopped = True
-            ctx.defect(f"the message has more than {ctx.limits.max_parts:,} MIME parts; "
-                       "the rest were not read")
+            ctx.defect(
+                f"the message has more than {ctx.limits.max_parts:,} MIME parts; the rest were not read"
+            )
             return
         ctype = _ctype(entity)
         where = f"{prefix or ''}part {ctx.entities}" if ctx.entities > 1 else "the message"
@@ -135,12 +151,20 @@ def _walk(root: Message, ctx: _Ctx, *, depth: int, prefix: str, origin: str,
                 if isinstance(child, Message):
                     stack.append((child, level + 1, rep))
             continue
-        _leaf(entity, ctype, ctx, depth=depth, prefix=prefix, origin=origin, parent=parent,
-              in_report=report)
+        _leaf(entity, ctype, ctx, depth=depth, prefix=prefix, origin=origin, parent=parent, in_report=report)
 
 
-def _leaf(entity: Message, ctype: str, ctx: _Ctx, *, depth: int, prefix: str, origin: str,
-          parent: int | None, in_report: bool) -> None:
+def _leaf(
+    entity: Message,
+    ctype: str,
+    ctx: _Ctx,
+    *,
+    depth: int,
+    prefix: str,
+    origin: str,
+    parent: int | None,
+    in_report: bool,
+) -> None:
     limits = ctx.limits
     filename = decode_filename(entity)
     disp = _disposition(entity)
@@ -160,20 +184,36 @@ def _leaf(entity: Message, ctype: str, ctx: _Ctx, *, depth: int, prefix: str, or
             cte = str(entity.get("Content-Transfer-Encoding", "") or "").strip().lower()
             if cte in ("base64", "quoted-printable"):
                 # not allowed by RFC 2046 but sent: the parser took the encoded text for a message
-                raw_inner = (_tolerant_b64(raw_inner)[0] if cte == "base64"
-                             else quopri.decodestring(raw_inner))
-                _forward(raw_inner, None, filename, ctype, ctx, depth=depth, prefix=prefix,
-                         origin=origin, parent=parent)
+                raw_inner = _tolerant_b64(raw_inner)[0] if cte == "base64" else quopri.decodestring(raw_inner)
+                _forward(
+                    raw_inner,
+                    None,
+                    filename,
+                    ctype,
+                    ctx,
+                    depth=depth,
+                    prefix=prefix,
+                    origin=origin,
+                    parent=parent,
+                )
                 return
-            _forward(raw_inner, inner[0], filename, ctype, ctx, depth=depth, prefix=prefix,
-                     origin=origin, parent=parent)
+            _forward(
+                raw_inner,
+                inner[0],
+                filename,
+                ctype,
+                ctx,
+                depth=depth,
+                prefix=prefix,
+                origin=origin,
+                parent=parent,
+            )
             return
         # a message/rfc822 part whose content was transfer-encoded: decode and parse
         data, _ = _payload_bytes(entity, ctx.spill)
         if in_report:
             return
-        _forward(data, None, filename, ctype, ctx, depth=depth, prefix=prefix, origin=origin,
-                 parent=parent)
+        _forward(data, None, filename, ctype, ctx, depth=depth, prefix=prefix, origin=origin, parent=parent)
         return
     if ctype in _REPORT_SKIP:
         # delivery-status fields: text for bounce analysis, not a file
@@ -192,12 +232,12 @@ def _leaf(entity: Message, ctype: str, ctx: _Ctx, *, depth: int, prefix: str, or
         if text.strip():
             ctx.plain.append(text)
         return
-    is_body = (ctype in ("text/plain", "text/html") and disp != "attachment" and not filename)
+    is_body = ctype in ("text/plain", "text/html") and disp != "attachment" and not filename
     if is_body:
         data, problem = _payload_bytes(entity, ctx.spill)
         if problem:
             ctx.defect(f"message text: {problem}")
-        text = decode_text(data[:HTML_MAX * 2], entity.get_content_charset())[0]
+        text = decode_text(data[: HTML_MAX * 2], entity.get_content_charset())[0]
         (ctx.plain if ctype == "text/plain" else ctx.html).append(text)
         return
 
@@ -211,21 +251,23 @@ def _leaf(entity: Message, ctype: str, ctx: _Ctx, *, depth: int, prefix: str, or
         enc_len = ctx.spill.size(encoded)
     cte = str(entity.get("Content-Transfer-Encoding", "") or "").strip().lower()
     estimate = enc_len * 3 // 4 if cte == "base64" else enc_len
-    inline = (ctype.startswith("image/") and disp != "attachment"
-              and entity.get("Content-ID") is not None)
-    part = ExtractedPart(location=location, filename=filename, declared_type=ctype, origin=origin,
-                         parent=parent, inline=inline)
+    inline = ctype.startswith("image/") and disp != "attachment" and entity.get("Content-ID") is not None
+    part = ExtractedPart(
+        location=location, filename=filename, declared_type=ctype, origin=origin, parent=parent, inline=inline
+    )
     if estimate > limits.max_part_bytes:
         part.size = estimate
-        part.error = (f"the attachment is about {human_size(estimate)}, over the limit of "
-                      f"{human_size(limits.max_part_bytes)}: not kept")
+        part.error = (
+            f"the attachment is about {human_size(estimate)}, over the limit of "
+            f"{human_size(limits.max_part_bytes)}: not kept"
+        )
         ctx.parsed.parts.append(part)
         return
     if spilled and ctx.spool_dir is not None and _spool(entity, encoded, cte, part, ctx):
         if part.spool is None or not _tnef_or_message(part, ctype, filename):
             ctx.parsed.parts.append(part)
             return
-        data = _unspool(part)     # opened further in memory, as before
+        data = _unspool(part)  # opened further in memory, as before
     else:
         data, problem = _payload_bytes(entity, ctx.spill)
         if problem:
@@ -233,17 +275,25 @@ def _leaf(entity: Message, ctype: str, ctx: _Ctx, *, depth: int, prefix: str, or
     part.data, part.size = data, len(data)
     if len(data) > limits.max_part_bytes:
         part.data = None
-        part.error = (f"the attachment is {human_size(len(data))}, over the limit of "
-                      f"{human_size(limits.max_part_bytes)}: not kept")
+        part.error = (
+            f"the attachment is {human_size(len(data))}, over the limit of "
+            f"{human_size(limits.max_part_bytes)}: not kept"
+        )
     ctx.parsed.parts.append(part)
     if part.data and (ctype == "application/ms-tnef" or (filename or "").lower() == "winmail.dat"):
         _tnef(part, len(ctx.parsed.parts) - 1, ctx)
         return
-    if part.data and ((filename or "").lower().endswith(".eml") or ctype == "application/octet-stream"
-                      or ctype.startswith("message/")) and _looks_like_message(part.data):
+    if (
+        part.data
+        and (
+            (filename or "").lower().endswith(".eml")
+            or ctype == "application/octet-stream"
+            or ctype.startswith("message/")
+        )
+        and _looks_like_message(part.data)
+    ):
         ctx.parsed.parts.pop()
-        _forward(data, None, filename, ctype, ctx, depth=depth, prefix=prefix, origin=origin,
-                 parent=parent)
+        _forward(data, None, filename, ctype, ctx, depth=depth, prefix=prefix, origin=origin, parent=parent)
 
 
 def _spool(entity: Message, encoded: Any, cte: str, part: ExtractedPart, ctx: _Ctx) -> bool:
@@ -252,8 +302,9 @@ def _spool(entity: Message, encoded: Any, cte: str, part: ExtractedPart, ctx: _C
     try:
         got = ctx.spill.spool_payload(encoded, cte, ctx.spool_dir)
     except OSError as e:
-        ctx.defect(f"{part.location}: could not be written to the spool directory ({e.strerror}); "
-                   "read in memory")
+        ctx.defect(
+            f"{part.location}: could not be written to the spool directory ({e.strerror}); read in memory"
+        )
         return False
     if got is None:
         return False
@@ -261,9 +312,11 @@ def _spool(entity: Message, encoded: Any, cte: str, part: ExtractedPart, ctx: _C
     if part.size > ctx.limits.max_part_bytes:
         part.spool.unlink(missing_ok=True)
         part.spool = None
-        part.error = (f"the attachment is {human_size(part.size)}, over the limit of "
-                      f"{human_size(ctx.limits.max_part_bytes)}: not kept")
-    entity.set_payload("")        # the parser's copy of the (small) text around the run
+        part.error = (
+            f"the attachment is {human_size(part.size)}, over the limit of "
+            f"{human_size(ctx.limits.max_part_bytes)}: not kept"
+        )
+    entity.set_payload("")  # the parser's copy of the (small) text around the run
     return True
 
 
@@ -289,8 +342,9 @@ def _unspool(part: ExtractedPart) -> bytes:
 
 def _tnef_name(att: Any, codepage: str | None) -> str | None:
     """An attachment name inside TNEF: long file name first, raw bytes decoded GBK-tolerantly."""
-    candidates = [a.data for a in getattr(att, "mapi_attrs", [])
-                  if getattr(a, "name", None) == 0x3707]  # PR_ATTACH_LONG_FILENAME
+    candidates = [
+        a.data for a in getattr(att, "mapi_attrs", []) if getattr(a, "name", None) == 0x3707
+    ]  # PR_ATTACH_LONG_FILENAME
     candidates.append(getattr(att, "_name", b""))
     for c in candidates:
         if isinstance(c, list):
@@ -307,6 +361,7 @@ def _tnef(container: ExtractedPart, index: int, ctx: _Ctx) -> None:
     winmail.dat part), so files sent from Outlook/Exchange are not hidden inside it."""
     try:
         from tnefparse import TNEF
+
         tnef = TNEF(container.data, do_checksum=False)
         attachments = list(tnef.attachments)
     except Exception as e:  # noqa: BLE001 - damaged TNEF
@@ -319,12 +374,23 @@ def _tnef(container: ExtractedPart, index: int, ctx: _Ctx) -> None:
             return
         data = att.data if isinstance(att.data, bytes) else b""
         name = sanitize_filename(_tnef_name(att, codepage))
-        part = ExtractedPart(location=f"{container.location}/{name or f'file {n}'}", filename=name,
-                             declared_type=None, origin="archive", parent=index, data=data,
-                             size=len(data))
+        part = ExtractedPart(
+            location=f"{container.location}/{name or f'file {n}'}",
+            filename=name,
+            declared_type=None,
+            origin="archive",
+            parent=index,
+            data=data,
+            size=len(data),
+        )
         if len(data) > ctx.limits.max_part_bytes:
-            part.data, part.error = None, (f"the file is {human_size(len(data))}, over the limit of "
-                                           f"{human_size(ctx.limits.max_part_bytes)}: not kept")
+            part.data, part.error = (
+                None,
+                (
+                    f"the file is {human_size(len(data))}, over the limit of "
+                    f"{human_size(ctx.limits.max_part_bytes)}: not kept"
+                ),
+            )
         ctx.parsed.parts.append(part)
 
 
@@ -337,23 +403,47 @@ def _safe_str(m: Any) -> str:
         return ""
 
 
-def _forward(raw: bytes, msg: Message | None, filename: str | None, ctype: str, ctx: _Ctx, *,
-             depth: int, prefix: str, origin: str, parent: int | None) -> None:
+def _forward(
+    raw: bytes,
+    msg: Message | None,
+    filename: str | None,
+    ctype: str,
+    ctx: _Ctx,
+    *,
+    depth: int,
+    prefix: str,
+    origin: str,
+    parent: int | None,
+) -> None:
     """A forwarded message: its own part (kind 'message'), its headers, then its contents."""
     limits = ctx.limits
     ctx.forwards += 1
     label = filename or f"forwarded message {ctx.forwards}.eml"
     location = prefix + label
-    part = ExtractedPart(location=location, filename=filename, declared_type=ctype, origin=origin,
-                         parent=parent, data=raw, size=len(raw))
+    part = ExtractedPart(
+        location=location,
+        filename=filename,
+        declared_type=ctype,
+        origin=origin,
+        parent=parent,
+        data=raw,
+        size=len(raw),
+    )
     if len(raw) > limits.max_part_bytes:
-        part.data, part.error = None, (f"the forwarded message is {human_size(len(raw))}, over the "
-                                       f"limit of {human_size(limits.max_part_bytes)}: not kept")
+        part.data, part.error = (
+            None,
+            (
+                f"the forwarded message is {human_size(len(raw))}, over the "
+                f"limit of {human_size(limits.max_part_bytes)}: not kept"
+            ),
+        )
     index = len(ctx.parsed.parts)
     ctx.parsed.parts.append(part)
     if depth + 1 > limits.max_forward_depth:
-        ctx.defect(f"{location}: forwarded messages nested deeper than {limits.max_forward_depth} "
-                   "levels were not opened")
+        ctx.defect(
+            f"{location}: forwarded messages nested deeper than {limits.max_forward_depth} "
+            "levels were not opened"
+        )
         return
     if msg is None:
         msg, problem = _parse_bounded(raw, limits, ctx)

@@ -3,6 +3,7 @@
 ``open_source(config)`` returns the configured one; see ``base.Source`` for what every source
 offers the pipeline.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 __all__ = ["FetchedMessage", "MailboxError", "Source", "open_source"]
 
 
-def open_source(config: "Config", spool_dir: Path | None = None) -> Source:
+def open_source(config: Config, spool_dir: Path | None = None) -> Source:
     """The source for ``config.mailbox`` (not yet connected: use it as a context manager).
 
     ``spool_dir`` is where big IMAP parts are written while streamed (default: the file

@@ -4,10 +4,12 @@ A source hands out the messages it has not handed out before, oldest first, and 
 message is safely committed so it can remember that (and run the post-processing action).
 It never deletes mail and never marks it read.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from typing import Protocol
 
 import sqlite_utils
 
@@ -24,18 +26,18 @@ class MailboxError(Exception):
 @dataclass
 class FetchedMessage:
     envelope: Envelope
-    raw: bytes | None = None               # the whole message, for the parser
-    parsed: ParsedMessage | None = None    # already parsed (a big IMAP message streamed per part)
-    error: str | None = None               # the source could not fetch it: recorded as failed
-    header_bytes: bytes | None = None      # with an error: the header block, if it could be read,
-                                           # so staff see whose message is stuck
+    raw: bytes | None = None  # the whole message, for the parser
+    parsed: ParsedMessage | None = None  # already parsed (a big IMAP message streamed per part)
+    error: str | None = None  # the source could not fetch it: recorded as failed
+    header_bytes: bytes | None = None  # with an error: the header block, if it could be read,
+    # so staff see whose message is stuck
 
 
 class Source(Protocol):
-    name: str                              # Mailbox.source_name, stored in messages.source
-    seen: int                              # messages in the mailbox at the last fetch_new
+    name: str  # Mailbox.source_name, stored in messages.source
+    seen: int  # messages in the mailbox at the last fetch_new
 
-    def __enter__(self) -> "Source": ...
+    def __enter__(self) -> Source: ...
     def __exit__(self, *exc) -> None: ...
 
     def fetch_new(self, db: sqlite_utils.Database) -> Iterator[FetchedMessage]:

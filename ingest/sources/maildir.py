@@ -6,15 +6,16 @@ client is still the same message. Arrival time is the delivery time that the Mai
 starts with (seconds since the epoch); failing that, the newest Received header; failing that,
 the file's modification time.
 """
+
 from __future__ import annotations
 
 import email.utils
 import logging
 import re
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
 from pathlib import Path
-from typing import Iterator
 
 from ingest.config import Limits, Mailbox
 from ingest.model import Envelope
@@ -28,13 +29,13 @@ _DELIVERY_TIME = re.compile(r"^(\d{9,11})(?:\.|$)")
 class MaildirSource:
     def __init__(self, mailbox: Mailbox, limits: Limits):
         if mailbox.path is None:
-            raise ValueError("mailbox.path is required for kind = \"maildir\"")
+            raise ValueError('mailbox.path is required for kind = "maildir"')
         self.root = Path(mailbox.path)
         self.name = mailbox.source_name
         self.limits = limits
         self.seen = 0
 
-    def __enter__(self) -> "MaildirSource":
+    def __enter__(self) -> MaildirSource:
         if not (self.root / "cur").is_dir() and not (self.root / "new").is_dir():
             raise MailboxError(f"{self.root} is not a Maildir (no cur/ or new/ folder): check mailbox.path")
         return self
@@ -57,8 +58,12 @@ class MaildirSource:
     def _pending(self, db) -> list[tuple[str, Path]]:
         files = self._files()
         self.seen = len(files)
-        done = {row[0] for row in db.execute(
-            "SELECT source_key FROM messages WHERE source = ? AND status != 'failed'", (self.name,))}
+        done = {
+            row[0]
+            for row in db.execute(
+                "SELECT source_key FROM messages WHERE source = ? AND status != 'failed'", (self.name,)
+            )
+        }
         return [(key, path) for key, path in files.items() if key not in done]
 
     def count_new(self, db) -> int | None:
@@ -78,10 +83,13 @@ class MaildirSource:
                 size = path.stat().st_size
                 env.size = size
                 if size > self.limits.max_message_bytes:
-                    yield FetchedMessage(env, error=f"message is {human_size(size)}, over the limit of "
-                                                     f"{human_size(self.limits.max_message_bytes)} "
-                                                     "(limits.max_message_bytes): not read",
-                                         header_bytes=read_header_block(path, self.limits.max_header_bytes))
+                    yield FetchedMessage(
+                        env,
+                        error=f"message is {human_size(size)}, over the limit of "
+                        f"{human_size(self.limits.max_message_bytes)} "
+                        "(limits.max_message_bytes): not read",
+                        header_bytes=read_header_block(path, self.limits.max_header_bytes),
+                    )
                     continue
                 yield FetchedMessage(env, raw=path.read_bytes())
             except OSError as e:  # vanished or unreadable: recorded as failed, retried next poll
@@ -107,11 +115,11 @@ def read_header_block(path: Path, limit: int) -> bytes | None:
 def arrival_time(path: Path) -> datetime:
     m = _DELIVERY_TIME.match(path.name)
     if m:
-        return datetime.fromtimestamp(int(m.group(1)), timezone.utc)
+        return datetime.fromtimestamp(int(m.group(1)), UTC)
     received = newest_received(path)
     if received:
         return received
-    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+    return datetime.fromtimestamp(path.stat().st_mtime, UTC)
 
 
 def newest_received(path: Path) -> datetime | None:
@@ -128,7 +136,7 @@ def newest_received(path: Path) -> datetime | None:
         except (TypeError, ValueError, IndexError):
             continue
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
+            when = when.replace(tzinfo=UTC)
         if newest is None or when > newest:
             newest = when
     return newest

@@ -1,8 +1,10 @@
 """``ingest --once``, ``messages``, ``unmatched``: what came in and what became of it."""
+
 from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC
 
 import click
 
@@ -22,19 +24,24 @@ def run_poll(app: App, *, progress: bool = False, stop=None) -> dict:
             result = poll_once(config, app.conn, progress=bar, stop=stop)
         # the new messages, and any a crashed earlier run recorded but did not get to attribute
         ensure_attributed(app.conn, app.roster, config)
-        record_bounces(app.conn, config, result.recorded_ids)   # bounces of our mail are no submissions
+        record_bounces(app.conn, config, result.recorded_ids)  # bounces of our mail are no submissions
     attributed = unmatched = 0
     if result.recorded_ids:
         marks = ",".join("?" for _ in result.recorded_ids)
-        for unit, in app.conn.execute(
-                f"SELECT unit FROM attributions WHERE message IN ({marks})", result.recorded_ids):
+        for (unit,) in app.conn.execute(
+            f"SELECT unit FROM attributions WHERE message IN ({marks})", result.recorded_ids
+        ):
             if unit:
                 attributed += 1
             else:
                 unmatched += 1
     return {
-        "seen": result.seen, "new": result.new, "attributed": attributed, "unmatched": unmatched,
-        "duplicate": result.duplicate, "failed": result.failed,
+        "seen": result.seen,
+        "new": result.new,
+        "attributed": attributed,
+        "unmatched": unmatched,
+        "duplicate": result.duplicate,
+        "failed": result.failed,
     }
 
 
@@ -52,8 +59,14 @@ class _progress_bar:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.progress = Progress(TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                 console=Console(stderr=True), transient=True)
+        self.progress = Progress(
+            TextColumn("ingesting"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
         self.progress.start()
         return self
 
@@ -79,15 +92,21 @@ def ingest_command(app: App, once: bool, as_json: bool) -> None:
     unit or put in the unmatched queue. Sends no mail (receipts and reminders: `serve`).
     """
     if not once:
-        raise click.UsageError("use `mailroll ingest --once` for one poll, or `mailroll serve` to keep polling")
+        raise click.UsageError(
+            "use `mailroll ingest --once` for one poll, or `mailroll serve` to keep polling"
+        )
     counts = run_poll(app, progress=not as_json)
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from reconcile.service import set_state
 
     # cron setups (ingest --once instead of serve): `status` shows the last poll too
-    set_state(app.conn, last_poll=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              last_poll_result=counts, last_error="")
+    set_state(
+        app.conn,
+        last_poll=datetime.now(UTC).isoformat(timespec="seconds"),
+        last_poll_result=counts,
+        last_error="",
+    )
 
     def render(c: dict) -> None:
         click.echo(
@@ -95,9 +114,14 @@ def ingest_command(app: App, once: bool, as_json: bool) -> None:
             f"{c['unmatched']} unmatched, {c['duplicate']} duplicate, {c['failed']} failed"
         )
         if c["failed"]:
-            click.echo("failed messages are kept and retried on the next poll; see `mailroll messages`", err=True)
+            click.echo(
+                "failed messages are kept and retried on the next poll; see `mailroll messages`", err=True
+            )
         if c["unmatched"]:
-            click.echo("assign unmatched messages with `mailroll assign MESSAGE UNIT` (see `mailroll unmatched`)", err=True)
+            click.echo(
+                "assign unmatched messages with `mailroll assign MESSAGE UNIT` (see `mailroll unmatched`)",
+                err=True,
+            )
 
     emit(counts, as_json, render)
 
@@ -118,8 +142,21 @@ def message_rows(app: App) -> list[dict]:
     conn = app.conn
     ensure_attributed(conn, app.roster, app.config)
     rows = []
-    for (mid, message_id, from_addr, from_name, subject, received_at, status, error, duplicate_of,
-         unit, method, reason, parts) in conn.execute(MESSAGES_SQL):
+    for (
+        mid,
+        message_id,
+        from_addr,
+        from_name,
+        subject,
+        received_at,
+        status,
+        error,
+        duplicate_of,
+        unit,
+        method,
+        reason,
+        parts,
+    ) in conn.execute(MESSAGES_SQL):
         if status == "failed":
             disposition, why = "failed", error
         elif status == "duplicate":
@@ -129,12 +166,21 @@ def message_rows(app: App) -> list[dict]:
             disposition, why = "attributed", reason
         else:
             disposition, why = "unmatched", reason or "not attributed yet"
-        rows.append({
-            "message_id": message_id, "from": from_addr, "subject": subject, "received_at": received_at,
-            "unit": unit, "disposition": disposition, "reason": why,
-            "id": mid, "from_name": from_name, "method": method if disposition == "attributed" else None,
-            "parts": parts,
-        })
+        rows.append(
+            {
+                "message_id": message_id,
+                "from": from_addr,
+                "subject": subject,
+                "received_at": received_at,
+                "unit": unit,
+                "disposition": disposition,
+                "reason": why,
+                "id": mid,
+                "from_name": from_name,
+                "method": method if disposition == "attributed" else None,
+                "parts": parts,
+            }
+        )
     return rows
 
 
@@ -154,22 +200,36 @@ def _table(rows: list[dict], title: str, show_unit: bool = True, tz=None) -> Non
     from reconcile.commands.status_cmd import local_time, wide_console
 
     table = Table(title=title, title_justify="left")
-    for col in ("#", f"received ({tz})" if tz else "received (UTC)", "from", "subject", *(["unit"] if show_unit else []), "disposition", "reason"):
+    for col in (
+        "#",
+        f"received ({tz})" if tz else "received (UTC)",
+        "from",
+        "subject",
+        *(["unit"] if show_unit else []),
+        "disposition",
+        "reason",
+    ):
         table.add_column(col, overflow="fold")
     for r in rows:
         colour = _COLOURS.get(r["disposition"], "")
         table.add_row(
-            str(r["id"]), local_time(r["received_at"], tz) if tz else (r["received_at"] or "")[:16].replace("T", " "),
+            str(r["id"]),
+            local_time(r["received_at"], tz) if tz else (r["received_at"] or "")[:16].replace("T", " "),
             r["from"] or "",
-            r["subject"] or "", *([r["unit"] or ""] if show_unit else []),
-            f"[{colour}]{r['disposition']}[/]", r["reason"] or "",
+            r["subject"] or "",
+            *([r["unit"] or ""] if show_unit else []),
+            f"[{colour}]{r['disposition']}[/]",
+            r["reason"] or "",
         )
     (wide_console() if tz else console()).print(table)
 
 
 @cli.command("messages")
-@click.option("--disposition", type=click.Choice(["attributed", "unmatched", "duplicate", "failed"]),
-              help="Only messages with this outcome.")
+@click.option(
+    "--disposition",
+    type=click.Choice(["attributed", "unmatched", "duplicate", "failed"]),
+    help="Only messages with this outcome.",
+)
 @click.option("--unit", help="Only messages attributed to this unit (id, name or alias).")
 @json_option
 @pass_app
@@ -178,7 +238,7 @@ def messages_command(app: App, disposition: str | None, unit: str | None, as_jso
     if unit:
         from reconcile.commands.status_cmd import find_unit
 
-        unit = find_unit(app, unit).id         # exit 2 for an unknown unit, as `show` does
+        unit = find_unit(app, unit).id  # exit 2 for an unknown unit, as `show` does
     rows = message_rows(app)
     if disposition:
         rows = [r for r in rows if r["disposition"] == disposition]
@@ -195,8 +255,19 @@ def unmatched_command(app: App, as_json: bool) -> None:
     """Messages not attributed to any unit, with the reason. Fix with `mailroll assign`."""
     rows = [r for r in message_rows(app) if r["disposition"] == "unmatched"]
     if as_json:
-        click.echo(json.dumps([{k: r[k] for k in ("message_id", "from", "subject", "reason", "received_at", "id")}
-                               for r in rows], ensure_ascii=False))
+        click.echo(
+            json.dumps(
+                [
+                    {k: r[k] for k in ("message_id", "from", "subject", "reason", "received_at", "id")}
+                    for r in rows
+                ],
+                ensure_ascii=False,
+            )
+        )
     else:
-        _table(rows, f"{len(rows)} unmatched message(s): assign them with `mailroll assign MESSAGE UNIT`",
-               show_unit=False, tz=app.config.campaign.timezone)
+        _table(
+            rows,
+            f"{len(rows)} unmatched message(s): assign them with `mailroll assign MESSAGE UNIT`",
+            show_unit=False,
+            tz=app.config.campaign.timezone,
+        )

@@ -1,4 +1,5 @@
 """`report --xlsx PATH` / `--csv DIR`: the workbook for staff (see reconcile.report)."""
+
 from __future__ import annotations
 
 import click
@@ -8,7 +9,9 @@ from reconcile.cli import App, cli, emit_json, json_option, pass_app
 
 @cli.command()
 @click.option("--xlsx", "xlsx_path", type=click.Path(dir_okay=False), help="Write the workbook here (.xlsx).")
-@click.option("--csv", "csv_dir", type=click.Path(file_okay=False), help="Write one CSV per sheet into this folder.")
+@click.option(
+    "--csv", "csv_dir", type=click.Path(file_okay=False), help="Write one CSV per sheet into this folder."
+)
 @json_option
 @pass_app
 def report(app: App, xlsx_path: str | None, csv_dir: str | None, as_json: bool) -> None:

@@ -1,4 +1,5 @@
 """`serve` (the daemon), ``remind`` and ``receipts`` (one sending run, e.g. from cron)."""
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,6 @@ import click
 from ingest.config import ConfigError
 from reconcile.cli import App, UsageProblem, cli, console, emit, emit_json, json_option, pass_app
 
-
 DATE_ONLY = re.compile(r"\s*(\d{4}-\d{1,2}-\d{1,2}|\d{8})\s*")  # '2022-06-24', '20220624'
 
 
@@ -25,8 +25,10 @@ def _now(app: App, text: str | None) -> datetime:
     from reconcile.clock import default_clock, parse_time
 
     if text and DATE_ONLY.fullmatch(text):
-        raise UsageProblem(f"--now {text.strip()!r} is a date without a time of day (it would mean midnight, "
-                           f"in the quiet hours): give a time too, e.g. {text.strip()}T09:00:00+08:00")
+        raise UsageProblem(
+            f"--now {text.strip()!r} is a date without a time of day (it would mean midnight, "
+            f"in the quiet hours): give a time too, e.g. {text.strip()}T09:00:00+08:00"
+        )
     if not text:
         try:
             return default_clock().now()
@@ -39,7 +41,9 @@ def _now(app: App, text: str | None) -> datetime:
     try:
         return datetime.fromisoformat(text.strip()).replace(tzinfo=app.config.campaign.timezone)
     except ValueError:
-        raise UsageProblem(f"--now {text!r} is not a time: use RFC 3339, e.g. 2022-06-24T10:00:00+08:00") from None
+        raise UsageProblem(
+            f"--now {text!r} is not a time: use RFC 3339, e.g. 2022-06-24T10:00:00+08:00"
+        ) from None
 
 
 def _need_smtp(app: App, what: str) -> None:
@@ -48,8 +52,9 @@ def _need_smtp(app: App, what: str) -> None:
         unset = " and ".join(k for k, v in (("smtp.host", smtp.host), ("smtp.from", smtp.from_addr)) if not v)
         raise ConfigError(
             f"{app.config.path}: cannot send {what}: {unset} {'is' if ' and ' not in unset else 'are'} not set. "
-            f"Set them in the [smtp] section, e.g. host = \"smtp.126.com\" and from = \"sxskjtrcc@126.com\" "
-            f"(and username / password_env for the login); or use --dry-run to see what would be sent")
+            f'Set them in the [smtp] section, e.g. host = "smtp.126.com" and from = "sxskjtrcc@126.com" '
+            f"(and username / password_env for the login); or use --dry-run to see what would be sent"
+        )
     if app.config.smtp.username:
         app.config.smtp.password()  # ConfigError (exit 2) when the variable is not set
 
@@ -71,8 +76,10 @@ def _quiet_note(config, now: datetime, what: str) -> str:
     from reconcile.remind import quiet_hours_text
 
     local = now.astimezone(config.campaign.timezone)
-    return (f"{local:%Y-%m-%d %H:%M} is in the quiet hours ({quiet_hours_text(config)}): no {what} are sent "
-            f"at this time")
+    return (
+        f"{local:%Y-%m-%d %H:%M} is in the quiet hours ({quiet_hours_text(config)}): no {what} are sent "
+        f"at this time"
+    )
 
 
 SHOW_HELP = "Also print each mail in full (To, Cc, Subject, body) as the unit gets it."
@@ -81,8 +88,12 @@ SHOW_HELP = "Also print each mail in full (To, Cc, Subject, body) as the unit ge
 @cli.command("remind")
 @click.option("--dry-run", is_flag=True, help="Show the reminders due; send and record nothing.")
 @click.option("--show", is_flag=True, help=SHOW_HELP)
-@click.option("--now", "now_text", metavar="TIME",
-              help="Act as if it were TIME (RFC 3339, with a time of day): only mail received by then counts.")
+@click.option(
+    "--now",
+    "now_text",
+    metavar="TIME",
+    help="Act as if it were TIME (RFC 3339, with a time of day): only mail received by then counts.",
+)
 @json_option
 @pass_app
 def remind_command(app: App, dry_run: bool, show: bool, now_text: str | None, as_json: bool) -> None:
@@ -151,19 +162,28 @@ def _report_failures(done, dry_run: bool) -> None:
     for r in bad:
         groups.setdefault((r.status, r.error), []).append(r.unit)
     for (status, error), units in groups.items():
-        what = {"deferred": "not sent, will be retried on the next run",
-                "failed": "refused for good, not retried",
-                "unknown": "may or may not have been delivered, not sent again"}[status]
-        click.echo(f"mailroll: {len(units)} mail(s) {what} ({', '.join(units[:5])}"
-                   f"{', ...' if len(units) > 5 else ''}): {error}", err=True)
+        what = {
+            "deferred": "not sent, will be retried on the next run",
+            "failed": "refused for good, not retried",
+            "unknown": "may or may not have been delivered, not sent again",
+        }[status]
+        click.echo(
+            f"mailroll: {len(units)} mail(s) {what} ({', '.join(units[:5])}"
+            f"{', ...' if len(units) > 5 else ''}): {error}",
+            err=True,
+        )
     sys.exit(1)
 
 
 @cli.command("receipts")
 @click.option("--dry-run", is_flag=True, help="Show the receipts due; send and record nothing.")
 @click.option("--show", is_flag=True, help=SHOW_HELP)
-@click.option("--now", "now_text", metavar="TIME",
-              help="Act as if it were TIME (RFC 3339, with a time of day): only mail received by then counts.")
+@click.option(
+    "--now",
+    "now_text",
+    metavar="TIME",
+    help="Act as if it were TIME (RFC 3339, with a time of day): only mail received by then counts.",
+)
 @json_option
 @pass_app
 def receipts_command(app: App, dry_run: bool, show: bool, now_text: str | None, as_json: bool) -> None:
@@ -181,8 +201,10 @@ def receipts_command(app: App, dry_run: bool, show: bool, now_text: str | None, 
     config = app.config
     now = _now(app, now_text)
     if not config.reminders.receipts:
-        note = (f"Receipts are switched off in {config.path} (reminders.receipts = false): none sent. "
-                f"Set reminders.receipts = true to answer units' messages.")
+        note = (
+            f"Receipts are switched off in {config.path} (reminders.receipts = false): none sent. "
+            f"Set reminders.receipts = true to answer units' messages."
+        )
         if as_json:
             click.echo(f"mailroll: {note}", err=True)
             emit_json([])
@@ -211,12 +233,19 @@ def receipts_command(app: App, dry_run: bool, show: bool, now_text: str | None, 
             return
         for r in done:
             cc = f" (cc {', '.join(r.cc)})" if r.cc else ""
-            click.echo(f"#{r.message} {r.unit} -> {', '.join(r.to)}{cc}: {r.subject} [{r.status}]"
-                       + (f" {r.error}" if r.error else ""))
+            click.echo(
+                f"#{r.message} {r.unit} -> {', '.join(r.to)}{cc}: {r.subject} [{r.status}]"
+                + (f" {r.error}" if r.error else "")
+            )
         if show:
             for r in done:
-                _show_mail(to=r.to, cc=r.cc, subject=r.subject, body=r.body,
-                           title=f"receipt for message #{r.message} ({r.unit})")
+                _show_mail(
+                    to=r.to,
+                    cc=r.cc,
+                    subject=r.subject,
+                    body=r.body,
+                    title=f"receipt for message #{r.message} ({r.unit})",
+                )
 
     if as_json and quiet:
         click.echo(f"mailroll: {_quiet_note(config, now, 'receipts')}", err=True)
@@ -225,8 +254,11 @@ def receipts_command(app: App, dry_run: bool, show: bool, now_text: str | None, 
 
 
 @cli.command("serve")
-@click.option("--check", is_flag=True,
-              help="Don't serve: report whether a running `serve` is alive (exit 0) or not (exit 1).")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Don't serve: report whether a running `serve` is alive (exit 0) or not (exit 1).",
+)
 @json_option
 @pass_app
 def serve_command(app: App, check: bool, as_json: bool) -> None:
@@ -278,8 +310,10 @@ def _check(app: App, as_json: bool) -> None:
             click.echo("mailroll serve has never polled this mailbox.")
         else:
             state = "running" if d["running"] else "not running"
-            click.echo(f"mailroll serve (pid {d['pid']}) is {state}; last poll {ago(d['age_s'])}"
-                       f" ({d['last_poll']}){' - STALE' if d['stale'] else ''}.")
+            click.echo(
+                f"mailroll serve (pid {d['pid']}) is {state}; last poll {ago(d['age_s'])}"
+                f" ({d['last_poll']}){' - STALE' if d['stale'] else ''}."
+            )
             if d["last_poll_result"]:
                 click.echo("last poll: " + json.dumps(d["last_poll_result"], ensure_ascii=False))
             if d["last_error"]:

@@ -6,6 +6,7 @@ Each decision is an override (printed with its number) and an audit log entry na
 undoes decision N (also an assign: the message then goes back to automatic attribution), and
 ``mailroll overrides`` lists them all.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -46,15 +47,19 @@ def assign(app: App, message: str, unit: str, note: str | None, as_json: bool) -
         raise UsageProblem(str(e)) from None
     status = app.conn.execute("SELECT status FROM messages WHERE id = ?", [mid]).fetchone()[0]
     if status != "recorded":
-        raise UsageProblem(f"message {message} is a {status} message and counts for no unit; "
-                           f"assign the message it repeats instead (see `mailroll messages`)")
+        raise UsageProblem(
+            f"message {message} is a {status} message and counts for no unit; "
+            f"assign the message it repeats instead (see `mailroll messages`)"
+        )
     row = app.conn.execute("SELECT unit, method FROM attributions WHERE message = ?", [mid]).fetchone()
     if row and row[0] and row[0] != u.id:
         prev = app.roster.by_id.get(row[0])
         shown = f"{prev.name} ({prev.id})" if prev else f"{row[0]} (not in the roster)"
         how = "by hand" if row[1] == "manual" else f"automatically ({row[1]})"
-        click.echo(f"warning: message #{mid} was attributed {how} to {shown}; it now counts for {u.name} instead",
-                   err=True)
+        click.echo(
+            f"warning: message #{mid} was attributed {how} to {shown}; it now counts for {u.name} instead",
+            err=True,
+        )
     conn = app.conn
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -68,17 +73,27 @@ def assign(app: App, message: str, unit: str, note: str | None, as_json: bool) -
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    _done(as_json, {"override": oid, "message": mid, "unit": u.id,
-                    "previous_unit": row[0] if row and row[0] != u.id else None,
-                    "replaces": [o.id for o in earlier]},
-          f"override {oid}: message #{mid} assigned to {u.name} ({u.id}); undo with `mailroll revoke {oid}`")
+    _done(
+        as_json,
+        {
+            "override": oid,
+            "message": mid,
+            "unit": u.id,
+            "previous_unit": row[0] if row and row[0] != u.id else None,
+            "replaces": [o.id for o in earlier],
+        },
+        f"override {oid}: message #{mid} assigned to {u.name} ({u.id}); undo with `mailroll revoke {oid}`",
+    )
 
 
 def _item_decision(action: str):
     @click.argument("unit")
     @click.argument("item", type=click.Choice(ITEM_NAMES))
-    @click.option("--note", required=(action == "reject"),
-                  help="Why (shown as the reason; required for reject)." if action == "reject" else "Why.")
+    @click.option(
+        "--note",
+        required=(action == "reject"),
+        help="Why (shown as the reason; required for reject)." if action == "reject" else "Why.",
+    )
     @json_option
     @pass_app
     def command(app: App, unit: str, item: str, note: str | None, as_json: bool) -> None:
@@ -87,11 +102,16 @@ def _item_decision(action: str):
         u = _unit(app, unit)
         oid = overrides.add(app.conn, action, app.actor, unit=u.id, item=item, note=note)
         state = "ok" if action == "accept" else "invalid"
-        _done(as_json, {"override": oid, "unit": u.id, "item": item, "action": action},
-              f"override {oid}: {item} of {u.name} {action}ed (now {state}); undo with `mailroll revoke {oid}`")
+        _done(
+            as_json,
+            {"override": oid, "unit": u.id, "item": item, "action": action},
+            f"override {oid}: {item} of {u.name} {action}ed (now {state}); undo with `mailroll revoke {oid}`",
+        )
 
-    command.__doc__ = (f"{action.capitalize()} UNIT's ITEM by hand: it counts as "
-                       f"{'ok' if action == 'accept' else 'invalid'} whatever the checks say.")
+    command.__doc__ = (
+        f"{action.capitalize()} UNIT's ITEM by hand: it counts as "
+        f"{'ok' if action == 'accept' else 'invalid'} whatever the checks say."
+    )
     return cli.command(name=action)(command)
 
 
@@ -110,14 +130,21 @@ def exempt(app: App, unit: str, note: str, as_json: bool) -> None:
 
     u = _unit(app, unit)
     oid = overrides.add(app.conn, "exempt", app.actor, unit=u.id, note=note)
-    _done(as_json, {"override": oid, "unit": u.id, "action": "exempt"},
-          f"override {oid}: {u.name} exempt; undo with `mailroll revoke {oid}`")
+    _done(
+        as_json,
+        {"override": oid, "unit": u.id, "action": "exempt"},
+        f"override {oid}: {u.name} exempt; undo with `mailroll revoke {oid}`",
+    )
 
 
 @cli.command()
 @click.argument("unit")
-@click.option("--until", "until", required=True,
-              help="New deadline: RFC 3339, or 'YYYY-MM-DD HH:MM' in the campaign's time zone.")
+@click.option(
+    "--until",
+    "until",
+    required=True,
+    help="New deadline: RFC 3339, or 'YYYY-MM-DD HH:MM' in the campaign's time zone.",
+)
 @click.option("--note", help="Why.")
 @json_option
 @pass_app
@@ -135,11 +162,15 @@ def extend(app: App, unit: str, until: str, note: str | None, as_json: bool) -> 
         tz = app.config.campaign.timezone
         raise UsageProblem(
             f"--until {when.astimezone(tz).isoformat(timespec='seconds')} is not later than the campaign deadline "
-            f"{deadline.astimezone(tz).isoformat(timespec='seconds')}; to make a unit's deadline earlier is not supported")
+            f"{deadline.astimezone(tz).isoformat(timespec='seconds')}; to make a unit's deadline earlier is not supported"
+        )
     value = when.isoformat(timespec="seconds")
     oid = overrides.add(app.conn, "extend", app.actor, unit=u.id, value=value, note=note)
-    _done(as_json, {"override": oid, "unit": u.id, "until": value},
-          f"override {oid}: deadline of {u.name} extended to {value}; undo with `mailroll revoke {oid}`")
+    _done(
+        as_json,
+        {"override": oid, "unit": u.id, "until": value},
+        f"override {oid}: deadline of {u.name} extended to {value}; undo with `mailroll revoke {oid}`",
+    )
 
 
 @cli.command()
@@ -159,7 +190,9 @@ def revoke(app: App, override_id: int, note: str | None, as_json: bool) -> None:
         from reconcile.attribute import attribute
 
         attribute(app.conn, app.roster, app.config, [o.message])
-    what = " ".join(str(x) for x in (o.action, o.unit, o.item, f"message #{o.message}" if o.message else None) if x)
+    what = " ".join(
+        str(x) for x in (o.action, o.unit, o.item, f"message #{o.message}" if o.message else None) if x
+    )
     _done(as_json, o.as_dict(), f"override {o.id} ({what}) revoked")
 
 
@@ -179,8 +212,17 @@ def overrides_cmd(app: App, show_all: bool, as_json: bool) -> None:
         click.echo("no staff decisions")
     tz = app.config.campaign.timezone
     for o in rows:
-        what = " ".join(str(x) for x in (o["action"], o["unit"] or "", o["item"] or "", o["value"] or "",
-                                         f"message #{o['message']}" if o["message"] else "") if x)
+        what = " ".join(
+            str(x)
+            for x in (
+                o["action"],
+                o["unit"] or "",
+                o["item"] or "",
+                o["value"] or "",
+                f"message #{o['message']}" if o["message"] else "",
+            )
+            if x
+        )
         line = f"{o['id']:>4}  {what}  by {o['actor']} at {local_time(o['created_at'], tz)}"
         if o["unit"] and o["unit"] not in app.roster.by_id:
             line += f"  (unit {o['unit']} is not in the roster)"
@@ -189,7 +231,6 @@ def overrides_cmd(app: App, show_all: bool, as_json: bool) -> None:
         if o["revoked_at"]:
             line += f"  [revoked by {o['revoked_by']} at {local_time(o['revoked_at'], tz)}]"
         click.echo(line)
-
 
 
 @cli.command()
@@ -201,8 +242,11 @@ def reattribute(app: App, as_json: bool) -> None:
 
     decisions = attribute(app.conn, app.roster, app.config, None)
     matched = sum(1 for a in decisions.values() if a.unit)
-    _done(as_json, {"messages": len(decisions), "attributed": matched, "unmatched": len(decisions) - matched},
-          f"{len(decisions)} messages: {matched} attributed, {len(decisions) - matched} unmatched")
+    _done(
+        as_json,
+        {"messages": len(decisions), "attributed": matched, "unmatched": len(decisions) - matched},
+        f"{len(decisions)} messages: {matched} attributed, {len(decisions) - matched} unmatched",
+    )
 
 
 @cli.group()
@@ -238,8 +282,18 @@ def roster_check(app: App, as_json: bool) -> None:
 @pass_app
 def roster_list(app: App, as_json: bool) -> None:
     """Every unit: id, name, aliases, addresses, category, contact."""
-    rows = [{"id": u.id, "name": u.name, "aliases": list(u.aliases), "emails": list(u.emails),
-             "category": u.category, "contact": u.contact, "phone": u.phone} for u in app.roster.units]
+    rows = [
+        {
+            "id": u.id,
+            "name": u.name,
+            "aliases": list(u.aliases),
+            "emails": list(u.emails),
+            "category": u.category,
+            "contact": u.contact,
+            "phone": u.phone,
+        }
+        for u in app.roster.units
+    ]
     if as_json:
         emit_json(rows)
         return
@@ -252,7 +306,12 @@ def roster_list(app: App, as_json: bool) -> None:
     for col in ("id", "name", "aliases", "emails", "category", "contact"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(escape(r["id"]), escape(r["name"]), escape("; ".join(r["aliases"])),
-                      escape("; ".join(r["emails"])), escape(r["category"]),
-                      escape(" ".join(x for x in (r["contact"], r["phone"]) if x)))
+        table.add_row(
+            escape(r["id"]),
+            escape(r["name"]),
+            escape("; ".join(r["aliases"])),
+            escape("; ".join(r["emails"])),
+            escape(r["category"]),
+            escape(" ".join(x for x in (r["contact"], r["phone"]) if x)),
+        )
     wide_console().print(table)

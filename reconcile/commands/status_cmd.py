@@ -5,16 +5,25 @@ the last computation it prints the cached rows (``unit_status``) without loading
 any heavy library. Anything else refreshes the cache first (reconcile.status.refresh), which
 also re-attributes every message when the roster or config file changed.
 """
+
 from __future__ import annotations
+
+from datetime import UTC
 
 import click
 
-from reconcile.cli import App, UsageProblem, emit_json, json_option, pass_app, cli
+from reconcile.cli import App, UsageProblem, cli, emit_json, json_option, pass_app
 
 ITEM_NAMES = ("statistics", "report", "video")
 ITEM_LABELS = {"statistics": "统计表", "report": "总结报告", "video": "视频"}
-STATE_STYLE = {"ok": "green", "invalid": "red", "missing": "yellow", "complete": "green",
-               "incomplete": "yellow", "missing_unit": "red"}
+STATE_STYLE = {
+    "ok": "green",
+    "invalid": "red",
+    "missing": "yellow",
+    "complete": "green",
+    "incomplete": "yellow",
+    "missing_unit": "red",
+}
 
 
 def wide_console():
@@ -47,27 +56,43 @@ def local_time(iso: str | None, tz) -> str:
     """An RFC 3339 time from the database as 'YYYY-MM-DD HH:MM' in the campaign's time zone."""
     if not iso:
         return ""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     try:
         value = datetime.fromisoformat(iso.replace("Z", "+00:00"))
     except ValueError:
         return iso
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return value.astimezone(tz).strftime("%Y-%m-%d %H:%M")
 
 
 @cli.command()
-@click.option("--state", "states", multiple=True,
-              type=click.Choice(["complete", "incomplete", "missing", "late", "exempt"]),
-              help="Only units in this state (repeatable).")
-@click.option("--missing", "missing", multiple=True, type=click.Choice(ITEM_NAMES),
-              help="Only units that have not sent this item (repeatable).")
-@click.option("--invalid", "invalid", multiple=True, type=click.Choice(ITEM_NAMES),
-              help="Only units whose counted item fails its check (repeatable).")
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice(["complete", "incomplete", "missing", "late", "exempt"]),
+    help="Only units in this state (repeatable).",
+)
+@click.option(
+    "--missing",
+    "missing",
+    multiple=True,
+    type=click.Choice(ITEM_NAMES),
+    help="Only units that have not sent this item (repeatable).",
+)
+@click.option(
+    "--invalid",
+    "invalid",
+    multiple=True,
+    type=click.Choice(ITEM_NAMES),
+    help="Only units whose counted item fails its check (repeatable).",
+)
 @click.option("--late", is_flag=True, help="Only units with a late item.")
-@click.option("--category", "categories", multiple=True, help="Only units of this roster category (repeatable).")
+@click.option(
+    "--category", "categories", multiple=True, help="Only units of this roster category (repeatable)."
+)
 @json_option
 @pass_app
 def status(app: App, states, missing, invalid, late, categories, as_json: bool) -> None:
@@ -85,10 +110,15 @@ def status(app: App, states, missing, invalid, late, categories, as_json: bool) 
     known = sorted({u.category for u in app.roster.units if u.category})
     unknown = [c for c in categories if c not in known]
     if unknown:
-        raise UsageProblem(f"no unit has the category {', '.join(unknown)}; "
-                           f"the roster's categories: {', '.join(known) or '(none)'}")
-    rows = [r for r in current_rows(app)
-            if matches(r, state=states, missing=missing, invalid=invalid, late=late, category=categories)]
+        raise UsageProblem(
+            f"no unit has the category {', '.join(unknown)}; "
+            f"the roster's categories: {', '.join(known) or '(none)'}"
+        )
+    rows = [
+        r
+        for r in current_rows(app)
+        if matches(r, state=states, missing=missing, invalid=invalid, late=late, category=categories)
+    ]
     if as_json:
         emit_json(rows)
         return
@@ -130,8 +160,11 @@ def _render_status(app: App, rows: list[dict]) -> None:
         if r.get("exempt"):
             name += " [cyan](exempt)[/]"
         table.add_row(
-            name, escape(r.get("category") or ""), *(_cell(r["items"][i]) for i in ITEM_NAMES),
-            "[red]late[/]" if r["late"] else "", _short_time(r.get("last_arrival")),
+            name,
+            escape(r.get("category") or ""),
+            *(_cell(r["items"][i]) for i in ITEM_NAMES),
+            "[red]late[/]" if r["late"] else "",
+            _short_time(r.get("last_arrival")),
         )
     con.print(table)
     s = summary(rows)
@@ -165,7 +198,6 @@ def stats(app: App, as_json: bool) -> None:
         return
     from rich.table import Table
 
-
     units = dict(app.config.campaign.sheet.fields)
     table = Table(title=f"{app.config.campaign.name}: {data['units']} units with a valid sheet")
     table.add_column("field")
@@ -176,8 +208,11 @@ def stats(app: App, as_json: bool) -> None:
     con = wide_console()
     con.print(table)
     if data["left_out"]:
-        con.print(f"not counted ({len(data['left_out'])}): "
-                  + ", ".join(f"{u['name']} ({u['reason']})" for u in data["left_out"]), markup=False)
+        con.print(
+            f"not counted ({len(data['left_out'])}): "
+            + ", ".join(f"{u['name']} ({u['reason']})" for u in data["left_out"]),
+            markup=False,
+        )
     for note in data.get("notes") or []:
         con.print(f"note: {note}", markup=False)
 
@@ -202,12 +237,13 @@ def show(app: App, unit: str, as_json: bool) -> None:
 def _render_show(d: dict, tz=None, roster_ids: set | None = None) -> None:
     from rich.markup import escape
 
-
     con = wide_console()
     s = d["status"]
     con.print(f"[bold]{escape(d['name'])}[/] ({escape(d['id'])}) {escape(d.get('category') or '')}")
-    con.print(f"addresses: {', '.join(d['emails']) or '(none)'}"
-              + (f"; contact {escape(d['contact'])} {escape(d.get('phone') or '')}" if d.get("contact") else ""))
+    con.print(
+        f"addresses: {', '.join(d['emails']) or '(none)'}"
+        + (f"; contact {escape(d['contact'])} {escape(d.get('phone') or '')}" if d.get("contact") else "")
+    )
     line = f"state: [{STATE_STYLE.get(s['state'], 'red')}]{s['state']}[/]"
     if s["late"]:
         line += " [red](late)[/]"
@@ -233,11 +269,15 @@ def _render_show(d: dict, tz=None, roster_ids: set | None = None) -> None:
             con.print(f"      [yellow]warning:[/] {escape(w)}")
         if it.get("override"):
             o = it["override"]
-            con.print(f"      [cyan]{o['action']}ed by {escape(o['actor'])}[/] (override {o['id']})"
-                      + (f": {escape(o['note'])}" if o.get("note") else ""))
+            con.print(
+                f"      [cyan]{o['action']}ed by {escape(o['actor'])}[/] (override {o['id']})"
+                + (f": {escape(o['note'])}" if o.get("note") else "")
+            )
     con.print(f"\n[bold]messages ({len(d['messages'])})[/]")
     for m in d["messages"]:
-        con.print(f"  #{m['id']} {m['received_at']} from {escape(m['from'] or '?')}: {escape(m['subject'] or '')}")
+        con.print(
+            f"  #{m['id']} {m['received_at']} from {escape(m['from'] or '?')}: {escape(m['subject'] or '')}"
+        )
         con.print(f"      [dim]{escape(m['attribution'] or '')}[/]")
         for p in m["parts"]:
             mark = {"ok": "[green]ok[/]", "invalid": "[red]invalid[/]"}.get(p.get("state"), p["kind"])
@@ -250,29 +290,50 @@ def _render_show(d: dict, tz=None, roster_ids: set | None = None) -> None:
             for w in p.get("warnings") or []:
                 con.print(f"          [yellow]warning:[/] {escape(w)}")
         for link in m["links"]:
-            con.print(f"      - link {escape(link['provider'] or link['host'] or '')} {escape(link['filename'] or '')}: "
-                      f"{link['status']}" + (f" ({escape(link['error'])})" if link.get("error") else ""))
+            con.print(
+                f"      - link {escape(link['provider'] or link['host'] or '')} {escape(link['filename'] or '')}: "
+                f"{link['status']}" + (f" ({escape(link['error'])})" if link.get("error") else "")
+            )
     if d["overrides"]:
         con.print("\n[bold]staff decisions[/]")
         for o in d["overrides"]:
-            what = " ".join(str(x) for x in (o["action"], o.get("item") or "", o.get("value") or "",
-                                             f"message #{o['message']}" if o.get("message") else "") if x)
+            what = " ".join(
+                str(x)
+                for x in (
+                    o["action"],
+                    o.get("item") or "",
+                    o.get("value") or "",
+                    f"message #{o['message']}" if o.get("message") else "",
+                )
+                if x
+            )
             line = f"  override {o['id']}: {escape(what)} by {escape(o['actor'])} at {local_time(o['created_at'], tz)}"
             if o.get("note"):
                 line += f": {escape(o['note'])}"
             if o.get("revoked_at"):
-                line += f" [dim](revoked by {escape(o['revoked_by'])} at {local_time(o['revoked_at'], tz)})[/]"
+                line += (
+                    f" [dim](revoked by {escape(o['revoked_by'])} at {local_time(o['revoked_at'], tz)})[/]"
+                )
             con.print(line)
     if d["outbox"]:
         con.print("\n[bold]mail sent to the unit[/]")
         for o in d["outbox"]:
-            con.print(f"  {o['kind']} {o.get('stage') or ''} to {', '.join(o['to'])}: {o['status']}"
-                      f" {o.get('sent_at') or o['created_at']}" + (f" ({escape(o['error'])})" if o.get("error") else ""))
+            con.print(
+                f"  {o['kind']} {o.get('stage') or ''} to {', '.join(o['to'])}: {o['status']}"
+                f" {o.get('sent_at') or o['created_at']}"
+                + (f" ({escape(o['error'])})" if o.get("error") else "")
+            )
     if d["audit"]:
         con.print("\n[bold]audit log[/]")
         for a in d["audit"]:
             what = " ".join(str(a["detail"].get(k)) for k in ("item", "value") if a["detail"].get(k))
             ref = f" (override {a['detail']['override']})" if a["detail"].get("override") else ""
-            words = [local_time(a["at"], tz), escape(a["actor"]), a["action"], escape(what), ref.strip(),
-                     escape(a.get("note") or "")]
+            words = [
+                local_time(a["at"], tz),
+                escape(a["actor"]),
+                a["action"],
+                escape(what),
+                ref.strip(),
+                escape(a.get("note") or ""),
+            ]
             con.print("  " + " ".join(w for w in words if w))

@@ -1,4 +1,5 @@
 """``template``: the blank statistics form to send out with a notice."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,8 +10,12 @@ from reconcile.cli import App, cli, pass_app
 
 
 @cli.command("template")
-@click.option("--xlsx", "xlsx_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the form as .xlsx.")
-@click.option("--docx", "docx_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the form as .docx.")
+@click.option(
+    "--xlsx", "xlsx_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the form as .xlsx."
+)
+@click.option(
+    "--docx", "docx_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the form as .docx."
+)
 @pass_app
 def template_command(app: App, xlsx_path: Path | None, docx_path: Path | None) -> None:
     """Write the blank statistics sheet (开展情况统计表) of the campaign's template.
@@ -24,7 +29,7 @@ def template_command(app: App, xlsx_path: Path | None, docx_path: Path | None) -
         raise click.UsageError("say where to write the form: --xlsx PATH and/or --docx PATH")
     campaign = app.config.campaign
     template = campaign.sheet
-    title = f"{campaign.name}{template.title}"      # 2022年山西省科技活动周开展情况统计表
+    title = f"{campaign.name}{template.title}"  # 2022年山西省科技活动周开展情况统计表
     for path, writer in ((xlsx_path, write_xlsx), (docx_path, write_docx)):
         if path:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,12 +16,14 @@ The flow of a poll, one module per step:
   watermark past it. The mail is never changed otherwise: read with ``BODY.PEEK``, never deleted
   or expunged.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import closing
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ingest.config import Limits, Mailbox
 from ingest.model import Envelope
@@ -34,20 +36,35 @@ from ingest.sources.imap.prefetch import prefetched
 from ingest.sources.imap.state import Watermark, db_connection
 from ingest.sources.imap.structure import Leaf, leaves
 
-__all__ = ["CLIENT_ID", "CLIENT_VERSION", "ImapSource", "Leaf", "StreamDecoder", "decode_all", "leaves",
-           "with_retries"]
+__all__ = [
+    "CLIENT_ID",
+    "CLIENT_VERSION",
+    "ImapSource",
+    "Leaf",
+    "StreamDecoder",
+    "decode_all",
+    "leaves",
+    "with_retries",
+]
 
 
 class ImapSource(Connection):
     """One IMAP folder as a ``Source``. Use as a context manager: connects (with retries) on enter."""
 
-    def __init__(self, mailbox: Mailbox, limits: Limits, spool_dir: Path, *, attempts: int | None = None,
-                 backoff_s: float | None = None):
+    def __init__(
+        self,
+        mailbox: Mailbox,
+        limits: Limits,
+        spool_dir: Path,
+        *,
+        attempts: int | None = None,
+        backoff_s: float | None = None,
+    ):
         super().__init__(mailbox, attempts=attempts, backoff_s=backoff_s)
         self.limits = limits
         self.spool_dir = Path(spool_dir)
         self.name = mailbox.source_name
-        self._pending: list[tuple[int, bool]] | None = None   # (uid, retry) from count_new
+        self._pending: list[tuple[int, bool]] | None = None  # (uid, retry) from count_new
         self._watermark = Watermark(self.name)
         self._post = PostAction(mailbox)
         self._fetcher = Fetcher(self._op, limits, self.spool_dir, self._envelope)
@@ -87,8 +104,9 @@ class ImapSource(Connection):
                 yield item
 
     def _envelope(self, uid: int, size: int, when: datetime) -> Envelope:
-        return Envelope(source=self.name, key=f"{self.uidvalidity}:{uid}", received_at=when,
-                        size=size, uid=uid)
+        return Envelope(
+            source=self.name, key=f"{self.uidvalidity}:{uid}", received_at=when, size=size, uid=uid
+        )
 
     def committed(self, db: Any, envelope: Envelope) -> None:
         """Run the post action, then advance the watermark past this message. If the post action

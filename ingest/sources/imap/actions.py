@@ -5,6 +5,7 @@ A server that refuses the action (keywords not allowed, say) gets a warning: the
 anyway. A broken connection (``MailboxError``) propagates, so the watermark stays and the next
 poll runs the action again.
 """
+
 from __future__ import annotations
 
 import logging
@@ -22,7 +23,7 @@ class PostAction:
 
     def __init__(self, mailbox: Mailbox):
         self.mailbox = mailbox
-        self.folder_ready = False           # the move target exists (checked once per source)
+        self.folder_ready = False  # the move target exists (checked once per source)
 
     def run(self, op: Op, capabilities: set[str], uid: int) -> None:
         m = self.mailbox
@@ -31,9 +32,11 @@ class PostAction:
                 op(lambda c: c.add_flags([uid], [m.post_flag]), f"flagging message {uid}")
             elif m.post_action == "move":
                 if not self.folder_ready:
+
                     def ensure(c):
                         if not c.folder_exists(m.post_folder):
                             c.create_folder(m.post_folder)
+
                     op(ensure, f"creating folder {m.post_folder!r}")
                     self.folder_ready = True
                 if "MOVE" in capabilities:

@@ -8,6 +8,7 @@ the command (every command used is idempotent). When the tries are used up it ra
 ``MailboxError`` saying what to check. One command at a time: the connection is shared by the
 prefetch thread and the caller under a lock.
 """
+
 from __future__ import annotations
 
 import logging
@@ -15,7 +16,8 @@ import socket
 import ssl
 import threading
 import time
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ingest.config import Mailbox
 from ingest.sources.base import MailboxError
@@ -37,8 +39,13 @@ try:  # the version we announce with IMAP ID
     CLIENT_VERSION = _version("mailroll")
 except Exception:  # noqa: BLE001 - not installed (running from the source tree)
     CLIENT_VERSION = "0"
-CLIENT_ID = {"name": "mailroll", "version": CLIENT_VERSION, "vendor": "mailroll",
-             "os": "linux", "support-url": "https://github.com/mailroll/mailroll"}
+CLIENT_ID = {
+    "name": "mailroll",
+    "version": CLIENT_VERSION,
+    "vendor": "mailroll",
+    "os": "linux",
+    "support-url": "https://github.com/mailroll/mailroll",
+}
 
 
 def _quiet_imaplib(client: Any) -> None:
@@ -54,8 +61,13 @@ def _quiet_imaplib(client: Any) -> None:
         imap.debug = 0
 
 
-def with_retries(fn: Callable[[], T], attempts: int = 3, backoff_s: float = 1.0, what: str = "",
-                 sleep: Callable[[float], None] = time.sleep) -> T:
+def with_retries(
+    fn: Callable[[], T],
+    attempts: int = 3,
+    backoff_s: float = 1.0,
+    what: str = "",
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
     """Call ``fn`` until it succeeds, at most ``attempts`` times, waiting ``backoff_s``, then twice
     that, ... between tries. Retries ``MailboxError`` unless its ``transient`` is False (a wrong
     password does not get better by asking again)."""
@@ -79,12 +91,12 @@ class Connection:
         self.attempts = max(1, attempts if attempts is not None else getattr(mailbox, "retries", 3))
         self.backoff_s = backoff_s if backoff_s is not None else getattr(mailbox, "retry_backoff_s", 1.0)
         self.where = f"{mailbox.host}:{mailbox.port}"
-        self.seen = 0                       # messages in the folder (EXISTS)
+        self.seen = 0  # messages in the folder (EXISTS)
         self.uidvalidity: int | None = None
         self.capabilities: set[str] = set()
         self.sent_id = False
         self._client = None
-        self._lock = threading.RLock()      # one IMAP command at a time (prefetch thread + caller)
+        self._lock = threading.RLock()  # one IMAP command at a time (prefetch thread + caller)
 
     def __enter__(self: C) -> C:
         self.connect()
@@ -138,7 +150,8 @@ class Connection:
                 raise mailbox_error(
                     f"login failed for user {m.username} at {self.where}: check mailbox.username and "
                     f"the password in ${m.password_env} (server said: {server_text(e)})",
-                    transient=False) from e
+                    transient=False,
+                ) from e
             self.capabilities = {as_text(c).upper() for c in client.capabilities()}
             if "ID" in self.capabilities:
                 try:
@@ -152,11 +165,14 @@ class Connection:
                 said = server_text(e)
                 hint = "check mailbox.folder"
                 if "unsafe login" in said.lower():  # NetEase 126/163/yeah
-                    hint = ("NetEase refuses this login: turn on IMAP/SMTP in the mailbox's web settings "
-                            "and use the authorization code (授权码) it gives as the password"
-                            + ("" if self.sent_id else "; the server did not accept the IMAP ID command"))
-                raise mailbox_error(f"cannot open folder {m.folder!r} at {self.where}: {said} ({hint})",
-                                    transient=False) from e
+                    hint = (
+                        "NetEase refuses this login: turn on IMAP/SMTP in the mailbox's web settings "
+                        "and use the authorization code (授权码) it gives as the password"
+                        + ("" if self.sent_id else "; the server did not accept the IMAP ID command")
+                    )
+                raise mailbox_error(
+                    f"cannot open folder {m.folder!r} at {self.where}: {said} ({hint})", transient=False
+                ) from e
         except MailboxError:
             try:
                 client.shutdown()
@@ -168,18 +184,27 @@ class Connection:
                 client.shutdown()
             except Exception:  # noqa: BLE001
                 pass
-            raise mailbox_error(f"the connection to {self.where} broke while logging in: {reason(e, m.timeout_s)}") from e
+            raise mailbox_error(
+                f"the connection to {self.where} broke while logging in: {reason(e, m.timeout_s)}"
+            ) from e
         uidvalidity = int(info.get(b"UIDVALIDITY") or 0)
         if self.uidvalidity is not None and uidvalidity != self.uidvalidity:
             client.shutdown()
             raise mailbox_error(
                 f"the UIDVALIDITY of {m.folder!r} changed during the poll ({self.uidvalidity} -> "
-                f"{uidvalidity}); the next poll fetches the folder again")
+                f"{uidvalidity}); the next poll fetches the folder again"
+            )
         self.uidvalidity = uidvalidity
         self.seen = int(info.get(b"EXISTS") or 0)
         self._client = client
-        log.debug("connected to %s as %s, folder %s (UIDVALIDITY %s, %d messages)",
-                  self.where, m.username, m.folder, uidvalidity, self.seen)
+        log.debug(
+            "connected to %s as %s, folder %s (UIDVALIDITY %s, %d messages)",
+            self.where,
+            m.username,
+            m.folder,
+            uidvalidity,
+            self.seen,
+        )
 
     def _op(self, fn: Callable[[Any], T], what: str, attempts: int | None = None) -> T:
         """Run one IMAP command; on a broken connection reconnect and repeat it."""
@@ -200,8 +225,9 @@ class Connection:
                 last = e
             except imap_errors() as e:
                 last = e
-                log.warning("connection to %s lost while %s: %s", self.where, what,
-                            reason(e, self.mailbox.timeout_s))
+                log.warning(
+                    "connection to %s lost while %s: %s", self.where, what, reason(e, self.mailbox.timeout_s)
+                )
                 try:
                     if self._client is not None:
                         self._client.shutdown()
@@ -231,6 +257,8 @@ class Connection:
                 client.idle_done()
         except imap_errors() as e:
             self._client = None
-            raise mailbox_error(f"the connection to {self.where} broke while waiting for mail: "
-                                f"{reason(e, self.mailbox.timeout_s)}") from e
+            raise mailbox_error(
+                f"the connection to {self.where} broke while waiting for mail: "
+                f"{reason(e, self.mailbox.timeout_s)}"
+            ) from e
         return any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses)

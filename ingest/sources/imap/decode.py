@@ -4,6 +4,7 @@ A big part arrives in partial-FETCH chunks whose boundaries fall anywhere, even 
 quantum or a ``=XX`` escape; ``StreamDecoder`` carries the cut-off tail to the next chunk, so a
 300 MB video is decoded into its spool file without ever being held whole.
 """
+
 from __future__ import annotations
 
 import binascii
@@ -68,7 +69,7 @@ class StreamDecoder:
             out = bytearray()
             for i in range(0, len(data), 4):
                 try:
-                    out += binascii.a2b_base64(data[i:i + 4])
+                    out += binascii.a2b_base64(data[i : i + 4])
                 except binascii.Error:
                     pass
             return bytes(out)

@@ -5,6 +5,7 @@ catches ``imap_errors()`` (a broken or stalled connection: worth reconnecting), 
 sentence with ``reason`` and raises ``MailboxError`` built by ``mailbox_error``. A
 ``MailboxError`` whose ``transient`` is False (a wrong password, a missing folder) is not retried.
 """
+
 from __future__ import annotations
 
 import ast

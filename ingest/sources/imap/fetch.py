@@ -7,13 +7,15 @@ FETCH, and parsed here (in the prefetch thread). Bigger ones go to ``stream.Stre
 ``limits.max_message_bytes`` is not fetched: only its header is read, so staff see whose it is.
 Everything is read with ``BODY.PEEK`` (no ``\\Seen``).
 """
+
 from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from ingest import mime
 from ingest.config import Limits
@@ -26,27 +28,29 @@ from ingest.sources.imap.stream import Streamer
 
 log = logging.getLogger("ingest.sources.imap")  # one logger for the whole package
 
-BATCH_MESSAGES = 20                 # small messages per FETCH command
-BATCH_BYTES = 20 * 1024 * 1024      # ... or this many bytes, whichever comes first
-SIZE_BATCH = 1000                   # UIDs per FETCH (RFC822.SIZE INTERNALDATE)
+BATCH_MESSAGES = 20  # small messages per FETCH command
+BATCH_BYTES = 20 * 1024 * 1024  # ... or this many bytes, whichever comes first
+SIZE_BATCH = 1000  # UIDs per FETCH (RFC822.SIZE INTERNALDATE)
 
 
 class Fetcher:
     """Turns UIDs into FetchedMessages (see module docstring)."""
 
-    def __init__(self, op: Op, limits: Limits, spool_dir: Path,
-                 envelope: Callable[[int, int, datetime], Envelope]):
+    def __init__(
+        self, op: Op, limits: Limits, spool_dir: Path, envelope: Callable[[int, int, datetime], Envelope]
+    ):
         self._op = op
         self.limits = limits
         self.spool_dir = spool_dir
-        self._envelope = envelope           # (uid, size, INTERNALDATE) -> Envelope
+        self._envelope = envelope  # (uid, size, INTERNALDATE) -> Envelope
 
     def messages(self, uids: list[int], stop: threading.Event) -> Iterator[FetchedMessage]:
         """The messages with these UIDs, in order (expunged ones are skipped)."""
         for start in range(0, len(uids), SIZE_BATCH):
-            chunk = uids[start:start + SIZE_BATCH]
-            meta = self._op(lambda c: c.fetch(chunk, ["RFC822.SIZE", "INTERNALDATE"]),
-                            "reading message sizes")
+            chunk = uids[start : start + SIZE_BATCH]
+            meta = self._op(
+                lambda c: c.fetch(chunk, ["RFC822.SIZE", "INTERNALDATE"]), "reading message sizes"
+            )
             small: list[tuple[int, int, datetime]] = []
             for uid in chunk:
                 if stop.is_set():
@@ -76,10 +80,13 @@ class Fetcher:
         while todo:
             part = todo[:size]
             uids = [u for u, _, _ in part]
-            what = f"fetching message {uids[0]}" if len(uids) == 1 else f"fetching messages {uids[0]}-{uids[-1]}"
+            what = (
+                f"fetching message {uids[0]}" if len(uids) == 1 else f"fetching messages {uids[0]}-{uids[-1]}"
+            )
             try:
-                data = self._op(lambda c: c.fetch(uids, ["BODY.PEEK[]"]), what,
-                                attempts=1 if len(uids) > 1 else None)
+                data = self._op(
+                    lambda c: c.fetch(uids, ["BODY.PEEK[]"]), what, attempts=1 if len(uids) > 1 else None
+                )
             except MailboxError as e:
                 if len(uids) == 1 or getattr(e, "transient", True) is False:
                     raise
@@ -104,15 +111,22 @@ class Fetcher:
                     # raw only when the parser is to try again: never hold a message twice
                     yield FetchedMessage(env, raw=None if parsed is not None else raw, parsed=parsed)
             del data
-            todo = todo[len(part):]
+            todo = todo[len(part) :]
 
-    def _big(self, uid: int, size: int, when: datetime, stop: threading.Event | None = None) -> FetchedMessage:
+    def _big(
+        self, uid: int, size: int, when: datetime, stop: threading.Event | None = None
+    ) -> FetchedMessage:
         env = self._envelope(uid, size, when)
         streamer = Streamer(self._op, self.limits, self.spool_dir, uid, stop)
         if size > self.limits.max_message_bytes:
-            return FetchedMessage(env, error=(
-                f"the message is {human_size(size)}, over the limit of {human_size(self.limits.max_message_bytes)} "
-                "(limits.max_message_bytes): not fetched"), header_bytes=streamer.header_only())
+            return FetchedMessage(
+                env,
+                error=(
+                    f"the message is {human_size(size)}, over the limit of {human_size(self.limits.max_message_bytes)} "
+                    "(limits.max_message_bytes): not fetched"
+                ),
+                header_bytes=streamer.header_only(),
+            )
         try:
             parsed = streamer.run()
         except (MailboxError, Stopped):
@@ -121,15 +135,15 @@ class Fetcher:
         except Exception as e:  # noqa: BLE001 - a bug or a weird structure: record, don't stop the poll
             log.exception("streaming message %s failed", env.key)
             streamer.drop_spools()
-            return FetchedMessage(env, error=f"the message could not be fetched part by part: {type(e).__name__}: {e}")
+            return FetchedMessage(
+                env, error=f"the message could not be fetched part by part: {type(e).__name__}: {e}"
+            )
         return FetchedMessage(env, parsed=parsed)
 
 
 def _utc(value: Any) -> datetime:
     if not isinstance(value, datetime):
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
     if value.tzinfo is None:
         value = value.astimezone()  # imapclient gave local time
-    return value.astimezone(timezone.utc)
-
-
+    return value.astimezone(UTC)

@@ -6,23 +6,24 @@ generator early sets ``stop`` (the producer raises ``Stopped`` at its next check
 is dropped), waits for the thread and deletes the spool files of messages fetched but never
 handed out.
 """
+
 from __future__ import annotations
 
 import queue
 import threading
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from ingest.sources.base import FetchedMessage
 from ingest.sources.imap.errors import Stopped
 
-PREFETCH = 4                        # messages fetched ahead while the pipeline works
+PREFETCH = 4  # messages fetched ahead while the pipeline works
 
 _END = object()  # end of the prefetch queue
 
 
 def drop_spools(fetched: FetchedMessage) -> None:
     """Delete the spool files of a fetched message nobody will process."""
-    for part in (fetched.parsed.parts if fetched.parsed else []):
+    for part in fetched.parsed.parts if fetched.parsed else []:
         if part.spool is not None:
             try:
                 part.spool.unlink(missing_ok=True)
@@ -34,8 +35,7 @@ def prefetched(produce: Callable[[threading.Event], Iterable[FetchedMessage]]) -
     """What ``produce`` yields, fetched ahead in the ``imap-prefetch`` thread."""
     q: queue.Queue = queue.Queue(maxsize=PREFETCH)
     stop = threading.Event()
-    worker = threading.Thread(target=_produce, args=(produce, q, stop), daemon=True,
-                              name="imap-prefetch")
+    worker = threading.Thread(target=_produce, args=(produce, q, stop), daemon=True, name="imap-prefetch")
     worker.start()
     try:
         while True:
@@ -57,8 +57,9 @@ def prefetched(produce: Callable[[threading.Event], Iterable[FetchedMessage]]) -
         worker.join()
 
 
-def _produce(produce: Callable[[threading.Event], Iterable[FetchedMessage]], q: "queue.Queue",
-             stop: threading.Event) -> None:
+def _produce(
+    produce: Callable[[threading.Event], Iterable[FetchedMessage]], q: queue.Queue, stop: threading.Event
+) -> None:
     try:
         for fetched in produce(stop):
             if stop.is_set():

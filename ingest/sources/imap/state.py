@@ -8,11 +8,12 @@ messages as duplicates (same Message-ID and content), so nothing is counted twic
 The watermark moves only past messages that are recorded, in UID order: ``Watermark`` remembers
 which UIDs this poll handed out and which of them were committed.
 """
+
 from __future__ import annotations
 
 import logging
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ingest.db import transaction
@@ -30,52 +31,64 @@ class Watermark:
 
     def __init__(self, source: str):
         self.source = source
-        self.handed: list[int] = []         # UIDs handed out this poll, in order
-        self.done: set[int] = set()         # ... of which committed
-        self.frontier = 0                   # handed[:frontier] are behind the watermark
+        self.handed: list[int] = []  # UIDs handed out this poll, in order
+        self.done: set[int] = set()  # ... of which committed
+        self.frontier = 0  # handed[:frontier] are behind the watermark
 
     def last_uid(self, conn: sqlite3.Connection, uidvalidity: int | None) -> int:
         """The watermark for the current UIDVALIDITY (resetting it when UIDVALIDITY changed)."""
-        row = conn.execute("SELECT uidvalidity, last_uid FROM mailbox_state WHERE source = ?",
-                           (self.source,)).fetchone()
+        row = conn.execute(
+            "SELECT uidvalidity, last_uid FROM mailbox_state WHERE source = ?", (self.source,)
+        ).fetchone()
         if row and row[0] == uidvalidity:
             return int(row[1])
         if row and row[0] is not None:
-            log.warning("the UIDVALIDITY of %s changed (%s -> %s): the server renumbered its "
-                        "messages, so every message is fetched again (the ones already recorded "
-                        "become duplicates)", self.source, row[0], uidvalidity)
+            log.warning(
+                "the UIDVALIDITY of %s changed (%s -> %s): the server renumbered its "
+                "messages, so every message is fetched again (the ones already recorded "
+                "become duplicates)",
+                self.source,
+                row[0],
+                uidvalidity,
+            )
         self.save(conn, uidvalidity, 0, force=True)
         return 0
 
-    def save(self, conn: sqlite3.Connection, uidvalidity: int | None, last_uid: int,
-             force: bool = False) -> None:
-        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    def save(
+        self, conn: sqlite3.Connection, uidvalidity: int | None, last_uid: int, force: bool = False
+    ) -> None:
+        now = datetime.now(UTC).isoformat(timespec="seconds")
         with transaction(conn):
             if force:
                 conn.execute(
                     "INSERT INTO mailbox_state (source, uidvalidity, last_uid, updated_at) VALUES (?, ?, ?, ?) "
                     "ON CONFLICT (source) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
                     "last_uid = excluded.last_uid, updated_at = excluded.updated_at",
-                    (self.source, uidvalidity, last_uid, now))
+                    (self.source, uidvalidity, last_uid, now),
+                )
             else:
                 conn.execute(
                     "UPDATE mailbox_state SET last_uid = MAX(last_uid, ?), updated_at = ? "
-                    "WHERE source = ? AND uidvalidity = ?", (last_uid, now, self.source, uidvalidity))
+                    "WHERE source = ? AND uidvalidity = ?",
+                    (last_uid, now, self.source, uidvalidity),
+                )
 
     def failed_uids(self, conn: sqlite3.Connection, uidvalidity: int | None) -> list[int]:
         """The UIDs (under this UIDVALIDITY) of this source's messages recorded as failed."""
         prefix = f"{uidvalidity}:"
         uids = []
-        for (key,) in conn.execute("SELECT source_key FROM messages WHERE source = ? AND status = 'failed'",
-                                   (self.source,)):
-            if key.startswith(prefix) and key[len(prefix):].isdigit():
-                uids.append(int(key[len(prefix):]))
+        for (key,) in conn.execute(
+            "SELECT source_key FROM messages WHERE source = ? AND status = 'failed'", (self.source,)
+        ):
+            if key.startswith(prefix) and key[len(prefix) :].isdigit():
+                uids.append(int(key[len(prefix) :]))
         return uids
 
     def stored(self, conn: sqlite3.Connection, key: str) -> bool:
         """True when the message with this key is recorded, and not as failed."""
-        row = conn.execute("SELECT status FROM messages WHERE source = ? AND source_key = ?",
-                           (self.source, key)).fetchone()
+        row = conn.execute(
+            "SELECT status FROM messages WHERE source = ? AND source_key = ?", (self.source, key)
+        ).fetchone()
         return row is not None and row[0] != "failed"
 
     def start_poll(self) -> None:
@@ -96,8 +109,10 @@ class Watermark:
         while pos < len(handed):
             uid = handed[pos]
             if uid not in self.done:
-                row = conn.execute("SELECT 1 FROM messages WHERE source = ? AND source_key = ?",
-                                   (self.source, f"{uidvalidity}:{uid}")).fetchone()
+                row = conn.execute(
+                    "SELECT 1 FROM messages WHERE source = ? AND source_key = ?",
+                    (self.source, f"{uidvalidity}:{uid}"),
+                ).fetchone()
                 if row is None:
                     break
             pos += 1

@@ -7,6 +7,7 @@ that is hashed and fsynced here. A forwarded message (message/rfc822) that is sm
 parser whole; a big one is walked like the outer message. Parts over ``limits.max_part_bytes``
 are recorded with a reason, not fetched.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,16 +27,17 @@ from ingest.sources.imap.decode import StreamDecoder, decode_all
 from ingest.sources.imap.errors import Stopped, mailbox_error
 from ingest.sources.imap.structure import Leaf, leaves
 
-CHUNK_BYTES = 4 * 1024 * 1024       # partial FETCH size for streamed parts
-WHOLE_PART_MAX = 1024 * 1024        # parts of a streamed message up to this are fetched whole
-TEXT_PART_MAX = 4 * 1024 * 1024     # a text body part bigger than this is kept as a file
+CHUNK_BYTES = 4 * 1024 * 1024  # partial FETCH size for streamed parts
+WHOLE_PART_MAX = 1024 * 1024  # parts of a streamed message up to this are fetched whole
+TEXT_PART_MAX = 4 * 1024 * 1024  # a text body part bigger than this is kept as a file
 
 
 class Streamer:
     """Fetch one big message per MIME part and build its ParsedMessage (see module docstring)."""
 
-    def __init__(self, op: Op, limits: Limits, spool_dir: Path, uid: int,
-                 stop: threading.Event | None = None):
+    def __init__(
+        self, op: Op, limits: Limits, spool_dir: Path, uid: int, stop: threading.Event | None = None
+    ):
         self.op = op
         self.spool_dir = spool_dir
         self.uid = uid
@@ -69,37 +71,54 @@ class Streamer:
         header = bytes(d.get(b"BODY[HEADER]") or b"")
         self.digest.update(header)
         self.parsed.headers = mime.parse_headers(header, self.limits)
-        self.walk(d[b"BODYSTRUCTURE"], prefix="", top_header=header, origin="attachment",
-                  parent=None, depth=0)
+        self.walk(
+            d[b"BODYSTRUCTURE"], prefix="", top_header=header, origin="attachment", parent=None, depth=0
+        )
         self.finish()
         return self.parsed
 
-    def walk(self, structure: Any, *, prefix: str, top_header: bytes | None, origin: str,
-             parent: int | None, depth: int, loc: str = "") -> None:
+    def walk(
+        self,
+        structure: Any,
+        *,
+        prefix: str,
+        top_header: bytes | None,
+        origin: str,
+        parent: int | None,
+        depth: int,
+        loc: str = "",
+    ) -> None:
         """Fetch the leaves under ``structure``; ``loc`` prefixes their locations
         ('forwarded message 1.eml/')."""
         found = list(leaves(structure, prefix, top=True))
         if len(found) + self.count > self.limits.max_parts:
-            self.parsed.defects.append(f"the message has more than {self.limits.max_parts:,} MIME parts; "
-                                       "the rest were not read")
-            found = found[:max(0, self.limits.max_parts - self.count)]
+            self.parsed.defects.append(
+                f"the message has more than {self.limits.max_parts:,} MIME parts; the rest were not read"
+            )
+            found = found[: max(0, self.limits.max_parts - self.count)]
         self.count += len(found)
         # the MIME headers of every leaf in one command (a single-part body's header is the message's)
         headers: dict[str, bytes] = {}
-        wanted = [lf.section for lf in found if not (top_header is not None and lf.section == "1"
-                                                    and not prefix and len(found) == 1)]
+        wanted = [
+            lf.section
+            for lf in found
+            if not (top_header is not None and lf.section == "1" and not prefix and len(found) == 1)
+        ]
         if top_header is not None and not prefix and len(found) == 1:
             headers[found[0].section] = top_header
         for i in range(0, len(wanted), 50):
-            sections = wanted[i:i + 50]
-            d = self.fetch([f"BODY.PEEK[{s}.MIME]" for s in sections], f"reading part headers of message {self.uid}")
+            sections = wanted[i : i + 50]
+            d = self.fetch(
+                [f"BODY.PEEK[{s}.MIME]" for s in sections], f"reading part headers of message {self.uid}"
+            )
             for s in sections:
                 headers[s] = bytes(response_item(d, f"BODY[{s}.MIME]") or b"")
         for lf in found:
             self.leaf(lf, headers.get(lf.section, b""), origin=origin, parent=parent, depth=depth, loc=loc)
 
-    def leaf(self, lf: Leaf, mime_header: bytes, *, origin: str, parent: int | None, depth: int,
-             loc: str = "") -> None:
+    def leaf(
+        self, lf: Leaf, mime_header: bytes, *, origin: str, parent: int | None, depth: int, loc: str = ""
+    ) -> None:
         info = mime.entity_info(mime_header)
         ctype = info["content_type"] or lf.ctype
         encoding = info["transfer_encoding"] or lf.encoding
@@ -110,7 +129,9 @@ class Streamer:
             return
         if ctype.startswith("message/") and ctype != "message/partial":  # delivery status etc.
             return
-        is_body = ctype in ("text/plain", "text/html") and info["disposition"] != "attachment" and not filename
+        is_body = (
+            ctype in ("text/plain", "text/html") and info["disposition"] != "attachment" and not filename
+        )
         if is_body and lf.size <= TEXT_PART_MAX:
             data = decode_all(self.whole(lf), encoding)
             text = mime.decode_text(data, info["charset"])[0]
@@ -120,8 +141,10 @@ class Streamer:
         if estimate > self.limits.max_part_bytes:
             part = mime.part_from_entity(mime_header, origin=origin, parent=parent, size=estimate)
             part.location = loc + part.location
-            part.error = (f"the attachment is about {human_size(estimate)}, over the limit of "
-                          f"{human_size(self.limits.max_part_bytes)}: not kept")
+            part.error = (
+                f"the attachment is about {human_size(estimate)}, over the limit of "
+                f"{human_size(self.limits.max_part_bytes)}: not kept"
+            )
             self.parsed.parts.append(part)
             return
         if lf.size <= WHOLE_PART_MAX:
@@ -193,17 +216,34 @@ class Streamer:
             except OSError:
                 pass
 
-    def forwarded(self, lf: Leaf, mime_header: bytes, filename: str | None, *, origin: str,
-                  parent: int | None, depth: int, loc: str = "") -> None:
+    def forwarded(
+        self,
+        lf: Leaf,
+        mime_header: bytes,
+        filename: str | None,
+        *,
+        origin: str,
+        parent: int | None,
+        depth: int,
+        loc: str = "",
+    ) -> None:
         """A message/rfc822 part: small ones go to the parser whole; big ones are walked too."""
         label = filename or f"forwarded message {len(self.parsed.forwarded) + 1}.eml"
         if lf.size <= self.limits.stream_threshold_bytes or lf.inner is None:
             raw = decode_all(self.whole(lf), lf.encoding)
             inner = mime.parse_message(raw, self.limits)
             index = len(self.parsed.parts)
-            self.parsed.parts.append(ExtractedPart(location=loc + label, filename=filename,
-                                                   declared_type=lf.ctype, origin=origin,
-                                                   parent=parent, data=raw, size=len(raw)))
+            self.parsed.parts.append(
+                ExtractedPart(
+                    location=loc + label,
+                    filename=filename,
+                    declared_type=lf.ctype,
+                    origin=origin,
+                    parent=parent,
+                    data=raw,
+                    size=len(raw),
+                )
+            )
             self.parsed.forwarded.append(inner.headers)
             self.parsed.forwarded.extend(inner.forwarded)
             for p in inner.parts:
@@ -218,19 +258,38 @@ class Streamer:
         # a big forwarded message: its header, then its parts, streamed like the outer ones (the
         # forwarded message itself is not kept as a file: only what it carries)
         index = len(self.parsed.parts)
-        self.parsed.parts.append(ExtractedPart(
-            location=loc + label, filename=filename, declared_type=lf.ctype, origin=origin, parent=parent,
-            size=lf.size, error=None))
+        self.parsed.parts.append(
+            ExtractedPart(
+                location=loc + label,
+                filename=filename,
+                declared_type=lf.ctype,
+                origin=origin,
+                parent=parent,
+                size=lf.size,
+                error=None,
+            )
+        )
         if depth + 1 > self.limits.max_forward_depth:
-            self.parsed.defects.append(f"{label}: forwarded messages nested deeper than "
-                                       f"{self.limits.max_forward_depth} levels were not opened")
+            self.parsed.defects.append(
+                f"{label}: forwarded messages nested deeper than "
+                f"{self.limits.max_forward_depth} levels were not opened"
+            )
             return
-        d = self.fetch([f"BODY.PEEK[{lf.section}.HEADER]"], f"reading a forwarded message in message {self.uid}")
+        d = self.fetch(
+            [f"BODY.PEEK[{lf.section}.HEADER]"], f"reading a forwarded message in message {self.uid}"
+        )
         inner_header = bytes(response_item(d, f"BODY[{lf.section}.HEADER]") or b"")
         self.parsed.forwarded.append(mime.parse_headers(inner_header, self.limits))
         before = (len(self.plain), len(self.html))
-        self.walk(lf.inner, prefix=f"{lf.section}.", top_header=None, origin="forwarded",
-                  parent=index, depth=depth + 1, loc=f"{loc}{label}/")
+        self.walk(
+            lf.inner,
+            prefix=f"{lf.section}.",
+            top_header=None,
+            origin="forwarded",
+            parent=index,
+            depth=depth + 1,
+            loc=f"{loc}{label}/",
+        )
         # its text follows the main text, marked as parse_message marks it
         for texts, start in ((self.plain, before[0]), (self.html, before[1])):
             if len(texts) > start:

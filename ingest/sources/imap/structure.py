@@ -2,19 +2,21 @@
 
 The streamer fetches a big message part by part from this map, without downloading it first.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 
 @dataclass
 class Leaf:
-    section: str           # IMAP part number, '1', '2.1', ...
-    ctype: str             # 'application/pdf'
-    encoding: str | None   # Content-Transfer-Encoding
-    size: int              # encoded size in octets
-    inner: Any = None      # message/rfc822: the encapsulated message's BODYSTRUCTURE
+    section: str  # IMAP part number, '1', '2.1', ...
+    ctype: str  # 'application/pdf'
+    encoding: str | None  # Content-Transfer-Encoding
+    size: int  # encoded size in octets
+    inner: Any = None  # message/rfc822: the encapsulated message's BODYSTRUCTURE
 
 
 def as_text(v: Any) -> str:
