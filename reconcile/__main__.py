@@ -1,4 +1,5 @@
-# reconcile.fastpath.main answers `status --json` from the cache before click loads, else runs reconcile.cli.main
-from reconcile.fastpath import main
+"""python -m reconcile: the same as the `mailroll` command."""
+
+from reconcile.cli.main import main
 
 main()

@@ -322,7 +322,7 @@ def _attribute_locked(
     conn: sqlite3.Connection, roster: Roster, attributor: Attributor, ids: list[int] | None
 ) -> dict[int, Attribution]:
     manual = manual_assignments(conn)
-    # bounces of our own mail (reconcile/bounces.py) are never submissions: keep their verdict
+    # bounces of our own mail (reconcile/outgoing/bounces.py) are never submissions: keep their verdict
     bounces = dict(
         conn.execute("SELECT message, reason FROM attributions WHERE method = 'bounce'").fetchall()
     )

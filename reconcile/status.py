@@ -35,7 +35,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from reconcile import fastpath
+from reconcile import status_cache
 from reconcile.judge import (
     INVALID,
     ITEMS,
@@ -66,13 +66,13 @@ def _iso(value: datetime, tz=None) -> str:
 
 def inputs_fingerprint(config) -> str:
     """What attributions depend on besides facts: the roster and config files."""
-    return fastpath.inputs_fingerprint(config.roster.path, config.path)
+    return status_cache.inputs_fingerprint(config.roster.path, config.path)
 
 
 def fingerprint(conn: sqlite3.Connection, config) -> str:
-    """Same text as reconcile.fastpath computes, so the quick road accepts our cache."""
+    """Same text as reconcile.status_cache computes, so the quick road accepts our cache."""
     row = conn.execute("SELECT value FROM reconcile_state WHERE key = 'version:data'").fetchone()
-    return fastpath.fingerprint_parts(row[0] if row else "-", config.roster.path, config.path)
+    return status_cache.fingerprint_parts(row[0] if row else "-", config.roster.path, config.path)
 
 
 def _state(conn: sqlite3.Connection, key: str) -> str | None:

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from ingest.db import open_connection
-from reconcile import mailer
-from reconcile.mailer import Mailer, TemporaryFailure
+from reconcile.outgoing import mailer
+from reconcile.outgoing.mailer import Mailer, TemporaryFailure
 
 NOW = datetime(2022, 6, 22, 10, 0, tzinfo=UTC)
 

@@ -11,7 +11,7 @@ import pytest
 from fixtures.mail import build_mail
 
 from ingest.db import open_connection
-from reconcile.remind import due_stage, in_quiet_hours
+from reconcile.outgoing.reminders import due_stage, in_quiet_hours
 
 BJ = timezone(timedelta(hours=8))
 # Mail in these tests arrives before the first --now used (reminders judge the state as of --now)

@@ -231,7 +231,7 @@ PIPELINE_MODULES = [
     "ingest/links.py",
     "reconcile/attribute.py",
     "reconcile/status.py",
-    "reconcile/commands/ingest_cmd.py",
+    "reconcile/cli/ingest_cmd.py",
 ]
 
 

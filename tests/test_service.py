@@ -14,7 +14,7 @@ import pytest
 from fixtures.mail import build_mail
 
 from ingest.db import open_connection
-from reconcile.lock import LockBusy, ingest_lock
+from reconcile.daemon.lock import LockBusy, ingest_lock
 
 # No reminder is due at this (fake) time: before-3d starts on 2022-06-22 23:59:59 +08:00.
 QUIET_DAY = "2022-06-20T10:00:00+08:00"
@@ -251,7 +251,7 @@ def test_serve_without_the_smtp_password_is_a_config_error(campaign, smtp_server
 def test_fake_now_starts_the_clock_at_that_time_and_lets_it_run(monkeypatch):
     from datetime import datetime, timedelta
 
-    from reconcile.clock import OffsetClock, SystemClock, default_clock
+    from reconcile.daemon.clock import OffsetClock, SystemClock, default_clock
 
     monkeypatch.setenv("MAILROLL_FAKE_NOW", "2022-06-23T10:00:00+08:00")
     clock = default_clock()

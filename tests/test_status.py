@@ -251,8 +251,8 @@ def test_cached_status_is_what_the_full_command_prints(campaign, full_set):
     send(campaign, files=full_set)
     ingest(campaign)
     fresh = campaign.run_process("status", "--json").output  # computes and stores the cache
-    cached = campaign.run_process("status", "--json").output  # quick road (reconcile.fastpath)
-    from reconcile.fastpath import cached_status_json
+    cached = campaign.run_process("status", "--json").output  # quick road (reconcile.status_cache)
+    from reconcile.status_cache import cached_status_json
 
     assert cached_status_json(["--config", str(campaign.config_path), "status", "--json"]) == cached
     assert json.loads(fresh) == json.loads(cached)
@@ -409,7 +409,7 @@ def test_quick_road_loads_neither_click_nor_the_config_module(campaign, full_set
     )
     assert proc.returncode == 0 and json.loads(proc.stdout)[0]["state"] == "complete"
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
-    assert "reconcile.fastpath" in imported
+    assert "reconcile.status_cache" in imported
     assert not imported & {"click", "ingest.config", "rich", "sqlite_utils", "openpyxl"}
 
 

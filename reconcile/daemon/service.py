@@ -22,7 +22,7 @@ Heartbeat (``service_state``): ``pid``, ``started_at``, ``last_poll`` (RFC 3339,
 ``last_poll_result`` (JSON counts), ``last_error`` (empty when the last poll succeeded),
 ``last_error_at``, ``last_send``, ``stopped_at``. ``mailroll serve --check`` reads it.
 
-Time: reminders and receipts use ``clock`` (``reconcile.clock.default_clock()``: the real
+Time: reminders and receipts use ``clock`` (``reconcile.daemon.clock.default_clock()``: the real
 time, or ``MAILROLL_FAKE_NOW`` for tests); scheduling and the heartbeat use real time. They
 judge the mailbox as of that time: a message received (server arrival time) after the clock's
 "now" is neither answered nor counted, so with ``MAILROLL_FAKE_NOW`` in the past only mail
@@ -40,7 +40,7 @@ import time
 from collections import deque
 from datetime import UTC, datetime, timedelta
 
-from reconcile.clock import Clock, default_clock
+from reconcile.daemon.clock import Clock, default_clock
 
 log = logging.getLogger("mailroll.service")
 
@@ -274,7 +274,7 @@ class Service:
     def poll_and_answer(self) -> bool:
         from ingest.pipeline import poll_once
         from reconcile.attribute import attribute
-        from reconcile.bounces import record_bounces
+        from reconcile.outgoing.bounces import record_bounces
 
         conn = self._conn()
         try:
@@ -340,10 +340,10 @@ class Service:
 
     def send(self, conn: sqlite3.Connection, roster, *, reminders: bool) -> None:
         """Receipts (and reminders) due now, under the send lock."""
-        from reconcile import mailer
-        from reconcile.lock import LockBusy, send_lock
-        from reconcile.receipts import run_receipts
-        from reconcile.remind import run_reminders
+        from reconcile.daemon.lock import LockBusy, send_lock
+        from reconcile.outgoing import mailer
+        from reconcile.outgoing.receipts import run_receipts
+        from reconcile.outgoing.reminders import run_reminders
 
         if not self.config.smtp.configured or self.stop.is_set():
             return
@@ -381,8 +381,8 @@ class Service:
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.schedulers.background import BackgroundScheduler
 
-        from reconcile import mailer
-        from reconcile.lock import ingest_lock, send_lock
+        from reconcile.daemon.lock import ingest_lock, send_lock
+        from reconcile.outgoing import mailer
 
         cfg = self.config
         with ingest_lock(cfg):

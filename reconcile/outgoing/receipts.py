@@ -41,8 +41,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import getaddresses
 
-from reconcile import mailer as mail
-from reconcile.remind import ITEM_LABELS, _duration_text, format_deadline, in_quiet_hours, zh_reason
+from reconcile.outgoing import mailer as mail
+from reconcile.outgoing.reminders import (
+    ITEM_LABELS,
+    _duration_text,
+    format_deadline,
+    in_quiet_hours,
+    zh_reason,
+)
 
 log = logging.getLogger(__name__)
 
@@ -312,8 +318,8 @@ def run_receipts(
     ``lock.send_lock`` held when not a dry run."""
     if not config.reminders.receipts or in_quiet_hours(config, now):
         return []
-    from reconcile.bounces import record_bounces
-    from reconcile.remind import statuses_as_of
+    from reconcile.outgoing.bounces import record_bounces
+    from reconcile.outgoing.reminders import statuses_as_of
 
     if statuses is None:  # first: it may attribute messages afresh
         statuses = statuses_as_of(conn, roster, config, now)

@@ -12,7 +12,7 @@ from datetime import UTC
 
 import click
 
-from reconcile.cli import App, UsageProblem, cli, emit_json, json_option, pass_app
+from reconcile.cli.app import App, UsageProblem, cli, emit_json, json_option, pass_app
 
 ITEM_NAMES = ("statistics", "report", "video")
 ITEM_LABELS = {"statistics": "统计表", "report": "总结报告", "video": "视频"}
@@ -28,7 +28,7 @@ STATE_STYLE = {
 
 def wide_console():
     """The shared console, but at least 160 columns when the output is not a terminal (files, pipes)."""
-    from reconcile.cli import console
+    from reconcile.cli.app import console
 
     con = console()
     if not con.is_terminal and con.width < 160:

@@ -8,14 +8,14 @@ from datetime import UTC
 
 import click
 
-from reconcile.cli import App, cli, console, emit, json_option, pass_app
+from reconcile.cli.app import App, cli, console, emit, json_option, pass_app
 
 
 def run_poll(app: App, *, progress: bool = False, stop=None) -> dict:
     """Poll once under the ingest lock, attribute what arrived, return the contract's counts."""
     from ingest.pipeline import poll_once
-    from reconcile.bounces import record_bounces
-    from reconcile.lock import ingest_lock
+    from reconcile.daemon.lock import ingest_lock
+    from reconcile.outgoing.bounces import record_bounces
     from reconcile.status import ensure_attributed
 
     config = app.config
@@ -98,7 +98,7 @@ def ingest_command(app: App, once: bool, as_json: bool) -> None:
     counts = run_poll(app, progress=not as_json)
     from datetime import datetime
 
-    from reconcile.service import set_state
+    from reconcile.daemon.service import set_state
 
     # cron setups (ingest --once instead of serve): `status` shows the last poll too
     set_state(
@@ -197,7 +197,7 @@ _COLOURS = {"attributed": "green", "unmatched": "yellow", "duplicate": "dim", "f
 def _table(rows: list[dict], title: str, show_unit: bool = True, tz=None) -> None:
     from rich.table import Table
 
-    from reconcile.commands.status_cmd import local_time, wide_console
+    from reconcile.cli.status_cmd import local_time, wide_console
 
     table = Table(title=title, title_justify="left")
     for col in (
@@ -236,7 +236,7 @@ def _table(rows: list[dict], title: str, show_unit: bool = True, tz=None) -> Non
 def messages_command(app: App, disposition: str | None, unit: str | None, as_json: bool) -> None:
     """Every message ever seen, oldest arrival first, with what became of it."""
     if unit:
-        from reconcile.commands.status_cmd import find_unit
+        from reconcile.cli.status_cmd import find_unit
 
         unit = find_unit(app, unit).id  # exit 2 for an unknown unit, as `show` does
     rows = message_rows(app)

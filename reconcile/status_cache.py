@@ -1,4 +1,5 @@
-"""The quick road for `mailroll status --json`, taken before click and the config module load.
+"""The cached status rows and the quick road for `mailroll status --json`, taken before click and
+the config module load (by ``reconcile.cli.main``).
 
 Scripts poll `status --json`; with 2,000 units it must cost about what starting Python and one
 SQLite query cost. When the cached status rows (table ``unit_status``) are current, this prints
@@ -15,7 +16,6 @@ reconcile.status).
 from __future__ import annotations
 
 import os
-import sys
 
 # Bump when the shape or rules of a status row change: cached rows are then recomputed.
 STATUS_CODE_VERSION = "6"
@@ -91,16 +91,3 @@ def cached_status_json(argv: list[str]) -> str | None:
     except Exception:  # noqa: BLE001 - anything odd: the ordinary command handles it and says why
         return None
     return "[" + ", ".join(rows) + "]\n"
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Console entry point: the quick road when it applies, else the full CLI."""
-    args = sys.argv[1:] if argv is None else argv
-    out = cached_status_json(args)
-    if out is not None:
-        sys.stdout.buffer.write(out.encode("utf-8"))
-        sys.stdout.flush()
-        return
-    from reconcile.cli import main as cli_main
-
-    cli_main(argv)

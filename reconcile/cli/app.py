@@ -4,7 +4,7 @@ Every command reads the config named by ``--config`` (or ``MAILROLL_CONFIG``, el
 ``./config.toml``). Output is a readable table for people, and JSON with ``--json`` for scripts.
 Exit status: 0 success, 2 usage or config error (the message says what to fix), 1 other failures.
 
-The commands themselves live in ``reconcile/commands/``, one module per area; this module holds
+The commands themselves live beside it in ``reconcile/cli/*_cmd.py``, one module per area; this module holds
 what they share: the ``App`` context (config, database, roster, loaded lazily), output helpers and
 error handling. Heavy libraries are imported inside the commands that need them, so that quick
 commands start quickly.
@@ -12,6 +12,7 @@ commands start quickly.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -174,7 +175,20 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0)
 
 
-# Register the commands (each module adds its own to ``cli``).
-from reconcile.commands import register_all  # noqa: E402
+# One module per area of the CLI; each adds its commands to ``cli`` when imported.
+COMMAND_MODULES = [
+    "ingest_cmd",  # ingest --once, messages, unmatched
+    "status_cmd",  # status, stats, show
+    "staff_cmd",  # assign, accept, reject, exempt, extend, revoke, overrides, roster, reattribute
+    "report_cmd",  # report --xlsx/--csv
+    "template_cmd",  # template --xlsx/--docx
+    "service_cmd",  # serve, remind, receipts
+]
 
-register_all()
+
+def register_commands() -> None:
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"reconcile.cli.{name}")
+
+
+register_commands()

@@ -12,7 +12,7 @@ from datetime import datetime
 import click
 
 from ingest.config import ConfigError
-from reconcile.cli import App, UsageProblem, cli, console, emit, emit_json, json_option, pass_app
+from reconcile.cli.app import App, UsageProblem, cli, console, emit, emit_json, json_option, pass_app
 
 DATE_ONLY = re.compile(r"\s*(\d{4}-\d{1,2}-\d{1,2}|\d{8})\s*")  # '2022-06-24', '20220624'
 
@@ -22,7 +22,7 @@ def _now(app: App, text: str | None) -> datetime:
 
     A date alone is refused (exit 2): it would mean midnight, inside the quiet hours, and
     nothing would be sent or shown."""
-    from reconcile.clock import default_clock, parse_time
+    from reconcile.daemon.clock import default_clock, parse_time
 
     if text and DATE_ONLY.fullmatch(text):
         raise UsageProblem(
@@ -73,7 +73,7 @@ def _show_mail(*, to: list[str], cc: list[str], subject: str, body: str, title: 
 
 
 def _quiet_note(config, now: datetime, what: str) -> str:
-    from reconcile.remind import quiet_hours_text
+    from reconcile.outgoing.reminders import quiet_hours_text
 
     local = now.astimezone(config.campaign.timezone)
     return (
@@ -106,9 +106,9 @@ def remind_command(app: App, dry_run: bool, show: bool, now_text: str | None, as
     What units have sent is judged as of --now: a message received after it does not count.
     `--dry-run --show` previews every mail in full.
     """
-    from reconcile import mailer
-    from reconcile.lock import send_lock
-    from reconcile.remind import in_quiet_hours, quiet_hours_text, run_reminders
+    from reconcile.daemon.lock import send_lock
+    from reconcile.outgoing import mailer
+    from reconcile.outgoing.reminders import in_quiet_hours, quiet_hours_text, run_reminders
 
     config = app.config
     now = _now(app, now_text)
@@ -193,10 +193,10 @@ def receipts_command(app: App, dry_run: bool, show: bool, now_text: str | None, 
     Only messages received up to --now are answered, and each receipt states the unit's
     materials as of then. `--dry-run --show` previews every receipt in full.
     """
-    from reconcile import mailer
-    from reconcile.lock import send_lock
-    from reconcile.receipts import run_receipts
-    from reconcile.remind import in_quiet_hours
+    from reconcile.daemon.lock import send_lock
+    from reconcile.outgoing import mailer
+    from reconcile.outgoing.receipts import run_receipts
+    from reconcile.outgoing.reminders import in_quiet_hours
 
     config = app.config
     now = _now(app, now_text)
@@ -270,7 +270,7 @@ def serve_command(app: App, check: bool, as_json: bool) -> None:
     if check:
         _check(app, as_json)
         return
-    from reconcile.service import Service
+    from reconcile.daemon.service import Service
 
     config = app.config
     if config.mailbox.kind == "imap":
@@ -299,7 +299,7 @@ def serve_command(app: App, check: bool, as_json: bool) -> None:
 
 
 def _check(app: App, as_json: bool) -> None:
-    from reconcile.service import check
+    from reconcile.daemon.service import check
     from reconcile.status import ago
 
     ok, d = check(app.conn, app.config)

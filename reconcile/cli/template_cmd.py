@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from reconcile.cli import App, cli, pass_app
+from reconcile.cli.app import App, cli, pass_app
 
 
 @cli.command("template")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 
-from reconcile.cli import App, UsageProblem, cli, emit_json, json_option, pass_app
-from reconcile.commands.status_cmd import find_unit, local_time
+from reconcile.cli.app import App, UsageProblem, cli, emit_json, json_option, pass_app
+from reconcile.cli.status_cmd import find_unit, local_time
 
 ITEM_NAMES = ("statistics", "report", "video")
 
@@ -300,7 +300,7 @@ def roster_list(app: App, as_json: bool) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from reconcile.commands.status_cmd import wide_console
+    from reconcile.cli.status_cmd import wide_console
 
     table = Table(title=f"roster: {app.roster.path} ({len(rows)} units)")
     for col in ("id", "name", "aliases", "emails", "category", "contact"):

@@ -33,7 +33,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from reconcile import mailer as mail
+from reconcile.outgoing import mailer as mail
 
 log = logging.getLogger(__name__)
 

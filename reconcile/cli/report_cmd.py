@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from reconcile.cli import App, cli, emit_json, json_option, pass_app
+from reconcile.cli.app import App, cli, emit_json, json_option, pass_app
 
 
 @cli.command()
