@@ -259,9 +259,7 @@ def _unmatched_table(conn: sqlite3.Connection, config) -> Table:
 def build_tables(
     conn: sqlite3.Connection, rows: list[dict], stats: dict, config, now: datetime | None = None
 ) -> list[Table]:
-    generated = (
-        (now or datetime.now(UTC)).astimezone(config.campaign.timezone).strftime("%Y-%m-%d %H:%M")
-    )
+    generated = (now or datetime.now(UTC)).astimezone(config.campaign.timezone).strftime("%Y-%m-%d %H:%M")
     return [
         _summary_table(rows, config, generated),
         _units_table(rows, config),

@@ -17,17 +17,11 @@ Rules (docs/DESIGN.md "Judging"):
 * unit state: ``complete`` every item ok, ``missing`` no message at all attributed to the unit
   (and no staff accept), else ``incomplete`` (also a unit that sent only a question or photos).
 
-Speed: the result is cached in the ``unit_status`` table, one JSON row per unit. Every write to
-messages, parts, links, attributions or overrides bumps ``reconcile_state['version:data']``
-(SQLite triggers, ingest/db.py migration 2); together with the roster's and config's mtime and
-size that makes a fingerprint. ``status --json`` with a fresh cache is one look-up plus one
-SELECT; otherwise ``refresh`` recomputes (and re-attributes all messages if the roster or config
-changed) and stores the rows. This module imports nothing heavy.
+The rows are cached (``reconcile.status_cache``). This module imports nothing heavy.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 from collections import defaultdict
@@ -35,7 +29,6 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from reconcile import status_cache
 from reconcile.judge import (
     INVALID,
     ITEMS,
@@ -52,111 +45,14 @@ log = logging.getLogger("mailroll.status")
 LINK_DOCUMENT_SUFFIXES = (".xls", ".xlsx", ".et", ".doc", ".docx", ".wps", ".pdf")
 
 
-def _ts(text: str) -> datetime:
+def stored_time(text: str) -> datetime:
+    """A time as the database stores it (ISO 8601, UTC when it has no zone)."""
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _iso(value: datetime, tz=None) -> str:
+def iso_text(value: datetime, tz=None) -> str:
     return value.astimezone(tz or UTC).isoformat(timespec="seconds")
-
-
-# ---------------------------------------------------------------------------------- fingerprint
-
-
-def inputs_fingerprint(config) -> str:
-    """What attributions depend on besides facts: the roster and config files."""
-    return status_cache.inputs_fingerprint(config.roster.path, config.path)
-
-
-def fingerprint(conn: sqlite3.Connection, config) -> str:
-    """Same text as reconcile.status_cache computes, so the quick road accepts our cache."""
-    row = conn.execute("SELECT value FROM reconcile_state WHERE key = 'version:data'").fetchone()
-    return status_cache.fingerprint_parts(row[0] if row else "-", config.roster.path, config.path)
-
-
-def _state(conn: sqlite3.Connection, key: str) -> str | None:
-    row = conn.execute("SELECT value FROM reconcile_state WHERE key = ?", [key]).fetchone()
-    return row[0] if row else None
-
-
-def _set_state(conn: sqlite3.Connection, key: str, value: str) -> None:
-    conn.execute(
-        "INSERT INTO reconcile_state (key, value) VALUES (?, ?) "
-        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        [key, value],
-    )
-
-
-def cached_rows(conn: sqlite3.Connection, config) -> list[str] | None:
-    """The cached JSON rows if they are current, else None. Cheap: for `status --json`."""
-    if _state(conn, "status_fingerprint") != fingerprint(conn, config):
-        return None
-    return [r[0] for r in conn.execute("SELECT json FROM unit_status ORDER BY pos")]
-
-
-# ---------------------------------------------------------------------------------- refresh
-
-
-def ensure_attributed(conn: sqlite3.Connection, roster, config) -> None:
-    """Attribute what is not yet attributed; everything again if the roster or config changed."""
-    from reconcile.attribute import attribute
-
-    inputs = inputs_fingerprint(config)
-    if _state(conn, "attribution_inputs") != inputs:
-        attribute(conn, roster, config, None)
-        _set_state(conn, "attribution_inputs", inputs)
-        return
-    todo = [
-        r[0]
-        for r in conn.execute(
-            "SELECT id FROM messages WHERE status = 'recorded' AND id NOT IN (SELECT message FROM attributions)"
-        )
-    ]
-    stale = [
-        r[0]
-        for r in conn.execute(
-            "SELECT a.message FROM attributions a JOIN messages m ON m.id = a.message WHERE m.status != 'recorded'"
-        )
-    ]
-    if todo or stale:
-        attribute(conn, roster, config, todo + stale)
-
-
-def refresh(conn: sqlite3.Connection, roster, config, *, force: bool = False) -> list[dict]:
-    """Bring attributions and the status cache up to date; returns the status rows."""
-    fp = fingerprint(conn, config)
-    if not force and _state(conn, "status_fingerprint") == fp:
-        return [json.loads(r[0]) for r in conn.execute("SELECT json FROM unit_status ORDER BY pos")]
-    ensure_attributed(conn, roster, config)
-    # Compute from one snapshot and store the fingerprint of that snapshot: a write by ingest
-    # meanwhile leaves the cache marked stale, never marked fresh with old rows.
-    conn.execute("BEGIN")
-    try:
-        fp = fingerprint(conn, config)
-        rows = unit_statuses(conn, roster, config)
-    finally:
-        conn.execute("COMMIT")
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError as e:  # e.g. a read-only copy of the database: answer anyway
-        log.info("status not cached: %s", e)
-        return rows
-    try:
-        conn.execute("DELETE FROM unit_status")
-        conn.executemany(
-            "INSERT INTO unit_status (pos, unit, state, json) VALUES (?, ?, ?, ?)",
-            [
-                (i, r["id"], r["state"], json.dumps(r, ensure_ascii=False, default=str))
-                for i, r in enumerate(rows)
-            ],
-        )
-        _set_state(conn, "status_fingerprint", fp)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    return rows
 
 
 # ---------------------------------------------------------------------------------- computing
@@ -177,7 +73,7 @@ def _load(conn: sqlite3.Connection):
             "reason": reason,
             "message_id": message_id,
             "received_at": received_at,
-            "at": _ts(received_at),
+            "at": stored_time(received_at),
             "subject": subject,
             "from": from_addr,
         }
@@ -312,8 +208,8 @@ def _item_status(
         "location": (chosen or {}).get("location"),
         "part": (chosen or {}).get("id"),
         "sha256": (chosen or {}).get("sha256"),
-        "arrived_at": _iso(arrived, tz),
-        "sent_at": _iso(msg["at"], tz),
+        "arrived_at": iso_text(arrived, tz),
+        "sent_at": iso_text(msg["at"], tz),
         "details": describe(chosen) if chosen else "",
         "warnings": judgement.warnings + warnings,
         "warnings_zh": (judgement.warnings_zh or list(judgement.warnings)) + warnings_zh,
@@ -429,9 +325,9 @@ def unit_statuses(
                 "category": unit.category,
                 "exempt": ex is not None,
                 "exempt_note": ex.note if ex else None,
-                "deadline": _iso(deadline, tz),
+                "deadline": iso_text(deadline, tz),
                 "deadline_extended": extended is not None,
-                "last_arrival": _iso(last, tz) if last else None,
+                "last_arrival": iso_text(last, tz) if last else None,
                 "messages": len(mids),
                 "emails": list(unit.emails),
             }
@@ -479,158 +375,3 @@ def summary(rows: list[dict]) -> dict[str, int]:
         out["late"] += bool(r.get("late"))
         out["exempt"] += bool(r.get("exempt"))
     return out
-
-
-def heartbeat(conn: sqlite3.Connection, config, now: datetime | None = None) -> dict | None:
-    """The service's last poll (service_state 'last_poll'), with its age and whether it is stale."""
-    try:
-        rows = dict(
-            conn.execute(
-                "SELECT key, value FROM service_state WHERE key IN ('last_poll', 'last_error')"
-            ).fetchall()
-        )
-    except sqlite3.Error:
-        return None
-    if not rows.get("last_poll"):
-        return None
-    now = now or datetime.now(UTC)
-    try:
-        last = _ts(rows["last_poll"])
-    except ValueError:
-        return None
-    age = (now - last).total_seconds()
-    stale_after = config.service.heartbeat_stale_s or 3 * config.service.poll_every_s
-    return {
-        "last_poll": _iso(last),
-        "age_s": age,
-        "stale": age > stale_after,
-        "last_error": rows.get("last_error") or None,
-    }
-
-
-def ago(seconds: float) -> str:
-    s = int(max(0, seconds))
-    if s < 5:
-        return "just now"
-    if s < 90:
-        return f"{s} seconds ago"
-    if s < 90 * 60:
-        return f"{round(s / 60)} minutes ago"
-    if s < 36 * 3600:
-        return f"{round(s / 3600)} hours ago"
-    return f"{round(s / 86400)} days ago"
-
-
-# ---------------------------------------------------------------------------------- one unit
-
-
-def unit_detail(conn: sqlite3.Connection, roster, config, unit, status_row: dict) -> dict:
-    """Everything about one unit for `show`: messages with parts and their judgements, links,
-    staff decisions (also revoked ones), audit log entries and the mail sent to it (outbox)."""
-    from reconcile.overrides import listing
-
-    counted = {it.get("part") for it in status_row["items"].values() if it.get("part")}
-    messages = []
-    mrows = conn.execute(
-        "SELECT m.id, m.message_id, m.received_at, m.from_addr, m.subject, m.status, a.method, a.reason "
-        "FROM attributions a JOIN messages m ON m.id = a.message WHERE a.unit = ? ORDER BY m.received_at, m.id",
-        [unit.id],
-    ).fetchall()
-    pcols = (
-        "id",
-        "message",
-        "seq",
-        "origin",
-        "location",
-        "filename",
-        "kind",
-        "sha256",
-        "size",
-        "facts",
-        "error",
-    )
-    for mid, message_id, received_at, from_addr, subject, mstatus, method, reason in mrows:
-        parts = []
-        for row in conn.execute(
-            f"SELECT {', '.join(pcols)} FROM parts WHERE message = ? ORDER BY seq", [mid]
-        ):
-            p = dict(zip(pcols, row))
-            entry = {
-                k: p[k] for k in ("id", "origin", "location", "filename", "kind", "sha256", "size", "error")
-            }
-            if p["kind"] in ITEMS:
-                j = judge_part(p, config)
-                entry.update(
-                    state=j.state,
-                    reason=j.reason,
-                    reason_zh=j.reason_zh,
-                    warnings=j.warnings,
-                    details=describe(p),
-                )
-            entry["counted"] = p["id"] in counted
-            parts.append(entry)
-        links = [
-            dict(zip(("url", "host", "provider", "filename", "status", "error"), r))
-            for r in conn.execute(
-                "SELECT url, host, provider, filename, status, error FROM links WHERE message = ? ORDER BY id",
-                [mid],
-            )
-        ]
-        messages.append(
-            {
-                "id": mid,
-                "message_id": message_id,
-                "received_at": _iso(_ts(received_at), config.campaign.timezone),
-                "from": from_addr,
-                "subject": subject,
-                "method": method,
-                "attribution": f"{method}: {reason}" if method else reason,
-                "parts": parts,
-                "links": links,
-            }
-        )
-    audit_rows = []
-    for at, actor, action, detail, note in conn.execute(
-        "SELECT at, actor, action, detail, note FROM audit_log WHERE unit = ? ORDER BY id", [unit.id]
-    ):
-        try:
-            d = json.loads(detail) if detail else {}
-        except ValueError:
-            d = {"text": detail}
-        audit_rows.append({"at": at, "actor": actor, "action": action, "detail": d, "note": note})
-    outbox = []
-    for kind, stage, to_addrs, subject, ostatus, error, created_at, sent_at in conn.execute(
-        "SELECT kind, stage, to_addrs, subject, status, error, created_at, sent_at FROM outbox "
-        "WHERE unit = ? ORDER BY id",
-        [unit.id],
-    ):
-        try:
-            to = json.loads(to_addrs)
-        except ValueError:
-            to = [to_addrs]
-        outbox.append(
-            {
-                "kind": kind,
-                "stage": stage,
-                "to": to,
-                "subject": subject,
-                "status": ostatus,
-                "error": error,
-                "created_at": created_at,
-                "sent_at": sent_at,
-            }
-        )
-    return {
-        "id": unit.id,
-        "name": unit.name,
-        "aliases": list(unit.aliases),
-        "emails": list(unit.emails),
-        "category": unit.category,
-        "contact": unit.contact,
-        "phone": unit.phone,
-        "status": status_row,
-        "messages": messages,
-        "overrides": [o.as_dict() for o in listing(conn, unit=unit.id)],
-        "audit": audit_rows,
-        "outbox": outbox,
-    }

@@ -1,5 +1,12 @@
-"""The cached status rows and the quick road for `mailroll status --json`, taken before click and
-the config module load (by ``reconcile.cli.main``).
+"""The status cache: one JSON row per unit in ``unit_status``, kept current by ``refresh``, and the
+quick road for `mailroll status --json`, taken before click and the config module load (by
+``reconcile.cli.main``).
+
+Every write to messages, parts, links, attributions or overrides bumps
+``reconcile_state['version:data']`` (SQLite triggers, ingest/db.py migration 2); together with the
+roster's and config's mtime and size that makes a fingerprint. ``status --json`` with a fresh
+cache is one look-up plus one SELECT; otherwise ``refresh`` recomputes (and re-attributes all
+messages if the roster or config changed) and stores the rows.
 
 Scripts poll `status --json`; with 2,000 units it must cost about what starting Python and one
 SQLite query cost. When the cached status rows (table ``unit_status``) are current, this prints
@@ -15,7 +22,12 @@ reconcile.status).
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import sqlite3
+
+log = logging.getLogger("mailroll.status")
 
 # Bump when the shape or rules of a status row change: cached rows are then recomputed.
 STATUS_CODE_VERSION = "6"
@@ -59,7 +71,6 @@ def cached_status_json(argv: list[str]) -> str | None:
     if path is None or rest != ["status", "--json"]:
         return None
     try:
-        import sqlite3
         import tomllib
 
         config_file = os.path.realpath(path)  # as ingest.config: paths relative to the real file
@@ -91,3 +102,103 @@ def cached_status_json(argv: list[str]) -> str | None:
     except Exception:  # noqa: BLE001 - anything odd: the ordinary command handles it and says why
         return None
     return "[" + ", ".join(rows) + "]\n"
+
+
+# ---------------------------------------------------------------------------------- fingerprint
+
+
+def config_inputs(config) -> str:
+    """What attributions depend on besides facts: the roster and config files."""
+    return inputs_fingerprint(config.roster.path, config.path)
+
+
+def fingerprint(conn: sqlite3.Connection, config) -> str:
+    """The fingerprint of the current data, inputs and code: the cache is current when it matches."""
+    row = conn.execute("SELECT value FROM reconcile_state WHERE key = 'version:data'").fetchone()
+    return fingerprint_parts(row[0] if row else "-", config.roster.path, config.path)
+
+
+def _state(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM reconcile_state WHERE key = ?", [key]).fetchone()
+    return row[0] if row else None
+
+
+def _set_state(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute(
+        "INSERT INTO reconcile_state (key, value) VALUES (?, ?) "
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [key, value],
+    )
+
+
+def cached_rows(conn: sqlite3.Connection, config) -> list[str] | None:
+    """The cached JSON rows if they are current, else None. Cheap: for `status --json`."""
+    if _state(conn, "status_fingerprint") != fingerprint(conn, config):
+        return None
+    return [r[0] for r in conn.execute("SELECT json FROM unit_status ORDER BY pos")]
+
+
+# ---------------------------------------------------------------------------------- refresh
+
+
+def ensure_attributed(conn: sqlite3.Connection, roster, config) -> None:
+    """Attribute what is not yet attributed; everything again if the roster or config changed."""
+    from reconcile.attribute import attribute
+
+    inputs = config_inputs(config)
+    if _state(conn, "attribution_inputs") != inputs:
+        attribute(conn, roster, config, None)
+        _set_state(conn, "attribution_inputs", inputs)
+        return
+    todo = [
+        r[0]
+        for r in conn.execute(
+            "SELECT id FROM messages WHERE status = 'recorded' AND id NOT IN (SELECT message FROM attributions)"
+        )
+    ]
+    stale = [
+        r[0]
+        for r in conn.execute(
+            "SELECT a.message FROM attributions a JOIN messages m ON m.id = a.message WHERE m.status != 'recorded'"
+        )
+    ]
+    if todo or stale:
+        attribute(conn, roster, config, todo + stale)
+
+
+def refresh(conn: sqlite3.Connection, roster, config, *, force: bool = False) -> list[dict]:
+    """Bring attributions and the status cache up to date; returns the status rows."""
+    from reconcile.status import unit_statuses
+
+    fp = fingerprint(conn, config)
+    if not force and _state(conn, "status_fingerprint") == fp:
+        return [json.loads(r[0]) for r in conn.execute("SELECT json FROM unit_status ORDER BY pos")]
+    ensure_attributed(conn, roster, config)
+    # Compute from one snapshot and store the fingerprint of that snapshot: a write by ingest
+    # meanwhile leaves the cache marked stale, never marked fresh with old rows.
+    conn.execute("BEGIN")
+    try:
+        fp = fingerprint(conn, config)
+        rows = unit_statuses(conn, roster, config)
+    finally:
+        conn.execute("COMMIT")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as e:  # e.g. a read-only copy of the database: answer anyway
+        log.info("status not cached: %s", e)
+        return rows
+    try:
+        conn.execute("DELETE FROM unit_status")
+        conn.executemany(
+            "INSERT INTO unit_status (pos, unit, state, json) VALUES (?, ?, ?, ?)",
+            [
+                (i, r["id"], r["state"], json.dumps(r, ensure_ascii=False, default=str))
+                for i, r in enumerate(rows)
+            ],
+        )
+        _set_state(conn, "status_fingerprint", fp)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return rows

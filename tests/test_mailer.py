@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from ingest.db import open_connection
-from reconcile.outgoing import mailer
-from reconcile.outgoing.mailer import Mailer, TemporaryFailure
+from reconcile.outgoing import compose, outbox
+from reconcile.outgoing.smtp import Mailer, TemporaryFailure
 
 NOW = datetime(2022, 6, 22, 10, 0, tzinfo=UTC)
 
@@ -26,7 +26,7 @@ def setup(campaign, smtp_server):
 def _send(
     config, conn, m, *, unit="sxu", stage="before-3d", to=("kjc@sxu.edu.cn",), body="正文：请报送材料。"
 ):
-    return mailer.send_one(
+    return outbox.send_one(
         conn,
         config,
         m,
@@ -54,7 +54,7 @@ def test_mail_carries_our_headers_and_chinese_text(setup):
     assert got.rcpt_tos == ["kjc@sxu.edu.cn"]
     assert got.mail_from == "sxskjtrcc@126.com"
     assert got["Message-ID"] == f"<{row['smtp_message_id']}>"
-    assert mailer.is_our_message_id(row["smtp_message_id"])
+    assert compose.is_our_message_id(row["smtp_message_id"])
     assert row["smtp_message_id"].endswith("mailroll-reminder@126.com")
     assert got["Auto-Submitted"] == "auto-generated"
     assert got["X-Mailroll"] == "reminder"
@@ -170,13 +170,13 @@ def test_login_refused_is_temporary_with_a_clear_reason(campaign, smtp_server, m
     with pytest.raises(TemporaryFailure, match="login"):
         with Mailer(config.smtp, sleep=lambda s: None) as m:
             m.send(
-                mailer.compose(
+                compose.compose(
                     config,
                     kind="reminder",
                     to=["a@b.cn"],
                     subject="s",
                     body="b",
-                    message_id=mailer.new_message_id(config, "reminder"),
+                    message_id=compose.new_message_id(config, "reminder"),
                 ),
                 ["a@b.cn"],
             )
@@ -204,7 +204,7 @@ def test_connection_lost_after_data_is_unknown_and_never_resent(setup):
 
 def test_rows_left_sending_by_a_crash_become_unknown(setup):
     config, conn, server = setup
-    row_id = mailer.reserve(
+    row_id = outbox.reserve(
         conn,
         kind="reminder",
         unit="sxu",
@@ -213,10 +213,10 @@ def test_rows_left_sending_by_a_crash_become_unknown(setup):
         to=["kjc@sxu.edu.cn"],
         subject="s",
         body="b",
-        message_id=mailer.new_message_id(config, "reminder"),
+        message_id=compose.new_message_id(config, "reminder"),
         now=NOW,
     )
-    assert mailer.recover_interrupted(conn) == 1
+    assert outbox.recover_interrupted(conn) == 1
     assert _outbox(conn)[0]["status"] == "unknown"
     with Mailer(config.smtp) as m:
         assert _send(config, conn, m, stage="after-1") is None
@@ -228,7 +228,7 @@ def test_templates_can_be_overridden_next_to_the_config(campaign, smtp_server):
         "Subject: 自定义 {{ unit.name }}\n\n自定义正文 {{ stage }}\n", encoding="utf-8"
     )
     config = campaign.config()
-    subject, body = mailer.render(config, "reminder.j2", unit={"name": "山西大学"}, stage="after-1")
+    subject, body = compose.render(config, "reminder.j2", unit={"name": "山西大学"}, stage="after-1")
     assert subject == "自定义 山西大学" and body.strip() == "自定义正文 after-1"
 
 

@@ -544,7 +544,8 @@ def test_reasons_in_chinese(campaign, tmp_path, media):
 
 def test_status_as_of_a_past_time(campaign, tmp_path, media):
     from reconcile.roster import load_roster
-    from reconcile.status import ensure_attributed, unit_statuses
+    from reconcile.status import unit_statuses
+    from reconcile.status_cache import ensure_attributed
 
     send(campaign, files=attach(media.video(200)), when=BEFORE)
     send(campaign, files=attach(media.video(60)), when=AFTER)

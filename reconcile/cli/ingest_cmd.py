@@ -16,7 +16,7 @@ def run_poll(app: App, *, progress: bool = False, stop=None) -> dict:
     from ingest.pipeline import poll_once
     from reconcile.daemon.lock import ingest_lock
     from reconcile.outgoing.bounces import record_bounces
-    from reconcile.status import ensure_attributed
+    from reconcile.status_cache import ensure_attributed
 
     config = app.config
     with ingest_lock(config, wait_s=config.service.lock_wait_s):
@@ -137,7 +137,7 @@ ORDER BY m.received_at, m.id
 
 def message_rows(app: App) -> list[dict]:
     """Every message with its disposition, attributions brought up to date first."""
-    from reconcile.status import ensure_attributed
+    from reconcile.status_cache import ensure_attributed
 
     conn = app.conn
     ensure_attributed(conn, app.roster, app.config)

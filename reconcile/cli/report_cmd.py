@@ -22,7 +22,7 @@ def report(app: App, xlsx_path: str | None, csv_dir: str | None, as_json: bool) 
         raise click.UsageError(f"--xlsx {xlsx_path}: the file name must end in .xlsx")
     from reconcile import report as rep
     from reconcile.stats import collect
-    from reconcile.status import refresh
+    from reconcile.status_cache import refresh
 
     rows = refresh(app.conn, app.roster, app.config)
     tables = rep.build_tables(app.conn, rows, collect(app.conn, rows, app.config), app.config)

@@ -107,7 +107,7 @@ def remind_command(app: App, dry_run: bool, show: bool, now_text: str | None, as
     `--dry-run --show` previews every mail in full.
     """
     from reconcile.daemon.lock import send_lock
-    from reconcile.outgoing import mailer
+    from reconcile.outgoing import outbox
     from reconcile.outgoing.reminders import in_quiet_hours, quiet_hours_text, run_reminders
 
     config = app.config
@@ -119,7 +119,7 @@ def remind_command(app: App, dry_run: bool, show: bool, now_text: str | None, as
         due = run_reminders(conn, roster, config, now, dry_run=True)
     else:
         with send_lock(config):
-            mailer.recover_interrupted(conn)
+            outbox.recover_interrupted(conn)
             due = run_reminders(conn, roster, config, now)
     quiet = in_quiet_hours(config, now)
 
@@ -194,7 +194,7 @@ def receipts_command(app: App, dry_run: bool, show: bool, now_text: str | None, 
     materials as of then. `--dry-run --show` previews every receipt in full.
     """
     from reconcile.daemon.lock import send_lock
-    from reconcile.outgoing import mailer
+    from reconcile.outgoing import outbox
     from reconcile.outgoing.receipts import run_receipts
     from reconcile.outgoing.reminders import in_quiet_hours
 
@@ -218,7 +218,7 @@ def receipts_command(app: App, dry_run: bool, show: bool, now_text: str | None, 
         done = run_receipts(conn, roster, config, now, dry_run=True)
     else:
         with send_lock(config):
-            mailer.recover_interrupted(conn)
+            outbox.recover_interrupted(conn)
             done = run_receipts(conn, roster, config, now)
 
     quiet = in_quiet_hours(config, now)
@@ -300,7 +300,7 @@ def serve_command(app: App, check: bool, as_json: bool) -> None:
 
 def _check(app: App, as_json: bool) -> None:
     from reconcile.daemon.service import check
-    from reconcile.status import ago
+    from reconcile.heartbeat import ago
 
     ok, d = check(app.conn, app.config)
     if as_json:

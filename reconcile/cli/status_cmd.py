@@ -2,7 +2,7 @@
 
 `status --json` without filters is the hot path (scripts poll it): when nothing changed since
 the last computation it prints the cached rows (``unit_status``) without loading the roster or
-any heavy library. Anything else refreshes the cache first (reconcile.status.refresh), which
+any heavy library. Anything else refreshes the cache first (reconcile.status_cache.refresh), which
 also re-attributes every message when the roster or config file changed.
 """
 
@@ -37,7 +37,7 @@ def wide_console():
 
 
 def current_rows(app: App) -> list[dict]:
-    from reconcile.status import refresh
+    from reconcile.status_cache import refresh
 
     return refresh(app.conn, app.roster, app.config)
 
@@ -99,7 +99,7 @@ def status(app: App, states, missing, invalid, late, categories, as_json: bool) 
     """One row per roster unit: what arrived, whether it passes, whether it was late."""
     filtered = bool(states or missing or invalid or late or categories)
     if as_json and not filtered:
-        from reconcile.status import cached_rows
+        from reconcile.status_cache import cached_rows
 
         cached = cached_rows(app.conn, app.config)
         if cached is not None:
@@ -148,7 +148,8 @@ def _render_status(app: App, rows: list[dict]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from reconcile.status import ago, heartbeat, summary
+    from reconcile.heartbeat import ago, heartbeat
+    from reconcile.status import summary
 
     con = wide_console()
     table = Table(title=app.config.campaign.name, show_lines=False)
@@ -223,7 +224,7 @@ def stats(app: App, as_json: bool) -> None:
 @pass_app
 def show(app: App, unit: str, as_json: bool) -> None:
     """Everything about one unit: messages, files, checks, staff decisions, mail sent to it."""
-    from reconcile.status import unit_detail
+    from reconcile.unit_detail import unit_detail
 
     u = find_unit(app, unit)
     rows = current_rows(app)

@@ -341,16 +341,16 @@ class Service:
     def send(self, conn: sqlite3.Connection, roster, *, reminders: bool) -> None:
         """Receipts (and reminders) due now, under the send lock."""
         from reconcile.daemon.lock import LockBusy, send_lock
-        from reconcile.outgoing import mailer
         from reconcile.outgoing.receipts import run_receipts
         from reconcile.outgoing.reminders import run_reminders
+        from reconcile.outgoing.smtp import Mailer
 
         if not self.config.smtp.configured or self.stop.is_set():
             return
         now = self.clock.now()
         try:
             with send_lock(self.config, wait_s=30.0):
-                with mailer.Mailer(self.config.smtp, sent_times=self.sent_times) as m:
+                with Mailer(self.config.smtp, sent_times=self.sent_times) as m:
                     receipts = run_receipts(conn, roster, self.config, now, mailer=m, stop=self.stop)
                     sent = [r for r in receipts if r.status == "sent"]
                     due = []
@@ -382,7 +382,7 @@ class Service:
         from apscheduler.schedulers.background import BackgroundScheduler
 
         from reconcile.daemon.lock import ingest_lock, send_lock
-        from reconcile.outgoing import mailer
+        from reconcile.outgoing import outbox
 
         cfg = self.config
         with ingest_lock(cfg):
@@ -393,7 +393,7 @@ class Service:
                     conn, pid=str(os.getpid()), started_at=_iso(_utcnow()), stopped_at="", last_error=""
                 )
                 with send_lock(cfg, wait_s=60.0):
-                    mailer.recover_interrupted(conn)
+                    outbox.recover_interrupted(conn)
             finally:
                 conn.close()
             if not cfg.smtp.configured:

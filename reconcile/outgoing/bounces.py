@@ -31,7 +31,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from reconcile.outgoing.mailer import OUR_MESSAGE_ID
+from reconcile.outgoing.compose import OUR_MESSAGE_ID
 
 log = logging.getLogger(__name__)
 

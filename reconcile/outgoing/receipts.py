@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import getaddresses
 
-from reconcile.outgoing import mailer as mail
+from reconcile.outgoing import outbox
+from reconcile.outgoing.compose import is_our_message_id, render
 from reconcile.outgoing.reminders import (
     ITEM_LABELS,
     _duration_text,
@@ -49,6 +50,7 @@ from reconcile.outgoing.reminders import (
     in_quiet_hours,
     zh_reason,
 )
+from reconcile.outgoing.smtp import Mailer
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +106,7 @@ def auto_reason(
         return f"it comes from {addr}, which does not read replies"
     if addr and addr == config.smtp.from_addr.lower():
         return "it comes from our own address"
-    if mail.is_our_message_id(message_id):
+    if is_our_message_id(message_id):
         return "it is mail mailroll sent itself (its Message-ID is ours)"
     if subject and AUTO_SUBJECT.search(subject):
         return f"its subject says it is an auto-reply ({subject[:40]})"
@@ -193,7 +195,7 @@ def pending(conn: sqlite3.Connection, config, now: datetime) -> list[tuple[dict,
         reason = auto_reason(config, row["from_addr"], row["subject"], row["message_id"], row["headers"])
         if reason is None and not row["files"]:
             irt = row["headers"].get("in_reply_to")
-            if irt and mail.is_our_message_id(str(irt)):
+            if irt and is_our_message_id(str(irt)):
                 reason = "it answers one of our mails and carries no file"
         out.append((row, reason))
     return out
@@ -270,7 +272,7 @@ def build(
     to = _reply_address(row["reply_to"], row["from_addr"])
     cc = _copy_to(unit, to, row["from_addr"])
     video_st = next((i["state"] for i in items if i["item"] == "video"), "missing")
-    subj, body = mail.render(
+    subj, body = render(
         config,
         "receipt.j2",
         campaign=config.campaign,
@@ -311,7 +313,7 @@ def run_receipts(
     *,
     dry_run: bool = False,
     statuses: list[dict] | None = None,
-    mailer: mail.Mailer | None = None,
+    mailer: Mailer | None = None,
     stop=None,
 ) -> list[Receipt]:
     """Send the receipts due at ``now``. Returns them (with ``status``); call with
@@ -332,7 +334,7 @@ def run_receipts(
     by_id = {u.id: u for u in roster.units}
     out: list[Receipt] = []
     own = mailer is None
-    mailer = mailer or mail.Mailer(config.smtp)
+    mailer = mailer or Mailer(config.smtp)
     try:
         for row, reason in todo:
             if stop is not None and stop.is_set():
@@ -359,7 +361,7 @@ def run_receipts(
             if dry_run:
                 receipt.status = "dry-run"
                 continue
-            result = mail.send_one(
+            result = outbox.send_one(
                 conn,
                 config,
                 mailer,

@@ -18,7 +18,7 @@ is still the latest; once a later stage is due it is marked ``skipped`` and the 
 Nobody is reminded during quiet hours (``quiet_hours``, campaign time zone, may span midnight)
 or when complete or exempt. Reminders go to the unit's roster addresses (falling back to the
 addresses the unit has written from, when the roster has none). Each (unit, stage) is sent at
-most once, across restarts and processes (``outbox_reminder_once``; see mailer.py).
+most once, across restarts and processes (``outbox_reminder_once``; see outgoing/outbox.py).
 
 What a unit has sent is judged **as of** ``now`` (``statuses_as_of``): with ``remind --now T``
 (or ``MAILROLL_FAKE_NOW``) a message that arrived after T does not count, so a preview of a
@@ -33,7 +33,9 @@ import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from reconcile.outgoing import mailer as mail
+from reconcile.outgoing import outbox
+from reconcile.outgoing.compose import render
+from reconcile.outgoing.smtp import Mailer
 
 log = logging.getLogger(__name__)
 
@@ -132,13 +134,13 @@ def _ts(text: str) -> datetime:
 def statuses_as_of(conn: sqlite3.Connection, roster, config, now: datetime) -> list[dict]:
     """Every unit's status as it stood at ``now``: messages received after ``now`` don't count.
 
-    Brings attributions and the status cache up to date first (``status.refresh``); when no
+    Brings attributions and the status cache up to date first (``status_cache.refresh``); when no
     message arrived after ``now`` (the usual case, real time) the cached rows are the answer,
     else the statuses are computed afresh with ``unit_statuses(..., as_of=now)``.
     """
-    from reconcile import status
+    from reconcile import status, status_cache
 
-    rows = status.refresh(conn, roster, config)
+    rows = status_cache.refresh(conn, roster, config)
     latest = conn.execute("SELECT max(received_at) FROM messages WHERE status = 'recorded'").fetchone()[0]
     if latest is None or _ts(latest) <= now:
         return rows
@@ -222,7 +224,7 @@ def render_reminder(config, unit, reminder: Reminder) -> tuple[str, str]:
     deadline = datetime.fromisoformat(reminder.deadline) if reminder.deadline else config.campaign.deadline
     local = deadline.astimezone(config.campaign.timezone)
     limit = int(config.campaign.video_max_duration_s)
-    return mail.render(
+    return render(
         config,
         "reminder.j2",
         campaign=config.campaign,
@@ -263,7 +265,7 @@ def run_reminders(
     *,
     dry_run: bool = False,
     statuses: list[dict] | None = None,
-    mailer: mail.Mailer | None = None,
+    mailer: Mailer | None = None,
     stop=None,
 ) -> list[Reminder]:
     """Work out the reminders due at ``now`` and (unless ``dry_run``) send them.
@@ -278,13 +280,13 @@ def run_reminders(
     if dry_run or not due:
         return due
     own = mailer is None
-    mailer = mailer or mail.Mailer(config.smtp)
+    mailer = mailer or Mailer(config.smtp)
     try:
         for r in due:
             if stop is not None and stop.is_set():
                 break
             _skip_overtaken(conn, r)
-            result = mail.send_one(
+            result = outbox.send_one(
                 conn,
                 config,
                 mailer,

@@ -1,0 +1,51 @@
+"""The service's heartbeat as staff see it: when the last poll was and whether it is overdue."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+
+from reconcile.status import iso_text, stored_time
+
+
+def heartbeat(conn: sqlite3.Connection, config, now: datetime | None = None) -> dict | None:
+    """The service's last poll (service_state 'last_poll'), with its age and whether it is stale."""
+    try:
+        rows = dict(
+            conn.execute(
+                "SELECT key, value FROM service_state WHERE key IN ('last_poll', 'last_error')"
+            ).fetchall()
+        )
+    except sqlite3.Error:
+        return None
+    if not rows.get("last_poll"):
+        return None
+    now = now or datetime.now(UTC)
+    try:
+        last = stored_time(rows["last_poll"])
+    except ValueError:
+        return None
+    age = (now - last).total_seconds()
+    stale_after = config.service.heartbeat_stale_s or 3 * config.service.poll_every_s
+    return {
+        "last_poll": iso_text(last),
+        "age_s": age,
+        "stale": age > stale_after,
+        "last_error": rows.get("last_error") or None,
+    }
+
+
+def ago(seconds: float) -> str:
+    s = int(max(0, seconds))
+    if s < 5:
+        return "just now"
+    if s < 90:
+        return f"{s} seconds ago"
+    if s < 90 * 60:
+        return f"{round(s / 60)} minutes ago"
+    if s < 36 * 3600:
+        return f"{round(s / 3600)} hours ago"
+    return f"{round(s / 86400)} days ago"
+
+
+# ---------------------------------------------------------------------------------- one unit

@@ -1,0 +1,217 @@
+"""The outbox: the record that makes every mail mailroll sends go at most once.
+
+At most once (docs/DESIGN.md, "Outgoing mail")
+------------------------------------------------
+Every receipt and reminder is first written to ``outbox`` with status ``sending`` and
+committed, *then* handed to SMTP, then the row is updated:
+
+==========  ===========================================================================
+status      meaning
+==========  ===========================================================================
+sending     being handed to the SMTP server right now (or mailroll died meanwhile)
+sent        the server accepted it (``sent_at``; refused recipients, if any, in ``error``)
+deferred    temporary failure (4xx, server unreachable) after ``smtp.retries`` attempts:
+            tried again on the next run, with the same Message-ID
+failed      permanent failure (5xx): never tried again; ``error`` says why
+unknown     mailroll stopped between handing it over and recording the answer (found in
+            ``sending`` at the next start, or the connection broke after the message data
+            was sent): **not sent again** - a reminder twice looks careless
+skipped     a deferred reminder overtaken by a later stage before it could be sent
+==========  ===========================================================================
+
+The unique indexes ``outbox_reminder_once (unit, stage)`` and ``outbox_receipt_once
+(answers)`` make "never twice" hold in the database itself, also against a second process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from datetime import UTC, datetime
+from email.message import EmailMessage
+
+from reconcile.outgoing.compose import compose, new_message_id
+from reconcile.outgoing.smtp import Mailer, SendFailure
+
+log = logging.getLogger(__name__)
+
+
+def _now_text(now: datetime) -> str:
+    return now.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def reserve(
+    conn: sqlite3.Connection,
+    *,
+    kind: str,
+    unit: str | None,
+    stage: str | None,
+    answers: int | None,
+    to: list[str],
+    subject: str,
+    body: str,
+    message_id: str,
+    now: datetime,
+) -> int | None:
+    """Commit the outbox row (status ``sending``) before SMTP. None if this mail exists already
+    (same unit and stage, or same message answered): then it must not be sent."""
+    try:
+        cur = conn.execute(
+            "INSERT INTO outbox (kind, unit, stage, answers, to_addrs, subject, body, smtp_message_id,"
+            " status, attempts, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'sending', 0, ?)",
+            (
+                kind,
+                unit,
+                stage,
+                answers,
+                json.dumps(to, ensure_ascii=False),
+                subject,
+                body,
+                message_id,
+                _now_text(now),
+            ),
+        )
+    except sqlite3.IntegrityError:
+        return None
+    return cur.lastrowid
+
+
+def reclaim(conn: sqlite3.Connection, row_id: int, *, to: list[str], subject: str, body: str) -> bool:
+    """Take a ``deferred`` row back to ``sending`` for another try (fresh content)."""
+    cur = conn.execute(
+        "UPDATE outbox SET status = 'sending', to_addrs = ?, subject = ?, body = ? "
+        "WHERE id = ? AND status = 'deferred'",
+        (json.dumps(to, ensure_ascii=False), subject, body, row_id),
+    )
+    return cur.rowcount == 1
+
+
+def finish(
+    conn: sqlite3.Connection, row_id: int, status: str, *, attempts: int, error: str | None, now: datetime
+) -> None:
+    conn.execute(
+        "UPDATE outbox SET status = ?, attempts = attempts + ?, error = ?, "
+        "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END WHERE id = ?",
+        (status, attempts, error, status, _now_text(now), row_id),
+    )
+
+
+def recover_interrupted(conn: sqlite3.Connection) -> int:
+    """Rows left in ``sending`` by a process that died: ``unknown``, never sent again.
+
+    Call with ``lock.send_lock`` held (then nobody else is sending)."""
+    cur = conn.execute(
+        "UPDATE outbox SET status = 'unknown', error = 'mailroll stopped while handing this mail "
+        "to the SMTP server; it may or may not have arrived, so it is not sent again' "
+        "WHERE status = 'sending'"
+    )
+    if cur.rowcount:
+        log.warning(
+            "%d outgoing mail(s) were interrupted by a crash: marked 'unknown', not re-sent", cur.rowcount
+        )
+    return cur.rowcount
+
+
+def deliver(
+    conn: sqlite3.Connection, mailer: Mailer, row_id: int, msg: EmailMessage, to: list[str], now: datetime
+) -> tuple[str, str | None]:
+    """Send a reserved row's message and record the outcome. Returns (status, error)."""
+    try:
+        outcome = mailer.send(msg, to)
+    except SendFailure as e:
+        status = {"temporary": "deferred", "permanent": "failed", "ambiguous": "unknown"}[e.kind]
+        finish(conn, row_id, status, attempts=getattr(e, "attempts", 1), error=e.reason, now=now)
+        log.warning("%s to %s: %s (%s)", msg["X-Mailroll"], ", ".join(to), status, e.reason)
+        return status, e.reason
+    error = None
+    if outcome.refused:
+        error = "refused: " + "; ".join(f"{k} ({v})" for k, v in outcome.refused.items())
+    finish(conn, row_id, "sent", attempts=outcome.attempts, error=error, now=now)
+    log.info("%s sent to %s", msg["X-Mailroll"], ", ".join(to))
+    return "sent", error
+
+
+def existing(
+    conn: sqlite3.Connection,
+    *,
+    kind: str,
+    unit: str | None = None,
+    stage: str | None = None,
+    answers: int | None = None,
+) -> tuple[int, str, str] | None:
+    """The outbox row (id, status, smtp_message_id) for this reminder stage or this receipt."""
+    if kind == "receipt":
+        row = conn.execute(
+            "SELECT id, status, smtp_message_id FROM outbox WHERE kind = 'receipt' AND answers = ?",
+            (answers,),
+        ).fetchone()
+    else:
+        row = conn.execute(
+            "SELECT id, status, smtp_message_id FROM outbox WHERE kind = 'reminder' AND unit = ? AND stage = ?",
+            (unit, stage),
+        ).fetchone()
+    return tuple(row) if row else None
+
+
+def send_one(
+    conn: sqlite3.Connection,
+    config,
+    mailer: Mailer,
+    *,
+    kind: str,
+    to: list[str],
+    subject: str,
+    body: str,
+    now: datetime,
+    unit: str | None = None,
+    stage: str | None = None,
+    answers: int | None = None,
+    in_reply_to: str | None = None,
+    references: list[str] | None = None,
+    cc: list[str] | None = None,
+) -> tuple[str, str | None] | None:
+    """Record and send one receipt or reminder, at most once.
+
+    ``cc`` addresses get a copy (Cc header); the outbox row's ``to_addrs`` lists every
+    recipient, To and Cc, so that a bounce from any of them is matched.
+
+    A new mail gets a row in ``sending`` (committed) before SMTP; a ``deferred`` one is taken
+    back and tried again with its Message-ID; anything else (sent, failed, unknown, skipped,
+    or a row another process is sending) is left alone and None is returned.
+    """
+    cc = [a for a in (cc or []) if a not in to]
+    everyone = list(to) + cc
+    row = existing(conn, kind=kind, unit=unit, stage=stage, answers=answers)
+    if row is None:
+        message_id = new_message_id(config, kind)
+        row_id = reserve(
+            conn,
+            kind=kind,
+            unit=unit,
+            stage=stage,
+            answers=answers,
+            to=everyone,
+            subject=subject,
+            body=body,
+            message_id=message_id,
+            now=now,
+        )
+        if row_id is None:
+            return None
+    else:
+        row_id, status, message_id = row
+        if status != "deferred" or not reclaim(conn, row_id, to=everyone, subject=subject, body=body):
+            return None
+    msg = compose(
+        config,
+        kind=kind,
+        to=to,
+        subject=subject,
+        body=body,
+        message_id=message_id,
+        in_reply_to=in_reply_to,
+        references=references,
+        cc=cc,
+    )  # Date: real time
+    return deliver(conn, mailer, row_id, msg, everyone, now)

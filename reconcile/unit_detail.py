@@ -1,0 +1,122 @@
+"""Everything about one unit, for `mailroll show`: its messages, files, checks, figures,
+decisions and the mail sent to it."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from reconcile.judge import ITEMS, describe, judge_part
+from reconcile.status import iso_text, stored_time
+
+
+def unit_detail(conn: sqlite3.Connection, roster, config, unit, status_row: dict) -> dict:
+    """Everything about one unit for `show`: messages with parts and their judgements, links,
+    staff decisions (also revoked ones), audit log entries and the mail sent to it (outbox)."""
+    from reconcile.overrides import listing
+
+    counted = {it.get("part") for it in status_row["items"].values() if it.get("part")}
+    messages = []
+    mrows = conn.execute(
+        "SELECT m.id, m.message_id, m.received_at, m.from_addr, m.subject, m.status, a.method, a.reason "
+        "FROM attributions a JOIN messages m ON m.id = a.message WHERE a.unit = ? ORDER BY m.received_at, m.id",
+        [unit.id],
+    ).fetchall()
+    pcols = (
+        "id",
+        "message",
+        "seq",
+        "origin",
+        "location",
+        "filename",
+        "kind",
+        "sha256",
+        "size",
+        "facts",
+        "error",
+    )
+    for mid, message_id, received_at, from_addr, subject, mstatus, method, reason in mrows:
+        parts = []
+        for row in conn.execute(
+            f"SELECT {', '.join(pcols)} FROM parts WHERE message = ? ORDER BY seq", [mid]
+        ):
+            p = dict(zip(pcols, row))
+            entry = {
+                k: p[k] for k in ("id", "origin", "location", "filename", "kind", "sha256", "size", "error")
+            }
+            if p["kind"] in ITEMS:
+                j = judge_part(p, config)
+                entry.update(
+                    state=j.state,
+                    reason=j.reason,
+                    reason_zh=j.reason_zh,
+                    warnings=j.warnings,
+                    details=describe(p),
+                )
+            entry["counted"] = p["id"] in counted
+            parts.append(entry)
+        links = [
+            dict(zip(("url", "host", "provider", "filename", "status", "error"), r))
+            for r in conn.execute(
+                "SELECT url, host, provider, filename, status, error FROM links WHERE message = ? ORDER BY id",
+                [mid],
+            )
+        ]
+        messages.append(
+            {
+                "id": mid,
+                "message_id": message_id,
+                "received_at": iso_text(stored_time(received_at), config.campaign.timezone),
+                "from": from_addr,
+                "subject": subject,
+                "method": method,
+                "attribution": f"{method}: {reason}" if method else reason,
+                "parts": parts,
+                "links": links,
+            }
+        )
+    audit_rows = []
+    for at, actor, action, detail, note in conn.execute(
+        "SELECT at, actor, action, detail, note FROM audit_log WHERE unit = ? ORDER BY id", [unit.id]
+    ):
+        try:
+            d = json.loads(detail) if detail else {}
+        except ValueError:
+            d = {"text": detail}
+        audit_rows.append({"at": at, "actor": actor, "action": action, "detail": d, "note": note})
+    outbox = []
+    for kind, stage, to_addrs, subject, ostatus, error, created_at, sent_at in conn.execute(
+        "SELECT kind, stage, to_addrs, subject, status, error, created_at, sent_at FROM outbox "
+        "WHERE unit = ? ORDER BY id",
+        [unit.id],
+    ):
+        try:
+            to = json.loads(to_addrs)
+        except ValueError:
+            to = [to_addrs]
+        outbox.append(
+            {
+                "kind": kind,
+                "stage": stage,
+                "to": to,
+                "subject": subject,
+                "status": ostatus,
+                "error": error,
+                "created_at": created_at,
+                "sent_at": sent_at,
+            }
+        )
+    return {
+        "id": unit.id,
+        "name": unit.name,
+        "aliases": list(unit.aliases),
+        "emails": list(unit.emails),
+        "category": unit.category,
+        "contact": unit.contact,
+        "phone": unit.phone,
+        "status": status_row,
+        "messages": messages,
+        "overrides": [o.as_dict() for o in listing(conn, unit=unit.id)],
+        "audit": audit_rows,
+        "outbox": outbox,
+    }
