@@ -43,6 +43,7 @@ from ingest.classify import ARCHIVE_TYPES, sniff
 from ingest.mime import sanitize_filename
 from ingest.model import ExtractedPart, ParsedMessage
 from ingest.sizes import human_size
+from ingest.zipdir import TooManyEntries, open_zip
 
 IN_MEMORY_MAX = 1024 * 1024  # members up to this size stay in memory
 BOMB_MIN_BYTES = 1024 * 1024  # below this a high ratio is harmless (a blank page compresses well)
@@ -146,7 +147,7 @@ def _open_source(part: ExtractedPart) -> BinaryIO:
 
 class _ZipBackend:
     def __init__(self, fp: BinaryIO):
-        self.zf = zipfile.ZipFile(fp)
+        self.zf = open_zip(fp)
 
     def members(self) -> list[_Member]:
         out = []
@@ -355,10 +356,11 @@ class _RarBackend:
 
 
 class _Sink:
-    def __init__(self, spool_dir: Path, cap: int, cap_reason: str):
+    def __init__(self, spool_dir: Path, cap: int, cap_reason: str, state: _State | None = None):
         self.spool_dir = spool_dir
         self.cap = cap
         self.cap_reason = cap_reason
+        self.state = state  # the message's budget: charged with the bytes actually written
         self.buf: io.BytesIO | None = io.BytesIO()
         self.file: Any = None
         self.path: Path | None = None
@@ -369,6 +371,11 @@ class _Sink:
         if self.n + len(data) > self.cap:
             self.failed = True
             raise _Budget(self.cap_reason)
+        if self.state is not None:
+            if len(data) > self.state.bytes_left:
+                self.failed = True
+                raise _Budget(self.state.over_budget)
+            self.state.bytes_left -= len(data)
         self.n += len(data)
         if self.buf is not None and self.n > IN_MEMORY_MAX:
             self.spool_dir.mkdir(parents=True, exist_ok=True)
@@ -388,6 +395,8 @@ class _Sink:
 
     def discard(self) -> None:
         self.close()
+        if self.state is not None:
+            self.state.bytes_left += self.n  # nothing of it is kept
         if self.path is not None:
             try:
                 self.path.unlink()
@@ -412,7 +421,10 @@ class _Sink:
 @dataclass
 class _State:
     members_left: int
-    bytes_left: int
+    bytes_left: int  # of the message's budget, counted as bytes are written
+    declared_left: int = 0  # ... as the archives declare them (refuses early what would not fit)
+    over_budget: str = ""
+    limit: str = ""  # the budget in words, with the key that sets it
 
 
 def expand(parsed: ParsedMessage, limits: Any, spool_dir: Path) -> None:
@@ -420,7 +432,21 @@ def expand(parsed: ParsedMessage, limits: Any, spool_dir: Path) -> None:
 
     Never raises on bad archives: the archive part gets ``error`` in words."""
     spool_dir = Path(spool_dir)
-    state = _State(members_left=limits.max_archive_members, bytes_left=limits.max_archive_total_bytes)
+    extracted = getattr(limits, "max_extracted_bytes", limits.max_archive_total_bytes)
+    budget = min(limits.max_archive_total_bytes, extracted)
+    key = (
+        "limits.max_extracted_bytes"
+        if extracted < limits.max_archive_total_bytes
+        else "limits.max_archive_total_bytes"
+    )
+    state = _State(
+        members_left=limits.max_archive_members,
+        bytes_left=budget,
+        declared_left=budget,
+        over_budget=f"the files inside the archives unpack to more than the limit of {human_size(budget)} "
+        f"for one message ({key}): not extracted",
+        limit=f"{human_size(budget)} for one message ({key})",
+    )
     depth: dict[int, int] = {}
     i = 0
     while i < len(parsed.parts):
@@ -458,6 +484,8 @@ def _open_backend(part: ExtractedPart, fp: BinaryIO, budget: int) -> Any:
 
 
 def _open_error(kind: str, e: Exception) -> str:
+    if isinstance(e, TooManyEntries):
+        return str(e)
     name = type(e).__name__
     text = str(e)
     if "password" in name.lower() or "password" in text.lower() or "encrypt" in text.lower():
@@ -533,10 +561,10 @@ def _extract_members(
                 f"more than {limits.max_archive_members:,} files in archives: the rest were not extracted"
             )
             break
-        if m.size > state.bytes_left:
+        if m.size > min(state.declared_left, state.bytes_left):
             problems.append(
                 f"archive looks like a zip bomb (it unpacks to more than the limit of "
-                f"{human_size(limits.max_archive_total_bytes)}); the rest was not extracted"
+                f"{state.limit}); the rest was not extracted"
             )
             break
         if m.size > limits.max_part_bytes:
@@ -546,7 +574,7 @@ def _extract_members(
             )
             continue
         state.members_left -= 1
-        state.bytes_left -= m.size
+        state.declared_left -= m.size  # (the budget itself is charged as bytes are written: sizes lie)
         wanted.append(m)
 
     sinks: dict[int, _Sink] = {}
@@ -560,6 +588,7 @@ def _extract_members(
             cap=cap,
             cap_reason="the file inside the archive is larger than it "
             "claims: not extracted (possible zip bomb)",
+            state=state,
         )
         sinks[id(m)] = s
         return s
@@ -579,6 +608,8 @@ def _extract_members(
         err = errors.get(id(m))
         if err is None and s is not None and s.n < m.size:
             err = "the file inside the archive is incomplete"
+        if err == state.over_budget:
+            problems.append(err)
         if err is not None or s is None:
             child.error = err or "the file inside the archive could not be extracted"
             child.size = m.size

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import io
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import filetype
 
 from ingest.model import ARCHIVE, IMAGE, MESSAGE, OTHER, REPORT, STATISTICS, VIDEO, ExtractedPart
+from ingest.zipdir import TooManyEntries, open_zip
 
 HEAD_BYTES = 64 * 1024
 DOCX_XML_MAX = 20 * 1024 * 1024  # bytes of word/document.xml read when looking for the template
@@ -116,8 +116,10 @@ def _source(data: bytes | None, path: Path | None) -> Any:
 def _sniff_zip(data: bytes | None, path: Path | None, head: bytes) -> str:
     names: list[str] = []
     try:
-        with zipfile.ZipFile(_source(data, path)) as zf:
+        with open_zip(_source(data, path)) as zf:
             names = [i.filename for i in zf.infolist()[:5000]]
+    except TooManyEntries:
+        return "zip"  # too many entries to be an Office file; expanding it says why not
     except Exception:  # noqa: BLE001 - truncated/damaged: read local headers from the head
         pos = 0
         while len(names) < 50:
@@ -291,19 +293,47 @@ def _name_says(name: str) -> str | None:
     return None
 
 
+_DOCX_TAG = re.compile(r"<(/?)w:(tbl|t)(?=[\s>/])[^<>]*>")
+
+
+def table_text_docx(xml: str) -> list[str]:
+    """The text of each top-level table in a .docx's ``word/document.xml``, in one linear pass.
+
+    Tags are matched with ``[^<>]*`` (a failed try ends at the next ``<``), and the text after a
+    ``<w:t>`` runs to the next ``<``: every character is looked at a bounded number of times, so
+    crafted XML (thousands of unclosed ``<w:tbl>``) costs no more than its length."""
+    tables: list[str] = []
+    depth = 0
+    current: list[str] = []
+    for m in _DOCX_TAG.finditer(xml):
+        closing, name = m.group(1), m.group(2)
+        if name == "tbl":
+            if closing:
+                if depth == 1:
+                    tables.append("".join(current))
+                    current = []
+                depth = max(0, depth - 1)
+            elif not m.group(0).endswith("/>"):
+                depth += 1
+        elif depth and not closing and not m.group(0).endswith("/>"):
+            end = xml.find("<", m.end())
+            current.append(xml[m.end() : end if end >= 0 else len(xml)])
+    return tables
+
+
 def _table_labels_docx(source: Any, labels: list[str]) -> int:
-    """How many template labels appear in the tables of a .docx (bounded read)."""
+    """How many template labels appear in the tables of a .docx (bounded read, linear scan)."""
     try:
-        with zipfile.ZipFile(source) as zf:
+        with open_zip(source) as zf:
             info = zf.getinfo("word/document.xml")
             if info.file_size > DOCX_XML_MAX:
                 return 0
-            xml = zf.read(info).decode("utf-8", "replace")
+            with zf.open(info) as f:
+                xml = f.read(DOCX_XML_MAX + 1).decode("utf-8", "replace")
     except Exception:  # noqa: BLE001
         return 0
     found = set()
-    for table in re.findall(r"<w:tbl>.*?</w:tbl>|<w:tbl .*?</w:tbl>", xml, re.S):
-        text = "".join(re.findall(r"<w:t(?:\s[^>]*)?>([^<]*)</w:t>", table))
+    for text in table_text_docx(xml[:DOCX_XML_MAX]):
         found |= {lab for lab in labels if lab in text}
     return len(found)
 

@@ -190,6 +190,12 @@ class Limits:
     max_sheet_xml_bytes: int = 50 * 1024 * 1024
     max_image_pixels: int = 100_000_000
     stream_threshold_bytes: int = 4 * 1024 * 1024  # IMAP messages above this are streamed per part
+    # bytes one message may add to disk from archive members and downloaded links (counted as
+    # they are written, never trusting declared sizes)
+    max_extracted_bytes: int = 2 * 1024 * 1024 * 1024
+    message_timeout_s: float = 300.0  # worker time one message may take (parsing, archives, checks)
+    worker_memory_bytes: int = 1024 * 1024 * 1024  # address space of a parsing/checking worker
+    min_free_bytes: int = 1024 * 1024 * 1024  # below this free space in storage, polling pauses
 
 
 @dataclass(frozen=True)
@@ -198,6 +204,7 @@ class Links:
     allowed_hosts: list[str] = field(default_factory=lambda: list(DEFAULT_LINK_HOSTS))
     max_bytes: int = 2 * 1024 * 1024 * 1024
     timeout_s: float = 600.0
+    max_per_message: int = 5  # links downloaded per message; the rest are recorded, not fetched
     # Tests serve links from a local HTTP server; never enable in production.
     allow_insecure_local: bool = False
 
@@ -552,12 +559,17 @@ def config_from_dict(data: dict, file: Path) -> Config:
         }
     )
 
+    for key in ("message_timeout_s", "worker_memory_bytes"):
+        if getattr(limits, key) <= 0:
+            raise lm.fail(key, "must be a positive number")
+
     lk = root.table("links")
     links = Links(
         download=lk.get("download", bool, False),
         allowed_hosts=[str(h).lower() for h in lk.get("allowed_hosts", list, DEFAULT_LINK_HOSTS)],
         max_bytes=lk.get("max_bytes", int, Links.max_bytes),
         timeout_s=lk.get("timeout_s", float, Links.timeout_s),
+        max_per_message=lk.get("max_per_message", int, Links.max_per_message),
         allow_insecure_local=lk.get("allow_insecure_local", bool, False),
     )
 

@@ -27,7 +27,6 @@ import socket
 import ssl
 import tempfile
 import time
-from html.parser import HTMLParser
 from pathlib import Path, PurePosixPath
 from urllib.parse import parse_qs, unquote, urljoin, urlsplit
 
@@ -123,39 +122,62 @@ def _name_near(text: str) -> str | None:
     return matches[-1].strip() if matches else None
 
 
-class _Anchors(HTMLParser):
-    """Collects (href, anchor text, text before the anchor) from HTML."""
+_BLOCK_TAGS = frozenset(("br", "p", "div", "tr", "li", "td"))
+NAME_BEFORE = 300  # characters before a link searched for the file name it stands for
+NAME_AFTER = 200  # ... and after it
+MAX_URLS = 200  # URLs looked at per message (text and HTML): a body full of URLs costs no more
 
-    def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.text: list[str] = []
-        self.length = 0
-        self.anchors: list[tuple[str, int, list[str]]] = []
-        self._open: list[tuple[str, int, list[str]]] = []
 
-    def handle_starttag(self, tag, attrs):
-        if tag == "a":
-            href = dict(attrs).get("href") or ""
-            self._open.append((href, self.length, []))
-        elif tag in ("br", "p", "div", "tr", "li", "td"):
-            self.handle_data("\n")
+def _anchors(html: str) -> tuple[str, list[tuple[str, int, str]]]:
+    """The visible text of ``html`` and its anchors as (href, position in the text, anchor text).
 
-    def handle_endtag(self, tag):
-        if tag == "a" and self._open:
-            self.anchors.append(self._open.pop())
+    lxml (libxml2) parses in linear time whatever the markup; the tree is walked without
+    recursion, so deep nesting costs nothing either."""
+    import lxml.etree
+    import lxml.html
 
-    def handle_data(self, data):
-        self.text.append(data)
-        self.length += len(data)
-        for _, _, inner in self._open:
-            inner.append(data)
+    try:
+        doc = lxml.html.document_fromstring(html)
+    except (lxml.etree.ParserError, ValueError):
+        return "", []
+    text: list[str] = []
+    length = 0
+    spans: list[tuple[str, int, int]] = []
+    open_: list[tuple[str, int]] = []
+    for event, el in lxml.etree.iterwalk(doc, events=("start", "end")):
+        tag = el.tag if isinstance(el.tag, str) else None  # comments, processing instructions
+        if event == "start":
+            if tag in ("script", "style", "head"):
+                continue
+            if tag == "a":
+                open_.append((el.get("href") or "", length))
+            elif tag in _BLOCK_TAGS:
+                text.append("\n")
+                length += 1
+            if tag is not None and el.text:
+                text.append(el.text)
+                length += len(el.text)
+        else:
+            if tag == "a" and open_:
+                href, pos = open_.pop()
+                spans.append((href, pos, length))
+            if el.tail and el.getparent() is not None:
+                text.append(el.tail)
+                length += len(el.tail)
+    full = "".join(text)
+    return full, [(href, pos, full[pos:end][:NAME_BEFORE]) for href, pos, end in spans[:MAX_URLS]]
 
 
 def find_links(text: str | None, html: str | None) -> list[Link]:
-    """Big-attachment and cloud-drive links in a message body (HTML first, then text), once each."""
+    """Big-attachment and cloud-drive links in a message body (HTML first, then text), once each.
+
+    Linear in the size of the body: at most ``MAX_URLS`` URLs are looked at, and a file name
+    is searched for only in a window of ``NAME_BEFORE``/``NAME_AFTER`` characters around each."""
     found: dict[str, Link] = {}
+    budget = [MAX_URLS]
 
     def add(url: str, name: str | None):
+        budget[0] -= 1
         url = url.strip().rstrip(".,;)]>")
         if url.lower().startswith("www."):
             url = "https://" + url
@@ -169,33 +191,42 @@ def find_links(text: str | None, html: str | None) -> list[Link]:
         found[url] = Link(url=url, host=hit[0], provider=hit[1], filename=name or _name_from_url(url))
 
     if html:
-        parser = _Anchors()
-        try:
-            parser.feed(html[:2_000_000])
-            parser.close()
-        except Exception:
-            pass
-        full = "".join(parser.text)
-        for href, pos, inner in parser.anchors:
-            anchor_text = "".join(inner)
-            before = full[max(0, pos - 300) : pos]
-            after = full[pos + len(anchor_text) : pos + len(anchor_text) + 200]
+        full, anchors = _anchors(html[:2_000_000])
+        for href, pos, anchor_text in anchors[:MAX_URLS]:
+            end = pos + len(anchor_text)  # (the anchor text is cut to NAME_BEFORE)
+            before = full[max(0, pos - NAME_BEFORE) : pos]
+            after = full[end : end + NAME_AFTER]
             name = (
-                _name_near(anchor_text)
+                _name_near(anchor_text[:NAME_BEFORE])
                 or _name_near(before.split("\n\n")[-1])
                 or _name_near(after.split("\n")[0])
             )
             add(href, name)
         for m in _URL.finditer(full):
+            if budget[0] <= 0:
+                break
             add(m.group(0), None)
     if text:
-        lines = text.splitlines()
-        for i, line in enumerate(lines):
+        previous_has_url = True
+        previous = ""
+        for line in text.splitlines():
+            if budget[0] <= 0:
+                break
+            has_url = False
             for m in _URL.finditer(line):
-                context = line[: m.start()] + " " + line[m.end() :]
-                previous = lines[i - 1] if i and not _URL.search(lines[i - 1]) else ""
-                name = _name_near(context) or _name_near(previous)
+                has_url = True
+                if budget[0] <= 0:
+                    break
+                context = (
+                    line[max(0, m.start() - NAME_BEFORE) : m.start()]
+                    + " "
+                    + line[m.end() : m.end() + NAME_AFTER]
+                )
+                name = _name_near(context) or (
+                    _name_near(previous[-NAME_BEFORE:]) if not previous_has_url else None
+                )
                 add(m.group(0), name)
+            previous, previous_has_url = line, has_url
     return list(found.values())
 
 
@@ -308,31 +339,47 @@ def _fail(link: Link, reason: str) -> ExtractedPart:
     )
 
 
-def download(link: Link, config, spool_dir: Path) -> ExtractedPart:
+def cfg_mb(n: int | None) -> int:
+    return max(n or 0, 0) // (1024 * 1024)
+
+
+def download(link: Link, config, spool_dir: Path, budget: int | None = None) -> ExtractedPart:
     """Fetch one link into a spool file (origin 'link'). Never raises: a refusal or failure
-    is the part's ``error``."""
+    is the part's ``error``. ``budget``: bytes this message may still write (the message's
+    ``limits.max_extracted_bytes`` less what its archives and earlier links took)."""
     cfg = config.links
     if not cfg.download:
         return _fail(link, "downloading links is turned off (links.download = false)")
     try:
-        return _download(link, cfg, Path(spool_dir))
+        return _download(link, cfg, Path(spool_dir), budget)
     except LinkError as e:
         return _fail(link, str(e))
+    except ValueError as e:  # a bad port, a host name that is not valid IDNA, ...
+        return _fail(link, f"the link is not a valid address ({str(e)[:150]}); not fetched")
     except (OSError, http.client.HTTPException, ssl.SSLError) as e:
         return _fail(link, f"the link could not be downloaded ({type(e).__name__}: {str(e)[:150]})")
 
 
-def _download(link: Link, cfg, spool_dir: Path) -> ExtractedPart:
+def _download(link: Link, cfg, spool_dir: Path, budget: int | None = None) -> ExtractedPart:
     url = link.url
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    if not _host_allowed(host, cfg.allowed_hosts):
-        raise LinkError(f"the link's host {host} is not in links.allowed_hosts; not fetched")
     deadline = time.monotonic() + cfg.timeout_s
     context = ssl.create_default_context()
+    max_bytes = cfg.max_bytes if budget is None else min(cfg.max_bytes, budget)
+    if max_bytes < cfg.max_bytes:
+        too_big = (
+            f"the message's files would be larger than the limit of {cfg_mb(budget)} MB still free "
+            "for it (limits.max_extracted_bytes); not fetched"
+        )
+    else:
+        too_big = f"the linked file is larger than the limit of {cfg_mb(cfg.max_bytes)} MB; not fetched"
     for _redirect in range(6):
+        # every hop is checked alike: allowed host, HTTPS, public address
         parts = urlsplit(url)
         scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+        if not _host_allowed(host, cfg.allowed_hosts):
+            if url == link.url:
+                raise LinkError(f"the link's host {host} is not in links.allowed_hosts; not fetched")
+            raise LinkError(f"the link redirects to {host}, which is not in links.allowed_hosts; not fetched")
         if scheme != "https" and not (scheme == "http" and cfg.allow_insecure_local):
             raise LinkError("only https links are downloaded; not fetched")
         port = parts.port or (443 if scheme == "https" else 80)
@@ -367,10 +414,12 @@ def _download(link: Link, cfg, spool_dir: Path) -> ExtractedPart:
                     f"download it in a browser"
                 )
             length = resp.getheader("Content-Length")
-            if length and length.isdigit() and int(length) > cfg.max_bytes:
+            if length and length.isdigit() and int(length) > max_bytes:
+                if max_bytes < cfg.max_bytes:
+                    raise LinkError(f"{too_big} (the file is {cfg_mb(int(length))} MB)")
                 raise LinkError(
-                    f"the linked file is too large ({int(length) // (1024 * 1024)} MB, "
-                    f"limit {cfg.max_bytes // (1024 * 1024)} MB); not fetched"
+                    f"the linked file is too large ({cfg_mb(int(length))} MB, "
+                    f"limit {cfg_mb(cfg.max_bytes)} MB); not fetched"
                 )
             name = (
                 filename_from_disposition(disposition)
@@ -390,11 +439,8 @@ def _download(link: Link, cfg, spool_dir: Path) -> ExtractedPart:
                         if not chunk:
                             break
                         size += len(chunk)
-                        if size > cfg.max_bytes:
-                            raise LinkError(
-                                f"the linked file is larger than the limit of "
-                                f"{cfg.max_bytes // (1024 * 1024)} MB; not fetched"
-                            )
+                        if size > max_bytes:
+                            raise LinkError(too_big)
                         out.write(chunk)
                 if length and length.isdigit() and size < int(length):
                     raise LinkError(f"the download was cut off ({size} of {length} bytes)")

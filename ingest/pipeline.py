@@ -319,15 +319,33 @@ def _classify(part: ExtractedPart, template) -> None:
 
 
 def _follow_links(config: Config, store: FileStore, parsed: ParsedMessage) -> dict:
-    """Download allowed big-attachment links; the files join the message's parts."""
+    """Download allowed big-attachment links; the files join the message's parts.
+
+    At most ``links.max_per_message`` are fetched, within what is left of the message's byte
+    budget (``limits.max_extracted_bytes``, shared with its archive members)."""
     status: dict[int, tuple[str, int | None, str | None]] = {}
+    if not config.links.download:
+        return status
+    budget = config.limits.max_extracted_bytes - sum(
+        p.size or 0 for p in parsed.parts if p.origin == "archive" and p.error is None
+    )
+    tried = 0
     for i, link in enumerate(parsed.links):
-        if not config.links.download:
+        if tried >= config.links.max_per_message:
+            status[i] = (
+                "failed",
+                None,
+                f"more than {config.links.max_per_message} links in one message "
+                "(links.max_per_message): not fetched",
+            )
             continue
-        part = links.download(link, config, store.tmp)  # refuses hosts not allowed, with the reason
+        tried += 1
+        # refuses hosts not allowed, bad addresses and what exceeds the budget, with the reason
+        part = links.download(link, config, store.tmp, budget=budget)
         if part.error:
             status[i] = ("failed", None, part.error)
             continue
+        budget -= part.size or 0
         parsed.parts.append(part)
         _hash_parts(parsed)
         _classify(part, config.campaign.sheet)

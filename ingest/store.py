@@ -141,13 +141,14 @@ class FileStore:
                         p.unlink()
                         removed += 1
             note.unlink(missing_ok=True)
+        # everything else in .tmp is a spool file of an interrupted poll (spool-*, member-*,
+        # link-*, imap-part-*, part-*, ...): only a poll holding the ingest lock writes there
         for leftover in self.tmp.iterdir():
-            if leftover.name.startswith("spool-") or leftover.name.startswith("tmp"):
-                if leftover.is_dir():
-                    shutil.rmtree(leftover, ignore_errors=True)
-                else:
-                    leftover.unlink(missing_ok=True)
-                removed += 1
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+            removed += 1
         if removed:
             log.info("removed %d file(s) left by an interrupted run", removed)
         return removed

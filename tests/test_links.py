@@ -262,3 +262,32 @@ def test_redirect_to_a_private_address_is_refused(server, tmp_path):
 def test_url_followed_by_chinese_without_a_space():
     (l,) = find_links("视频链接https://pan.baidu.com/s/1AbC提取码：abcd", None)
     assert l.url == "https://pan.baidu.com/s/1AbC"
+
+
+def test_redirects_are_checked_like_the_link_itself(server, tmp_path):
+    """Every hop must be an allowed host (and HTTPS, and a public address, as above)."""
+    _Handler.routes["/away"] = (302, {"Location": "http://localhost:1/elsewhere"}, b"")
+    part = download(link(server, "/away"), local_config(), tmp_path)
+    assert part.error == "the link redirects to localhost, which is not in links.allowed_hosts; not fetched"
+    _Handler.routes["/plain"] = (302, {"Location": url(server, "/f")}, b"")
+    strict = check_config(links={"download": True, "allowed_hosts": ["127.0.0.1"]})
+    assert download(link(server, "/plain"), strict, tmp_path).error == (
+        "only https links are downloaded; not fetched"
+    )
+
+
+def test_the_message_budget_stops_an_endless_download(server, tmp_path):
+    def endless(w):  # claims nothing, sends until the reader stops
+        try:
+            while True:
+                w.write(b"z" * 65536)
+        except OSError:
+            pass
+
+    _Handler.routes["/endless"] = (200, {"Content-Type": "video/mp4"}, endless)
+    part = download(link(server, "/endless"), local_config(), tmp_path, budget=3 * 1024 * 1024)
+    assert part.error == (
+        "the message's files would be larger than the limit of 3 MB still free for it "
+        "(limits.max_extracted_bytes); not fetched"
+    )
+    assert list(tmp_path.iterdir()) == []

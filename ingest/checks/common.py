@@ -16,6 +16,8 @@ from pathlib import Path
 
 import olefile
 
+from ingest.zipdir import TooManyEntries, open_zip
+
 
 class CheckError(Exception):
     """The file cannot be read; the message is the reason, in plain words."""
@@ -110,7 +112,9 @@ def open_ooxml_zip(path: Path, max_xml_bytes: int, what: str) -> zipfile.ZipFile
     never returns more than the declared size of a member, so the check bounds the parser.
     """
     try:
-        zf = zipfile.ZipFile(path)
+        zf = open_zip(path)
+    except TooManyEntries as e:
+        raise CheckError(f"the {what} cannot be opened: {e}") from None
     except zipfile.BadZipFile:
         raise CheckError(
             f"the {what} cannot be opened: the file is damaged or not an Office file "

@@ -7,6 +7,7 @@ click application in ``reconcile.cli.app``.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from reconcile.status_cache import cached_status_json
@@ -14,6 +15,9 @@ from reconcile.status_cache import cached_status_json
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: the quick road when it applies, else the full CLI."""
+    # the database, the files and the logs hold what units sent: readable by this user only,
+    # whatever umask the shell or cron gives (the service sets StateDirectoryMode=0700 too)
+    os.umask(0o077)
     args = sys.argv[1:] if argv is None else argv
     out = cached_status_json(args)
     if out is not None:

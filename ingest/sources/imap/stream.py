@@ -296,12 +296,11 @@ class Streamer:
                 texts[start] = f"\n---------- forwarded message ({label}) ----------\n" + texts[start]
 
     def finish(self) -> None:
+        """Body text, HTML and links (big attachments, cloud drives) as ``parse_message`` fills them."""
         p = self.parsed
-        html = "\n".join(self.html)
-        p.html = mime.bounded_utf8(html, mime.HTML_MAX)
-        plain = "\n".join(self.plain)
-        text = plain if plain.strip() else (mime.html_to_text(p.html) if html else "")
-        p.body_text = mime.bounded_utf8(text.replace("\r\n", "\n"), mime.BODY_TEXT_MAX)
+        problem = mime.finish_body(p, self.plain, self.html)
+        if problem:
+            p.defects.append(problem)
         p.content_sha256 = self.digest.hexdigest()
 
 
