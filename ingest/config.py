@@ -11,40 +11,30 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ingest.campaigns import (  # noqa: F401 - re-exported: the config's vocabulary
+    DEFAULT_SHEET_CHECKS,
+    DEFAULT_SHEET_FIELDS,
+    DEFAULT_SHEET_HEADER_CELLS,
+    DEFAULT_SHEET_TEXT_ROWS,
+    DEFAULT_VIDEO_CONTAINERS,
+    ITEM_KINDS,
+    Campaign,
+    Item,
+    SheetTemplate,
+    default_items,
+)
 
 
 class ConfigError(Exception):
     """A problem with the configuration that the user has to fix (exit status 2)."""
 
 
-DEFAULT_SHEET_FIELDS: list[tuple[str, str]] = [
-    ("活动总数", "项"),
-    ("线上活动", "项"),
-    ("线下活动", "项"),
-    ("参与人数", "万人次"),
-    ("线上参与", "万人次"),
-    ("线下参与", "万人次"),
-    ("参与科技人员", "人次"),
-    ("开放实验室及科普基地", "个"),
-    ("科普讲座", "场"),
-    ("科普展览", "场"),
-    ("发放科普资料", "万份"),
-    ("媒体报道", "篇"),
-    ("投入经费", "万元"),
-]
-DEFAULT_SHEET_HEADER_CELLS = ["填报单位", "联系人", "联系电话"]
-DEFAULT_SHEET_TEXT_ROWS = ["重点活动名称及简介", "备注"]
-# Sums that should hold; a mismatch is a warning, never a failure.
-DEFAULT_SHEET_CHECKS = [
-    ["活动总数", "线上活动", "线下活动"],
-    ["参与人数", "线上参与", "线下参与"],
-]
-DEFAULT_VIDEO_CONTAINERS = ["mp4", "mov", "m4v", "avi", "wmv", "flv", "mkv", "mpg", "3gp", "webm"]
 DEFAULT_LINK_HOSTS = [
     "mail.163.com",
     "mail.126.com",
@@ -63,31 +53,7 @@ DEFAULT_LINK_HOSTS = [
     "pan.quark.cn",
 ]
 
-ITEMS = ("statistics", "report", "video")
-
-
-@dataclass(frozen=True)
-class SheetTemplate:
-    fields: list[tuple[str, str]] = field(default_factory=lambda: list(DEFAULT_SHEET_FIELDS))
-    header_cells: list[str] = field(default_factory=lambda: list(DEFAULT_SHEET_HEADER_CELLS))
-    text_rows: list[str] = field(default_factory=lambda: list(DEFAULT_SHEET_TEXT_ROWS))
-    sum_checks: list[list[str]] = field(default_factory=lambda: [list(c) for c in DEFAULT_SHEET_CHECKS])
-    title: str = "开展情况统计表"
-
-    @property
-    def labels(self) -> list[str]:
-        return [label for label, _ in self.fields]
-
-
-@dataclass(frozen=True)
-class Campaign:
-    name: str
-    deadline: datetime
-    timezone: ZoneInfo
-    video_max_duration_s: float = 180.0
-    video_containers: list[str] = field(default_factory=lambda: list(DEFAULT_VIDEO_CONTAINERS))
-    report_min_text_chars: int = 200
-    sheet: SheetTemplate = field(default_factory=SheetTemplate)
+ITEMS = ("statistics", "report", "video")  # the items of the default campaign
 
 
 @dataclass(frozen=True)
@@ -228,6 +194,26 @@ class Config:
     links: Links
     public_domains: list[str]
     raw: dict[str, Any]
+    # every campaign of the file, in its order; ``campaign`` and ``roster`` are the one selected
+    # (the first unless ``for_campaign`` chose another)
+    campaigns: tuple[Campaign, ...] = ()
+
+    @property
+    def campaign_ids(self) -> list[str]:
+        return [c.id for c in self.campaigns]
+
+    def for_campaign(self, campaign_id: str) -> Config:
+        """This config with ``campaign`` and ``roster`` those of the campaign ``campaign_id``."""
+        for c in self.campaigns:
+            if c.id == campaign_id:
+                return replace(self, campaign=c, roster=Roster(c.roster) if c.roster else self.roster)
+        raise ConfigError(
+            f"no campaign {campaign_id!r} in {self.path}: the ids are {', '.join(self.campaign_ids)}"
+        )
+
+    def each_campaign(self) -> list[Config]:
+        """One config per campaign (for what runs for all: serve, ingest's attribution)."""
+        return [self.for_campaign(c.id) for c in self.campaigns]
 
 
 PUBLIC_MAIL_DOMAINS = [
@@ -347,6 +333,21 @@ class _Reader:
         self.children.append(child)
         return child
 
+    def tables(self, key: str) -> list[_Reader]:
+        """An array of tables (``[[campaigns]]``): one reader per table, named key[0], key[1], ..."""
+        self.known.add(key)
+        value = self.data.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise self.fail(key, f"must be written as [[{self._name(key)}]] tables")
+        out = []
+        for n, v in enumerate(value):
+            child = _Reader(v, f"{self._name(key)}[{n}]", self.file)
+            self.children.append(child)
+            out.append(child)
+        return out
+
     def get(self, key: str, kind: type | tuple, default: Any = ..., choices: tuple | None = None) -> Any:
         self.known.add(key)
         if key not in self.data:
@@ -398,54 +399,8 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
 def config_from_dict(data: dict, file: Path) -> Config:
     root = _Reader(data, "", file)
 
-    c = root.table("campaign", required=True)
-    tzname = c.get("timezone", str, "Asia/Shanghai")
-    try:
-        tz = ZoneInfo(tzname)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise c.fail("timezone", f"{tzname!r} is not a known time zone (e.g. 'Asia/Shanghai')") from None
-    deadline_text = c.get("deadline", str)
-    try:
-        deadline = parse_rfc3339(deadline_text, f"{file}: campaign.deadline")
-    except ConfigError:
-        # A deadline without offset is read in the campaign's time zone.
-        try:
-            deadline = datetime.fromisoformat(deadline_text).replace(tzinfo=tz)
-        except ValueError:
-            raise c.fail(
-                "deadline", f"{deadline_text!r} is not an RFC 3339 time like 2022-06-25T23:59:59+08:00"
-            ) from None
-    video = c.table("video")
-    report = c.table("report")
-    sheet = c.table("sheet")
-    sheet_fields = DEFAULT_SHEET_FIELDS
-    if "fields" in sheet.data:
-        raw_fields = sheet.get("fields", list)
-        try:
-            sheet_fields = [(str(f["label"]), str(f.get("unit", ""))) for f in raw_fields]
-        except (TypeError, KeyError):
-            raise sheet.fail("fields", "must be a list of {label = ..., unit = ...} tables") from None
-        if not sheet_fields:
-            raise sheet.fail("fields", "must name at least one figure")
-    template = SheetTemplate(
-        fields=list(sheet_fields),
-        header_cells=[str(x) for x in sheet.get("header_cells", list, DEFAULT_SHEET_HEADER_CELLS)],
-        text_rows=[str(x) for x in sheet.get("text_rows", list, DEFAULT_SHEET_TEXT_ROWS)],
-        sum_checks=[[str(y) for y in x] for x in sheet.get("sum_checks", list, DEFAULT_SHEET_CHECKS)],
-        title=sheet.get("title", str, "开展情况统计表"),
-    )
-    max_dur = video.get("max_duration_s", float, 180.0)
-    if max_dur <= 0:
-        raise video.fail("max_duration_s", "must be a positive number of seconds")
-    campaign = Campaign(
-        name=c.get("name", str),
-        deadline=deadline,
-        timezone=tz,
-        video_max_duration_s=max_dur,
-        video_containers=[str(x).lower() for x in video.get("containers", list, DEFAULT_VIDEO_CONTAINERS)],
-        report_min_text_chars=report.get("min_text_chars", int, 200),
-        sheet=template,
-    )
+    campaigns = _campaigns(root, file)
+    campaign = campaigns[0]
 
     m = root.table("mailbox", required=True)
     kind = m.get("kind", str, "maildir", choices=("imap", "maildir"))
@@ -500,11 +455,6 @@ def config_from_dict(data: dict, file: Path) -> Config:
         backoff_s=s.get("backoff_s", float, 5.0),
         ca_file=s.path("ca_file", None),
     )
-
-    r = root.table("roster", required=True)
-    roster_path = r.path("path")
-    if roster_path.suffix.lower() not in (".csv", ".xlsx"):
-        raise r.fail("path", f"must be a .csv or .xlsx file, not {roster_path.name}")
 
     st = root.table("storage")
     storage = Storage(db=st.path("db", "mailroll.db"), files=st.path("files", "files"))
@@ -582,7 +532,7 @@ def config_from_dict(data: dict, file: Path) -> Config:
         campaign=campaign,
         mailbox=mailbox,
         smtp=smtp,
-        roster=Roster(roster_path),
+        roster=Roster(campaign.roster),
         storage=storage,
         service=service,
         reminders=reminders,
@@ -590,4 +540,171 @@ def config_from_dict(data: dict, file: Path) -> Config:
         links=links,
         public_domains=public,
         raw=data,
+        campaigns=tuple(campaigns),
     )
+
+
+# ---------------------------------------------------------------------------------- campaigns
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+CLOSES_AFTER_DEADLINE = timedelta(days=30)
+
+
+def _campaigns(root: _Reader, file: Path) -> list[Campaign]:
+    """``[campaign]`` (+ ``[roster]``): one campaign, id 'default'; or ``[[campaigns]]``."""
+    many = root.tables("campaigns")
+    if not many:
+        if "campaign" not in root.data:
+            raise root.fail("campaign", "is missing: add a [campaign] table (or [[campaigns]] tables)")
+        roster_path = _roster_path(root.table("roster", required=True), "path")
+        return [_single_campaign(root.table("campaign", required=True), roster_path)]
+    if "campaign" in root.data:
+        raise ConfigError(f"{file}: write either [campaign] or [[campaigns]], not both")
+    default_roster = None
+    if "roster" in root.data:
+        default_roster = _roster_path(root.table("roster"), "path")
+    out: list[Campaign] = []
+    for c in many:
+        campaign = _listed_campaign(c, default_roster)
+        if campaign.id in {x.id for x in out}:
+            raise c.fail("id", f"{campaign.id!r} is used by another campaign: each needs its own id")
+        out.append(campaign)
+    return out
+
+
+def _roster_path(r: _Reader, key: str) -> Path:
+    path = r.path(key)
+    if path.suffix.lower() not in (".csv", ".xlsx"):
+        raise r.fail(key, f"must be a .csv or .xlsx file, not {path.name}")
+    return path
+
+
+def _timezone(c: _Reader) -> ZoneInfo:
+    tzname = c.get("timezone", str, "Asia/Shanghai")
+    try:
+        return ZoneInfo(tzname)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise c.fail("timezone", f"{tzname!r} is not a known time zone (e.g. 'Asia/Shanghai')") from None
+
+
+def _time(c: _Reader, key: str, tz: ZoneInfo, default: Any = ...) -> datetime | None:
+    """An RFC 3339 time; one without offset is read in the campaign's time zone."""
+    text = c.get(key, str, default)
+    if text is None:
+        return None
+    try:
+        return parse_rfc3339(text, f"{c.file}: {c._name(key)}")
+    except ConfigError:
+        try:
+            return datetime.fromisoformat(text).replace(tzinfo=tz)
+        except ValueError:
+            raise c.fail(key, f"{text!r} is not an RFC 3339 time like 2022-06-25T23:59:59+08:00") from None
+
+
+def _sheet_template(sheet: _Reader) -> SheetTemplate:
+    sheet_fields = DEFAULT_SHEET_FIELDS
+    if "fields" in sheet.data:
+        raw_fields = sheet.get("fields", list)
+        try:
+            sheet_fields = [(str(f["label"]), str(f.get("unit", ""))) for f in raw_fields]
+        except (TypeError, KeyError):
+            raise sheet.fail("fields", "must be a list of {label = ..., unit = ...} tables") from None
+        if not sheet_fields:
+            raise sheet.fail("fields", "must name at least one figure")
+    return SheetTemplate(
+        fields=list(sheet_fields),
+        header_cells=[str(x) for x in sheet.get("header_cells", list, DEFAULT_SHEET_HEADER_CELLS)],
+        text_rows=[str(x) for x in sheet.get("text_rows", list, DEFAULT_SHEET_TEXT_ROWS)],
+        sum_checks=[[str(y) for y in x] for x in sheet.get("sum_checks", list, DEFAULT_SHEET_CHECKS)],
+        title=sheet.get("title", str, "开展情况统计表"),
+    )
+
+
+def _max_duration(r: _Reader) -> float:
+    value = r.get("max_duration_s", float, 180.0)
+    if value <= 0:
+        raise r.fail("max_duration_s", "must be a positive number of seconds")
+    return value
+
+
+def _containers(r: _Reader) -> tuple[str, ...]:
+    return tuple(str(x).lower() for x in r.get("containers", list, DEFAULT_VIDEO_CONTAINERS))
+
+
+def _single_campaign(c: _Reader, roster: Path) -> Campaign:
+    """Today's ``[campaign]`` with ``[campaign.sheet]``, ``[campaign.report]``, ``[campaign.video]``."""
+    tz = _timezone(c)
+    deadline = _time(c, "deadline", tz)
+    video, report = c.table("video"), c.table("report")
+    items = default_items(
+        sheet=_sheet_template(c.table("sheet")),
+        min_text_chars=report.get("min_text_chars", int, 200),
+        max_duration_s=_max_duration(video),
+        containers=list(_containers(video)),
+    )
+    return Campaign(name=c.get("name", str), deadline=deadline, timezone=tz, items=items, roster=roster)
+
+
+def _listed_campaign(c: _Reader, default_roster: Path | None) -> Campaign:
+    """One ``[[campaigns]]`` table with its ``[[campaigns.items]]``."""
+    cid = c.get("id", str)
+    if not _ID.match(cid):
+        raise c.fail(
+            "id", f"{cid!r} must be letters, digits, '-', '_' or '.' (it is typed on the command line)"
+        )
+    tz = _timezone(c)
+    deadline = _time(c, "deadline", tz)
+    if "roster" in c.data:
+        roster = _roster_path(c, "roster")
+    elif default_roster is not None:
+        roster = default_roster
+    else:
+        raise c.fail("roster", 'is missing: name the campaign\'s roster file (roster = "roster.csv")')
+    opens = _time(c, "opens", tz, None)
+    closes = _time(c, "closes", tz, None) or deadline + CLOSES_AFTER_DEADLINE
+    if opens is not None and opens >= closes:
+        raise c.fail("opens", "must be before closes (and before 30 days after the deadline)")
+    items: list[Item] = []
+    for r in c.tables("items"):
+        item = _item(r)
+        if item.id in {i.id for i in items}:
+            raise r.fail("id", f"{item.id!r} is used by another item of the campaign")
+        items.append(item)
+    if not items:
+        raise c.fail("items", "is missing: add [[campaigns.items]] tables, one per item asked for")
+    return Campaign(
+        id=cid,
+        name=c.get("name", str),
+        deadline=deadline,
+        timezone=tz,
+        items=tuple(items),
+        roster=roster,
+        keywords=tuple(str(k) for k in c.get("keywords", list, []) if str(k).strip()),
+        opens=opens,
+        closes=closes,
+    )
+
+
+def _item(r: _Reader) -> Item:
+    iid = r.get("id", str)
+    if not _ID.match(iid):
+        raise r.fail("id", f"{iid!r} must be letters, digits, '-', '_' or '.'")
+    kind = r.get("kind", str, choices=ITEM_KINDS)
+    common = dict(
+        id=iid,
+        label=r.get("label", str, iid),
+        kind=kind,
+        required=r.get("required", bool, True),
+        keywords=tuple(str(k) for k in r.get("keywords", list, []) if str(k).strip()),
+        mail_label=r.get("mail_label", str, ""),
+    )
+    if kind == "sheet":
+        return Item(**common, sheet=_sheet_template(r))
+    if kind == "document":
+        return Item(**common, min_text_chars=r.get("min_text_chars", int, 200))
+    if kind == "video":
+        return Item(**common, max_duration_s=_max_duration(r), containers=_containers(r))
+    count = r.get("min_count", int, 1)
+    if count < 1:
+        raise r.fail("min_count", "must be at least 1")
+    return Item(**common, min_count=count)

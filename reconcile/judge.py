@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ingest.campaigns import Item, SheetTemplate
+
 OK, INVALID, MISSING = "ok", "invalid", "missing"
-ITEMS = ("statistics", "report", "video")
 MISSING_PROBLEMS = {"not found", "empty", "missing"}
 
 
@@ -56,19 +57,22 @@ def minutes(seconds: float, precise: bool = False) -> str:
     return f"{s // 60}:{s % 60:02d}"
 
 
-def judge_part(row: Mapping[str, Any], config) -> Judgement:
-    """Judge one ``parts`` row (a mapping with kind, facts, error) against the campaign."""
+def judge_part(row: Mapping[str, Any], config, item: Item | None = None) -> Judgement:
+    """Judge one ``parts`` row (a mapping with kind, facts, error) against the campaign's
+    ``item`` (default: the campaign's first item the file can be)."""
     kind = row["kind"]
     error = row["error"]
     if error:
         return Judgement(INVALID, str(error), reason_zh=error_zh(str(error)))
     facts = _facts(row)
+    if item is None:
+        item = next((i for i in config.campaign.items if i.part_kind == kind), None)
     if kind == "statistics":
-        return _statistics(facts, config)
+        return _statistics(facts, item.sheet if item and item.sheet else SheetTemplate())
     if kind == "report":
-        return _report(facts, config)
+        return _report(facts, item.min_text_chars if item else Item("", "", "document").min_text_chars)
     if kind == "video":
-        return _video(facts, config)
+        return _video(facts, item or Item("", "", "video"))
     return Judgement(OK)
 
 
@@ -133,7 +137,7 @@ def error_zh(error: str) -> str:
     return _in_chinese(error, _ERRORS_ZH, f"未能读取：{error}")
 
 
-def _statistics(facts: dict, config) -> Judgement:
+def _statistics(facts: dict, sheet: SheetTemplate) -> Judgement:
     if not facts:
         return Judgement(
             INVALID,
@@ -142,7 +146,7 @@ def _statistics(facts: dict, config) -> Judgement:
         )
     problems = facts.get("problems") or {}
     raw = {k: v for k, v in (facts.get("raw") or {}).items() if isinstance(v, str)}
-    labels = config.campaign.sheet.labels
+    labels = sheet.labels
     order = {label: i for i, label in enumerate(labels)}
 
     def ordered(keys):
@@ -158,11 +162,9 @@ def _statistics(facts: dict, config) -> Judgement:
     if labels and set(labels) <= set(not_found):
         reasons.append(
             f"none of the form's rows ({labels[0]}, {labels[1] if len(labels) > 1 else ''}…) were found: "
-            f"is this the {config.campaign.sheet.title}?"
+            f"is this the {sheet.title}?"
         )
-        reasons_zh.append(
-            f"未找到统计表的任何指标行（{'、'.join(labels[:2])}…），请确认是否为{config.campaign.sheet.title}"
-        )
+        reasons_zh.append(f"未找到统计表的任何指标行（{'、'.join(labels[:2])}…），请确认是否为{sheet.title}")
     elif not_found:
         reasons.append("the sheet lacks " + ", ".join(not_found))
         reasons_zh.append("统计表缺少：" + "、".join(not_found))
@@ -191,7 +193,7 @@ def _statistics(facts: dict, config) -> Judgement:
     return Judgement(OK, None, warnings, None, warnings_zh)
 
 
-def _report(facts: dict, config) -> Judgement:
+def _report(facts: dict, need: int) -> Judgement:
     fmt = facts.get("format") or "document"
     if facts.get("encrypted"):
         return Judgement(
@@ -202,7 +204,6 @@ def _report(facts: dict, config) -> Judgement:
     if facts.get("scanned"):
         return Judgement(OK, None, ["scanned PDF without a text layer"], None, ["扫描版PDF，没有文字层"])
     chars = int(facts.get("text_chars") or 0)
-    need = config.campaign.report_min_text_chars
     if chars < need:
         if chars == 0:
             return Judgement(
@@ -216,10 +217,10 @@ def _report(facts: dict, config) -> Judgement:
     return Judgement(OK)
 
 
-def _video(facts: dict, config) -> Judgement:
+def _video(facts: dict, item: Item) -> Judgement:
     if not facts or facts.get("duration_s") is None:
         return Judgement(INVALID, "the video's length could not be measured", reason_zh="未能测出视频时长")
-    allowed = {c.lower() for c in config.campaign.video_containers}
+    allowed = {c.lower() for c in item.containers}
     container = str(facts.get("container") or "").lower()
     names = {container, *(str(facts.get("format_name") or "").lower().split(","))} - {""}
     if allowed and not names & allowed:
@@ -230,7 +231,7 @@ def _video(facts: dict, config) -> Judgement:
             reason_zh=f"视频格式{shown}不符合要求（请发送{'、'.join(sorted(allowed))}格式）",
         )
     duration = float(facts["duration_s"])
-    limit = float(config.campaign.video_max_duration_s)
+    limit = float(item.max_duration_s)
     if duration > limit:
         precise = minutes(duration) == minutes(limit)
         return Judgement(

@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-ITEMS = ("statistics", "report", "video")
-ITEM_CN = {"statistics": "统计表", "report": "总结报告", "video": "视频"}
 UNIT_STATE_CN = {"complete": "齐全", "incomplete": "不齐全", "missing": "未报送"}
 ITEM_STATE_CN = {"ok": "合格", "invalid": "不合格", "missing": "未收到"}
 FILLS = {
@@ -96,11 +94,11 @@ def _summary_table(rows: list[dict], config, generated: str) -> Table:
     t.add(["合计", len(rows)], bold=True)
     t.add([])
     t.add(["材料", *ITEM_STATE_CN.values(), "逾期"], header=True)
-    for item in ITEMS:
+    for item, label in config.campaign.labels.items():
         states = [r["items"][item]["state"] for r in rows]
         t.add(
             [
-                ITEM_CN[item],
+                label,
                 *(states.count(s) for s in ITEM_STATE_CN),
                 sum(1 for r in rows if r["items"][item]["late"]),
             ]
@@ -134,8 +132,8 @@ def _units_table(rows: list[dict], config) -> Table:
     tz = config.campaign.timezone
     t = Table("单位情况", freeze_row=1)
     header = ["序号", "单位编号", "单位名称", "类别", "状态", "逾期"]
-    for item in ITEMS:
-        cn = ITEM_CN[item]
+    labels = config.campaign.labels
+    for cn in labels.values():
         header += [cn, f"{cn}说明", f"{cn}收到时间"]
     header += ["最后来信", "截止时间", "人工处理", "邮箱"]
     t.add(header, header=True)
@@ -144,7 +142,7 @@ def _units_table(rows: list[dict], config) -> Table:
         row = [n, r["id"], r["name"], r.get("category") or "", state, "逾期" if r["late"] else ""]
         notes = []
         fill_cols = {}
-        for item in ITEMS:
+        for item, cn in labels.items():
             it = r["items"][item]
             label = ITEM_STATE_CN[it["state"]] + ("（逾期）" if it["late"] else "")
             explain = it.get("reason_zh") or it.get("reason") or ""
@@ -156,7 +154,7 @@ def _units_table(rows: list[dict], config) -> Table:
             fill_cols[len(row)] = "late" if it["late"] and it["state"] == "ok" else it["state"]
             row += [label, explain, _local(it.get("arrived_at"), tz)]
             if it.get("override"):
-                notes.append(f"{ITEM_CN[item]}{_override_text(it)}")
+                notes.append(f"{cn}{_override_text(it)}")
         if r.get("exempt"):
             notes.append("免报" + (f"：{r['exempt_note']}" if r.get("exempt_note") else ""))
         if r.get("deadline_extended"):
@@ -179,7 +177,8 @@ def _units_table(rows: list[dict], config) -> Table:
 
 def _stats_table(stats: dict, config) -> Table:
     t = Table("统计汇总", freeze_row=1)
-    fields = config.campaign.sheet.fields
+    sheet = config.campaign.first("sheet")
+    fields = sheet.sheet.fields if sheet is not None and sheet.sheet else []
     header = [
         "单位编号",
         "单位名称",

@@ -24,8 +24,12 @@ def _number(x: float) -> int | float:
 
 def collect(conn: sqlite3.Connection, rows: list[dict], config) -> dict:
     """``{"units": N, "fields": {label: total}}`` plus per-unit figures and the units left out."""
-    labels = config.campaign.sheet.labels
-    part_ids = [r["items"]["statistics"].get("part") for r in rows]
+    item = config.campaign.first("sheet")
+    if item is None:  # the campaign asks for no statistics sheet: nothing to add up
+        rows = []
+    labels = item.sheet.labels if item is not None and item.sheet else []
+    key = item.id if item is not None else ""
+    part_ids = [r["items"][key].get("part") for r in rows]
     facts: dict[int, dict] = {}
     wanted = [p for p in part_ids if p]
     if wanted:
@@ -41,7 +45,7 @@ def collect(conn: sqlite3.Connection, rows: list[dict], config) -> dict:
     accepted_missing, other_unit = [], []
     by_sha: dict[str, list[dict]] = {}
     for r in rows:
-        st = r["items"]["statistics"]
+        st = r["items"][key]
         pid = st.get("part")
         if st["state"] != OK or not pid:
             why = st.get("reason") or (

@@ -31,7 +31,6 @@ from typing import Any
 
 from reconcile.judge import (
     INVALID,
-    ITEMS,
     MISSING,
     OK,
     Judgement,
@@ -112,22 +111,27 @@ def _load(conn: sqlite3.Connection):
     return messages, by_unit, parts, links
 
 
-def _files(item: str, mid: int, parts: dict) -> list[dict]:
-    return [p for p in parts.get(mid, ()) if p["kind"] == item]
+def _files(item, mid: int, parts: dict, campaign) -> list[dict]:
+    """The files of message ``mid`` that can be the campaign's ``item``."""
+    return [
+        p
+        for p in parts.get(mid, ())
+        if p["kind"] == item.part_kind and campaign.item_for_file(p["kind"], p["filename"]) == item
+    ]
 
 
 def _day(value: datetime, tz) -> str:
     return value.astimezone(tz or UTC).strftime("%Y-%m-%d")
 
 
-def _best(ps: list[dict], config) -> tuple[dict, Judgement]:
-    judged = [(p, judge_part(p, config)) for p in ps]
+def _best(ps: list[dict], config, item) -> tuple[dict, Judgement]:
+    judged = [(p, judge_part(p, config, item)) for p in ps]
     return next(((p, j) for p, j in judged if j.state == OK), judged[0])
 
 
 def _item_status(
     unit_id: str,
-    item: str,
+    item,
     mids: list[int],
     messages: dict,
     parts: dict,
@@ -146,10 +150,17 @@ def _item_status(
       one: the earlier one keeps counting and a warning names the later file. A later file that
       was read but fails a check replaces the earlier one.
     """
+    campaign = config.campaign
     order = sorted(mids, key=lambda m: (messages[m]["at"], m))
-    carrying = [m for m in order if _files(item, m, parts)]
+    if item.kind == "images":
+        return _images_status(item, order, messages, parts, campaign, deadline, tz)
+
+    def files(m: int) -> list[dict]:
+        return _files(item, m, parts, campaign)
+
+    carrying = [m for m in order if files(m)]
     ls: list[dict] = []
-    if not carrying and item == "video":
+    if not carrying and item.kind == "video" and campaign.first("video") == item:
         carrying = [m for m in order if links.get(m)]
         if carrying:
             ls = links[carrying[-1]]
@@ -162,21 +173,21 @@ def _item_status(
     if ls:
         judgement = judge_link(ls[0])
     else:
-        chosen, judgement = _best(_files(item, latest, parts), config)
-        if judgement.state != OK and all(unreadable(p) for p in _files(item, latest, parts)):
+        chosen, judgement = _best(files(latest), config, item)
+        if judgement.state != OK and all(unreadable(p) for p in files(latest)):
             # walk back over files that could not be read to the latest readable submission
             skipped = [latest]
             for m in reversed(carrying[:-1]):
-                ps = _files(item, m, parts)
+                ps = files(m)
                 if all(unreadable(p) for p in ps):
                     skipped.append(m)
                     continue
-                earlier, ej = _best(ps, config)
+                earlier, ej = _best(ps, config, item)
                 if ej.state == OK:
-                    what = {"statistics": "sheet", "report": "report", "video": "video"}[item]
-                    what_zh = {"statistics": "统计表", "report": "总结报告", "video": "视频"}[item]
+                    what = KIND_WORDS.get(item.kind, item.kind)
+                    what_zh = item.label
                     for s in reversed(skipped):
-                        bad, bj = _best(_files(item, s, parts), config)
+                        bad, bj = _best(files(s), config, item)
                         name = bad["filename"] or bad["location"] or "?"
                         day = _day(messages[s]["at"], tz)
                         warnings.append(
@@ -218,6 +229,53 @@ def _item_status(
     if ls:
         out["link"] = ls[0]["url"]
     return out
+
+
+def _images_status(item, order: list[int], messages: dict, parts: dict, campaign, deadline, tz) -> dict:
+    """An ``images`` item: at least ``min_count`` different pictures (by content), counted over
+    all the unit's messages; late when the last one needed arrived after the deadline."""
+    first_seen: dict[str, int] = {}
+    for m in order:
+        for p in _files(item, m, parts, campaign):
+            if p["sha256"] and not p["error"]:
+                first_seen.setdefault(p["sha256"], m)
+    if not first_seen and not any(_files(item, m, parts, campaign) for m in order):
+        return {"state": MISSING, "late": False, "reason": None, "reason_zh": None, "submissions": 0}
+    got, need = len(first_seen), item.min_count
+    arrivals = sorted(first_seen.values(), key=lambda m: (messages[m]["at"], m))
+    carrying = sorted({m for m in order if _files(item, m, parts, campaign)})
+    out: dict[str, Any] = {
+        "state": OK,
+        "late": False,
+        "reason": None,
+        "reason_zh": None,
+        "count": got,
+        "warnings": [],
+        "warnings_zh": [],
+        "submissions": len(carrying),
+    }
+    if got < need:
+        out.update(
+            state=INVALID,
+            reason=f"{got} different picture{'s' if got != 1 else ''} received, at least {need} expected",
+            reason_zh=f"只收到{got}张不同的图片，至少需要{need}张",
+        )
+        counted = arrivals[-1] if arrivals else carrying[-1]
+    else:
+        counted = arrivals[need - 1]
+        out["late"] = messages[counted]["at"] > deadline
+    msg = messages[counted]
+    out.update(
+        message=counted,
+        message_id=msg["message_id"],
+        arrived_at=iso_text(msg["at"], tz),
+        sent_at=iso_text(msg["at"], tz),
+        details=f"{got} pictures",
+    )
+    return out
+
+
+KIND_WORDS = {"sheet": "sheet", "document": "report", "video": "video", "images": "pictures"}
 
 
 def _sheet_unit_warning(st: dict, unit, roster, parts_by_id: dict, names) -> None:
@@ -279,7 +337,8 @@ def unit_statuses(
     from reconcile.attribute import NameIndex
     from reconcile.overrides import in_force
 
-    tz = config.campaign.timezone
+    campaign = config.campaign
+    tz = campaign.timezone
     messages, by_unit, parts, links = _load(conn)
     if as_of is not None:
         if as_of.tzinfo is None:
@@ -297,19 +356,20 @@ def unit_statuses(
         if extended:
             deadline = extended[0]
         items: dict[str, dict] = {}
-        for item in ITEMS:
+        for item in campaign.items:
             st = _item_status(unit.id, item, mids, messages, parts, links, config, deadline, tz)
-            if item == "statistics" and st.get("part"):
+            if item.kind == "sheet" and st.get("part"):
                 names = names or NameIndex(roster)
                 _sheet_unit_warning(st, unit, roster, parts_by_id, names)
-            o = decisions.items.get((unit.id, item))
+            o = decisions.items.get((unit.id, item.id))
             if o is not None:
                 _apply_override(st, o)
-            items[item] = st
-        states = [items[i]["state"] for i in ITEMS]
+            items[item.id] = st
+        required = [i.id for i in campaign.items if i.required]
+        states = [items[i]["state"] for i in required]
         if all(s == OK for s in states):
             state = "complete"
-        elif not mids and all(s == MISSING for s in states):
+        elif not mids and all(items[i]["state"] == MISSING for i in items):
             state = "missing"  # nothing at all attributed to the unit (and no staff accept)
         else:
             state = "incomplete"
@@ -320,7 +380,7 @@ def unit_statuses(
                 "id": unit.id,
                 "name": unit.name,
                 "state": state,
-                "late": any(items[i]["late"] for i in ITEMS),
+                "late": any(items[i]["late"] for i in items),
                 "items": items,
                 "category": unit.category,
                 "exempt": ex is not None,

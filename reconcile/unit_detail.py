@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from reconcile.judge import ITEMS, describe, judge_part
+from reconcile.judge import describe, judge_part
 from reconcile.status import iso_text, stored_time
 
 
@@ -44,14 +44,16 @@ def unit_detail(conn: sqlite3.Connection, roster, config, unit, status_row: dict
             entry = {
                 k: p[k] for k in ("id", "origin", "location", "filename", "kind", "sha256", "size", "error")
             }
-            if p["kind"] in ITEMS:
-                j = judge_part(p, config)
+            item = config.campaign.item_for_file(p["kind"], p["filename"])
+            if item is not None:
+                j = judge_part(p, config, item)
                 entry.update(
                     state=j.state,
                     reason=j.reason,
                     reason_zh=j.reason_zh,
                     warnings=j.warnings,
                     details=describe(p),
+                    item=item.id,
                 )
             entry["counted"] = p["id"] in counted
             parts.append(entry)

@@ -16,9 +16,6 @@ import click
 from reconcile.cli.app import App, UsageProblem, cli, emit_json, json_option, pass_app
 from reconcile.cli.status_cmd import find_unit, local_time
 
-ITEM_NAMES = ("statistics", "report", "video")
-
-
 _unit = find_unit
 
 
@@ -88,7 +85,7 @@ def assign(app: App, message: str, unit: str, note: str | None, as_json: bool) -
 
 def _item_decision(action: str):
     @click.argument("unit")
-    @click.argument("item", type=click.Choice(ITEM_NAMES))
+    @click.argument("item")
     @click.option(
         "--note",
         required=(action == "reject"),
@@ -100,6 +97,11 @@ def _item_decision(action: str):
         from reconcile import overrides
 
         u = _unit(app, unit)
+        if item not in app.config.campaign.item_ids:
+            raise UsageProblem(
+                f"no item {item!r} in campaign {app.config.campaign.id}: "
+                f"the items are {', '.join(app.config.campaign.item_ids)}"
+            )
         oid = overrides.add(app.conn, action, app.actor, unit=u.id, item=item, note=note)
         state = "ok" if action == "accept" else "invalid"
         _done(

@@ -14,8 +14,6 @@ import click
 
 from reconcile.cli.app import App, UsageProblem, cli, emit_json, json_option, pass_app
 
-ITEM_NAMES = ("statistics", "report", "video")
-ITEM_LABELS = {"statistics": "统计表", "report": "总结报告", "video": "视频"}
 STATE_STYLE = {
     "ok": "green",
     "invalid": "red",
@@ -79,15 +77,15 @@ def local_time(iso: str | None, tz) -> str:
     "--missing",
     "missing",
     multiple=True,
-    type=click.Choice(ITEM_NAMES),
-    help="Only units that have not sent this item (repeatable).",
+    metavar="ITEM",
+    help="Only units that have not sent this item (an item id, repeatable).",
 )
 @click.option(
     "--invalid",
     "invalid",
     multiple=True,
-    type=click.Choice(ITEM_NAMES),
-    help="Only units whose counted item fails its check (repeatable).",
+    metavar="ITEM",
+    help="Only units whose counted item fails its check (an item id, repeatable).",
 )
 @click.option("--late", is_flag=True, help="Only units with a late item.")
 @click.option(
@@ -107,6 +105,12 @@ def status(app: App, states, missing, invalid, late, categories, as_json: bool) 
             return
     from reconcile.status import matches
 
+    wrong = [i for i in (*missing, *invalid) if i not in app.config.campaign.item_ids]
+    if wrong:
+        raise UsageProblem(
+            f"no item {', '.join(wrong)} in campaign {app.config.campaign.id}: "
+            f"the items are {', '.join(app.config.campaign.item_ids)}"
+        )
     known = sorted({u.category for u in app.roster.units if u.category})
     unknown = [c for c in categories if c not in known]
     if unknown:
@@ -154,7 +158,8 @@ def _render_status(app: App, rows: list[dict]) -> None:
     con = wide_console()
     table = Table(title=app.config.campaign.name, show_lines=False)
     table.add_column("unit", no_wrap=True)
-    for col in ("category", "statistics", "report", "video", "late", "last arrival"):
+    items = app.config.campaign.item_ids
+    for col in ("category", *items, "late", "last arrival"):
         table.add_column(col, overflow="fold")
     for r in rows:
         name = escape(r["name"]) + f"\n[dim]{escape(r['id'])}[/]"
@@ -163,7 +168,7 @@ def _render_status(app: App, rows: list[dict]) -> None:
         table.add_row(
             name,
             escape(r.get("category") or ""),
-            *(_cell(r["items"][i]) for i in ITEM_NAMES),
+            *(_cell(r["items"][i]) for i in items),
             "[red]late[/]" if r["late"] else "",
             _short_time(r.get("last_arrival")),
         )
@@ -199,7 +204,8 @@ def stats(app: App, as_json: bool) -> None:
         return
     from rich.table import Table
 
-    units = dict(app.config.campaign.sheet.fields)
+    sheet = app.config.campaign.first("sheet")
+    units = dict(sheet.sheet.fields) if sheet is not None and sheet.sheet else {}
     table = Table(title=f"{app.config.campaign.name}: {data['units']} units with a valid sheet")
     table.add_column("field")
     table.add_column("total", justify="right")
@@ -232,10 +238,10 @@ def show(app: App, unit: str, as_json: bool) -> None:
     if as_json:
         emit_json(detail)
         return
-    _render_show(detail, app.config.campaign.timezone, set(app.roster.by_id))
+    _render_show(detail, app.config.campaign.labels, app.config.campaign.timezone, set(app.roster.by_id))
 
 
-def _render_show(d: dict, tz=None, roster_ids: set | None = None) -> None:
+def _render_show(d: dict, labels: dict[str, str], tz=None, roster_ids: set | None = None) -> None:
     from rich.markup import escape
 
     con = wide_console()
@@ -252,9 +258,9 @@ def _render_show(d: dict, tz=None, roster_ids: set | None = None) -> None:
         line += f" [cyan]exempt[/] {escape(s.get('exempt_note') or '')}"
     line += f"; deadline {s['deadline']}" + (" (extended)" if s.get("deadline_extended") else "")
     con.print(line)
-    for item in ITEM_NAMES:
+    for item, label in labels.items():
         it = s["items"][item]
-        text = f"  {item} ({ITEM_LABELS[item]}): [{STATE_STYLE[it['state']]}]{it['state']}[/]"
+        text = f"  {item} ({label}): [{STATE_STYLE[it['state']]}]{it['state']}[/]"
         if it.get("late"):
             text += " [red]late[/]"
         if it.get("filename"):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from reconcile.cli.app import App, cli, pass_app
+from reconcile.cli.app import App, UsageProblem, cli, pass_app
 
 
 @cli.command("template")
@@ -16,8 +16,9 @@ from reconcile.cli.app import App, cli, pass_app
 @click.option(
     "--docx", "docx_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the form as .docx."
 )
+@click.option("--item", "item_id", help="Which sheet item's form, when the campaign asks for several.")
 @pass_app
-def template_command(app: App, xlsx_path: Path | None, docx_path: Path | None) -> None:
+def template_command(app: App, xlsx_path: Path | None, docx_path: Path | None, item_id: str | None) -> None:
     """Write the blank statistics sheet (开展情况统计表) of the campaign's template.
 
     The form has the header cells (填报单位, 联系人, 联系电话), one row per figure with its unit,
@@ -28,10 +29,23 @@ def template_command(app: App, xlsx_path: Path | None, docx_path: Path | None) -
     if not xlsx_path and not docx_path:
         raise click.UsageError("say where to write the form: --xlsx PATH and/or --docx PATH")
     campaign = app.config.campaign
-    template = campaign.sheet
+    sheets = [i for i in campaign.items if i.kind == "sheet"]
+    if item_id is not None:
+        sheets = [i for i in sheets if i.id == item_id]
+    if not sheets:
+        raise UsageProblem(
+            f"campaign {campaign.id} has no sheet item {item_id!r}"
+            if item_id
+            else f"campaign {campaign.id} asks for no statistics sheet: there is no form to write"
+        )
+    template = sheets[0].sheet
     title = f"{campaign.name}{template.title}"  # 2022年山西省科技活动周开展情况统计表
     for path, writer in ((xlsx_path, write_xlsx), (docx_path, write_docx)):
         if path:
             path.parent.mkdir(parents=True, exist_ok=True)
             writer(path, template, title=title)
             click.echo(f"wrote {path}")
+    click.echo(f"{campaign.name} asks each unit for:")
+    for item in campaign.items:
+        note = "this form" if item == sheets[0] else item.kind
+        click.echo(f"  {item.said} ({item.id}): {note}" + ("" if item.required else ", optional"))

@@ -44,7 +44,6 @@ from email.utils import getaddresses
 from reconcile.outgoing import outbox
 from reconcile.outgoing.compose import is_our_message_id, render
 from reconcile.outgoing.reminders import (
-    ITEM_LABELS,
     _duration_text,
     format_deadline,
     in_quiet_hours,
@@ -54,9 +53,11 @@ from reconcile.outgoing.smtp import Mailer
 
 log = logging.getLogger(__name__)
 
+# what a recorded file is, for files that are none of the campaign's items (the items' own
+# labels come from the config)
 KIND_LABELS = {
     "statistics": "统计表",
-    "report": "总结报告",
+    "report": "文档",
     "video": "视频",
     "image": "图片",
     "archive": "压缩包",
@@ -211,8 +212,9 @@ def _files(conn: sqlite3.Connection, config, message: int) -> list[dict]:
     ):
         part = dict(zip(("id", "location", "filename", "kind", "facts", "error", "origin"), r))
         kind = part["kind"] or "other"
-        if kind in ITEM_LABELS:
-            j = judge_part(part, config)
+        item = config.campaign.item_for_file(kind, part["filename"])
+        if item is not None:
+            j = judge_part(part, config, item)
             ok, reason, warnings = j.state == "ok", j.reason_zh or "", list(j.warnings_zh)
             verdict = "合格" if ok else f"有问题 —— {reason}"
         else:  # not one of the items asked for: received, nothing to judge
@@ -222,7 +224,7 @@ def _files(conn: sqlite3.Connection, config, message: int) -> list[dict]:
             {
                 "name": part["location"] or part["filename"] or "(无名文件)",
                 "kind": kind,
-                "kind_label": KIND_LABELS.get(kind, kind),
+                "kind_label": item.label if item is not None else KIND_LABELS.get(kind, kind),
                 "ok": ok,
                 "verdict": verdict,
                 "reason": reason or "",
@@ -257,11 +259,11 @@ def build(
     subject = row["subject"] or ""
     reply_subject = subject if REPLY_PREFIX.match(subject) else f"Re: {subject}".rstrip()
     items, still = [], []
-    for item, label in ITEM_LABELS.items():
-        st = (status or {}).get("items", {}).get(item, {"state": "missing", "reason": None})
-        items.append({"item": item, "label": label, "state": st.get("state"), "reason": zh_reason(st)})
-        if st.get("state") != "ok":
-            still.append(label)
+    for it in config.campaign.items:
+        st = (status or {}).get("items", {}).get(it.id, {"state": "missing", "reason": None})
+        items.append({"item": it.id, "label": it.said, "state": st.get("state"), "reason": zh_reason(st)})
+        if st.get("state") != "ok" and it.required:
+            still.append(it.said)
     deadline = config.campaign.deadline
     if status and status.get("deadline"):
         try:
@@ -271,7 +273,11 @@ def build(
     received = datetime.fromisoformat(row["received_at"].replace("Z", "+00:00"))
     to = _reply_address(row["reply_to"], row["from_addr"])
     cc = _copy_to(unit, to, row["from_addr"])
-    video_st = next((i["state"] for i in items if i["item"] == "video"), "missing")
+    videos = [
+        i
+        for i in config.campaign.items
+        if i.kind == "video" and (status or {}).get("items", {}).get(i.id, {}).get("state") != "ok"
+    ]
     subj, body = render(
         config,
         "receipt.j2",
@@ -285,8 +291,8 @@ def build(
         still_needed=still,
         deadline=format_deadline(deadline, config),
         deadline_passed=(now or datetime.now(UTC)) > deadline,
-        video_needed=video_st != "ok",
-        video_limit=_duration_text(int(config.campaign.video_max_duration_s)),
+        video_needed=bool(videos),
+        video_limit=_duration_text(int(videos[0].max_duration_s)) if videos else "",
         exempt=bool((status or {}).get("exempt")),
         cc=cc,
     )

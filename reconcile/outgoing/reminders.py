@@ -39,8 +39,6 @@ from reconcile.outgoing.smtp import Mailer
 
 log = logging.getLogger(__name__)
 
-ITEM_LABELS = {"statistics": "开展情况统计表", "report": "总结报告", "video": "视频（影像资料）"}
-
 
 # ------------------------------------------------------------------------------- time rules
 
@@ -193,8 +191,9 @@ def _due(conn: sqlite3.Connection, roster, config, now: datetime, statuses: list
         if status is not None and status != "deferred":
             continue
         items = row["items"]
-        missing = [i for i in ITEM_LABELS if items.get(i, {}).get("state") == "missing"]
-        invalid = [i for i in ITEM_LABELS if items.get(i, {}).get("state") == "invalid"]
+        asked = [i.id for i in config.campaign.items if i.required]
+        missing = [i for i in asked if items.get(i, {}).get("state") == "missing"]
+        invalid = [i for i in asked if items.get(i, {}).get("state") == "invalid"]
         if not missing and not invalid:
             continue
         to = _unit_addresses(conn, unit)
@@ -223,7 +222,11 @@ def format_deadline(deadline: datetime, config) -> str:
 def render_reminder(config, unit, reminder: Reminder) -> tuple[str, str]:
     deadline = datetime.fromisoformat(reminder.deadline) if reminder.deadline else config.campaign.deadline
     local = deadline.astimezone(config.campaign.timezone)
-    limit = int(config.campaign.video_max_duration_s)
+    said = {i.id: i.said for i in config.campaign.items}
+    videos = [
+        i for i in config.campaign.items if i.kind == "video" and i.id in reminder.missing + reminder.invalid
+    ]
+    limit = int(videos[0].max_duration_s) if videos else 0
     return render(
         config,
         "reminder.j2",
@@ -233,12 +236,12 @@ def render_reminder(config, unit, reminder: Reminder) -> tuple[str, str]:
         after=reminder.stage.startswith("after-"),
         deadline=format_deadline(deadline, config),
         deadline_short=f"{local.month}月{local.day}日",
-        missing=[{"item": i, "label": ITEM_LABELS[i]} for i in reminder.missing],
+        missing=[{"item": i, "label": said.get(i, i)} for i in reminder.missing],
         invalid=[
-            {"item": i, "label": ITEM_LABELS[i], "reason": reminder.reasons.get(i, "")}
+            {"item": i, "label": said.get(i, i), "reason": reminder.reasons.get(i, "")}
             for i in reminder.invalid
         ],
-        video_needed="video" in reminder.missing + reminder.invalid,
+        video_needed=bool(videos),
         video_limit=_duration_text(limit),
     )
 

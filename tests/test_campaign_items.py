@@ -1,0 +1,214 @@
+"""Items as data: a campaign written as [[campaigns]] with its own items, labels and limits.
+
+A fourth item (典型案例, a second document) added in the config appears in `status`, receipts,
+reminders, the workbook and `template`, with no code change; an ``images`` item counts
+different pictures; an optional item never makes a unit incomplete.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import openpyxl
+import pytest
+from fixtures.files import make_png, make_report_docx, make_sheet_xlsx
+from fixtures.mail import build_mail
+
+from ingest.config import ConfigError, load_config
+
+TY = "太原市科学技术局 <tykjj@taiyuan.gov.cn>"
+BEFORE = datetime(2022, 6, 20, 2, 30, tzinfo=UTC)
+
+SCIENCE_WEEK_4 = """
+[[campaigns]]
+id = "kjz2022"
+name = "2022年山西省科技活动周"
+deadline = "2022-06-25T23:59:59+08:00"
+timezone = "Asia/Shanghai"
+roster = "roster.csv"
+keywords = ["科技活动周", "科技周"]
+  [[campaigns.items]]
+  id = "statistics"
+  label = "统计表"
+  kind = "sheet"
+  [[campaigns.items]]
+  id = "report"
+  label = "总结报告"
+  kind = "document"
+  min_text_chars = 200
+  [[campaigns.items]]
+  id = "video"
+  label = "影像资料"
+  kind = "video"
+  max_duration_s = 180
+  [[campaigns.items]]
+  id = "cases"
+  label = "典型案例"
+  kind = "document"
+  keywords = ["案例"]
+  min_text_chars = 100
+"""
+
+
+def files(*named: tuple[str, Path]) -> list[tuple[str, bytes]]:
+    return [(n, Path(p).read_bytes()) for n, p in named]
+
+
+def test_the_two_config_forms(campaign):
+    old = campaign.config()
+    assert [c.id for c in old.campaigns] == ["default"]
+    assert old.campaign.item_ids == ("statistics", "report", "video")
+    assert old.campaign.labels == {"statistics": "统计表", "report": "总结报告", "video": "视频"}
+    campaign.use_campaigns(SCIENCE_WEEK_4)
+    new = campaign.config()
+    c = new.campaign
+    assert c.id == "kjz2022" and c.item_ids == ("statistics", "report", "video", "cases")
+    assert c.closes == datetime(2022, 7, 25, 23, 59, 59, tzinfo=c.deadline.tzinfo), "deadline + 30 days"
+    assert c.item("cases").min_text_chars == 100 and c.item("video").label == "影像资料"
+    assert new.roster.path == campaign.root / "roster.csv"
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        (SCIENCE_WEEK_4.replace('kind = "document"\n  keywords', 'kind = "slides"\n  keywords'), "kind"),
+        (SCIENCE_WEEK_4.replace('id = "cases"', 'id = "report"'), "used by another item"),
+        (SCIENCE_WEEK_4 + SCIENCE_WEEK_4, "used by another campaign"),
+        (SCIENCE_WEEK_4.replace('id = "kjz2022"', 'id = "kjz 2022"'), "command line"),
+        (SCIENCE_WEEK_4.replace("min_text_chars = 100", "min_chars = 100"), "min_chars"),
+    ],
+)
+def test_campaign_mistakes_are_named(campaign, text, says):
+    campaign.use_campaigns(text)
+    with pytest.raises(ConfigError, match=says):
+        load_config(campaign.config_path)
+
+
+def test_both_forms_at_once_is_an_error(campaign):
+    campaign.extra_toml = SCIENCE_WEEK_4
+    campaign.configure()
+    with pytest.raises(ConfigError, match="either"):
+        load_config(campaign.config_path)
+
+
+@pytest.fixture
+def four_items(campaign, smtp_server, tmp_path, media):
+    campaign.configure(smtp=smtp_server.config())
+    campaign.use_campaigns(SCIENCE_WEEK_4)
+    sheet = make_sheet_xlsx(tmp_path / "统计表.xlsx")
+    report = make_report_docx(tmp_path / "总结报告.docx", chars=800)
+    cases = make_report_docx(tmp_path / "案例.docx", chars=40)
+    campaign.deliver(
+        build_mail(
+            TY,
+            subject="太原市科技活动周材料",
+            attachments=files(
+                ("统计表.xlsx", sheet),
+                ("2022科技周总结报告.docx", report),
+                ("科技周视频.mp4", media.video(60)),
+                ("典型案例：科普大篷车.docx", cases),
+            ),
+        ),
+        when=BEFORE,
+    )
+    campaign.run("ingest", "--once")
+    return campaign
+
+
+def test_a_fourth_item_is_judged_shown_and_mailed(four_items, tmp_path):
+    campaign = four_items
+    rows = {r["id"]: r for r in campaign.run("status", "--json").json}
+    ty = rows["taiyuan-kjj"]
+    assert list(ty["items"]) == ["statistics", "report", "video", "cases"]
+    assert [ty["items"][i]["state"] for i in ("statistics", "report", "video")] == ["ok"] * 3
+    cases = ty["items"]["cases"]
+    assert cases["state"] == "invalid" and "at least 100 expected" in cases["reason"]
+    assert cases["filename"] == "典型案例：科普大篷车.docx"
+    assert ty["items"]["report"]["filename"] == "2022科技周总结报告.docx", "the report is not the case"
+    assert ty["state"] == "incomplete"
+    assert "cases" in campaign.run("status").output
+    assert "cases (典型案例): invalid" in campaign.run("show", "taiyuan-kjj").output
+    # staff decisions take the new item id
+    campaign.run("reject", "taiyuan-kjj", "cases", "--note", "太短")
+    assert campaign.run("status", "--json", "--invalid", "cases").json[0]["id"] == "taiyuan-kjj"
+    assert campaign.run("accept", "taiyuan-kjj", "slides", expect=2).exit_code == 2
+
+    out = campaign.run("receipts", "--now", "2022-06-20T10:45:00+08:00", "--dry-run", "--show").output
+    assert "典型案例：科普大篷车.docx（典型案例）：有问题 —— " in out
+    assert "· 典型案例：已收到，但不合格" in out and "· 影像资料：已收到，合格" in out
+    assert "还需要：典型案例。" in out
+
+    reminders = campaign.run(
+        "remind", "--now", "2022-06-23T10:00:00+08:00", "--dry-run", "--show", "--json"
+    ).json
+    ty_reminder = next(r for r in reminders if r["unit"] == "taiyuan-kjj")
+    assert ty_reminder["invalid"] == ["cases"] and "典型案例：工作人员认定不合格：太短" in ty_reminder["body"]
+    other = next(r for r in reminders if r["unit"] != "taiyuan-kjj")
+    assert other["missing"] == ["statistics", "report", "video", "cases"]
+    assert "  · 典型案例\n" in other["body"] and "  · 影像资料\n" in other["body"]
+
+    book = tmp_path / "book.xlsx"
+    campaign.run("report", "--xlsx", str(book))
+    ws = openpyxl.load_workbook(book)["单位情况"]
+    header = [c.value for c in ws[1]]
+    assert {"典型案例", "典型案例说明", "典型案例收到时间", "影像资料"} <= set(header)
+    row = next(r for r in ws.iter_rows(values_only=True) if r[1] == "taiyuan-kjj")
+    assert row[header.index("典型案例")] == "不合格"
+    summary = [r[0] for r in openpyxl.load_workbook(book)["汇总"].iter_rows(values_only=True)]
+    assert "典型案例" in summary
+
+    out = campaign.run("template", "--xlsx", str(tmp_path / "form.xlsx")).output
+    assert "典型案例 (cases)" in out
+
+
+def test_images_item_counts_different_pictures_and_optional_items_do_not_block(campaign, tmp_path):
+    campaign.use_campaigns(
+        """
+[[campaigns]]
+id = "kpr2022"
+name = "2022年全国科普日"
+deadline = "2022-09-30T23:59:59+08:00"
+roster = "roster.csv"
+  [[campaigns.items]]
+  id = "report"
+  label = "活动总结"
+  kind = "document"
+  [[campaigns.items]]
+  id = "photos"
+  label = "活动照片"
+  kind = "images"
+  min_count = 3
+  [[campaigns.items]]
+  id = "video"
+  label = "视频"
+  kind = "video"
+  required = false
+"""
+    )
+    report = make_report_docx(tmp_path / "总结.docx", chars=800)
+    pngs = [make_png(tmp_path / f"{n}.png", width=40 + n, height=30) for n in range(3)]
+    when = datetime(2022, 9, 20, 2, 0, tzinfo=UTC)
+    campaign.deliver(
+        build_mail(TY, subject="科普日总结", attachments=files(("总结.docx", report), ("1.png", pngs[0]))),
+        when=when,
+    )
+    # the same picture again under another name does not count twice
+    campaign.deliver(build_mail(TY, subject="照片", attachments=files(("2.png", pngs[0]))), when=when)
+    campaign.run("ingest", "--once")
+    ty = {r["id"]: r for r in campaign.run("status", "--json").json}["taiyuan-kjj"]
+    photos = ty["items"]["photos"]
+    assert (
+        photos["state"] == "invalid"
+        and photos["reason"] == "1 different picture received, at least 3 expected"
+    )
+    assert photos["reason_zh"] == "只收到1张不同的图片，至少需要3张"
+    campaign.deliver(
+        build_mail(TY, subject="照片", attachments=files(("3.png", pngs[1]), ("4.png", pngs[2]))), when=when
+    )
+    campaign.run("ingest", "--once")
+    ty = {r["id"]: r for r in campaign.run("status", "--json").json}["taiyuan-kjj"]
+    assert ty["items"]["photos"]["state"] == "ok" and ty["items"]["video"]["state"] == "missing"
+    assert ty["state"] == "complete", "an optional item that is missing does not make the unit incomplete"
+    out = campaign.run("template", "--xlsx", str(tmp_path / "f.xlsx"), expect=2)
+    assert "no statistics sheet" in out.output + out.stderr
