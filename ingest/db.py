@@ -226,6 +226,21 @@ MIGRATIONS: list[str] = [
         UPDATE reconcile_state SET value = value + 1 WHERE key = 'version:data';
     END;
     """,
+    # 3: bounded work: failures that are not retried by themselves, and the poison guard
+    """
+    -- 0: failed for good (a time or memory limit, or the poison guard) until `mailroll retry`
+    ALTER TABLE messages ADD COLUMN retry INTEGER NOT NULL DEFAULT 1;
+
+    -- a message a poll started reading and has not recorded yet; `started` counts the polls that
+    -- died while reading it (3: it is recorded as failed, and the polls go past it)
+    CREATE TABLE reading (
+        source TEXT NOT NULL,
+        source_key TEXT NOT NULL,
+        started INTEGER NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (source, source_key)
+    );
+    """,
 ]
 
 

@@ -2,55 +2,69 @@
 
 For each message, in order::
 
-    fetch (source) -> parse (mime) -> expand archives -> hash -> duplicate? -> classify
-    -> follow links -> store files -> probe (facts) -> one transaction -> source.committed()
+    free space? -> poison guard -> read (worker: parse, expand archives, hash, classify)
+    -> duplicate? -> follow links -> store files -> probe (facts; checks in workers)
+    -> one transaction -> source.committed()
+
+Whatever reads sender-made bytes runs in worker processes (``ingest.workers``) with a memory
+ceiling and the message's time budget; a limit hit becomes a recorded reason, never a stalled
+or crashed poll (``_read``, ``_check``; docs/DESIGN.md, "Bounded work"). The poison guard
+(``ingest.guards``) commits a note before a message is read, so a message during which the
+process died 3 times is recorded as failed and passed; below ``limits.min_free_bytes`` the poll
+stops before the next message.
 
 The steps that mostly *wait* overlap with the next messages: once a message is prepared
 (everything up to following its links, in this thread), storing its files (fsync) and probing
 its videos (an ffprobe subprocess) run in a small pool of worker threads while this thread
-prepares the next ones. The checks that are Python work (openpyxl, python-docx, Pillow) run in
-this thread just before the commit: under the GIL, threads would not make them faster, and
-parsing in several threads at once costs memory (a malloc arena per thread). At most
-``IN_FLIGHT`` messages are between preparation and commit. The database is only touched in this
-thread, and every message still gets ONE transaction, committed in arrival order, then
-``source.committed()``; a message whose content equals one still in flight waits for that one's
-commit, so duplicates are found as if messages went one at a time. A message's files are noted
-in the store's journal before the worker writes the first of them, and the note goes after the
-commit: a crash at any moment leaves only files ``FileStore.recover`` deletes. ``stop`` is
-honoured between messages: no new one is started; those in flight finish.
+prepares the next ones. The checks (openpyxl, python-docx, Pillow) run in the worker processes
+just before the commit, a message's files side by side. At most ``IN_FLIGHT`` messages are
+between preparation and commit. The database is only touched in this thread, and every
+message still gets ONE transaction, committed in arrival order, then ``source.committed()``; a
+message whose content equals one still in flight waits for that one's commit, so duplicates
+are found as if messages went one at a time. A message's files are noted in the store's
+journal before the worker writes the first of them, and the note goes after the commit: a
+crash at any moment leaves only files ``FileStore.recover`` deletes. ``stop`` is honoured
+between messages: no new one is started; those in flight finish.
 
 A message whose processing fails is recorded as ``failed`` with the reason and is not
-``committed`` to the source, so it is fetched and tried again on the next poll. Nothing a
-message contains can stop the poll: the worst case is one ``failed`` row.
+``committed`` to the source, so it is fetched and tried again on the next poll; one that hit a
+limit, or the poison guard, is failed for good (``retry = 0``): committed to the source, and
+read again only after ``mailroll retry``. Nothing a message contains can stop the poll: the
+worst case is one ``failed`` row.
 """
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
 import logging
 import shutil
 import sqlite3
 import threading
+import uuid
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingest import archives, checks, classify, links, mime
+from ingest import checks, links, mime, worker_tasks
+from ingest.classify import ARCHIVE_TYPES
 from ingest.config import Config
 from ingest.faults import crash_point
+from ingest.guards import POISON_REASON, PoisonGuard, check_free_space
 from ingest.model import VIDEO, ExtractedPart, ParsedMessage
+from ingest.sizes import human_size
 from ingest.sources import FetchedMessage, Source, open_source
+from ingest.sources.maildir import read_header_block
 from ingest.store import (
     FileStore,
     content_fingerprint,
     find_duplicate,
     record_failure,
     record_message,
-    sha256_file,
 )
+from ingest.workers import MessageBudget, TaskError, WorkerPool, WorkLimit
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +101,15 @@ def poll_once(
     """Fetch and record every new message. Call with the ingest lock held."""
     store = FileStore(config.storage.files)
     store.recover(conn)
+    check_free_space(store.root, config.limits.min_free_bytes)
     source = source or open_source(config, store.tmp)
     result = PollResult()
-    with source, ThreadPoolExecutor(CHECK_WORKERS, thread_name_prefix="mailroll-check") as pool:
-        poll = _Poll(config, conn, store, source, pool, result, progress)
+    with (
+        source,
+        ThreadPoolExecutor(CHECK_WORKERS, thread_name_prefix="mailroll-check") as pool,
+        WorkerPool(memory_bytes=config.limits.worker_memory_bytes) as workers,
+    ):
+        poll = _Poll(config, conn, store, source, pool, result, progress, workers)
         try:
             if progress:
                 progress("start", source.count_new(conn))
@@ -98,6 +117,8 @@ def poll_once(
                 if stop is not None and stop.is_set():
                     result.interrupted = True
                     break
+                # below limits.min_free_bytes: stop before this message (it stays unread)
+                check_free_space(store.root, config.limits.min_free_bytes)
                 poll.take(fetched)
             poll.drain()
         except Exception:
@@ -126,9 +147,12 @@ class _Pending:
     work: Future | None = None  # storing the files and probing the videos, in a worker
     check_here: list[ExtractedPart] = field(default_factory=list)  # checked before the commit
     held: int = 0  # bytes of its parts held in memory
+    retry: bool = True  # False: failed for good (a limit, the poison guard) until `mailroll retry`
+    budget: MessageBudget | None = None  # worker time left for it (limits.message_timeout_s)
+    workdir: Path | None = None  # its spool files (deleted with it)
 
-    def fail(self, reason: str) -> None:
-        self.outcome, self.reason = "failed", reason
+    def fail(self, reason: str, retry: bool = True) -> None:
+        self.outcome, self.reason, self.retry = "failed", reason, retry
 
     def ready(self) -> bool:
         return self.work is None or self.work.done()
@@ -147,18 +171,32 @@ class _Poll:
         pool: ThreadPoolExecutor,
         result: PollResult,
         progress: Progress | None,
+        workers: WorkerPool,
     ):
         self.config, self.conn, self.store, self.source = config, conn, store, source
         self.pool, self.result, self.progress = pool, result, progress
+        self.workers = workers
+        self.guard = PoisonGuard(conn, source.name)
         self.window: deque[_Pending] = deque()
 
     def take(self, fetched: FetchedMessage) -> None:
         pending = _Pending(fetched)
+        key = fetched.envelope.key
         if _already_recorded(self.conn, fetched.envelope):
             pending.outcome = "known"  # e.g. crashed after COMMIT, before the source heard of it
             pending.parsed = fetched.parsed
+        elif self.guard.poisoned(key):
+            log.error("message %s: %s; recorded as failed, not retried by itself", key, POISON_REASON)
+            pending.parsed = fetched.parsed or _headers_only(_header_block(fetched, self.config), self.config)
+            pending.fail(POISON_REASON, retry=False)
         else:
-            self._prepare(pending)
+            self.workers.warm()  # (once) so that starting the workers is not counted as reading
+            self.guard.start(key)  # committed before reading: a death while reading is counted
+            crash_point("reading")
+            try:
+                self._prepare(pending)
+            finally:
+                self.guard.read(key)
         self.window.append(pending)
         while self.window and (
             len(self.window) > IN_FLIGHT
@@ -185,8 +223,7 @@ class _Poll:
                     pending.work.result()
                 except BaseException:  # noqa: BLE001 - only waiting for the worker to let go
                     pass
-            if pending.parsed is not None:
-                _drop_spools(pending.parsed)
+            _drop_spools(pending)
 
     def _prepare(self, pending: _Pending) -> None:
         """Everything up to storing the files, in this thread; then hand them to a worker."""
@@ -199,14 +236,12 @@ class _Poll:
             pending.fail(fetched.error)
             return
         try:
-            parsed = fetched.parsed
+            pending.budget = MessageBudget(config.limits.message_timeout_s)
+            pending.workdir = store.tmp / f"message-{uuid.uuid4().hex}"
+            parsed = self._read(pending)
             if parsed is None:
-                # big attachments are decoded into spool files in store.tmp, not held in memory
-                parsed = mime.parse_message(fetched.raw or b"", config.limits, spool_dir=store.tmp)
-                fetched.raw = None  # everything is in `parsed` now: don't hold a big message twice
+                return
             pending.parsed = parsed
-            archives.expand(parsed, config.limits, store.tmp)
-            _hash_parts(parsed)
             pending.held = sum(len(p.data) for p in parsed.parts if p.data is not None)
             parsed.content_sha256 = content_fingerprint(parsed)
             if any(
@@ -220,10 +255,7 @@ class _Poll:
                 log.info("message %s is a duplicate of message #%d", env.key, earlier)
                 pending.outcome, pending.duplicate_of = "duplicate", earlier
                 return
-            template = config.campaign.sheet
-            for part in parsed.parts:
-                _classify(part, template)
-            pending.link_status = _follow_links(config, store, parsed)
+            pending.link_status = self._follow_links(pending)
             to_check = [part for part in parsed.parts if not _known_facts(conn, part)]
             media = [part for part in to_check if part.kind == VIDEO]
             pending.check_here = [part for part in to_check if part.kind != VIDEO]
@@ -232,6 +264,125 @@ class _Poll:
         except Exception as e:  # noqa: BLE001 - a bug or an I/O error: keep the message, retry later
             log.exception("message %s failed", env.key)
             pending.fail(f"could not be processed: {e.__class__.__name__}: {e}")
+
+    def _read(self, pending: _Pending) -> ParsedMessage | None:
+        """Parse the message, open its archives, hash and classify its parts: in a worker process,
+        within the message's time budget and the worker's memory ceiling. A message that hits
+        either is read once more without opening its archives, with a fresh budget (the archives
+        get the reason: "the archive needs more than 1.0 GB to open"); one that cannot be read
+        even so fails for good, with the reason ("processing took over 300 s"). Returns None
+        then."""
+        fetched, limits = pending.fetched, self.config.limits
+        # big files cross to the worker as paths: a Maildir file, a streamed message's spool files
+        source = fetched.parsed if fetched.parsed is not None else fetched.raw
+        if source is None:
+            source = fetched.envelope.path
+        fetched.raw = None  # the worker has it now: don't hold a message twice
+        args = (source, limits, pending.workdir, self.config.campaign.sheet)
+        try:
+            return self._in_worker(pending, worker_tasks.read_message, *args)
+        except WorkLimit as e:
+            first = e
+            if e.kind == "crash":
+                pending.fail(limit_reason(e, limits, "reading this message"), retry=False)
+                return None
+        log.warning(
+            "message %s: %s; reading it again without opening its archives",
+            fetched.envelope.key,
+            limit_reason(first, limits, "reading it"),
+        )
+        _remove_tree(pending.workdir)
+        pending.budget = MessageBudget(limits.message_timeout_s)
+        try:
+            parsed = self._in_worker(pending, worker_tasks.read_message, *args, False)
+        except WorkLimit as e:
+            pending.fail(limit_reason(e, limits, "reading this message"), retry=False)
+            return None
+        for part in parsed.parts:
+            if part.sniffed_type in ARCHIVE_TYPES and part.error is None:
+                part.error = (
+                    f"the archive needs more than {human_size(limits.worker_memory_bytes)} to open "
+                    "(limits.worker_memory_bytes)"
+                    if first.kind == "memory"
+                    else f"opening the archive took over {limits.message_timeout_s:g} s "
+                    "(limits.message_timeout_s)"
+                )
+        return parsed
+
+    def _in_worker(self, pending: _Pending, fn, *args):
+        """``fn(*args)`` in a worker, charged to the message's budget; a task's own error is a bug
+        or an odd input: the message fails (retried next poll), as in the poll's thread."""
+        try:
+            return self.workers.run(fn, *args, budget=pending.budget)
+        except TaskError as e:
+            raise RuntimeError(str(e)) from None
+
+    def _follow_links(self, pending: _Pending) -> dict:
+        """Download allowed big-attachment links; the files join the message's parts.
+
+        At most ``links.max_per_message`` are fetched, within what is left of the message's byte
+        budget (``limits.max_extracted_bytes``, shared with its archive members); the files are
+        classified in a worker like the attachments."""
+        config, parsed = self.config, pending.parsed
+        status: dict[int, tuple[str, int | None, str | None]] = {}
+        if not config.links.download:
+            return status
+        budget = config.limits.max_extracted_bytes - sum(
+            p.size or 0 for p in parsed.parts if p.origin == "archive" and p.error is None
+        )
+        tried = 0
+        for i, link in enumerate(parsed.links):
+            if tried >= config.links.max_per_message:
+                status[i] = (
+                    "failed",
+                    None,
+                    f"more than {config.links.max_per_message} links in one message "
+                    "(links.max_per_message): not fetched",
+                )
+                continue
+            tried += 1
+            # refuses hosts not allowed, bad addresses and what exceeds the budget, with the reason
+            part = links.download(link, config, self.store.tmp, budget=budget)
+            if part.error:
+                status[i] = ("failed", None, part.error)
+                continue
+            budget -= part.size or 0
+            worker_tasks.hash_parts([part])
+            try:
+                ((part.sniffed_type, part.kind),) = self._in_worker(
+                    pending, worker_tasks.classify_parts, [part], config.campaign.sheet
+                )
+            except WorkLimit as e:
+                part.error = limit_reason(e, config.limits, "reading this file")
+            parsed.parts.append(part)
+            status[i] = ("downloaded", len(parsed.parts) - 1, None)
+        return status
+
+    def _check(self, pending: _Pending) -> None:
+        """The checks of the message's files (sheets, reports, images), in the workers at once
+        (both cores), each within what is left of the message's time budget."""
+        if not pending.check_here:
+            return
+        futures = [
+            (
+                part,
+                self.workers.submit(
+                    worker_tasks.check_part,
+                    dataclasses.replace(part, data=None),  # the file is in the store: send its path
+                    self.store.path_for(part.sha256),
+                    self.config,
+                    budget=pending.budget,
+                ),
+            )
+            for part in pending.check_here
+        ]
+        for part, future in futures:
+            try:
+                part.facts, part.error = future.result()
+            except WorkLimit as e:
+                part.facts, part.error = None, limit_reason(e, self.config.limits, "checking this file")
+            except TaskError as e:
+                part.facts, part.error = None, f"the file could not be checked ({e})"
 
     def _finish(self, pending: _Pending) -> None:
         """Wait for the worker, commit the message, tell the source."""
@@ -246,6 +397,8 @@ class _Poll:
             if status == "failed":
                 result.failed += 1
                 result.errors.append(f"message {env.key}: failed")
+                if not pending.retry:  # failed for good: the polls go past it
+                    self.source.committed(self.conn, env)
             else:
                 if status == "duplicate":
                     result.duplicate += 1
@@ -256,8 +409,7 @@ class _Poll:
             if self.progress:
                 self.progress("advance", None)
         finally:
-            if pending.parsed is not None:
-                _drop_spools(pending.parsed)
+            _drop_spools(pending)
 
     def _record(self, pending: _Pending) -> tuple[int, str]:
         """The message's one transaction. Returns (messages.id, status); never raises for the
@@ -266,10 +418,11 @@ class _Poll:
         try:
             if pending.work is not None:
                 pending.work.result()
-            for part in pending.check_here:
-                part.facts, part.error = checks.probe(part, self.store.path_for(part.sha256), self.config)
+            self._check(pending)
             if pending.outcome == "failed":
-                return record_failure(conn, env, parsed, pending.reason or "failed"), "failed"
+                return record_failure(
+                    conn, env, parsed, pending.reason or "failed", retry=pending.retry
+                ), "failed"
             if pending.outcome == "duplicate":
                 return record_message(
                     conn, env, parsed, status="duplicate", duplicate_of=pending.duplicate_of
@@ -297,60 +450,6 @@ def _already_recorded(conn: sqlite3.Connection, env) -> bool:
         "SELECT status FROM messages WHERE source = ? AND source_key = ?", (env.source, env.key)
     ).fetchone()
     return bool(row) and row[0] != "failed"
-
-
-def _hash_parts(parsed: ParsedMessage) -> None:
-    for part in parsed.parts:
-        if part.sha256:
-            continue
-        if part.data is not None:
-            part.sha256 = hashlib.sha256(part.data).hexdigest()
-            part.size = len(part.data)
-        elif part.spool is not None and part.spool.exists():
-            part.sha256, part.size = sha256_file(part.spool)
-
-
-def _classify(part: ExtractedPart, template) -> None:
-    if part.data is None and part.spool is None:
-        return
-    if part.sniffed_type is None:
-        part.sniffed_type = classify.sniff(part.data, part.spool)
-    part.kind = classify.classify(part, template)
-
-
-def _follow_links(config: Config, store: FileStore, parsed: ParsedMessage) -> dict:
-    """Download allowed big-attachment links; the files join the message's parts.
-
-    At most ``links.max_per_message`` are fetched, within what is left of the message's byte
-    budget (``limits.max_extracted_bytes``, shared with its archive members)."""
-    status: dict[int, tuple[str, int | None, str | None]] = {}
-    if not config.links.download:
-        return status
-    budget = config.limits.max_extracted_bytes - sum(
-        p.size or 0 for p in parsed.parts if p.origin == "archive" and p.error is None
-    )
-    tried = 0
-    for i, link in enumerate(parsed.links):
-        if tried >= config.links.max_per_message:
-            status[i] = (
-                "failed",
-                None,
-                f"more than {config.links.max_per_message} links in one message "
-                "(links.max_per_message): not fetched",
-            )
-            continue
-        tried += 1
-        # refuses hosts not allowed, bad addresses and what exceeds the budget, with the reason
-        part = links.download(link, config, store.tmp, budget=budget)
-        if part.error:
-            status[i] = ("failed", None, part.error)
-            continue
-        budget -= part.size or 0
-        parsed.parts.append(part)
-        _hash_parts(parsed)
-        _classify(part, config.campaign.sheet)
-        status[i] = ("downloaded", len(parsed.parts) - 1, None)
-    return status
 
 
 def _headers_only(header_bytes: bytes | None, config: Config) -> ParsedMessage | None:
@@ -400,13 +499,46 @@ def _keep(store: FileStore, part: ExtractedPart) -> None:
         part.spool = None
 
 
-def _drop_spools(parsed: ParsedMessage) -> None:
-    for part in parsed.parts:
-        if part.spool is not None:
-            try:
-                if part.spool.is_dir():
-                    shutil.rmtree(part.spool, ignore_errors=True)
-                else:
-                    part.spool.unlink(missing_ok=True)
-            except OSError:
-                pass
+def _drop_spools(pending: _Pending) -> None:
+    """Delete what is left of the message's spool files (those stored were moved already)."""
+    if pending.parsed is not None:
+        for part in pending.parsed.parts:
+            if part.spool is not None:
+                try:
+                    if part.spool.is_dir():
+                        shutil.rmtree(part.spool, ignore_errors=True)
+                    else:
+                        part.spool.unlink(missing_ok=True)
+                except OSError:
+                    pass
+    _remove_tree(pending.workdir)
+
+
+def _remove_tree(path: Path | None) -> None:
+    if path is not None:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def limit_reason(e: WorkLimit, limits, doing: str) -> str:
+    """A limit hit, in words: "processing took over 300 s", "... needs more than 1.0 GB"."""
+    if e.kind == "time":
+        return f"processing took over {limits.message_timeout_s:g} s ({doing}; limits.message_timeout_s)"
+    if e.kind == "memory":
+        return (
+            f"{doing} needs more than {human_size(limits.worker_memory_bytes)} of memory "
+            "(limits.worker_memory_bytes)"
+        )
+    return f"{doing} stopped the process that read it ({e.detail or 'it crashed'})"
+
+
+def _header_block(fetched: FetchedMessage, config: Config) -> bytes | None:
+    """The header block of a message not to be parsed (the poison guard): whose is it?"""
+    raw = fetched.raw
+    if raw is None and fetched.envelope.path is not None:
+        return read_header_block(fetched.envelope.path, config.limits.max_header_bytes)
+    if raw is None:
+        return fetched.header_bytes
+    head = raw[: config.limits.max_header_bytes]
+    end = head.find(b"\r\n\r\n")
+    end = head.find(b"\n\n") if end < 0 else end
+    return head[: end + 1] if end >= 0 else head

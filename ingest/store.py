@@ -91,7 +91,7 @@ class FileStore:
         if target.exists():
             path.unlink(missing_ok=True)
             return sha
-        if path.parent != self.tmp:
+        if not path.is_relative_to(self.tmp):
             tmp = self.spool_path()
             shutil.copyfile(path, tmp)
             path.unlink(missing_ok=True)
@@ -221,7 +221,11 @@ def _message_columns(envelope: Envelope, parsed: ParsedMessage | None) -> dict:
 
 
 def _upsert_message(conn: sqlite3.Connection, cols: dict) -> int:
-    """Insert the message row, or update the row of an earlier failed attempt."""
+    """Insert the message row, or update the row of an earlier failed attempt. The message is
+    recorded: the poison guard's note that a poll is reading it goes (same transaction)."""
+    conn.execute(
+        "DELETE FROM reading WHERE source = ? AND source_key = ?", (cols["source"], cols["source_key"])
+    )
     row = conn.execute(
         "SELECT id, attempts FROM messages WHERE source = ? AND source_key = ?",
         (cols["source"], cols["source_key"]),
@@ -249,7 +253,7 @@ def record_message(
     """Write one message with its parts and links in a single transaction. Returns its id."""
     with transaction(conn):
         cols = _message_columns(envelope, parsed)
-        cols.update(status=status, duplicate_of=duplicate_of, error=None)
+        cols.update(status=status, duplicate_of=duplicate_of, error=None, retry=1)
         msg_id = _upsert_message(conn, cols)
         if status != "recorded":
             return msg_id
@@ -298,10 +302,16 @@ def record_message(
 
 
 def record_failure(
-    conn: sqlite3.Connection, envelope: Envelope, parsed: ParsedMessage | None, error: str
+    conn: sqlite3.Connection,
+    envelope: Envelope,
+    parsed: ParsedMessage | None,
+    error: str,
+    retry: bool = True,
 ) -> int:
-    """Keep a message that could not be processed, with the reason; it is retried next poll."""
+    """Keep a message that could not be processed, with the reason. It is retried next poll,
+    unless ``retry`` is False (a limit it will hit again, the poison guard): then only after
+    `mailroll retry`."""
     with transaction(conn):
         cols = _message_columns(envelope, parsed)
-        cols.update(status="failed", error=error[:2000])
+        cols.update(status="failed", error=error[:2000], retry=int(retry))
         return _upsert_message(conn, cols)

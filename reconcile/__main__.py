@@ -2,4 +2,7 @@
 
 from reconcile.cli.main import main
 
-main()
+# guarded: worker processes (ingest.workers) import the main module under another name and must
+# not run the CLI
+if __name__ == "__main__":
+    main()

@@ -178,3 +178,20 @@ def test_links_are_found_in_streamed_imap_messages(imap_campaign):
     campaign.dovecot.append_many(campaign.imap_user, [msg.as_bytes()])
     campaign.run("ingest", "--once")
     assert [(u, s) for u, s, _ in _links(campaign)] == [("https://fs.mail.qq.com/ftn/abc123", "recorded")]
+
+
+def test_below_the_free_space_floor_the_poll_pauses_and_resumes_with_nothing_lost(campaign):
+    campaign.run("ingest", "--once")  # an earlier good poll (the service's heartbeat)
+    for i in range(2):
+        campaign.deliver(build_mail(subject=f"太原市科技局 材料 {i}"), when=JUNE_20)
+    campaign.configure(limits={"min_free_bytes": 2**62})  # more than any disk has
+    paused = campaign.run("ingest", "--once", expect=1)
+    assert "below limits.min_free_bytes" in paused.stderr and "polling is paused" in paused.stderr
+    assert campaign.run("messages", "--json").json == []
+    status = campaign.run("status")
+    assert "below limits.min_free_bytes" in status.output.replace("\n", " ")
+    check = campaign.run("serve", "--check", expect=None)
+    assert "below limits.min_free_bytes" in check.output.replace("\n", " ")
+    campaign.configure(limits={"min_free_bytes": 1024 * 1024})  # space is back
+    campaign.run("ingest", "--once")
+    assert [m["disposition"] for m in campaign.run("messages", "--json").json] == ["attributed"] * 2

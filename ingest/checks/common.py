@@ -143,6 +143,7 @@ def run_tool(args: list[str], timeout: float, what: str) -> subprocess.Completed
     proc = subprocess.Popen(
         args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
     )
+    RUNNING_TOOLS.add(proc.pid)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -152,7 +153,21 @@ def run_tool(args: list[str], timeout: float, what: str) -> subprocess.Completed
             pass
         proc.communicate()
         raise CheckError(f"{what} within {timeout:g} s") from None
+    finally:
+        RUNNING_TOOLS.discard(proc.pid)
     return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
+# process groups of the tools running now (a worker stopped over its time ends them first)
+RUNNING_TOOLS: set[int] = set()
+
+
+def kill_running_tools() -> None:
+    for pgid in list(RUNNING_TOOLS):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def convert_with_libreoffice(path: Path, source_ext: str, target: str, timeout: float, workdir: Path) -> Path:

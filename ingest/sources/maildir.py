@@ -58,10 +58,11 @@ class MaildirSource:
     def _pending(self, db) -> list[tuple[str, Path]]:
         files = self._files()
         self.seen = len(files)
-        done = {
+        done = {  # recorded, or failed for good (until `mailroll retry`)
             row[0]
             for row in db.execute(
-                "SELECT source_key FROM messages WHERE source = ? AND status != 'failed'", (self.name,)
+                "SELECT source_key FROM messages WHERE source = ? AND (status != 'failed' OR retry = 0)",
+                (self.name,),
             )
         }
         return [(key, path) for key, path in files.items() if key not in done]
@@ -91,7 +92,7 @@ class MaildirSource:
                         header_bytes=read_header_block(path, self.limits.max_header_bytes),
                     )
                     continue
-                yield FetchedMessage(env, raw=path.read_bytes())
+                yield FetchedMessage(env)  # read by a worker process from env.path
             except OSError as e:  # vanished or unreadable: recorded as failed, retried next poll
                 yield FetchedMessage(env, error=f"cannot read {path.name}: {e.strerror}")
 

@@ -95,10 +95,17 @@ def ingest_command(app: App, once: bool, as_json: bool) -> None:
         raise click.UsageError(
             "use `mailroll ingest --once` for one poll, or `mailroll serve` to keep polling"
         )
-    counts = run_poll(app, progress=not as_json)
     from datetime import datetime
 
+    from ingest.guards import DiskFull
     from reconcile.daemon.service import set_state
+
+    try:
+        counts = run_poll(app, progress=not as_json)
+    except DiskFull as e:  # nothing is lost: the next poll goes on from the first unread message
+        set_state(app.conn, last_error=str(e), last_error_at=datetime.now(UTC).isoformat(timespec="seconds"))
+        click.echo(f"mailroll: {e}", err=True)
+        sys.exit(1)
 
     # cron setups (ingest --once instead of serve): `status` shows the last poll too
     set_state(
@@ -115,7 +122,9 @@ def ingest_command(app: App, once: bool, as_json: bool) -> None:
         )
         if c["failed"]:
             click.echo(
-                "failed messages are kept and retried on the next poll; see `mailroll messages`", err=True
+                "failed messages are kept and retried on the next poll (those that hit a limit: after "
+                "`mailroll retry MESSAGE`); see `mailroll messages`",
+                err=True,
             )
         if c["unmatched"]:
             click.echo(
@@ -124,6 +133,39 @@ def ingest_command(app: App, once: bool, as_json: bool) -> None:
             )
 
     emit(counts, as_json, render)
+
+
+@cli.command("retry")
+@click.argument("message")
+@json_option
+@pass_app
+def retry_command(app: App, message: str, as_json: bool) -> None:
+    """Process a failed MESSAGE (number or Message-ID) again on the next poll.
+
+    For a message that failed for good: it hit a time or memory limit (raise
+    limits.message_timeout_s / limits.worker_memory_bytes first), or mailroll stopped 3 times
+    while reading it. Other failed messages are retried by every poll anyway."""
+    from ingest.db import transaction
+    from reconcile import overrides
+    from reconcile.cli.app import UsageProblem
+
+    try:
+        mid = overrides.resolve_message(app.conn, message)
+    except overrides.OverrideError as e:
+        raise UsageProblem(str(e)) from None
+    source, key, status, error = app.conn.execute(
+        "SELECT source, source_key, status, error FROM messages WHERE id = ?", [mid]
+    ).fetchone()
+    if status != "failed":
+        raise UsageProblem(f"message #{mid} is {status}, not failed: there is nothing to retry")
+    with transaction(app.conn) as conn:
+        conn.execute("UPDATE messages SET retry = 1 WHERE id = ?", [mid])
+        conn.execute("DELETE FROM reading WHERE source = ? AND source_key = ?", [source, key])
+    emit(
+        {"message": mid, "retry": True, "error": error},
+        as_json,
+        lambda d: click.echo(f"message #{mid} will be processed again on the next poll (it failed: {error})"),
+    )
 
 
 MESSAGES_SQL = """

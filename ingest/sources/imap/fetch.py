@@ -3,7 +3,7 @@
 First the size and arrival time (INTERNALDATE, when the server received the message; never the
 sender's Date header) of up to ``SIZE_BATCH`` UIDs. Messages up to
 ``limits.stream_threshold_bytes`` are fetched whole, ``BATCH_MESSAGES`` or ``BATCH_BYTES`` per
-FETCH, and parsed here (in the prefetch thread). Bigger ones go to ``stream.Streamer``; one over
+FETCH (the pipeline parses them in a worker process). Bigger ones go to ``stream.Streamer``; one over
 ``limits.max_message_bytes`` is not fetched: only its header is read, so staff see whose it is.
 Everything is read with ``BODY.PEEK`` (no ``\\Seen``).
 """
@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ingest import mime
 from ingest.config import Limits
 from ingest.model import Envelope
 from ingest.sizes import human_size
@@ -101,15 +100,8 @@ class Fetcher:
                 if raw is None:
                     yield FetchedMessage(env, error="the server returned no content for this message")
                 else:
-                    # parsed here, in the prefetch thread, while the pipeline works on the previous one
-                    raw = bytes(raw)
-                    try:
-                        parsed = mime.parse_message(raw, self.limits)
-                    except Exception:  # noqa: BLE001 - the pipeline parses again and records why
-                        log.exception("parsing message %s ahead failed", env.key)
-                        parsed = None
-                    # raw only when the parser is to try again: never hold a message twice
-                    yield FetchedMessage(env, raw=None if parsed is not None else raw, parsed=parsed)
+                    # parsed by the pipeline, in a worker process with time and memory limits
+                    yield FetchedMessage(env, raw=bytes(raw))
             del data
             todo = todo[len(part) :]
 

@@ -74,11 +74,13 @@ class Watermark:
                 )
 
     def failed_uids(self, conn: sqlite3.Connection, uidvalidity: int | None) -> list[int]:
-        """The UIDs (under this UIDVALIDITY) of this source's messages recorded as failed."""
+        """The UIDs (under this UIDVALIDITY) of this source's messages recorded as failed and to be
+        tried again (not those failed for good: a limit hit, the poison guard; `mailroll retry`)."""
         prefix = f"{uidvalidity}:"
         uids = []
         for (key,) in conn.execute(
-            "SELECT source_key FROM messages WHERE source = ? AND status = 'failed'", (self.source,)
+            "SELECT source_key FROM messages WHERE source = ? AND status = 'failed' AND retry = 1",
+            (self.source,),
         ):
             if key.startswith(prefix) and key[len(prefix) :].isdigit():
                 uids.append(int(key[len(prefix) :]))
