@@ -9,7 +9,7 @@ APT_PACKAGES := ffmpeg dovecot-imapd libarchive-tools libreoffice-writer-nogui l
 # the commands each apt package provides (to skip apt when all are there)
 APT_COMMANDS := ffprobe dovecot bsdtar soffice openssl
 
-.PHONY: demo test setup system-packages python-env bench clean samples
+.PHONY: demo test lint setup system-packages python-env bench clean samples
 
 demo: python-env
 	@command -v ffprobe >/dev/null || $(MAKE) --no-print-directory system-packages
@@ -19,8 +19,14 @@ demo: python-env
 	@echo
 	@echo "More: $(BIN)/mailroll --config demo-out/config.toml show taiyuan-kjj | unmatched | stats | report --xlsx demo-out/report.xlsx"
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# style, formatting and types; configured in pyproject.toml
+lint: python-env
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 setup: system-packages python-env
 

@@ -30,8 +30,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ingest.config import DEFAULT_SHEET_FIELDS  # noqa: E402
-from ingest.db import open_connection  # noqa: E402
+from ingest.config import DEFAULT_SHEET_FIELDS  # noqa: E402 - the repo is put on sys.path first
+from ingest.db import open_connection  # noqa: E402 - the repo is put on sys.path first
 
 DEADLINE = datetime(2022, 6, 25, 15, 59, 59, tzinfo=UTC)
 TARGET = 1.5

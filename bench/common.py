@@ -28,8 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from fixtures.campaign import Campaign  # noqa: E402
-from fixtures.dovecot import PASSWORD, PASSWORD_ENV, DovecotServer  # noqa: E402,F401
+from fixtures.campaign import Campaign  # noqa: E402 - tests/ is put on sys.path first
+from fixtures.dovecot import PASSWORD, PASSWORD_ENV, DovecotServer  # noqa: E402,F401 - re-exported for the benchmarks
 
 CACHE = Path(os.environ.get("MAILROLL_BENCH_CACHE", Path.home() / ".cache" / "mailroll-bench"))
 os.environ.setdefault(PASSWORD_ENV, PASSWORD)
@@ -234,7 +234,8 @@ def machine() -> str:
         mem = f", {kb / 1024 / 1024:.0f} GB RAM"
     except (OSError, ValueError, IndexError):
         pass
-    return f"{os.cpu_count()} CPUs ({cpu}){mem}, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    system = f"{platform.system()} {platform.release()}"
+    return f"{os.cpu_count()} CPUs ({cpu}){mem}, {system}, Python {platform.python_version()}"
 
 
 def report(title: str, rows: list[tuple[str, str]], ratio: float | None, target: float | None) -> bool:

@@ -37,7 +37,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from ingest.classify import ARCHIVE_TYPES, sniff
 from ingest.mime import sanitize_filename
@@ -142,7 +142,8 @@ def zip_member_name(info: zipfile.ZipInfo) -> str:
 def _open_source(part: ExtractedPart) -> BinaryIO:
     if part.data is not None:
         return io.BytesIO(part.data)
-    return open(part.spool, "rb")  # type: ignore[arg-type]
+    assert part.spool is not None, "an archive is either in memory or spooled"
+    return cast(BinaryIO, open(part.spool, "rb"))
 
 
 class _ZipBackend:
@@ -242,7 +243,7 @@ class _SevenZipBackend:
                 self.s = s
                 self.n = 0
 
-            def write(self, data):  # noqa: D401
+            def write(self, data):
                 self.s.write(bytes(data))
                 self.n += len(data)
                 return len(data)
@@ -340,7 +341,7 @@ class _RarBackend:
                 errors[id(m)] = (
                     "rar files cannot be opened on this server: install unrar or bsdtar (libarchive-tools)"
                 )
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:  # noqa: BLE001 - hostile archive: record why the member was not extracted
                 errors[id(m)] = f"the file inside the rar archive could not be extracted ({e})"
             finally:
                 out.close()
@@ -503,15 +504,15 @@ def _expand_one(parsed: ParsedMessage, index: int, limits: Any, spool_dir: Path,
         try:
             backend = _open_backend(part, fp, max(state.bytes_left, 1))
             members = backend.members()
-        except Exception as e:  # noqa: BLE001
-            part.error = _open_error(kind, e)
+        except Exception as e:  # noqa: BLE001 - hostile archive: record why it cannot be opened
+            part.error = _open_error(kind or "archive", e)
             return
         try:
             _extract_members(parsed, index, backend, members, limits, spool_dir, state)
         finally:
             try:
                 backend.close()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - closing only; the result is already recorded
                 pass
     finally:
         fp.close()

@@ -250,7 +250,7 @@ def sniff(data: bytes | None, path: Path | None) -> str:
     kind = None
     try:
         kind = filetype.guess(head)
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - hostile bytes: filetype's guess is a hint only
         kind = None
     if kind is not None and kind.extension in _FILETYPE_MAP:
         return _FILETYPE_MAP[kind.extension]
@@ -330,7 +330,7 @@ def _table_labels_docx(source: Any, labels: list[str]) -> int:
                 return 0
             with zf.open(info) as f:
                 xml = f.read(DOCX_XML_MAX + 1).decode("utf-8", "replace")
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - hostile file: an unreadable docx counts no images
         return 0
     found = set()
     for text in table_text_docx(xml[:DOCX_XML_MAX]):
@@ -341,7 +341,12 @@ def _table_labels_docx(source: Any, labels: list[str]) -> int:
 def _labels_in_ole(data: bytes | None, path: Path | None, labels: list[str]) -> int:
     """Template labels stored as UTF-16LE text in a .doc/.wps (Word keeps Chinese text so)."""
     try:
-        blob = data if data is not None else Path(path).read_bytes()[: 50 * 1024 * 1024]
+        if data is not None:
+            blob = data
+        elif path is not None:
+            blob = path.read_bytes()[: 50 * 1024 * 1024]
+        else:
+            return 0
     except OSError:
         return 0
     return sum(1 for lab in labels if lab.encode("utf-16-le") in blob)

@@ -14,7 +14,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ingest.campaigns import (  # noqa: F401 - re-exported: the config's vocabulary
@@ -366,6 +366,10 @@ class _Reader:
             raise self.fail(key, f"must be one of {', '.join(map(repr, choices))}, not {value!r}")
         return value
 
+    @overload
+    def path(self, key: str, default: str = ...) -> Path: ...
+    @overload
+    def path(self, key: str, default: None) -> Path | None: ...
     def path(self, key: str, default: Any = ...) -> Path | None:
         value = self.get(key, str, default)
         if value is None:
@@ -527,6 +531,7 @@ def config_from_dict(data: dict, file: Path) -> Config:
     public = [str(d).lower() for d in at.get("public_domains", list, PUBLIC_MAIL_DOMAINS)]
 
     root.check_unknown()
+    assert campaign.roster is not None, "a campaign read from the file names its roster"
     return Config(
         path=file,
         campaign=campaign,
@@ -587,6 +592,10 @@ def _timezone(c: _Reader) -> ZoneInfo:
         raise c.fail("timezone", f"{tzname!r} is not a known time zone (e.g. 'Asia/Shanghai')") from None
 
 
+@overload
+def _time(c: _Reader, key: str, tz: ZoneInfo) -> datetime: ...
+@overload
+def _time(c: _Reader, key: str, tz: ZoneInfo, default: None) -> datetime | None: ...
 def _time(c: _Reader, key: str, tz: ZoneInfo, default: Any = ...) -> datetime | None:
     """An RFC 3339 time; one without offset is read in the campaign's time zone."""
     text = c.get(key, str, default)

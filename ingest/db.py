@@ -74,7 +74,7 @@ MIGRATIONS: list[str] = [
         filename TEXT,                     -- decoded original name (display only, never a path)
         declared_type TEXT,                -- Content-Type as sent
         sniffed_type TEXT,                 -- detected from the content, e.g. 'xlsx', 'pdf', 'mp4'
-        kind TEXT NOT NULL,                -- 'statistics' | 'report' | 'video' | 'image' | 'archive' | 'message' | 'other'
+        kind TEXT NOT NULL,                -- statistics | report | video | image | archive | message | other
         sha256 TEXT,                       -- content address under storage.files (NULL when not kept)
         size INTEGER,
         facts TEXT,                        -- JSON: what the check measured (see docs/FACTS.md)
@@ -301,6 +301,14 @@ def _statements(sql: str) -> Iterator[str]:
             if buf.strip():
                 yield buf
             buf = ""
+
+
+def inserted_id(cursor: sqlite3.Cursor) -> int:
+    """The rowid an INSERT just made (``lastrowid`` typed as never None)."""
+    rowid = cursor.lastrowid
+    if rowid is None:
+        raise RuntimeError("no row was inserted")
+    return rowid
 
 
 @contextmanager

@@ -250,7 +250,7 @@ def _public_address(host: str, port: int, allow_local: bool) -> str:
         raise LinkError(f"the link's host {host} cannot be found (DNS)") from None
     addresses = []
     for info in infos:
-        ip = ipaddress.ip_address(info[4][0].split("%")[0])
+        ip = ipaddress.ip_address(str(info[4][0]).split("%")[0])
         if not allow_local and (
             ip.is_private
             or ip.is_loopback
@@ -272,13 +272,14 @@ def _public_address(host: str, port: int, allow_local: bool) -> str:
 class _PinnedHTTPS(http.client.HTTPSConnection):
     """HTTPS to a pre-checked address, certificate checked against the host name."""
 
-    def __init__(self, host, address, port, timeout, context):
+    def __init__(self, host, address, port, timeout, context: ssl.SSLContext):
         super().__init__(host, port, timeout=timeout, context=context)
         self._address = address
+        self._tls = context
 
     def connect(self):
         sock = socket.create_connection((self._address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
 
 
 class _PinnedHTTP(http.client.HTTPConnection):

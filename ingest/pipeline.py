@@ -274,7 +274,9 @@ class _Poll:
         then."""
         fetched, limits = pending.fetched, self.config.limits
         # big files cross to the worker as paths: a Maildir file, a streamed message's spool files
-        source = fetched.parsed if fetched.parsed is not None else fetched.raw
+        source: ParsedMessage | bytes | Path | None = (
+            fetched.parsed if fetched.parsed is not None else fetched.raw
+        )
         if source is None:
             source = fetched.envelope.path
         fetched.raw = None  # the worker has it now: don't hold a message twice
@@ -325,7 +327,7 @@ class _Poll:
         classified in a worker like the attachments."""
         config, parsed = self.config, pending.parsed
         status: dict[int, tuple[str, int | None, str | None]] = {}
-        if not config.links.download:
+        if not config.links.download or parsed is None:
             return status
         budget = config.limits.max_extracted_bytes - sum(
             p.size or 0 for p in parsed.parts if p.origin == "archive" and p.error is None

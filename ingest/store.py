@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ingest.db import transaction
+from ingest.db import inserted_id, transaction
 from ingest.faults import crash_point
 from ingest.model import Envelope, ParsedMessage
 
@@ -239,7 +239,7 @@ def _upsert_message(conn: sqlite3.Connection, cols: dict) -> int:
         return row[0]
     names = ", ".join(cols)
     marks = ", ".join("?" for _ in cols)
-    return conn.execute(f"INSERT INTO messages ({names}) VALUES ({marks})", tuple(cols.values())).lastrowid
+    return inserted_id(conn.execute(f"INSERT INTO messages ({names}) VALUES ({marks})", tuple(cols.values())))
 
 
 def record_message(
@@ -261,25 +261,27 @@ def record_message(
         for seq, part in enumerate(parsed.parts):
             parent = ids[part.parent] if part.parent is not None and part.parent < len(ids) else None
             ids.append(
-                conn.execute(
-                    "INSERT INTO parts (message, parent, seq, origin, location, filename, declared_type, "
-                    "sniffed_type, kind, sha256, size, facts, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        msg_id,
-                        parent,
-                        seq,
-                        part.origin,
-                        part.location,
-                        part.filename,
-                        part.declared_type,
-                        part.sniffed_type,
-                        part.kind,
-                        part.sha256,
-                        part.size,
-                        json.dumps(part.facts, ensure_ascii=False) if part.facts is not None else None,
-                        part.error,
-                    ),
-                ).lastrowid
+                inserted_id(
+                    conn.execute(
+                        "INSERT INTO parts (message, parent, seq, origin, location, filename, declared_type, "
+                        "sniffed_type, kind, sha256, size, facts, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (
+                            msg_id,
+                            parent,
+                            seq,
+                            part.origin,
+                            part.location,
+                            part.filename,
+                            part.declared_type,
+                            part.sniffed_type,
+                            part.kind,
+                            part.sha256,
+                            part.size,
+                            json.dumps(part.facts, ensure_ascii=False) if part.facts is not None else None,
+                            part.error,
+                        ),
+                    )
+                )
             )
         crash_point("before-commit")  # rows written, transaction not committed
         for i, link in enumerate(parsed.links):

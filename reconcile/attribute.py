@@ -146,8 +146,8 @@ class Attributor:
             if shown not in wheres[where]:
                 wheres[where].append(shown)
         said = []
-        for where, shown in wheres.items():
-            said.append(f"{where} names {'both ' if len(shown) == 2 else ''}{' and '.join(shown)}")
+        for where, names in wheres.items():
+            said.append(f"{where} names {'both ' if len(names) == 2 else ''}{' and '.join(names)}")
         return None, "; ".join(said)
 
     def _shown(self, m: _Match) -> str:
@@ -236,7 +236,7 @@ def _evidence(conn: sqlite3.Connection, message_ids: list[int] | None) -> list[M
         params,
     ).fetchall()
     parts: dict[int, tuple[list[str], list[str]]] = {}
-    for mid, filename, kind, unit_cell in conn.execute(
+    for mid, filename, _kind, unit_cell in conn.execute(
         "SELECT p.message, p.filename, p.kind, "
         "CASE WHEN p.kind = 'statistics' AND json_valid(p.facts) THEN json_extract(p.facts, '$.unit_cell') END "
         "FROM parts p JOIN messages m ON m.id = p.message "

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ingest.config import ConfigError, parse_rfc3339
+from ingest.db import inserted_id
 
 ACTIONS = ("assign", "accept", "reject", "exempt", "extend")
 
@@ -86,7 +87,7 @@ def add(
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [action, unit, item, message, value, note, actor, _now()],
         )
-        oid = cur.lastrowid
+        oid = inserted_id(cur)
         audit(
             conn,
             actor,

@@ -273,7 +273,7 @@ def write_xlsx(tables: list[Table], path: Path) -> Path:
     from openpyxl.utils import get_column_letter
 
     wb = Workbook()
-    wb.remove(wb.active)
+    wb.remove(wb.worksheets[0])
     bold = Font(bold=True)
     heading_fill = PatternFill("solid", fgColor="DDEBF7")
     top = Alignment(vertical="top", wrap_text=False)

@@ -314,7 +314,8 @@ def check_roster(roster: Roster, decisions=()) -> list[Finding]:
                 Finding(
                     "no-address",
                     [u.id],
-                    f"{u.id} ({u.name}) has no e-mail address: its mail is matched only by name, and it gets no reminders",
+                    f"{u.id} ({u.name}) has no e-mail address: its mail is matched only by name, "
+                    "and it gets no reminders",
                 )
             )
     return findings

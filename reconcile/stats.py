@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from typing import Any
 
 from reconcile.judge import OK
 
@@ -88,7 +89,9 @@ def collect(conn: sqlite3.Connection, rows: list[dict], config) -> dict:
             )
         if st.get("sha256"):
             by_sha.setdefault(st["sha256"], []).append({"id": r["id"], "name": r["name"]})
-    same = [{"sha256": sha, "units": units} for sha, units in by_sha.items() if len(units) > 1]
+    same: list[dict[str, Any]] = [
+        {"sha256": sha, "units": units} for sha, units in by_sha.items() if len(units) > 1
+    ]
     notes = []
     if accepted_missing:
         notes.append(

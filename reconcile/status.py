@@ -95,7 +95,7 @@ def _load(conn: sqlite3.Connection):
         f"SELECT p.{', p.'.join(cols)} FROM parts p JOIN attributions a ON a.message = p.message "
         "WHERE a.unit IS NOT NULL ORDER BY p.message, p.seq"
     ):
-        p = dict(zip(cols, row))
+        p = dict(zip(cols, row, strict=True))
         if p["message"] in messages:
             parts[p["message"]].append(p)
     links: dict[int, list[dict]] = defaultdict(list)
@@ -104,7 +104,7 @@ def _load(conn: sqlite3.Connection):
         f"SELECT l.{', l.'.join(lcols)} FROM links l JOIN attributions a ON a.message = l.message "
         "WHERE a.unit IS NOT NULL AND l.status != 'downloaded' ORDER BY l.id"
     ):
-        link = dict(zip(lcols, row))
+        link = dict(zip(lcols, row, strict=True))
         name = (link["filename"] or "").lower()
         if link["message"] in messages and not name.endswith(LINK_DOCUMENT_SUFFIXES):
             links[link["message"]].append(link)
@@ -194,9 +194,9 @@ def _item_status(
                             f"a later file {name} ({day}) could not be read: {bj.reason}; "
                             f"the earlier {what} still counts"
                         )
+                        why_zh = (bj.reason_zh or bj.reason or "").removeprefix("未能读取：")
                         warnings_zh.append(
-                            f"之后发送的文件{name}（{day}）未能读取：{(bj.reason_zh or bj.reason).removeprefix('未能读取：')}；"
-                            f"仍以之前的{what_zh}为准"
+                            f"之后发送的文件{name}（{day}）未能读取：{why_zh}；仍以之前的{what_zh}为准"
                         )
                     latest, chosen, judgement = m, earlier, ej
                 break

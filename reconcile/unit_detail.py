@@ -35,12 +35,12 @@ def unit_detail(conn: sqlite3.Connection, roster, config, unit, status_row: dict
         "facts",
         "error",
     )
-    for mid, message_id, received_at, from_addr, subject, mstatus, method, reason in mrows:
+    for mid, message_id, received_at, from_addr, subject, _mstatus, method, reason in mrows:
         parts = []
         for row in conn.execute(
             f"SELECT {', '.join(pcols)} FROM parts WHERE message = ? ORDER BY seq", [mid]
         ):
-            p = dict(zip(pcols, row))
+            p = dict(zip(pcols, row, strict=True))
             entry = {
                 k: p[k] for k in ("id", "origin", "location", "filename", "kind", "sha256", "size", "error")
             }
@@ -58,7 +58,7 @@ def unit_detail(conn: sqlite3.Connection, roster, config, unit, status_row: dict
             entry["counted"] = p["id"] in counted
             parts.append(entry)
         links = [
-            dict(zip(("url", "host", "provider", "filename", "status", "error"), r))
+            dict(zip(("url", "host", "provider", "filename", "status", "error"), r, strict=True))
             for r in conn.execute(
                 "SELECT url, host, provider, filename, status, error FROM links WHERE message = ? ORDER BY id",
                 [mid],

@@ -48,7 +48,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from ingest.config import DEFAULT_SHEET_FIELDS, DEFAULT_SHEET_TEXT_ROWS  # noqa: E402
+from ingest.config import DEFAULT_SHEET_FIELDS, DEFAULT_SHEET_TEXT_ROWS  # noqa: E402 - the repo is put on sys.path first
 
 CST = ZoneInfo("Asia/Shanghai")
 MAILBOX = "sxskjtrcc@126.com"
@@ -74,7 +74,7 @@ def fixed_zip(data: bytes, when: tuple = (2022, 6, 1, 9, 0, 0)) -> bytes:
 
     openpyxl stamps dcterms:modified with the time of saving whatever the workbook says, so the
     core properties are fixed here too."""
-    stamp = "%04d-%02d-%02dT%02d:%02d:%02dZ" % when
+    stamp = "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}Z".format(*when)
     src = zipfile.ZipFile(io.BytesIO(data))
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
@@ -149,7 +149,7 @@ def make_sheet_xlsx(spec: SheetSpec) -> bytes:
     ws["A2"], ws["B2"] = lab("填报单位") + ("：" if spec.spaced_labels else ""), spec.unit
     ws.merge_cells("B2:D2")
     ws["A3"], ws["B3"], ws["C3"], ws["D3"] = "联系人", spec.contact, "联系电话", spec.phone
-    for col, head in zip("ABCD", ("指标", "单位", "数量", "备注")):
+    for col, head in zip("ABCD", ("指标", "单位", "数量", "备注"), strict=True):
         ws[f"{col}4"] = head
         ws[f"{col}4"].font = Font(bold=True)
     row = 5
@@ -369,7 +369,7 @@ def fake_video_html() -> bytes:
 class _GbkZipInfo(zipfile.ZipInfo):
     """A member name stored in GBK without the UTF-8 flag, as Windows' built-in zip writes it."""
 
-    def _encodeFilenameFlags(self):  # noqa: N802 (zipfile's name)
+    def _encodeFilenameFlags(self):  # zipfile's name
         return self.filename.encode("gbk"), self.flag_bits & ~0x800
 
 
@@ -1271,7 +1271,8 @@ def _zhuanxing_sheet() -> bytes:
         subject="Re: 材料补充",
         date=at("2022-06-22 11:08:30"),
         msgid="<6e5d4c3b.3a92.18189b2c4f1.Coremail.zgsfq_kj@126.com>",
-        body='您好，补报我区统计表，请查收。\n\n周婷\n\n在 2022-06-21 17:05:12，"省科技厅人才处" <sxskjtrcc@126.com> 写道：\n'
+        body="您好，补报我区统计表，请查收。\n\n周婷\n\n"
+        '在 2022-06-21 17:05:12，"省科技厅人才处" <sxskjtrcc@126.com> 写道：\n'
         ">综改区：你区统计表尚未报送，请于6月25日前补报。",
         files=files,
         boundary="----=_Part_533190_2047716231.1655867310000",

@@ -22,7 +22,7 @@ pytest_plugins = [
     "fixtures.files",
 ]
 
-from fixtures.campaign import Campaign  # noqa: E402
+from fixtures.campaign import Campaign  # noqa: E402 - after the fixture plugins are listed
 
 
 @pytest.fixture

@@ -209,7 +209,7 @@ def test_two_ingests_at_once_never_both_process(campaign, media, lock_wait_s):
     assert processed == n, results  # each message processed by exactly one of them
     if not lock_wait_s:  # started together, the loser is refused at once and told who polls
         assert sorted(c for c, _, _ in results) == [0, 1], results
-        winner = next(p for p, (c, _, _) in zip(procs, results) if c == 0)
+        winner = next(p for p, (c, _, _) in zip(procs, results, strict=False) if c == 0)
         assert f"another mailroll (pid {winner.pid}) {LOCK_MESSAGE}" in next(e for c, _, e in results if c)
     else:
         assert [c for c, _, _ in results] == [0, 0]

@@ -18,7 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from corpus_maildir import build_maildir  # noqa: E402
+from corpus_maildir import build_maildir  # noqa: E402 - scripts/ is put on sys.path first
 
 
 def test_whole_corpus_is_accounted_for(campaign, corpus_dir):

@@ -357,7 +357,9 @@ def forwarding_mail() -> bytes:
     )
     att = msg.get_payload()[-1]
     del att["Content-Disposition"]
-    att["Content-Disposition"] = 'attachment; filename="%s"' % Header("太原总结报告.pdf", "gbk").encode()
+    att["Content-Disposition"] = 'attachment; filename="{}"'.format(
+        Header("太原总结报告.pdf", "gbk").encode()
+    )
     msg.add_attachment(inner_big)
     msg.add_attachment(inner_small)
     return msg.as_bytes()

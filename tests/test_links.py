@@ -38,7 +38,7 @@ https://www.aliyundrive.com/s/abcDEF123 阿里云盘备份
 
 def test_netease_big_attachment_with_name_and_signature_ignored():
     links = find_links("", NETEASE_HTML)
-    assert [(l.host, l.provider, l.filename) for l in links] == [
+    assert [(link.host, link.provider, link.filename) for link in links] == [
         ("mail.163.com", "网易163邮箱超大附件", "太原市科技活动周宣传片.mp4")
     ]
     assert links[0].url == "https://mail.163.com/large-attachment-download/index.html?p=X1Y2Z3&file=QUJD"
@@ -52,7 +52,7 @@ def test_qq_big_attachment_name_in_the_anchor():
 
 def test_cloud_drives_in_plain_text():
     links = find_links(TEXT_BODY, None)
-    assert [(l.provider, l.filename) for l in links] == [
+    assert [(link.provider, link.filename) for link in links] == [
         ("百度网盘", None),
         ("腾讯微云", "活动照片.zip"),
         ("阿里云盘", None),
@@ -115,7 +115,7 @@ def test_content_disposition(header, name):
 class _Handler(http.server.BaseHTTPRequestHandler):
     routes: dict = {}
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):  # http.server's name
         route = self.routes.get(self.path.split("?")[0])
         if route is None:
             self.send_error(404)
@@ -230,17 +230,17 @@ def test_expired_link(server, tmp_path):
 
 
 def test_refusals(server, tmp_path):
-    l = link(server, "/f")
+    to_server = link(server, "/f")
     assert (
-        download(l, check_config(links={"download": False}), tmp_path).error
+        download(to_server, check_config(links={"download": False}), tmp_path).error
         == "downloading links is turned off (links.download = false)"
     )
     assert (
-        download(l, local_config(allowed_hosts=["mail.163.com"]), tmp_path).error
+        download(to_server, local_config(allowed_hosts=["mail.163.com"]), tmp_path).error
         == "the link's host 127.0.0.1 is not in links.allowed_hosts; not fetched"
     )
     strict = local_config(allow_insecure_local=False)
-    assert download(l, strict, tmp_path).error == "only https links are downloaded; not fetched"
+    assert download(to_server, strict, tmp_path).error == "only https links are downloaded; not fetched"
     https_local = Link(url=f"https://127.0.0.1:{server.server_address[1]}/f", host="127.0.0.1", provider="x")
     assert (
         download(https_local, strict, tmp_path).error
@@ -260,8 +260,8 @@ def test_redirect_to_a_private_address_is_refused(server, tmp_path):
 
 
 def test_url_followed_by_chinese_without_a_space():
-    (l,) = find_links("视频链接https://pan.baidu.com/s/1AbC提取码：abcd", None)
-    assert l.url == "https://pan.baidu.com/s/1AbC"
+    (found,) = find_links("视频链接https://pan.baidu.com/s/1AbC提取码：abcd", None)
+    assert found.url == "https://pan.baidu.com/s/1AbC"
 
 
 def test_redirects_are_checked_like_the_link_itself(server, tmp_path):

@@ -42,7 +42,10 @@ def _send(
 
 def _outbox(conn):
     cols = ("id", "kind", "unit", "stage", "status", "attempts", "error", "smtp_message_id", "sent_at")
-    return [dict(zip(cols, r)) for r in conn.execute(f"SELECT {', '.join(cols)} FROM outbox ORDER BY id")]
+    return [
+        dict(zip(cols, r, strict=True))
+        for r in conn.execute(f"SELECT {', '.join(cols)} FROM outbox ORDER BY id")
+    ]
 
 
 def test_mail_carries_our_headers_and_chinese_text(setup):

@@ -164,7 +164,7 @@ def test_an_auto_responder_does_not_start_a_loop(mailing, media):
     ingest(campaign)
     receipts(campaign)
     ours = server.wait_for(1)[0]
-    for i in range(3):
+    for _ in range(3):
         campaign.deliver(
             build_mail(
                 "kjc@sxu.edu.cn",
@@ -350,7 +350,10 @@ def test_receipts_judge_as_of_now_not_including_later_mail(mailing, media):
     the report (which came at 11:00) is still missing. The 11:00 one is answered later."""
     campaign, server = mailing
     day = datetime.now(BJ).date() - timedelta(days=1)
-    at = lambda hh: datetime.fromisoformat(f"{day}T{hh}:00:00+08:00")  # noqa: E731
+
+    def at(hh):
+        return datetime.fromisoformat(f"{day}T{hh}:00:00+08:00")
+
     campaign.deliver(
         build_mail(
             "kjc@sxu.edu.cn", subject="统计表", attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())]

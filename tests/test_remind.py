@@ -74,7 +74,10 @@ def submit_complete(campaign, media, sender="王丽 <tykjj@taiyuan.gov.cn>", vid
 def test_stages_follow_the_deadline(campaign):
     config = campaign.config()
     d = config.campaign.deadline  # 2022-06-25T23:59:59+08:00
-    at = lambda delta: d + delta  # noqa: E731
+
+    def at(delta):
+        return d + delta
+
     assert due_stage(config, d, at(-timedelta(days=4))) is None
     assert due_stage(config, d, at(-timedelta(days=3))) == "before-3d"
     assert due_stage(config, d, at(-timedelta(days=1, seconds=1))) == "before-3d"

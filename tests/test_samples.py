@@ -38,6 +38,10 @@ def _load_script():
 ms = _load_script()
 
 
+def _filenames(message) -> list[str]:
+    return [p.get_filename() for p in message.walk() if p.get_filename()]
+
+
 def _files(maildir: Path) -> dict[str, str]:
     return {
         f"{p.parent.name}/{p.name}": hashlib.sha256(p.read_bytes()).hexdigest()
@@ -91,8 +95,7 @@ def test_committed_samples_match_the_generator(regenerated):
             )
             for h in ("Message-ID", "From", "Subject", "Date"):
                 assert str(old[h]) == str(new[h]), (name, h)
-            names = lambda m: [p.get_filename() for p in m.walk() if p.get_filename()]  # noqa: E731
-            assert names(old) == names(new), name
+            assert _filenames(old) == _filenames(new), name
         pytest.skip(
             f"tool versions differ from the committed samples' ({committed['tools']}); "
             "structure compared, bytes not: rerun scripts/make_samples.py to refresh"
@@ -110,7 +113,7 @@ def test_maildir_names_carry_the_delivery_time():
     assert len(names) == len(ms.STORY)
     arrivals = [m.arrival for m in ms.STORY]
     assert arrivals == sorted(arrivals), "STORY must be in arrival order"
-    for name, mail in zip(names, ms.STORY):
+    for name, mail in zip(names, ms.STORY, strict=False):
         folder, base = name.split("/", 1)
         assert int(base.split(".", 1)[0]) == int(mail.arrival.timestamp()), name
         if folder == "cur":
@@ -123,14 +126,16 @@ def test_maildir_names_carry_the_delivery_time():
 
 def test_the_duplicate_is_byte_identical_and_the_rest_are_distinct():
     by_key = {}
-    for mail, (name, sha) in zip(
-        ms.STORY, sorted(_files(SAMPLES / "maildir").items(), key=lambda kv: kv[0].split("/", 1)[1])
+    for mail, (_name, sha) in zip(
+        ms.STORY,
+        sorted(_files(SAMPLES / "maildir").items(), key=lambda kv: kv[0].split("/", 1)[1]),
+        strict=False,
     ):
         by_key[mail.key] = sha
     dups = [m for m in ms.STORY if m.same_as]
     assert len(dups) == 1
     assert by_key[dups[0].key] == by_key[dups[0].same_as]
-    others = [sha for m, sha in zip(ms.STORY, by_key.values()) if not m.same_as]
+    others = [sha for m, sha in zip(ms.STORY, by_key.values(), strict=False) if not m.same_as]
     assert len(set(others)) == len(others)
 
 
@@ -146,7 +151,9 @@ def test_the_mailbox_has_the_quirks_of_real_chinese_mail_clients():
     import io
     import zipfile
 
-    head = lambda raw: raw.split(b"\n\n", 1)[0]  # noqa: E731
+    def head(raw):
+        return raw.split(b"\n\n", 1)[0]
+
     foxmail = _raw("taiyuan-xcb")
     assert b"Subject: =?gbk?B?" in foxmail and b"filename*=GBK''%" in foxmail
     netease = _raw("datong")
@@ -277,7 +284,7 @@ def test_demo_messages_are_attributed_as_the_story_says(demo):
     assert res.returncode == 0, res.stderr
     rows = res.stdout and json.loads(res.stdout)
     assert len(rows) == len(ms.STORY)
-    for row, mail in zip(rows, ms.STORY):
+    for row, mail in zip(rows, ms.STORY, strict=False):
         got = datetime.fromisoformat(row["received_at"].replace("Z", "+00:00"))
         assert got == mail.arrival, (mail.key, row)
         assert row["disposition"] == mail.disposition, (mail.key, row)

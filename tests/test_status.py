@@ -24,7 +24,7 @@ AFTER = datetime(2022, 6, 27, 1, 0, tzinfo=UTC)  # deadline: 2022-06-25 15:59:59
 
 def attach(*paths: Path, names: list[str] | None = None) -> list[tuple[str, bytes]]:
     names = names or [p.name for p in paths]
-    return [(n, Path(p).read_bytes()) for n, p in zip(names, paths)]
+    return [(n, Path(p).read_bytes()) for n, p in zip(names, paths, strict=False)]
 
 
 def send(campaign, from_=TY, subject="2022年科技活动周材料", files=(), when=BEFORE, **kw):

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import olefile
@@ -101,7 +102,7 @@ def ole_is_encrypted_ooxml(path: Path) -> bool:
     try:
         with olefile.OleFileIO(str(path)) as ole:
             return ole.exists("EncryptedPackage") or ole.exists("EncryptionInfo")
-    except Exception:
+    except Exception:  # noqa: BLE001 - hostile file: unreadable as OLE means not encrypted
         return False
 
 
@@ -214,7 +215,7 @@ def temp_workdir() -> tempfile.TemporaryDirectory:
     return tempfile.TemporaryDirectory(prefix="mailroll-check-")
 
 
-def _chain(e: BaseException):
+def _chain(e: BaseException | None) -> Iterator[BaseException]:
     seen = set()
     while e is not None and id(e) not in seen:
         seen.add(id(e))
@@ -249,7 +250,7 @@ def ole_streams(path: Path) -> set[str] | None:
     try:
         with olefile.OleFileIO(str(path)) as ole:
             return {"/".join(e).lower() for e in ole.listdir(streams=True, storages=True)}
-    except Exception:
+    except Exception:  # noqa: BLE001 - hostile file: olefile raises many types
         return None
 
 

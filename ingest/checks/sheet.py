@@ -42,7 +42,7 @@ def _split_inline(text: str) -> tuple[str, str] | None:
 
 
 def _header_value(
-    grid_rows: list[Grid], label: str, all_labels: list[str], stop: set[str] = frozenset()
+    grid_rows: list[Grid], label: str, all_labels: list[str], stop: frozenset[str] | set[str] = frozenset()
 ) -> str | None:
     """A header cell's value: right of the label, or after '：' in the same cell
     ('填报单位：太原市科技局   联系人：张三' holds two)."""
@@ -121,7 +121,8 @@ def extract(book: Workbook, template) -> dict:
     text: dict[str, str] = {}
     warnings = list(book.warnings)
 
-    found: dict[str, tuple[list, int, object]] = {}  # label -> (row, col, inline value or ...)
+    # label -> (row, col, the quantity column or None, inline value or ... for none)
+    found: dict[str, tuple[list, int, int | None, object]] = {}
     found_text: dict[str, tuple[Grid, int, int]] = {}
     for rows in form_grids:
         qty_col = None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 TABLE_HEADER = ("指标", "单位", "数量", "备注")
 
@@ -57,10 +58,11 @@ def write_xlsx(
     """Write the form as .xlsx (宋体, borders, column widths, merged title and text cells)."""
     from openpyxl import Workbook
     from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
+    from openpyxl.worksheet.worksheet import Worksheet
 
     v = values or FormValues()
     wb = Workbook()
-    ws = wb.active
+    ws = cast(Worksheet, wb.active)  # a new workbook has one sheet
     ws.title = sheet_name
     thin = Side(style="thin", color="000000")
     border = Border(left=thin, right=thin, top=thin, bottom=thin)
@@ -68,7 +70,7 @@ def write_xlsx(
     bold = Font(name="黑体", size=11, bold=True)
     center = Alignment(horizontal="center", vertical="center", wrap_text=True)
     left = Alignment(horizontal="left", vertical="center", wrap_text=True)
-    for col, width in zip("ABCD", (30, 10, 14, 24)):
+    for col, width in zip("ABCD", (30, 10, 14, 24), strict=True):
         ws.column_dimensions[col].width = width
 
     ws.append([_title(template, title)])
@@ -171,8 +173,8 @@ def write_docx(
         merged.text = v.text.get(label) or ""
         r += 1
     for row in table.rows:
-        for cell, width in zip(row.cells, widths):
+        for cell, width in zip(row.cells, widths, strict=False):
             cell.width = width
     path = Path(path)
-    document.save(path)
+    document.save(str(path))
     return path

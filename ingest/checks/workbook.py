@@ -67,14 +67,14 @@ def read_xlsx(path: Path, max_xml_bytes: int) -> Workbook:
         if has_formulas:
             # a formula no spreadsheet program has calculated has no saved value: say so
             formulas = _xlsx_grids(path, data_only=False)
-            for (_, values), (_, raw) in zip(book.grids, formulas):
-                for row_v, row_f in zip(values, raw):
-                    for c, (v, f) in enumerate(zip(row_v, row_f)):
+            for (_, values), (_, raw) in zip(book.grids, formulas, strict=False):
+                for row_v, row_f in zip(values, raw, strict=False):
+                    for c, (v, f) in enumerate(zip(row_v, row_f, strict=False)):
                         if v is None and isinstance(f, str) and f.startswith("="):
                             row_v[c] = UncalculatedFormula(f)
     except CheckError:
         raise
-    except Exception as e:  # openpyxl raises many types on broken files
+    except Exception as e:  # noqa: BLE001 - openpyxl raises many types on broken files; recorded as unreadable
         raise unreadable(e, "sheet", "xlsx") from None
     return book
 
@@ -112,14 +112,15 @@ def _xlsx_value(v: object) -> Cell:
 def read_xls(path: Path) -> Workbook:
     """Grids of a BIFF .xls (Excel 97-2003; WPS .et files are usually the same format)."""
     import xlrd
+    from xlrd.biffh import XLRDError
 
     try:
         wb = xlrd.open_workbook(str(path), on_demand=True, logfile=_NullLog())
-    except xlrd.XLRDError as e:
+    except XLRDError as e:
         if "encrypt" in str(e).lower():
             raise CheckError("the sheet is password-protected") from None
         raise CheckError(f"the sheet cannot be opened: the file is not a valid .xls ({_short(e)})") from None
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - xlrd raises many types on broken files; recorded as unreadable
         raise CheckError(f"the sheet cannot be opened: the file is not a valid .xls ({_short(e)})") from None
     book = Workbook("xls")
     try:
@@ -127,7 +128,7 @@ def read_xls(path: Path) -> Workbook:
             sh = wb.sheet_by_index(index)
             rows: Grid = []
             for r in range(min(sh.nrows, MAX_ROWS)):
-                row = []
+                row: list[Cell] = []
                 for c in range(min(sh.ncols, MAX_COLS)):
                     cell = sh.cell(r, c)
                     if cell.ctype in (xlrd.XL_CELL_EMPTY, xlrd.XL_CELL_BLANK):
@@ -163,13 +164,14 @@ def read_docx(path: Path, max_xml_bytes: int) -> Workbook:
     try:
         with open(path, "rb") as fh:
             document = docx.Document(fh)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - python-docx raises many types on broken files; recorded as unreadable
         raise unreadable(e, "document", "docx") from None
     book = Workbook("docx")
     for i, table in enumerate(document.tables[:MAX_SHEETS], start=1):
         rows: Grid = []
         for row in table.rows[:MAX_ROWS]:
-            cells, previous = [], None
+            cells: list[Cell] = []
+            previous = None
             for cell in row.cells[:MAX_COLS]:
                 # a horizontally merged cell is returned once per grid column: keep it once
                 if previous is not None and cell._tc is previous:
@@ -180,7 +182,7 @@ def read_docx(path: Path, max_xml_bytes: int) -> Workbook:
             rows.append(cells)
         book.grids.append((f"表格{i}", rows))
     # after the tables: a note such as '活动总数：指…' must not shadow the table's row
-    paragraphs = [[p.text] for p in document.paragraphs[:MAX_ROWS] if p.text.strip()]
+    paragraphs: Grid = [[p.text] for p in document.paragraphs[:MAX_ROWS] if p.text.strip()]
     if paragraphs:
         book.grids.append(("正文", paragraphs))
     return book

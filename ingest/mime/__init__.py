@@ -129,7 +129,7 @@ def _outlook_msg(raw: bytes, parsed: ParsedMessage) -> None:
             parsed.headers.from_name = prop("0C1A")
         finally:
             ole.close()
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - hostile .msg file: recorded as a defect
         parsed.defects.append("the Outlook .msg file could not be read")
 
 
@@ -225,7 +225,7 @@ def part_from_entity(
         entity = message_from_bytes(
             mime_header_bytes.split(b"\r\n\r\n")[0].split(b"\n\n")[0] + b"\n\n", policy=compat32
         )
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - hostile header block: read as empty
         entity = Message()
     filename = decode_filename(entity)
     ctype = _ctype(entity)
@@ -257,7 +257,7 @@ def entity_info(mime_header_bytes: bytes) -> dict[str, Any]:
     transfer_encoding. Helps a streaming fetcher decide which sections are attachments."""
     try:
         entity = message_from_bytes(mime_header_bytes + b"\n\n", policy=compat32)
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - hostile header block: read as empty
         entity = Message()
     return {
         "filename": decode_filename(entity),

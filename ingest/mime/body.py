@@ -14,6 +14,7 @@ import logging
 import quopri
 import re
 import unicodedata
+from collections.abc import Sequence
 from email.message import Message
 from typing import Any
 
@@ -49,8 +50,9 @@ def _payload_bytes(entity: Message, spill: Any = None) -> tuple[bytes, str | Non
         return quopri.decodestring(data), None
     if cte in ("x-uuencode", "uuencode", "x-uue", "uue"):
         try:
-            return entity.get_payload(decode=True) or b"", None
-        except Exception:  # noqa: BLE001
+            decoded = entity.get_payload(decode=True)
+            return decoded if isinstance(decoded, bytes) else b"", None
+        except Exception:  # noqa: BLE001 - hostile data: recorded as a defect
             return data, "the uuencoded data could not be decoded"
     return data, None
 
@@ -61,7 +63,7 @@ def html_to_text(html: str) -> str:
         import lxml.html
 
         doc = lxml.html.document_fromstring(html[:HTML_MAX])
-        for bad in doc.xpath("//script|//style|//head"):
+        for bad in list(doc.iter("script", "style", "head")):
             bad.drop_tree()
         for el in doc.iter("br", "p", "div", "tr", "li", "h1", "h2", "h3", "table"):
             el.tail = "\n" + (el.tail or "")
@@ -73,7 +75,7 @@ def html_to_text(html: str) -> str:
 
 
 def finish_body(
-    parsed: ParsedMessage, plain: list[str], html: list[str], extra_text: list[str] = ()
+    parsed: ParsedMessage, plain: list[str], html: list[str], extra_text: Sequence[str] = ()
 ) -> str | None:
     """Set ``parsed.html``, ``parsed.body_text`` and ``parsed.links`` from the text parts found.
 

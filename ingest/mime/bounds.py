@@ -14,6 +14,7 @@ import re
 from email.feedparser import BytesFeedParser
 from email.message import Message
 from email.policy import compat32
+from itertools import pairwise
 from typing import Any, Protocol
 
 from ingest.mime.text import HEADER_VALUE_MAX
@@ -74,7 +75,7 @@ def _bound_header(header: bytes, max_bytes: int) -> tuple[bytes, int]:
     if starts[0] != 0:
         starts.insert(0, 0)
     starts.append(len(header))
-    for a, b in zip(starts, starts[1:], strict=False):
+    for a, b in pairwise(starts):
         fld = header[a:b]
         name = fld.split(b":", 1)[0].strip().lower() if b":" in fld[:100] else b""
         if size + len(fld) <= max_bytes:
@@ -147,5 +148,5 @@ def _parse_bounded(raw: bytes, limits: Any, ctx: _Defects) -> tuple[Message | No
         return _parse_chunked(raw), None
     except RecursionError:
         return None, "its MIME structure is nested too deeply"
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - hostile structure: the reason is recorded
         return None, f"{type(e).__name__}: {e}"

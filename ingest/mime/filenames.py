@@ -111,9 +111,9 @@ def _find_param(entity: Message, names: Iterable[str], header: str) -> str | Non
     best: str | None = None
     for key, value in params[1:]:
         if key.lower().rstrip("*") in names:
-            text = _param_text(value)
-            if text and (best is None or isinstance(value, tuple)):
-                best = text  # an RFC 2231 value wins over a plain one
+            found = _param_text(value)
+            if found and (best is None or isinstance(value, tuple)):
+                best = found  # an RFC 2231 value wins over a plain one
     return best
 
 
@@ -127,6 +127,6 @@ def decode_filename(entity: Message) -> str | None:
         raw = _find_param(entity, ("filename",), "content-disposition") or _find_param(
             entity, ("name",), "content-type"
         )
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - hostile header: treated as no filename
         raw = None
     return sanitize_filename(raw[: 4 * FILENAME_MAX] if raw else raw)

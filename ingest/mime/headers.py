@@ -122,7 +122,7 @@ def _headers_from(msg: Message, defects: list[str] | None = None) -> Headers:
         ctype = msg.get_content_type()
         rtype = msg.get_param("report-type")
         h.content_type = ctype + (f"; report-type={rtype}" if isinstance(rtype, str) and rtype else "")
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - hostile Content-Type: left unknown
         h.content_type = None
     for name in _EXTRA_HEADERS:
         v = first(name)
@@ -138,7 +138,7 @@ def parse_headers(raw_header_bytes: bytes, limits: Any = None) -> Headers:
     try:
         msg = BytesParser(policy=compat32).parsebytes(data + b"\n\n", headersonly=True)
         return _headers_from(msg)
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - hostile headers: logged, read as empty
         log.exception("header block unreadable")
         return Headers()
 

@@ -74,7 +74,7 @@ class _Ctx:
 def _ctype(entity: Message) -> str:
     try:
         return entity.get_content_type()
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - hostile Content-Type: treated as opaque bytes
         return "application/octet-stream"
 
 
@@ -177,7 +177,7 @@ def _leaf(
                 return
             try:
                 raw_inner = inner[0].as_bytes(policy=compat32)
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - hostile inner message: nothing to spill
                 raw_inner = b""
             if ctx.spill is not None and ctx.spill.has_tokens(raw_inner):
                 raw_inner = ctx.spill.expand(raw_inner)
@@ -324,7 +324,9 @@ def _tnef_or_message(part: ExtractedPart, ctype: str, filename: str | None) -> b
     """Whether a spooled attachment is a winmail.dat or a forwarded message: opened in memory."""
     name = (filename or "").lower()
     if ctype == "application/ms-tnef" or name == "winmail.dat":
-        return part.size > 0
+        return (part.size or 0) > 0
+    if part.spool is None:
+        return False
     if name.endswith(".eml") or ctype == "application/octet-stream" or ctype.startswith("message/"):
         with open(part.spool, "rb") as f:
             return _looks_like_message(f.read(8192))
@@ -333,6 +335,7 @@ def _tnef_or_message(part: ExtractedPart, ctype: str, filename: str | None) -> b
 
 def _unspool(part: ExtractedPart) -> bytes:
     """Read a spooled part back into memory (a winmail.dat or a forwarded message to open)."""
+    assert part.spool is not None, "only a spooled part is read back"
     with open(part.spool, "rb") as f:
         data = f.read()
     part.spool.unlink(missing_ok=True)
@@ -399,7 +402,7 @@ def _safe_str(m: Any) -> str:
         if isinstance(m, Message):
             return "\n".join(f"{k}: {header_text(v)}" for k, v in getattr(m, "_headers", []))
         return str(m)
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - hostile headers: describe them as empty
         return ""
 
 

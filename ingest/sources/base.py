@@ -7,6 +7,7 @@ It never deletes mail and never marks it read.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -19,8 +20,13 @@ from ingest.model import Envelope, ParsedMessage
 class MailboxError(Exception):
     """The mailbox cannot be reached or read (connection, login, missing folder).
 
-    The message says what to check; polls that hit it are retried with backoff.
+    The message says what to check; polls that hit it are retried with backoff unless
+    ``transient`` is False (a wrong password does not get better by asking again).
     """
+
+    def __init__(self, text: str, transient: bool = True):
+        super().__init__(text)
+        self.transient = transient
 
 
 @dataclass
@@ -40,11 +46,11 @@ class Source(Protocol):
     def __enter__(self) -> Source: ...
     def __exit__(self, *exc) -> None: ...
 
-    def fetch_new(self, db: sqlite_utils.Database) -> Iterator[FetchedMessage]:
+    def fetch_new(self, db: sqlite_utils.Database | sqlite3.Connection) -> Iterator[FetchedMessage]:
         """New messages since the last poll, plus earlier ones whose processing failed."""
 
-    def count_new(self, db: sqlite_utils.Database) -> int | None:
+    def count_new(self, db: sqlite_utils.Database | sqlite3.Connection) -> int | None:
         """How many fetch_new will yield, if cheap to know (for the progress bar)."""
 
-    def committed(self, db: sqlite_utils.Database, envelope: Envelope) -> None:
+    def committed(self, db: sqlite_utils.Database | sqlite3.Connection, envelope: Envelope) -> None:
         """The message is in the database: advance the watermark, run the post action."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import UTC
+from typing import Any
 
 import click
 
@@ -50,8 +51,8 @@ class _progress_bar:
 
     def __init__(self, enabled: bool):
         self.enabled = enabled and sys.stderr.isatty()
-        self.progress = None
-        self.task = None
+        self.progress: Any = None  # a rich Progress while shown
+        self.task: Any = None
 
     def __enter__(self):
         if not self.enabled:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from reconcile.cli.app import App, cli, emit_json, json_option, pass_app
@@ -28,9 +30,9 @@ def report(app: App, xlsx_path: str | None, csv_dir: str | None, as_json: bool) 
     tables = rep.build_tables(app.conn, rows, collect(app.conn, rows, app.config), app.config)
     written = []
     if xlsx_path:
-        written.append(str(rep.write_xlsx(tables, xlsx_path)))
+        written.append(str(rep.write_xlsx(tables, Path(xlsx_path))))
     if csv_dir:
-        written += [str(p) for p in rep.write_csv(tables, csv_dir)]
+        written += [str(p) for p in rep.write_csv(tables, Path(csv_dir))]
     if as_json:
         emit_json({"written": written, "units": len(rows)})
     else:

@@ -164,7 +164,8 @@ def extend(app: App, unit: str, until: str, note: str | None, as_json: bool) -> 
         tz = app.config.campaign.timezone
         raise UsageProblem(
             f"--until {when.astimezone(tz).isoformat(timespec='seconds')} is not later than the campaign deadline "
-            f"{deadline.astimezone(tz).isoformat(timespec='seconds')}; to make a unit's deadline earlier is not supported"
+            f"{deadline.astimezone(tz).isoformat(timespec='seconds')}; "
+            "to make a unit's deadline earlier is not supported"
         )
     value = when.isoformat(timespec="seconds")
     oid = overrides.add(app.conn, "extend", app.actor, unit=u.id, value=value, note=note)

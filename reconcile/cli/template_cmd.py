@@ -39,6 +39,7 @@ def template_command(app: App, xlsx_path: Path | None, docx_path: Path | None, i
             else f"campaign {campaign.id} asks for no statistics sheet: there is no form to write"
         )
     template = sheets[0].sheet
+    assert template is not None, "a sheet item has its form"
     title = f"{campaign.name}{template.title}"  # 2022年山西省科技活动周开展情况统计表
     for path, writer in ((xlsx_path, write_xlsx), (docx_path, write_docx)):
         if path:

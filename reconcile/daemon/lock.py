@@ -30,7 +30,7 @@ class LockBusy(click.ClickException):
 
     exit_code = 1
 
-    def show(self, file=None) -> None:  # noqa: D102 - click's hook; no "Error:" prefix
+    def show(self, file=None) -> None:  # click's hook: no "Error:" prefix
         click.echo(f"mailroll: {self.format_message()}", err=True)
 
 

@@ -39,6 +39,7 @@ import threading
 import time
 from collections import deque
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from reconcile.daemon.clock import Clock, default_clock
 
@@ -177,7 +178,7 @@ class IdleWatcher(threading.Thread):
                     CLIENT_ID = {"name": "mailroll"}
                 try:
                     client.id_(CLIENT_ID)
-                except Exception as e:  # noqa: BLE001
+                except Exception as e:  # noqa: BLE001 - ID is optional: some servers refuse it
                     log.debug("IMAP ID refused: %s", e)
             client.select_folder(mb.folder or "INBOX", readonly=True)
             self.failures = 0  # connected: the next loss starts the backoff afresh
@@ -205,7 +206,7 @@ class IdleWatcher(threading.Thread):
         finally:
             try:
                 client.logout()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - closing only; the wait is over either way
                 pass
 
 
@@ -224,7 +225,7 @@ class Service:
         self.failures = 0
         self.last_good_poll: float | None = None  # monotonic time of the last successful poll
         self.sent_times: deque = deque()  # the SMTP rate limit across batches
-        self.scheduler = None
+        self.scheduler: Any = None  # an APScheduler BackgroundScheduler while running
         self.idle: IdleWatcher | None = None
 
     # -- helpers ------------------------------------------------------------------------------
@@ -253,7 +254,7 @@ class Service:
         if self.scheduler is not None:
             try:
                 self.scheduler.modify_job("poll", next_run_time=_utcnow() + timedelta(seconds=delay_s))
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - job gone during shutdown
                 pass
 
     # -- jobs ---------------------------------------------------------------------------------

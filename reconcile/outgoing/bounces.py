@@ -236,6 +236,12 @@ def bounces_for_unit(conn: sqlite3.Connection, unit: str) -> list[dict]:
         (unit,),
     ).fetchall()
     return [
-        dict(zip(("message", "received_at", "recipient", "status", "diagnostic", "kind", "stage"), r))
+        dict(
+            zip(
+                ("message", "received_at", "recipient", "status", "diagnostic", "kind", "stage"),
+                r,
+                strict=True,
+            )
+        )
         for r in rows
     ]

@@ -121,7 +121,7 @@ def deliver(
         outcome = mailer.send(msg, to)
     except SendFailure as e:
         status = {"temporary": "deferred", "permanent": "failed", "ambiguous": "unknown"}[e.kind]
-        finish(conn, row_id, status, attempts=getattr(e, "attempts", 1), error=e.reason, now=now)
+        finish(conn, row_id, status, attempts=e.attempts, error=e.reason, now=now)
         log.warning("%s to %s: %s (%s)", msg["X-Mailroll"], ", ".join(to), status, e.reason)
         return status, e.reason
     error = None

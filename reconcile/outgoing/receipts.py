@@ -186,7 +186,7 @@ def pending(conn: sqlite3.Connection, config, now: datetime) -> list[tuple[dict,
     keys = ("id", "message_id", "from_addr", "reply_to", "subject", "headers", "received_at", "unit", "files")
     out = []
     for r in rows:
-        row = dict(zip(keys, r))
+        row = dict(zip(keys, r, strict=True))
         try:
             row["headers"] = json.loads(row["headers"]) if row["headers"] else {}
         except ValueError:
@@ -210,7 +210,7 @@ def _files(conn: sqlite3.Connection, config, message: int) -> list[dict]:
         "SELECT id, location, filename, kind, facts, error, origin FROM parts WHERE message = ? ORDER BY seq",
         (message,),
     ):
-        part = dict(zip(("id", "location", "filename", "kind", "facts", "error", "origin"), r))
+        part = dict(zip(("id", "location", "filename", "kind", "facts", "error", "origin"), r, strict=True))
         kind = part["kind"] or "other"
         item = config.campaign.item_for_file(kind, part["filename"])
         if item is not None:
@@ -235,7 +235,7 @@ def _files(conn: sqlite3.Connection, config, message: int) -> list[dict]:
         "SELECT url, host, provider, filename, status, error FROM links WHERE message = ? AND part IS NULL",
         (message,),
     ):
-        link = dict(zip(("url", "host", "provider", "filename", "status", "error"), r))
+        link = dict(zip(("url", "host", "provider", "filename", "status", "error"), r, strict=True))
         j = judge_link(link)
         reason = j.reason_zh or ""
         out.append(

@@ -63,7 +63,7 @@ def stages(config, deadline: datetime) -> list[tuple[str, datetime, datetime | N
     """Every stage as (name, due from, due until or None), in time order."""
     r = config.reminders
     out: list[tuple[str, datetime, datetime | None]] = []
-    for label, d in sorted(zip(r.before_labels, r.before), key=lambda x: -x[1]):
+    for label, d in sorted(zip(r.before_labels, r.before, strict=False), key=lambda x: -x[1]):
         out.append((f"before-{label.strip()}", deadline - d, deadline))
     for k in range(1, max(0, r.after_max) + 1):
         out.append((f"after-{k}", deadline + r.after_grace + (k - 1) * r.after_every, None))

@@ -21,14 +21,19 @@ log = logging.getLogger(__name__)
 
 
 class SendFailure(Exception):
-    """A mail could not be handed over. ``kind``: 'temporary', 'permanent' or 'ambiguous'."""
+    """A mail could not be handed over. ``kind``: 'temporary', 'permanent' or 'ambiguous'.
+
+    ``attempts``: how many times it was tried (0: not tried, the server was already found
+    unreachable in this batch); ``connecting``: it failed before a connection stood."""
 
     kind = "temporary"
 
-    def __init__(self, reason: str, code: int | None = None):
+    def __init__(self, reason: str, code: int | None = None, *, attempts: int = 1, connecting: bool = False):
         super().__init__(reason)
         self.reason = reason
         self.code = code
+        self.attempts = attempts
+        self.connecting = connecting
 
 
 class TemporaryFailure(SendFailure):
@@ -108,6 +113,7 @@ class Mailer:
         cfg = self.cfg
         where = f"{cfg.host}:{cfg.port}"
         try:
+            conn: smtplib.SMTP
             if cfg.tls == "ssl":
                 conn = smtplib.SMTP_SSL(
                     cfg.host, cfg.port, timeout=cfg.timeout_s, context=self._tls_context()
@@ -141,7 +147,7 @@ class Mailer:
         if cfg.username:
             try:
                 password = cfg.password()
-            except Exception as e:  # ConfigError: the variable is missing; keep the mail for later
+            except Exception as e:  # noqa: BLE001 - e.g. ConfigError, the variable is missing: keep the mail for later
                 _quit(conn)
                 raise TemporaryFailure(str(e)) from None
             try:
@@ -191,9 +197,7 @@ class Mailer:
         """
         if self.unavailable:
             # the server could not be reached for an earlier mail of this batch: don't hammer it
-            e = TemporaryFailure(self.unavailable)
-            e.attempts = 0
-            raise e
+            raise TemporaryFailure(self.unavailable, attempts=0)
         attempts = max(1, self.cfg.retries)
         for attempt in range(1, attempts + 1):
             try:
@@ -205,7 +209,7 @@ class Mailer:
                 self.close()
                 e.attempts = attempt
                 if attempt >= attempts:
-                    if getattr(e, "connecting", False):
+                    if e.connecting:
                         self.unavailable = e.reason
                     raise
                 delay = self.cfg.backoff_s * (2 ** (attempt - 1))

@@ -100,7 +100,7 @@ class ImapSource(Connection):
             return
         with closing(prefetched(lambda stop: self._fetcher.messages(uids, stop))) as items:
             for item in items:
-                self._watermark.handed_out(item.envelope.uid)
+                self._watermark.handed_out(item.envelope.uid or 0)  # IMAP messages have one
                 yield item
 
     def _envelope(self, uid: int, size: int, when: datetime) -> Envelope:

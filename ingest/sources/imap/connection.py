@@ -75,7 +75,7 @@ def with_retries(
         try:
             return fn()
         except MailboxError as e:
-            if attempt >= attempts or getattr(e, "transient", True) is False:
+            if attempt >= attempts or not e.transient:
                 raise
             delay = backoff_s * 2 ** (attempt - 1)
             log.warning("%s failed (%s); trying again in %.1f s", what or "mailbox access", e, delay)
@@ -95,7 +95,7 @@ class Connection:
         self.uidvalidity: int | None = None
         self.capabilities: set[str] = set()
         self.sent_id = False
-        self._client = None
+        self._client: Any = None  # an IMAPClient while connected
         self._lock = threading.RLock()  # one IMAP command at a time (prefetch thread + caller)
 
     def __enter__(self: C) -> C:
@@ -118,7 +118,7 @@ class Connection:
         except Exception:  # noqa: BLE001 - already broken: just drop the socket
             try:
                 client.shutdown()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - already broken: just drop the socket
                 pass
 
     @property
@@ -176,13 +176,13 @@ class Connection:
         except MailboxError:
             try:
                 client.shutdown()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - already failing: the MailboxError is the one to report
                 pass
             raise
         except imap_errors() as e:
             try:
                 client.shutdown()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - already failing: the mailbox error is the one to report
                 pass
             raise mailbox_error(
                 f"the connection to {self.where} broke while logging in: {reason(e, m.timeout_s)}"
@@ -220,7 +220,7 @@ class Connection:
                     self._connect()
                 return fn(self._client)
             except MailboxError as e:
-                if getattr(e, "transient", True) is False:
+                if not e.transient:
                     raise
                 last = e
             except imap_errors() as e:
@@ -231,11 +231,12 @@ class Connection:
                 try:
                     if self._client is not None:
                         self._client.shutdown()
-                except Exception:  # noqa: BLE001
+                except Exception:  # noqa: BLE001 - dropping a broken connection
                     pass
                 self._client = None
             if attempt < attempts:
                 time.sleep(self.backoff_s * 2 ** (attempt - 1))
+        assert last is not None, "the loop ran at least once"
         why = str(last) if isinstance(last, MailboxError) else reason(last, self.mailbox.timeout_s)
         tries = f"{attempts} tries" if attempts > 1 else "1 try"
         raise mailbox_error(f"lost the connection to {self.where} while {what} ({tries}): {why}") from last

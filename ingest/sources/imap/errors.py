@@ -29,9 +29,7 @@ def imap_errors() -> tuple[type[BaseException], ...]:
 
 
 def mailbox_error(text: str, transient: bool = True) -> MailboxError:
-    e = MailboxError(text)
-    e.transient = transient  # type: ignore[attr-defined]
-    return e
+    return MailboxError(text, transient=transient)
 
 
 def reason(e: BaseException, timeout_s: float) -> str:

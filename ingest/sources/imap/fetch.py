@@ -48,7 +48,8 @@ class Fetcher:
         for start in range(0, len(uids), SIZE_BATCH):
             chunk = uids[start : start + SIZE_BATCH]
             meta = self._op(
-                lambda c: c.fetch(chunk, ["RFC822.SIZE", "INTERNALDATE"]), "reading message sizes"
+                lambda c, chunk=chunk: c.fetch(chunk, ["RFC822.SIZE", "INTERNALDATE"]),
+                "reading message sizes",
             )
             small: list[tuple[int, int, datetime]] = []
             for uid in chunk:
@@ -84,10 +85,12 @@ class Fetcher:
             )
             try:
                 data = self._op(
-                    lambda c: c.fetch(uids, ["BODY.PEEK[]"]), what, attempts=1 if len(uids) > 1 else None
+                    lambda c, uids=uids: c.fetch(uids, ["BODY.PEEK[]"]),
+                    what,
+                    attempts=1 if len(uids) > 1 else None,
                 )
             except MailboxError as e:
-                if len(uids) == 1 or getattr(e, "transient", True) is False:
+                if len(uids) == 1 or not e.transient:
                     raise
                 size = max(1, len(uids) // 2)
                 continue

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 
 from ingest.sources.base import FetchedMessage
 from ingest.sources.imap.errors import Stopped
@@ -31,7 +31,9 @@ def drop_spools(fetched: FetchedMessage) -> None:
                 pass
 
 
-def prefetched(produce: Callable[[threading.Event], Iterable[FetchedMessage]]) -> Iterator[FetchedMessage]:
+def prefetched(
+    produce: Callable[[threading.Event], Iterable[FetchedMessage]],
+) -> Generator[FetchedMessage, None, None]:
     """What ``produce`` yields, fetched ahead in the ``imap-prefetch`` thread."""
     q: queue.Queue = queue.Queue(maxsize=PREFETCH)
     stop = threading.Event()
