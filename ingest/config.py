@@ -180,6 +180,20 @@ class Roster:
     path: Path
 
 
+NAMED_SENDERS = ("count", "review")
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """How far a sender is believed (docs/RECONCILE.md "Sender trust")."""
+
+    # "count": a message attributed by a name only counts while nothing from a trusted sender
+    # counts for that item; "review": it always waits for a staff decision
+    named_senders: str = "count"
+    # authserv-ids whose Authentication-Results are believed; empty: the topmost header only
+    authserv_ids: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class Config:
     path: Path
@@ -194,6 +208,7 @@ class Config:
     links: Links
     public_domains: list[str]
     raw: dict[str, Any]
+    attribution: Attribution = field(default_factory=Attribution)
     # every campaign of the file, in its order; ``campaign`` and ``roster`` are the one selected
     # (the first unless ``for_campaign`` chose another)
     campaigns: tuple[Campaign, ...] = ()
@@ -529,6 +544,15 @@ def config_from_dict(data: dict, file: Path) -> Config:
 
     at = root.table("attribution")
     public = [str(d).lower() for d in at.get("public_domains", list, PUBLIC_MAIL_DOMAINS)]
+    authserv_ids = at.get("authserv_ids", list, [])
+    if not all(isinstance(i, str) and i.strip() for i in authserv_ids):
+        raise at.fail(
+            "authserv_ids", f'must be a list of server names like ["mx.126.com"], not {authserv_ids!r}'
+        )
+    attribution = Attribution(
+        named_senders=at.get("named_senders", str, "count", choices=NAMED_SENDERS),
+        authserv_ids=tuple(i.strip().lower() for i in authserv_ids),
+    )
 
     root.check_unknown()
     assert campaign.roster is not None, "a campaign read from the file names its roster"
@@ -546,6 +570,7 @@ def config_from_dict(data: dict, file: Path) -> Config:
         public_domains=public,
         raw=data,
         campaigns=tuple(campaigns),
+        attribution=attribution,
     )
 
 

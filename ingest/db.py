@@ -241,6 +241,10 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (source, source_key)
     );
     """,
+    # 4: how far the sender of each attribution is believed (reconcile/attribute.py sender_trust)
+    """
+    ALTER TABLE attributions ADD COLUMN trust TEXT; -- 'registered' | 'domain' | 'thread' | 'staff' | 'named'
+    """,
 ]
 
 

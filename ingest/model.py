@@ -57,6 +57,9 @@ class Headers:
     return_path: str | None = None
     content_type: str | None = None  # e.g. multipart/report; report-type=delivery-status
     extra: dict[str, str] = field(default_factory=dict)  # X-Mailer, X-Autoreply, ...
+    # Authentication-Results values as received, topmost first (RFC 8601); read by
+    # reconcile/authresults.py, which trusts only the receiving server's own
+    authentication_results: list[str] = field(default_factory=list)
 
     def selected(self) -> dict[str, Any]:
         """The headers kept in messages.headers (JSON)."""
@@ -68,6 +71,7 @@ class Headers:
             "list_id": self.list_id,
             "return_path": self.return_path,
             "content_type": self.content_type,
+            "authentication_results": self.authentication_results,
         }
         out.update(self.extra)
         return {k: v for k, v in out.items() if v not in (None, [], "")}

@@ -13,9 +13,21 @@ unit decides (``attributions.method``):
 5. ``forwarded`` the sender of a forwarded message is registered (a staff member forwarding
                  a unit's mail from a personal account).
 
+6. ``thread``    the message replies to (In-Reply-To / References) one of our own mails to a
+                 unit: a receipt or reminder (``outbox.smtp_message_id``).
+
 Two different units on the same level make the message unmatched, with a reason naming both;
-so does no evidence at all. Messages with status 'duplicate' or 'failed' are not attributed
-(their disposition is the message's status). Attributions are conclusions: ``attribute`` can
+so does no evidence at all.
+
+Each attribution also says how far its sender is believed (``attributions.trust``, worked out
+by ``sender_trust``, docs/RECONCILE.md "Sender trust"): ``registered`` (From is the unit's
+roster address), ``domain`` (From is in the unit's own mail domain), ``thread`` (a reply to our
+mail to that unit), ``staff`` (an ``assign``) and ``named`` (anything else: a name in the
+subject, a file name, a sheet cell, a forwarded sender, a Sender header; and any From that the
+receiving server's Authentication-Results failed, reconcile/authresults.py).
+
+Messages with status 'duplicate' or 'failed' are not attributed (their disposition is the
+message's status). Attributions are conclusions: ``attribute`` can
 recompute them at any time (``message_ids=None`` = all), e.g. after a roster fix.
 """
 
@@ -24,12 +36,18 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from reconcile import authresults
 from reconcile.roster import Roster, Unit, normalize
 
 MIN_NAME_CHARS = 2
+
+# sender trust levels (attributions.trust); every one but NAMED is a trusted sender
+REGISTERED, DOMAIN, THREAD, STAFF, NAMED = "registered", "domain", "thread", "staff", "named"
+TRUST_LEVELS = (REGISTERED, DOMAIN, THREAD, STAFF, NAMED)
+TRUSTED = frozenset({REGISTERED, DOMAIN, THREAD, STAFF})
 
 
 @dataclass
@@ -37,6 +55,7 @@ class Attribution:
     unit: str | None
     method: str | None
     reason: str
+    trust: str | None = None  # one of TRUST_LEVELS when unit is set
 
 
 @dataclass
@@ -96,6 +115,8 @@ class MessageEvidence:
     filenames: list[str]
     unit_cells: list[str]
     forwarded_from: list[str]
+    auth_results: list[str] = field(default_factory=list)  # Authentication-Results, topmost first
+    replies_to: list[str] = field(default_factory=list)  # In-Reply-To and References ids
 
 
 class Attributor:
@@ -257,12 +278,18 @@ def _evidence(conn: sqlite3.Connection, message_ids: list[int] | None) -> list[M
     out = []
     for mid, from_addr, headers, subject, forwarded in rows:
         sender = None
+        auth: list[str] = []
+        replies: list[str] = []
         try:
             h = json.loads(headers) if headers else {}
-            if isinstance(h, dict):
-                sender = h.get("sender") or h.get("Sender")
         except ValueError:
-            pass
+            h = {}
+        if isinstance(h, dict):
+            sender = h.get("sender") or h.get("Sender")
+            ar, refs = h.get("authentication_results"), h.get("references")
+            auth = [str(v) for v in ar] if isinstance(ar, list) else []
+            refs = refs if isinstance(refs, list) else []
+            replies = [str(v).strip("<>") for v in [h.get("in_reply_to"), *refs] if v]
         names, cells = parts.get(mid, ([], []))
         out.append(
             MessageEvidence(
@@ -273,9 +300,63 @@ def _evidence(conn: sqlite3.Connection, message_ids: list[int] | None) -> list[M
                 filenames=names,
                 unit_cells=cells,
                 forwarded_from=[str(a).lower() for a in _json_list(forwarded) if a],
+                auth_results=auth,
+                replies_to=replies,
             )
         )
     return out
+
+
+@dataclass
+class TrustContext:
+    """What ``sender_trust`` needs besides the message: the roster, the believed
+    Authentication-Results ids, and our own mails (Message-ID -> the unit it went to)."""
+
+    roster: Roster
+    authserv_ids: tuple[str, ...] = ()
+    our_mail: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, conn: sqlite3.Connection, roster: Roster, config) -> TrustContext:
+        # receipts and reminders we sent to a unit; replies in their thread come from that unit
+        ours = dict(
+            conn.execute(
+                "SELECT smtp_message_id, unit FROM outbox WHERE unit IS NOT NULL AND status != 'failed'"
+            ).fetchall()
+        )
+        ids = tuple(getattr(getattr(config, "attribution", None), "authserv_ids", ()) or ())
+        return cls(roster, ids, ours)
+
+    def thread_unit(self, ev: MessageEvidence) -> str | None:
+        """The unit our mail went to, when the message replies in its thread (one unit only)."""
+        units = {self.our_mail[r] for r in ev.replies_to if r in self.our_mail}
+        return next(iter(units)) if len(units) == 1 else None
+
+
+def sender_trust(att: Attribution, ev: MessageEvidence, ctx: TrustContext) -> tuple[str | None, str]:
+    """How far the sender of an attributed message is believed, and a note for the reason.
+
+    The one place that decides trust (extend it here): ``staff`` for an assign; ``named`` when
+    the receiving server failed SPF/DKIM/DMARC for the From; ``registered`` when From is the
+    unit's roster address; ``domain`` when From is in the unit's own domain; ``thread`` when the
+    message replies to our mail to that unit; ``named`` otherwise.
+    """
+    if att.unit is None:
+        return None, ""
+    if att.method == "manual":
+        return STAFF, ""
+    verdict = authresults.verdict(ev.auth_results, ev.from_addr, ctx.authserv_ids)
+    if verdict.failed:
+        by = " and ".join(verdict.checked_by) or "the receiving server"
+        return NAMED, f"; {by} recorded {', '.join(verdict.failures)} for {ev.from_addr}: not believed"
+    from_units = {u.id for u in ctx.roster.by_email.get(ev.from_addr or "", [])}
+    if att.method == "address" and att.unit in from_units:
+        return REGISTERED, ""
+    if att.method == "domain":
+        return DOMAIN, ""
+    if ctx.thread_unit(ev) == att.unit:
+        return THREAD, ""
+    return NAMED, ""
 
 
 def manual_assignments(conn: sqlite3.Connection) -> dict[int, tuple[str, str]]:
@@ -301,13 +382,14 @@ def attribute(
     """
     ids = None if message_ids is None else sorted({int(i) for i in message_ids})
     attributor = Attributor(roster, getattr(config, "public_domains", []))
+    trust = TrustContext.load(conn, roster, config)
     # Read the evidence inside the write transaction: a concurrent writer cannot slip a
     # message in between reading and replacing the rows (two re-attributions at once).
     own_tx = not conn.in_transaction
     if own_tx:
         conn.execute("BEGIN IMMEDIATE")
     try:
-        return _attribute_locked(conn, roster, attributor, ids)
+        return _attribute_locked(conn, roster, attributor, trust, ids)
     except BaseException:
         if own_tx:
             conn.execute("ROLLBACK")
@@ -319,7 +401,11 @@ def attribute(
 
 
 def _attribute_locked(
-    conn: sqlite3.Connection, roster: Roster, attributor: Attributor, ids: list[int] | None
+    conn: sqlite3.Connection,
+    roster: Roster,
+    attributor: Attributor,
+    trust: TrustContext,
+    ids: list[int] | None,
 ) -> dict[int, Attribution]:
     manual = manual_assignments(conn)
     # bounces of our own mail (reconcile/outgoing/bounces.py) are never submissions: keep their verdict
@@ -336,6 +422,15 @@ def _attribute_locked(
             decisions[ev.id] = Attribution(unit, "manual", reason)
         else:
             decisions[ev.id] = attributor.decide(ev)
+            if decisions[ev.id].unit is None and decisions[ev.id].method is None:
+                in_thread = trust.thread_unit(ev)
+                if in_thread in roster.by_id:
+                    decisions[ev.id] = Attribution(
+                        in_thread, "thread", f"replies to our mail to {roster.by_id[in_thread].name}"
+                    )
+        a = decisions[ev.id]
+        a.trust, note = sender_trust(a, ev, trust)
+        a.reason += note
     if ids is None:
         conn.execute("DELETE FROM attributions")
     else:
@@ -343,7 +438,8 @@ def _attribute_locked(
             "DELETE FROM attributions WHERE message IN (SELECT value FROM json_each(?))", [json.dumps(ids)]
         )
     conn.executemany(
-        "INSERT OR REPLACE INTO attributions (message, unit, method, reason, decided_at) VALUES (?, ?, ?, ?, ?)",
-        [(mid, a.unit, a.method, a.reason, now) for mid, a in decisions.items()],
+        "INSERT OR REPLACE INTO attributions (message, unit, method, reason, trust, decided_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [(mid, a.unit, a.method, a.reason, a.trust, now) for mid, a in decisions.items()],
     )
     return decisions

@@ -5,8 +5,9 @@ written in one transaction. A decision is undone with ``revoke(override_id)``, w
 row revoked (never deletes it) and logs that too; the earlier state comes back by itself because
 status is recomputed from facts and the decisions in force.
 
-Which decision is in force: the latest one not revoked, per message (assign), per unit and item
-(accept / reject: the later replaces the earlier), per unit (exempt, extend).
+Which decision is in force: the latest one not revoked, per message (assign, and reject of a
+message: it then counts for nothing; a later assign revokes it), per unit and item (accept /
+reject: the later replaces the earlier), per unit (exempt, extend).
 """
 
 from __future__ import annotations
@@ -207,6 +208,16 @@ def unknown_units(conn: sqlite3.Connection, roster) -> list[Override]:
 def assigns_in_force(conn: sqlite3.Connection, message: int) -> list[Override]:
     """The assign decisions in force for one message, oldest first."""
     return [o for o in listing(conn, include_revoked=False) if o.action == "assign" and o.message == message]
+
+
+def message_rejects_in_force(conn: sqlite3.Connection, message: int | None = None) -> list[Override]:
+    """``reject MESSAGE`` decisions in force (of one message, or all), oldest first: such a
+    message counts for no item (reconcile/status.py)."""
+    return [
+        o
+        for o in listing(conn, include_revoked=False)
+        if o.action == "reject" and o.message is not None and (message is None or o.message == message)
+    ]
 
 
 def resolve_message(conn: sqlite3.Connection, text: str) -> int:

@@ -25,6 +25,14 @@ from pathlib import Path
 
 UNIT_STATE_CN = {"complete": "齐全", "incomplete": "不齐全", "missing": "未报送"}
 ITEM_STATE_CN = {"ok": "合格", "invalid": "不合格", "missing": "未收到"}
+# who sent the counted file (attributions.trust, docs/RECONCILE.md "Sender trust")
+TRUST_CN = {
+    "registered": "登记邮箱",
+    "domain": "本单位邮箱域名",
+    "thread": "回复本系统邮件",
+    "staff": "人工指定",
+    "named": "仅凭名称（非登记邮箱）",
+}
 FILLS = {
     "ok": "C6EFCE",
     "invalid": "FFC7CE",
@@ -134,8 +142,8 @@ def _units_table(rows: list[dict], config) -> Table:
     header = ["序号", "单位编号", "单位名称", "类别", "状态", "逾期"]
     labels = config.campaign.labels
     for cn in labels.values():
-        header += [cn, f"{cn}说明", f"{cn}收到时间"]
-    header += ["最后来信", "截止时间", "人工处理", "邮箱"]
+        header += [cn, f"{cn}说明", f"{cn}收到时间", f"{cn}发件来源"]
+    header += ["最后来信", "截止时间", "人工处理", "待审核邮件", "邮箱"]
     t.add(header, header=True)
     for n, r in enumerate(rows, start=1):
         state = UNIT_STATE_CN[r["state"]] + ("（免报）" if r.get("exempt") else "")
@@ -152,7 +160,8 @@ def _units_table(rows: list[dict], config) -> Table:
             if it.get("filename") and it["state"] != "missing":
                 explain = f"{it['filename']}" + (f"：{explain}" if explain else "")
             fill_cols[len(row)] = "late" if it["late"] and it["state"] == "ok" else it["state"]
-            row += [label, explain, _local(it.get("arrived_at"), tz)]
+            trust = TRUST_CN.get(it.get("trust") or "", it.get("trust") or "")
+            row += [label, explain, _local(it.get("arrived_at"), tz), trust]
             if it.get("override"):
                 notes.append(f"{cn}{_override_text(it)}")
         if r.get("exempt"):
@@ -163,6 +172,10 @@ def _units_table(rows: list[dict], config) -> Table:
             _local(r.get("last_arrival"), tz),
             _local(r.get("deadline"), tz),
             "；".join(notes),
+            "；".join(
+                f"#{p['message']} {p['from'] or '?'}：{p['subject'] or ''}"
+                for p in r.get("pending_review") or []
+            ),
             "; ".join(r.get("emails") or []),
         ]
         i = t.add(row)

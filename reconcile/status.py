@@ -11,6 +11,12 @@ Rules (docs/DESIGN.md "Judging"):
 * lateness uses the first arrival of the counted content (same sha256) at this unit, so the
   same file sent again after the deadline is not late; the deadline is the campaign's, or the
   unit's ``extend`` override;
+* sender trust (docs/RECONCILE.md "Sender trust"): a message whose sender is only ``named``
+  counts for an item only while no message from a trusted sender (registered, domain, thread,
+  staff) carries that item; otherwise it waits in the unit's ``pending_review`` until staff
+  ``assign`` it (it then counts as ``staff``) or ``reject`` it. With ``[attribution]
+  named_senders = "review"`` every named message waits. Each item says the ``trust`` of the
+  sender of its counted submission (None when missing);
 * staff decisions: ``accept`` makes the item ok, ``reject`` invalid (the note is the reason),
   ``exempt`` marks the unit ``"exempt": true`` (its state is still computed as the contract
   says; reminders skip it).
@@ -29,6 +35,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from reconcile.attribute import STAFF, TRUSTED
 from reconcile.judge import (
     INVALID,
     MISSING,
@@ -60,16 +67,20 @@ def iso_text(value: datetime, tz=None) -> str:
 def _load(conn: sqlite3.Connection):
     messages: dict[int, dict] = {}
     by_unit: dict[str, list[int]] = defaultdict(list)
-    for mid, unit, method, reason, message_id, received_at, subject, from_addr in conn.execute(
-        "SELECT m.id, a.unit, a.method, a.reason, m.message_id, m.received_at, m.subject, m.from_addr "
+    for mid, unit, method, reason, trust, message_id, received_at, subject, from_addr in conn.execute(
+        "SELECT m.id, a.unit, a.method, a.reason, a.trust, m.message_id, m.received_at, m.subject, "
+        "m.from_addr "
         "FROM attributions a JOIN messages m ON m.id = a.message "
-        "WHERE a.unit IS NOT NULL AND m.status = 'recorded'"
+        "WHERE a.unit IS NOT NULL AND m.status = 'recorded' "
+        "AND m.id NOT IN (SELECT message FROM overrides WHERE action = 'reject' AND message IS NOT NULL "
+        "AND revoked_at IS NULL)"
     ):
         messages[mid] = {
             "id": mid,
             "unit": unit,
             "method": method,
             "reason": reason,
+            "trust": trust,
             "message_id": message_id,
             "received_at": received_at,
             "at": stored_time(received_at),
@@ -129,6 +140,50 @@ def _best(ps: list[dict], config, item) -> tuple[dict, Judgement]:
     return next(((p, j) for p, j in judged if j.state == OK), judged[0])
 
 
+def _carries(item, mid: int, parts: dict, links: dict, campaign) -> bool:
+    """Whether message ``mid`` carries something that can be ``item`` (a file, or for the
+    campaign's video a download link)."""
+    if _files(item, mid, parts, campaign):
+        return True
+    return item.kind == "video" and campaign.first("video") == item and bool(links.get(mid))
+
+
+def _trusted(message: dict) -> bool:
+    # None: attributed before trust was recorded (re-attributed on the next refresh)
+    return message["trust"] is None or message["trust"] in TRUSTED
+
+
+def counted_messages(
+    item, mids: list[int], messages: dict, parts: dict, links: dict, campaign, review_all: bool
+) -> tuple[list[int], list[int]]:
+    """(the unit's messages that may count for ``item``, the named ones held for review).
+
+    A named sender's message counts only while no trusted sender's message carries the item
+    (never, when ``review_all``)."""
+    trusted = [m for m in mids if _trusted(messages[m])]
+    named = [m for m in mids if not _trusted(messages[m])]
+    if review_all or any(_carries(item, m, parts, links, campaign) for m in trusted):
+        return trusted, [m for m in named if _carries(item, m, parts, links, campaign)]
+    return mids, []
+
+
+def _pending_entry(message: dict, items: list[str], review_all: bool) -> dict[str, Any]:
+    if review_all:
+        why = "only named: every such message waits for review ([attribution] named_senders)"
+    else:
+        why = f"only named; the {' and '.join(items)} from a trusted sender counts instead"
+    return {
+        "message": message["id"],
+        "message_id": message["message_id"],
+        "from": message["from"],
+        "subject": message["subject"],
+        "received_at": message["received_at"],
+        "attribution": message["reason"],
+        "items": items,
+        "reason": why,
+    }
+
+
 def _item_status(
     unit_id: str,
     item,
@@ -165,7 +220,14 @@ def _item_status(
         if carrying:
             ls = links[carrying[-1]]
     if not carrying:
-        return {"state": MISSING, "late": False, "reason": None, "reason_zh": None, "submissions": 0}
+        return {
+            "state": MISSING,
+            "late": False,
+            "trust": None,
+            "reason": None,
+            "reason_zh": None,
+            "submissions": 0,
+        }
     latest = carrying[-1]
     chosen: dict | None = None
     warnings: list[str] = []
@@ -211,6 +273,7 @@ def _item_status(
     out: dict[str, Any] = {
         "state": judgement.state,
         "late": late,
+        "trust": msg["trust"],
         "reason": judgement.reason,
         "reason_zh": judgement.reason_zh if judgement.reason else None,
         "message": latest,
@@ -240,7 +303,14 @@ def _images_status(item, order: list[int], messages: dict, parts: dict, campaign
             if p["sha256"] and not p["error"]:
                 first_seen.setdefault(p["sha256"], m)
     if not first_seen and not any(_files(item, m, parts, campaign) for m in order):
-        return {"state": MISSING, "late": False, "reason": None, "reason_zh": None, "submissions": 0}
+        return {
+            "state": MISSING,
+            "late": False,
+            "trust": None,
+            "reason": None,
+            "reason_zh": None,
+            "submissions": 0,
+        }
     got, need = len(first_seen), item.min_count
     arrivals = sorted(first_seen.values(), key=lambda m: (messages[m]["at"], m))
     carrying = sorted({m for m in order if _files(item, m, parts, campaign)})
@@ -268,6 +338,7 @@ def _images_status(item, order: list[int], messages: dict, parts: dict, campaign
     out.update(
         message=counted,
         message_id=msg["message_id"],
+        trust=msg["trust"],
         arrived_at=iso_text(msg["at"], tz),
         sent_at=iso_text(msg["at"], tz),
         details=f"{got} pictures",
@@ -314,6 +385,7 @@ def _apply_override(item_status: dict, o) -> None:
         item_status["state"], item_status["reason"], item_status["reason_zh"] = OK, None, None
         if item_status.get("submissions", 0) == 0:
             item_status["late"] = False
+            item_status["trust"] = STAFF
     elif o.action == "reject":
         item_status["checked"] = {
             "state": item_status["state"],
@@ -348,16 +420,24 @@ def unit_statuses(
     parts_by_id = {p["id"]: p for ps in parts.values() for p in ps}
     names = None
     decisions = in_force(conn)
+    review_all = getattr(getattr(config, "attribution", None), "named_senders", "count") == "review"
     out = []
     for unit in roster.units:
-        mids = by_unit.get(unit.id, [])
+        all_mids = by_unit.get(unit.id, [])
+        held: dict[int, list[str]] = {}
+        if review_all:
+            held = {m: [] for m in all_mids if not _trusted(messages[m])}
+        mids = [m for m in all_mids if m not in held]
         deadline = config.campaign.deadline
         extended = decisions.extend.get(unit.id)
         if extended:
             deadline = extended[0]
         items: dict[str, dict] = {}
         for item in campaign.items:
-            st = _item_status(unit.id, item, mids, messages, parts, links, config, deadline, tz)
+            counting, waiting = counted_messages(item, all_mids, messages, parts, links, campaign, review_all)
+            for m in waiting:
+                held.setdefault(m, []).append(item.id)
+            st = _item_status(unit.id, item, counting, messages, parts, links, config, deadline, tz)
             if item.kind == "sheet" and st.get("part"):
                 names = names or NameIndex(roster)
                 _sheet_unit_warning(st, unit, roster, parts_by_id, names)
@@ -390,6 +470,10 @@ def unit_statuses(
                 "last_arrival": iso_text(last, tz) if last else None,
                 "messages": len(mids),
                 "emails": list(unit.emails),
+                "pending_review": [
+                    _pending_entry(messages[m], held[m], review_all)
+                    for m in sorted(held, key=lambda m: (messages[m]["at"], m))
+                ],
             }
         )
     return out

@@ -30,7 +30,7 @@ import sqlite3
 log = logging.getLogger("mailroll.status")
 
 # Bump when the shape or rules of a status row change: cached rows are then recomputed.
-STATUS_CODE_VERSION = "6"
+STATUS_CODE_VERSION = "7"
 
 
 def file_fingerprint(path) -> str:
@@ -159,7 +159,8 @@ def ensure_attributed(conn: sqlite3.Connection, roster, config) -> None:
     stale = [
         r[0]
         for r in conn.execute(
-            "SELECT a.message FROM attributions a JOIN messages m ON m.id = a.message WHERE m.status != 'recorded'"
+            "SELECT a.message FROM attributions a JOIN messages m ON m.id = a.message "
+            "WHERE m.status != 'recorded' OR (a.unit IS NOT NULL AND a.trust IS NULL)"
         )
     ]
     if todo or stale:

@@ -18,7 +18,8 @@ def unit_detail(conn: sqlite3.Connection, roster, config, unit, status_row: dict
     counted = {it.get("part") for it in status_row["items"].values() if it.get("part")}
     messages = []
     mrows = conn.execute(
-        "SELECT m.id, m.message_id, m.received_at, m.from_addr, m.subject, m.status, a.method, a.reason "
+        "SELECT m.id, m.message_id, m.received_at, m.from_addr, m.subject, m.status, a.method, a.reason, "
+        "a.trust "
         "FROM attributions a JOIN messages m ON m.id = a.message WHERE a.unit = ? ORDER BY m.received_at, m.id",
         [unit.id],
     ).fetchall()
@@ -35,7 +36,8 @@ def unit_detail(conn: sqlite3.Connection, roster, config, unit, status_row: dict
         "facts",
         "error",
     )
-    for mid, message_id, received_at, from_addr, subject, _mstatus, method, reason in mrows:
+    pending = {p["message"]: p for p in status_row.get("pending_review") or []}
+    for mid, message_id, received_at, from_addr, subject, _mstatus, method, reason, trust in mrows:
         parts = []
         for row in conn.execute(
             f"SELECT {', '.join(pcols)} FROM parts WHERE message = ? ORDER BY seq", [mid]
@@ -72,6 +74,8 @@ def unit_detail(conn: sqlite3.Connection, roster, config, unit, status_row: dict
                 "from": from_addr,
                 "subject": subject,
                 "method": method,
+                "trust": trust,
+                "pending_review": pending[mid]["reason"] if mid in pending else None,
                 "attribution": f"{method}: {reason}" if method else reason,
                 "parts": parts,
                 "links": links,

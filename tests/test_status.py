@@ -67,10 +67,11 @@ def test_complete_unit_and_contract_shape(campaign, full_set):
         "late": False,
     }
     for item in ("statistics", "report", "video"):
-        assert {k: ty["items"][item][k] for k in ("state", "late", "reason")} == {
+        assert {k: ty["items"][item][k] for k in ("state", "late", "reason", "trust")} == {
             "state": "ok",
             "late": False,
             "reason": None,
+            "trust": "registered",
         }
     assert ty["items"]["video"]["filename"] == "科技周视频.mp4"
     assert ty["items"]["video"]["details"].startswith("1:00")
@@ -78,7 +79,14 @@ def test_complete_unit_and_contract_shape(campaign, full_set):
     assert all(r["state"] == "missing" and not r["late"] for r in others)
     assert all(
         r["items"]["video"]
-        == {"state": "missing", "late": False, "reason": None, "reason_zh": None, "submissions": 0}
+        == {
+            "state": "missing",
+            "late": False,
+            "trust": None,
+            "reason": None,
+            "reason_zh": None,
+            "submissions": 0,
+        }
         for r in others
     )
     # the table for people says the same, with a summary line

@@ -3,7 +3,8 @@
 ``_headers_from(msg)`` fills ``Headers`` from a parsed (compat32) message. Address lists are
 split by mail-parser's recovering address parser (``mailparser``), with a plain scan as fallback;
 names and other values are decoded with ``header_text`` (GBK-tolerant); a few extra headers
-(X-Mailer, auto-reply and loop markers, Delivered-To...) go to ``Headers.extra``.
+(X-Mailer, auto-reply and loop markers, Delivered-To...) go to ``Headers.extra``; the
+Authentication-Results headers are kept as received, in order (``authentication_results``).
 ``parse_headers(raw_header_bytes)`` does the same for a bare header block, bounded first.
 ``_mailparser_defects`` lists the Date / Received defects mail-parser finds in a top-level header.
 """
@@ -37,6 +38,8 @@ _EXTRA_HEADERS = (
     "delivered-to",
     "x-ms-exchange-generated-message-source",
 )
+AUTH_RESULTS_MAX = 20  # Authentication-Results headers kept per message (topmost first)
+AUTH_RESULT_CHARS = 2000  # characters kept of each
 _ID = re.compile(r"<([^<>\s]+)>")
 _ADDR = re.compile(r"[A-Za-z0-9._%+\-=']+@[A-Za-z0-9.\-]+")
 
@@ -124,6 +127,10 @@ def _headers_from(msg: Message, defects: list[str] | None = None) -> Headers:
         h.content_type = ctype + (f"; report-type={rtype}" if isinstance(rtype, str) and rtype else "")
     except Exception:  # noqa: BLE001 - hostile Content-Type: left unknown
         h.content_type = None
+    h.authentication_results = [
+        _clean_text(_unfold(_raw8(v[:HEADER_VALUE_MAX])[0]))[:AUTH_RESULT_CHARS]
+        for v in raw_headers(msg, "Authentication-Results")[:AUTH_RESULTS_MAX]
+    ]
     for name in _EXTRA_HEADERS:
         v = first(name)
         if v is not None:

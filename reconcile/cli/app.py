@@ -183,6 +183,7 @@ COMMAND_MODULES = [
     "report_cmd",  # report --xlsx/--csv
     "template_cmd",  # template --xlsx/--docx
     "service_cmd",  # serve, remind, receipts
+    "review_cmd",  # review
 ]
 
 

@@ -171,7 +171,7 @@ def retry_command(app: App, message: str, as_json: bool) -> None:
 
 MESSAGES_SQL = """
 SELECT m.id, m.message_id, m.from_addr, m.from_name, m.subject, m.received_at, m.status, m.error,
-       m.duplicate_of, a.unit, a.method, a.reason,
+       m.duplicate_of, a.unit, a.method, a.reason, a.trust,
        (SELECT COUNT(*) FROM parts p WHERE p.message = m.id) AS parts
 FROM messages m LEFT JOIN attributions a ON a.message = m.id
 ORDER BY m.received_at, m.id
@@ -180,10 +180,12 @@ ORDER BY m.received_at, m.id
 
 def message_rows(app: App) -> list[dict]:
     """Every message with its disposition, attributions brought up to date first."""
+    from reconcile.overrides import message_rejects_in_force
     from reconcile.status_cache import ensure_attributed
 
     conn = app.conn
     ensure_attributed(conn, app.roster, app.config)
+    rejected = {o.message: o for o in message_rejects_in_force(conn)}
     rows = []
     for (
         mid,
@@ -198,6 +200,7 @@ def message_rows(app: App) -> list[dict]:
         unit,
         method,
         reason,
+        trust,
         parts,
     ) in conn.execute(MESSAGES_SQL):
         if status == "failed":
@@ -207,6 +210,11 @@ def message_rows(app: App) -> list[dict]:
             unit = _unit_of(conn, duplicate_of)
         elif unit:
             disposition, why = "attributed", reason
+            if mid in rejected:
+                o = rejected[mid]
+                why = (
+                    f"rejected by staff (override {o.id}): {o.note or ''}; counts for nothing (was: {reason})"
+                )
         else:
             disposition, why = "unmatched", reason or "not attributed yet"
         rows.append(
@@ -221,6 +229,7 @@ def message_rows(app: App) -> list[dict]:
                 "id": mid,
                 "from_name": from_name,
                 "method": method if disposition == "attributed" else None,
+                "trust": trust if disposition == "attributed" else None,
                 "parts": parts,
             }
         )
@@ -234,35 +243,43 @@ def _unit_of(conn, message: int | None) -> str | None:
     return row[0] if row else None
 
 
-_COLOURS = {"attributed": "green", "unmatched": "yellow", "duplicate": "dim", "failed": "red"}
+_COLOURS = {
+    "attributed": "green",
+    "unmatched": "yellow",
+    "duplicate": "dim",
+    "failed": "red",
+    "review": "yellow",
+}
 
 
 def _table(rows: list[dict], title: str, show_unit: bool = True, tz=None) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from reconcile.cli.status_cmd import local_time, wide_console
 
-    table = Table(title=title, title_justify="left")
+    table = Table(title=escape(title), title_justify="left")
     for col in (
         "#",
         f"received ({tz})" if tz else "received (UTC)",
         "from",
         "subject",
-        *(["unit"] if show_unit else []),
+        *(["unit", "trust"] if show_unit else []),
         "disposition",
         "reason",
     ):
         table.add_column(col, overflow="fold")
     for r in rows:
         colour = _COLOURS.get(r["disposition"], "")
+        # every cell a sender wrote is escaped: a subject '[/]' or '[link=...]' shows as written
         table.add_row(
             str(r["id"]),
             local_time(r["received_at"], tz) if tz else (r["received_at"] or "")[:16].replace("T", " "),
-            r["from"] or "",
-            r["subject"] or "",
-            *([r["unit"] or ""] if show_unit else []),
-            f"[{colour}]{r['disposition']}[/]",
-            r["reason"] or "",
+            escape(r["from"] or ""),
+            escape(r["subject"] or ""),
+            *([escape(r["unit"] or ""), escape(r.get("trust") or "")] if show_unit else []),
+            f"[{colour}]{escape(r['disposition'])}[/]",
+            escape(r["reason"] or ""),
         )
     (wide_console() if tz else console()).print(table)
 

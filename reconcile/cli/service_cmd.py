@@ -131,6 +131,7 @@ def remind_command(app: App, dry_run: bool, show: bool, now_text: str | None, as
         if not due:
             out.print("No reminders due.")
             return
+        from rich.markup import escape
         from rich.table import Table
 
         t = Table(title=("Reminders that would be sent" if dry_run else "Reminders"), show_lines=False)
@@ -138,7 +139,8 @@ def remind_command(app: App, dry_run: bool, show: bool, now_text: str | None, as
             t.add_column(col)
         for r in due:
             result = "dry run" if dry_run else (r.status or "")
-            t.add_row(r.unit, r.stage, ", ".join(r.to), ", ".join(r.missing), ", ".join(r.invalid), result)
+            cells = (r.unit, r.stage, ", ".join(r.to), ", ".join(r.missing), ", ".join(r.invalid), result)
+            t.add_row(*(escape(c) for c in cells))
         out.print(t)
         if not dry_run:
             out.print(f"{sum(r.status == 'sent' for r in due)} of {len(due)} sent.")

@@ -60,7 +60,7 @@ def assign(app: App, message: str, unit: str, note: str | None, as_json: bool) -
     conn = app.conn
     conn.execute("BEGIN IMMEDIATE")
     try:
-        earlier = overrides.assigns_in_force(conn, mid)
+        earlier = overrides.assigns_in_force(conn, mid) + overrides.message_rejects_in_force(conn, mid)
         oid = overrides.add(conn, "assign", app.actor, unit=u.id, message=mid, note=note)
         # one assign in force per message: revoking the new one returns to automatic attribution
         for o in earlier:
@@ -85,7 +85,7 @@ def assign(app: App, message: str, unit: str, note: str | None, as_json: bool) -
 
 def _item_decision(action: str):
     @click.argument("unit")
-    @click.argument("item")
+    @click.argument("item", required=(action != "reject"))
     @click.option(
         "--note",
         required=(action == "reject"),
@@ -96,6 +96,9 @@ def _item_decision(action: str):
     def command(app: App, unit: str, item: str, note: str | None, as_json: bool) -> None:
         from reconcile import overrides
 
+        if item is None:
+            _reject_message(app, unit, note or "", as_json)
+            return
         u = _unit(app, unit)
         if item not in app.config.campaign.item_ids:
             raise UsageProblem(
@@ -114,7 +117,33 @@ def _item_decision(action: str):
         f"{action.capitalize()} UNIT's ITEM by hand: it counts as "
         f"{'ok' if action == 'accept' else 'invalid'} whatever the checks say."
     )
+    if action == "reject":
+        command.__doc__ += (
+            "\n\nWith no ITEM, the first argument is a MESSAGE (number or Message-ID), e.g. one "
+            "waiting in `mailroll review`: it then counts for no item of its unit."
+        )
     return cli.command(name=action)(command)
+
+
+def _reject_message(app: App, message: str, note: str, as_json: bool) -> None:
+    """`reject MESSAGE --note WHY`: the message stays on record but counts for nothing."""
+    from reconcile import overrides
+
+    try:
+        mid = overrides.resolve_message(app.conn, message)
+    except overrides.OverrideError as e:
+        raise UsageProblem(
+            f"{e}; to reject an item of a unit, name it: `mailroll reject UNIT ITEM --note WHY`"
+        ) from None
+    row = app.conn.execute("SELECT unit FROM attributions WHERE message = ?", [mid]).fetchone()
+    unit = row[0] if row else None
+    oid = overrides.add(app.conn, "reject", app.actor, unit=unit, message=mid, note=note)
+    _done(
+        as_json,
+        {"override": oid, "message": mid, "unit": unit, "action": "reject"},
+        f"override {oid}: message #{mid} rejected: it counts for no unit's items; "
+        f"undo with `mailroll revoke {oid}`",
+    )
 
 
 accept = _item_decision("accept")
@@ -305,7 +334,7 @@ def roster_list(app: App, as_json: bool) -> None:
 
     from reconcile.cli.status_cmd import wide_console
 
-    table = Table(title=f"roster: {app.roster.path} ({len(rows)} units)")
+    table = Table(title=f"roster: {escape(str(app.roster.path))} ({len(rows)} units)")
     for col in ("id", "name", "aliases", "emails", "category", "contact"):
         table.add_column(col, overflow="fold")
     for r in rows:

@@ -156,7 +156,7 @@ def _render_status(app: App, rows: list[dict]) -> None:
     from reconcile.status import summary
 
     con = wide_console()
-    table = Table(title=app.config.campaign.name, show_lines=False)
+    table = Table(title=escape(app.config.campaign.name), show_lines=False)
     table.add_column("unit", no_wrap=True)
     items = app.config.campaign.item_ids
     for col in ("category", *items, "late", "last arrival"):
@@ -178,6 +178,17 @@ def _render_status(app: App, rows: list[dict]) -> None:
     if s["exempt"]:
         line += f", {s['exempt']} exempt"
     con.print(line)
+    pending = [(r, p) for r in rows for p in r.get("pending_review") or []]
+    if pending:
+        con.print(
+            f"[yellow]{len(pending)} message(s) pending review[/] (sent by someone not registered for the "
+            "unit; `mailroll review`, then `mailroll assign MESSAGE UNIT` or `mailroll reject MESSAGE`):"
+        )
+        for r, p in pending:
+            con.print(
+                f"  #{p['message']} for {escape(r['name'])} from {escape(p['from'] or '?')}: "
+                f"{escape(p['subject'] or '')}"
+            )
     if any(i.get("override") for r in rows for i in r["items"].values()):
         con.print("[dim]* decided by staff (see `mailroll show UNIT`)[/]")
     hb = heartbeat(app.conn, app.config)
@@ -202,16 +213,21 @@ def stats(app: App, as_json: bool) -> None:
     if as_json:
         emit_json(data)
         return
+    from rich.markup import escape
     from rich.table import Table
 
     sheet = app.config.campaign.first("sheet")
     units = dict(sheet.sheet.fields) if sheet is not None and sheet.sheet else {}
-    table = Table(title=f"{app.config.campaign.name}: {data['units']} units with a valid sheet")
+    table = Table(title=f"{escape(app.config.campaign.name)}: {data['units']} units with a valid sheet")
     table.add_column("field")
     table.add_column("total", justify="right")
     table.add_column("unit")
     for label, total in data["fields"].items():
-        table.add_row(label, f"{total:g}" if isinstance(total, float) else str(total), units.get(label, ""))
+        table.add_row(
+            escape(label),
+            f"{total:g}" if isinstance(total, float) else str(total),
+            escape(units.get(label, "")),
+        )
     con = wide_console()
     con.print(table)
     if data["left_out"]:
@@ -267,6 +283,8 @@ def _render_show(d: dict, labels: dict[str, str], tz=None, roster_ids: set | Non
             text += f" {escape(it['filename'])}"
         if it.get("arrived_at"):
             text += f", arrived {it['arrived_at']}"
+        if it.get("trust"):
+            text += f", sender {it['trust']}"
         if it.get("details"):
             text += f" [dim]({escape(it['details'])})[/]"
         con.print(text)
@@ -286,6 +304,15 @@ def _render_show(d: dict, labels: dict[str, str], tz=None, roster_ids: set | Non
             f"  #{m['id']} {m['received_at']} from {escape(m['from'] or '?')}: {escape(m['subject'] or '')}"
         )
         con.print(f"      [dim]{escape(m['attribution'] or '')}[/]")
+        if m.get("trust"):
+            con.print(
+                f"      sender trust: {escape(m['trust'])}"
+                + (
+                    f" [yellow]pending review[/]: {escape(m['pending_review'])}"
+                    if m.get("pending_review")
+                    else ""
+                )
+            )
         for p in m["parts"]:
             mark = {"ok": "[green]ok[/]", "invalid": "[red]invalid[/]"}.get(p.get("state"), p["kind"])
             line = f"      - {escape(p['location'] or p['filename'] or '?')} {escape('[' + p['kind'] + ']')} {mark}"
