@@ -137,6 +137,7 @@ class Reminders:
     after_grace: timedelta = timedelta(hours=1)  # 'after-1' is due this long after the deadline
     receipts_max_age: timedelta = timedelta(days=3)  # older messages get no receipt (first start)
     receipts_per_day: int = 10  # at most this many receipts to one address in 24 h (loop guard)
+    receipts_per_hour: int = 30  # at most this many receipt recipients (To and Cc) in all per hour
 
 
 @dataclass(frozen=True)
@@ -517,6 +518,7 @@ def config_from_dict(data: dict, file: Path) -> Config:
             rm.get("receipts_max_age", str, "3d"), f"{file}: reminders.receipts_max_age"
         ),
         receipts_per_day=rm.get("receipts_per_day", int, 10),
+        receipts_per_hour=rm.get("receipts_per_hour", int, Reminders.receipts_per_hour),
     )
 
     lm = root.table("limits")

@@ -8,11 +8,12 @@ header values as 126.com, QQ Mail and Gmail write them.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from fixtures.files import make_report_docx
 from fixtures.mail import build_mail
+from test_receipts import awake_now
 
 from reconcile import authresults
 
@@ -60,7 +61,10 @@ def test_failures_about_other_domains_or_with_a_passing_signature_do_not_count()
     assert not authresults.verdict(["mx.126.com; spf=fail smtp.mailfrom=bounce.esp.example"], frm).failed
     assert not authresults.verdict(["mx.126.com; dkim=fail header.d=esp.example"], frm).failed
     # a broken second signature next to a good one is no failure
-    v = authresults.verdict(["mx.126.com; dkim=pass header.d=sxu.edu.cn; dkim=fail header.d=sxu.edu.cn"], frm)
+    v = authresults.verdict(
+        ["mx.126.com; dkim=pass header.d=sxu.edu.cn; dkim=fail header.d=sxu.edu.cn"],
+        frm,
+    )
     assert not v.failed
     assert authresults.verdict(["mx.126.com; dkim=fail header.d=mail.sxu.edu.cn"], frm).failed is False
     assert authresults.verdict(["mx.126.com; dkim=fail header.i=@sxu.edu.cn"], frm).failures == ["dkim=fail"]
@@ -76,7 +80,15 @@ def test_comments_quotes_versions_and_garbage_are_read_without_failing():
     assert h is not None and h.authserv_id == "mx.126.com"
     assert [str(r) for r in h.results] == ["dmarc=fail"]
     assert h.results[0].properties["header.from"] == "sxu.edu.cn"
-    for garbage in ("", "   ", ";;;", "((((((", "mx; ====", "mx; spf=" + "(" * 100_000, "\x00\u2028"):
+    for garbage in (
+        "",
+        "   ",
+        ";;;",
+        "((((((",
+        "mx; ====",
+        "mx; spf=" + "(" * 100_000,
+        "\x00\u2028",
+    ):
         parsed = authresults.parse(garbage)
         assert parsed is None or all(str(r) != "spf=fail" for r in parsed.results)
     # a header no one can read is no verdict: neither a pass nor a failure
@@ -98,8 +110,9 @@ def reports(tmp_path):
     return good, blank
 
 
-def deliver(campaign, from_, subject, files=(), when=DAY1, auth=()):
-    msg = build_mail(from_, subject=subject, attachments=list(files))
+def deliver(campaign, from_, subject, files=(), when=DAY1, auth=(), **headers: str):
+    extra = {k.replace("_", "-").title(): v for k, v in headers.items()}
+    msg = build_mail(from_, subject=subject, attachments=list(files), headers=extra)
     raw = with_auth_results(msg, *auth) if auth else msg.as_bytes()
     campaign.dovecot.append(campaign.imap_user, raw, internaldate=when)
 
@@ -166,7 +179,10 @@ def test_a_named_sender_counts_while_no_trusted_one_does_unless_review_is_demand
     deliver(campaign, STRANGER, "山西大学科技活动周总结", [("总结报告.docx", good)], DAY1)
     ingest(campaign)
     sxu = unit_row(campaign, "sxu")
-    assert (sxu["items"]["report"]["state"], sxu["items"]["report"]["trust"]) == ("ok", "named")
+    assert (sxu["items"]["report"]["state"], sxu["items"]["report"]["trust"]) == (
+        "ok",
+        "named",
+    )
     assert sxu["pending_review"] == []
 
     campaign.configure(attribution={"named_senders": "review"})
@@ -238,3 +254,156 @@ def test_rich_markup_in_a_subject_shows_literally(imap_campaign, monkeypatch, me
     ingest(campaign)
     assert subject in campaign.run("status").output
     assert subject in campaign.run("show", "taiyuan-kjj").output
+
+
+# ------------------------------------------------------------------ receipts (real Dovecot, real SMTP)
+
+
+@pytest.fixture
+def mailing(imap_campaign, smtp_server):
+    imap_campaign.configure(smtp=smtp_server.config())
+    return imap_campaign, smtp_server
+
+
+def receipts(campaign, *extra: str) -> list[dict]:
+    return campaign.run("receipts", "--now", awake_now(), "--json", *extra).json
+
+
+def test_a_strangers_material_is_reported_to_the_units_roster_address_not_to_the_stranger(mailing, reports):
+    campaign, server = mailing
+    good, blank = reports
+    now = datetime.now(UTC) - timedelta(minutes=30)
+    deliver(campaign, TY, "太原市科技局材料", [("总结报告.docx", good)], now - timedelta(minutes=5))
+    deliver(
+        campaign,
+        "热心人 <prankster@qq.com>",
+        "太原市科学技术局 [紧急] 请点击 http://evil.example 领奖",
+        [("总结报告\u202egpj.docx", blank)],
+        now,
+        reply_to="victim@example.org",
+    )
+    ingest(campaign)
+    sent = receipts(campaign)
+    assert [(r["unit"], r["to"], r["cc"]) for r in sent] == [
+        ("taiyuan-kjj", ["tykjj@taiyuan.gov.cn"], []),
+        ("taiyuan-kjj", ["tykjj@taiyuan.gov.cn", "kjjbgs@taiyuan.gov.cn"], []),
+    ]
+    mails = server.wait_for(2)
+    everyone = {a for m in mails for a in m.rcpt_tos}
+    assert everyone == {"tykjj@taiyuan.gov.cn", "kjjbgs@taiyuan.gov.cn"}, (
+        "never the stranger, nor its Reply-To"
+    )
+    named = mails[1]
+    assert named["Subject"] == "回执：2022年山西省科技活动周材料"
+    assert "以下材料由 prankster@qq.com 代为报送" in named.text
+    assert "需经工作人员核实后才计入" in named.text, "it waits for review: the unit's own report counts"
+    assert "evil.example" not in named.text and "领奖" not in named.text, "no text the stranger chose"
+    assert "\u202e" not in named.text and "总结报告gpj.docx" in named.text
+    assert "总结报告：已收到，合格" in named.text
+    assert mails[0]["Subject"] == "回执：2022年山西省科技活动周材料"
+    assert "代为报送" not in mails[0].text
+
+
+def test_a_reply_to_our_receipt_from_another_address_is_thread_trusted(mailing, reports):
+    campaign, server = mailing
+    good, _ = reports
+    now = datetime.now(UTC) - timedelta(minutes=30)
+    deliver(campaign, "山西大学科技处 <kjc@sxu.edu.cn>", "材料", [("总结报告.docx", good)], now)
+    ingest(campaign)
+    receipts(campaign)
+    ours = server.wait_for(1)[0]
+    reply = build_mail(
+        "李老师 <12345678@qq.com>",
+        subject=f"Re: {ours['Subject']}",
+        headers={"In-Reply-To": ours["Message-ID"], "References": ours["Message-ID"]},
+        attachments=[("总结报告（修改稿）.docx", good)],
+    )
+    campaign.dovecot.append(campaign.imap_user, reply.as_bytes(), internaldate=now + timedelta(minutes=5))
+    ingest(campaign)
+    (msg,) = [m for m in campaign.run("messages", "--json").json if m["from"] == "12345678@qq.com"]
+    assert (msg["unit"], msg["trust"]) == ("sxu", "thread")
+    # its receipt goes to the roster address, naming the replying address
+    sent = receipts(campaign)
+    assert [(r["to"], r["cc"]) for r in sent] == [(["kjc@sxu.edu.cn"], [])]
+    assert "以下材料由 12345678@qq.com 代为报送" in server.wait_for(2)[1].text
+
+
+def test_receipts_stop_at_the_hourly_limit_counting_every_recipient(mailing, reports):
+    campaign, server = mailing
+    good, _ = reports
+    roster = campaign.root / "roster.csv"
+    extra = "".join(f"u{i:02d},第{i}试点单位,,office@u{i:02d}.gov.cn,试点,,\n" for i in range(1, 21))
+    roster.write_text(roster.read_text("utf-8") + extra, "utf-8")
+    campaign.configure(reminders={"receipts_per_hour": 12})
+    bj = timezone(timedelta(hours=8))
+    start = (datetime.now(bj) - timedelta(days=1)).replace(hour=10, minute=0, second=0, microsecond=0)
+    campaign.dovecot.append_many(
+        campaign.imap_user,
+        [
+            build_mail(
+                f"office@u{i:02d}.gov.cn",
+                subject="材料",
+                attachments=[("总结报告.docx", good)],
+            ).as_bytes()
+            for i in range(1, 21)
+        ],
+        internaldate=start - timedelta(minutes=10),
+    )
+    assert ingest(campaign)["attributed"] == 20
+
+    def run(at: datetime) -> list[dict]:
+        return campaign.run("receipts", "--now", at.isoformat(), "--json").json
+
+    assert len(run(start)) == 12, "20 receipts to 20 addresses: the hourly limit stops them at 12"
+    assert run(start + timedelta(minutes=30)) == [], "still the same hour"
+    assert len(run(start + timedelta(minutes=61))) == 8, "the rest go once the hour has passed"
+    assert len({a for m in server.wait_for(20) for a in m.rcpt_tos}) == 20
+
+
+def test_copies_count_for_the_per_address_guard(mailing, reports):
+    campaign, server = mailing
+    good, _ = reports
+    campaign.configure(reminders={"receipts_per_day": 2})
+    at = datetime.now(UTC) - timedelta(minutes=20)
+    for person in ("zhang", "wang", "li"):  # three people of 山西大学's own domain
+        deliver(campaign, f"{person}@sxu.edu.cn", "材料", [("总结报告.docx", good)], at)
+    ingest(campaign)
+    sent = receipts(campaign)
+    assert [(r["to"], r["cc"]) for r in sent] == [
+        (["zhang@sxu.edu.cn"], ["kjc@sxu.edu.cn"]),
+        (["wang@sxu.edu.cn"], ["kjc@sxu.edu.cn"]),
+    ], "kjc@sxu.edu.cn had its 2 receipts a day as a copy"
+
+
+def test_a_from_with_a_line_separator_does_not_stop_the_batch(mailing, reports):
+    campaign, server = mailing
+    good, _ = reports
+    at = datetime.now(UTC) - timedelta(minutes=20)
+    bad = build_mail("x@sxu.edu.cn", subject="材料", attachments=[("总结报告.docx", good)]).as_bytes()
+    bad = bad.replace(b"From: x@sxu.edu.cn", "From: 张三 <zhang\u2028san@sxu.edu.cn>".encode())
+    campaign.dovecot.append(campaign.imap_user, bad, internaldate=at)
+    deliver(campaign, "kjc@tyut.edu.cn", "太原理工材料", [("总结报告.docx", good)], at + timedelta(minutes=1))
+    ingest(campaign)
+    sent = receipts(campaign)
+    assert ("tyut", ["kjc@tyut.edu.cn"], "sent") in [(r["unit"], r["to"], r["status"]) for r in sent]
+    for r in sent:
+        assert all("\u2028" not in a for a in r["to"] + r["cc"])
+    assert any(m.rcpt_tos == ["kjc@tyut.edu.cn"] for m in server.wait_for(len(sent)))
+
+
+def test_a_unit_without_roster_addresses_is_never_reminded_at_a_strangers_address(mailing, reports):
+    campaign, server = mailing
+    good, _ = reports
+    roster = campaign.root / "roster.csv"
+    roster.write_text(
+        roster.read_text("utf-8") + "xinzhou-kjj,忻州市科学技术局,忻州市科技局,,市科技局,,\n", "utf-8"
+    )
+    deliver(campaign, STRANGER, "忻州市科技局总结", [("总结报告.docx", good)], DAY1)
+    ingest(campaign)
+    due = campaign.run("remind", "--dry-run", "--json", "--now", "2022-06-23T10:00:00+08:00").json
+    assert "xinzhou-kjj" not in [r["unit"] for r in due], "its only sender is a stranger naming it"
+    # once staff assign the message, its sender may be reminded
+    (msg,) = [m for m in campaign.run("messages", "--json").json if m["unit"] == "xinzhou-kjj"]
+    campaign.run("assign", str(msg["id"]), "xinzhou-kjj")
+    due = campaign.run("remind", "--dry-run", "--json", "--now", "2022-06-23T10:00:00+08:00").json
+    assert [r["to"] for r in due if r["unit"] == "xinzhou-kjj"] == [["prankster@qq.com"]]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import socket
+import unicodedata
 import uuid
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -30,6 +31,25 @@ def new_message_id(config, kind: str) -> str:
     domain = config.smtp.from_addr.rsplit("@", 1)[-1] if "@" in config.smtp.from_addr else socket.getfqdn()
     # short enough that the header is never folded: '<20 hex>.mailroll-reminder@domain'
     return f"{uuid.uuid4().hex[:20]}.mailroll-{kind}@{domain}"
+
+
+_ADDRESS_FORBIDDEN = set('<>()[]\\,;:"')
+
+
+def valid_address(address: str | None) -> bool:
+    """Whether ``address`` may be a recipient: one '@' between two non-empty halves, at most
+    254 characters, no white space of any kind (also U+2028/U+2029 line and paragraph
+    separators), no control or format character, none of <>()[]\\,;:". A sender can write
+    anything into From; such an address is refused, never handed to the mail library."""
+    if not address or len(address) > 254 or address.count("@") != 1:
+        return False
+    local, domain = address.split("@")
+    if not local or not domain or "." not in domain:
+        return False
+    return not any(
+        ch in _ADDRESS_FORBIDDEN or ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Zs")
+        for ch in address
+    )
 
 
 def is_our_message_id(message_id: str | None) -> bool:

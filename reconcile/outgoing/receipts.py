@@ -1,13 +1,27 @@
 """Receipts: a reply to each unit's message saying what arrived, how it checked, what is missing.
 
 A receipt answers one message (``outbox.answers``; at most one per message, enforced by the
-``outbox_receipt_once`` index) from a roster unit. It is threaded (``In-Reply-To`` and
-``References`` = the message's Message-ID, subject ``Re: ...``) and goes to the message's
-Reply-To, else its From address. When that address is not one of the unit's roster addresses
-(a message forwarded from a staff member's personal mailbox, say), the roster addresses get a
-copy (Cc), so the unit's registered mailbox learns what arrived. It lists the files received
-(name, kind, check result with the reason, in Chinese), the unit's state for every item as of
-the moment the receipt is sent and what is still needed.
+``outbox_receipt_once`` index) attributed to a roster unit. It is threaded (``In-Reply-To`` and
+``References`` = the message's Message-ID) but its subject is ours, never the sender's text:
+"回执：<campaign name>材料".
+
+Who gets it (the mailbox's address is public: a stranger must not be able to use mailroll to
+mail anyone, nor learn what a unit sent; docs/RECONCILE.md "Sender trust"):
+
+* the sender, only when its trust is ``registered`` (From is a roster address of the unit) or
+  ``domain`` (From is in the unit's own domain; the roster addresses are then copied, Cc). The
+  From address is used, never a Reply-To (anyone can write one);
+* otherwise (``named``, ``thread``, ``staff``) the unit's roster addresses only, and the receipt
+  says from which address the material came ("以下材料由 someone@qq.com 代为报送"), so a unit
+  learns when someone sends on its behalf, and whether that waits for staff review.
+
+An address with a control character, a line or paragraph separator (U+2028/U+2029) or other
+white space is never a recipient (``compose.valid_address``): it is left out, and a receipt
+left with nobody to go to is not sent; the batch goes on. File names in the receipt are
+shortened and stripped of control and format characters (``display_name``).
+
+It lists the files received (name, kind, check result with the reason, in Chinese), the unit's
+state for every item as of the moment the receipt is sent and what is still needed.
 
 Time: everything is judged as of ``now`` (``receipts --now T``, ``MAILROLL_FAKE_NOW``, else
 the clock): only messages received up to ``now`` are answered, and the unit's state in a
@@ -22,8 +36,10 @@ Never answered (the reason is logged):
 * our own mail: ``X-Mailroll`` header, our Message-ID form, or our own From address;
 * a reply to one of our receipts that carries no file (a "thank you" must not start a
   ping-pong);
-* more than ``reminders.receipts_per_day`` receipts to the same address within 24 hours
-  (the last guard against a loop with an auto-responder that does not identify itself);
+* the loop and abuse guard, counting every recipient (To and Cc): more than
+  ``reminders.receipts_per_day`` receipts to the same address within 24 hours, and more than
+  ``reminders.receipts_per_hour`` recipients in all within an hour (the rest wait, in order,
+  for the next run once the hour has room);
 * messages older than ``reminders.receipts_max_age`` (so that starting mailroll on a mailbox
   with weeks of history does not answer all of it), duplicates and failed messages.
 
@@ -37,12 +53,13 @@ import json
 import logging
 import re
 import sqlite3
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.utils import getaddresses
 
+from reconcile.attribute import DOMAIN, REGISTERED
 from reconcile.outgoing import outbox
-from reconcile.outgoing.compose import is_our_message_id, render
+from reconcile.outgoing.compose import is_our_message_id, render, valid_address
 from reconcile.outgoing.reminders import (
     _duration_text,
     format_deadline,
@@ -74,11 +91,17 @@ AUTO_SUBJECT = re.compile(
     r"out of (the )?office|abwesenheit|absence|vacation|休假)",
     re.I,
 )
-REPLY_PREFIX = re.compile(r"^\s*(re|回复|答复|aw|sv)\s*[:：]", re.I)
+NAME_MAX = 60  # characters of a file name shown in a receipt
+REFERENCES_MAX = 10  # the original's References carried over (the latest ones)
+_MESSAGE_ID = re.compile(r"[^\s<>@]+@[^\s<>@]+", re.ASCII)
 
 
 def auto_reason(
-    config, from_addr: str | None, subject: str | None, message_id: str | None, headers: dict
+    config,
+    from_addr: str | None,
+    subject: str | None,
+    message_id: str | None,
+    headers: dict,
 ) -> str | None:
     """Why this message must get no automatic answer; None if it may."""
     h = {str(k).lower().replace("-", "_"): v for k, v in headers.items()}
@@ -140,21 +163,43 @@ class Receipt:
         }
 
 
-def _reply_address(reply_to: str | None, from_addr: str | None) -> list[str]:
-    if reply_to:
-        addrs = [a.lower() for _, a in getaddresses([reply_to]) if "@" in a]
-        if addrs:
-            return addrs[:3]
-    return [from_addr.lower()] if from_addr and "@" in from_addr else []
+def display_name(name: str, limit: int = NAME_MAX) -> str:
+    """A file name as a receipt shows it: no control, format (bidi) or separator characters,
+    white space collapsed, at most ``limit`` characters (the end, with the extension, kept)."""
+    kept = "".join(
+        " " if unicodedata.category(ch) in ("Zs", "Zl", "Zp") or ch in "\t\r\n" else ch
+        for ch in name
+        if unicodedata.category(ch) not in ("Cc", "Cf", "Co", "Cs", "Cn") or ch in "\t\r\n"
+    )
+    kept = " ".join(kept.split())
+    if len(kept) > limit:
+        tail = min(15, limit // 3)
+        kept = kept[: limit - tail - 1] + "…" + kept[-tail:]
+    return kept or "(无名文件)"
 
 
-def _copy_to(unit, to: list[str], from_addr: str | None) -> list[str]:
-    """The unit's roster addresses to copy (Cc) when the sender is not one of them."""
-    registered = list(dict.fromkeys(e.lower() for e in unit.emails if "@" in e))
-    sender = {a for a in to} | {(from_addr or "").lower()}
-    if not registered or sender & set(registered):
-        return []
-    return registered[:3]
+def recipients(unit, from_addr: str | None, trust: str | None) -> tuple[list[str], list[str], str | None]:
+    """(To, Cc, the sender to name in the receipt or None).
+
+    The sender gets the receipt only when it is registered (or in the unit's own domain: the
+    roster addresses then get a copy); anyone else's material is reported to the roster
+    addresses, naming the address it came from."""
+    roster = [a for a in dict.fromkeys(e.strip().lower() for e in unit.emails) if valid_address(a)][:3]
+    sender = (from_addr or "").strip().lower()
+    if trust in (REGISTERED, DOMAIN) and valid_address(sender):
+        return [sender], ([] if sender in roster else roster), None
+    return roster, [], display_name(sender, 120) if sender else None
+
+
+def _receipts_this_hour(conn: sqlite3.Connection, now: datetime) -> int:
+    """Recipients (To and Cc) of the receipts made in the hour up to ``now``."""
+    since = (now - timedelta(hours=1)).astimezone(UTC).isoformat(timespec="seconds")
+    row = conn.execute(
+        "SELECT coalesce(sum(json_array_length(to_addrs)), 0) FROM outbox "
+        "WHERE kind = 'receipt' AND created_at >= ? AND status != 'deferred'",
+        (since,),
+    ).fetchone()
+    return int(row[0])
 
 
 def _receipts_today(conn: sqlite3.Connection, address: str, now: datetime) -> int:
@@ -172,7 +217,7 @@ def pending(conn: sqlite3.Connection, config, now: datetime) -> list[tuple[dict,
     since = (now - config.reminders.receipts_max_age).astimezone(UTC).isoformat(timespec="seconds")
     until = now.astimezone(UTC).isoformat(timespec="seconds")
     rows = conn.execute(
-        "SELECT m.id, m.message_id, m.from_addr, m.reply_to, m.subject, m.headers, m.received_at, a.unit, "
+        "SELECT m.id, m.message_id, m.from_addr, m.reply_to, m.subject, m.headers, m.received_at, a.unit, a.trust, "
         "  (SELECT count(*) FROM parts p WHERE p.message = m.id) + "
         "  (SELECT count(*) FROM links l WHERE l.message = m.id) AS files "
         "FROM messages m JOIN attributions a ON a.message = m.id "
@@ -183,7 +228,18 @@ def pending(conn: sqlite3.Connection, config, now: datetime) -> list[tuple[dict,
         "ORDER BY m.received_at, m.id",
         (since, until),
     ).fetchall()
-    keys = ("id", "message_id", "from_addr", "reply_to", "subject", "headers", "received_at", "unit", "files")
+    keys = (
+        "id",
+        "message_id",
+        "from_addr",
+        "reply_to",
+        "subject",
+        "headers",
+        "received_at",
+        "unit",
+        "trust",
+        "files",
+    )
     out = []
     for r in rows:
         row = dict(zip(keys, r, strict=True))
@@ -215,14 +271,18 @@ def _files(conn: sqlite3.Connection, config, message: int) -> list[dict]:
         item = config.campaign.item_for_file(kind, part["filename"])
         if item is not None:
             j = judge_part(part, config, item)
-            ok, reason, warnings = j.state == "ok", j.reason_zh or "", list(j.warnings_zh)
+            ok, reason, warnings = (
+                j.state == "ok",
+                j.reason_zh or "",
+                list(j.warnings_zh),
+            )
             verdict = "合格" if ok else f"有问题 —— {reason}"
         else:  # not one of the items asked for: received, nothing to judge
             ok, reason, warnings = part["error"] is None, part["error"], []
             verdict = "已收到" if ok else f"无法读取 —— {reason}"
         out.append(
             {
-                "name": part["location"] or part["filename"] or "(无名文件)",
+                "name": display_name(part["location"] or part["filename"] or ""),
                 "kind": kind,
                 "kind_label": item.label if item is not None else KIND_LABELS.get(kind, kind),
                 "ok": ok,
@@ -240,9 +300,9 @@ def _files(conn: sqlite3.Connection, config, message: int) -> list[dict]:
         reason = j.reason_zh or ""
         out.append(
             {
-                "name": link["filename"] or link["url"],
+                "name": display_name(link["filename"] or link["url"] or ""),
                 "kind": "link",
-                "kind_label": f"下载链接，{link['provider'] or link['host']}",
+                "kind_label": f"下载链接，{display_name(link['provider'] or link['host'] or '')}",
                 "ok": False,
                 "verdict": f"有问题 —— {reason}",
                 "reason": reason,
@@ -253,15 +313,25 @@ def _files(conn: sqlite3.Connection, config, message: int) -> list[dict]:
 
 
 def build(
-    conn: sqlite3.Connection, config, unit, row: dict, status: dict | None, now: datetime | None = None
+    conn: sqlite3.Connection,
+    config,
+    unit,
+    row: dict,
+    status: dict | None,
+    now: datetime | None = None,
 ) -> Receipt:
     """The receipt for one message (not yet sent)."""
-    subject = row["subject"] or ""
-    reply_subject = subject if REPLY_PREFIX.match(subject) else f"Re: {subject}".rstrip()
     items, still = [], []
     for it in config.campaign.items:
         st = (status or {}).get("items", {}).get(it.id, {"state": "missing", "reason": None})
-        items.append({"item": it.id, "label": it.said, "state": st.get("state"), "reason": zh_reason(st)})
+        items.append(
+            {
+                "item": it.id,
+                "label": it.said,
+                "state": st.get("state"),
+                "reason": zh_reason(st),
+            }
+        )
         if st.get("state") != "ok" and it.required:
             still.append(it.said)
     deadline = config.campaign.deadline
@@ -271,8 +341,8 @@ def build(
         except ValueError:
             pass
     received = datetime.fromisoformat(row["received_at"].replace("Z", "+00:00"))
-    to = _reply_address(row["reply_to"], row["from_addr"])
-    cc = _copy_to(unit, to, row["from_addr"])
+    to, cc, on_behalf = recipients(unit, row["from_addr"], row.get("trust"))
+    pending_review = any(p.get("message") == row["id"] for p in (status or {}).get("pending_review") or [])
     videos = [
         i
         for i in config.campaign.items
@@ -283,8 +353,8 @@ def build(
         "receipt.j2",
         campaign=config.campaign,
         unit=unit,
-        reply_subject=reply_subject,
-        original_subject=subject or "(无主题)",
+        on_behalf=on_behalf,
+        pending_review=pending_review,
         received_at=format_deadline(received, config),
         files=_files(conn, config, row["id"]),
         items=items,
@@ -299,6 +369,7 @@ def build(
     refs = row["headers"].get("references") or []
     if not isinstance(refs, list):
         refs = str(refs).split()
+    refs = [str(r).strip("<>") for r in refs if _MESSAGE_ID.fullmatch(str(r).strip("<>"))]
     return Receipt(
         message=row["id"],
         message_id=row["message_id"],
@@ -307,7 +378,7 @@ def build(
         cc=cc,
         subject=subj,
         body=body,
-        references=[str(r).strip("<>") for r in refs],
+        references=refs[-REFERENCES_MAX:],
     )
 
 
@@ -339,6 +410,7 @@ def run_receipts(
     by_status = {s["id"]: s for s in statuses}
     by_id = {u.id: u for u in roster.units}
     out: list[Receipt] = []
+    sent_now = 0  # recipients of this run not yet in the outbox (dry run)
     own = mailer is None
     mailer = mailer or Mailer(config.smtp)
     try:
@@ -349,23 +421,40 @@ def run_receipts(
             if unit is None:
                 continue
             if reason is not None:
-                log.info("no receipt for message #%d from %s: %s", row["id"], row["from_addr"], reason)
+                log.info(
+                    "no receipt for message #%d from %s: %s",
+                    row["id"],
+                    row["from_addr"],
+                    reason,
+                )
                 continue
             receipt = build(conn, config, unit, row, by_status.get(unit.id), now)
+            everyone = receipt.to + receipt.cc
             if not receipt.to:
-                log.info("no receipt for message #%d: no address to answer", row["id"])
+                log.info("no receipt for message #%d: no address to send it to", row["id"])
                 continue
-            if any(_receipts_today(conn, a, now) >= config.reminders.receipts_per_day for a in receipt.to):
+            over = [a for a in everyone if _receipts_today(conn, a, now) >= config.reminders.receipts_per_day]
+            if over:
                 log.warning(
                     "no receipt for message #%d: already %d receipts to %s within 24 hours (loop guard)",
                     row["id"],
                     config.reminders.receipts_per_day,
-                    ", ".join(receipt.to),
+                    ", ".join(over),
                 )
                 continue
+            hour = _receipts_this_hour(conn, now) + sent_now
+            if hour + len(everyone) > config.reminders.receipts_per_hour:
+                log.warning(
+                    "receipts stopped for this hour: %d recipients already, reminders.receipts_per_hour "
+                    "is %d; the rest wait for the next run",
+                    hour,
+                    config.reminders.receipts_per_hour,
+                )
+                break
             out.append(receipt)
             if dry_run:
                 receipt.status = "dry-run"
+                sent_now += len(everyone)  # a dry run shows what the guard would let through
                 continue
             result = outbox.send_one(
                 conn,
@@ -379,7 +468,7 @@ def run_receipts(
                 body=receipt.body,
                 now=now,
                 cc=receipt.cc,
-                in_reply_to=row["message_id"],
+                in_reply_to=row["message_id"] if _MESSAGE_ID.fullmatch(row["message_id"] or "") else None,
                 references=receipt.references,
             )
             receipt.status, receipt.error = result if result else ("already sent", None)

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from reconcile.outgoing import outbox
-from reconcile.outgoing.compose import render
+from reconcile.outgoing.compose import render, valid_address
 from reconcile.outgoing.smtp import Mailer
 
 log = logging.getLogger(__name__)
@@ -108,14 +108,17 @@ class Reminder:
 
 
 def _unit_addresses(conn: sqlite3.Connection, unit) -> list[str]:
+    """The roster addresses; without any, the addresses of the unit's trusted messages (never a
+    sender only ``named``: a stranger must not get a unit's reminders). Invalid ones left out."""
     if unit.emails:
-        return list(dict.fromkeys(e.lower() for e in unit.emails))
+        return [a for a in dict.fromkeys(e.lower() for e in unit.emails) if valid_address(a)]
     rows = conn.execute(
         "SELECT DISTINCT m.from_addr FROM messages m JOIN attributions a ON a.message = m.id "
-        "WHERE a.unit = ? AND m.from_addr IS NOT NULL ORDER BY m.received_at DESC LIMIT 3",
+        "WHERE a.unit = ? AND m.from_addr IS NOT NULL AND a.trust IN ('registered', 'domain', 'thread', 'staff') "
+        "ORDER BY m.received_at DESC LIMIT 3",
         (unit.id,),
     )
-    return [r[0] for r in rows]
+    return [r[0] for r in rows if valid_address(r[0])]
 
 
 def _sent_stage(conn: sqlite3.Connection, unit: str, stage: str) -> str | None:
