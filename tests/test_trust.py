@@ -192,7 +192,9 @@ def test_a_named_sender_counts_while_no_trusted_one_does_unless_review_is_demand
     assert [r["unit"] for r in campaign.run("review", "--json").json] == ["sxu"]
 
 
-def test_a_forged_registered_from_failed_by_the_receiving_server_is_named(imap_campaign, reports):
+def test_a_forged_registered_from_failed_by_the_receiving_server_is_named(
+    imap_campaign, smtp_server, reports
+):
     campaign = imap_campaign
     good, blank = reports
     deliver(campaign, TY, "太原市科技局材料", [("总结报告.docx", good)], DAY1, auth=[MX_PASS])
@@ -212,6 +214,11 @@ def test_a_forged_registered_from_failed_by_the_receiving_server_is_named(imap_c
     assert forged["trust"] == "named"
     assert "mx.126.com recorded spf=fail, dmarc=fail" in forged["reason"]
     assert [r["id"] for r in campaign.run("review", "--json").json] == [forged["id"]]
+    # the unit's roster addresses hear of it, and not as if the address were a stranger's
+    campaign.configure(smtp=smtp_server.config())
+    campaign.run("receipts", "--now", "2022-06-21T11:00:00+08:00", "--json")
+    (warning,) = [m for m in smtp_server.wait_for(2) if "代为报送" in m.text]
+    assert "以下材料由 tykjj@taiyuan.gov.cn 代为报送" in warning.text and "可能是他人冒用" in warning.text
 
 
 def test_a_failure_written_below_by_the_sender_does_not_demote_a_registered_sender(imap_campaign, reports):

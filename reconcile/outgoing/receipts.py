@@ -354,6 +354,8 @@ def build(
         campaign=config.campaign,
         unit=unit,
         on_behalf=on_behalf,
+        claims_registered=bool(on_behalf)
+        and (row["from_addr"] or "").lower() in {e.lower() for e in unit.emails},
         pending_review=pending_review,
         received_at=format_deadline(received, config),
         files=_files(conn, config, row["id"]),
