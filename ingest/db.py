@@ -285,16 +285,11 @@ def _migrate(conn: sqlite3.Connection) -> None:
             f"{len(MIGRATIONS)}): upgrade mailroll"
         )
     for version, sql in enumerate(MIGRATIONS[current:], start=current + 1):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             if schema_version(conn) < version:  # another process may have migrated meanwhile
                 for statement in _statements(sql):
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {version}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
 
 def _statements(sql: str) -> Iterator[str]:
@@ -317,8 +312,23 @@ def inserted_id(cursor: sqlite3.Cursor) -> int:
 
 @contextmanager
 def transaction(db: sqlite_utils.Database | sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One write transaction: BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
-    conn = db if isinstance(db, sqlite3.Connection) else db.conn
+    """One write transaction: BEGIN IMMEDIATE ... COMMIT, rolled back on any exception.
+
+    Nested inside an open transaction it is a SAVEPOINT (as sqlite-utils' ``atomic()``): an
+    exception undoes the inner block's writes only, and the outer transaction commits or rolls
+    back the whole. So a function that writes wraps itself, whoever calls it."""
+    conn = _conn(db)
+    if conn.in_transaction:
+        conn.execute("SAVEPOINT mailroll_nested")  # the innermost of equal names is meant
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK TO mailroll_nested")
+            conn.execute("RELEASE mailroll_nested")
+            raise
+        else:
+            conn.execute("RELEASE mailroll_nested")
+        return
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
@@ -327,3 +337,22 @@ def transaction(db: sqlite_utils.Database | sqlite3.Connection) -> Iterator[sqli
         raise
     else:
         conn.execute("COMMIT")
+
+
+@contextmanager
+def read_snapshot(db: sqlite_utils.Database | sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Reads that see one state of the database: BEGIN (deferred) ... COMMIT, taking no write
+    lock (WAL: ingest keeps writing meanwhile). Inside an open transaction, that one."""
+    conn = _conn(db)
+    if conn.in_transaction:
+        yield conn
+        return
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        conn.execute("COMMIT")
+
+
+def _conn(db: sqlite_utils.Database | sqlite3.Connection) -> sqlite3.Connection:
+    return db if isinstance(db, sqlite3.Connection) else db.conn

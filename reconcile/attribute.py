@@ -39,6 +39,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from ingest.db import transaction
 from reconcile import authresults
 from reconcile.roster import Roster, Unit, normalize
 
@@ -378,26 +379,15 @@ def attribute(
 
     ``message_ids=None`` recomputes every message (after a roster or config change); rows of
     messages that are no longer 'recorded' (duplicates, failures) are removed. Returns the
-    decisions by message id. Runs in its own transaction unless one is already open.
+    decisions by message id. One transaction (a savepoint inside an open one).
     """
     ids = None if message_ids is None else sorted({int(i) for i in message_ids})
     attributor = Attributor(roster, getattr(config, "public_domains", []))
     trust = TrustContext.load(conn, roster, config)
     # Read the evidence inside the write transaction: a concurrent writer cannot slip a
     # message in between reading and replacing the rows (two re-attributions at once).
-    own_tx = not conn.in_transaction
-    if own_tx:
-        conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         return _attribute_locked(conn, roster, attributor, trust, ids)
-    except BaseException:
-        if own_tx:
-            conn.execute("ROLLBACK")
-            own_tx = False
-        raise
-    finally:
-        if own_tx:
-            conn.execute("COMMIT")
 
 
 def _attribute_locked(

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ingest.config import ConfigError, parse_rfc3339
-from ingest.db import inserted_id
+from ingest.db import inserted_id, transaction
 
 ACTIONS = ("assign", "accept", "reject", "exempt", "extend")
 
@@ -79,10 +79,7 @@ def add(
     """Record a decision (and its audit entry); returns the override id."""
     if action not in ACTIONS:
         raise OverrideError(f"unknown action {action!r}")
-    own = not conn.in_transaction
-    if own:
-        conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         cur = conn.execute(
             "INSERT INTO overrides (action, unit, item, message, value, note, actor, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -101,12 +98,6 @@ def add(
             },
             note,
         )
-        if own:
-            conn.execute("COMMIT")
-    except BaseException:
-        if own:
-            conn.execute("ROLLBACK")
-        raise
     return oid
 
 
@@ -121,10 +112,7 @@ def get(conn: sqlite3.Connection, override_id: int) -> Override | None:
 
 def revoke(conn: sqlite3.Connection, override_id: int, actor: str, note: str | None = None) -> Override:
     """Undo a decision. Raises OverrideError if it does not exist or is already revoked."""
-    own = not conn.in_transaction
-    if own:
-        conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         o = get(conn, override_id)
         if o is None:
             raise OverrideError(f"there is no override {override_id}: see `mailroll overrides`")
@@ -144,12 +132,6 @@ def revoke(conn: sqlite3.Connection, override_id: int, actor: str, note: str | N
             {"override": override_id, "action": o.action, "item": o.item, "message": o.message},
             note,
         )
-        if own:
-            conn.execute("COMMIT")
-    except BaseException:
-        if own:
-            conn.execute("ROLLBACK")
-        raise
     o.revoked_at, o.revoked_by = now, actor
     return o
 

@@ -27,6 +27,8 @@ import logging
 import os
 import sqlite3
 
+from ingest.db import read_snapshot, transaction
+
 log = logging.getLogger("mailroll.status")
 
 # Bump when the shape or rules of a status row change: cached rows are then recomputed.
@@ -177,18 +179,18 @@ def refresh(conn: sqlite3.Connection, roster, config, *, force: bool = False) ->
     ensure_attributed(conn, roster, config)
     # Compute from one snapshot and store the fingerprint of that snapshot: a write by ingest
     # meanwhile leaves the cache marked stale, never marked fresh with old rows.
-    conn.execute("BEGIN")
-    try:
+    with read_snapshot(conn):
         fp = fingerprint(conn, config)
         rows = unit_statuses(conn, roster, config)
-    finally:
-        conn.execute("COMMIT")
     try:
-        conn.execute("BEGIN IMMEDIATE")
+        _store(conn, rows, fp)
     except sqlite3.OperationalError as e:  # e.g. a read-only copy of the database: answer anyway
         log.info("status not cached: %s", e)
-        return rows
-    try:
+    return rows
+
+
+def _store(conn: sqlite3.Connection, rows: list[dict], fp: str) -> None:
+    with transaction(conn):
         conn.execute("DELETE FROM unit_status")
         conn.executemany(
             "INSERT INTO unit_status (pos, unit, state, json) VALUES (?, ?, ?, ?)",
@@ -198,8 +200,3 @@ def refresh(conn: sqlite3.Connection, roster, config, *, force: bool = False) ->
             ],
         )
         _set_state(conn, "status_fingerprint", fp)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    return rows

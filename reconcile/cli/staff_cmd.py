@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from ingest.db import transaction
 from reconcile.cli.app import App, UsageProblem, cli, emit_json, json_option, pass_app
 from reconcile.cli.status_cmd import find_unit, local_time
 
@@ -58,18 +59,13 @@ def assign(app: App, message: str, unit: str, note: str | None, as_json: bool) -
             err=True,
         )
     conn = app.conn
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         earlier = overrides.assigns_in_force(conn, mid) + overrides.message_rejects_in_force(conn, mid)
         oid = overrides.add(conn, "assign", app.actor, unit=u.id, message=mid, note=note)
         # one assign in force per message: revoking the new one returns to automatic attribution
         for o in earlier:
             overrides.revoke(conn, o.id, app.actor, f"replaced by override {oid}")
         attribute(conn, app.roster, app.config, [mid])
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     _done(
         as_json,
         {

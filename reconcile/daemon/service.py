@@ -41,6 +41,7 @@ from collections import deque
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ingest.db import transaction
 from reconcile.daemon.clock import Clock, default_clock
 
 log = logging.getLogger("mailroll.service")
@@ -59,8 +60,7 @@ def _iso(value: datetime) -> str:
 def set_state(conn: sqlite3.Connection, **values) -> None:
     """Write heartbeat keys into ``service_state`` (one small transaction)."""
     now = _iso(_utcnow())
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         for key, value in values.items():
             if value is not None and not isinstance(value, str):
                 value = json.dumps(value, ensure_ascii=False)
@@ -69,10 +69,6 @@ def set_state(conn: sqlite3.Connection, **values) -> None:
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
                 (key, value, now),
             )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
 def get_state(conn: sqlite3.Connection) -> dict[str, str]:

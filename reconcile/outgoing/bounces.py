@@ -31,6 +31,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from ingest.db import transaction
 from reconcile.outgoing.compose import OUR_MESSAGE_ID
 
 log = logging.getLogger(__name__)
@@ -188,8 +189,7 @@ def record_bounces(
             )
         )
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         for b in found:
             conn.execute(
                 "INSERT OR IGNORE INTO bounces (message, outbox, recipient, status, diagnostic) "
@@ -203,10 +203,6 @@ def record_bounces(
                 )
             log.warning("message #%d is a %s", b.message, b.reason)
         _mark_attributions(conn, now)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return found
 
 
