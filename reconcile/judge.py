@@ -31,7 +31,7 @@ class Judgement:
     warnings_zh: list[str] = field(default_factory=list)
 
 
-def _facts(row: Mapping[str, Any]) -> dict:
+def facts_of(row: Mapping[str, Any]) -> dict:
     facts = row.get("facts") if hasattr(row, "get") else row["facts"]
     if isinstance(facts, dict):
         return facts
@@ -64,7 +64,7 @@ def judge_part(row: Mapping[str, Any], config, item: Item | None = None) -> Judg
     error = row["error"]
     if error:
         return Judgement(INVALID, str(error), reason_zh=error_zh(str(error)))
-    facts = _facts(row)
+    facts = facts_of(row)
     if item is None:
         item = next((i for i in config.campaign.items if i.part_kind == kind), None)
     if kind == "statistics":
@@ -81,7 +81,7 @@ def unreadable(row: Mapping[str, Any]) -> bool:
     as opposed to read and failing a check."""
     if row["error"]:
         return True
-    return row["kind"] == "statistics" and not _facts(row)
+    return row["kind"] == "statistics" and not facts_of(row)
 
 
 # ingest's sheet warnings (English, docs/FACTS.md) in Chinese; others are shown as they are
@@ -265,7 +265,7 @@ def judge_link(link: Mapping[str, Any]) -> Judgement:
 
 def describe(row: Mapping[str, Any]) -> str:
     """One line of measured facts for people: '3:20, mp4 h264/aac, 1280x720'."""
-    facts = _facts(row)
+    facts = facts_of(row)
     kind = row["kind"]
     if not facts:
         return ""

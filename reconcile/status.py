@@ -354,9 +354,9 @@ def _sheet_unit_warning(st: dict, unit, roster, parts_by_id: dict, names) -> Non
     part = parts_by_id.get(st.get("part"))
     if not part:
         return
-    from reconcile.judge import _facts
+    from reconcile.judge import facts_of
 
-    cell = _facts(part).get("unit_cell")
+    cell = facts_of(part).get("unit_cell")
     if not cell:
         return
     named = {uid for m in names.find(str(cell)) for uid in m.units}

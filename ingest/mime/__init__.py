@@ -54,22 +54,22 @@ from email.policy import compat32
 from pathlib import Path
 from typing import Any
 
-from ingest.mime.body import BODY_TEXT_MAX, HTML_MAX, _payload_bytes, finish_body, html_to_text
-from ingest.mime.bounds import _bound_header, _parse_bounded, _split_head
+from ingest.mime.body import BODY_TEXT_MAX, HTML_MAX, finish_body, html_to_text, payload_bytes
+from ingest.mime.bounds import bound_header, parse_bounded, split_head
 from ingest.mime.filenames import FILENAME_MAX, decode_filename, raw_header, raw_headers, sanitize_filename
-from ingest.mime.headers import _headers_from, _mailparser_defects, parse_headers
+from ingest.mime.headers import headers_from, mailparser_defects, parse_headers
 from ingest.mime.spill import MIN_RUN, Spill
 from ingest.mime.text import (
     DECODED_HEADER_MAX,
     HEADER_VALUE_MAX,
-    _clean_text,
     bounded_utf8,
+    clean_text,
     decode_text,
     decode_words,
     header_text,
     normalize_charset,
 )
-from ingest.mime.tree import MAX_DEFECTS, MAX_TREE_DEPTH, _Ctx, _ctype, _disposition, _walk
+from ingest.mime.tree import MAX_DEFECTS, MAX_TREE_DEPTH, WalkContext, ctype_of, disposition_of, walk_tree
 from ingest.model import ExtractedPart, Headers, ParsedMessage
 from ingest.sizes import human_size
 
@@ -123,7 +123,7 @@ def _outlook_msg(raw: bytes, parsed: ParsedMessage) -> None:
                         return ole.openstream(name).read(8192).decode(enc, "replace").rstrip("\x00")
                 return None
 
-            parsed.headers.subject = _clean_text(prop("0037") or "")[:DECODED_HEADER_MAX]
+            parsed.headers.subject = clean_text(prop("0037") or "")[:DECODED_HEADER_MAX]
             addr = prop("0C1F") or prop("5D01") or ""
             parsed.headers.from_addr = addr.strip().lower() or None if "@" in addr else None
             parsed.headers.from_name = prop("0C1A")
@@ -143,7 +143,7 @@ def parse_message(raw: bytes, limits: Any, spool_dir: Path | None = None) -> Par
     held in memory several times over (``spill``); the results are otherwise the same."""
     raw = bytes(raw or b"")
     parsed = ParsedMessage(headers=Headers(), content_sha256=hashlib.sha256(raw).hexdigest())
-    ctx = _Ctx(limits=limits, parsed=parsed, spool_dir=spool_dir)
+    ctx = WalkContext(limits=limits, parsed=parsed, spool_dir=spool_dir)
     try:
         _parse_into(raw, ctx)
     except Exception as e:  # noqa: BLE001 - last line of defence: record, never crash
@@ -153,7 +153,7 @@ def parse_message(raw: bytes, limits: Any, spool_dir: Path | None = None) -> Par
     return parsed
 
 
-def _parse_into(raw: bytes, ctx: _Ctx) -> None:
+def _parse_into(raw: bytes, ctx: WalkContext) -> None:
     limits, parsed = ctx.limits, ctx.parsed
     # (raw[:4096] first: strip() copies, and a big message is not all white space)
     if len(raw) < 4 or (not raw[:4096].strip() and len(raw.strip()) == 0):
@@ -170,7 +170,7 @@ def _parse_into(raw: bytes, ctx: _Ctx) -> None:
     if raw.startswith(b"From ") and b"\n" in raw[:1000]:  # an mbox 'From ' line
         cut = raw.index(b"\n") + 1
         raw, full = raw[cut:], full - cut
-    header, _, _ = _split_head(raw)
+    header, _, _ = split_head(raw)
     if full > limits.max_message_bytes:
         ctx.defect(
             f"the message is {human_size(full)}, over the limit of "
@@ -180,18 +180,18 @@ def _parse_into(raw: bytes, ctx: _Ctx) -> None:
         return
     if b":" not in header[:1000]:
         ctx.defect("the message does not start with a header")
-    msg, problem = _parse_bounded(raw, limits, ctx)
+    msg, problem = parse_bounded(raw, limits, ctx)
     if msg is None:
         ctx.defect(f"the MIME structure could not be read ({problem}); only the headers were used")
         parsed.headers = parse_headers(header, limits)
         return
-    parsed.headers = _headers_from(msg, parsed.defects)
-    for d in _mailparser_defects(_bound_header(header, limits.max_header_bytes)[0]):
+    parsed.headers = headers_from(msg, parsed.defects)
+    for d in mailparser_defects(bound_header(header, limits.max_header_bytes)[0]):
         ctx.defect(d)
-    _walk(msg, ctx, depth=0, prefix="", origin="attachment", parent=None)
+    walk_tree(msg, ctx, depth=0, prefix="", origin="attachment", parent=None)
 
 
-def _finish(ctx: _Ctx) -> None:
+def _finish(ctx: WalkContext) -> None:
     parsed = ctx.parsed
     problem = finish_body(parsed, ctx.plain, ctx.html, ctx.extra_text)
     if problem:
@@ -228,15 +228,15 @@ def part_from_entity(
     except Exception:  # noqa: BLE001 - hostile header block: read as empty
         entity = Message()
     filename = decode_filename(entity)
-    ctype = _ctype(entity)
+    ctype = ctype_of(entity)
     if encoded and data is not None:
         entity.set_payload(data.decode("ascii", "surrogateescape"))
-        data, _problem = _payload_bytes(entity)
+        data, _problem = payload_bytes(entity)
     if size is None:
         size = len(data) if data is not None else (spool.stat().st_size if spool else None)
     inline = (
         ctype.startswith("image/")
-        and _disposition(entity) != "attachment"
+        and disposition_of(entity) != "attachment"
         and entity.get("Content-ID") is not None
     )
     return ExtractedPart(
@@ -261,8 +261,8 @@ def entity_info(mime_header_bytes: bytes) -> dict[str, Any]:
         entity = Message()
     return {
         "filename": decode_filename(entity),
-        "content_type": _ctype(entity),
-        "disposition": _disposition(entity),
+        "content_type": ctype_of(entity),
+        "disposition": disposition_of(entity),
         "charset": normalize_charset(entity.get_content_charset()),
         "transfer_encoding": str(entity.get("Content-Transfer-Encoding", "") or "").strip().lower() or None,
     }

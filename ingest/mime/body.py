@@ -1,6 +1,6 @@
 """The content of a leaf entity, and the text of the message body.
 
-``_payload_bytes(entity)`` undoes an entity's Content-Transfer-Encoding (tolerant base64,
+``payload_bytes(entity)`` undoes an entity's Content-Transfer-Encoding (tolerant base64,
 quoted-printable, uuencode) and says in words what was damaged. ``finish_body`` turns the
 text/plain and text/html parts found into ``ParsedMessage.body_text`` (the plain text, else the
 text of the HTML via ``html_to_text``), ``html`` and ``links``, bounded to ``BODY_TEXT_MAX`` and
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from email.message import Message
 from typing import Any
 
-from ingest.mime.text import _tolerant_b64, bounded_utf8
+from ingest.mime.text import bounded_utf8, tolerant_b64
 from ingest.model import ParsedMessage
 
 log = logging.getLogger("ingest.mime")  # one logger for the whole package
@@ -27,7 +27,7 @@ BODY_TEXT_MAX = 64 * 1024  # bytes of UTF-8 kept in ParsedMessage.body_text
 HTML_MAX = 1024 * 1024  # bytes of HTML kept (links live at the end of NetEase mail)
 
 
-def _payload_bytes(entity: Message, spill: Any = None) -> tuple[bytes, str | None]:
+def payload_bytes(entity: Message, spill: Any = None) -> tuple[bytes, str | None]:
     """The decoded content of a leaf entity. Returns (bytes, problem in words or None).
 
     ``spill`` (``spill.Spill``) gives back the runs set aside before parsing, if any."""
@@ -42,7 +42,7 @@ def _payload_bytes(entity: Message, spill: Any = None) -> tuple[bytes, str | Non
     data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogateescape")
     cte = str(entity.get("Content-Transfer-Encoding", "") or "").strip().lower()
     if cte == "base64":
-        out, damaged = _tolerant_b64(data)
+        out, damaged = tolerant_b64(data)
         return out, (
             f"the base64 data is incomplete or damaged; {len(out):,} bytes could be decoded"
         ) if damaged else None

@@ -2,9 +2,9 @@
 
 The stdlib ``email`` parser (compat32 policy, which keeps raw bytes reachable) has no limits of
 its own, so the raw bytes are cut first: the header section to ``limits.max_header_bytes`` (the
-first of each field needed to read the message is still kept: ``_bound_header``), the number of
+first of each field needed to read the message is still kept: ``bound_header``), the number of
 MIME parts to ``limits.max_parts`` (the message is cut at the boundary line after the last
-allowed part: ``_bound_parts``). ``_parse_bounded`` does both, notes what was cut as a defect,
+allowed part: ``_bound_parts``). ``parse_bounded`` does both, notes what was cut as a defect,
 and feeds the parser 1 MiB at a time (``_parse_chunked``). Never raises.
 """
 
@@ -22,7 +22,7 @@ from ingest.sizes import human_size
 
 
 class _Defects(Protocol):
-    """What ``_parse_bounded`` needs of its caller's context (``tree._Ctx``): a place for defects."""
+    """What ``parse_bounded`` needs of its caller's context (``tree.WalkContext``): a place for defects."""
 
     def defect(self, text: str) -> None: ...
 
@@ -51,7 +51,7 @@ _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _FIELD_START = re.compile(rb"^(?=[^ \t\r\n])", re.M)
 
 
-def _split_head(raw: bytes) -> tuple[bytes, bytes, bytes]:
+def split_head(raw: bytes) -> tuple[bytes, bytes, bytes]:
     """(header, separator, body); a message without a blank line is all header."""
     if raw.startswith((b"\r\n", b"\n")):
         sep = b"\r\n" if raw.startswith(b"\r\n") else b"\n"
@@ -62,7 +62,7 @@ def _split_head(raw: bytes) -> tuple[bytes, bytes, bytes]:
     return raw[: m.start()], m.group(0), raw[m.end() :]
 
 
-def _bound_header(header: bytes, max_bytes: int) -> tuple[bytes, int]:
+def bound_header(header: bytes, max_bytes: int) -> tuple[bytes, int]:
     """Cut a header block to max_bytes, still keeping (bounded) fields needed to read the message.
 
     Returns (header, number of fields dropped)."""
@@ -131,10 +131,10 @@ def _parse_chunked(raw: bytes, chunk: int = 1 << 20) -> Message:
     return parser.close()
 
 
-def _parse_bounded(raw: bytes, limits: Any, ctx: _Defects) -> tuple[Message | None, str | None]:
+def parse_bounded(raw: bytes, limits: Any, ctx: _Defects) -> tuple[Message | None, str | None]:
     """stdlib-parse raw bytes after bounding header size and part count. Never raises."""
-    header, sep, body = _split_head(raw)
-    header2, dropped = _bound_header(header, limits.max_header_bytes)
+    header, sep, body = split_head(raw)
+    header2, dropped = bound_header(header, limits.max_header_bytes)
     if dropped or len(header2) < len(header):
         ctx.defect(
             f"the header section is {human_size(len(header))}, over the limit of "

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from email.message import Message
 from typing import Any
 
-from ingest.mime.text import HEADER_VALUE_MAX, _raw8, _unfold, decode_text, decode_words
+from ingest.mime.text import HEADER_VALUE_MAX, decode_text, decode_words, raw8, unfold
 
 FILENAME_MAX = 255  # characters of a display file name
 
@@ -74,8 +74,8 @@ def _param_text(value: Any) -> str | None:
     s = str(value)
     if len(s) >= 2 and s[0] == s[-1] == '"':
         s = s[1:-1]
-    s, _ = _raw8(s)
-    return decode_words(_unfold(s))
+    s, _ = raw8(s)
+    return decode_words(unfold(s))
 
 
 def raw_header(msg: Message, name: str) -> str | None:
@@ -101,9 +101,9 @@ def _find_param(entity: Message, names: Iterable[str], header: str) -> str | Non
         return None
     # raw 8-bit bytes (GBK or UTF-8 file names in quotes) are decoded before the parameters
     # are split, so the stdlib never sees (and mangles) them
-    text, _ = _raw8(value[:HEADER_VALUE_MAX])
+    text, _ = raw8(value[:HEADER_VALUE_MAX])
     probe = Message()
-    probe[header] = _unfold(text)
+    probe[header] = unfold(text)
     try:
         params = probe.get_params(header=header, unquote=True) or []
     except Exception:  # noqa: BLE001 - broken parameter syntax

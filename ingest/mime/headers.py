@@ -1,12 +1,12 @@
 """Headers of a message: sender, recipients, subject, date, Message-ID, bounce and auto-reply signs.
 
-``_headers_from(msg)`` fills ``Headers`` from a parsed (compat32) message. Address lists are
+``headers_from(msg)`` fills ``Headers`` from a parsed (compat32) message. Address lists are
 split by mail-parser's recovering address parser (``mailparser``), with a plain scan as fallback;
 names and other values are decoded with ``header_text`` (GBK-tolerant); a few extra headers
 (X-Mailer, auto-reply and loop markers, Delivered-To...) go to ``Headers.extra``; the
 Authentication-Results headers are kept as received, in order (``authentication_results``).
 ``parse_headers(raw_header_bytes)`` does the same for a bare header block, bounded first.
-``_mailparser_defects`` lists the Date / Received defects mail-parser finds in a top-level header.
+``mailparser_defects`` lists the Date / Received defects mail-parser finds in a top-level header.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from email.parser import BytesParser
 from email.policy import compat32
 from typing import Any
 
-from ingest.mime.bounds import _bound_header
+from ingest.mime.bounds import bound_header
 from ingest.mime.filenames import raw_header, raw_headers
-from ingest.mime.text import HEADER_VALUE_MAX, _clean_text, _raw8, _unfold, decode_words, header_text
+from ingest.mime.text import HEADER_VALUE_MAX, clean_text, decode_words, header_text, raw8, unfold
 from ingest.model import Headers
 
 log = logging.getLogger("ingest.mime")  # one logger for the whole package
@@ -58,8 +58,8 @@ def _addresses(value: Any, defects: list[str] | None = None, label: str = "") ->
     recovering address parser; encoded words in names decoded here (GBK-tolerant)."""
     if value is None:
         return []
-    s, _ = _raw8(str(value)[:HEADER_VALUE_MAX])
-    s = _unfold(s)
+    s, _ = raw8(str(value)[:HEADER_VALUE_MAX])
+    s = unfold(s)
     pairs: list[tuple[str, str]] = []
     try:
         from mailparser.utils import get_addresses
@@ -78,12 +78,12 @@ def _addresses(value: Any, defects: list[str] | None = None, label: str = "") ->
             pairs = [(name if i == 0 else "", a) for i, a in enumerate(found)]
     out = []
     for name, addr in pairs:
-        name = _clean_text(decode_words(name)).strip().strip('"').strip()[:200]
+        name = clean_text(decode_words(name)).strip().strip('"').strip()[:200]
         out.append((name, addr.strip().strip("<>").lower()[:320]))
     return out
 
 
-def _headers_from(msg: Message, defects: list[str] | None = None) -> Headers:
+def headers_from(msg: Message, defects: list[str] | None = None) -> Headers:
     """Headers of a parsed (compat32) message."""
     h = Headers()
 
@@ -141,16 +141,16 @@ def _headers_from(msg: Message, defects: list[str] | None = None) -> Headers:
 def parse_headers(raw_header_bytes: bytes, limits: Any = None) -> Headers:
     """Decode a header block (bytes up to, or including, the blank line). Never raises."""
     max_bytes = getattr(limits, "max_header_bytes", 1024 * 1024)
-    data, _ = _bound_header(raw_header_bytes.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0], max_bytes)
+    data, _ = bound_header(raw_header_bytes.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0], max_bytes)
     try:
         msg = BytesParser(policy=compat32).parsebytes(data + b"\n\n", headersonly=True)
-        return _headers_from(msg)
+        return headers_from(msg)
     except Exception:  # noqa: BLE001 - hostile headers: logged, read as empty
         log.exception("header block unreadable")
         return Headers()
 
 
-def _mailparser_defects(header_bytes: bytes) -> list[str]:
+def mailparser_defects(header_bytes: bytes) -> list[str]:
     """Date / Received / address defects mail-parser finds in a top-level header block."""
     if len(header_bytes) > 256 * 1024:
         return []

@@ -97,7 +97,7 @@ class Spill:
         return needle in payload if isinstance(payload, str) else needle.encode() in payload
 
     def _pieces(self, payload: str | bytes):
-        """The payload as bytes pieces: text around tokens (encoded like ``_payload_bytes``
+        """The payload as bytes pieces: text around tokens (encoded like ``payload_bytes``
         does) and (start, end) spans of the raw message."""
         text = payload if isinstance(payload, str) else payload.decode("ascii", "surrogateescape")
         pos = 0

@@ -10,8 +10,8 @@
   repaired as far as possible, an unterminated word at the end is still decoded.
 * ``header_text`` is a header value decoded, unfolded, cleaned of control characters and
   bounded; raw 8-bit header bytes are tried as UTF-8 (strict), then GB18030 (strict), then
-  Latin-1 (``_raw8``).
-* ``_tolerant_b64`` decodes base64 that may be cut short or hold junk, and says so;
+  Latin-1 (``raw8``).
+* ``tolerant_b64`` decodes base64 that may be cut short or hold junk, and says so;
   ``bounded_utf8`` cuts text to a number of UTF-8 bytes without breaking a character.
 """
 
@@ -109,7 +109,7 @@ def _has_surrogates(s: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in s)
 
 
-def _raw8(s: str) -> tuple[str, str | None]:
+def raw8(s: str) -> tuple[str, str | None]:
     """Undo the stdlib's surrogateescape of raw 8-bit header bytes and decode them properly.
 
     Returns (text, codec) where codec is None when the value was plain ASCII/Unicode."""
@@ -136,7 +136,7 @@ def _b64_well_formed(data: bytes) -> bool:
     return (len(data) - spaces) % 4 == 0 and data.count(b"=") <= 2
 
 
-def _tolerant_b64(data: bytes) -> tuple[bytes, bool]:
+def tolerant_b64(data: bytes) -> tuple[bytes, bool]:
     """Decode base64 that may be truncated or contain junk. Returns (bytes, was_damaged)."""
     if _b64_well_formed(data):  # the usual case, in one pass (a2b_base64 skips line breaks)
         return binascii.a2b_base64(data), False
@@ -187,7 +187,7 @@ def decode_words(value: str) -> str:
             out.append(between)
         text = m.group("text").encode("ascii", "replace")
         if m.group("enc") in "bB":
-            data, _ = _tolerant_b64(text)
+            data, _ = tolerant_b64(text)
         else:
             data = binascii.a2b_qp(text, header=True)
         cs = m.group("cs").split("*", 1)[0].lower()
@@ -202,7 +202,7 @@ def decode_words(value: str) -> str:
     return "".join(out)
 
 
-def _unfold(value: str) -> str:
+def unfold(value: str) -> str:
     return re.sub(r"\r?\n(?=[ \t])", "", value).replace("\r", "").replace("\n", " ")
 
 
@@ -211,12 +211,12 @@ def header_text(value: Any) -> str:
     if value is None:
         return ""
     s = str(value)[:HEADER_VALUE_MAX]
-    s, _ = _raw8(s)
-    s = decode_words(_unfold(s))
-    return _clean_text(s).strip()[:DECODED_HEADER_MAX]
+    s, _ = raw8(s)
+    s = decode_words(unfold(s))
+    return clean_text(s).strip()[:DECODED_HEADER_MAX]
 
 
-def _clean_text(s: str) -> str:
+def clean_text(s: str) -> str:
     """Drop characters that are never meant to be shown (NULs, other C0 controls but tab)."""
     return "".join(ch for ch in s if ch == "\t" or unicodedata.category(ch) not in ("Cc", "Cs"))
 

@@ -1,10 +1,10 @@
 """Walking the MIME tree of a parsed message into body text, attachments and forwarded messages.
 
-``_walk`` visits the entities iteratively, at most ``limits.max_parts`` of them and
+``walk_tree`` visits the entities iteratively, at most ``limits.max_parts`` of them and
 ``MAX_TREE_DEPTH`` levels of multipart nesting. Each leaf (``_leaf``) becomes one of:
 
-* body text (text/plain or text/html not sent as an attachment), kept in ``_Ctx.plain`` /
-  ``_Ctx.html`` for ``body.finish_body``;
+* body text (text/plain or text/html not sent as an attachment), kept in ``WalkContext.plain`` /
+  ``WalkContext.html`` for ``body.finish_body``;
 * a forwarded message (``message/rfc822``, or an ``.eml`` sent as a plain attachment:
   ``_forward``): a part of its own, its headers appended to ``ParsedMessage.forwarded``, then its
   contents walked with ``origin='forwarded'`` and ``parent`` the index of its part, at most
@@ -15,7 +15,7 @@
   ``limits.max_part_bytes``; Outlook's winmail.dat (TNEF) is opened and its files become parts of
   their own (``_tnef``).
 
-Whatever cannot be read is noted in ``ParsedMessage.defects`` in plain words (``_Ctx.defect``, at
+Whatever cannot be read is noted in ``ParsedMessage.defects`` in plain words (``WalkContext.defect``, at
 most ``MAX_DEFECTS`` of them).
 """
 
@@ -28,11 +28,11 @@ from email.policy import compat32
 from pathlib import Path
 from typing import Any
 
-from ingest.mime.body import BODY_TEXT_MAX, HTML_MAX, _payload_bytes
-from ingest.mime.bounds import _parse_bounded
+from ingest.mime.body import BODY_TEXT_MAX, HTML_MAX, payload_bytes
+from ingest.mime.bounds import parse_bounded
 from ingest.mime.filenames import decode_filename, sanitize_filename
-from ingest.mime.headers import _headers_from
-from ingest.mime.text import _tolerant_b64, decode_text, header_text, normalize_charset
+from ingest.mime.headers import headers_from
+from ingest.mime.text import decode_text, header_text, normalize_charset, tolerant_b64
 from ingest.model import ExtractedPart, ParsedMessage
 from ingest.sizes import human_size
 
@@ -50,7 +50,7 @@ _REPORT_SKIP = (
 
 
 @dataclass
-class _Ctx:
+class WalkContext:
     limits: Any
     parsed: ParsedMessage
     entities: int = 0
@@ -71,14 +71,14 @@ class _Ctx:
             self.defect_overflow += 1
 
 
-def _ctype(entity: Message) -> str:
+def ctype_of(entity: Message) -> str:
     try:
         return entity.get_content_type()
     except Exception:  # noqa: BLE001 - hostile Content-Type: treated as opaque bytes
         return "application/octet-stream"
 
 
-def _disposition(entity: Message) -> str | None:
+def disposition_of(entity: Message) -> str | None:
     v = entity.get("Content-Disposition")
     if v is None:
         return None
@@ -107,15 +107,15 @@ _DEFECT_WORDS = {
 }
 
 
-def _entity_defects(entity: Message, ctx: _Ctx, where: str) -> None:
+def _entity_defects(entity: Message, ctx: WalkContext, where: str) -> None:
     for d in getattr(entity, "defects", []) or []:
         name = type(d).__name__
         ctx.defect(f"{where}: {_DEFECT_WORDS.get(name, name)}")
 
 
-def _walk(
+def walk_tree(
     root: Message,
-    ctx: _Ctx,
+    ctx: WalkContext,
     *,
     depth: int,
     prefix: str,
@@ -136,7 +136,7 @@ def _walk(
                 f"the message has more than {ctx.limits.max_parts:,} MIME parts; the rest were not read"
             )
             return
-        ctype = _ctype(entity)
+        ctype = ctype_of(entity)
         where = f"{prefix or ''}part {ctx.entities}" if ctx.entities > 1 else "the message"
         _entity_defects(entity, ctx, where)
         if entity.is_multipart() and ctype not in _FORWARD_TYPES and ctype not in _REPORT_SKIP:
@@ -157,7 +157,7 @@ def _walk(
 def _leaf(
     entity: Message,
     ctype: str,
-    ctx: _Ctx,
+    ctx: WalkContext,
     *,
     depth: int,
     prefix: str,
@@ -167,13 +167,13 @@ def _leaf(
 ) -> None:
     limits = ctx.limits
     filename = decode_filename(entity)
-    disp = _disposition(entity)
+    disp = disposition_of(entity)
 
     if ctype in _FORWARD_TYPES:
         inner = entity.get_payload()
         if isinstance(inner, list) and inner and isinstance(inner[0], Message):
             if in_report:  # the returned message of a bounce: its headers only
-                ctx.parsed.forwarded.append(_headers_from(inner[0]))
+                ctx.parsed.forwarded.append(headers_from(inner[0]))
                 return
             try:
                 raw_inner = inner[0].as_bytes(policy=compat32)
@@ -184,7 +184,7 @@ def _leaf(
             cte = str(entity.get("Content-Transfer-Encoding", "") or "").strip().lower()
             if cte in ("base64", "quoted-printable"):
                 # not allowed by RFC 2046 but sent: the parser took the encoded text for a message
-                raw_inner = _tolerant_b64(raw_inner)[0] if cte == "base64" else quopri.decodestring(raw_inner)
+                raw_inner = tolerant_b64(raw_inner)[0] if cte == "base64" else quopri.decodestring(raw_inner)
                 _forward(
                     raw_inner,
                     None,
@@ -210,7 +210,7 @@ def _leaf(
             )
             return
         # a message/rfc822 part whose content was transfer-encoded: decode and parse
-        data, _ = _payload_bytes(entity, ctx.spill)
+        data, _ = payload_bytes(entity, ctx.spill)
         if in_report:
             return
         _forward(data, None, filename, ctype, ctx, depth=depth, prefix=prefix, origin=origin, parent=parent)
@@ -221,20 +221,20 @@ def _leaf(
         if isinstance(payload, list):
             text = "\n".join(_safe_str(m) for m in payload[:50])
         else:
-            text = decode_text(_payload_bytes(entity, ctx.spill)[0][:BODY_TEXT_MAX])[0]
+            text = decode_text(payload_bytes(entity, ctx.spill)[0][:BODY_TEXT_MAX])[0]
         ctx.extra_text.append(text[:BODY_TEXT_MAX])
         return
 
     if ctype.startswith("multipart/") and not filename:
         # a multipart the parser could not split (no or wrong boundary): keep its text as body
-        data, _ = _payload_bytes(entity, ctx.spill)
+        data, _ = payload_bytes(entity, ctx.spill)
         text = decode_text(data[:BODY_TEXT_MAX])[0]
         if text.strip():
             ctx.plain.append(text)
         return
     is_body = ctype in ("text/plain", "text/html") and disp != "attachment" and not filename
     if is_body:
-        data, problem = _payload_bytes(entity, ctx.spill)
+        data, problem = payload_bytes(entity, ctx.spill)
         if problem:
             ctx.defect(f"message text: {problem}")
         text = decode_text(data[: HTML_MAX * 2], entity.get_content_charset())[0]
@@ -269,7 +269,7 @@ def _leaf(
             return
         data = _unspool(part)  # opened further in memory, as before
     else:
-        data, problem = _payload_bytes(entity, ctx.spill)
+        data, problem = payload_bytes(entity, ctx.spill)
         if problem:
             ctx.defect(f"{location}: {problem}")
     part.data, part.size = data, len(data)
@@ -296,7 +296,7 @@ def _leaf(
         _forward(data, None, filename, ctype, ctx, depth=depth, prefix=prefix, origin=origin, parent=parent)
 
 
-def _spool(entity: Message, encoded: Any, cte: str, part: ExtractedPart, ctx: _Ctx) -> bool:
+def _spool(entity: Message, encoded: Any, cte: str, part: ExtractedPart, ctx: WalkContext) -> bool:
     """A big attachment decoded chunk by chunk into a spool file (``part.spool``). False when it
     must be decoded in memory instead (see ``spill.spool_payload``)."""
     try:
@@ -359,7 +359,7 @@ def _tnef_name(att: Any, codepage: str | None) -> str | None:
     return None
 
 
-def _tnef(container: ExtractedPart, index: int, ctx: _Ctx) -> None:
+def _tnef(container: ExtractedPart, index: int, ctx: WalkContext) -> None:
     """Outlook's winmail.dat (TNEF): its attachments become parts (origin 'archive', parent the
     winmail.dat part), so files sent from Outlook/Exchange are not hidden inside it."""
     try:
@@ -411,7 +411,7 @@ def _forward(
     msg: Message | None,
     filename: str | None,
     ctype: str,
-    ctx: _Ctx,
+    ctx: WalkContext,
     *,
     depth: int,
     prefix: str,
@@ -449,13 +449,13 @@ def _forward(
         )
         return
     if msg is None:
-        msg, problem = _parse_bounded(raw, limits, ctx)
+        msg, problem = parse_bounded(raw, limits, ctx)
         if msg is None:
             ctx.defect(f"{location}: the forwarded message could not be read ({problem})")
             return
-    ctx.parsed.forwarded.append(_headers_from(msg))
+    ctx.parsed.forwarded.append(headers_from(msg))
     body_before = (len(ctx.plain), len(ctx.html))
-    _walk(msg, ctx, depth=depth + 1, prefix=location + "/", origin="forwarded", parent=index)
+    walk_tree(msg, ctx, depth=depth + 1, prefix=location + "/", origin="forwarded", parent=index)
     # the forwarded text follows the main text (links to big attachments are often forwarded)
     for lst, start in ((ctx.plain, body_before[0]), (ctx.html, body_before[1])):
         if len(lst) > start:

@@ -61,7 +61,7 @@ from reconcile.attribute import DOMAIN, REGISTERED
 from reconcile.outgoing import outbox
 from reconcile.outgoing.compose import is_our_message_id, render, valid_address
 from reconcile.outgoing.reminders import (
-    _duration_text,
+    duration_text,
     format_deadline,
     in_quiet_hours,
     zh_reason,
@@ -364,7 +364,7 @@ def build(
         deadline=format_deadline(deadline, config),
         deadline_passed=(now or datetime.now(UTC)) > deadline,
         video_needed=bool(videos),
-        video_limit=_duration_text(int(videos[0].max_duration_s)) if videos else "",
+        video_limit=duration_text(int(videos[0].max_duration_s)) if videos else "",
         exempt=bool((status or {}).get("exempt")),
         cc=cc,
     )

@@ -245,11 +245,11 @@ def render_reminder(config, unit, reminder: Reminder) -> tuple[str, str]:
             for i in reminder.invalid
         ],
         video_needed=bool(videos),
-        video_limit=_duration_text(limit),
+        video_limit=duration_text(limit),
     )
 
 
-def _duration_text(seconds: int) -> str:
+def duration_text(seconds: int) -> str:
     m, s = divmod(seconds, 60)
     return f"{m}分钟" + (f"{s}秒" if s else "") if m else f"{s}秒"
 

@@ -1,0 +1,98 @@
+"""The code's layout stays as docs/DESIGN.md states it: imports run one way, and a module's
+private helpers stay its own."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("ingest", "reconcile", "web")
+
+# Imports run one way: ingest <- conclusions <- outgoing <- daemon <- cli (web beside cli).
+# A layer may import its own and the layers before it, never a later one.
+LAYERS = ["ingest", "reconcile", "reconcile.outgoing", "reconcile.daemon", "reconcile.cli"]
+BESIDE = {"web": "reconcile.cli"}  # same rank as cli, and neither imports the other
+
+
+def _modules():
+    for package in PACKAGES:
+        root = REPO / package
+        if root.is_dir():
+            for path in sorted(root.rglob("*.py")):
+                yield path, ".".join(path.relative_to(REPO).with_suffix("").parts)
+
+
+def _layer(module: str) -> str | None:
+    top = module.split(".")[0]
+    if top in BESIDE:
+        return top
+    if top not in ("ingest", "reconcile"):
+        return None
+    if module in ("reconcile.__main__",):
+        return "reconcile.cli"
+    return max((layer for layer in LAYERS if module == layer or module.startswith(layer + ".")), key=len)
+
+
+def _rank(layer: str) -> int:
+    return LAYERS.index(BESIDE.get(layer, layer))
+
+
+def _imports(tree: ast.AST, module: str):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            if node.level:  # relative: resolve against this module's package
+                base = module.split(".")[: -node.level]
+                yield node.lineno, ".".join([*base, node.module])
+            else:
+                yield node.lineno, node.module
+
+
+def test_imports_run_one_way():
+    wrong = []
+    for path, module in _modules():
+        here = _layer(module)
+        for line, target in _imports(ast.parse(path.read_text(encoding="utf-8")), module):
+            there = _layer(target)
+            if here is None or there is None or there == here:
+                continue
+            if _rank(there) > _rank(here) or {here, there} == {"web", "reconcile.cli"}:
+                wrong.append(f"{path.relative_to(REPO)}:{line}: {module} ({here}) imports {target} ({there})")
+    assert wrong == []
+
+
+def test_no_private_name_is_imported_from_another_module():
+    """A helper used by two modules is public (no leading underscore) in the one that owns it."""
+    private = []
+    for path, _ in _modules():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in PACKAGES:
+                private += [
+                    f"{path.relative_to(REPO)}:{node.lineno}: {alias.name} from {node.module}"
+                    for alias in node.names
+                    if alias.name.startswith("_") and not alias.name.startswith("__")
+                ]
+    assert private == []
+
+
+@pytest.mark.parametrize(
+    "module, target, allowed",
+    [
+        ("ingest.pipeline", "reconcile.status", False),
+        ("reconcile.status", "reconcile.outgoing.receipts", False),
+        ("reconcile.outgoing.receipts", "reconcile.daemon.service", False),
+        ("reconcile.daemon.service", "reconcile.cli.app", False),
+        ("reconcile.cli.app", "reconcile.daemon.service", True),
+        ("reconcile.outgoing.receipts", "reconcile.status", True),
+        ("reconcile.status", "ingest.db", True),
+    ],
+)
+def test_the_direction_rule_itself(module, target, allowed):
+    """The checker above would catch a wrong import (so an empty list means something)."""
+    here, there = _layer(module), _layer(target)
+    assert (_rank(there) <= _rank(here)) == allowed
