@@ -42,11 +42,18 @@ from datetime import UTC, datetime
 from ingest.db import transaction
 from reconcile import authresults
 from reconcile.roster import Roster, Unit, normalize
+from reconcile.vocab import Trust
 
 MIN_NAME_CHARS = 2
 
 # sender trust levels (attributions.trust); every one but NAMED is a trusted sender
-REGISTERED, DOMAIN, THREAD, STAFF, NAMED = "registered", "domain", "thread", "staff", "named"
+REGISTERED, DOMAIN, THREAD, STAFF, NAMED = (
+    Trust.REGISTERED,
+    Trust.DOMAIN,
+    Trust.THREAD,
+    Trust.STAFF,
+    Trust.NAMED,
+)
 TRUST_LEVELS = (REGISTERED, DOMAIN, THREAD, STAFF, NAMED)
 TRUSTED = frozenset({REGISTERED, DOMAIN, THREAD, STAFF})
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ingest.campaigns import Item, SheetTemplate
+from reconcile.vocab import ItemState
 
-OK, INVALID, MISSING = "ok", "invalid", "missing"
+OK, INVALID, MISSING = ItemState.OK, ItemState.INVALID, ItemState.MISSING
 MISSING_PROBLEMS = {"not found", "empty", "missing"}
 
 

@@ -23,16 +23,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-UNIT_STATE_CN = {"complete": "齐全", "incomplete": "不齐全", "missing": "未报送"}
-ITEM_STATE_CN = {"ok": "合格", "invalid": "不合格", "missing": "未收到"}
+from reconcile.vocab import ItemState, Trust, UnitState
+
+UNIT_STATE_CN = {s: s.label for s in UnitState}
+ITEM_STATE_CN = {s: s.label for s in ItemState}
 # who sent the counted file (attributions.trust, docs/RECONCILE.md "Sender trust")
-TRUST_CN = {
-    "registered": "登记邮箱",
-    "domain": "本单位邮箱域名",
-    "thread": "回复本系统邮件",
-    "staff": "人工指定",
-    "named": "仅凭名称（非登记邮箱）",
-}
+TRUST_CN = {t: t.label for t in Trust}
 FILLS = {
     "ok": "C6EFCE",
     "invalid": "FFC7CE",

@@ -46,6 +46,7 @@ from reconcile.judge import (
     judge_part,
     unreadable,
 )
+from reconcile.vocab import UnitState
 
 log = logging.getLogger("mailroll.status")
 LINK_DOCUMENT_SUFFIXES = (".xls", ".xlsx", ".et", ".doc", ".docx", ".wps", ".pdf")
@@ -448,11 +449,11 @@ def unit_statuses(
         required = [i.id for i in campaign.items if i.required]
         states = [items[i]["state"] for i in required]
         if all(s == OK for s in states):
-            state = "complete"
+            state = UnitState.COMPLETE
         elif not mids and all(items[i]["state"] == MISSING for i in items):
-            state = "missing"  # nothing at all attributed to the unit (and no staff accept)
+            state = UnitState.MISSING  # nothing at all attributed to the unit (and no staff accept)
         else:
-            state = "incomplete"
+            state = UnitState.INCOMPLETE
         last = max((messages[m]["at"] for m in mids), default=None)
         ex = decisions.exempt.get(unit.id)
         out.append(

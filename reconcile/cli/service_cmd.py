@@ -13,6 +13,7 @@ import click
 
 from ingest.config import ConfigError
 from reconcile.cli.app import App, UsageProblem, cli, console, emit, emit_json, json_option, pass_app
+from reconcile.vocab import NOT_SENT
 
 DATE_ONLY = re.compile(r"\s*(\d{4}-\d{1,2}-\d{1,2}|\d{8})\s*")  # '2022-06-24', '20220624'
 
@@ -57,9 +58,6 @@ def _need_smtp(app: App, what: str) -> None:
         )
     if app.config.smtp.username:
         app.config.smtp.password()  # ConfigError (exit 2) when the variable is not set
-
-
-FAILED = ("deferred", "failed", "unknown")
 
 
 def _show_mail(*, to: list[str], cc: list[str], subject: str, body: str, title: str) -> None:
@@ -157,18 +155,14 @@ def remind_command(app: App, dry_run: bool, show: bool, now_text: str | None, as
 
 def _report_failures(done, dry_run: bool) -> None:
     """Say on stderr what could not be sent (grouped by reason) and exit 1."""
-    bad = [r for r in done if r.status in FAILED]
+    bad = [r for r in done if r.status in NOT_SENT]
     if not bad or dry_run:
         return
     groups: dict[tuple, list[str]] = {}
     for r in bad:
         groups.setdefault((r.status, r.error), []).append(r.unit)
     for (status, error), units in groups.items():
-        what = {
-            "deferred": "not sent, will be retried on the next run",
-            "failed": "refused for good, not retried",
-            "unknown": "may or may not have been delivered, not sent again",
-        }[status]
+        what = NOT_SENT[status]
         click.echo(
             f"mailroll: {len(units)} mail(s) {what} ({', '.join(units[:5])}"
             f"{', ...' if len(units) > 5 else ''}): {error}",

@@ -33,6 +33,7 @@ from email.message import EmailMessage
 
 from reconcile.outgoing.compose import compose, new_message_id
 from reconcile.outgoing.smtp import Mailer, SendFailure
+from reconcile.vocab import OutboxState
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def deliver(
     try:
         outcome = mailer.send(msg, to)
     except SendFailure as e:
-        status = {"temporary": "deferred", "permanent": "failed", "ambiguous": "unknown"}[e.kind]
+        status = OutboxState.after(e.kind)
         finish(conn, row_id, status, attempts=e.attempts, error=e.reason, now=now)
         log.warning("%s to %s: %s (%s)", msg["X-Mailroll"], ", ".join(to), status, e.reason)
         return status, e.reason
