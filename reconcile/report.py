@@ -25,10 +25,10 @@ from pathlib import Path
 
 from reconcile.vocab import ItemState, Trust, UnitState
 
-UNIT_STATE_CN = {s: s.label for s in UnitState}
-ITEM_STATE_CN = {s: s.label for s in ItemState}
+UNIT_STATE_CN: dict[str, str] = {s: s.label for s in UnitState}
+ITEM_STATE_CN: dict[str, str] = {s: s.label for s in ItemState}
 # who sent the counted file (attributions.trust, docs/RECONCILE.md "Sender trust")
-TRUST_CN = {t: t.label for t in Trust}
+TRUST_CN: dict[str, str] = {t: t.label for t in Trust}
 FILLS = {
     "ok": "C6EFCE",
     "invalid": "FFC7CE",

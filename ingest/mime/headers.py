@@ -128,7 +128,7 @@ def headers_from(msg: Message, defects: list[str] | None = None) -> Headers:
     except Exception:  # noqa: BLE001 - hostile Content-Type: left unknown
         h.content_type = None
     h.authentication_results = [
-        _clean_text(_unfold(_raw8(v[:HEADER_VALUE_MAX])[0]))[:AUTH_RESULT_CHARS]
+        clean_text(unfold(raw8(v[:HEADER_VALUE_MAX])[0]))[:AUTH_RESULT_CHARS]
         for v in raw_headers(msg, "Authentication-Results")[:AUTH_RESULTS_MAX]
     ]
     for name in _EXTRA_HEADERS:
