@@ -18,21 +18,29 @@ def heartbeat(conn: sqlite3.Connection, config, now: datetime | None = None) -> 
         )
     except sqlite3.Error:
         return None
-    if not rows.get("last_poll"):
+    polled = poll_age(rows.get("last_poll"), config, now or datetime.now(UTC))
+    if polled is None:
         return None
-    now = now or datetime.now(UTC)
-    try:
-        last = stored_time(rows["last_poll"])
-    except ValueError:
-        return None
-    age = (now - last).total_seconds()
-    stale_after = config.service.heartbeat_stale_s or 3 * config.service.poll_every_s
+    last, age, stale = polled
     return {
         "last_poll": iso_text(last),
         "age_s": age,
-        "stale": age > stale_after,
+        "stale": stale,
         "last_error": rows.get("last_error") or None,
     }
+
+
+def poll_age(last_poll: str | None, config, now: datetime) -> tuple[datetime, float, bool] | None:
+    """The last poll's time, its age in seconds, and whether it is stale (older than
+    ``service.heartbeat_stale_s``, by default three poll intervals); None when there is none."""
+    if not last_poll:
+        return None
+    try:
+        last = stored_time(last_poll)
+    except ValueError:
+        return None
+    age = (now - last).total_seconds()
+    return last, age, age > (config.service.heartbeat_stale_s or 3 * config.service.poll_every_s)
 
 
 def ago(seconds: float) -> str:

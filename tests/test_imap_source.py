@@ -290,6 +290,18 @@ def test_idle_wait_returns_when_mail_arrives(imap_campaign, dovecot):
         timer.join()
 
 
+def test_idle_wait_ends_when_asked_to_stop(imap_campaign):
+    """The service's IDLE watcher waits on this: a stop request ends the wait (no new mail)."""
+    stop, active, result = threading.Event(), threading.Event(), []
+    with source_for(imap_campaign) as src:
+        waiter = threading.Thread(target=lambda: result.append(src.idle_wait(600, stop=stop, active=active)))
+        waiter.start()
+        assert active.wait(30), "IDLE never started"
+        stop.set()
+        waiter.join(30)
+        assert not waiter.is_alive() and result == [False] and not active.is_set()
+
+
 def test_stopping_early_leaves_no_spool_files_behind(imap_campaign, dovecot):
     """The pipeline may stop mid-poll (SIGTERM): parts fetched ahead but never handed out are
     deleted, and the prefetch thread ends."""

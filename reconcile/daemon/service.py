@@ -43,6 +43,7 @@ from typing import Any
 
 from ingest.db import transaction
 from reconcile.daemon.clock import Clock, default_clock
+from reconcile.heartbeat import poll_age
 
 log = logging.getLogger("mailroll.service")
 
@@ -105,11 +106,9 @@ def check(conn: sqlite3.Connection, config, now: datetime | None = None) -> tupl
             details["running"] = False
         except PermissionError:
             details["running"] = True
-    if details["last_poll"]:
-        last = datetime.fromisoformat(details["last_poll"].replace("Z", "+00:00"))
-        details["age_s"] = round((now - last).total_seconds(), 1)
-        stale_after = config.service.heartbeat_stale_s or 3 * config.service.poll_every_s
-        details["stale"] = details["age_s"] > stale_after
+    polled = poll_age(details["last_poll"], config, now)
+    if polled is not None:
+        details["age_s"], details["stale"] = round(polled[1], 1), polled[2]
     ok = details["running"] and not details["stale"]
     return ok, details
 
@@ -120,9 +119,9 @@ def check(conn: sqlite3.Connection, config, now: datetime | None = None) -> tupl
 class IdleWatcher(threading.Thread):
     """Sits in IMAP IDLE on the configured folder and calls ``wake()`` when mail arrives.
 
-    A thin imapclient loop of its own (the poll itself uses ingest's ImapSource): IDLE is
-    renewed every ``service.idle_timeout_s``, the stop event is checked every second, and a
-    lost connection is re-opened with backoff. If the server lacks IDLE, the thread ends and
+    IDLE runs on an ingest ``Connection`` of its own (login, IMAP ID and select as for the poll,
+    read-only): renewed every ``service.idle_timeout_s``, the stop event looked at every second,
+    a lost connection opened again with backoff. If the server lacks IDLE, the thread ends and
     the poll interval alone applies.
     """
 
@@ -130,9 +129,9 @@ class IdleWatcher(threading.Thread):
         super().__init__(name="imap-idle", daemon=True)
         self.config, self.wake, self.stop = config, wake, stop
         self.active = threading.Event()  # set while in IDLE (tests wait for it)
+        self.failures = 0
 
     def run(self) -> None:
-        self.failures = 0
         while not self.stop.is_set():
             try:
                 if self._session() is False:
@@ -146,64 +145,21 @@ class IdleWatcher(threading.Thread):
                 self.stop.wait(delay)
 
     def _session(self) -> bool | None:
-        import ssl
+        from ingest.sources.imap.connection import Connection
 
-        from imapclient import IMAPClient
-
-        mb = self.config.mailbox
-        client = IMAPClient(
-            mb.host,
-            mb.port,
-            ssl=mb.tls,
-            timeout=mb.timeout_s,
-            ssl_context=ssl.create_default_context() if mb.tls else None,
-        )
-        try:
-            client.login(mb.username, mb.password())
-            capabilities = set(client.capabilities())
-            if b"IDLE" not in capabilities:
+        with Connection(self.config.mailbox, attempts=1, readonly=True) as conn:
+            if not conn.can_idle:
                 log.info(
                     "the IMAP server does not offer IDLE: polling every %.0f s",
                     self.config.service.poll_every_s,
                 )
                 return False
-            if b"ID" in capabilities:  # NetEase (126/163) refuses SELECT without IMAP ID
-                try:
-                    from ingest.sources.imap import CLIENT_ID
-                except ImportError:
-                    CLIENT_ID = {"name": "mailroll"}
-                try:
-                    client.id_(CLIENT_ID)
-                except Exception as e:  # noqa: BLE001 - ID is optional: some servers refuse it
-                    log.debug("IMAP ID refused: %s", e)
-            client.select_folder(mb.folder or "INBOX", readonly=True)
             self.failures = 0  # connected: the next loss starts the backoff afresh
             while not self.stop.is_set():
-                client.idle()
-                self.active.set()
-                started = time.monotonic()
-                news = False
-                try:
-                    while (
-                        not self.stop.is_set()
-                        and time.monotonic() - started < self.config.service.idle_timeout_s
-                    ):
-                        responses = client.idle_check(timeout=1)
-                        if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
-                            news = True
-                            break
-                finally:
-                    self.active.clear()
-                    client.idle_done()
-                if news:
+                if conn.idle_wait(self.config.service.idle_timeout_s, stop=self.stop, active=self.active):
                     log.info("IMAP IDLE: new mail")
                     self.wake()
-            return None
-        finally:
-            try:
-                client.logout()
-            except Exception:  # noqa: BLE001 - closing only; the wait is over either way
-                pass
+        return None
 
 
 # ----------------------------------------------------------------------------------- service

@@ -86,8 +86,16 @@ def with_retries(
 class Connection:
     """One IMAP folder, opened on enter (with retries). Use as a context manager."""
 
-    def __init__(self, mailbox: Mailbox, *, attempts: int | None = None, backoff_s: float | None = None):
+    def __init__(
+        self,
+        mailbox: Mailbox,
+        *,
+        attempts: int | None = None,
+        backoff_s: float | None = None,
+        readonly: bool | None = None,
+    ):
         self.mailbox = mailbox
+        self._readonly = readonly  # None: read-only unless the post action writes
         self.attempts = max(1, attempts if attempts is not None else getattr(mailbox, "retries", 3))
         self.backoff_s = backoff_s if backoff_s is not None else getattr(mailbox, "retry_backoff_s", 1.0)
         self.where = f"{mailbox.host}:{mailbox.port}"
@@ -123,7 +131,14 @@ class Connection:
 
     @property
     def readonly(self) -> bool:
+        if self._readonly is not None:
+            return self._readonly
         return self.mailbox.post_action not in ("flag", "move")
+
+    @property
+    def can_idle(self) -> bool:
+        """The server offers IDLE and the config allows it (``mailbox.idle``); after connect."""
+        return "IDLE" in self.capabilities and self.mailbox.idle
 
     def _connect(self) -> None:
         from imapclient import IMAPClient
@@ -241,25 +256,43 @@ class Connection:
         tries = f"{attempts} tries" if attempts > 1 else "1 try"
         raise mailbox_error(f"lost the connection to {self.where} while {what} ({tries}): {why}") from last
 
-    def idle_wait(self, timeout_s: float) -> bool:
+    def idle_wait(
+        self,
+        timeout_s: float,
+        stop: threading.Event | None = None,
+        active: threading.Event | None = None,
+    ) -> bool:
         """Wait up to ``timeout_s`` for new mail. True when the server signalled some (IDLE);
-        False on timeout, or at once-per-timeout when the server lacks IDLE (plain wait)."""
+        False on timeout or once ``stop`` is set (looked at every second). ``active`` is set
+        while in IDLE. Without IDLE (see ``can_idle``) a plain wait."""
         if self._client is None:
             self.connect()
-        if "IDLE" not in self.capabilities or not self.mailbox.idle:
-            time.sleep(timeout_s)
+        if not self.can_idle:
+            if stop is not None:
+                stop.wait(timeout_s)
+            else:
+                time.sleep(timeout_s)
             return False
-        client = self._client
-        try:
-            client.idle()
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            client = self._client
             try:
-                responses = client.idle_check(timeout=timeout_s)
-            finally:
-                client.idle_done()
-        except imap_errors() as e:
-            self._client = None
-            raise mailbox_error(
-                f"the connection to {self.where} broke while waiting for mail: "
-                f"{reason(e, self.mailbox.timeout_s)}"
-            ) from e
-        return any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses)
+                client.idle()
+                if active is not None:
+                    active.set()
+                try:
+                    while (left := deadline - time.monotonic()) > 0 and not (stop and stop.is_set()):
+                        responses = client.idle_check(timeout=min(1.0, left))
+                        if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
+                            return True
+                    return False
+                finally:
+                    if active is not None:
+                        active.clear()
+                    client.idle_done()
+            except imap_errors() as e:
+                self._client = None
+                raise mailbox_error(
+                    f"the connection to {self.where} broke while waiting for mail: "
+                    f"{reason(e, self.mailbox.timeout_s)}"
+                ) from e
