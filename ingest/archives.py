@@ -26,6 +26,8 @@ extra field (0x7075) wins when present. 7z uses py7zr; rar uses rarfile, which n
 extractor (unrar, unar, 7z or bsdtar from libarchive-tools).
 """
 
+# long: one backend per archive format (zip, 7z, rar) behind one interface, and the shared budget
+
 from __future__ import annotations
 
 import io
@@ -218,6 +220,7 @@ class _SevenZipBackend:
             )
         return out
 
+    # long: py7zr's writer-factory protocol wants its classes defined where the sinks are known
     def extract(self, wanted: list[_Member], sink: Callable[[_Member], _Sink]) -> dict[int, str]:
         from py7zr.helpers import get_sanitized_output_path
         from py7zr.io import Py7zIO, WriterFactory
@@ -518,6 +521,7 @@ def _expand_one(parsed: ParsedMessage, index: int, limits: Any, spool_dir: Path,
         fp.close()
 
 
+# long: one pass over the members with the shared byte budget; its steps share that state
 def _extract_members(
     parsed: ParsedMessage,
     index: int,

@@ -19,6 +19,8 @@
 ``classify(part, template) -> kind`` (rules also in docs/CLASSIFY.md).
 """
 
+# long: the sniffing table and the item rules, read together
+
 from __future__ import annotations
 
 import io

@@ -6,6 +6,8 @@ Relative paths in the file are resolved against the file's folder. Passwords are
 from the file: only the name of the environment variable that holds them.
 """
 
+# long: the whole config schema in one place, each table's reader next to its dataclass
+
 from __future__ import annotations
 
 import os
@@ -416,6 +418,7 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
     return config_from_dict(data, file.resolve())
 
 
+# long: one reader per config table, in the order the docs list them
 def config_from_dict(data: dict, file: Path) -> Config:
     root = _Reader(data, "", file)
 

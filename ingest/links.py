@@ -16,6 +16,8 @@ that is reported as an error in plain words, not stored as the attachment.
 ``links.allow_insecure_local`` (tests only) allows plain HTTP and local addresses.
 """
 
+# long: finding links and downloading them under one set of refusals
+
 from __future__ import annotations
 
 import email.message
@@ -361,6 +363,7 @@ def download(link: Link, config, spool_dir: Path, budget: int | None = None) -> 
         return _fail(link, f"the link could not be downloaded ({type(e).__name__}: {str(e)[:150]})")
 
 
+# long: one HTTP exchange with every refusal (host, address, size, time) in the order it happens
 def _download(link: Link, cfg, spool_dir: Path, budget: int | None = None) -> ExtractedPart:
     url = link.url
     deadline = time.monotonic() + cfg.timeout_s

@@ -33,6 +33,8 @@ read again only after ``mailroll retry``. Nothing a message contains can stop th
 worst case is one ``failed`` row.
 """
 
+# long: the poll loop and the per-message states it moves through
+
 from __future__ import annotations
 
 import dataclasses

@@ -31,6 +31,8 @@ message's status). Attributions are conclusions: ``attribute`` can
 recompute them at any time (``message_ids=None`` = all), e.g. after a roster fix.
 """
 
+# long: who sent a message and how far the sender is trusted are decided from the same evidence
+
 from __future__ import annotations
 
 import json

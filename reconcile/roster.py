@@ -177,6 +177,7 @@ def _column_letter(index: int) -> str:
     return s
 
 
+# long: one pass over the rows; each column's check names the cell
 def _parse_rows(path: Path, rows: list[list[str]]) -> Roster:
     if not rows or not any(c.strip() for c in rows[0]):
         raise ConfigError(
@@ -247,6 +248,7 @@ def _parse_rows(path: Path, rows: list[list[str]]) -> Roster:
     return Roster(path=path, units=units)
 
 
+# long: the roster findings in the order staff fix them
 def check_roster(roster: Roster, decisions=()) -> list[Finding]:
     """Legal but likely wrong: shared addresses, aliases inside other names, no address, same names;
     and staff decisions in force (``decisions``: overrides with .id, .action, .unit, .item,

@@ -23,6 +23,7 @@ def _number(x: float) -> int | float:
     return int(x) if x.is_integer() else x
 
 
+# long: one pass over the counted sheets; totals and notes share the per-unit figures
 def collect(conn: sqlite3.Connection, rows: list[dict], config) -> dict:
     """``{"units": N, "fields": {label: total}}`` plus per-unit figures and the units left out."""
     item = config.campaign.first("sheet")

@@ -26,6 +26,8 @@ Rules (docs/DESIGN.md "Judging"):
 The rows are cached (``reconcile.status_cache``). This module imports nothing heavy.
 """
 
+# long: the status rules, in the order docs/RECONCILE.md states them
+
 from __future__ import annotations
 
 import logging
@@ -185,6 +187,7 @@ def _pending_entry(message: dict, items: list[str], review_all: bool) -> dict[st
     }
 
 
+# long: one item's verdict: latest file, earlier fallbacks, overrides, late; the rules read in order
 def _item_status(
     unit_id: str,
     item,
@@ -398,6 +401,7 @@ def _apply_override(item_status: dict, o) -> None:
         item_status["reason_zh"] = f"工作人员认定不合格：{o.note}" if o.note else "工作人员认定不合格"
 
 
+# long: the status rows built in one pass over one snapshot
 def unit_statuses(
     conn: sqlite3.Connection, roster, config, now: datetime | None = None, as_of: datetime | None = None
 ) -> list[dict]:

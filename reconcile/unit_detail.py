@@ -10,6 +10,7 @@ from reconcile.judge import describe, judge_part
 from reconcile.status import iso_text, stored_time
 
 
+# long: the `show` data gathered section after section, as printed
 def unit_detail(conn: sqlite3.Connection, roster, config, unit, status_row: dict) -> dict:
     """Everything about one unit for `show`: messages with parts and their judgements, links,
     staff decisions (also revoked ones), audit log entries and the mail sent to it (outbox)."""

@@ -1,5 +1,6 @@
-"""The code's layout stays as docs/DESIGN.md states it: imports run one way, and a module's
-private helpers stay its own."""
+"""The code's layout stays as docs/DESIGN.md states it: imports run one way, a module's private
+helpers stay its own, and modules and functions stay small enough to read (a longer one says
+why, in a ``# long:`` comment)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ PACKAGES = ("ingest", "reconcile", "web")
 # A layer may import its own and the layers before it, never a later one.
 LAYERS = ["ingest", "reconcile", "reconcile.outgoing", "reconcile.daemon", "reconcile.cli"]
 BESIDE = {"web": "reconcile.cli"}  # same rank as cli, and neither imports the other
+
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60
 
 
 def _modules():
@@ -78,6 +82,24 @@ def test_no_private_name_is_imported_from_another_module():
                     if alias.name.startswith("_") and not alias.name.startswith("__")
                 ]
     assert private == []
+
+
+def test_modules_and_functions_are_small_or_say_why():
+    """Over ~400 lines a module, over ~60 a function, says why in a ``# long:`` comment (the
+    module's at the top level, the function's on the line above its ``def``)."""
+    big = []
+    for path, _ in _modules():
+        text = path.read_text(encoding="utf-8")
+        lines = text.splitlines()
+        if len(lines) > MAX_MODULE_LINES and not any(line.startswith("# long:") for line in lines):
+            big.append(f"{path.relative_to(REPO)}: {len(lines)} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+                if length > MAX_FUNCTION_LINES and "# long:" not in lines[first - 2]:
+                    big.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.name}() {length} lines")
+    assert big == []
 
 
 @pytest.mark.parametrize(

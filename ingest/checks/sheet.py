@@ -82,6 +82,7 @@ def _header_value(
     return None
 
 
+# long: one scan of the form's grids; label, figure and text lookups share the found cells
 def extract(book: Workbook, template) -> dict:
     """Read the template's header cells, figures and text rows out of the grids by label.
 

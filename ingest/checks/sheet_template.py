@@ -48,6 +48,7 @@ def _rows(template, values: FormValues | None):
         yield label, unit, value
 
 
+# long: the form drawn cell by cell, top to bottom, as it looks
 def write_xlsx(
     path: str | Path,
     template,
@@ -115,6 +116,7 @@ def write_xlsx(
     return path
 
 
+# long: the form drawn row by row, top to bottom, as it looks
 def write_docx(
     path: str | Path, template, values: FormValues | None = None, title: str | None = None
 ) -> Path:

@@ -19,6 +19,8 @@ Whatever cannot be read is noted in ``ParsedMessage.defects`` in plain words (``
 most ``MAX_DEFECTS`` of them).
 """
 
+# long: the walk over the MIME tree and its leaf cases belong together
+
 from __future__ import annotations
 
 import quopri
@@ -154,6 +156,7 @@ def walk_tree(
         _leaf(entity, ctype, ctx, depth=depth, prefix=prefix, origin=origin, parent=parent, in_report=report)
 
 
+# long: every way a leaf part is kept (memory, spool, TNEF, forwarded) decided in one place
 def _leaf(
     entity: Message,
     ctype: str,

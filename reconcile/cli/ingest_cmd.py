@@ -252,7 +252,7 @@ _COLOURS = {
 }
 
 
-def _table(rows: list[dict], title: str, show_unit: bool = True, tz=None) -> None:
+def message_table(rows: list[dict], title: str, show_unit: bool = True, tz=None) -> None:
     from rich.markup import escape
     from rich.table import Table
 
@@ -305,7 +305,7 @@ def messages_command(app: App, disposition: str | None, unit: str | None, as_jso
     if unit:
         rows = [r for r in rows if r["unit"] == unit]
     tz = app.config.campaign.timezone
-    emit(rows, as_json, lambda rs: _table(rs, f"{len(rs)} message(s)", tz=tz))
+    emit(rows, as_json, lambda rs: message_table(rs, f"{len(rs)} message(s)", tz=tz))
 
 
 @cli.command("unmatched")
@@ -325,7 +325,7 @@ def unmatched_command(app: App, as_json: bool) -> None:
             )
         )
     else:
-        _table(
+        message_table(
             rows,
             f"{len(rows)} unmatched message(s): assign them with `mailroll assign MESSAGE UNIT`",
             show_unit=False,

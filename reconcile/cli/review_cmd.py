@@ -42,12 +42,12 @@ def review_rows(app: App) -> list[dict]:
 def review_command(app: App, as_json: bool) -> None:
     """Messages from senders not registered for their unit that wait for a staff decision:
     `mailroll assign MESSAGE UNIT` lets one count, `mailroll reject MESSAGE --note ...` drops it."""
-    from reconcile.cli.ingest_cmd import _table
+    from reconcile.cli.ingest_cmd import message_table
 
     rows = review_rows(app)
 
     def render(rs: list[dict]) -> None:
-        _table(
+        message_table(
             [r | {"disposition": "review", "trust": "named"} for r in rs],
             f"{len(rs)} message(s) pending review: `mailroll assign MESSAGE UNIT` or "
             "`mailroll reject MESSAGE --note WHY`",

@@ -171,6 +171,7 @@ def _report_failures(done, dry_run: bool) -> None:
     sys.exit(1)
 
 
+# long: click options plus the dry-run and report paths of one command
 @cli.command("receipts")
 @click.option("--dry-run", is_flag=True, help="Show the receipts due; send and record nothing.")
 @click.option("--show", is_flag=True, help=SHOW_HELP)

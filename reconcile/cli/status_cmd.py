@@ -257,6 +257,7 @@ def show(app: App, unit: str, as_json: bool) -> None:
     _render_show(detail, app.config.campaign.labels, app.config.campaign.timezone, set(app.roster.by_id))
 
 
+# long: the `show` page printed top to bottom, section after section
 def _render_show(d: dict, labels: dict[str, str], tz=None, roster_ids: set | None = None) -> None:
     from rich.markup import escape
 

@@ -29,6 +29,8 @@ judge the mailbox as of that time: a message received (server arrival time) afte
 that had arrived by then matters.
 """
 
+# long: the daemon: heartbeat state, IDLE watcher and the scheduled jobs
+
 from __future__ import annotations
 
 import json
@@ -330,6 +332,7 @@ class Service:
         return True
 
     # -- life cycle ---------------------------------------------------------------------------
+    # long: start, schedule, wait, stop: the daemon's life in order
     def run(self) -> int:
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.schedulers.background import BackgroundScheduler

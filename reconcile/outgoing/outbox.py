@@ -155,6 +155,7 @@ def existing(
     return tuple(row) if row else None
 
 
+# long: the at-most-once steps in the order the outbox table describes
 def send_one(
     conn: sqlite3.Connection,
     config,

@@ -384,6 +384,7 @@ def build(
     )
 
 
+# long: pick, compose, send and record each receipt, under one rate limit
 def run_receipts(
     conn: sqlite3.Connection,
     roster,

@@ -140,6 +140,7 @@ class Connection:
         """The server offers IDLE and the config allows it (``mailbox.idle``); after connect."""
         return "IDLE" in self.capabilities and self.mailbox.idle
 
+    # long: connect, login, ID, select: each failure gets its own advice
     def _connect(self) -> None:
         from imapclient import IMAPClient
         from imapclient.exceptions import IMAPClientError, LoginError

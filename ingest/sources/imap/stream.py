@@ -216,6 +216,7 @@ class Streamer:
             except OSError:
                 pass
 
+    # long: a forwarded message streamed part by part; its headers and parts share the spool state
     def forwarded(
         self,
         lf: Leaf,
