@@ -1,29 +1,8 @@
-"""Per-unit status: which submission of each item counts, whether it is ok, invalid or late.
+"""Per-unit status: which submission of each item counts, whether it is ok, invalid or late,
+and the unit's state, as ``status --json`` shows it.
 
-Rules (docs/DESIGN.md "Judging"):
-
-* the counted submission of an item is in the latest message (by server arrival) attributed to
-  the unit that carries a file of that kind; within that message the best part counts (an ok
-  one if there is one). A video download link that was not fetched never displaces a video
-  file (earlier or later): it stands in, invalid, only when no video file arrived at all. A
-  later file that could not be read at all does not displace an earlier ok one (the item
-  carries a warning naming it); a later file that was read but fails a check does;
-* lateness uses the first arrival of the counted content (same sha256) at this unit, so the
-  same file sent again after the deadline is not late; the deadline is the campaign's, or the
-  unit's ``extend`` override;
-* sender trust (docs/RECONCILE.md "Sender trust"): a message whose sender is only ``named``
-  counts for an item only while no message from a trusted sender (registered, domain, thread,
-  staff) carries that item; otherwise it waits in the unit's ``pending_review`` until staff
-  ``assign`` it (it then counts as ``staff``) or ``reject`` it. With ``[attribution]
-  named_senders = "review"`` every named message waits. Each item says the ``trust`` of the
-  sender of its counted submission (None when missing);
-* staff decisions: ``accept`` makes the item ok, ``reject`` invalid (the note is the reason),
-  ``exempt`` marks the unit ``"exempt": true`` (its state is still computed as the contract
-  says; reminders skip it).
-* unit state: ``complete`` every item ok, ``missing`` no message at all attributed to the unit
-  (and no staff accept), else ``incomplete`` (also a unit that sent only a question or photos).
-
-The rows are cached (``reconcile.status_cache``). This module imports nothing heavy.
+The rules are in docs/RECONCILE.md ("Status", "Sender trust", "Staff decisions"); the rows are
+cached by ``reconcile.status_cache``. This module imports nothing heavy.
 """
 
 # long: the status rules, in the order docs/RECONCILE.md states them

@@ -1,26 +1,8 @@
 """The outbox: the record that makes every mail mailroll sends go at most once.
 
-At most once (docs/DESIGN.md, "Outgoing mail")
-------------------------------------------------
-Every receipt and reminder is first written to ``outbox`` with status ``sending`` and
-committed, *then* handed to SMTP, then the row is updated:
-
-==========  ===========================================================================
-status      meaning
-==========  ===========================================================================
-sending     being handed to the SMTP server right now (or mailroll died meanwhile)
-sent        the server accepted it (``sent_at``; refused recipients, if any, in ``error``)
-deferred    temporary failure (4xx, server unreachable) after ``smtp.retries`` attempts:
-            tried again on the next run, with the same Message-ID
-failed      permanent failure (5xx): never tried again; ``error`` says why
-unknown     mailroll stopped between handing it over and recording the answer (found in
-            ``sending`` at the next start, or the connection broke after the message data
-            was sent): **not sent again** - a reminder twice looks careless
-skipped     a deferred reminder overtaken by a later stage before it could be sent
-==========  ===========================================================================
-
-The unique indexes ``outbox_reminder_once (unit, stage)`` and ``outbox_receipt_once
-(answers)`` make "never twice" hold in the database itself, also against a second process.
+A row is written (``sending``) and committed before the mail is handed to SMTP, and updated with
+the outcome after; the states and what each means are in docs/SERVICE.md ("Mail goes out at
+most once") and ``reconcile.vocab.OutboxState``.
 """
 
 from __future__ import annotations

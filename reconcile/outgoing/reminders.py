@@ -1,29 +1,8 @@
 """Reminders: which units to remind now, at which stage, and sending them (at most once).
 
-Stages (config ``[reminders]``), against the unit's own deadline (the campaign's, or the
-unit's ``extend`` decision):
-
-* ``before-<d>`` for each ``d`` in ``before`` (e.g. ``before-3d``, ``before-1d``): due from
-  ``deadline - d`` until the deadline;
-* ``after-1``: due from ``deadline + after_grace`` (default 1 h: mail sent at 23:59 has been
-  polled by then); ``after-k``: from ``deadline + after_grace + (k-1) * after_every``, for
-  k up to ``after_max``.
-
-Only the **latest** stage due is ever sent to a unit: if mailroll was stopped for days, a unit
-gets one reminder, not three at once. Earlier stages that were never sent are simply passed
-over (no outbox row): they can never become due again because stages only move forward. A
-reminder kept back by an SMTP outage (``deferred``) is retried on the next run while its stage
-is still the latest; once a later stage is due it is marked ``skipped`` and the later one goes.
-
-Nobody is reminded during quiet hours (``quiet_hours``, campaign time zone, may span midnight)
-or when complete or exempt. Reminders go to the unit's roster addresses (falling back to the
-addresses the unit has written from, when the roster has none). Each (unit, stage) is sent at
-most once, across restarts and processes (``outbox_reminder_once``; see outgoing/outbox.py).
-
-What a unit has sent is judged **as of** ``now`` (``statuses_as_of``): with ``remind --now T``
-(or ``MAILROLL_FAKE_NOW``) a message that arrived after T does not count, so a preview of a
-past or future moment shows what would have been (or will be) sent then. The reasons quoted
-to units are the Chinese ones (``reason_zh``).
+The stages (``before-<d>``, ``after-k``), "only the latest due stage is sent", quiet hours and
+recipients are in docs/SERVICE.md ("What it does, and when"). What a unit has sent is judged as
+of ``now`` (``remind --now T``), so a preview shows what would be sent then.
 """
 
 from __future__ import annotations
