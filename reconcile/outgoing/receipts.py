@@ -312,6 +312,7 @@ def _files(conn: sqlite3.Connection, config, message: int) -> list[dict]:
     return out
 
 
+# long: one receipt put together: recipients by sender trust, the files, the state, the text
 def build(
     conn: sqlite3.Connection,
     config,
