@@ -31,6 +31,13 @@ def campaign(tmp_path: Path) -> Campaign:
     return Campaign.create(tmp_path)
 
 
+@pytest.fixture
+def mailing(campaign: Campaign, smtp_server) -> tuple[Campaign, object]:
+    """A campaign that sends through the test SMTP server: (campaign, smtp_server)."""
+    campaign.configure(smtp=smtp_server.config())
+    return campaign, smtp_server
+
+
 @pytest.fixture(scope="session")
 def corpus_dir() -> Path:
     for candidate in (SHARED / "corpus", REPO / "shared" / "corpus"):

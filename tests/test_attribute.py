@@ -97,7 +97,7 @@ def test_name_index_prefers_longest_overlap():
 
 
 def _ingest(campaign):
-    return campaign.run("ingest", "--once", "--json").json
+    return campaign.ingest()
 
 
 def test_messages_attributed_end_to_end(campaign, tmp_path):
@@ -117,7 +117,7 @@ def test_messages_attributed_end_to_end(campaign, tmp_path):
     campaign.deliver(build_forward(inner, from_="李四 <lisi@126.com>", subject="转发：材料"), when=JUNE_20)
     counts = _ingest(campaign)
     assert counts["attributed"] == 2 and counts["unmatched"] == 1
-    rows = {r["from"]: r for r in campaign.run("messages", "--json").json}
+    rows = {r["from"]: r for r in campaign.messages()}
     assert rows["wang@qq.com"]["unit"] == "yuncheng-kjj"
     assert rows["lisi@126.com"]["unit"] == "sxas"
     (un,) = campaign.run("unmatched", "--json").json
@@ -132,11 +132,11 @@ def test_assign_and_revoke(campaign):
     _ingest(campaign)
     res = campaign.run("assign", "m1@example.org", "山大", "--note", "phone call", "--json").json
     assert res["unit"] == "sxu"
-    (row,) = campaign.run("messages", "--json").json
+    (row,) = campaign.messages()
     assert row["unit"] == "sxu" and row["disposition"] == "attributed" and "phone call" in row["reason"]
     assert campaign.run("unmatched", "--json").json == []
     campaign.run("revoke", str(res["override"]))
-    (row,) = campaign.run("messages", "--json").json
+    (row,) = campaign.messages()
     assert row["unit"] is None and row["disposition"] == "unmatched"
     # mistakes are usage errors (exit 2) that say what to do
     bad = campaign.run("assign", "nope@example.org", "sxu", expect=2)
@@ -165,7 +165,7 @@ def test_reassigning_warns_and_replaces_the_earlier_assign(campaign):
     assert revoked["id"] == first.json["override"]
     # undoing the latest returns to the automatic attribution, not to the first assign
     campaign.run("revoke", str(second.json["override"]))
-    (row,) = campaign.run("messages", "--json").json
+    (row,) = campaign.messages()
     assert row["unit"] == "taiyuan-kjj" and "registered" in row["reason"]
     shown = campaign.run("show", "taiyuan-kjj", "--json").json
     assert (

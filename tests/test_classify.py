@@ -198,8 +198,6 @@ def test_password_protected_office_file(corpus_dir):
     from ingest.mime import parse_message
 
     eml = corpus_dir / "apache-spamassassin" / "data" / "spam" / "olevbmacro" / "encrypted.eml"
-    if not eml.exists():
-        pytest.skip("corpus sample missing")
     part = next(
         p for p in parse_message(eml.read_bytes(), Limits()).parts if p.filename == "encrypted_word_doc.docx"
     )

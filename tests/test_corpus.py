@@ -30,10 +30,10 @@ def test_whole_corpus_is_accounted_for(campaign, corpus_dir):
     assert counts["failed"] == 0, campaign.run("messages", "--disposition", "failed", "--json").output
     assert counts["attributed"] + counts["unmatched"] + counts["duplicate"] == count
 
-    rows = campaign.run("messages", "--json").json
+    rows = campaign.messages()
     assert len(rows) == count
     assert {r["disposition"] for r in rows} <= {"attributed", "unmatched", "duplicate"}
     unmatched = campaign.run("unmatched", "--json").json
     assert all(u["reason"] for u in unmatched)
     # a second poll finds nothing new
-    assert campaign.run("ingest", "--once", "--json").json["new"] == 0
+    assert campaign.ingest()["new"] == 0

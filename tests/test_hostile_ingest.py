@@ -191,13 +191,9 @@ def ingest_mailbox(
     assert summary["new"] == len(msgs) and summary["failed"] == 0, summary
     assert summary["attributed"] == len(msgs), summary
 
-    messages = campaign.run("messages", "--json").json
+    messages = campaign.messages()
     assert [(m["disposition"], m["unit"]) for m in messages] == [("attributed", u) for u in units], messages
     return run, summary, messages
-
-
-def unit_status(campaign: Campaign, unit: str) -> dict:
-    return next(r for r in campaign.run("status", "--json").json if r["id"] == unit)
 
 
 def defects(outcome: Outcome) -> list[str]:
@@ -284,7 +280,7 @@ def test_zip_bomb_is_refused_and_the_real_sheet_next_to_it_still_counts(campaign
     assert archive["error"].startswith("archive looks like a zip bomb (清单.bin"), archive["error"]
     assert "清单.bin" not in [p["filename"] for p in o.parts]
     assert o.part("统计表.xlsx")["kind"] == "statistics"
-    assert unit_status(campaign, "taiyuan-kjj")["items"]["statistics"]["state"] == "ok"
+    assert campaign.unit("taiyuan-kjj")["items"]["statistics"]["state"] == "ok"
     assert sum(p.stat().st_size for p in campaign.files_dir.rglob("*") if p.is_file()) < 5_000_000
 
 
@@ -336,7 +332,7 @@ def test_zip_member_paths_with_dotdot_and_absolute_names_stay_inside_the_store(c
     }
     assert not Path(f"/tmp/{MARK}-总结报告.docx").exists()
     assert not list(campaign.root.parent.parent.glob(f"{MARK}*"))
-    items = unit_status(campaign, "datong-kjj")["items"]
+    items = campaign.unit("datong-kjj")["items"]
     assert items["statistics"]["state"] == "ok" and items["report"]["state"] == "ok", items
 
 
@@ -362,7 +358,7 @@ def test_xml_bomb_in_an_xlsx_is_not_expanded(campaign, media):
     part = o.part("2022年科技活动周开展情况统计表.xlsx")
     assert part["kind"] == "statistics"
     assert "XML bomb" in (part["error"] or ""), part["error"]
-    item = unit_status(campaign, "jinzhong-kjj")["items"]["statistics"]
+    item = campaign.unit("jinzhong-kjj")["items"]["statistics"]
     assert item["state"] == "invalid" and "XML bomb" in item["reason"], item
 
 
@@ -427,7 +423,7 @@ def test_truncated_base64_body(campaign, media):
     assert part["size"] < len(sheet)
     assert part["error"] and part["error"].startswith("the sheet cannot be opened"), part["error"]
     assert any("base64 data is incomplete" in d for d in defects(o)), defects(o)
-    item = unit_status(campaign, "changzhi-gxq")["items"]["statistics"]
+    item = campaign.unit("changzhi-gxq")["items"]["statistics"]
     assert item["state"] == "invalid" and item["reason"], item
 
 
@@ -505,7 +501,7 @@ def test_video_probe_timeout_path_with_a_real_video(campaign, media):
     o = ingest_attack(campaign, msg, unit="sxu", limits={"probe_timeout_s": 0.001})
     part = o.part("山西大学科技周.mp4")
     assert part["error"] == "the video could not be probed within 0.001 s", part["error"]
-    item = unit_status(campaign, "sxu")["items"]["video"]
+    item = campaign.unit("sxu")["items"]["video"]
     assert item["state"] == "invalid" and "could not be probed" in item["reason"], item
 
 
@@ -630,7 +626,7 @@ def test_a_video_that_is_really_a_zip(campaign, media):
     # judged by content, not by name: opened as the zip it is, its sheet counts
     assert (fake["sniffed_type"], fake["kind"], fake["error"]) == ("zip", "archive", None), dict(fake)
     assert o.part("统计表.xlsx")["location"] == "科技周视频.mp4/统计表.xlsx"
-    items = unit_status(campaign, "taiyuan-kjj")["items"]
+    items = campaign.unit("taiyuan-kjj")["items"]
     assert items["statistics"]["state"] == "ok", items
     assert items["video"]["state"] == "missing", items["video"]  # no video was sent
 
@@ -680,7 +676,7 @@ def test_one_poll_through_a_mailbox_of_attacks(campaign, zip_bomb, media):
     run, _, _ = ingest_mailbox(
         campaign, [m for m, _ in attacks], [u for _, u in attacks], limits={"probe_timeout_s": 2}
     )
-    status = {r["id"]: r for r in campaign.run("status", "--json").json}
+    status = {r["id"]: r for r in campaign.status()}
     assert status["changzhi-kjj"]["state"] == "complete", status["changzhi-kjj"]["items"]
     assert status["sxu"]["items"]["video"]["reason"] == "the video could not be probed within 2 s"
     assert status["yuncheng-kjj"]["items"]["report"]["state"] == "invalid"

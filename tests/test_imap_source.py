@@ -27,14 +27,6 @@ def raw_mail(from_=TAIYUAN, subject="2022年科技活动周材料", **kw) -> byt
     return build_mail(from_, subject, **kw).as_bytes()
 
 
-def ingest(c) -> dict:
-    return c.run("ingest", "--once", "--json").json
-
-
-def messages(c) -> list[dict]:
-    return c.run("messages", "--json").json
-
-
 def source_for(c, **limits) -> ImapSource:
     cfg = c.config()
     return ImapSource(
@@ -52,16 +44,16 @@ def test_first_poll_fetches_everything_second_nothing_then_only_the_new_one(imap
     dovecot.append(user, raw_mail(TAIYUAN, "太原 材料"))
     dovecot.append(user, raw_mail(DATONG, "大同 材料"))
 
-    first = ingest(imap_campaign)
+    first = imap_campaign.ingest()
     assert (first["new"], first["attributed"], first["failed"]) == (2, 2, 0)
 
-    again = ingest(imap_campaign)
+    again = imap_campaign.ingest()
     assert again["new"] == 0
 
     dovecot.append(user, raw_mail(DATONG, "大同 补充材料"))
-    third = ingest(imap_campaign)
+    third = imap_campaign.ingest()
     assert third["new"] == 1
-    rows = messages(imap_campaign)
+    rows = imap_campaign.messages()
     assert [r["subject"] for r in rows] == ["太原 材料", "大同 材料", "大同 补充材料"]
     assert [r["unit"] for r in rows] == ["taiyuan-kjj", "datong-kjj", "datong-kjj"]
 
@@ -69,7 +61,7 @@ def test_first_poll_fetches_everything_second_nothing_then_only_the_new_one(imap
 def test_search_above_the_highest_uid_finds_nothing(imap_campaign, dovecot):
     """`UID SEARCH UID n:*` always answers the highest UID even when it is below n."""
     dovecot.append(imap_campaign.imap_user, raw_mail())
-    ingest(imap_campaign)
+    imap_campaign.ingest()
     conn = open_connection(imap_campaign.db_path)
     with source_for(imap_campaign) as src:
         assert src.count_new(conn) == 0
@@ -80,8 +72,8 @@ def test_arrival_time_is_the_servers_internaldate_not_the_date_header(imap_campa
     arrived = datetime(2022, 6, 26, 1, 30, 0, tzinfo=UTC)  # after the deadline
     lying = datetime(2022, 6, 20, 9, 0, 0, tzinfo=timezone(timedelta(hours=8)))
     dovecot.append(imap_campaign.imap_user, raw_mail(date=lying), internaldate=arrived)
-    ingest(imap_campaign)
-    [row] = messages(imap_campaign)
+    imap_campaign.ingest()
+    [row] = imap_campaign.messages()
     assert datetime.fromisoformat(row["received_at"]) == arrived
 
 
@@ -89,7 +81,7 @@ def test_polling_leaves_messages_unread_and_unflagged(imap_campaign, dovecot):
     user = imap_campaign.imap_user
     dovecot.append(user, raw_mail())
     dovecot.append(user, raw_mail(DATONG), flags=[r"\Flagged"])
-    ingest(imap_campaign)
+    imap_campaign.ingest()
     flags = [set(m["flags"]) - {r"\Recent"} for m in dovecot.messages(user).values()]
     assert flags == [set(), {r"\Flagged"}]
 
@@ -99,7 +91,7 @@ def test_failed_message_is_fetched_again(imap_campaign, dovecot):
     user = imap_campaign.imap_user
     uid = dovecot.append(user, raw_mail())
     dovecot.append(user, raw_mail(DATONG))
-    ingest(imap_campaign)
+    imap_campaign.ingest()
     conn = open_connection(imap_campaign.db_path)
     conn.execute(
         "UPDATE messages SET status = 'failed', error = 'disk full' WHERE source_key LIKE ?", (f"%:{uid}",)
@@ -107,8 +99,8 @@ def test_failed_message_is_fetched_again(imap_campaign, dovecot):
     with source_for(imap_campaign) as src:
         got = [f.envelope.uid for f in src.fetch_new(conn)]
     assert got == [uid]
-    assert ingest(imap_campaign)["new"] == 1
-    assert [r["disposition"] for r in messages(imap_campaign)] == ["attributed", "attributed"]
+    assert imap_campaign.ingest()["new"] == 1
+    assert [r["disposition"] for r in imap_campaign.messages()] == ["attributed", "attributed"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -120,21 +112,21 @@ def test_uidvalidity_change_fetches_again_without_counting_twice(imap_campaign, 
     user = imap_campaign.imap_user
     dovecot.append(user, raw_mail(TAIYUAN, "太原 材料"))
     dovecot.append(user, raw_mail(DATONG, "大同 材料"))
-    ingest(imap_campaign)
-    status_before = imap_campaign.run("status", "--json").json
+    imap_campaign.ingest()
+    status_before = imap_campaign.status()
 
     dovecot.change_uidvalidity(user)
     with caplog.at_level("WARNING", logger="ingest.sources.imap"):
-        again = ingest(imap_campaign)
+        again = imap_campaign.ingest()
     assert again["new"] == 2 and again["duplicate"] == 2
     assert any("UIDVALIDITY" in r.getMessage() for r in caplog.records)
 
-    rows = messages(imap_campaign)
+    rows = imap_campaign.messages()
     assert sorted(r["disposition"] for r in rows) == ["attributed", "attributed", "duplicate", "duplicate"]
-    assert imap_campaign.run("status", "--json").json == status_before
+    assert imap_campaign.status() == status_before
 
     dovecot.append(user, raw_mail(DATONG, "大同 补充"))
-    assert ingest(imap_campaign)["new"] == 1
+    assert imap_campaign.ingest()["new"] == 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,7 +179,7 @@ def test_big_message_is_streamed_per_part_with_identical_content(imap_campaign, 
             p.spool.unlink()
 
     # and through the whole pipeline: the stored file is the original
-    ingest(imap_campaign)
+    imap_campaign.ingest()
     row = (
         open_connection(imap_campaign.db_path)
         .execute("SELECT sha256, size FROM parts WHERE filename = '科技周宣传片.mp4'")
@@ -224,7 +216,7 @@ def test_post_action_flag_adds_the_keyword_only(imap_campaign, dovecot):
     user = imap_campaign.imap_user
     dovecot.append(user, raw_mail())
     dovecot.append(user, raw_mail(DATONG))
-    ingest(imap_campaign)
+    imap_campaign.ingest()
     flags = [set(m["flags"]) - {r"\Recent"} for m in dovecot.messages(user).values()]
     assert flags == [{"$Mailroll"}, {"$Mailroll"}]
 
@@ -234,12 +226,12 @@ def test_post_action_move_moves_to_the_done_folder_and_deletes_nothing(imap_camp
     user = imap_campaign.imap_user
     dovecot.append(user, raw_mail())
     dovecot.append(user, raw_mail(DATONG))
-    assert ingest(imap_campaign)["new"] == 2
+    assert imap_campaign.ingest()["new"] == 2
     assert dovecot.messages(user) == {}
     moved = dovecot.messages(user, "mailroll-done")
     assert len(moved) == 2 and all(r"\Seen" not in m["flags"] for m in moved.values())
     dovecot.append(user, raw_mail(DATONG, "大同 补充"))
-    assert ingest(imap_campaign)["new"] == 1
+    assert imap_campaign.ingest()["new"] == 1
     assert len(dovecot.messages(user, "mailroll-done")) == 3
 
 
@@ -333,11 +325,11 @@ def test_move_without_the_move_capability_copies_and_flags(imap_campaign, doveco
         self.capabilities.discard("MOVE")
 
     monkeypatch.setattr(ImapSource, "_connect", connect_without_move)
-    assert ingest(imap_campaign)["new"] == 1
+    assert imap_campaign.ingest()["new"] == 1
     [kept] = dovecot.messages(user).values()
     assert "$Mailroll" in kept["flags"] and r"\Deleted" not in kept["flags"]
     assert len(dovecot.messages(user, "mailroll-done")) == 1
-    assert ingest(imap_campaign)["new"] == 0
+    assert imap_campaign.ingest()["new"] == 0
 
 
 def forwarding_mail() -> bytes:
@@ -451,7 +443,7 @@ def test_tls_certificate_is_verified(campaign, dovecot_tls, monkeypatch):
     assert "certificate could not be verified" in res.output + res.stderr
     # the CA trusted: the same poll works over TLS
     monkeypatch.setenv("SSL_CERT_FILE", str(dovecot_tls.ca_file))
-    assert campaign.run("ingest", "--once", "--json").json["new"] == 1
+    assert campaign.ingest()["new"] == 1
 
 
 def test_tls_against_a_plain_port_says_to_check_the_tls_setting(campaign, dovecot, monkeypatch):
@@ -477,8 +469,8 @@ def test_message_over_the_size_limit_fails_but_shows_whose_it_is(imap_campaign, 
     header block is still read so staff see who sent it."""
     imap_campaign.configure(limits={"max_message_bytes": 2000, "stream_threshold_bytes": 1000})
     dovecot.append(imap_campaign.imap_user, raw_mail(DATONG) + b"\r\n" + b"x" * 5000 + b"\r\n")
-    counts = ingest(imap_campaign)
+    counts = imap_campaign.ingest()
     assert counts["failed"] == 1
-    (row,) = messages(imap_campaign)
+    (row,) = imap_campaign.messages()
     assert row["disposition"] == "failed" and "max_message_bytes" in row["reason"]
     assert row["from"] == "dtkjj2022@163.com" and row["subject"] == "2022年科技活动周材料"

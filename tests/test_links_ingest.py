@@ -53,7 +53,7 @@ def _link_mail(port: int, name: str) -> bytes:
 
 
 def _video_item(campaign):
-    (unit,) = [u for u in campaign.run("status", "--json").json if u["id"] == "taiyuan-kjj"]
+    unit = campaign.unit("taiyuan-kjj")
     return unit["items"]["video"]
 
 

@@ -68,7 +68,7 @@ def make_campaign(root, dovecot, user, port, **mailbox) -> Campaign:
 
 def state(c: Campaign) -> tuple:
     """What a user can see: every message with its outcome, and every kept file."""
-    rows = c.run("messages", "--json").json
+    rows = c.messages()
     msgs = sorted(
         (r["message_id"], r["from"], r["subject"], r["received_at"], r["unit"], r["disposition"])
         for r in rows
@@ -90,7 +90,7 @@ def reference(faulty_mailbox, dovecot, tmp_path_factory):
     os.environ[PASSWORD_ENV] = PASSWORD
     try:
         c = make_campaign(tmp_path_factory.mktemp("reference"), dovecot, faulty_mailbox, dovecot.port)
-        counts = c.run("ingest", "--once", "--json").json
+        counts = c.ingest()
         assert counts["new"] == SMALL + 1 and counts["failed"] == 0
         return state(c)
     finally:
@@ -113,7 +113,7 @@ def test_connections_cut_mid_fetch_are_resumed_within_the_poll(proxied, referenc
     # 1st connection dies inside the batch of small messages, the next ones inside the big one
     proxy.cut_after(500_000, times=1)
     proxy.cut_after(5_000_000, times=3)
-    counts = c.run("ingest", "--once", "--json").json
+    counts = c.ingest()
     assert proxy.faults_struck >= 3
     assert (counts["new"], counts["failed"]) == (SMALL + 1, 0)
     assert state(c) == reference
@@ -123,7 +123,7 @@ def test_a_stalled_connection_times_out_and_is_reopened(proxied, reference):
     c, proxy = proxied
     proxy.stall(30, after=200_000, times=1)
     started = time.monotonic()
-    counts = c.run("ingest", "--once", "--json").json
+    counts = c.ingest()
     took = time.monotonic() - started
     assert proxy.faults_struck == 1
     assert counts["new"] == SMALL + 1 and counts["failed"] == 0
@@ -142,10 +142,10 @@ def test_persistent_cuts_fail_the_poll_clearly_and_the_next_poll_completes(proxi
     assert not list((c.files_dir / ".tmp").glob("imap-part-*"))  # no half-fetched part left behind
 
     proxy.heal()
-    counts = c.run("ingest", "--once", "--json").json
+    counts = c.ingest()
     assert (counts["new"], counts["failed"]) == (1, 0)
     assert state(c) == reference
-    assert c.run("ingest", "--once", "--json").json["new"] == 0
+    assert c.ingest()["new"] == 0
 
 
 def test_refused_connection_fails_the_poll_then_recovers(proxied, reference):
@@ -155,7 +155,7 @@ def test_refused_connection_fails_the_poll_then_recovers(proxied, reference):
     assert "connection refused" in res.output + res.stderr
     assert state(c) == ([], [])
     proxy.heal()
-    assert c.run("ingest", "--once", "--json").json["new"] == SMALL + 1
+    assert c.ingest()["new"] == SMALL + 1
     assert state(c) == reference
 
 
@@ -173,10 +173,10 @@ def test_cuts_while_flagging_leave_every_message_recorded_once_and_flagged(tmp_p
     with FaultProxy(dovecot.host, dovecot.port) as proxy:
         c = make_campaign(tmp_path / "c", dovecot, user, proxy.port, post_action="flag")
         proxy.cut_after(150_000, times=3)
-        counts = c.run("ingest", "--once", "--json").json
+        counts = c.ingest()
         assert proxy.faults_struck == 3
     assert (counts["new"], counts["failed"]) == (5, 0)
-    rows = c.run("messages", "--json").json
+    rows = c.messages()
     assert sorted(r["subject"] for r in rows) == [f"材料 {i}" for i in range(5)]
     flags = [set(m["flags"]) - {r"\Recent"} for m in dovecot.messages(user).values()]
     assert flags == [{"$Mailroll"}] * 5

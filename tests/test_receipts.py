@@ -12,16 +12,6 @@ from ingest.db import open_connection
 BJ = timezone(timedelta(hours=8))
 
 
-@pytest.fixture
-def mailing(campaign, smtp_server):
-    campaign.configure(smtp=smtp_server.config())
-    return campaign, smtp_server
-
-
-def ingest(campaign):
-    return campaign.run("ingest", "--once", "--json").json
-
-
 def awake_now() -> str:
     """A moment just after the present (so the mail delivered now has arrived by then), outside
     the quiet hours (21:00-08:00 Beijing time)."""
@@ -61,7 +51,7 @@ def test_receipt_is_a_threaded_reply_listing_files_checks_and_what_is_missing(ma
         ],
     )
     campaign.deliver(original)
-    ingest(campaign)
+    campaign.ingest()
     sent = receipts(campaign)
     assert [(r["unit"], r["to"], r["status"]) for r in sent] == [("sxu", ["kjc@sxu.edu.cn"], "sent")]
 
@@ -103,7 +93,7 @@ def test_complete_unit_is_thanked(mailing, media):
             ],
         )
     )
-    ingest(campaign)
+    campaign.ingest()
     receipts(campaign)
     text = server.wait_for(1)[0].text
     assert "已全部收齐" in text and "还需要" not in text
@@ -112,7 +102,7 @@ def test_complete_unit_is_thanked(mailing, media):
 def test_unknown_senders_get_no_receipt(mailing):
     campaign, server = mailing
     campaign.deliver(build_mail("某人 <someone@example.org>", subject="咨询", body="请问截止时间？"))
-    ingest(campaign)
+    campaign.ingest()
     assert receipts(campaign) == []
     assert server.messages == []
 
@@ -147,7 +137,7 @@ def test_automatic_mail_gets_no_receipt(mailing, media, sender, headers, subject
             attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())],
         )
     )
-    ingest(campaign)
+    campaign.ingest()
     campaign.run("assign", "1", "sxu")  # even when it is (or is made) the unit's
     assert receipts(campaign) == []
     assert server.messages == []
@@ -161,7 +151,7 @@ def test_an_auto_responder_does_not_start_a_loop(mailing, media):
     campaign.deliver(
         build_mail("kjc@sxu.edu.cn", attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())])
     )
-    ingest(campaign)
+    campaign.ingest()
     receipts(campaign)
     ours = server.wait_for(1)[0]
     for _ in range(3):
@@ -173,7 +163,7 @@ def test_an_auto_responder_does_not_start_a_loop(mailing, media):
                 headers={"In-Reply-To": ours["Message-ID"], "References": ours["Message-ID"]},
             )
         )
-    ingest(campaign)
+    campaign.ingest()
     assert receipts(campaign) == []
     # a reply to our receipt that brings a file is a real submission: answered
     campaign.deliver(
@@ -187,7 +177,7 @@ def test_an_auto_responder_does_not_start_a_loop(mailing, media):
     # ... and an unmarked sender writing again and again is capped
     for i in range(4):
         campaign.deliver(build_mail("kjc@sxu.edu.cn", subject=f"第{i}次", body="补充说明"))
-    ingest(campaign)
+    campaign.ingest()
     sent = receipts(campaign)
     assert len(sent) == 2, "3 per day in all: one earlier, two now"
     assert len(server.messages) == 3
@@ -200,7 +190,7 @@ def test_receipts_wait_for_the_end_of_quiet_hours(mailing, media):
         build_mail("kjc@sxu.edu.cn", attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())]),
         when=datetime.fromisoformat(f"{yesterday}T22:30:00+08:00"),
     )
-    ingest(campaign)
+    campaign.ingest()
     today = yesterday + timedelta(days=1)
     res = campaign.run("receipts", "--now", f"{yesterday}T23:00:00+08:00", "--json")
     assert res.json == [] and "quiet hours (21:00-08:00 Asia/Shanghai)" in res.stderr, "JSON: why, on stderr"
@@ -216,12 +206,12 @@ def test_old_mail_and_disabled_receipts_get_none(mailing, media):
         build_mail("kjc@sxu.edu.cn", attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())]),
         when=datetime.now(UTC) - timedelta(days=10),
     )
-    ingest(campaign)
+    campaign.ingest()
     assert receipts(campaign) == [], "older than receipts_max_age (3d)"
     campaign.deliver(
         build_mail("kjc@sxu.edu.cn", attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())])
     )
-    ingest(campaign)
+    campaign.ingest()
     campaign.configure(reminders={"receipts": False})
     res = campaign.run("receipts", "--json")
     assert res.json == [] and "switched off" in res.stderr and "reminders.receipts" in res.stderr
@@ -242,7 +232,7 @@ def test_receipt_kept_back_by_an_outage_goes_later_once(mailing, media):
     campaign.deliver(
         build_mail("kjc@sxu.edu.cn", attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())])
     )
-    ingest(campaign)
+    campaign.ingest()
     server.stop()
     assert [r["status"] for r in receipts(campaign, "", expect=1)] == ["deferred"]
     server.start()
@@ -291,7 +281,7 @@ def test_a_bounce_is_matched_to_our_reminder_and_never_a_submission(mailing, ret
     campaign.run("remind", "--now", "2022-06-23T10:00:00+08:00")
     ours = server.to("dtkjj2022@163.com")[0]
     campaign.deliver(_dsn(_headers_of(ours), "dtkjj2022@163.com", returned=returned))
-    ingest(campaign)
+    campaign.ingest()
     receipts(campaign)  # bounces are looked for before receipts (serve does it after each poll)
     ((msg, outbox_id, recipient, status, diagnostic),) = db_rows(campaign, "SELECT * FROM bounces")
     ((unit, stage),) = db_rows(campaign, "SELECT unit, stage FROM outbox WHERE id = ?", outbox_id)
@@ -300,7 +290,7 @@ def test_a_bounce_is_matched_to_our_reminder_and_never_a_submission(mailing, ret
     unmatched = campaign.run("unmatched", "--json").json
     assert len(unmatched) == 1
     assert unmatched[0]["reason"].startswith("bounce of our reminder (before-3d) to dtkjj2022@163.com")
-    status = {u["id"]: u for u in campaign.run("status", "--json").json}
+    status = {u["id"]: u for u in campaign.status()}
     assert status["datong-kjj"]["state"] == "missing"
     assert len(server.messages) == 12, "no receipt for a bounce"
 
@@ -317,7 +307,7 @@ def test_a_chinese_bounce_quoting_the_original_is_matched(mailing):
             f"退信原因：550 Mailbox not found or access denied",
         )
     )
-    ingest(campaign)
+    campaign.ingest()
     receipts(campaign)
     ((msg, outbox_id, recipient, status, diagnostic),) = db_rows(campaign, "SELECT * FROM bounces")
     assert db_rows(campaign, "SELECT unit FROM outbox WHERE id = ?", outbox_id) == [("taiyuan-xcb",)]
@@ -334,7 +324,7 @@ def test_receipt_lists_what_came_inside_an_archive(mailing, media):
         z.writestr("统计表.xlsx", media.sheet_xlsx.read_bytes())
         z.writestr("活动照片.jpg", media.jpeg.read_bytes())
     campaign.deliver(build_mail("kjc@tyut.edu.cn", attachments=[("太原理工材料.zip", buf.getvalue())]))
-    ingest(campaign)
+    campaign.ingest()
     receipts(campaign)
     text = server.wait_for(1)[0].text
     assert "太原理工材料.zip（压缩包）：已收到" in text
@@ -368,7 +358,7 @@ def test_receipts_judge_as_of_now_not_including_later_mail(mailing, media):
         ),
         when=at("11"),
     )
-    ingest(campaign)
+    campaign.ingest()
     first = receipts(campaign, at("10").isoformat())
     assert [r["message"] for r in first] == [1]
     text = server.wait_for(1)[0].text
@@ -394,10 +384,10 @@ def test_a_forwarded_message_is_reported_to_the_unit_naming_the_forwarder(mailin
     campaign.deliver(
         build_forward(inner, from_="李明 <87654321@qq.com>", subject="转发：山西大学科技活动周材料")
     )
-    ingest(campaign)
+    campaign.ingest()
     # the sample sheet's 填报单位 names 太原市科学技术局 while the subject names 山西大学: a tie,
     # so the message waits in the unmatched queue until staff assign it
-    (row,) = campaign.run("messages", "--json").json
+    (row,) = campaign.messages()
     assert row["disposition"] == "unmatched" and "山西大学" in row["reason"]
     campaign.run("assign", "1", "sxu")
     sent = receipts(campaign)
@@ -414,7 +404,7 @@ def test_a_forwarded_message_is_reported_to_the_unit_naming_the_forwarder(mailin
             attachments=[("总结报告.docx", media.report_docx.read_bytes())],
         )
     )
-    ingest(campaign)
+    campaign.ingest()
     campaign.run("assign", "2", "sxu")
     assert receipts(campaign) == []
     assert len(server.messages) == 1
@@ -429,7 +419,7 @@ def test_dry_run_show_previews_the_receipt_text(mailing, media):
             attachments=[("山西大学宣传视频.mp4", media.video(200).read_bytes())],
         )
     )
-    ingest(campaign)
+    campaign.ingest()
     out = campaign.run("receipts", "--now", awake_now(), "--dry-run", "--show").output
     assert "To: kjc@sxu.edu.cn" in out and "Subject: 回执：2022年山西省科技活动周材料" in out
     assert "山西大学宣传视频.mp4（视频）：有问题 —— 视频时长3:20，超过3:00的限制" in out

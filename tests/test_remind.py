@@ -7,7 +7,6 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta, timezone
 
-import pytest
 from fixtures.mail import build_mail
 
 from ingest.db import open_connection
@@ -31,12 +30,6 @@ ALL_UNITS = [
     "tyut",
     "sxas",
 ]
-
-
-@pytest.fixture
-def mailing(campaign, smtp_server):
-    campaign.configure(smtp=smtp_server.config())
-    return campaign, smtp_server
 
 
 def remind(campaign, when: str, *extra: str, expect: int | None = 0) -> list[dict]:
@@ -308,7 +301,7 @@ def test_now_judges_the_state_at_that_time_not_todays(mailing, media):
     # sending at 6-23 reminds it; the status command (today) still says complete
     remind(campaign, "2022-06-23T10:00:00+08:00")
     assert len(server.to("tykjj@taiyuan.gov.cn")) == 1
-    status = {u["id"]: u for u in campaign.run("status", "--json").json}
+    status = {u["id"]: u for u in campaign.status()}
     assert status["taiyuan-kjj"]["state"] == "complete"
 
 

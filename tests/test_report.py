@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import docx
 import pytest
 from fixtures.files import (
@@ -9,14 +11,11 @@ from fixtures.files import (
     make_report_docx,
     make_report_pdf,
     probe_file,
+    probed,
     report_text,
 )
 
-
-def read(path, **kw):
-    facts, error = probe_file(path, "report", **kw)
-    assert error is None, error
-    return facts
+read = partial(probed, kind="report")
 
 
 def test_docx_counts_text_without_whitespace(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import zipfile
+from functools import partial
 from pathlib import Path
 
 import olefile
@@ -16,15 +17,12 @@ from fixtures.files import (
     make_sheet_xls,
     make_sheet_xlsx,
     probe_file,
+    probed,
 )
 
 from ingest.checks.labels import NotANumber, normalize_label, parse_figure
 
-
-def read(path, **kw):
-    facts, error = probe_file(path, "statistics", **kw)
-    assert error is None, error
-    return facts
+read = partial(probed, kind="statistics")
 
 
 # ----------------------------------------------------------------------------- labels, numbers

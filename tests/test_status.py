@@ -31,14 +31,6 @@ def send(campaign, from_=TY, subject="2022年科技活动周材料", files=(), w
     return campaign.deliver(build_mail(from_=from_, subject=subject, attachments=files, **kw), when=when)
 
 
-def ingest(campaign) -> dict:
-    return campaign.run("ingest", "--once", "--json").json
-
-
-def status(campaign, *args) -> list[dict]:
-    return campaign.run("status", "--json", *args).json
-
-
 def by_id(rows: list[dict]) -> dict[str, dict]:
     return {r["id"]: r for r in rows}
 
@@ -53,8 +45,8 @@ def full_set(tmp_path, media):
 
 def test_complete_unit_and_contract_shape(campaign, full_set):
     send(campaign, files=full_set)
-    assert ingest(campaign)["attributed"] == 1
-    rows = status(campaign)
+    assert campaign.ingest()["attributed"] == 1
+    rows = campaign.status()
     roster_order = [
         line.split(",")[0] for line in (campaign.root / "roster.csv").read_text("utf-8").splitlines()[1:]
     ]
@@ -98,18 +90,18 @@ def test_invalid_items_say_why(campaign, tmp_path, media):
     sheet = make_sheet_xlsx(tmp_path / "统计表.xlsx", omit=["线上活动", "参与人数"])
     report = make_report_docx(tmp_path / "总结报告.docx", chars=50)
     send(campaign, files=attach(sheet, report, media.video(200)))
-    ingest(campaign)
-    items = status(campaign)[0]["items"]
+    campaign.ingest()
+    items = campaign.status()[0]["items"]
     assert items["video"]["state"] == "invalid"
     assert items["video"]["reason"] == "video lasts 3:20, over the 3:00 limit"
     assert items["statistics"]["state"] == "invalid"
     assert items["statistics"]["reason"].startswith("the sheet lacks 线上活动, 参与人数")
     assert items["report"]["state"] == "invalid" and "50 characters" in items["report"]["reason"]
-    row = status(campaign)[0]
+    row = campaign.status()[0]
     assert row["state"] == "incomplete"
     # a changed limit changes the judgement at once, nothing ingested again
     campaign.configure(campaign__video={"max_duration_s": 240})
-    assert status(campaign)[0]["items"]["video"]["state"] == "ok"
+    assert campaign.status()[0]["items"]["video"]["state"] == "ok"
 
 
 def test_negative_figure_is_invalid(campaign, tmp_path):
@@ -129,8 +121,8 @@ def test_negative_figure_is_invalid(campaign, tmp_path):
         "投入经费": 1,
     }
     send(campaign, files=attach(make_sheet_xlsx(tmp_path / "统计表.xlsx", figures=figures)))
-    ingest(campaign)
-    st = status(campaign)[0]["items"]["statistics"]
+    campaign.ingest()
+    st = campaign.status()[0]["items"]["statistics"]
     assert st["state"] == "invalid" and "参与人数 is negative" in st["reason"]
 
 
@@ -139,8 +131,8 @@ def test_later_submission_replaces_earlier_both_ways(campaign, tmp_path, media):
     send(campaign, files=attach(media.video(60)), when=BEFORE + timedelta(hours=1))
     send(campaign, from_=SXU, files=attach(media.video(60)), when=BEFORE)
     send(campaign, from_=SXU, files=attach(media.video(200)), when=BEFORE + timedelta(hours=1))
-    ingest(campaign)
-    rows = by_id(status(campaign))
+    campaign.ingest()
+    rows = by_id(campaign.status())
     assert rows["taiyuan-kjj"]["items"]["video"]["state"] == "ok"
     assert rows["taiyuan-kjj"]["items"]["video"]["submissions"] == 2
     assert rows["sxu"]["items"]["video"]["state"] == "invalid"
@@ -154,32 +146,32 @@ def test_same_file_resent_after_deadline_is_not_late(campaign, tmp_path):
     send(
         campaign, files=attach(make_report_docx(tmp_path / "新报告.docx", chars=900)), when=AFTER
     )  # new report
-    ingest(campaign)
-    row = status(campaign)[0]
+    campaign.ingest()
+    row = campaign.status()[0]
     assert row["items"]["statistics"]["late"] is False
     assert row["items"]["statistics"]["arrived_at"] == "2022-06-20T10:30:00+08:00"
     assert row["items"]["statistics"]["submissions"] == 2
     assert row["items"]["report"]["late"] is True and row["items"]["report"]["filename"] == "新报告.docx"
     assert row["late"] is True
-    assert [r["id"] for r in status(campaign, "--late")] == ["taiyuan-kjj"]
+    assert [r["id"] for r in campaign.status("--late")] == ["taiyuan-kjj"]
 
 
 def test_filters(campaign, full_set, tmp_path):
     send(campaign, files=full_set)
     send(campaign, from_=SXU, files=attach(make_sheet_xlsx(tmp_path / "s.xlsx", unit="山西大学")), when=AFTER)
-    ingest(campaign)
-    assert [r["id"] for r in status(campaign, "--state", "complete")] == ["taiyuan-kjj"]
-    assert [r["id"] for r in status(campaign, "--state", "incomplete")] == ["sxu"]
-    assert len(status(campaign, "--state", "missing")) == 10
-    missing_video = [r["id"] for r in status(campaign, "--missing", "video")]
+    campaign.ingest()
+    assert [r["id"] for r in campaign.status("--state", "complete")] == ["taiyuan-kjj"]
+    assert [r["id"] for r in campaign.status("--state", "incomplete")] == ["sxu"]
+    assert len(campaign.status("--state", "missing")) == 10
+    missing_video = [r["id"] for r in campaign.status("--missing", "video")]
     assert "sxu" in missing_video and "taiyuan-kjj" not in missing_video
-    assert [r["id"] for r in status(campaign, "--category", "高等院校", "--late")] == ["sxu"]
+    assert [r["id"] for r in campaign.status("--category", "高等院校", "--late")] == ["sxu"]
     assert "sxu" in campaign.run("status", "--category", "高等院校").output
 
 
 def test_show_unit_lists_messages_parts_and_reasons(campaign, tmp_path, media):
     send(campaign, files=attach(media.video(200)), subject="太原市科技局视频")
-    ingest(campaign)
+    campaign.ingest()
     out = campaign.run("show", "太原市科技局").output  # an alias works
     assert "video lasts 3:20, over the 3:00 limit" in out and "太原市科技局视频" in out
     data = campaign.run("show", "taiyuan-kjj", "--json").json
@@ -220,7 +212,7 @@ def test_stats_add_up_valid_sheets_only(campaign, tmp_path):
         from_="晋中 <jzkjj@sina.com>",
         files=attach(make_sheet_xlsx(tmp_path / "c.xlsx", unit="晋中市科学技术局", omit=["线上活动"])),
     )  # invalid
-    ingest(campaign)
+    campaign.ingest()
     data = campaign.run("stats", "--json").json
     assert data["units"] == 2
     assert list(data["fields"]) == [label for label in DEFAULT_FIGURES]  # template order
@@ -234,13 +226,13 @@ def test_stats_add_up_valid_sheets_only(campaign, tmp_path):
 
 
 def test_status_follows_new_mail_and_roster_changes(campaign, full_set):
-    ingest(campaign)
-    assert status(campaign)[0]["state"] == "missing"
+    campaign.ingest()
+    assert campaign.status()[0]["state"] == "missing"
     report_and_video = full_set[1:]  # the sheet would name the unit (填报单位)
     send(campaign, from_="王丽 <wangli_ty@163.com>", subject="科技活动周材料", files=report_and_video)
-    counts = ingest(campaign)
+    counts = campaign.ingest()
     assert counts["unmatched"] == 1
-    assert status(campaign)[0]["state"] == "missing"  # personal address: no unit yet
+    assert campaign.status()[0]["state"] == "missing"  # personal address: no unit yet
     # the office adds the address to the roster: status re-attributes by itself
     roster = campaign.root / "roster.csv"
     roster.write_text(
@@ -250,14 +242,14 @@ def test_status_follows_new_mail_and_roster_changes(campaign, full_set):
         ),
         "utf-8",
     )
-    row = status(campaign)[0]
+    row = campaign.status()[0]
     assert row["state"] == "incomplete" and row["items"]["video"]["state"] == "ok"
     assert campaign.run("unmatched", "--json").json == []
 
 
 def test_cached_status_is_what_the_full_command_prints(campaign, full_set):
     send(campaign, files=full_set)
-    ingest(campaign)
+    campaign.ingest()
     fresh = campaign.run_process("status", "--json").output  # computes and stores the cache
     cached = campaign.run_process("status", "--json").output  # quick road (reconcile.status_cache)
     from reconcile.status_cache import cached_status_json
@@ -272,7 +264,7 @@ def test_cached_status_is_what_the_full_command_prints(campaign, full_set):
 
 
 def test_heartbeat_line(campaign):
-    ingest(campaign)
+    campaign.ingest()
     assert "last poll" in campaign.run("status").output  # ingest --once (cron) records it too
     conn = sqlite3.connect(campaign.db_path)
     now = datetime.now(UTC)
@@ -296,13 +288,10 @@ def test_video_sent_as_link_is_invalid_until_fetched(campaign):
         "https://mail.163.com/large-attachment-download/index.html?p=X&file=%E7%A7%91%E6%8A%80%E5%91%A8%E8%A7%86%E9%A2%91.mp4\n"
     )
     send(campaign, body=body)
-    ingest(campaign)
+    campaign.ingest()
     with sqlite3.connect(campaign.db_path) as conn:
-        if not conn.execute("SELECT COUNT(*) FROM links").fetchone()[0]:
-            pytest.skip(
-                "ingest did not record the link (the parser does not call ingest.links.find_links yet)"
-            )
-    video = status(campaign)[0]["items"]["video"]
+        assert conn.execute("SELECT COUNT(*) FROM links").fetchone()[0] == 1, "ingest records the link"
+    video = campaign.status()[0]["items"]["video"]
     assert video["state"] == "invalid"
     assert video["reason"].startswith("sent as a download link (") and video["reason"].endswith("not fetched")
 
@@ -395,7 +384,10 @@ def test_status_benchmark_runs_at_small_scale():
         timeout=120,
     )
     assert "60 units" in proc.stdout and "ratio:" in proc.stdout, proc.stdout + proc.stderr
-    assert proc.returncode in (0, 1)  # 1 = over the target on a busy machine; the real run is at full size
+    assert "Traceback" not in proc.stderr, proc.stderr
+    # the speed verdict is the benchmark's business (bench/); here: the exit code tells it truly
+    verdict = "PASS" if proc.returncode == 0 else "FAIL"
+    assert proc.returncode in (0, 1) and f"): {verdict}" in proc.stdout, proc.stdout + proc.stderr
 
 
 def test_quick_road_loads_neither_click_nor_the_config_module(campaign, full_set):
@@ -404,8 +396,8 @@ def test_quick_road_loads_neither_click_nor_the_config_module(campaign, full_set
     import sys
 
     send(campaign, files=full_set)
-    ingest(campaign)
-    status(campaign)  # computes and caches
+    campaign.ingest()
+    campaign.status()  # computes and caches
     env = {**os.environ, "MAILROLL_CONFIG": str(campaign.config_path)}
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "reconcile", "status", "--json"],
@@ -450,9 +442,9 @@ def test_unfetched_link_never_displaces_a_video_file(campaign, media):
     send(campaign, from_=SXU, files=attach(media.video(60)), when=BEFORE + timedelta(hours=2))
     # datong (163.com address registered): only the link
     send(campaign, from_="大同 <dtkjj2022@163.com>", body=LINK_BODY, when=BEFORE)
-    ingest(campaign)
+    campaign.ingest()
     assert _links(campaign) == 3
-    rows = by_id(status(campaign))
+    rows = by_id(campaign.status())
     ty = rows["taiyuan-kjj"]["items"]["video"]
     assert (ty["state"], ty["submissions"], ty["reason"]) == ("ok", 1, None)
     assert "link" not in ty and ty["details"].startswith("1:00") and ty["filename"].endswith(".mp4")
@@ -484,8 +476,8 @@ def test_later_unreadable_sheet_keeps_the_earlier_ok_one(campaign, tmp_path):
     )
     # jinzhong: only the unreadable file: it counts, invalid, with why
     send(campaign, from_="晋中 <jzkjj@sina.com>", files=attach(scan, names=["统计表（盖章扫描件）.pdf"]))
-    ingest(campaign)
-    rows = by_id(status(campaign))
+    campaign.ingest()
+    rows = by_id(campaign.status())
     ty = rows["taiyuan-kjj"]["items"]["statistics"]
     assert (ty["state"], ty["filename"]) == ("ok", "统计表.xlsx")
     (warning,) = ty["warnings"]
@@ -513,8 +505,8 @@ def test_empty_and_unreadable_figures_are_told_apart(campaign, tmp_path):
             )
         ),
     )
-    ingest(campaign)
-    rows = by_id(status(campaign))
+    campaign.ingest()
+    rows = by_id(campaign.status())
     blank = rows["taiyuan-kjj"]["items"]["statistics"]
     assert blank["reason"].startswith("the sheet has no figures for 活动总数, 线上活动, 线下活动")
     assert blank["reason"].endswith("投入经费 (empty cells)") and "were found" not in blank["reason"]
@@ -538,14 +530,14 @@ def test_reasons_in_chinese(campaign, tmp_path, media):
             media.video(200),
         ),
     )
-    ingest(campaign)
-    items = status(campaign)[0]["items"]
+    campaign.ingest()
+    items = campaign.status()[0]["items"]
     assert items["video"]["reason"] == "video lasts 3:20, over the 3:00 limit"  # English stays
     assert items["video"]["reason_zh"] == "视频时长3:20，超过3:00的限制"
     assert items["statistics"]["reason_zh"] == "统计表缺少：线上活动、参与人数"
     assert items["report"]["reason_zh"] == "总结报告（docx）只有50个字，至少需要200个字"
     campaign.run("reject", "taiyuan-kjj", "video", "--note", "画面与活动无关")
-    video = status(campaign)[0]["items"]["video"]
+    video = campaign.status()[0]["items"]["video"]
     assert video["reason_zh"] == "工作人员认定不合格：画面与活动无关"
     assert video["checked"]["reason_zh"] == "视频时长3:20，超过3:00的限制"
 
@@ -557,7 +549,7 @@ def test_status_as_of_a_past_time(campaign, tmp_path, media):
 
     send(campaign, files=attach(media.video(200)), when=BEFORE)
     send(campaign, files=attach(media.video(60)), when=AFTER)
-    ingest(campaign)
+    campaign.ingest()
     config = campaign.config()
     conn = sqlite3.connect(campaign.db_path, isolation_level=None)
     roster = load_roster(config.roster.path)
@@ -571,15 +563,15 @@ def test_status_as_of_a_past_time(campaign, tmp_path, media):
     ]
     assert before_all["state"] == "missing" and before_all["last_arrival"] is None
     # the cache still holds the present
-    assert by_id(status(campaign))["taiyuan-kjj"]["items"]["video"]["state"] == "ok"
+    assert by_id(campaign.status())["taiyuan-kjj"]["items"]["video"]["state"] == "ok"
 
 
 def test_sheet_naming_another_unit_and_the_same_sheet_twice(campaign, tmp_path):
     sxas_sheet = make_sheet_xlsx(tmp_path / "sxas.xlsx", unit="山西省科学院")
     send(campaign, files=attach(sxas_sheet, names=["统计表.xlsx"]))  # taiyuan forwards it
     send(campaign, from_="省科学院 <office@sxas.ac.cn>", files=attach(sxas_sheet, names=["统计表.xlsx"]))
-    ingest(campaign)
-    rows = by_id(status(campaign))
+    campaign.ingest()
+    rows = by_id(campaign.status())
     st = rows["taiyuan-kjj"]["items"]["statistics"]
     assert st["state"] == "ok"
     assert (
@@ -600,7 +592,7 @@ def test_sheet_naming_another_unit_and_the_same_sheet_twice(campaign, tmp_path):
 
 def test_accepted_sheet_with_missing_figures_is_noted_in_stats(campaign, tmp_path):
     send(campaign, files=attach(make_sheet_xlsx(tmp_path / "统计表.xlsx", omit=["投入经费"])))
-    ingest(campaign)
+    campaign.ingest()
     assert campaign.run("stats", "--json").json["units"] == 0
     campaign.run("accept", "taiyuan-kjj", "statistics", "--note", "经费另报")
     data = campaign.run("stats", "--json").json
@@ -616,16 +608,16 @@ def test_accepted_sheet_with_missing_figures_is_noted_in_stats(campaign, tmp_pat
 def test_unit_that_sent_only_a_question_is_incomplete_not_missing(campaign, media):
     send(campaign, subject="请问视频格式有什么要求", body="请问视频可以是mov格式吗？")
     send(campaign, from_=SXU, files=attach(media.jpeg, names=["活动照片.jpg"]))
-    ingest(campaign)
-    rows = by_id(status(campaign))
+    campaign.ingest()
+    rows = by_id(campaign.status())
     assert rows["taiyuan-kjj"]["state"] == "incomplete" and rows["sxu"]["state"] == "incomplete"
     assert all(rows["sxu"]["items"][i]["state"] == "missing" for i in ("statistics", "report", "video"))
     assert rows["datong-kjj"]["state"] == "missing"
-    assert [r["id"] for r in status(campaign, "--state", "missing")][:2] == ["datong-kjj", "changzhi-kjj"]
+    assert [r["id"] for r in campaign.status("--state", "missing")][:2] == ["datong-kjj", "changzhi-kjj"]
 
 
 def test_unknown_category_is_a_usage_error(campaign):
-    ingest(campaign)
+    campaign.ingest()
     res = campaign.run("status", "--category", "大学", expect=2)
     assert "no unit has the category 大学" in res.stderr and "高等院校" in res.stderr
 
@@ -643,7 +635,7 @@ def test_unreadable_files_get_a_chinese_reason_for_the_unit(campaign, media, tmp
         when=datetime(2022, 6, 20, tzinfo=UTC),
     )
     campaign.run("ingest", "--once")
-    (unit,) = [u for u in campaign.run("status", "--json").json if u["id"] == "taiyuan-kjj"]
+    unit = campaign.unit("taiyuan-kjj")
     video, sheet = unit["items"]["video"], unit["items"]["statistics"]
     assert video["state"] == "invalid" and video["reason_zh"] == "不是视频文件（内容不是已知的视频格式）"
     assert sheet["state"] == "invalid" and sheet["reason_zh"].startswith("统计表以PDF发送")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import time
+from functools import partial
 
 import pytest
-from fixtures.files import check_config, make_jpeg, probe_file
+from fixtures.files import check_config, make_jpeg, probe_file, probed
 
 from ingest.checks.video import AUDIO_ONLY, NOT_A_VIDEO
 
@@ -16,10 +17,7 @@ def _ffmpeg(ffmpeg_available):
     return ffmpeg_available
 
 
-def read(path, **kw):
-    facts, error = probe_file(path, "video", **kw)
-    assert error is None, error
-    return facts
+read = partial(probed, kind="video")
 
 
 @pytest.mark.parametrize("seconds", [179, 180, 181])

@@ -180,8 +180,9 @@ def test_workbook_explains_in_chinese_and_notes_what_stats_flag(campaign, tmp_pa
     )
     assert "仍以之前的视频为准" in video
     srows = [[c.value for c in r] for r in wb["统计汇总"].iter_rows()]
-    assert ["说明"] == srows[srows.index(["说明"] + [None] * (len(srows[-1]) - 1))][:1] or True
-    texts = [r[0] for r in srows if r and r[0]]
+    notes_heading = ["说明"] + [None] * (len(srows[0]) - 1)
+    assert notes_heading in srows, srows
+    texts = [r[0] for r in srows[srows.index(notes_heading) + 1 :] if r[0]]
     assert "太原市科学技术局：统计表经工作人员认定合格，但缺少投入经费，已计入现有数字" in texts
     left = {r[0]: r for r in srows if r and r[0] == "datong-kjj"}
     assert left["datong-kjj"][3] == "未收到统计表"
