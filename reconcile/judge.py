@@ -8,9 +8,9 @@ judgement at once, with nothing ingested again.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
 from ingest.campaigns import Item, SheetTemplate
@@ -45,17 +45,26 @@ def facts_of(row: Mapping[str, Any]) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def minutes(seconds: float, precise: bool = False) -> str:
-    """180 -> '3:00'; precise adds tenths ('3:00.4') when they matter."""
-    if precise:
-        whole = math.floor(seconds)
-        tenths = int(round((seconds - whole) * 10))
-        if tenths == 10:
-            whole, tenths = whole + 1, 0
-        text = f"{whole // 60}:{whole % 60:02d}"
-        return f"{text}.{tenths}" if tenths else text
+def minutes(seconds: float) -> str:
+    """180 -> '3:00', 200.4 -> '3:20' (to the nearest second)."""
     s = int(round(seconds))
     return f"{s // 60}:{s % 60:02d}"
+
+
+def minutes_over(seconds: float, limit: float) -> str:
+    """The length of a video over ``limit``, never written as the limit itself: 200 -> '3:20',
+    but 180.4 -> '3:00.4' and 180.04 -> '3:00.04' against a 3:00 limit (cut, not rounded, to
+    the first decimal place that shows it is over)."""
+    text = minutes(seconds)
+    if text != minutes(limit):
+        return text
+    exact = Decimal(repr(seconds))
+    for places in range(1, 7):
+        cut = exact.quantize(Decimal(1).scaleb(-places), rounding=ROUND_FLOOR)
+        if cut > Decimal(repr(limit)):
+            break
+    whole = int(cut)
+    return f"{whole // 60}:{whole % 60:02d}{str(cut - whole)[1:]}"
 
 
 def judge_part(row: Mapping[str, Any], config, item: Item | None = None) -> Judgement:
@@ -234,11 +243,11 @@ def _video(facts: dict, item: Item) -> Judgement:
     duration = float(facts["duration_s"])
     limit = float(item.max_duration_s)
     if duration > limit:
-        precise = minutes(duration) == minutes(limit)
+        lasts = minutes_over(duration, limit)
         return Judgement(
             INVALID,
-            f"video lasts {minutes(duration, precise)}, over the {minutes(limit)} limit",
-            reason_zh=f"视频时长{minutes(duration, precise)}，超过{minutes(limit)}的限制",
+            f"video lasts {lasts}, over the {minutes(limit)} limit",
+            reason_zh=f"视频时长{lasts}，超过{minutes(limit)}的限制",
         )
     warnings, warnings_zh = [], []
     if not facts.get("audio_codec"):

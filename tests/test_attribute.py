@@ -82,6 +82,45 @@ def test_two_units_named_is_unmatched_with_both_names(attributor):
     assert a.unit is None and "山西大学" in a.reason and "太原理工大学" in a.reason
 
 
+@pytest.mark.parametrize(
+    "subject", ["太原市科技局、大同市科技局联合报送", "太原市科技局大同市科技局联合报送"]
+)
+def test_two_units_named_side_by_side_is_unmatched_naming_both(attributor, subject):
+    """Names next to each other (with or without a separator) are two names, not an overlap."""
+    a = attributor.decide(ev("x@qq.com", subject=subject))
+    assert (a.unit, a.method) == (None, None)
+    assert (
+        a.reason == "subject names both 太原市科技局 (太原市科学技术局) and 大同市科技局 (大同市科学技术局)"
+    )
+
+
+CHANGZHI_ROSTER = {
+    "city": "changzhi,长治市人民政府,长治市,zf@changzhi.gov.cn,市政府,,",
+    "zone": "changzhi-gxq,长治高新技术产业开发区管理委员会,长治市高新区管委会;长治高新区,kjj@czgxq.gov.cn,开发区,,",
+}
+
+
+@pytest.mark.parametrize("order", [("city", "zone"), ("zone", "city")])
+def test_longest_name_wins_across_units_whatever_the_roster_order(tmp_path, order):
+    """长治市 (one unit) lies inside 长治市高新区管委会 (another unit): the longer name decides."""
+    path = tmp_path / "roster.csv"
+    path.write_text(
+        "id,name,aliases,emails,category,contact,phone\n"
+        + "\n".join(CHANGZHI_ROSTER[k] for k in order)
+        + "\n",
+        encoding="utf-8",
+    )
+    attributor = Attributor(load_roster(path), PUBLIC_MAIL_DOMAINS)
+    a = attributor.decide(ev("x@qq.com", subject="长治市高新区管委会科技活动周总结"))
+    assert (a.unit, a.method) == ("changzhi-gxq", "name")
+    assert a.reason == "subject names 长治市高新区管委会 (长治高新技术产业开发区管理委员会)"
+    a = attributor.decide(ev("x@qq.com", filenames=["长治市高新区管委会-统计表.xlsx"]))
+    assert a.unit == "changzhi-gxq"
+    # the shorter name alone still names its own unit
+    a = attributor.decide(ev("x@qq.com", subject="长治市科技活动周材料"))
+    assert (a.unit, a.reason) == ("changzhi", "subject names 长治市 (长治市人民政府)")
+
+
 def test_forwarded_sender(attributor):
     a = attributor.decide(ev("staff.home@qq.com", subject="Fwd: 材料", forwarded=["yckjj@yuncheng.gov.cn"]))
     assert (a.unit, a.method) == ("yuncheng-kjj", "forwarded")

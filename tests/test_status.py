@@ -156,6 +156,24 @@ def test_same_file_resent_after_deadline_is_not_late(campaign, tmp_path):
     assert [r["id"] for r in campaign.status("--late")] == ["taiyuan-kjj"]
 
 
+def test_mail_arriving_in_the_deadlines_last_second_is_on_time(campaign, tmp_path):
+    """The deadline is 2022-06-25T23:59:59+08:00: arriving then is on time, a second later late."""
+    deadline = datetime.fromisoformat("2022-06-25T23:59:59+08:00")
+    send(campaign, files=attach(make_sheet_xlsx(tmp_path / "统计表.xlsx")), when=deadline)
+    send(campaign, from_=SXU, files=attach(make_sheet_xlsx(tmp_path / "统计表.xlsx")), when=deadline)
+    send(
+        campaign,
+        from_=SXU,
+        files=attach(make_report_docx(tmp_path / "总结报告.docx", chars=800)),
+        when=deadline + timedelta(seconds=1),
+    )
+    campaign.ingest()
+    ty, sxu = campaign.unit("taiyuan-kjj"), campaign.unit("sxu")
+    assert ty["items"]["statistics"]["late"] is False and ty["late"] is False
+    assert sxu["items"]["statistics"]["late"] is False
+    assert sxu["items"]["report"]["late"] is True and sxu["late"] is True
+
+
 def test_filters(campaign, full_set, tmp_path):
     send(campaign, files=full_set)
     send(campaign, from_=SXU, files=attach(make_sheet_xlsx(tmp_path / "s.xlsx", unit="山西大学")), when=AFTER)
@@ -308,6 +326,30 @@ def _judge(campaign, kind, facts=None, error=None):
     )
 
 
+@pytest.mark.parametrize(
+    ("seconds", "state", "reason", "reason_zh"),
+    [
+        (180.0, "ok", None, None),  # the limit itself is allowed
+        (180.5, "invalid", "video lasts 3:00.5, over the 3:00 limit", "视频时长3:00.5，超过3:00的限制"),
+    ],
+)
+def test_video_at_the_three_minute_limit_end_to_end(campaign, media, seconds, state, reason, reason_zh):
+    """Real videos: exactly 3:00 passes; half a second more fails, and the reason does not
+    say '3:00, over the 3:00 limit' although 180.5 s rounds to 3:00."""
+    send(campaign, files=attach(media.video(seconds), names=["科技周视频.mp4"]))
+    campaign.ingest()
+    video = campaign.unit("taiyuan-kjj")["items"]["video"]
+    assert (video["state"], video["reason"], video["reason_zh"]) == (state, reason, reason_zh)
+
+
+def test_video_just_over_the_limit_is_never_written_as_the_limit(campaign):
+    video = {"duration_s": 180.0, "container": "mp4", "format_name": "mov,mp4,m4a,3gp,3g2,mj2"}
+    assert _judge(campaign, "video", video).state == "ok"
+    for seconds, shown in [(180.04, "3:00.04"), (180.001, "3:00.001"), (180.7, "3:01"), (200, "3:20")]:
+        j = _judge(campaign, "video", {**video, "duration_s": seconds})
+        assert (j.state, j.reason) == ("invalid", f"video lasts {shown}, over the 3:00 limit"), seconds
+
+
 def test_judging_rules_in_plain_words(campaign):
     video = {
         "duration_s": 180.4,
@@ -329,6 +371,10 @@ def test_judging_rules_in_plain_words(campaign):
     assert j.state == "ok" and j.warnings == ["scanned PDF without a text layer"]
     j = _judge(campaign, "report", {**report, "scanned": False, "encrypted": True})
     assert j.state == "invalid" and "password" in j.reason
+    need = campaign.config().campaign.report_min_text_chars
+    assert _judge(campaign, "report", {**report, "scanned": False, "text_chars": need}).state == "ok"
+    j = _judge(campaign, "report", {**report, "scanned": False, "text_chars": need - 1})
+    assert j.state == "invalid" and str(need) in j.reason, j.reason
 
     labels = campaign.config().campaign.sheet.labels
     j = _judge(campaign, "statistics", {"figures": {}, "problems": {label: "not found" for label in labels}})
