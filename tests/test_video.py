@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-import time
 from functools import partial
 
+import psutil
 import pytest
 from fixtures.files import check_config, make_jpeg, probe_file, probed
 
@@ -95,11 +95,10 @@ def test_a_hanging_prober_is_killed_after_the_timeout(tmp_path):
 
     fifo = tmp_path / "hang.mp4"
     os.mkfifo(fifo)
-    started = time.monotonic()
     with pytest.raises(CheckError) as e:
         read_video(fifo, "mp4", "hang.mp4", timeout=1.5)
-    assert time.monotonic() - started < 10
     assert str(e.value) == "the video could not be probed within 1.5 s"
+    assert not [p for p in psutil.process_iter(["name", "cmdline"]) if str(fifo) in (p.info["cmdline"] or [])]
 
 
 def test_image_facts(tmp_path):
