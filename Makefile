@@ -9,7 +9,7 @@ APT_PACKAGES := ffmpeg dovecot-imapd libarchive-tools libreoffice-writer-nogui l
 # the commands each apt package provides (to skip apt when all are there)
 APT_COMMANDS := ffprobe dovecot bsdtar soffice openssl
 
-.PHONY: demo test lint setup system-packages python-env bench clean samples
+.PHONY: demo test lint setup system-packages python-env bench clean samples mutants
 
 demo: python-env
 	@command -v ffprobe >/dev/null || $(MAKE) --no-print-directory system-packages
@@ -55,6 +55,10 @@ samples: python-env
 
 bench: setup
 	$(BIN)/python bench/run_all.py
+
+# Break each rule once (scripts/mutants.py) and check the tests notice; not part of `make test`.
+mutants: setup
+	$(BIN)/python scripts/mutants.py
 
 clean:
 	rm -rf $(VENV) demo-out bench/out .pytest_cache *.egg-info
