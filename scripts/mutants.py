@@ -210,7 +210,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "db.py",
         "CREATE UNIQUE INDEX outbox_receipt_once ON outbox(answers) WHERE kind = 'receipt';",
         "CREATE INDEX outbox_receipt_once ON outbox(answers) WHERE kind = 'receipt';",
-        ("tests/test_receipts.py",),
+        ("tests/test_mailer.py", "tests/test_receipts.py"),
         "a message can be answered twice",
     ),
     Mutant(

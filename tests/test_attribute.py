@@ -126,6 +126,12 @@ def test_forwarded_sender(attributor):
     assert (a.unit, a.method) == ("yuncheng-kjj", "forwarded")
 
 
+def test_forwarding_mail_of_two_units_is_unmatched_naming_both(attributor):
+    forwarded = ["yckjj@yuncheng.gov.cn", "kjc@sxu.edu.cn"]
+    a = attributor.decide(ev("staff.home@qq.com", subject="Fwd: 材料", forwarded=forwarded))
+    assert (a.unit, a.reason) == (None, "forwards messages from several units: 运城市科学技术局 and 山西大学")
+
+
 def test_name_index_prefers_longest_overlap():
     index = NameIndex(load_roster(SAMPLE_ROSTER))
     found = [m.text for m in index.find("关于长治高新区管委会与太原市科协的函")]

@@ -6,6 +6,7 @@ import threading
 from datetime import UTC, datetime
 
 import pytest
+from fixtures.mail import build_mail
 
 from ingest.db import open_connection
 from reconcile.outgoing import compose, outbox
@@ -86,6 +87,35 @@ def test_same_unit_and_stage_is_never_sent_twice(setup):
         assert _send(config, conn, m) is None
     assert len(server.messages) == 1
     assert len(_outbox(conn)) == 1
+
+
+def test_the_database_alone_refuses_a_second_reminder_for_the_same_unit_and_stage(setup):
+    """Two processes that both found no row (a race past send_one's look-up): the unique index
+    lets only the first reserve the mail."""
+    config, conn, server = setup
+    mail = {"kind": "reminder", "unit": "sxu", "stage": "before-3d", "answers": None}
+    mail |= {"to": ["kjc@sxu.edu.cn"], "subject": "【提醒】材料报送", "body": "正文", "now": NOW}
+    assert outbox.reserve(conn, message_id="<first@mailroll>", **mail) is not None
+    assert outbox.reserve(conn, message_id="<second@mailroll>", **mail) is None
+    assert outbox.reserve(conn, message_id="<next@mailroll>", **{**mail, "stage": "before-1d"}) is not None
+    assert [(r["stage"], r["smtp_message_id"]) for r in _outbox(conn)] == [
+        ("before-3d", "<first@mailroll>"),
+        ("before-1d", "<next@mailroll>"),
+    ]
+
+
+def test_the_database_alone_refuses_a_second_receipt_for_the_same_message(setup, campaign):
+    config, conn, server = setup
+    for subject in ("材料", "补充材料"):
+        campaign.deliver(build_mail("kjc@sxu.edu.cn", subject=subject))
+    campaign.ingest()
+    first, second = (m for (m,) in conn.execute("SELECT id FROM messages ORDER BY id"))
+    mail = {"kind": "receipt", "unit": "sxu", "stage": None, "answers": first}
+    mail |= {"to": ["kjc@sxu.edu.cn"], "subject": "Re: 材料", "body": "已收到", "now": NOW}
+    assert outbox.reserve(conn, message_id="<r1@mailroll>", **mail) is not None
+    assert outbox.reserve(conn, message_id="<r2@mailroll>", **mail) is None
+    assert outbox.reserve(conn, message_id="<r3@mailroll>", **{**mail, "answers": second}) is not None
+    assert [r["smtp_message_id"] for r in _outbox(conn)] == ["<r1@mailroll>", "<r3@mailroll>"]
 
 
 def test_temporary_refusal_is_retried(setup):

@@ -270,17 +270,18 @@ def test_serve_without_the_smtp_password_is_a_config_error(campaign, smtp_server
 def test_fake_now_starts_the_clock_at_that_time_and_lets_it_run(monkeypatch):
     from datetime import datetime, timedelta
 
+    from reconcile.daemon import clock as clocks
     from reconcile.daemon.clock import OffsetClock, SystemClock, default_clock
 
+    elapsed = [1000.0]  # what the monotonic clock the fake clock runs on says
+    monkeypatch.setattr(clocks._time, "monotonic", lambda: elapsed[0])
     monkeypatch.setenv("MAILROLL_FAKE_NOW", "2022-06-23T10:00:00+08:00")
-    before = time.monotonic()
     clock = default_clock()
     assert isinstance(clock, OffsetClock)
     start = datetime(2022, 6, 23, 2, 0, tzinfo=UTC)
-    first = clock.now()
-    assert start <= first <= start + timedelta(seconds=time.monotonic() - before)
-    time.sleep(0.05)
-    assert clock.now() >= first + timedelta(seconds=0.05), "the fake clock runs on"
+    assert clock.now() == start
+    elapsed[0] += 42.5
+    assert clock.now() == start + timedelta(seconds=42.5), "the fake clock runs on"
     monkeypatch.setenv("MAILROLL_FAKE_NOW", "23 June")
     with pytest.raises(ValueError, match="MAILROLL_FAKE_NOW"):
         default_clock()
