@@ -224,8 +224,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "receipt-loop-guard-off-by-one",
         "receipts.py",
-        ">= config.reminders.receipts_per_day for a in receipt.to):",
-        "> config.reminders.receipts_per_day for a in receipt.to):",
+        "if _receipts_today(conn, a, now) >= config.reminders.receipts_per_day]",
+        "if _receipts_today(conn, a, now) > config.reminders.receipts_per_day]",
         ("tests/test_receipts.py",),
         "one receipt more than reminders.receipts_per_day to the same address in 24 hours",
     ),
