@@ -11,6 +11,11 @@ than ``limits.max_compression_ratio`` times its packed size (and over 1 MiB) is 
 the archive part gets the error ``archive looks like a zip bomb (...)``. Output is also counted
 while it is written, so an archive that lies about sizes cannot exceed the budget.
 
+An archive that lists more than ``zipdir.MAX_ENTRIES`` (65,535) files is not opened: a zip's count
+is read from its end records before ``zipfile`` lists anything (``ingest/zipdir.py``); a 7z or rar
+is counted once listed (the memory and time that listing takes are bounded by the worker process
+it runs in: ``ingest/workers.py``).
+
 Archives are recognised by content (``classify.sniff``), so a .xlsx/.docx (OOXML) is never
 opened here, while a plain zip misnamed ``统计表.xlsx`` is: its members are listed, and the part
 itself is still judged as the sheet it claims to be (see docs/CLASSIFY.md).
@@ -45,7 +50,7 @@ from ingest.classify import ARCHIVE_TYPES, sniff
 from ingest.mime import sanitize_filename
 from ingest.model import ExtractedPart, ParsedMessage
 from ingest.sizes import human_size
-from ingest.zipdir import TooManyEntries, open_zip
+from ingest.zipdir import MAX_ENTRIES, TooManyEntries, open_zip
 
 IN_MEMORY_MAX = 1024 * 1024  # members up to this size stay in memory
 BOMB_MIN_BYTES = 1024 * 1024  # below this a high ratio is harmless (a blank page compresses well)
@@ -206,6 +211,7 @@ class _SevenZipBackend:
         self.encrypted = self.sz.needs_password()
 
     def members(self) -> list[_Member]:
+        _check_count(len(self.sz.files))
         out = []
         for info in self.sz.list():
             out.append(
@@ -294,6 +300,13 @@ class _SevenZipBackend:
         self.sz.close()
 
 
+def _check_count(entries: int) -> None:
+    """A 7z or rar lists its files in a header with no cheap count ahead (zipdir does it for
+    zips): once listed, as many as a zip may have at most are looked at."""
+    if entries > MAX_ENTRIES:
+        raise TooManyEntries(f"the archive lists {entries:,} files, more than {MAX_ENTRIES:,}: not opened")
+
+
 def _rar_name(info: Any) -> str:
     """A rar member name: RAR 4 names without the Unicode flag (0x200) are in the sender's
     Windows code page (GBK in China); rarfile guesses UTF-16 for them, so decode the raw bytes."""
@@ -317,6 +330,7 @@ class _RarBackend:
         self.encrypted_headers = self.rf.needs_password()
 
     def members(self) -> list[_Member]:
+        _check_count(len(self.rf.infolist()))
         out = []
         for info in self.rf.infolist():
             out.append(

@@ -195,3 +195,12 @@ def test_below_the_free_space_floor_the_poll_pauses_and_resumes_with_nothing_los
     campaign.configure(limits={"min_free_bytes": 1024 * 1024})  # space is back
     campaign.run("ingest", "--once")
     assert [m["disposition"] for m in campaign.run("messages", "--json").json] == ["attributed"] * 2
+
+
+def test_a_7z_listing_more_files_than_a_zip_may_is_not_opened(tmp_path):
+    from fixtures.hostile import million_entry_7z
+
+    parsed = _parsed("材料.7z", million_entry_7z(70_000))
+    archives.expand(parsed, Limits(), tmp_path)
+    assert parsed.parts[0].error == "the archive lists 70,000 files, more than 65,535: not opened"
+    assert len(parsed.parts) == 1
