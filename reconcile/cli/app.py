@@ -184,6 +184,7 @@ COMMAND_MODULES = [
     "template_cmd",  # template --xlsx/--docx
     "service_cmd",  # serve, remind, receipts
     "review_cmd",  # review
+    "export_cmd",  # export DIR [--zip PATH] [--all-versions]
 ]
 
 

@@ -1,0 +1,38 @@
+"""`export DIR [--zip PATH] [--all-versions]`: every unit's files under recognisable names
+(see reconcile.export)."""
+
+from __future__ import annotations
+
+import click
+
+from reconcile.cli.app import App, cli, emit_json, json_option, pass_app
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option(
+    "--zip", "zip_path", type=click.Path(dir_okay=False), help="Also write a zip of the folder here."
+)
+@click.option("--all-versions", is_flag=True, help="Also every earlier version, under <unit>/历史版本/.")
+@json_option
+@pass_app
+def export(app: App, directory: str, zip_path: str | None, all_versions: bool, as_json: bool) -> None:
+    """One folder per unit with its counted files named <unit>-<item>.<ext>, plus 清单.xlsx/.csv."""
+    if zip_path and not zip_path.lower().endswith(".zip"):
+        raise click.UsageError(f"--zip {zip_path}: the file name must end in .zip")
+    from reconcile.export import export as run_export
+    from reconcile.status_cache import refresh
+
+    rows = refresh(app.conn, app.roster, app.config)
+    result = run_export(
+        app.conn, rows, app.roster, app.config, directory, all_versions=all_versions, zip_path=zip_path
+    )
+    if as_json:
+        emit_json(result.as_dict())
+        return
+    click.echo(
+        f"{result.units} units, {result.files} files in {result.directory}: "
+        f"{len(result.written)} written, {result.unchanged} unchanged, {len(result.removed)} removed"
+    )
+    if result.zip:
+        click.echo(f"zip {result.zip}: {'written' if result.zip_written else 'unchanged'}")
