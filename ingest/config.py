@@ -115,6 +115,7 @@ class Smtp:
 class Storage:
     db: Path
     files: Path
+    keep_raw: bool = True  # every message's raw bytes kept, compressed (ingest/raw.py)
 
 
 @dataclass(frozen=True)
@@ -480,7 +481,11 @@ def config_from_dict(data: dict, file: Path) -> Config:
     )
 
     st = root.table("storage")
-    storage = Storage(db=st.path("db", "mailroll.db"), files=st.path("files", "files"))
+    storage = Storage(
+        db=st.path("db", "mailroll.db"),
+        files=st.path("files", "files"),
+        keep_raw=st.get("keep_raw", bool, True),
+    )
 
     sv = root.table("service")
     service = Service(

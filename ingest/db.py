@@ -245,6 +245,12 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE attributions ADD COLUMN trust TEXT; -- 'registered' | 'domain' | 'thread' | 'staff' | 'named'
     """,
+    # 5: raw messages kept as evidence (ingest/raw.py)
+    """
+    ALTER TABLE messages ADD COLUMN raw_sha256 TEXT;   -- its raw copy in storage.files/raw (NULL: none)
+    ALTER TABLE messages ADD COLUMN raw_headers BLOB;  -- the header block as served, always
+    CREATE INDEX messages_raw ON messages(raw_sha256);
+    """,
 ]
 
 

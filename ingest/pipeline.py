@@ -45,8 +45,9 @@ import sqlite3
 import threading
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +57,7 @@ from ingest.config import Config
 from ingest.faults import crash_point
 from ingest.guards import POISON_REASON, PoisonGuard, check_free_space
 from ingest.model import VIDEO, ExtractedPart, ParsedMessage
+from ingest.raw import RawCopy
 from ingest.sizes import human_size
 from ingest.sources import FetchedMessage, Source, open_source
 from ingest.sources.maildir import read_header_block
@@ -184,7 +186,7 @@ class _Poll:
     def take(self, fetched: FetchedMessage) -> None:
         pending = _Pending(fetched)
         key = fetched.envelope.key
-        if _already_recorded(self.conn, fetched.envelope):
+        if not fetched.reprocess and _already_recorded(self.conn, fetched.envelope):
             pending.outcome = "known"  # e.g. crashed after COMMIT, before the source heard of it
             pending.parsed = fetched.parsed
         elif self.guard.poisoned(key):
@@ -258,11 +260,12 @@ class _Poll:
                 pending.outcome, pending.duplicate_of = "duplicate", earlier
                 return
             pending.link_status = self._follow_links(pending)
-            to_check = [part for part in parsed.parts if not _known_facts(conn, part)]
+            to_check = [part for part in parsed.parts if not _known_facts(conn, part, fetched.reprocess)]
             media = [part for part in to_check if part.kind == VIDEO]
             pending.check_here = [part for part in to_check if part.kind != VIDEO]
-            pending.note = store.open_journal(p.sha256 for p in parsed.parts if p.sha256)
-            pending.work = self.pool.submit(_store_and_probe, config, store, list(parsed.parts), media)
+            raw = fetched.raw_copy
+            pending.note = store.open_journal((p.sha256 for p in parsed.parts if p.sha256), _raw_shas(raw))
+            pending.work = self.pool.submit(_store_and_probe, config, store, list(parsed.parts), media, raw)
         except Exception as e:  # noqa: BLE001 - a bug or an I/O error: keep the message, retry later
             log.exception("message %s failed", env.key)
             pending.fail(f"could not be processed: {e.__class__.__name__}: {e}")
@@ -419,19 +422,22 @@ class _Poll:
         """The message's one transaction. Returns (messages.id, status); never raises for the
         message's sake."""
         conn, env, parsed = self.conn, pending.fetched.envelope, pending.parsed
+        raw = pending.fetched.raw_copy
         try:
             if pending.work is not None:
                 pending.work.result()
             self._check(pending)
             if pending.outcome == "failed":
-                return record_failure(
-                    conn, env, parsed, pending.reason or "failed", retry=pending.retry
-                ), "failed"
+                with self._raw_kept(raw):
+                    return record_failure(
+                        conn, env, parsed, pending.reason or "failed", retry=pending.retry, raw=raw
+                    ), "failed"
             if pending.outcome == "duplicate":
-                return record_message(
-                    conn, env, parsed, status="duplicate", duplicate_of=pending.duplicate_of
-                ), "duplicate"
-            msg_id = record_message(conn, env, parsed, link_status=pending.link_status)
+                with self._raw_kept(raw):
+                    return record_message(
+                        conn, env, parsed, status="duplicate", duplicate_of=pending.duplicate_of, raw=raw
+                    ), "duplicate"
+            msg_id = record_message(conn, env, parsed, link_status=pending.link_status, raw=raw)
             self.store.close_journal(pending.note)
             log.info(
                 "recorded message %s from %s: %d part(s)",
@@ -444,9 +450,22 @@ class _Poll:
             log.exception("message %s failed", env.key)
             reason = f"could not be processed: {e.__class__.__name__}: {e}"
             try:
-                return record_failure(conn, env, parsed, reason), "failed"
+                with self._raw_kept(raw):
+                    return record_failure(conn, env, parsed, reason, raw=raw), "failed"
             except Exception:  # noqa: BLE001 - e.g. the parsed headers themselves are the problem
                 return record_failure(conn, env, None, reason), "failed"
+
+    @contextmanager
+    def _raw_kept(self, raw: RawCopy | None) -> Iterator[None]:
+        """The raw copy written (journaled) for a commit in this thread: failed and duplicates."""
+        with self.store.journal((), _raw_shas(raw)):
+            if raw is not None:
+                self.store.raw.put(raw)
+            yield
+
+
+def _raw_shas(raw: RawCopy | None) -> list[str]:
+    return [raw.sha256] if raw is not None and raw.sha256 else []
 
 
 def _already_recorded(conn: sqlite3.Connection, env) -> bool:
@@ -467,12 +486,15 @@ def _headers_only(header_bytes: bytes | None, config: Config) -> ParsedMessage |
         return None
 
 
-def _known_facts(conn: sqlite3.Connection, part: ExtractedPart) -> bool:
+def _known_facts(conn: sqlite3.Connection, part: ExtractedPart, recheck: bool = False) -> bool:
     """True when the part needs no check: nothing to check, or the same file was checked before
     and measured (facts don't change; they are copied). A file whose earlier check failed is
-    checked again: the failure may have been this server's (a timeout, LibreOffice missing)."""
+    checked again: the failure may have been this server's (a timeout, LibreOffice missing).
+    ``recheck`` (reprocess): every file is checked again, the checks may have changed."""
     if part.sha256 is None or part.error:
         return True
+    if recheck:
+        return False
     known = conn.execute(
         "SELECT facts FROM parts WHERE sha256 = ? AND kind = ? AND facts IS NOT NULL AND error IS NULL LIMIT 1",
         (part.sha256, part.kind),
@@ -484,9 +506,15 @@ def _known_facts(conn: sqlite3.Connection, part: ExtractedPart) -> bool:
 
 
 def _store_and_probe(
-    config: Config, store: FileStore, parts: list[ExtractedPart], media: list[ExtractedPart]
+    config: Config,
+    store: FileStore,
+    parts: list[ExtractedPart],
+    media: list[ExtractedPart],
+    raw: RawCopy | None = None,
 ) -> None:
-    """In a worker thread: keep the message's files in the store, then probe its videos."""
+    """In a worker thread: keep the message's raw copy and files in the store, then probe its videos."""
+    if raw is not None:
+        store.raw.put(raw)
     for part in parts:
         _keep(store, part)
     for part in media:

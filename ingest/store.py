@@ -31,6 +31,7 @@ from pathlib import Path
 from ingest.db import inserted_id, transaction
 from ingest.faults import crash_point
 from ingest.model import Envelope, ParsedMessage
+from ingest.raw import RawCopy, RawStore
 
 log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
@@ -60,6 +61,7 @@ class FileStore:
         self.root = Path(root)
         self.tmp = self.root / ".tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
+        self.raw = RawStore(self.root)
 
     def path_for(self, sha: str) -> Path:
         return self.root / sha[:2] / sha[2:4] / sha
@@ -106,20 +108,21 @@ class FileStore:
         os.replace(tmp, target)
 
     @contextmanager
-    def journal(self, shas: Iterable[str]) -> Iterator[None]:
+    def journal(self, shas: Iterable[str], raws: Iterable[str] = ()) -> Iterator[None]:
         """Note the hashes about to be written; the note is removed once they are committed."""
-        note = self.open_journal(shas)
+        note = self.open_journal(shas, raws)
         yield  # an exception leaves the note behind for recover()
         self.close_journal(note)
 
-    def open_journal(self, shas: Iterable[str]) -> Path:
+    def open_journal(self, shas: Iterable[str], raws: Iterable[str] = ()) -> Path:
         """:meth:`journal` in two calls, for a message whose files are written in another thread:
         write the note before the first file, :meth:`close_journal` after the COMMIT (a failure
         leaves the note for :meth:`recover`). Hashes already in the store are left out: another
         message's note (or a COMMIT) covers them, and recover() never deletes a referenced file."""
         note = self.tmp / f"pending-{uuid.uuid4().hex}.json"
         new = [s for s in set(shas) if not self.path_for(s).exists()]
-        note.write_text(json.dumps(new))
+        raw = [s for s in set(raws) if s and not self.raw.exists(s)]
+        note.write_text(json.dumps({"files": new, "raw": raw} if raw else new))
         return note
 
     def close_journal(self, note: Path) -> None:
@@ -133,6 +136,11 @@ class FileStore:
                 shas = json.loads(note.read_text() or "[]")
             except (OSError, ValueError):
                 shas = []
+            raws = shas.get("raw", []) if isinstance(shas, dict) else []
+            shas = shas.get("files", []) if isinstance(shas, dict) else shas
+            for sha in raws:  # raw copies (ingest/raw.py) no message refers to
+                if not conn.execute("SELECT 1 FROM messages WHERE raw_sha256 = ? LIMIT 1", (sha,)).fetchone():
+                    removed += self.raw.delete(sha)
             for sha in shas:
                 referenced = conn.execute("SELECT 1 FROM parts WHERE sha256 = ? LIMIT 1", (sha,)).fetchone()
                 if not referenced:
@@ -191,7 +199,7 @@ def find_duplicate(
     return row[0] if row else None
 
 
-def _message_columns(envelope: Envelope, parsed: ParsedMessage | None) -> dict:
+def _message_columns(envelope: Envelope, parsed: ParsedMessage | None, raw: RawCopy | None = None) -> dict:
     cols = {
         "source": envelope.source,
         "source_key": envelope.key,
@@ -217,6 +225,8 @@ def _message_columns(envelope: Envelope, parsed: ParsedMessage | None) -> dict:
             body_text=parsed.body_text[:65536],
             defects=json.dumps(parsed.defects[:50], ensure_ascii=False),
         )
+    if raw is not None:  # None (reprocess): the columns keep what they hold
+        cols.update(raw_headers=raw.headers, raw_sha256=raw.sha256)
     return cols
 
 
@@ -249,11 +259,21 @@ def record_message(
     status: str = "recorded",
     duplicate_of: int | None = None,
     link_status: dict[int, tuple[str, int | None, str | None]] | None = None,
+    raw: RawCopy | None = None,
 ) -> int:
-    """Write one message with its parts and links in a single transaction. Returns its id."""
+    """Write one message with its parts and links in a single transaction. Returns its id.
+    ``raw``: its raw copy, already in the store (``FileStore.raw``)."""
     with transaction(conn):
-        cols = _message_columns(envelope, parsed)
+        cols = _message_columns(envelope, parsed, raw)
         cols.update(status=status, duplicate_of=duplicate_of, error=None, retry=1)
+        # recorded again (reprocess, a retry): its parts keep their numbers, seq by seq
+        old_ids = dict(
+            conn.execute(
+                "SELECT p.seq, p.id FROM parts p JOIN messages m ON m.id = p.message "
+                "WHERE m.source = ? AND m.source_key = ?",
+                (envelope.source, envelope.key),
+            ).fetchall()
+        )
         msg_id = _upsert_message(conn, cols)
         if status != "recorded":
             return msg_id
@@ -263,9 +283,10 @@ def record_message(
             ids.append(
                 inserted_id(
                     conn.execute(
-                        "INSERT INTO parts (message, parent, seq, origin, location, filename, declared_type, "
-                        "sniffed_type, kind, sha256, size, facts, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        "INSERT INTO parts (id, message, parent, seq, origin, location, filename, declared_type, "
+                        "sniffed_type, kind, sha256, size, facts, error) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                         (
+                            old_ids.get(seq),
                             msg_id,
                             parent,
                             seq,
@@ -309,11 +330,12 @@ def record_failure(
     parsed: ParsedMessage | None,
     error: str,
     retry: bool = True,
+    raw: RawCopy | None = None,
 ) -> int:
     """Keep a message that could not be processed, with the reason. It is retried next poll,
     unless ``retry`` is False (a limit it will hit again, the poison guard): then only after
     `mailroll retry`."""
     with transaction(conn):
-        cols = _message_columns(envelope, parsed)
+        cols = _message_columns(envelope, parsed, raw)
         cols.update(status="failed", error=error[:2000], retry=int(retry))
         return _upsert_message(conn, cols)

@@ -75,8 +75,13 @@ def _check_consistent(campaign, n: int) -> None:
     assert {s for _, s in rows} == {"recorded"}
     assert conn.execute("SELECT COUNT(*) FROM attributions").fetchone()[0] == n
     referenced = {s for (s,) in conn.execute("SELECT DISTINCT sha256 FROM parts WHERE sha256 IS NOT NULL")}
-    on_disk = {p.name for p in campaign.files_dir.rglob("*") if p.is_file() and ".tmp" not in p.parts}
+    files = [p for p in campaign.files_dir.rglob("*") if p.is_file() and ".tmp" not in p.parts]
+    on_disk = {p.name for p in files if "raw" not in p.parts}
     assert on_disk == referenced, f"orphans: {on_disk - referenced}, missing: {referenced - on_disk}"
+    # the raw copies (ingest/raw.py): exactly one per message, none orphaned
+    raw_referenced = {s for (s,) in conn.execute("SELECT raw_sha256 FROM messages")}
+    raw_on_disk = [p.name.split(".", 1)[0] for p in files if "raw" in p.parts]
+    assert sorted(raw_on_disk) == sorted(raw_referenced) and None not in raw_referenced
     leftovers = [p for p in (campaign.files_dir / ".tmp").iterdir()]
     assert leftovers == []
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,8 +89,10 @@ def test_attachments_are_kept_by_content_under_storage_files_only(campaign):
     outside_after = _files_under(campaign.root) - _files_under(campaign.files_dir)
     new_outside = {p for p in outside_after - outside_before if not p.name.startswith("mailroll.db")}
     assert new_outside == set()
-    stored = [p for p in _files_under(campaign.files_dir) if ".tmp" not in p.parts]
+    stored = [p for p in _files_under(campaign.files_dir) if ".tmp" not in p.parts and "raw" not in p.parts]
     assert len(stored) == 2 and all(len(p.name) == 64 for p in stored)
+    raw = [p for p in _files_under(campaign.files_dir / "raw")]
+    assert [p.name for p in raw] == [f"{hashlib.sha256(evil.as_bytes()).hexdigest()}.eml.zst"]
     assert not Path("/tmp/evil.txt").exists() or Path("/tmp/evil.txt").read_bytes() != b"x" * 100
 
 

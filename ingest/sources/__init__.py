@@ -26,9 +26,19 @@ def open_source(config: Config, spool_dir: Path | None = None) -> Source:
     if mailbox.kind == "maildir":
         from ingest.sources.maildir import MaildirSource
 
-        return MaildirSource(mailbox, config.limits)
+        return MaildirSource(
+            mailbox,
+            config.limits,
+            keep_raw=config.storage.keep_raw,
+            spool_dir=spool_dir or Path(config.storage.files) / ".tmp",
+        )
     if mailbox.kind == "imap":
         from ingest.sources.imap import ImapSource
 
-        return ImapSource(mailbox, config.limits, spool_dir or Path(config.storage.files) / ".tmp")
+        return ImapSource(
+            mailbox,
+            config.limits,
+            spool_dir or Path(config.storage.files) / ".tmp",
+            keep_raw=config.storage.keep_raw,
+        )
     raise ValueError(f"unknown mailbox.kind {mailbox.kind!r}")

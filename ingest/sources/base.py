@@ -15,6 +15,7 @@ from typing import Protocol
 import sqlite_utils
 
 from ingest.model import Envelope, ParsedMessage
+from ingest.raw import RawCopy
 
 
 class MailboxError(Exception):
@@ -37,6 +38,8 @@ class FetchedMessage:
     error: str | None = None  # the source could not fetch it: recorded as failed
     header_bytes: bytes | None = None  # with an error: the header block, if it could be read,
     # so staff see whose message is stuck
+    raw_copy: RawCopy | None = None  # what is kept of the raw bytes (storage.keep_raw; ingest/raw.py)
+    reprocess: bool = False  # derive the facts again although the message is recorded (reprocess)
 
 
 class Source(Protocol):

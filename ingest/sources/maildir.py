@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
 from pathlib import Path
 
+from ingest import raw
 from ingest.config import Limits, Mailbox
 from ingest.model import Envelope
 from ingest.sizes import human_size
@@ -27,12 +28,16 @@ _DELIVERY_TIME = re.compile(r"^(\d{9,11})(?:\.|$)")
 
 
 class MaildirSource:
-    def __init__(self, mailbox: Mailbox, limits: Limits):
+    def __init__(
+        self, mailbox: Mailbox, limits: Limits, keep_raw: bool = True, spool_dir: Path | None = None
+    ):
         if mailbox.path is None:
             raise ValueError('mailbox.path is required for kind = "maildir"')
         self.root = Path(mailbox.path)
         self.name = mailbox.source_name
         self.limits = limits
+        self.keep_raw = keep_raw
+        self.spool_dir = Path(spool_dir) if spool_dir is not None else self.root / ".." / ".mailroll-spool"
         self.seen = 0
 
     def __enter__(self) -> MaildirSource:
@@ -84,20 +89,29 @@ class MaildirSource:
                 size = path.stat().st_size
                 env.size = size
                 if size > self.limits.max_message_bytes:
+                    header = read_header_block(path, self.limits.max_header_bytes)
                     yield FetchedMessage(
                         env,
                         error=f"message is {human_size(size)}, over the limit of "
                         f"{human_size(self.limits.max_message_bytes)} "
                         "(limits.max_message_bytes): not read",
-                        header_bytes=read_header_block(path, self.limits.max_header_bytes),
+                        header_bytes=header,
+                        raw_copy=raw.headers_only(header),
                     )
                     continue
-                yield FetchedMessage(env)  # read by a worker process from env.path
+                # read by a worker process from env.path; the raw copy is compressed from the file
+                yield FetchedMessage(env, raw_copy=self._copy(path))
             except OSError as e:  # vanished or unreadable: recorded as failed, retried next poll
                 yield FetchedMessage(env, error=f"cannot read {path.name}: {e.strerror}")
 
     def committed(self, db, envelope: Envelope) -> None:
         return None
+
+    def _copy(self, path: Path) -> raw.RawCopy | None:
+        """The raw copy kept as evidence (storage.keep_raw), compressed from the file in pieces."""
+        if self.keep_raw:
+            return raw.from_file(path, self.spool_dir, self.limits.max_header_bytes)
+        return raw.headers_only(read_header_block(path, self.limits.max_header_bytes))
 
 
 def read_header_block(path: Path, limit: int) -> bytes | None:

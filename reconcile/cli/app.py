@@ -185,6 +185,7 @@ COMMAND_MODULES = [
     "service_cmd",  # serve, remind, receipts
     "review_cmd",  # review
     "export_cmd",  # export DIR [--zip PATH] [--all-versions]
+    "evidence_cmd",  # reprocess, and the raw copy for show --raw
 ]
 
 

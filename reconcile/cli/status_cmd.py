@@ -242,10 +242,20 @@ def stats(app: App, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("unit")
+@click.option(
+    "--raw", is_flag=True, help="UNIT is a message (number or Message-ID): write it as the server served it."
+)
 @json_option
 @pass_app
-def show(app: App, unit: str, as_json: bool) -> None:
-    """Everything about one unit: messages, files, checks, staff decisions, mail sent to it."""
+def show(app: App, unit: str, raw: bool, as_json: bool) -> None:
+    """Everything about one unit: messages, files, checks, staff decisions, mail sent to it.
+
+    `show --raw MESSAGE > x.eml`: the message's raw bytes, as the server served them."""
+    if raw:
+        from reconcile.cli.evidence_cmd import write_raw
+
+        write_raw(app, unit)
+        return
     from reconcile.unit_detail import unit_detail
 
     u = find_unit(app, unit)

@@ -59,6 +59,7 @@ class ImapSource(Connection):
         *,
         attempts: int | None = None,
         backoff_s: float | None = None,
+        keep_raw: bool = True,
     ):
         super().__init__(mailbox, attempts=attempts, backoff_s=backoff_s)
         self.limits = limits
@@ -67,7 +68,7 @@ class ImapSource(Connection):
         self._pending: list[tuple[int, bool]] | None = None  # (uid, retry) from count_new
         self._watermark = Watermark(self.name)
         self._post = PostAction(mailbox)
-        self._fetcher = Fetcher(self._op, limits, self.spool_dir, self._envelope)
+        self._fetcher = Fetcher(self._op, limits, self.spool_dir, self._envelope, keep_raw=keep_raw)
 
     def _pending_uids(self, conn: Any) -> list[tuple[int, bool]]:
         """(uid, is_retry) to fetch, in UID order."""

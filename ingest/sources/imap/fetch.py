@@ -17,13 +17,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ingest import raw
 from ingest.config import Limits
 from ingest.model import Envelope
 from ingest.sizes import human_size
 from ingest.sources.base import FetchedMessage, MailboxError
+from ingest.sources.imap import skeleton
 from ingest.sources.imap.connection import Op
 from ingest.sources.imap.errors import Stopped
-from ingest.sources.imap.stream import Streamer
+from ingest.sources.imap.stream import Streamer, response_item
 
 log = logging.getLogger("ingest.sources.imap")  # one logger for the whole package
 
@@ -36,10 +38,16 @@ class Fetcher:
     """Turns UIDs into FetchedMessages (see module docstring)."""
 
     def __init__(
-        self, op: Op, limits: Limits, spool_dir: Path, envelope: Callable[[int, int, datetime], Envelope]
+        self,
+        op: Op,
+        limits: Limits,
+        spool_dir: Path,
+        envelope: Callable[[int, int, datetime], Envelope],
+        keep_raw: bool = True,
     ):
         self._op = op
         self.limits = limits
+        self.keep_raw = keep_raw
         self.spool_dir = spool_dir
         self._envelope = envelope  # (uid, size, INTERNALDATE) -> Envelope
 
@@ -103,8 +111,10 @@ class Fetcher:
                 if raw is None:
                     yield FetchedMessage(env, error="the server returned no content for this message")
                 else:
-                    # parsed by the pipeline, in a worker process with time and memory limits
-                    yield FetchedMessage(env, raw=bytes(raw))
+                    # parsed by the pipeline, in a worker process with time and memory limits;
+                    # the raw copy kept as evidence is compressed here, in the prefetch thread
+                    body = bytes(raw)
+                    yield FetchedMessage(env, raw=body, raw_copy=self._copy(body))
             del data
             todo = todo[len(part) :]
 
@@ -114,16 +124,19 @@ class Fetcher:
         env = self._envelope(uid, size, when)
         streamer = Streamer(self._op, self.limits, self.spool_dir, uid, stop)
         if size > self.limits.max_message_bytes:
+            header = streamer.header_only()
             return FetchedMessage(
                 env,
                 error=(
                     f"the message is {human_size(size)}, over the limit of {human_size(self.limits.max_message_bytes)} "
                     "(limits.max_message_bytes): not fetched"
                 ),
-                header_bytes=streamer.header_only(),
+                header_bytes=header,
+                raw_copy=raw.headers_only(header),
             )
         try:
             parsed = streamer.run()
+            raw_copy = self._streamed_copy(streamer, size)
         except (MailboxError, Stopped):
             streamer.drop_spools()
             raise
@@ -133,7 +146,27 @@ class Fetcher:
             return FetchedMessage(
                 env, error=f"the message could not be fetched part by part: {type(e).__name__}: {e}"
             )
-        return FetchedMessage(env, parsed=parsed)
+        return FetchedMessage(env, parsed=parsed, raw_copy=raw_copy)
+
+    def _copy(self, data: bytes) -> raw.RawCopy | None:
+        if self.keep_raw:
+            return raw.whole(data, self.limits.max_header_bytes)
+        return raw.headers_only(raw.header_block(data, self.limits.max_header_bytes))
+
+    def _streamed_copy(self, streamer: Streamer, size: int) -> raw.RawCopy | None:
+        """A streamed message's raw copy: a skeleton referring to its big parts (skeleton.py)."""
+        if not self.keep_raw:
+            return raw.headers_only(streamer.header)
+
+        def fetch_range(offset: int, length: int) -> bytes:
+            d = streamer.fetch(
+                [f"BODY.PEEK[]<{offset}.{length}>"], f"keeping the raw copy of message {streamer.uid}"
+            )
+            return bytes(response_item(d, f"BODY[]<{offset}>") or b"")
+
+        return skeleton.build(
+            fetch_range, size, streamer.traces, self.spool_dir, self.limits.max_header_bytes
+        )
 
 
 def _utc(value: Any) -> datetime:

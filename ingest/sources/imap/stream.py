@@ -25,6 +25,7 @@ from ingest.sizes import human_size
 from ingest.sources.imap.connection import Op
 from ingest.sources.imap.decode import StreamDecoder, decode_all
 from ingest.sources.imap.errors import Stopped, mailbox_error
+from ingest.sources.imap.skeleton import EncodedTrace
 from ingest.sources.imap.structure import Leaf, leaves
 
 CHUNK_BYTES = 4 * 1024 * 1024  # partial FETCH size for streamed parts
@@ -49,6 +50,8 @@ class Streamer:
         self.digest = hashlib.sha256()
         self.count = 0
         self.spools: list[Path] = []
+        self.header = b""  # the message's header block as served
+        self.traces: list[EncodedTrace] = []  # the streamed parts as served (for the raw copy)
 
     def fetch(self, items: list[str], what: str) -> dict:
         if self.stop is not None and self.stop.is_set():
@@ -69,6 +72,7 @@ class Streamer:
     def run(self) -> ParsedMessage:
         d = self.fetch(["BODY.PEEK[HEADER]", "BODYSTRUCTURE"], f"reading the structure of message {self.uid}")
         header = bytes(d.get(b"BODY[HEADER]") or b"")
+        self.header = header
         self.digest.update(header)
         self.parsed.headers = mime.parse_headers(header, self.limits)
         self.walk(
@@ -153,7 +157,10 @@ class Streamer:
             part.location = loc + part.location
             self.parsed.parts.append(part)
             return
-        spool, size, damaged, digest = self.stream(lf, encoding)
+        trace = EncodedTrace(lf.section, mime_header, (encoding or "7bit").strip().lower())
+        spool, size, damaged, digest = self.stream(lf, encoding, trace)
+        trace.spool, trace.decoded_sha256 = spool, digest
+        self.traces.append(trace)
         part = mime.part_from_entity(mime_header, spool=spool, size=size, origin=origin, parent=parent)
         part.location = loc + part.location
         part.sha256 = digest
@@ -167,7 +174,9 @@ class Streamer:
         self.digest.update(data)
         return data
 
-    def stream(self, lf: Leaf, encoding: str | None) -> tuple[Path, int, bool, str]:
+    def stream(
+        self, lf: Leaf, encoding: str | None, trace: EncodedTrace | None = None
+    ) -> tuple[Path, int, bool, str]:
         """Fetch a part in chunks, decoding into a spool file.
 
         Returns (path, decoded size, damaged, sha256). The hash is taken and the file fsynced
@@ -190,6 +199,8 @@ class Streamer:
                     break
                 got = len(chunk)
                 offset += got
+                if trace is not None:
+                    trace.feed(chunk)
                 data = decoder.feed(chunk)
                 del d, chunk
                 sha.update(data)
