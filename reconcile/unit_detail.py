@@ -15,6 +15,7 @@ def unit_detail(conn: sqlite3.Connection, roster, config, unit, status_row: dict
     """Everything about one unit for `show`: messages with parts and their judgements, links,
     staff decisions (also revoked ones), audit log entries and the mail sent to it (outbox)."""
     from reconcile.overrides import listing
+    from reconcile.versions import item_versions
 
     counted = {it.get("part") for it in status_row["items"].values() if it.get("part")}
     messages = []
@@ -122,6 +123,7 @@ def unit_detail(conn: sqlite3.Connection, roster, config, unit, status_row: dict
         "contact": unit.contact,
         "phone": unit.phone,
         "status": status_row,
+        "versions": item_versions(conn, unit.id, status_row, config),
         "messages": messages,
         "overrides": [o.as_dict() for o in listing(conn, unit=unit.id)],
         "audit": audit_rows,

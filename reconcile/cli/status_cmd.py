@@ -202,14 +202,38 @@ def _render_status(app: App, rows: list[dict]) -> None:
             con.print(f"[red]last error: {escape(hb['last_error'])}[/]")
 
 
+def since_time(app: App, text: str):
+    """``--changed-since``: RFC 3339, or a local time / date in the campaign's time zone."""
+    from datetime import datetime
+
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageProblem(f"--changed-since {text!r}: give a time like 2022-06-26T09:00:00+08:00") from None
+    return value if value.tzinfo else value.replace(tzinfo=app.config.campaign.timezone)
+
+
 @cli.command()
+@click.option(
+    "--changed-since",
+    "since",
+    metavar="TIME",
+    help="Also list the units whose counted sheet's figures changed since TIME (RFC 3339).",
+)
 @json_option
 @pass_app
-def stats(app: App, as_json: bool) -> None:
+def stats(app: App, since: str | None, as_json: bool) -> None:
     """The statistics sheets' figures added up over units with a valid sheet."""
     from reconcile.stats import collect
 
-    data = collect(app.conn, current_rows(app), app.config)
+    when = since_time(app, since) if since else None
+    rows = current_rows(app)
+    data = collect(app.conn, rows, app.config)
+    if when is not None:
+        from reconcile.versions import changed_since
+
+        data["changed_since"] = when.isoformat()
+        data["changed"] = changed_since(app.conn, app.roster, app.config, rows, when)
     if as_json:
         emit_json(data)
         return
@@ -238,6 +262,15 @@ def stats(app: App, as_json: bool) -> None:
         )
     for note in data.get("notes") or []:
         con.print(f"note: {note}", markup=False)
+    if "changed" in data:
+        con.print(f"changed since {data['changed_since']}: {len(data['changed'])} unit(s)", markup=False)
+        for u in data["changed"]:
+            what = "; ".join(c["text"] for c in u["changes"]) or "no figures"
+            if not u["counted_then"]:
+                what = "newly counted: " + what
+            elif not u["counted_now"]:
+                what = "no longer counted: " + what
+            con.print(f"  {u['name']}: {what}", markup=False)
 
 
 @cli.command()
@@ -265,6 +298,27 @@ def show(app: App, unit: str, raw: bool, as_json: bool) -> None:
         emit_json(detail)
         return
     _render_show(detail, app.config.campaign.labels, app.config.campaign.timezone, set(app.roster.by_id))
+
+
+def _render_versions(con, versions: dict, labels: dict[str, str]) -> None:
+    """Every version of each item, in arrival order: which counts and why; figures that changed."""
+    from rich.markup import escape
+
+    if not any(len(v) > 1 for v in versions.values()):
+        return
+    con.print("\n[bold]versions[/]")
+    for item, vs in versions.items():
+        if not vs:
+            continue
+        con.print(f"  {item} ({labels.get(item, item)}): {len(vs)} version(s)")
+        for n, v in enumerate(vs, start=1):
+            mark = "[bold green]counts[/]" if v["counts"] else "[dim]not counted[/]"
+            con.print(
+                f"    {n}. {v['received_at']} {escape(v['filename'] or '?')} (message #{v['message']}) "
+                f"{mark}: {escape(v['why'])}"
+            )
+            if v.get("changes"):
+                con.print("       changed: " + escape("; ".join(c["text"] for c in v["changes"])))
 
 
 # long: the `show` page printed top to bottom, section after section
@@ -309,6 +363,7 @@ def _render_show(d: dict, labels: dict[str, str], tz=None, roster_ids: set | Non
                 f"      [cyan]{o['action']}ed by {escape(o['actor'])}[/] (override {o['id']})"
                 + (f": {escape(o['note'])}" if o.get("note") else "")
             )
+    _render_versions(con, d.get("versions") or {}, labels)
     con.print(f"\n[bold]messages ({len(d['messages'])})[/]")
     for m in d["messages"]:
         con.print(
