@@ -6,10 +6,11 @@ attachment files, content-addressed by the sha256 of those bytes, under
 (``messages.raw_headers``), also for a message over the size limit that is never fetched.
 ``mailroll show --raw`` writes a message back, ``mailroll reprocess`` derives its facts again.
 
-Compression: zstd (the ``zstandard`` package). Mail is text and base64; zstd compresses it about
-as well as gzip -9 at several times gzip's speed, decompresses at over 1 GB/s, and its streaming
-reader and writer let a 1 GB message be written back without holding it. Level 10 is a middle
-road: the copy is written once, read rarely.
+Compression: zstd (the ``zstandard`` package). Mail is mostly base64 and text; zstd compresses it
+as well as gzip (a 15 MB base64 attachment: 0.733 of its size, gzip -6 0.740) at over ten times
+gzip's speed, decompresses fast, and its streaming reader and writer let a 1 GB message be
+written back without holding it. Level 3 (zstd's default): level 10 gave the same ratio on mail
+at a quarter of the speed, and the copy is made for every message on the ingest path.
 
 Two forms:
 
@@ -39,7 +40,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-LEVEL = 10
+LEVEL = 3
 SKELETON_MAGIC = b"MRSKEL1\n"
 CHUNK = 1024 * 1024
 FORMS = ("eml", "skel")

@@ -28,6 +28,7 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -41,6 +42,7 @@ from pathlib import Path
 from reconcile.judge import MISSING
 from reconcile.status import stored_time
 
+log = logging.getLogger("mailroll.export")
 MANIFEST = ".mailroll-export.json"
 LIST_NAME = "清单"
 HISTORY_DIR = "历史版本"
@@ -335,10 +337,14 @@ def _place(source: Path, target: Path) -> None:
     tmp.unlink(missing_ok=True)
     try:
         os.link(source, tmp)
-        mode = stat.S_IMODE(source.stat().st_mode)
-        os.chmod(source, mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
-    except OSError:
+    except OSError:  # another file system, or links not allowed: a copy
         shutil.copyfile(source, tmp)
+    else:
+        try:
+            mode = stat.S_IMODE(source.stat().st_mode)
+            os.chmod(source, mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+        except OSError:
+            log.info("cannot make %s read-only", source)
     os.replace(tmp, target)
 
 
@@ -409,8 +415,9 @@ def export(
         _place(e.source, target)
         result.written.append(rel)
     result.files = len(wanted)
+    folders = unit_folders(roster)
     for row in rows:  # every unit gets its folder, also one that sent nothing
-        (directory / unit_folders(roster)[row["id"]]).mkdir(exist_ok=True)
+        (directory / folders[row["id"]]).mkdir(exist_ok=True)
     digest = hashlib.sha256(json.dumps([e.row() for e in entries], ensure_ascii=False).encode()).hexdigest()
     list_files = [directory / f"{LIST_NAME}.xlsx", directory / f"{LIST_NAME}.csv"]
     if manifest.get("list") != digest or not all(p.exists() for p in list_files):

@@ -214,3 +214,19 @@ def test_sigkill_during_reprocess_loses_nothing(served_campaign):
     on_disk = {p.name for p in Path(c.files_dir).rglob("*") if p.is_file() and len(p.name) == 64}
     assert on_disk == referenced  # no file left behind by the killed runs
     assert not [p for p in (c.files_dir / ".tmp").iterdir() if p.name.startswith("pending-")]
+
+
+def test_streamed_message_that_cannot_be_a_skeleton_is_kept_whole(imap_campaign):
+    """A big quoted-printable part cannot be encoded again byte for byte from its decoded file:
+    the raw copy is then the whole message (fetched again in pieces), still byte-identical."""
+    c = imap_campaign
+    c.configure(limits={"stream_threshold_bytes": THRESHOLD})
+    msg = build_mail(SXU)
+    text = "".join(f"第{i}行：科技活动周总结报告的附件文字。\n" for i in range(40000))
+    msg.add_attachment(text, subtype="plain", charset="utf-8", cte="quoted-printable", filename="附件.txt")
+    c.dovecot.append(c.imap_user, msg.as_bytes())
+    assert c.run("ingest", "--once", "--json").json["new"] == 1
+    expected = next(iter(served(c.dovecot, c.imap_user).values()))
+    assert len(expected) > 2 * 1024 * 1024  # streamed, and the part is fetched in chunks
+    assert mailroll(c, "show", "--raw", "1").stdout == expected
+    assert [p.name.split(".", 1)[1] for p in (c.files_dir / "raw").rglob("*.zst")] == ["eml.zst"]

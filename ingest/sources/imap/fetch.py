@@ -165,7 +165,7 @@ class Fetcher:
             return bytes(response_item(d, f"BODY[]<{offset}>") or b"")
 
         return skeleton.build(
-            fetch_range, size, streamer.traces, self.spool_dir, self.limits.max_header_bytes
+            fetch_range, size, streamer.traces, self.spool_dir, self.limits.max_header_bytes, streamer.header
         )
 
 

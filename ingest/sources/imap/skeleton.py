@@ -90,7 +90,12 @@ FetchRange = Callable[[int, int], bytes]  # (offset, length) -> bytes of BODY[] 
 
 
 def build(
-    fetch_range: FetchRange, size: int, traces: list[EncodedTrace], spool_dir: Path, header_limit: int
+    fetch_range: FetchRange,
+    size: int,
+    traces: list[EncodedTrace],
+    spool_dir: Path,
+    header_limit: int,
+    header: bytes | None = None,
 ) -> RawCopy:
     """The raw copy of a streamed message: a verified skeleton, else the whole message."""
     try:
@@ -100,7 +105,11 @@ def build(
         made = None
     if made is not None:
         return made
-    return raw.whole_from_chunks(_pieces(fetch_range, 0, size), spool_dir, header_limit)
+    try:
+        return raw.whole_from_chunks(_pieces(fetch_range, 0, size), spool_dir, header_limit)
+    except _NoSkeleton as e:  # the server would not serve the message whole: keep what we can
+        log.warning("raw copy not kept, only the header: %s", e)
+        return RawCopy(headers=header)
 
 
 class _NoSkeleton(Exception):
@@ -157,7 +166,10 @@ def _locate(fetch_range: FetchRange, cursor: int, size: int, trace: EncodedTrace
         searched = len(buf)
         if cursor + len(buf) >= size or len(buf) > MAX_LITERAL:
             raise _NoSkeleton(f"part {trace.section} not found in the message")
-        buf += fetch_range(cursor + len(buf), min(PIECE, size - cursor - len(buf)))
+        more = fetch_range(cursor + len(buf), min(PIECE, size - cursor - len(buf)))
+        if not more:
+            raise _NoSkeleton(f"the server sent nothing at byte {cursor + len(buf):,}")
+        buf += more
 
 
 def _verified(segments: list[dict], literals: list[bytes], spools: dict, size: int) -> RawCopy:
