@@ -113,7 +113,10 @@ def _tree(root: Path, skip=()) -> dict[str, tuple[int, int]]:
 
 
 DB_FILES = ("mailroll.db", "mailroll.db-wal", "mailroll.db-shm", "mailroll.db-journal", "mailroll.db.lock")
-SHA_PATH = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64}$")
+# files, and the raw copies of messages (ingest/raw.py)
+SHA_PATH = re.compile(
+    r"^([0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64}|raw/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64}\.(eml|skel)\.zst)$"
+)
 
 
 @dataclass

@@ -36,8 +36,11 @@ def _poll(campaign, **kw) -> pipeline.PollResult:
 def _store_matches_database(campaign) -> None:
     conn = sqlite3.connect(campaign.db_path)
     referenced = {s for (s,) in conn.execute("SELECT DISTINCT sha256 FROM parts WHERE sha256 IS NOT NULL")}
-    on_disk = {p.name for p in campaign.files_dir.rglob("*") if p.is_file() and ".tmp" not in p.parts}
+    files = [p for p in campaign.files_dir.rglob("*") if p.is_file() and ".tmp" not in p.parts]
+    on_disk = {p.name for p in files if "raw" not in p.parts}
     assert on_disk == referenced, f"orphans: {on_disk - referenced}, missing: {referenced - on_disk}"
+    raw = {s for (s,) in conn.execute("SELECT raw_sha256 FROM messages")}  # one raw copy per message
+    assert {p.name.split(".", 1)[0] for p in files if "raw" in p.parts} == raw and None not in raw
     assert list((campaign.files_dir / ".tmp").glob("pending-*.json")) == []
 
 
