@@ -216,3 +216,34 @@ def test_exported_files_are_copies_never_moves(sent, imap_campaign, tmp_path):
 def test_names_are_safe_on_windows(name, ext, expected):
     assert safe_name(name, ext) == expected
     assert len(safe_name(name, ext)) <= 120
+
+
+def test_file_names_use_the_campaigns_item_labels(campaign, tmp_path, media):
+    """Labels are the campaign's data: 影像资料 for the video, and a fourth item 典型案例."""
+    from test_campaign_items import SCIENCE_WEEK_4
+
+    campaign.use_campaigns(SCIENCE_WEEK_4)
+    report = make_report_docx(tmp_path / "r.docx", chars=800).read_bytes()
+    case = make_report_docx(tmp_path / "c.docx", chars=300).read_bytes()
+    video = media.video(30).read_bytes()
+    msg = build_mail(
+        TY,
+        subject="科技活动周材料",
+        attachments=[("总结报告.docx", report), ("典型案例：科普大篷车.docx", case), ("视频.mp4", video)],
+    )
+    campaign.deliver(msg, when=BEFORE)
+    campaign.run("ingest", "--once")
+    out = tmp_path / "out"
+    campaign.run("export", str(out))
+    ty = out / "太原市科学技术局"
+    assert sorted(p.name for p in ty.iterdir()) == sorted(
+        ["太原市科学技术局-总结报告.docx", "太原市科学技术局-典型案例.docx", "太原市科学技术局-影像资料.mp4"]
+    )
+    assert (ty / "太原市科学技术局-典型案例.docx").read_bytes() == case
+    rows = list(csv.DictReader((out / "清单.csv").read_text("utf-8-sig").splitlines()))
+    assert [r["材料"] for r in rows if r["单位编号"] == "taiyuan-kjj"] == [
+        "统计表",
+        "总结报告",
+        "影像资料",
+        "典型案例",
+    ]
