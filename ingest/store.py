@@ -200,7 +200,7 @@ def find_duplicate(
 
 
 def _message_columns(envelope: Envelope, parsed: ParsedMessage | None, raw: RawCopy | None = None) -> dict:
-    cols = {
+    cols: dict[str, object] = {
         "source": envelope.source,
         "source_key": envelope.key,
         "received_at": rfc3339(envelope.received_at),

@@ -114,7 +114,7 @@ def _why(v, p, st, counted_msg, counted_sha, counted_at, at) -> tuple[str, str]:
         "accept": ("; accepted by staff", "；工作人员认定合格"),
         "reject": ("; rejected by staff", "；工作人员认定不合格"),
     }
-    extra = staff.get(override, ("", ""))
+    extra = staff.get(override or "", ("", ""))
     if v["counts"]:
         if st.get("warnings") and any("could not be read" in w for w in st["warnings"]):
             return (

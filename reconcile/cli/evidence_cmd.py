@@ -100,7 +100,8 @@ def reprocess(app: App, messages: tuple[str, ...], all_: bool, as_json: bool) ->
         return
     click.echo(
         f"{counts['reprocessed']} message(s) derived again from their raw copies: "
-        f"{counts['recorded']} recorded, {counts['duplicate']} duplicate, {counts['failed']} failed; {len(chosen.skipped)} skipped"
+        f"{counts['recorded']} recorded, {counts['duplicate']} duplicate, {counts['failed']} failed; "
+        f"{len(chosen.skipped)} skipped"
     )
     for s in chosen.skipped:
         click.echo(f"  #{s['message']}: {s['reason']}", err=True)

@@ -47,7 +47,7 @@ class EncodedTrace:
     head: bytes = b""
     tail: bytes = b""
     first_line: bytes | None = None  # up to and including the first line end
-    _sha: object = field(default_factory=hashlib.sha256, repr=False)
+    _sha: hashlib._Hash = field(default_factory=hashlib.sha256, repr=False)
     _pending_line: bytes = b""
 
     def feed(self, chunk: bytes) -> None:
@@ -127,8 +127,11 @@ def _pieces(fetch_range: FetchRange, start: int, end: int) -> Iterator[bytes]:
 
 
 def _skeleton(fetch_range: FetchRange, size: int, traces: list[EncodedTrace]) -> RawCopy | None:
-    refs = [(t, t.segment()) for t in traces]
-    refs = [(t, s) for t, s in refs if s is not None]
+    refs: list[tuple[EncodedTrace, dict]] = []
+    for t in traces:
+        seg = t.segment()
+        if seg is not None:
+            refs.append((t, seg))
     if not refs:
         return None
     segments: list[dict] = []
