@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from ingest.model import Envelope
 from ingest.sources.base import FetchedMessage
@@ -72,20 +74,37 @@ class KeptRawSource:
         return len(self.ids)
 
     def fetch_new(self, db) -> Iterator[FetchedMessage]:
-        for mid in self.ids:
-            row = self.conn.execute(
-                "SELECT source, source_key, received_at, size, raw_sha256 FROM messages WHERE id = ?", [mid]
-            ).fetchone()
-            if row is None:
-                continue
-            source, key, received_at, size, sha = row
-            env = Envelope(source=source, key=key, received_at=_stored_time(received_at), size=size)
-            try:
-                data = b"".join(self.store.raw.open(sha, self.store.path_for))
-            except (OSError, ValueError) as e:
-                log.warning("message #%d: cannot read its raw copy: %s", mid, e)
-                continue
-            yield FetchedMessage(env, raw=data, reprocess=True)
+        """Each message written back to a spool file, which the pipeline's worker reads (as it
+        reads a Maildir file): a big message is never held whole. The pipeline has read it
+        when it asks for the next one; the file goes then (and ``recover`` sweeps any left)."""
+        spool: Path | None = None
+        try:
+            for mid in self.ids:
+                if spool is not None:
+                    spool.unlink(missing_ok=True)
+                    spool = None
+                row = self.conn.execute(
+                    "SELECT source, source_key, received_at, size, raw_sha256 FROM messages WHERE id = ?",
+                    [mid],
+                ).fetchone()
+                if row is None:
+                    continue
+                source, key, received_at, size, sha = row
+                spool = self.store.tmp / f"spool-reprocess-{uuid.uuid4().hex}.eml"
+                try:
+                    with open(spool, "wb") as f:
+                        for chunk in self.store.raw.open(sha, self.store.path_for):
+                            f.write(chunk)
+                except (OSError, ValueError) as e:
+                    log.warning("message #%d: cannot read its raw copy: %s", mid, e)
+                    continue
+                env = Envelope(
+                    source=source, key=key, received_at=_stored_time(received_at), size=size, path=spool
+                )
+                yield FetchedMessage(env, reprocess=True)
+        finally:
+            if spool is not None:
+                spool.unlink(missing_ok=True)
 
     def committed(self, db, envelope: Envelope) -> None:
         return None

@@ -177,6 +177,7 @@ def test_reprocess_all_on_a_copy_yields_the_same_conclusions(served_campaign, tm
     c.configure(mailbox={"host": "127.0.0.1", "port": 1}, storage={"db": str(tmp_path / "copy.db")})
     res = c.run("reprocess", "--all", "--json").json
     assert res["reprocessed"] == 4 and res["skipped"] == [] and res["failed"] == 0
+    assert not list((c.files_dir / ".tmp").glob("spool-*"))  # the messages written back are gone
     assert _snapshot(c) == before
     conn = sqlite3.connect(tmp_path / "copy.db")
     assert conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 4
