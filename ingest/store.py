@@ -252,6 +252,7 @@ def _upsert_message(conn: sqlite3.Connection, cols: dict) -> int:
     return inserted_id(conn.execute(f"INSERT INTO messages ({names}) VALUES ({marks})", tuple(cols.values())))
 
 
+# long: one transaction: the message row, its parts (keeping their ids when recorded again) and links
 def record_message(
     conn: sqlite3.Connection,
     envelope: Envelope,

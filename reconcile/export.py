@@ -22,6 +22,9 @@ made read-only, so editing the exported copy in place cannot alter the evidence)
 never moved. 清单 is rewritten only when its rows changed, so a second export changes nothing.
 """
 
+# long: planning (which files, which names) and writing (manifest, links or copies, 清单, zip)
+# belong together: the manifest's rules are the plan's names
+
 from __future__ import annotations
 
 import csv
@@ -185,6 +188,7 @@ def unit_folders(roster) -> dict[str, str]:
     return {uid: (n if taken[n.casefold()] == 1 else safe_name(uid)) for uid, n in names.items()}
 
 
+# long: one pass over the units and their items, building 清单's rows and the files to write
 def plan(
     conn: sqlite3.Connection, rows: list[dict], roster, config, *, all_versions: bool = False
 ) -> list[Entry]:
