@@ -216,10 +216,27 @@ class Config:
     # every campaign of the file, in its order; ``campaign`` and ``roster`` are the one selected
     # (the first unless ``for_campaign`` chose another)
     campaigns: tuple[Campaign, ...] = ()
+    # True when the file lists [[campaigns]]: then each message's campaign is worked out
+    # (reconcile.scope); with the old [campaign] every message is for the one campaign
+    scoped: bool = False
 
     @property
     def campaign_ids(self) -> list[str]:
         return [c.id for c in self.campaigns]
+
+    @property
+    def legacy_campaign(self) -> str | None:
+        """The campaign that decisions and mail recorded before campaigns existed (campaign NULL
+        in the database) belong to: the one with id 'default', else the only one; else None."""
+        ids = self.campaign_ids
+        if "default" in ids:
+            return "default"
+        return ids[0] if len(ids) == 1 else None
+
+    def campaign_clause(self, column: str = "campaign") -> tuple[str, list]:
+        """SQL (and its parameters) selecting rows about the selected campaign."""
+        legacy = self.legacy_campaign == self.campaign.id
+        return f"({column} = ? OR ({column} IS NULL AND ?))", [self.campaign.id, int(legacy)]
 
     def for_campaign(self, campaign_id: str) -> Config:
         """This config with ``campaign`` and ``roster`` those of the campaign ``campaign_id``."""
@@ -581,6 +598,7 @@ def config_from_dict(data: dict, file: Path) -> Config:
         raw=data,
         campaigns=tuple(campaigns),
         attribution=attribution,
+        scoped="campaigns" in data,
     )
 
 

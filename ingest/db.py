@@ -6,8 +6,9 @@ Two families of tables:
 * facts, written by ``ingest`` and never changed afterwards: ``messages``, ``parts``,
   ``links``, ``mailbox_state``;
 * conclusions and staff decisions, written by ``reconcile``: ``attributions`` (recomputable),
-  ``overrides`` and ``audit_log`` (staff decisions), ``outbox`` (receipts and reminders sent),
-  ``bounces``, ``service_state`` (heartbeat).
+  ``overrides`` and ``audit_log`` (staff decisions), ``outbox`` (notices, receipts and reminders
+  sent), ``bounces``, ``service_state`` (heartbeat). Attributions, overrides, outbox rows and the
+  status cache name the campaign they are about (migration 6).
 
 Migrations are applied in order on open; ``PRAGMA user_version`` records the last one applied.
 Every connection uses WAL (readers never block the writer) and a busy timeout, so ``status``
@@ -250,6 +251,31 @@ MIGRATIONS: list[str] = [
     ALTER TABLE messages ADD COLUMN raw_sha256 TEXT;   -- its raw copy in storage.files/raw (NULL: none)
     ALTER TABLE messages ADD COLUMN raw_headers BLOB;  -- the header block as served, always
     CREATE INDEX messages_raw ON messages(raw_sha256);
+    """,
+    # 6: campaigns. Facts stay once per message; conclusions name their campaign. Rows written
+    # before campaigns existed keep campaign NULL: they belong to the campaign with id 'default'
+    # (the old [campaign] form), or to the only campaign (ingest.config.Config.legacy_campaign).
+    # Attributions and the status cache are conclusions: recomputed on first use.
+    """
+    ALTER TABLE attributions ADD COLUMN campaign TEXT;   -- campaign id; NULL: none (other, bounce, unsure)
+    ALTER TABLE attributions ADD COLUMN scope TEXT;      -- why this campaign (or why none)
+    CREATE INDEX attributions_campaign ON attributions(campaign, unit);
+    ALTER TABLE overrides ADD COLUMN campaign TEXT;      -- the campaign the decision is about
+    ALTER TABLE outbox ADD COLUMN campaign TEXT;         -- the campaign the mail is about
+    DROP INDEX outbox_reminder_once;
+    CREATE UNIQUE INDEX outbox_reminder_once ON outbox(coalesce(campaign, ''), unit, stage)
+        WHERE kind = 'reminder';
+    CREATE UNIQUE INDEX outbox_notice_once ON outbox(coalesce(campaign, ''), unit) WHERE kind = 'notice';
+    DROP TABLE unit_status;
+    CREATE TABLE unit_status (
+        campaign TEXT NOT NULL,            -- campaign id
+        pos INTEGER NOT NULL,              -- roster order
+        unit TEXT NOT NULL,                -- roster id
+        state TEXT NOT NULL,               -- 'complete' | 'incomplete' | 'missing'
+        json TEXT NOT NULL,                -- the `status --json` object of the unit
+        PRIMARY KEY (campaign, pos)
+    );
+    DELETE FROM reconcile_state WHERE key IN ('attribution_inputs', 'status_fingerprint');
     """,
 ]
 

@@ -40,6 +40,7 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 from ingest.db import transaction
 from reconcile import authresults
@@ -391,12 +392,24 @@ def attribute(
     decisions by message id. One transaction (a savepoint inside an open one).
     """
     ids = None if message_ids is None else sorted({int(i) for i in message_ids})
-    attributor = Attributor(roster, getattr(config, "public_domains", []))
-    trust = TrustContext.load(conn, roster, config)
+    if getattr(config, "scoped", False):  # [[campaigns]]: which campaign first (reconcile.scope)
+        from reconcile.scope import attribute_campaigns
+
+        work = partial(attribute_campaigns, conn, config, ids)
+    else:
+        attributor = Attributor(roster, getattr(config, "public_domains", []))
+        trust = TrustContext.load(conn, roster, config)
+        work = partial(_attribute_locked, conn, roster, attributor, trust, ids, config.campaign.id)
     # Read the evidence inside the write transaction: a concurrent writer cannot slip a
     # message in between reading and replacing the rows (two re-attributions at once).
     with transaction(conn):
-        return _attribute_locked(conn, roster, attributor, trust, ids)
+        return work()
+
+
+def kept_bounces(conn: sqlite3.Connection) -> dict[int, str]:
+    """Bounces of our own mail (reconcile/outgoing/bounces.py) are never submissions: their
+    verdicts (message id -> reason) are kept through a new attribution pass."""
+    return dict(conn.execute("SELECT message, reason FROM attributions WHERE method = 'bounce'").fetchall())
 
 
 def _attribute_locked(
@@ -405,12 +418,10 @@ def _attribute_locked(
     attributor: Attributor,
     trust: TrustContext,
     ids: list[int] | None,
+    campaign: str,
 ) -> dict[int, Attribution]:
     manual = manual_assignments(conn)
-    # bounces of our own mail (reconcile/outgoing/bounces.py) are never submissions: keep their verdict
-    bounces = dict(
-        conn.execute("SELECT message, reason FROM attributions WHERE method = 'bounce'").fetchall()
-    )
+    bounces = kept_bounces(conn)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     decisions: dict[int, Attribution] = {}
     for ev in _evidence(conn, ids):
@@ -430,6 +441,17 @@ def _attribute_locked(
         a = decisions[ev.id]
         a.trust, note = sender_trust(a, ev, trust)
         a.reason += note
+    rows = [
+        (mid, campaign if a.method != "bounce" else None, a.unit, a.method, a.reason, None, a.trust)
+        for mid, a in decisions.items()
+    ]
+    store_attributions(conn, rows, ids, now)
+    return decisions
+
+
+def store_attributions(conn: sqlite3.Connection, rows: list[tuple], ids: list[int] | None, now: str) -> None:
+    """Replace the attributions of ``ids`` (all with None) by ``rows``: (message, campaign,
+    unit, method, reason, scope, trust)."""
     if ids is None:
         conn.execute("DELETE FROM attributions")
     else:
@@ -437,8 +459,7 @@ def _attribute_locked(
             "DELETE FROM attributions WHERE message IN (SELECT value FROM json_each(?))", [json.dumps(ids)]
         )
     conn.executemany(
-        "INSERT OR REPLACE INTO attributions (message, unit, method, reason, trust, decided_at) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        [(mid, a.unit, a.method, a.reason, a.trust, now) for mid, a in decisions.items()],
+        "INSERT OR REPLACE INTO attributions (message, campaign, unit, method, reason, scope, trust, decided_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(*row, now) for row in rows],
     )
-    return decisions

@@ -23,6 +23,7 @@ from ingest.config import ConfigError, parse_rfc3339
 from ingest.db import inserted_id, transaction
 
 ACTIONS = ("assign", "accept", "reject", "exempt", "extend")
+COLUMNS = "id, action, unit, item, message, value, note, actor, created_at, revoked_at, revoked_by, campaign"
 
 
 class OverrideError(ValueError):
@@ -42,6 +43,7 @@ class Override:
     created_at: str
     revoked_at: str | None = None
     revoked_by: str | None = None
+    campaign: str | None = None  # NULL: made before campaigns existed (Config.legacy_campaign)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -75,15 +77,16 @@ def add(
     message: int | None = None,
     value: str | None = None,
     note: str | None = None,
+    campaign: str | None = None,
 ) -> int:
-    """Record a decision (and its audit entry); returns the override id."""
+    """Record a decision (and its audit entry) about ``campaign``; returns the override id."""
     if action not in ACTIONS:
         raise OverrideError(f"unknown action {action!r}")
     with transaction(conn):
         cur = conn.execute(
-            "INSERT INTO overrides (action, unit, item, message, value, note, actor, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [action, unit, item, message, value, note, actor, _now()],
+            "INSERT INTO overrides (action, unit, item, message, value, note, actor, created_at, campaign) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [action, unit, item, message, value, note, actor, _now(), campaign],
         )
         oid = inserted_id(cur)
         audit(
@@ -93,7 +96,13 @@ def add(
             unit,
             {
                 k: v
-                for k, v in {"override": oid, "item": item, "message": message, "value": value}.items()
+                for k, v in {
+                    "override": oid,
+                    "item": item,
+                    "message": message,
+                    "value": value,
+                    "campaign": campaign,
+                }.items()
                 if v is not None
             },
             note,
@@ -103,8 +112,7 @@ def add(
 
 def get(conn: sqlite3.Connection, override_id: int) -> Override | None:
     row = conn.execute(
-        "SELECT id, action, unit, item, message, value, note, actor, created_at, revoked_at, revoked_by "
-        "FROM overrides WHERE id = ?",
+        f"SELECT {COLUMNS} FROM overrides WHERE id = ?",
         [override_id],
     ).fetchone()
     return Override(*row) if row else None
@@ -137,18 +145,20 @@ def revoke(conn: sqlite3.Connection, override_id: int, actor: str, note: str | N
 
 
 def listing(
-    conn: sqlite3.Connection, *, unit: str | None = None, include_revoked: bool = True
+    conn: sqlite3.Connection, *, unit: str | None = None, include_revoked: bool = True, config=None
 ) -> list[Override]:
-    sql = (
-        "SELECT id, action, unit, item, message, value, note, actor, created_at, revoked_at, revoked_by "
-        "FROM overrides WHERE 1=1"
-    )
+    """Decisions, oldest first; with ``config``: only those about its selected campaign."""
+    sql = f"SELECT {COLUMNS} FROM overrides WHERE 1=1"
     params: list = []
     if unit is not None:
         sql += " AND unit = ?"
         params.append(unit)
     if not include_revoked:
         sql += " AND revoked_at IS NULL"
+    if config is not None:
+        clause, more = config.campaign_clause()
+        sql += " AND " + clause
+        params += more
     return [Override(*r) for r in conn.execute(sql + " ORDER BY id", params)]
 
 
@@ -161,11 +171,12 @@ class InForce:
     extend: dict[str, tuple[datetime, Override]]  # unit -> (deadline, extend)
 
 
-def in_force(conn: sqlite3.Connection) -> InForce:
+def in_force(conn: sqlite3.Connection, config=None) -> InForce:
+    """The decisions in force (about the selected campaign of ``config``, when given)."""
     items: dict[tuple[str, str], Override] = {}
     exempt: dict[str, Override] = {}
     extend: dict[str, tuple[datetime, Override]] = {}
-    for o in listing(conn, include_revoked=False):
+    for o in listing(conn, include_revoked=False, config=config):
         if o.action in ("accept", "reject") and o.unit and o.item:
             items[(o.unit, o.item)] = o
         elif o.action == "exempt" and o.unit:
@@ -178,13 +189,17 @@ def in_force(conn: sqlite3.Connection) -> InForce:
     return InForce(items, exempt, extend)
 
 
-def unknown_units(conn: sqlite3.Connection, roster) -> list[Override]:
+def unknown_units(conn: sqlite3.Connection, roster, config=None) -> list[Override]:
     """Decisions in force that name a unit no longer in the roster (renamed or removed id).
 
     They do nothing (status only looks at roster units; an assign to such a unit falls back to
     automatic attribution) but staff should revoke or redo them: `overrides` marks them and
     `roster check` reports them."""
-    return [o for o in listing(conn, include_revoked=False) if o.unit and o.unit not in roster.by_id]
+    return [
+        o
+        for o in listing(conn, include_revoked=False, config=config)
+        if o.unit and o.unit not in roster.by_id
+    ]
 
 
 def assigns_in_force(conn: sqlite3.Connection, message: int) -> list[Override]:

@@ -256,7 +256,9 @@ def _unmatched_table(conn: sqlite3.Connection, config) -> Table:
         "SELECT m.id, m.received_at, m.from_addr, m.from_name, m.subject, a.reason, "
         "(SELECT group_concat(coalesce(p.filename, p.location), '; ') FROM parts p WHERE p.message = m.id) "
         "FROM messages m JOIN attributions a ON a.message = m.id "
-        "WHERE a.unit IS NULL AND m.status = 'recorded' ORDER BY m.received_at, m.id"
+        "WHERE a.unit IS NULL AND m.status = 'recorded' AND a.method IS NOT 'other' "
+        "AND (a.campaign = ? OR a.campaign IS NULL) ORDER BY m.received_at, m.id",
+        [config.campaign.id],
     ):
         sender = f"{from_name} <{from_addr}>" if from_name else (from_addr or "")
         t.add([mid, _local(received_at, tz), sender, subject or "", files or "", reason or ""])

@@ -46,16 +46,18 @@ def iso_text(value: datetime, tz=None) -> str:
 # ---------------------------------------------------------------------------------- computing
 
 
-def _load(conn: sqlite3.Connection):
+def _load(conn: sqlite3.Connection, campaign: str):
+    """The messages attributed to a unit in ``campaign``, with their parts and unfetched links."""
     messages: dict[int, dict] = {}
     by_unit: dict[str, list[int]] = defaultdict(list)
     for mid, unit, method, reason, trust, message_id, received_at, subject, from_addr in conn.execute(
         "SELECT m.id, a.unit, a.method, a.reason, a.trust, m.message_id, m.received_at, m.subject, "
         "m.from_addr "
         "FROM attributions a JOIN messages m ON m.id = a.message "
-        "WHERE a.unit IS NOT NULL AND m.status = 'recorded' "
+        "WHERE a.unit IS NOT NULL AND a.campaign = ? AND m.status = 'recorded' "
         "AND m.id NOT IN (SELECT message FROM overrides WHERE action = 'reject' AND message IS NOT NULL "
-        "AND revoked_at IS NULL)"
+        "AND revoked_at IS NULL)",
+        [campaign],
     ):
         messages[mid] = {
             "id": mid,
@@ -86,7 +88,8 @@ def _load(conn: sqlite3.Connection):
     )
     for row in conn.execute(
         f"SELECT p.{', p.'.join(cols)} FROM parts p JOIN attributions a ON a.message = p.message "
-        "WHERE a.unit IS NOT NULL ORDER BY p.message, p.seq"
+        "WHERE a.unit IS NOT NULL AND a.campaign = ? ORDER BY p.message, p.seq",
+        [campaign],
     ):
         p = dict(zip(cols, row, strict=True))
         if p["message"] in messages:
@@ -95,7 +98,8 @@ def _load(conn: sqlite3.Connection):
     lcols = ("id", "message", "url", "host", "provider", "filename", "status", "part", "error")
     for row in conn.execute(
         f"SELECT l.{', l.'.join(lcols)} FROM links l JOIN attributions a ON a.message = l.message "
-        "WHERE a.unit IS NOT NULL AND l.status != 'downloaded' ORDER BY l.id"
+        "WHERE a.unit IS NOT NULL AND a.campaign = ? AND l.status != 'downloaded' ORDER BY l.id",
+        [campaign],
     ):
         link = dict(zip(lcols, row, strict=True))
         name = (link["filename"] or "").lower()
@@ -395,7 +399,7 @@ def unit_statuses(
 
     campaign = config.campaign
     tz = campaign.timezone
-    messages, by_unit, parts, links = _load(conn)
+    messages, by_unit, parts, links = _load(conn, campaign.id)
     if as_of is not None:
         if as_of.tzinfo is None:
             raise ValueError("as_of must be an aware datetime")
@@ -403,7 +407,7 @@ def unit_statuses(
         by_unit = defaultdict(list, {u: [m for m in ms if m in messages] for u, ms in by_unit.items()})
     parts_by_id = {p["id"]: p for ps in parts.values() for p in ps}
     names = None
-    decisions = in_force(conn)
+    decisions = in_force(conn, config)
     review_all = getattr(getattr(config, "attribution", None), "named_senders", "count") == "review"
     out = []
     for unit in roster.units:

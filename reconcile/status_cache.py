@@ -43,33 +43,65 @@ def file_fingerprint(path) -> str:
     return f"{st.st_mtime_ns}:{st.st_size}"
 
 
-def inputs_fingerprint(roster_path, config_path) -> str:
-    """What attributions and status depend on besides the database: the roster and config files."""
-    return f"roster={file_fingerprint(roster_path)};config={file_fingerprint(config_path)}"
+def inputs_fingerprint(roster_paths, config_path) -> str:
+    """What attributions and status depend on besides the database: the rosters (of every
+    campaign: a message's campaign depends on them all) and the config file."""
+    rosters = ",".join(file_fingerprint(p) for p in dict.fromkeys(roster_paths))
+    return f"roster={rosters};config={file_fingerprint(config_path)}"
 
 
-def fingerprint_parts(data_version, roster_path, config_path) -> str:
-    return f"v{STATUS_CODE_VERSION};data={data_version};{inputs_fingerprint(roster_path, config_path)}"
+def fingerprint_parts(data_version, roster_paths, config_path) -> str:
+    return f"v{STATUS_CODE_VERSION};data={data_version};{inputs_fingerprint(roster_paths, config_path)}"
 
 
-def _config_path(argv: list[str]) -> tuple[str | None, list[str]]:
-    """Split ``--config PATH`` off the global options; None if anything else is there."""
+def status_key(campaign: str) -> str:
+    return f"status_fingerprint:{campaign}"
+
+
+def _global_options(argv: list[str]) -> tuple[str | None, str | None, list[str]]:
+    """Split ``--config PATH`` and ``--campaign ID`` off the global options; path None if
+    anything else is there."""
     path = os.environ.get("MAILROLL_CONFIG") or "config.toml"
+    campaign = os.environ.get("MAILROLL_CAMPAIGN") or None
     rest = list(argv)
     while rest and rest[0].startswith("-"):
         opt = rest.pop(0)
-        if opt == "--config" and rest:
-            path = rest.pop(0)
-        elif opt.startswith("--config="):
-            path = opt.split("=", 1)[1]
+        if opt in ("--config", "--campaign") and rest:
+            value = rest.pop(0)
+        elif opt.startswith(("--config=", "--campaign=")):
+            opt, value = opt.split("=", 1)
         else:
-            return None, []
-    return path, rest
+            return None, None, []
+        if opt == "--config":
+            path = value
+        else:
+            campaign = value
+    return path, campaign, rest
+
+
+def _campaign_and_rosters(data: dict, chosen: str | None, resolve) -> tuple[str, list[str]]:
+    """The campaign `status` shows and every campaign's roster, from the TOML as read (as
+    ingest.config reads it); raises on anything unusual (the ordinary command explains)."""
+    listed = data.get("campaigns")
+    if listed is None:
+        if chosen not in (None, "default"):
+            raise LookupError(chosen)
+        return "default", [resolve(str(data["roster"]["path"]))]
+    default = data.get("roster", {}).get("path")
+    rosters = [resolve(str(c.get("roster", default))) for c in listed]
+    ids = [str(c["id"]) for c in listed]
+    if chosen is None:
+        if len(ids) != 1:
+            raise LookupError("several campaigns")
+        chosen = ids[0]
+    if chosen not in ids:
+        raise LookupError(chosen)
+    return chosen, rosters
 
 
 def cached_status_json(argv: list[str]) -> str | None:
     """The `status --json` output from a current cache, or None (then run the real command)."""
-    path, rest = _config_path(argv)
+    path, chosen, rest = _global_options(argv)
     if path is None or rest != ["status", "--json"]:
         return None
     try:
@@ -85,20 +117,24 @@ def cached_status_json(argv: list[str]) -> str | None:
             return os.path.realpath(p if os.path.isabs(p) else os.path.join(base, p))
 
         db = resolve(str(data.get("storage", {}).get("db", "mailroll.db")))
-        roster = resolve(str(data["roster"]["path"]))
+        campaign, rosters = _campaign_and_rosters(data, chosen, resolve)
         if not os.path.exists(db):
             return None
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30.0)
         try:
+            key = status_key(campaign)
             state = dict(
-                conn.execute(
-                    "SELECT key, value FROM reconcile_state WHERE key IN ('version:data', 'status_fingerprint')"
-                )
+                conn.execute("SELECT key, value FROM reconcile_state WHERE key IN ('version:data', ?)", [key])
             )
-            fp = fingerprint_parts(state.get("version:data", "-"), roster, config_file)
-            if state.get("status_fingerprint") != fp:
+            fp = fingerprint_parts(state.get("version:data", "-"), rosters, config_file)
+            if state.get(key) != fp:
                 return None
-            rows = [r[0] for r in conn.execute("SELECT json FROM unit_status ORDER BY pos")]
+            rows = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT json FROM unit_status WHERE campaign = ? ORDER BY pos", [campaign]
+                )
+            ]
         finally:
             conn.close()
     except Exception:  # noqa: BLE001 - anything odd: the ordinary command handles it and says why
@@ -109,15 +145,19 @@ def cached_status_json(argv: list[str]) -> str | None:
 # ---------------------------------------------------------------------------------- fingerprint
 
 
+def _roster_paths(config) -> list:
+    return [c.roster for c in config.campaigns] or [config.roster.path]
+
+
 def config_inputs(config) -> str:
-    """What attributions depend on besides facts: the roster and config files."""
-    return inputs_fingerprint(config.roster.path, config.path)
+    """What attributions depend on besides facts: the rosters and the config file."""
+    return inputs_fingerprint(_roster_paths(config), config.path)
 
 
 def fingerprint(conn: sqlite3.Connection, config) -> str:
     """The fingerprint of the current data, inputs and code: the cache is current when it matches."""
     row = conn.execute("SELECT value FROM reconcile_state WHERE key = 'version:data'").fetchone()
-    return fingerprint_parts(row[0] if row else "-", config.roster.path, config.path)
+    return fingerprint_parts(row[0] if row else "-", _roster_paths(config), config.path)
 
 
 def _state(conn: sqlite3.Connection, key: str) -> str | None:
@@ -135,9 +175,12 @@ def _set_state(conn: sqlite3.Connection, key: str, value: str) -> None:
 
 def cached_rows(conn: sqlite3.Connection, config) -> list[str] | None:
     """The cached JSON rows if they are current, else None. Cheap: for `status --json`."""
-    if _state(conn, "status_fingerprint") != fingerprint(conn, config):
+    campaign = config.campaign.id
+    if _state(conn, status_key(campaign)) != fingerprint(conn, config):
         return None
-    return [r[0] for r in conn.execute("SELECT json FROM unit_status ORDER BY pos")]
+    return [
+        r[0] for r in conn.execute("SELECT json FROM unit_status WHERE campaign = ? ORDER BY pos", [campaign])
+    ]
 
 
 # ---------------------------------------------------------------------------------- refresh
@@ -174,8 +217,12 @@ def refresh(conn: sqlite3.Connection, roster, config, *, force: bool = False) ->
     from reconcile.status import unit_statuses
 
     fp = fingerprint(conn, config)
-    if not force and _state(conn, "status_fingerprint") == fp:
-        return [json.loads(r[0]) for r in conn.execute("SELECT json FROM unit_status ORDER BY pos")]
+    campaign = config.campaign.id
+    if not force and _state(conn, status_key(campaign)) == fp:
+        return [
+            json.loads(r[0])
+            for r in conn.execute("SELECT json FROM unit_status WHERE campaign = ? ORDER BY pos", [campaign])
+        ]
     ensure_attributed(conn, roster, config)
     # Compute from one snapshot and store the fingerprint of that snapshot: a write by ingest
     # meanwhile leaves the cache marked stale, never marked fresh with old rows.
@@ -183,20 +230,20 @@ def refresh(conn: sqlite3.Connection, roster, config, *, force: bool = False) ->
         fp = fingerprint(conn, config)
         rows = unit_statuses(conn, roster, config)
     try:
-        _store(conn, rows, fp)
+        _store(conn, rows, fp, campaign)
     except sqlite3.OperationalError as e:  # e.g. a read-only copy of the database: answer anyway
         log.info("status not cached: %s", e)
     return rows
 
 
-def _store(conn: sqlite3.Connection, rows: list[dict], fp: str) -> None:
+def _store(conn: sqlite3.Connection, rows: list[dict], fp: str, campaign: str) -> None:
     with transaction(conn):
-        conn.execute("DELETE FROM unit_status")
+        conn.execute("DELETE FROM unit_status WHERE campaign = ?", [campaign])
         conn.executemany(
-            "INSERT INTO unit_status (pos, unit, state, json) VALUES (?, ?, ?, ?)",
+            "INSERT INTO unit_status (campaign, pos, unit, state, json) VALUES (?, ?, ?, ?, ?)",
             [
-                (i, r["id"], r["state"], json.dumps(r, ensure_ascii=False, default=str))
+                (campaign, i, r["id"], r["state"], json.dumps(r, ensure_ascii=False, default=str))
                 for i, r in enumerate(rows)
             ],
         )
-        _set_state(conn, "status_fingerprint", fp)
+        _set_state(conn, status_key(campaign), fp)

@@ -22,8 +22,9 @@ def unit_detail(conn: sqlite3.Connection, roster, config, unit, status_row: dict
     mrows = conn.execute(
         "SELECT m.id, m.message_id, m.received_at, m.from_addr, m.subject, m.status, a.method, a.reason, "
         "a.trust "
-        "FROM attributions a JOIN messages m ON m.id = a.message WHERE a.unit = ? ORDER BY m.received_at, m.id",
-        [unit.id],
+        "FROM attributions a JOIN messages m ON m.id = a.message WHERE a.unit = ? AND a.campaign = ? "
+        "ORDER BY m.received_at, m.id",
+        [unit.id, config.campaign.id],
     ).fetchall()
     pcols = (
         "id",
@@ -93,10 +94,11 @@ def unit_detail(conn: sqlite3.Connection, roster, config, unit, status_row: dict
             d = {"text": detail}
         audit_rows.append({"at": at, "actor": actor, "action": action, "detail": d, "note": note})
     outbox = []
+    clause, params = config.campaign_clause()
     for kind, stage, to_addrs, subject, ostatus, error, created_at, sent_at in conn.execute(
         "SELECT kind, stage, to_addrs, subject, status, error, created_at, sent_at FROM outbox "
-        "WHERE unit = ? ORDER BY id",
-        [unit.id],
+        f"WHERE unit = ? AND {clause} ORDER BY id",
+        [unit.id, *params],
     ):
         try:
             to = json.loads(to_addrs)
@@ -125,7 +127,7 @@ def unit_detail(conn: sqlite3.Connection, roster, config, unit, status_row: dict
         "status": status_row,
         "versions": item_versions(conn, unit.id, status_row, config),
         "messages": messages,
-        "overrides": [o.as_dict() for o in listing(conn, unit=unit.id)],
+        "overrides": [o.as_dict() for o in listing(conn, unit=unit.id, config=config)],
         "audit": audit_rows,
         "outbox": outbox,
     }

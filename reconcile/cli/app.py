@@ -35,20 +35,45 @@ class UsageProblem(click.UsageError):
 class App:
     """What a command needs, opened on first use."""
 
-    def __init__(self, config_path: str | None, verbose: int):
+    def __init__(self, config_path: str | None, verbose: int, campaign: str | None = None):
         self.config_path = config_path
         self.verbose = verbose
+        self.campaign_id = campaign or None
+
+    @cached_property
+    def all_config(self) -> Config:
+        """The config as written, every campaign in it (``campaign``: the first)."""
+        return load_config(self.config_path)
 
     @cached_property
     def config(self) -> Config:
-        return load_config(self.config_path)
+        """The config with the campaign chosen by ``--campaign`` (or the only one) selected.
+
+        With several campaigns and none chosen: a usage error (exit 2) listing the ids."""
+        config = self.all_config
+        if self.campaign_id is not None:
+            return config.for_campaign(self.campaign_id)
+        if len(config.campaigns) > 1:
+            raise UsageProblem(
+                f"{config.path} has several campaigns: say which with --campaign ID (or "
+                f"MAILROLL_CAMPAIGN=ID); the ids are {', '.join(config.campaign_ids)}"
+            )
+        return config
+
+    @property
+    def any_config(self) -> Config:
+        """For commands that work for every campaign (ingest, messages, serve): the chosen
+        campaign if there is one, else the first."""
+        if self.campaign_id is None and len(self.all_config.campaigns) > 1:
+            return self.all_config
+        return self.config
 
     @cached_property
     def conn(self):
         """Plain sqlite3 connection (migrated). Cheap; used by read-mostly commands."""
         from ingest.db import open_connection
 
-        return open_connection(self.config.storage.db)
+        return open_connection(self.all_config.storage.db)
 
     @cached_property
     def db(self):
@@ -62,6 +87,13 @@ class App:
         from reconcile.roster import load_roster
 
         return load_roster(self.config.roster.path)
+
+    @cached_property
+    def any_roster(self):
+        """The roster of ``any_config``'s campaign."""
+        from reconcile.roster import load_roster
+
+        return load_roster(self.any_config.roster.path)
 
     @property
     def actor(self) -> str:
@@ -153,13 +185,20 @@ class MailrollGroup(click.Group):
     envvar="MAILROLL_CONFIG",
     help="Config file (TOML). Default: $MAILROLL_CONFIG, else ./config.toml.",
 )
+@click.option(
+    "--campaign",
+    "campaign",
+    envvar="MAILROLL_CAMPAIGN",
+    metavar="ID",
+    help="The campaign (see `mailroll campaigns`); needed when the config lists several.",
+)
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 @click.version_option(package_name="mailroll")
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
+def cli(ctx: click.Context, config_path: str | None, campaign: str | None, verbose: int) -> None:
     """mailroll: turns a campaign mailbox into a roll call of who sent what."""
     setup_logging(verbose)
-    ctx.obj = App(config_path, verbose)
+    ctx.obj = App(config_path, verbose, campaign)
 
 
 def json_option(f):
@@ -186,6 +225,7 @@ COMMAND_MODULES = [
     "review_cmd",  # review
     "export_cmd",  # export DIR [--zip PATH] [--all-versions]
     "evidence_cmd",  # reprocess, and the raw copy for show --raw
+    "campaigns_cmd",  # campaigns
 ]
 
 

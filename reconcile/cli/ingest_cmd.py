@@ -19,21 +19,23 @@ def run_poll(app: App, *, progress: bool = False, stop=None) -> dict:
     from reconcile.outgoing.bounces import record_bounces
     from reconcile.status_cache import ensure_attributed
 
-    config = app.config
+    config = app.any_config
     with ingest_lock(config, wait_s=config.service.lock_wait_s):
         with _progress_bar(progress) as bar:
             result = poll_once(config, app.conn, progress=bar, stop=stop)
         # the new messages, and any a crashed earlier run recorded but did not get to attribute
-        ensure_attributed(app.conn, app.roster, config)
+        ensure_attributed(app.conn, app.any_roster, config)
         record_bounces(app.conn, config, result.recorded_ids)  # bounces of our mail are no submissions
-    attributed = unmatched = 0
+    attributed = unmatched = other = 0
     if result.recorded_ids:
         marks = ",".join("?" for _ in result.recorded_ids)
-        for (unit,) in app.conn.execute(
-            f"SELECT unit FROM attributions WHERE message IN ({marks})", result.recorded_ids
+        for unit, method in app.conn.execute(
+            f"SELECT unit, method FROM attributions WHERE message IN ({marks})", result.recorded_ids
         ):
             if unit:
                 attributed += 1
+            elif method == "other":
+                other += 1
             else:
                 unmatched += 1
     return {
@@ -43,6 +45,7 @@ def run_poll(app: App, *, progress: bool = False, stop=None) -> dict:
         "unmatched": unmatched,
         "duplicate": result.duplicate,
         "failed": result.failed,
+        **({"other": other} if config.scoped else {}),
     }
 
 
@@ -120,6 +123,7 @@ def ingest_command(app: App, once: bool, as_json: bool) -> None:
         click.echo(
             f"{c['new']} new message(s) of {c['seen']} in the mailbox: {c['attributed']} attributed, "
             f"{c['unmatched']} unmatched, {c['duplicate']} duplicate, {c['failed']} failed"
+            + (f", {c['other']} for no campaign" if "other" in c else "")
         )
         if c["failed"]:
             click.echo(
@@ -171,7 +175,7 @@ def retry_command(app: App, message: str, as_json: bool) -> None:
 
 MESSAGES_SQL = """
 SELECT m.id, m.message_id, m.from_addr, m.from_name, m.subject, m.received_at, m.status, m.error,
-       m.duplicate_of, a.unit, a.method, a.reason, a.trust,
+       m.duplicate_of, a.unit, a.method, a.reason, a.trust, a.campaign, a.scope,
        (SELECT COUNT(*) FROM parts p WHERE p.message = m.id) AS parts
 FROM messages m LEFT JOIN attributions a ON a.message = m.id
 ORDER BY m.received_at, m.id
@@ -184,7 +188,7 @@ def message_rows(app: App) -> list[dict]:
     from reconcile.status_cache import ensure_attributed
 
     conn = app.conn
-    ensure_attributed(conn, app.roster, app.config)
+    ensure_attributed(conn, app.any_roster, app.any_config)
     rejected = {o.message: o for o in message_rejects_in_force(conn)}
     rows = []
     for (
@@ -201,13 +205,15 @@ def message_rows(app: App) -> list[dict]:
         method,
         reason,
         trust,
+        campaign,
+        scope,
         parts,
     ) in conn.execute(MESSAGES_SQL):
         if status == "failed":
             disposition, why = "failed", error
         elif status == "duplicate":
             disposition, why = "duplicate", f"same Message-ID and content as message {duplicate_of}"
-            unit = _unit_of(conn, duplicate_of)
+            unit, campaign = _unit_of(conn, duplicate_of)
         elif unit:
             disposition, why = "attributed", reason
             if mid in rejected:
@@ -215,6 +221,8 @@ def message_rows(app: App) -> list[dict]:
                 why = (
                     f"rejected by staff (override {o.id}): {o.note or ''}; counts for nothing (was: {reason})"
                 )
+        elif method == "other":
+            disposition, why = "other", reason
         else:
             disposition, why = "unmatched", reason or "not attributed yet"
         rows.append(
@@ -226,21 +234,24 @@ def message_rows(app: App) -> list[dict]:
                 "unit": unit,
                 "disposition": disposition,
                 "reason": why,
+                "campaign": campaign,
                 "id": mid,
                 "from_name": from_name,
                 "method": method if disposition == "attributed" else None,
                 "trust": trust if disposition == "attributed" else None,
+                "scope": scope,
                 "parts": parts,
             }
         )
     return rows
 
 
-def _unit_of(conn, message: int | None) -> str | None:
+def _unit_of(conn, message: int | None) -> tuple[str | None, str | None]:
+    """(unit, campaign) of the message a duplicate repeats."""
     if message is None:
-        return None
-    row = conn.execute("SELECT unit FROM attributions WHERE message = ?", (message,)).fetchone()
-    return row[0] if row else None
+        return None, None
+    row = conn.execute("SELECT unit, campaign FROM attributions WHERE message = ?", (message,)).fetchone()
+    return (row[0], row[1]) if row else (None, None)
 
 
 _COLOURS = {
@@ -249,6 +260,7 @@ _COLOURS = {
     "duplicate": "dim",
     "failed": "red",
     "review": "yellow",
+    "other": "dim",
 }
 
 
@@ -287,7 +299,7 @@ def message_table(rows: list[dict], title: str, show_unit: bool = True, tz=None)
 @cli.command("messages")
 @click.option(
     "--disposition",
-    type=click.Choice(["attributed", "unmatched", "duplicate", "failed"]),
+    type=click.Choice(["attributed", "unmatched", "duplicate", "failed", "other"]),
     help="Only messages with this outcome.",
 )
 @click.option("--unit", help="Only messages attributed to this unit (id, name or alias).")
@@ -304,7 +316,9 @@ def messages_command(app: App, disposition: str | None, unit: str | None, as_jso
         rows = [r for r in rows if r["disposition"] == disposition]
     if unit:
         rows = [r for r in rows if r["unit"] == unit]
-    tz = app.config.campaign.timezone
+    if app.campaign_id:
+        rows = [r for r in rows if r["campaign"] in (app.config.campaign.id, None)]
+    tz = app.any_config.campaign.timezone
     emit(rows, as_json, lambda rs: message_table(rs, f"{len(rs)} message(s)", tz=tz))
 
 
@@ -314,6 +328,8 @@ def messages_command(app: App, disposition: str | None, unit: str | None, as_jso
 def unmatched_command(app: App, as_json: bool) -> None:
     """Messages not attributed to any unit, with the reason. Fix with `mailroll assign`."""
     rows = [r for r in message_rows(app) if r["disposition"] == "unmatched"]
+    if app.campaign_id:  # this campaign's, and those whose campaign is not known
+        rows = [r for r in rows if r["campaign"] in (app.config.campaign.id, None)]
     if as_json:
         click.echo(
             json.dumps(
@@ -329,5 +345,5 @@ def unmatched_command(app: App, as_json: bool) -> None:
             rows,
             f"{len(rows)} unmatched message(s): assign them with `mailroll assign MESSAGE UNIT`",
             show_unit=False,
-            tz=app.config.campaign.timezone,
+            tz=app.any_config.campaign.timezone,
         )

@@ -18,7 +18,7 @@ from reconcile.vocab import NOT_SENT
 DATE_ONLY = re.compile(r"\s*(\d{4}-\d{1,2}-\d{1,2}|\d{8})\s*")  # '2022-06-24', '20220624'
 
 
-def _now(app: App, text: str | None) -> datetime:
+def now_option_time(app: App, text: str | None) -> datetime:
     """``--now`` (RFC 3339, or a local time in the campaign's zone), else the clock.
 
     A date alone is refused (exit 2): it would mean midnight, inside the quiet hours, and
@@ -40,7 +40,7 @@ def _now(app: App, text: str | None) -> datetime:
     except ValueError:
         pass
     try:
-        return datetime.fromisoformat(text.strip()).replace(tzinfo=app.config.campaign.timezone)
+        return datetime.fromisoformat(text.strip()).replace(tzinfo=app.any_config.campaign.timezone)
     except ValueError:
         raise UsageProblem(
             f"--now {text!r} is not a time: use RFC 3339, e.g. 2022-06-24T10:00:00+08:00"
@@ -109,7 +109,7 @@ def remind_command(app: App, dry_run: bool, show: bool, now_text: str | None, as
     from reconcile.outgoing.reminders import in_quiet_hours, quiet_hours_text, run_reminders
 
     config = app.config
-    now = _now(app, now_text)
+    now = now_option_time(app, now_text)
     if not dry_run:
         _need_smtp(app, "reminders")
     conn, roster = app.conn, app.roster
@@ -196,7 +196,7 @@ def receipts_command(app: App, dry_run: bool, show: bool, now_text: str | None, 
     from reconcile.outgoing.reminders import in_quiet_hours
 
     config = app.config
-    now = _now(app, now_text)
+    now = now_option_time(app, now_text)
     if not config.reminders.receipts:
         note = (
             f"Receipts are switched off in {config.path} (reminders.receipts = false): none sent. "
@@ -269,7 +269,7 @@ def serve_command(app: App, check: bool, as_json: bool) -> None:
         return
     from reconcile.daemon.service import Service
 
-    config = app.config
+    config = app.any_config  # one poller for every campaign; each gets its receipts and reminders
     if config.mailbox.kind == "imap":
         config.mailbox.password()  # a missing password variable is a config error: exit 2 now
     if config.smtp.configured and config.smtp.username:
@@ -299,7 +299,7 @@ def _check(app: App, as_json: bool) -> None:
     from reconcile.daemon.service import check
     from reconcile.heartbeat import ago
 
-    ok, d = check(app.conn, app.config)
+    ok, d = check(app.conn, app.any_config)
     if as_json:
         emit_json({"ok": ok, **d})
     else:

@@ -61,7 +61,9 @@ def assign(app: App, message: str, unit: str, note: str | None, as_json: bool) -
     conn = app.conn
     with transaction(conn):
         earlier = overrides.assigns_in_force(conn, mid) + overrides.message_rejects_in_force(conn, mid)
-        oid = overrides.add(conn, "assign", app.actor, unit=u.id, message=mid, note=note)
+        oid = overrides.add(
+            conn, "assign", app.actor, unit=u.id, message=mid, note=note, campaign=app.config.campaign.id
+        )
         # one assign in force per message: revoking the new one returns to automatic attribution
         for o in earlier:
             overrides.revoke(conn, o.id, app.actor, f"replaced by override {oid}")
@@ -101,7 +103,9 @@ def _item_decision(action: str):
                 f"no item {item!r} in campaign {app.config.campaign.id}: "
                 f"the items are {', '.join(app.config.campaign.item_ids)}"
             )
-        oid = overrides.add(app.conn, action, app.actor, unit=u.id, item=item, note=note)
+        oid = overrides.add(
+            app.conn, action, app.actor, unit=u.id, item=item, note=note, campaign=app.config.campaign.id
+        )
         state = "ok" if action == "accept" else "invalid"
         _done(
             as_json,
@@ -156,7 +160,7 @@ def exempt(app: App, unit: str, note: str, as_json: bool) -> None:
     from reconcile import overrides
 
     u = _unit(app, unit)
-    oid = overrides.add(app.conn, "exempt", app.actor, unit=u.id, note=note)
+    oid = overrides.add(app.conn, "exempt", app.actor, unit=u.id, note=note, campaign=app.config.campaign.id)
     _done(
         as_json,
         {"override": oid, "unit": u.id, "action": "exempt"},
@@ -193,7 +197,9 @@ def extend(app: App, unit: str, until: str, note: str | None, as_json: bool) -> 
             "to make a unit's deadline earlier is not supported"
         )
     value = when.isoformat(timespec="seconds")
-    oid = overrides.add(app.conn, "extend", app.actor, unit=u.id, value=value, note=note)
+    oid = overrides.add(
+        app.conn, "extend", app.actor, unit=u.id, value=value, note=note, campaign=app.config.campaign.id
+    )
     _done(
         as_json,
         {"override": oid, "unit": u.id, "until": value},
@@ -293,7 +299,7 @@ def roster_check(app: App, as_json: bool) -> None:
     if Path(app.config.storage.db).exists():
         from reconcile.overrides import unknown_units
 
-        decisions = unknown_units(app.conn, app.roster)
+        decisions = unknown_units(app.conn, app.roster, app.config)
     findings = check_roster(app.roster, decisions)
     if as_json:
         emit_json({"units": len(app.roster.units), "findings": [f.as_dict() for f in findings]})

@@ -272,7 +272,7 @@ class Service:
                     result.failed,
                 )
             if result.recorded_ids and not self.stop.is_set():
-                self._send_safely(conn, roster, reminders=False)
+                self._send_safely(conn, reminders=False)
             return True
         finally:
             conn.close()
@@ -280,37 +280,45 @@ class Service:
     def send_job(self) -> None:
         conn = self._conn()
         try:
-            self._send_safely(conn, None, reminders=True)
+            self._send_safely(conn, reminders=True)
         finally:
             conn.close()
 
-    def _send_safely(self, conn: sqlite3.Connection, roster, *, reminders: bool) -> None:
+    def _send_safely(self, conn: sqlite3.Connection, *, reminders: bool) -> None:
         try:
-            self.send(conn, roster if roster is not None else self._roster(), reminders=reminders)
+            self.send(conn, reminders=reminders)
         except Exception as e:  # noqa: BLE001 - e.g. roster file broken: say so, keep running
             log.error(
                 "sending failed: %s: %s", e.__class__.__name__, e, exc_info=log.isEnabledFor(logging.DEBUG)
             )
             set_state(conn, last_error=f"sending: {e.__class__.__name__}: {e}", last_error_at=_iso(_utcnow()))
 
-    def send(self, conn: sqlite3.Connection, roster, *, reminders: bool) -> None:
-        """Receipts (and reminders) due now, under the send lock."""
+    def send(self, conn: sqlite3.Connection, *, reminders: bool) -> None:
+        """Receipts (and reminders) due now for every campaign, each about its own campaign,
+        under the send lock."""
         from reconcile.daemon.lock import LockBusy, send_lock
         from reconcile.outgoing.receipts import run_receipts
         from reconcile.outgoing.reminders import run_reminders
         from reconcile.outgoing.smtp import Mailer
+        from reconcile.scope import rosters
 
         if not self.config.smtp.configured or self.stop.is_set():
             return
         now = self.clock.now()
+        by_campaign = rosters(self.config)
         try:
             with send_lock(self.config, wait_s=30.0):
                 with Mailer(self.config.smtp, sent_times=self.sent_times) as m:
-                    receipts = run_receipts(conn, roster, self.config, now, mailer=m, stop=self.stop)
+                    receipts, due = [], []
+                    fresh = reminders and self._data_fresh()
+                    for config in self.config.each_campaign():
+                        if self.stop.is_set():
+                            break
+                        roster = by_campaign[config.campaign.id]
+                        receipts += run_receipts(conn, roster, config, now, mailer=m, stop=self.stop)
+                        if fresh and not self.stop.is_set():
+                            due += run_reminders(conn, roster, config, now, mailer=m, stop=self.stop)
                     sent = [r for r in receipts if r.status == "sent"]
-                    due = []
-                    if reminders and not self.stop.is_set() and self._data_fresh():
-                        due = run_reminders(conn, roster, self.config, now, mailer=m, stop=self.stop)
                 if receipts or due:
                     log.info(
                         "sent %d receipt(s); %d reminder(s) due: %s",

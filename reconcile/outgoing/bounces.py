@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 
 from ingest.db import transaction
 from reconcile.outgoing.compose import OUR_MESSAGE_ID
+from reconcile.scope import json_object
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +68,7 @@ class Bounce:
     reason: str
 
 
-def _headers(text: str | None) -> dict:
-    try:
-        value = json.loads(text) if text else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+_headers = json_object
 
 
 def looks_like_bounce(from_addr: str | None, subject: str | None, headers: dict, body: str) -> bool:

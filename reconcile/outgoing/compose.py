@@ -23,7 +23,7 @@ from pathlib import Path
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 # Our Message-IDs: '<3f2a...(20 hex).mailroll-receipt@126.com>'
-OUR_MESSAGE_ID = re.compile(r"[\w.\-]*\.mailroll-(?:receipt|reminder)@[\w.\-]+", re.ASCII)
+OUR_MESSAGE_ID = re.compile(r"[\w.\-]*\.mailroll-(?:receipt|reminder|notice)@[\w.\-]+", re.ASCII)
 
 
 def new_message_id(config, kind: str) -> str:
@@ -68,8 +68,10 @@ def compose(
     references: list[str] | None = None,
     now: datetime | None = None,
     cc: list[str] | None = None,
+    attachments: list[tuple[str, bytes]] | None = None,
 ) -> EmailMessage:
-    """The mail as it goes out (UTF-8 text). ``cc``: copies, shown in a Cc header."""
+    """The mail as it goes out (UTF-8 text). ``cc``: copies, shown in a Cc header;
+    ``attachments``: (file name, content) pairs (the notice's blank form)."""
     msg = EmailMessage()
     msg["From"] = formataddr((config.campaign.name, config.smtp.from_addr))
     msg["To"] = ", ".join(to)
@@ -86,11 +88,23 @@ def compose(
             if r not in seen:
                 seen.append(r)
         msg["References"] = " ".join(f"<{r}>" for r in seen[-20:])
-    msg["Auto-Submitted"] = "auto-replied" if kind == "receipt" else "auto-generated"
+    if kind != "notice":  # the notice is the office's own letter: replies are wanted
+        msg["Auto-Submitted"] = "auto-replied" if kind == "receipt" else "auto-generated"
     msg["X-Auto-Response-Suppress"] = "All"
     msg["X-Mailroll"] = kind
     msg.set_content(body, cte="base64")  # 7-bit safe for any server
+    for name, data in attachments or []:
+        maintype, subtype = _mime_type(name)
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
     return msg
+
+
+def _mime_type(name: str) -> tuple[str, str]:
+    import mimetypes
+
+    guessed = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    maintype, subtype = guessed.split("/", 1)
+    return maintype, subtype
 
 
 def template_env(config):

@@ -2,7 +2,9 @@
 
 A row is written (``sending``) and committed before the mail is handed to SMTP, and updated with
 the outcome after; the states and what each means are in docs/SERVICE.md ("Mail goes out at
-most once") and ``reconcile.vocab.OutboxState``.
+most once") and ``reconcile.vocab.OutboxState``. The unique indexes ``outbox_reminder_once
+(campaign, unit, stage)``, ``outbox_notice_once (campaign, unit)`` and ``outbox_receipt_once
+(answers)`` make "never twice" hold in the database itself, also against a second process.
 """
 
 from __future__ import annotations
@@ -36,14 +38,17 @@ def reserve(
     body: str,
     message_id: str,
     now: datetime,
+    campaign: str | None = None,
 ) -> int | None:
     """Commit the outbox row (status ``sending``) before SMTP. None if this mail exists already
-    (same unit and stage, or same message answered): then it must not be sent."""
+    (same campaign, unit and stage, or same message answered): then it must not be sent."""
     try:
         cur = conn.execute(
-            "INSERT INTO outbox (kind, unit, stage, answers, to_addrs, subject, body, smtp_message_id,"
-            " status, attempts, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'sending', 0, ?)",
+            "INSERT INTO outbox (campaign, kind, unit, stage, answers, to_addrs, subject, body, "
+            "smtp_message_id, status, attempts, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'sending', 0, ?)",
             (
+                campaign,
                 kind,
                 unit,
                 stage,
@@ -122,17 +127,21 @@ def existing(
     unit: str | None = None,
     stage: str | None = None,
     answers: int | None = None,
+    config=None,
 ) -> tuple[int, str, str] | None:
-    """The outbox row (id, status, smtp_message_id) for this reminder stage or this receipt."""
+    """The outbox row (id, status, smtp_message_id) for this receipt, or this reminder stage or
+    notice of the unit in ``config``'s campaign."""
     if kind == "receipt":
         row = conn.execute(
             "SELECT id, status, smtp_message_id FROM outbox WHERE kind = 'receipt' AND answers = ?",
             (answers,),
         ).fetchone()
     else:
+        clause, params = config.campaign_clause() if config is not None else ("1", [])
         row = conn.execute(
-            "SELECT id, status, smtp_message_id FROM outbox WHERE kind = 'reminder' AND unit = ? AND stage = ?",
-            (unit, stage),
+            "SELECT id, status, smtp_message_id FROM outbox WHERE kind = ? AND unit = ? "
+            f"AND coalesce(stage, '') = ? AND {clause}",
+            (kind, unit, stage or "", *params),
         ).fetchone()
     return tuple(row) if row else None
 
@@ -154,8 +163,9 @@ def send_one(
     in_reply_to: str | None = None,
     references: list[str] | None = None,
     cc: list[str] | None = None,
+    attachments: list[tuple[str, bytes]] | None = None,
 ) -> tuple[str, str | None] | None:
-    """Record and send one receipt or reminder, at most once.
+    """Record and send one notice, receipt or reminder (about ``config``'s campaign), at most once.
 
     ``cc`` addresses get a copy (Cc header); the outbox row's ``to_addrs`` lists every
     recipient, To and Cc, so that a bounce from any of them is matched.
@@ -166,11 +176,12 @@ def send_one(
     """
     cc = [a for a in (cc or []) if a not in to]
     everyone = list(to) + cc
-    row = existing(conn, kind=kind, unit=unit, stage=stage, answers=answers)
+    row = existing(conn, kind=kind, unit=unit, stage=stage, answers=answers, config=config)
     if row is None:
         message_id = new_message_id(config, kind)
         row_id = reserve(
             conn,
+            campaign=config.campaign.id,
             kind=kind,
             unit=unit,
             stage=stage,
@@ -197,5 +208,6 @@ def send_one(
         in_reply_to=in_reply_to,
         references=references,
         cc=cc,
+        attachments=attachments,
     )  # Date: real time
     return deliver(conn, mailer, row_id, msg, everyone, now)

@@ -221,12 +221,13 @@ def pending(conn: sqlite3.Connection, config, now: datetime) -> list[tuple[dict,
         "  (SELECT count(*) FROM parts p WHERE p.message = m.id) + "
         "  (SELECT count(*) FROM links l WHERE l.message = m.id) AS files "
         "FROM messages m JOIN attributions a ON a.message = m.id "
-        "WHERE m.status = 'recorded' AND a.unit IS NOT NULL AND m.received_at >= ? AND m.received_at <= ? "
+        "WHERE m.status = 'recorded' AND a.unit IS NOT NULL AND a.campaign = ? "
+        "AND m.received_at >= ? AND m.received_at <= ? "
         "AND m.id NOT IN (SELECT message FROM bounces) "
         "AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.kind = 'receipt' AND o.answers = m.id "
         "                AND o.status != 'deferred') "
         "ORDER BY m.received_at, m.id",
-        (since, until),
+        (config.campaign.id, since, until),
     ).fetchall()
     keys = (
         "id",

@@ -86,7 +86,7 @@ class Reminder:
         }
 
 
-def _unit_addresses(conn: sqlite3.Connection, unit) -> list[str]:
+def unit_addresses(conn: sqlite3.Connection, unit) -> list[str]:
     """The roster addresses; without any, the addresses of the unit's trusted messages (never a
     sender only ``named``: a stranger must not get a unit's reminders). Invalid ones left out."""
     if unit.emails:
@@ -100,11 +100,9 @@ def _unit_addresses(conn: sqlite3.Connection, unit) -> list[str]:
     return [r[0] for r in rows if valid_address(r[0])]
 
 
-def _sent_stage(conn: sqlite3.Connection, unit: str, stage: str) -> str | None:
-    row = conn.execute(
-        "SELECT status FROM outbox WHERE kind = 'reminder' AND unit = ? AND stage = ?", (unit, stage)
-    ).fetchone()
-    return row[0] if row else None
+def _sent_stage(conn: sqlite3.Connection, config, unit: str, stage: str) -> str | None:
+    row = outbox.existing(conn, kind="reminder", unit=unit, stage=stage, config=config)
+    return row[1] if row else None
 
 
 def _ts(text: str) -> datetime:
@@ -169,7 +167,7 @@ def _due(conn: sqlite3.Connection, roster, config, now: datetime, statuses: list
         stage = due_stage(config, deadline, now)
         if stage is None:
             continue
-        status = _sent_stage(conn, unit.id, stage)
+        status = _sent_stage(conn, config, unit.id, stage)
         if status is not None and status != "deferred":
             continue
         items = row["items"]
@@ -178,7 +176,7 @@ def _due(conn: sqlite3.Connection, roster, config, now: datetime, statuses: list
         invalid = [i for i in asked if items.get(i, {}).get("state") == "invalid"]
         if not missing and not invalid:
             continue
-        to = _unit_addresses(conn, unit)
+        to = unit_addresses(conn, unit)
         if not to:
             log.warning("unit %s (%s) has no address to remind: add one to the roster", unit.id, unit.name)
             continue
@@ -233,12 +231,13 @@ def duration_text(seconds: int) -> str:
     return f"{m}分钟" + (f"{s}秒" if s else "") if m else f"{s}秒"
 
 
-def _skip_overtaken(conn: sqlite3.Connection, reminder: Reminder) -> None:
+def _skip_overtaken(conn: sqlite3.Connection, config, reminder: Reminder) -> None:
     """Deferred reminders of earlier stages will never go: the current stage replaces them."""
+    clause, params = config.campaign_clause()
     conn.execute(
         "UPDATE outbox SET status = 'skipped', error = coalesce(error || '; ', '') || ? "
-        "WHERE kind = 'reminder' AND unit = ? AND stage != ? AND status = 'deferred'",
-        (f"not sent: overtaken by {reminder.stage}", reminder.unit, reminder.stage),
+        f"WHERE kind = 'reminder' AND unit = ? AND stage != ? AND status = 'deferred' AND {clause}",
+        (f"not sent: overtaken by {reminder.stage}", reminder.unit, reminder.stage, *params),
     )
 
 
@@ -270,7 +269,7 @@ def run_reminders(
         for r in due:
             if stop is not None and stop.is_set():
                 break
-            _skip_overtaken(conn, r)
+            _skip_overtaken(conn, config, r)
             result = outbox.send_one(
                 conn,
                 config,
