@@ -223,7 +223,7 @@ def revoke(app: App, override_id: int, note: str | None, as_json: bool) -> None:
     if o.action == "assign" and o.message:
         from reconcile.attribute import attribute
 
-        attribute(app.conn, app.roster, app.config, [o.message])
+        attribute(app.conn, app.any_roster, app.any_config, [o.message])
     what = " ".join(
         str(x) for x in (o.action, o.unit, o.item, f"message #{o.message}" if o.message else None) if x
     )
@@ -274,7 +274,7 @@ def reattribute(app: App, as_json: bool) -> None:
     """Work out the unit of every message again (status does this by itself after a roster change)."""
     from reconcile.attribute import attribute
 
-    decisions = attribute(app.conn, app.roster, app.config, None)
+    decisions = attribute(app.conn, app.any_roster, app.any_config, None)
     matched = sum(1 for a in decisions.values() if a.unit)
     _done(
         as_json,
