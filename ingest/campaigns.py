@@ -123,6 +123,7 @@ class Campaign:
     keywords: tuple[str, ...] = ()  # subject or file names with one of them: this campaign
     opens: datetime | None = None  # mail before this is not for it
     closes: datetime | None = None  # nor after this (the config's default: deadline + 30 days)
+    notice: Path | None = None  # the notice's text (a UTF-8 file), for `mailroll notify`
 
     # ------------------------------------------------------------------ items
     @property

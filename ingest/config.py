@@ -704,7 +704,21 @@ def _single_campaign(c: _Reader, roster: Path) -> Campaign:
         max_duration_s=_max_duration(video),
         containers=list(_containers(video)),
     )
-    return Campaign(name=c.get("name", str), deadline=deadline, timezone=tz, items=items, roster=roster)
+    return Campaign(
+        name=c.get("name", str),
+        deadline=deadline,
+        timezone=tz,
+        items=items,
+        roster=roster,
+        notice=_notice_path(c),
+    )
+
+
+def _notice_path(c: _Reader) -> Path | None:
+    path = c.path("notice", None)
+    if path is not None and not path.is_file():
+        raise c.fail("notice", f"names {path}, which is not a file: the notice's text (UTF-8)")
+    return path
 
 
 def _listed_campaign(c: _Reader, default_roster: Path | None) -> Campaign:
@@ -744,6 +758,7 @@ def _listed_campaign(c: _Reader, default_roster: Path | None) -> Campaign:
         keywords=tuple(str(k) for k in c.get("keywords", list, []) if str(k).strip()),
         opens=opens,
         closes=closes,
+        notice=_notice_path(c),
     )
 
 

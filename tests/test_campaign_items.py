@@ -212,3 +212,25 @@ roster = "roster.csv"
     assert ty["state"] == "complete", "an optional item that is missing does not make the unit incomplete"
     out = campaign.run("template", "--xlsx", str(tmp_path / "f.xlsx"), expect=2)
     assert "no statistics sheet" in out.output + out.stderr
+
+
+def test_the_example_config_shows_both_forms(tmp_path):
+    """config.example.toml loads as it is ([campaign]) and with its [[campaigns]] block instead."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "config.example.toml").read_text("utf-8")
+    old = load_config(Path(__file__).resolve().parents[1] / "config.example.toml")
+    assert old.campaign_ids == ["default"] and not old.scoped
+    head, block = text.split("# ---- several campaigns", 1)
+    block = block[block.index("# [[campaigns]]") :]
+    # drop [campaign], [campaign.*] and [roster] with their lines, uncomment the block
+    kept = re.sub(r"(?ms)^\[(campaign(\.\w+)?|roster)\]\n.*?(?=^\[|\Z)", "", head)
+    listed = "\n".join(line[2:] for line in block.splitlines() if line.startswith("# "))
+    (tmp_path / "config.toml").write_text(kept + "\n" + listed + "\n", "utf-8")
+    (tmp_path / "notice_kjz.txt").write_text("各有关单位：", "utf-8")
+    new = load_config(tmp_path / "config.toml")
+    assert new.scoped and new.campaign_ids == ["kjz2022", "kpr2022"]
+    kjz, kpr = new.campaigns
+    assert kjz.item_ids == ("statistics", "report", "video", "cases") and not kjz.item("cases").required
+    assert kjz.item("statistics").said == "开展情况统计表" and kjz.notice == tmp_path / "notice_kjz.txt"
+    assert kpr.item("photos").min_count == 3 and kpr.opens.isoformat() == "2022-09-01T00:00:00+08:00"

@@ -9,55 +9,14 @@ no receipt; a message that fits both waits in unmatched until staff say which.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 from fixtures.files import make_png, make_report_docx, make_report_pdf, make_sheet_xlsx
 from fixtures.mail import build_mail
-
-KJZ_TOML = """
-[[campaigns]]
-id = "kjz2022"
-name = "2022年山西省科技活动周"
-deadline = "2022-06-25T23:59:59+08:00"
-timezone = "Asia/Shanghai"
-roster = "roster.csv"
-keywords = ["科技活动周", "科技周"]
-opens = "2022-06-01T00:00:00+08:00"
-  [[campaigns.items]]
-  id = "statistics"
-  label = "统计表"
-  kind = "sheet"
-  [[campaigns.items]]
-  id = "report"
-  label = "总结报告"
-  kind = "document"
-  [[campaigns.items]]
-  id = "video"
-  label = "影像资料"
-  kind = "video"
-  max_duration_s = 180
-"""
-KPR_TOML = """
-[[campaigns]]
-id = "kpr2022"
-name = "2022年全国科普日"
-deadline = "2022-06-26T23:59:59+08:00"
-timezone = "Asia/Shanghai"
-roster = "roster_kpr.csv"
-keywords = ["科普日"]
-opens = "2022-06-15T00:00:00+08:00"
-  [[campaigns.items]]
-  id = "report"
-  label = "活动总结"
-  kind = "document"
-  [[campaigns.items]]
-  id = "photos"
-  label = "活动照片"
-  kind = "images"
-  min_count = 3
-"""
+from fixtures.two_campaigns import use_two_campaigns
 
 TY = "太原市科学技术局 <tykjj@taiyuan.gov.cn>"
 DT = "大同市科学技术局 <dtkjj2022@163.com>"
@@ -77,10 +36,8 @@ def by_id(rows: list[dict]) -> dict[str, dict]:
 @pytest.fixture
 def two(imap_campaign, smtp_server, tmp_path):
     c = imap_campaign
-    lines = (c.root / "roster.csv").read_text("utf-8").splitlines()
-    (c.root / "roster_kpr.csv").write_text("\n".join(lines[:6]) + "\n", "utf-8")  # header + 5 units
     c.configure(smtp=smtp_server.config())
-    c.use_campaigns(KJZ_TOML + KPR_TOML)
+    use_two_campaigns(c)
     c.smtp = smtp_server
     c.pngs = [make_png(tmp_path / f"p{n}.png", width=30 + n, height=20) for n in range(4)]
     return c
@@ -246,6 +203,23 @@ def test_two_overlapping_campaigns_in_one_mailbox(two, tmp_path, media):
     qq = next(m for m in c.run("messages", "--json").json if m["message_id"] == reply)
     assert qq["unit"] == "datong-kjj" and qq["campaign"] == "kjz2022" and qq["method"] == "thread"
 
+    # `status --json` from the status cache (the quick road of the console command) is each
+    # campaign's own
+    for campaign in ("kjz2022", "kpr2022"):
+        computed = c.run("--campaign", campaign, "status", "--json").json
+        assert c.run_process("--campaign", campaign, "status", "--json").json == computed
+        assert c.run_process("status", "--json", env={"MAILROLL_CAMPAIGN": campaign}).json == computed
+    assert c.run_process("status", "--json", expect=2).exit_code == 2
+
+    # the workbook and the stats of a campaign without a statistics sheet
+    book = tmp_path / "kpr.xlsx"
+    c.run("--campaign", "kpr2022", "report", "--xlsx", str(book))
+    import openpyxl
+
+    header = [cell.value for cell in openpyxl.load_workbook(book)["单位情况"][1]]
+    assert "活动照片" in header and "活动总结" in header and "统计表" not in header
+    assert c.run("--campaign", "kpr2022", "stats", "--json").json["units"] == 0
+
     # the campaigns at a glance
     listed = c.run("campaigns", "--now", "2022-06-24T12:00:00+08:00", "--json").json
     assert [(x["id"], x["open"]) for x in listed] == [("kjz2022", True), ("kpr2022", True)]
@@ -275,3 +249,40 @@ def test_with_several_campaigns_commands_that_need_one_say_which(two):
     # commands about every campaign need none
     assert c.run("messages", "--json").json == []
     assert [x["id"] for x in c.run("campaigns", "--json").json] == ["kjz2022", "kpr2022"]
+
+
+def test_serve_polls_once_for_all_and_mails_each_campaign(two, tmp_path, media):
+    """One daemon: each campaign's receipts and reminders; a unit on both rosters gets two
+    reminders, each about its own campaign; mail for no campaign is not answered."""
+    from test_service import log_of, serving, stop
+
+    c = two
+    c.configure(service={"poll_every_s": 300, "remind_every_s": 1})
+    sheet = make_sheet_xlsx(tmp_path / "统计表.xlsx")
+    report = make_report_docx(tmp_path / "总结报告.docx", chars=800)
+    at = datetime.fromisoformat("2022-06-24T09:00:00+08:00")
+    deliver(
+        c,
+        build_mail(
+            TY,
+            subject="太原市科技活动周材料",
+            attachments=files(
+                ("统计表.xlsx", sheet), ("总结报告.docx", report), ("视频.mp4", media.video(60))
+            ),
+        ),
+        when=at,
+    )
+    deliver(c, build_mail(DT, subject="请问下周的培训会在哪里开"), when=at)
+    with serving(c, fake_now="2022-06-24T10:00:00+08:00") as proc:
+        # 1 receipt; kjz: 11 units not complete; kpr: all 5
+        mails = c.smtp.wait_for(1 + 11 + 5, timeout=60)
+        time.sleep(1.0)  # nothing more comes
+        assert len(c.smtp.messages) == 17, log_of(proc)
+        assert stop(proc) == 0
+    receipts = [m for m in mails if m["Subject"].startswith("Re: ")]
+    assert [m["Subject"] for m in receipts] == ["Re: 太原市科技活动周材料"]
+    to_datong = sorted(m["Subject"] for m in mails if m.rcpt_tos == ["dtkjj2022@163.com"])
+    assert len(to_datong) == 2 and "科技活动周" in to_datong[0] + to_datong[1]
+    assert any("全国科普日" in s for s in to_datong)
+    to_taiyuan = [m["Subject"] for m in mails if "tykjj@taiyuan.gov.cn" in m.rcpt_tos]
+    assert len(to_taiyuan) == 2 and any("全国科普日" in s for s in to_taiyuan), "receipt + kpr reminder"

@@ -60,6 +60,19 @@ def _need_smtp(app: App, what: str) -> None:
         app.config.smtp.password()  # ConfigError (exit 2) when the variable is not set
 
 
+def _sending(config, conn, dry_run: bool, run):
+    """``run(dry_run=True)`` for a dry run; else ``run()`` under the send lock, after marking
+    mail a crash left in ``sending`` as ``unknown`` (never sent twice)."""
+    from reconcile.daemon.lock import send_lock
+    from reconcile.outgoing import outbox
+
+    if dry_run:
+        return run(dry_run=True)
+    with send_lock(config):
+        outbox.recover_interrupted(conn)
+        return run()
+
+
 def _show_mail(*, to: list[str], cc: list[str], subject: str, body: str, title: str) -> None:
     """Print one mail as the unit would get it (``--show``): plain text, unwrapped."""
     click.echo(f"\n── {title} ──")
@@ -104,8 +117,6 @@ def remind_command(app: App, dry_run: bool, show: bool, now_text: str | None, as
     What units have sent is judged as of --now: a message received after it does not count.
     `--dry-run --show` previews every mail in full.
     """
-    from reconcile.daemon.lock import send_lock
-    from reconcile.outgoing import outbox
     from reconcile.outgoing.reminders import in_quiet_hours, quiet_hours_text, run_reminders
 
     config = app.config
@@ -113,12 +124,7 @@ def remind_command(app: App, dry_run: bool, show: bool, now_text: str | None, as
     if not dry_run:
         _need_smtp(app, "reminders")
     conn, roster = app.conn, app.roster
-    if dry_run:
-        due = run_reminders(conn, roster, config, now, dry_run=True)
-    else:
-        with send_lock(config):
-            outbox.recover_interrupted(conn)
-            due = run_reminders(conn, roster, config, now)
+    due = _sending(config, conn, dry_run, lambda **kw: run_reminders(conn, roster, config, now, **kw))
     quiet = in_quiet_hours(config, now)
 
     def render(_data) -> None:
@@ -171,6 +177,45 @@ def _report_failures(done, dry_run: bool) -> None:
     sys.exit(1)
 
 
+@cli.command("notify")
+@click.option("--dry-run", is_flag=True, help="Show the notices that would be sent; send and record nothing.")
+@click.option("--show", is_flag=True, help=SHOW_HELP)
+@json_option
+@pass_app
+def notify_command(app: App, dry_run: bool, show: bool, as_json: bool) -> None:
+    """Send the campaign's notice to every roster unit that has not had it yet.
+
+    The notice (template notice.j2: the campaign's `notice` text, the deadline, the items) goes
+    with the blank form of each statistics sheet attached, at most once per unit, also across
+    restarts. A unit's reply to it counts for that unit, even from a personal mailbox.
+    """
+    from reconcile.outgoing.notices import run_notices
+
+    config = app.config
+    now = now_option_time(app, None)
+    if not dry_run:
+        _need_smtp(app, "the notice")
+    conn, roster = app.conn, app.roster
+    due = _sending(config, conn, dry_run, lambda **kw: run_notices(conn, roster, config, now, **kw))
+
+    def render(_data) -> None:
+        if not due:
+            click.echo("Every unit has had the notice.")
+            return
+        for n in due:
+            click.echo(
+                f"{n.unit} -> {', '.join(n.to)}: {n.subject} [{n.status}]"
+                + (f" {n.error}" if n.error else "")
+            )
+        if show:
+            for n in due:
+                _show_mail(to=n.to, cc=[], subject=n.subject, body=n.body, title=n.unit)
+
+    data = [n.contract() | ({"body": n.body} if show else {}) for n in due]
+    emit(data, as_json, render)
+    _report_failures(due, dry_run)
+
+
 # long: click options plus the dry-run and report paths of one command
 @cli.command("receipts")
 @click.option("--dry-run", is_flag=True, help="Show the receipts due; send and record nothing.")
@@ -190,8 +235,6 @@ def receipts_command(app: App, dry_run: bool, show: bool, now_text: str | None, 
     Only messages received up to --now are answered, and each receipt states the unit's
     materials as of then. `--dry-run --show` previews every receipt in full.
     """
-    from reconcile.daemon.lock import send_lock
-    from reconcile.outgoing import outbox
     from reconcile.outgoing.receipts import run_receipts
     from reconcile.outgoing.reminders import in_quiet_hours
 
@@ -211,12 +254,7 @@ def receipts_command(app: App, dry_run: bool, show: bool, now_text: str | None, 
     if not dry_run:
         _need_smtp(app, "receipts")
     conn, roster = app.conn, app.roster
-    if dry_run:
-        done = run_receipts(conn, roster, config, now, dry_run=True)
-    else:
-        with send_lock(config):
-            outbox.recover_interrupted(conn)
-            done = run_receipts(conn, roster, config, now)
+    done = _sending(config, conn, dry_run, lambda **kw: run_receipts(conn, roster, config, now, **kw))
 
     quiet = in_quiet_hours(config, now)
 
