@@ -152,7 +152,7 @@ def test_two_overlapping_campaigns_in_one_mailbox(two, tmp_path, media):
     assert question not in answered and paperwork not in answered and ambiguous not in answered
 
     # staff settle the ambiguous one
-    c.run("--campaign", "kpr2022", "assign", ambiguous, "datong-kjj")
+    c.run("assign", ambiguous, "datong-kjj", "--campaign", "kpr2022")  # the option after the command too
     kpr = status(c, "kpr2022")
     assert kpr["datong-kjj"]["items"]["report"]["state"] == "ok"
     assert kpr["datong-kjj"]["items"]["photos"]["state"] == "missing"

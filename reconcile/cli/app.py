@@ -60,6 +60,12 @@ class App:
             )
         return config
 
+    def select_campaign(self, campaign: str) -> None:
+        """Choose the campaign (``--campaign`` given after the command)."""
+        self.campaign_id = campaign
+        for name in ("config", "roster", "any_roster"):
+            self.__dict__.pop(name, None)
+
     @property
     def any_config(self) -> Config:
         """For commands that work for every campaign (ingest, messages, serve): the chosen
@@ -199,6 +205,22 @@ def cli(ctx: click.Context, config_path: str | None, campaign: str | None, verbo
     """mailroll: turns a campaign mailbox into a roll call of who sent what."""
     setup_logging(verbose)
     ctx.obj = App(config_path, verbose, campaign)
+
+
+def campaign_option(f):
+    """``--campaign ID`` also after the command (``mailroll assign 7 sxu --campaign kpr2022``)."""
+
+    def choose(ctx: click.Context, _param, value: str | None) -> None:
+        if value:
+            ctx.find_object(App).select_campaign(value)
+
+    return click.option(
+        "--campaign",
+        metavar="ID",
+        expose_value=False,
+        callback=choose,
+        help="The campaign (as the global --campaign).",
+    )(f)
 
 
 def json_option(f):

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from reconcile.cli.app import App, cli, console, emit, json_option, pass_app
+from reconcile.cli.app import App, campaign_option, cli, console, emit, json_option, pass_app
 
 
 def run_poll(app: App, *, progress: bool = False, stop=None) -> dict:
@@ -297,6 +297,7 @@ def message_table(rows: list[dict], title: str, show_unit: bool = True, tz=None)
 
 
 @cli.command("messages")
+@campaign_option
 @click.option(
     "--disposition",
     type=click.Choice(["attributed", "unmatched", "duplicate", "failed", "other"]),
@@ -323,6 +324,7 @@ def messages_command(app: App, disposition: str | None, unit: str | None, as_jso
 
 
 @cli.command("unmatched")
+@campaign_option
 @json_option
 @pass_app
 def unmatched_command(app: App, as_json: bool) -> None:

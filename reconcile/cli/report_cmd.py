@@ -6,10 +6,11 @@ from pathlib import Path
 
 import click
 
-from reconcile.cli.app import App, cli, emit_json, json_option, pass_app
+from reconcile.cli.app import App, campaign_option, cli, emit_json, json_option, pass_app
 
 
 @cli.command()
+@campaign_option
 @click.option("--xlsx", "xlsx_path", type=click.Path(dir_okay=False), help="Write the workbook here (.xlsx).")
 @click.option(
     "--csv", "csv_dir", type=click.Path(file_okay=False), help="Write one CSV per sheet into this folder."

@@ -12,7 +12,17 @@ from datetime import datetime
 import click
 
 from ingest.config import ConfigError
-from reconcile.cli.app import App, UsageProblem, cli, console, emit, emit_json, json_option, pass_app
+from reconcile.cli.app import (
+    App,
+    UsageProblem,
+    campaign_option,
+    cli,
+    console,
+    emit,
+    emit_json,
+    json_option,
+    pass_app,
+)
 from reconcile.vocab import NOT_SENT
 
 DATE_ONLY = re.compile(r"\s*(\d{4}-\d{1,2}-\d{1,2}|\d{8})\s*")  # '2022-06-24', '20220624'
@@ -97,6 +107,7 @@ SHOW_HELP = "Also print each mail in full (To, Cc, Subject, body) as the unit ge
 
 
 @cli.command("remind")
+@campaign_option
 @click.option("--dry-run", is_flag=True, help="Show the reminders due; send and record nothing.")
 @click.option("--show", is_flag=True, help=SHOW_HELP)
 @click.option(
@@ -178,6 +189,7 @@ def _report_failures(done, dry_run: bool) -> None:
 
 
 @cli.command("notify")
+@campaign_option
 @click.option("--dry-run", is_flag=True, help="Show the notices that would be sent; send and record nothing.")
 @click.option("--show", is_flag=True, help=SHOW_HELP)
 @json_option
@@ -218,6 +230,7 @@ def notify_command(app: App, dry_run: bool, show: bool, as_json: bool) -> None:
 
 # long: click options plus the dry-run and report paths of one command
 @cli.command("receipts")
+@campaign_option
 @click.option("--dry-run", is_flag=True, help="Show the receipts due; send and record nothing.")
 @click.option("--show", is_flag=True, help=SHOW_HELP)
 @click.option(

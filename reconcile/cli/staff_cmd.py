@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from ingest.db import transaction
-from reconcile.cli.app import App, UsageProblem, cli, emit_json, json_option, pass_app
+from reconcile.cli.app import App, UsageProblem, campaign_option, cli, emit_json, json_option, pass_app
 from reconcile.cli.status_cmd import find_unit, local_time
 
 _unit = find_unit
@@ -28,6 +28,7 @@ def _done(as_json: bool, data: dict, text: str) -> None:
 
 
 @cli.command()
+@campaign_option
 @click.argument("message")
 @click.argument("unit")
 @click.option("--note", help="Why (kept in the audit log).")
@@ -82,6 +83,7 @@ def assign(app: App, message: str, unit: str, note: str | None, as_json: bool) -
 
 
 def _item_decision(action: str):
+    @campaign_option
     @click.argument("unit")
     @click.argument("item", required=(action != "reject"))
     @click.option(
@@ -151,6 +153,7 @@ reject = _item_decision("reject")
 
 
 @cli.command()
+@campaign_option
 @click.argument("unit")
 @click.option("--note", required=True, help="Why the unit need not send anything.")
 @json_option
@@ -169,6 +172,7 @@ def exempt(app: App, unit: str, note: str, as_json: bool) -> None:
 
 
 @cli.command()
+@campaign_option
 @click.argument("unit")
 @click.option(
     "--until",
@@ -231,6 +235,7 @@ def revoke(app: App, override_id: int, note: str | None, as_json: bool) -> None:
 
 
 @cli.command("overrides")
+@campaign_option
 @click.option("--all", "show_all", is_flag=True, help="Include revoked decisions.")
 @json_option
 @pass_app
@@ -289,6 +294,7 @@ def roster() -> None:
 
 
 @roster.command("check")
+@campaign_option
 @json_option
 @pass_app
 def roster_check(app: App, as_json: bool) -> None:
@@ -312,6 +318,7 @@ def roster_check(app: App, as_json: bool) -> None:
 
 
 @roster.command("list")
+@campaign_option
 @json_option
 @pass_app
 def roster_list(app: App, as_json: bool) -> None:

@@ -12,7 +12,7 @@ from datetime import UTC
 
 import click
 
-from reconcile.cli.app import App, UsageProblem, cli, emit_json, json_option, pass_app
+from reconcile.cli.app import App, UsageProblem, campaign_option, cli, emit_json, json_option, pass_app
 
 STATE_STYLE = {
     "ok": "green",
@@ -66,6 +66,7 @@ def local_time(iso: str | None, tz) -> str:
 
 
 @cli.command()
+@campaign_option
 @click.option(
     "--state",
     "states",
@@ -220,6 +221,7 @@ def since_time(app: App, text: str):
     metavar="TIME",
     help="Also list the units whose counted sheet's figures changed since TIME (RFC 3339).",
 )
+@campaign_option
 @json_option
 @pass_app
 def stats(app: App, since: str | None, as_json: bool) -> None:
@@ -274,6 +276,7 @@ def stats(app: App, since: str | None, as_json: bool) -> None:
 
 
 @cli.command()
+@campaign_option
 @click.argument("unit")
 @click.option(
     "--raw", is_flag=True, help="UNIT is a message (number or Message-ID): write it as the server served it."

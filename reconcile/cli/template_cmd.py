@@ -6,10 +6,11 @@ from pathlib import Path
 
 import click
 
-from reconcile.cli.app import App, UsageProblem, cli, pass_app
+from reconcile.cli.app import App, UsageProblem, campaign_option, cli, pass_app
 
 
 @cli.command("template")
+@campaign_option
 @click.option(
     "--xlsx", "xlsx_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the form as .xlsx."
 )
