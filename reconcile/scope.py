@@ -281,4 +281,5 @@ def attribute_campaigns(conn: sqlite3.Connection, config, ids: list[int] | None)
         decisions[ev.id] = ScopedAttribution(a.unit, a.method, a.reason, cid, why)
     rows = [(mid, a.campaign, a.unit, a.method, a.reason, a.scope) for mid, a in decisions.items()]
     store_attributions(conn, rows, ids, now)
-    return decisions
+    out: dict[int, Attribution] = dict(decisions)
+    return out

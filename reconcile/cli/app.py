@@ -211,8 +211,9 @@ def campaign_option(f):
     """``--campaign ID`` also after the command (``mailroll assign 7 sxu --campaign kpr2022``)."""
 
     def choose(ctx: click.Context, _param, value: str | None) -> None:
-        if value:
-            ctx.find_object(App).select_campaign(value)
+        app = ctx.find_object(App)
+        if value and app is not None:
+            app.select_campaign(value)
 
     return click.option(
         "--campaign",
