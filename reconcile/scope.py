@@ -32,7 +32,15 @@ import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from reconcile.attribute import Attribution, Attributor, _evidence, kept_bounces, store_attributions
+from reconcile.attribute import (
+    Attribution,
+    Attributor,
+    TrustContext,
+    _evidence,
+    kept_bounces,
+    sender_trust,
+    store_attributions,
+)
 from reconcile.roster import Roster, load_roster
 from reconcile.status import LINK_DOCUMENT_SUFFIXES, stored_time
 
@@ -244,6 +252,7 @@ def attribute_campaigns(conn: sqlite3.Connection, config, ids: list[int] | None)
     public = getattr(config, "public_domains", [])
     by_campaign = rosters(config)
     attributors = {cid: Attributor(r, public) for cid, r in by_campaign.items()}
+    trust = {cid: TrustContext.load(conn, r, config) for cid, r in by_campaign.items()}
     threads = our_mail(conn, config)
     manual = manual_scopes(conn, config)
     facts = message_facts(conn, ids)
@@ -257,7 +266,9 @@ def attribute_campaigns(conn: sqlite3.Connection, config, ids: list[int] | None)
         if ev.id in manual:
             cid, unit, reason = manual[ev.id]
             if cid in by_campaign and unit in by_campaign[cid].by_id:
-                decisions[ev.id] = ScopedAttribution(unit, "manual", reason, cid, "assigned by staff")
+                decisions[ev.id] = ScopedAttribution(
+                    unit, "manual", reason, trust="staff", campaign=cid, scope="assigned by staff"
+                )
                 continue
         found = {cid: a.decide(ev) for cid, a in attributors.items()}
         units = {cid: a.unit for cid, a in found.items()}
@@ -270,7 +281,7 @@ def attribute_campaigns(conn: sqlite3.Connection, config, ids: list[int] | None)
                 if method == OTHER
                 else why
             )
-            decisions[ev.id] = ScopedAttribution(None, method, reason, None, why)
+            decisions[ev.id] = ScopedAttribution(None, method, reason, campaign=None, scope=why)
             continue
         a = found[cid]
         # a reply to our mail to a unit is that unit's, unless its address says otherwise (the
@@ -278,8 +289,11 @@ def attribute_campaigns(conn: sqlite3.Connection, config, ids: list[int] | None)
         if thread_unit and a.method not in ("address", "domain") and thread_unit in by_campaign[cid].by_id:
             name = by_campaign[cid].by_id[thread_unit].name
             a = Attribution(thread_unit, "thread", f"replies in the thread of our mail to {name}")
-        decisions[ev.id] = ScopedAttribution(a.unit, a.method, a.reason, cid, why)
-    rows = [(mid, a.campaign, a.unit, a.method, a.reason, a.scope) for mid, a in decisions.items()]
+        level, note = sender_trust(a, ev, trust[cid])
+        decisions[ev.id] = ScopedAttribution(
+            a.unit, a.method, a.reason + note, trust=level, campaign=cid, scope=why
+        )
+    rows = [(mid, a.campaign, a.unit, a.method, a.reason, a.scope, a.trust) for mid, a in decisions.items()]
     store_attributions(conn, rows, ids, now)
     out: dict[int, Attribution] = dict(decisions)
     return out
