@@ -9,7 +9,7 @@ named_senders = "review"`` (docs/RECONCILE.md "Sender trust"). Staff decide with
 
 from __future__ import annotations
 
-from reconcile.cli.app import App, cli, emit, json_option, pass_app
+from reconcile.cli.app import App, campaign_option, cli, emit, json_option, pass_app
 
 
 def review_rows(app: App) -> list[dict]:
@@ -37,6 +37,7 @@ def review_rows(app: App) -> list[dict]:
 
 
 @cli.command("review")
+@campaign_option
 @json_option
 @pass_app
 def review_command(app: App, as_json: bool) -> None:
