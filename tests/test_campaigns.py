@@ -144,8 +144,11 @@ def test_two_overlapping_campaigns_in_one_mailbox(two, tmp_path, media):
     for campaign in ("kjz2022", "kpr2022"):
         c.run("--campaign", campaign, "receipts", "--now", "2022-06-20T10:30:00+08:00")
     receipts = c.smtp.wait_for(2)
-    assert sorted(r["Subject"] for r in receipts) == ["Re: 太原市报送材料", "Re: 太原市科技活动周材料"]
-    kpr_receipt = next(r for r in receipts if r["Subject"] == "Re: 太原市报送材料")
+    assert sorted(r["Subject"] for r in receipts) == [
+        "回执：2022年全国科普日材料",
+        "回执：2022年山西省科技活动周材料",
+    ]
+    kpr_receipt = next(r for r in receipts if r["Subject"] == "回执：2022年全国科普日材料")
     assert "全国科普日" in kpr_receipt.text and "活动照片：已收到，合格" in kpr_receipt.text
     assert "科技活动周" not in kpr_receipt.text
     answered = {r["In-Reply-To"].strip("<>") for r in receipts}
@@ -279,8 +282,8 @@ def test_serve_polls_once_for_all_and_mails_each_campaign(two, tmp_path, media):
         time.sleep(1.0)  # nothing more comes
         assert len(c.smtp.messages) == 17, log_of(proc)
         assert stop(proc) == 0
-    receipts = [m for m in mails if m["Subject"].startswith("Re: ")]
-    assert [m["Subject"] for m in receipts] == ["Re: 太原市科技活动周材料"]
+    receipts = [m for m in mails if m["Subject"].startswith("回执：")]
+    assert [m["Subject"] for m in receipts] == ["回执：2022年山西省科技活动周材料"]
     to_datong = sorted(m["Subject"] for m in mails if m.rcpt_tos == ["dtkjj2022@163.com"])
     assert len(to_datong) == 2 and "科技活动周" in to_datong[0] + to_datong[1]
     assert any("全国科普日" in s for s in to_datong)
