@@ -257,7 +257,8 @@ def _json_list(text: str | None) -> list:
     return value if isinstance(value, list) else [value]
 
 
-def _evidence(conn: sqlite3.Connection, message_ids: list[int] | None) -> list[MessageEvidence]:
+def load_evidence(conn: sqlite3.Connection, message_ids: list[int] | None) -> list[MessageEvidence]:
+    """The evidence of the recorded messages (all with None), oldest first."""
     where, params = "", []
     if message_ids is not None:
         where = " AND m.id IN (SELECT value FROM json_each(?))"
@@ -424,7 +425,7 @@ def _attribute_locked(
     bounces = kept_bounces(conn)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     decisions: dict[int, Attribution] = {}
-    for ev in _evidence(conn, ids):
+    for ev in load_evidence(conn, ids):
         if ev.id in bounces:
             decisions[ev.id] = Attribution(None, "bounce", bounces[ev.id])
         elif ev.id in manual and manual[ev.id][0] in roster.by_id:

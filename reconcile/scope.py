@@ -36,8 +36,8 @@ from reconcile.attribute import (
     Attribution,
     Attributor,
     TrustContext,
-    _evidence,
     kept_bounces,
+    load_evidence,
     sender_trust,
     store_attributions,
 )
@@ -259,7 +259,7 @@ def attribute_campaigns(conn: sqlite3.Connection, config, ids: list[int] | None)
     bounces = kept_bounces(conn)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     decisions: dict[int, ScopedAttribution] = {}
-    for ev in _evidence(conn, ids):
+    for ev in load_evidence(conn, ids):
         if ev.id in bounces:
             decisions[ev.id] = ScopedAttribution(None, "bounce", bounces[ev.id])
             continue

@@ -182,6 +182,7 @@ ORDER BY m.received_at, m.id
 """
 
 
+# long: one flat row per message, every field the contract and the tables show
 def message_rows(app: App) -> list[dict]:
     """Every message with its disposition, attributions brought up to date first."""
     from reconcile.overrides import message_rejects_in_force

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from reconcile.outgoing import outbox
 from reconcile.outgoing.compose import render
-from reconcile.outgoing.reminders import _duration_text, format_deadline, unit_addresses
+from reconcile.outgoing.reminders import duration_text, format_deadline, unit_addresses
 from reconcile.outgoing.smtp import Mailer
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def render_notice(config, unit, forms: list[str], text: str) -> tuple[str, str]:
             "kind": i.kind,
             "required": i.required,
             "min_count": i.min_count,
-            "limit": _duration_text(int(i.max_duration_s)),
+            "limit": duration_text(int(i.max_duration_s)),
         }
         for i in campaign.items
     ]
