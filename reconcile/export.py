@@ -163,8 +163,8 @@ def _parts(conn: sqlite3.Connection, unit_id: str, campaign) -> list[dict]:
     rows = conn.execute(
         f"SELECT {', '.join('p.' + c for c in PART_COLS)}, m.received_at FROM parts p "
         "JOIN messages m ON m.id = p.message JOIN attributions a ON a.message = m.id "
-        "WHERE a.unit = ? AND m.status = 'recorded' ORDER BY m.received_at, m.id, p.seq",
-        [unit_id],
+        "WHERE a.unit = ? AND a.campaign = ? AND m.status = 'recorded' ORDER BY m.received_at, m.id, p.seq",
+        [unit_id, campaign.id],
     ).fetchall()
     out = []
     for r in rows:

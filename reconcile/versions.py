@@ -59,8 +59,8 @@ def item_versions(conn: sqlite3.Connection, unit_id: str, status_row: dict, conf
     rows = conn.execute(
         f"SELECT {', '.join('p.' + c for c in cols)}, m.received_at, m.message_id FROM parts p "
         "JOIN messages m ON m.id = p.message JOIN attributions a ON a.message = m.id "
-        "WHERE a.unit = ? AND m.status = 'recorded' ORDER BY m.received_at, m.id, p.seq",
-        [unit_id],
+        "WHERE a.unit = ? AND a.campaign = ? AND m.status = 'recorded' ORDER BY m.received_at, m.id, p.seq",
+        [unit_id, campaign.id],
     ).fetchall()
     out: dict[str, list[dict]] = {item.id: [] for item in campaign.items}
     for r in rows:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import click
 
-from reconcile.cli.app import App, cli, emit_json, json_option, pass_app
+from reconcile.cli.app import App, campaign_option, cli, emit_json, json_option, pass_app
 
 
 @cli.command()
+@campaign_option
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option(
     "--zip", "zip_path", type=click.Path(dir_okay=False), help="Also write a zip of the folder here."
