@@ -3,12 +3,13 @@
 Incremental polling must not depend on the mailbox size: with UIDVALIDITY + last UID the poll
 asks the server only for UIDs above the watermark. Compared, in the same run, with a poll of a
 mailbox that holds only that one message (its database created beforehand, so both pay the same
-start-up). Each is measured ROUNDS times with a fresh new message; the medians are compared.
+start-up). The two alternate over ROUNDS rounds, each with a fresh new message; the medians are
+compared (bench/common.py).
 
 The 10,000 messages are written straight into the Maildir (much faster than APPEND) and
 ingested once, untimed (the time is printed for information).
 
-    .venv/bin/python bench/bench_poll.py [--messages 10000] [--rounds 5] [--keep DIR]
+    .venv/bin/python bench/bench_poll.py [--messages 10000] [--rounds 5] [--quick] [--keep DIR]
 
 Exit status 1 when the ratio is over the target (1.2x).
 """
@@ -17,13 +18,22 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-from common import DovecotServer, imap_campaign, report, run_mailroll, warm_up, work_dir
+from common import (
+    Contestant,
+    DovecotServer,
+    Ratio,
+    add_common_args,
+    alternate,
+    imap_campaign,
+    report,
+    run_mailroll,
+    warm_up,
+    work_dir,
+)
 from fixtures.mail import build_mail
 
 TARGET = 1.2
@@ -43,60 +53,61 @@ def small(i: int, when: datetime | None = None) -> bytes:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--messages", type=int, default=10_000)
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--keep", type=Path, help="keep the work directory here")
+    ap.add_argument("--messages", type=int, help="messages already ingested (10,000; --quick: 500)")
+    add_common_args(ap)
+    ap.set_defaults(rounds=5)
     args = ap.parse_args(argv)
+    n = args.messages or (500 if args.quick else 10_000)
 
     work = work_dir(args.keep)
     try:
         with DovecotServer() as server:
             big_user, one_user = server.new_user(), server.new_user()
             start = datetime.now(UTC) - timedelta(days=3)
-            server.write_maildir(big_user, (small(i) for i in range(args.messages)), when=start)
+            server.write_maildir(big_user, (small(i) for i in range(n)), when=start)
             t = time.perf_counter()
             warm_up(server, big_user)
             indexed = time.perf_counter() - t
             big = imap_campaign(work / "big", server, big_user)
             first = run_mailroll(big, "ingest", "--once", "--json")
-            assert first.json["new"] == args.messages, first.json
+            assert first.json["new"] == n, first.json
 
             one = imap_campaign(work / "one", server, one_user)
             run_mailroll(one, "ingest", "--once", "--json")  # creates its database: not timed
 
-            big_times, one_times = [], []
-            for r in range(args.rounds):
-                raw = small(args.messages + r)
-                server.append(big_user, raw)
-                server.append(one_user, raw)
-                a = run_mailroll(big, "ingest", "--once", "--json")
-                b = run_mailroll(one, "ingest", "--once", "--json")
-                assert a.json["new"] == 1 and b.json["new"] == 1, (a.json, b.json)
-                big_times.append(a.seconds)
-                one_times.append(b.seconds)
-        big_med, one_med = statistics.median(big_times), statistics.median(one_times)
+            def poll(campaign, user: str):
+                def run(r: int):
+                    server.append(user, small(n + r))  # a fresh new message (not timed)
+                    result = run_mailroll(campaign, "ingest", "--once", "--json")
+                    assert result.json["new"] == 1, result.json
+                    return result
+
+                return run
+
+            series = alternate(
+                [
+                    Contestant("poll, mailbox of 1 message + 1", poll(one, one_user)),
+                    Contestant(f"poll, {n:,} + 1 messages", poll(big, big_user)),
+                ],
+                max(3, args.rounds),
+            )
+        one_s, big_s = series.values()
         ok = report(
-            f"poll finding 1 new message among {args.messages:,}",
+            f"poll finding 1 new message among {n:,}",
             [
                 ("Dovecot indexing the mailbox", f"{indexed:.1f} s (not timed below)"),
                 (
-                    f"first ingest of {args.messages:,} messages",
-                    f"{first.seconds:.1f} s ({args.messages / first.seconds:.0f} messages/s)",
+                    f"first ingest of {n:,} messages",
+                    f"{first.seconds:.1f} s ({n / first.seconds:.0f} messages/s)",
                 ),
-                (f"poll, {args.messages:,} + 1 messages (median)", f"{big_med:.3f} s  {_fmt(big_times)}"),
-                ("poll, mailbox of 1 message (median)", f"{one_med:.3f} s  {_fmt(one_times)}"),
             ],
-            big_med / one_med,
-            TARGET,
+            [one_s, big_s],
+            [Ratio(f"poll among {n:,} / poll among 1", big_s, one_s, TARGET)],
         )
         return 0 if ok else 1
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-
-
-def _fmt(times: list[float]) -> str:
-    return "[" + ", ".join(f"{t:.3f}" for t in times) + "]"
 
 
 if __name__ == "__main__":

@@ -6,11 +6,12 @@ with facts rows inserted directly in a realistic mix (most units send 1-3 messag
 sheet, report and video; some resend, some are late, some mail is unmatched or duplicate), then:
 
 1. times the first `status --json` (attributes 20,000 messages and computes every unit: cold);
-2. times `status --json` again, best of N (the cache is current: the everyday case);
-3. times the baseline, best of N;
-and prints the three and the ratio. Exit status 1 if the ratio is over the target.
+2. alternates `status --json` (the cache is current: the everyday case) with the baseline over
+   ``--rounds`` rounds (bench/common.py) and compares the medians.
+Exit status 1 if the ratio is over the target.
 
-    .venv/bin/python bench/bench_status.py [--units 2000] [--messages 20000] [--runs 15] [--keep DIR]
+    .venv/bin/python bench/bench_status.py [--units 2000] [--messages 20000] [--rounds 15]
+                                           [--quick] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -20,15 +21,12 @@ import csv
 import json
 import random
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from common import REPO, Contestant, Ratio, Run, add_common_args, alternate, report, run_timed, work_dir
 
 from ingest.config import DEFAULT_SHEET_FIELDS  # noqa: E402 - the repo is put on sys.path first
 from ingest.db import open_connection  # noqa: E402 - the repo is put on sys.path first
@@ -141,8 +139,8 @@ def build(root: Path, n_units: int, n_messages: int, seed: int = 7) -> Path:
             )
     conn.execute("BEGIN")
     conn.executemany(
-        "INSERT INTO messages (id, source, source_key, message_id, content_sha256, status, from_addr, subject, "
-        "received_at, size, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO messages (id, source, source_key, message_id, content_sha256, status, from_addr, "
+        "subject, received_at, size, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         messages,
     )
     conn.executemany(
@@ -155,55 +153,66 @@ def build(root: Path, n_units: int, n_messages: int, seed: int = 7) -> Path:
     return root / "config.toml"
 
 
-def timed(cmd: list[str], runs: int) -> tuple[float, str]:
-    best, out = float("inf"), ""
-    for _ in range(runs):
-        t = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        best = min(best, time.perf_counter() - t)
-        out = proc.stdout
-    return best, out
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--units", type=int, help="units in the roster (2,000; --quick: 200)")
+    ap.add_argument("--messages", type=int, help="messages in the database (20,000; --quick: 2,000)")
+    add_common_args(ap)
+    ap.set_defaults(rounds=15)
+    args = ap.parse_args(argv)
+    n_units = args.units or (200 if args.quick else 2000)
+    n_messages = args.messages or (2000 if args.quick else 20000)
 
-
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--units", type=int, default=2000)
-    ap.add_argument("--messages", type=int, default=20000)
-    ap.add_argument("--runs", type=int, default=15)
-    ap.add_argument("--keep", type=Path, help="build the campaign here and keep it")
-    args = ap.parse_args()
-
-    root = args.keep or Path(tempfile.mkdtemp(prefix="mailroll-bench-"))
+    root = work_dir(args.keep)
     try:
         t = time.perf_counter()
-        config = build(root, args.units, args.messages)
-        print(
-            f"built {args.units} units, {args.messages} messages in {time.perf_counter() - t:.1f} s ({root})"
-        )
-        mailroll = str(Path(sys.executable).with_name("mailroll"))
-        if not Path(mailroll).exists():
-            mailroll_cmd = [sys.executable, "-m", "reconcile"]
-        else:
-            mailroll_cmd = [mailroll]
-        cmd = [*mailroll_cmd, "--config", str(config), "status", "--json"]
-        cold, out = timed(cmd, 1)
-        rows = json.loads(out)
+        config = build(root, n_units, n_messages)
+        built = time.perf_counter() - t
+        cmd = [sys.executable, "-m", "reconcile", "--config", str(config), "status", "--json"]
+        cold = run_timed(cmd, cwd=REPO)
+        if cold.returncode != 0:
+            raise SystemExit(f"status failed:\n{cold.stderr}")
+        rows = json.loads(cold.stdout)
         states = {s: sum(1 for r in rows if r["state"] == s) for s in ("complete", "incomplete", "missing")}
-        print(f"first status --json (attribute + compute): {cold * 1000:.0f} ms; {len(rows)} units {states}")
-        warm, out2 = timed(cmd, args.runs)
-        assert json.loads(out2) == rows, "the cached output differs from the computed one"
         baseline_code = (
             "import reconcile, sqlite3, sys; "
             f"c = sqlite3.connect({str(root / 'mailroll.db')!r}); "
             "rows = c.execute('SELECT json FROM unit_status ORDER BY pos').fetchall(); "
             "sys.stdout.write('[' + ', '.join(r[0] for r in rows) + ']')"
         )
-        base, _ = timed([sys.executable, "-c", baseline_code], args.runs)
-        ratio = warm / base
-        print(f"status --json (best of {args.runs}): {warm * 1000:.1f} ms")
-        print(f"baseline import reconcile + one query (best of {args.runs}): {base * 1000:.1f} ms")
-        print(f"ratio: {ratio:.2f}x (target <= {TARGET}x): {'PASS' if ratio <= TARGET else 'FAIL'}")
-        return 0 if ratio <= TARGET else 1
+
+        def status(_round: int) -> Run:
+            r = run_timed(cmd, cwd=REPO)
+            if r.returncode != 0 or json.loads(r.stdout) != rows:
+                raise SystemExit(f"status --json failed or differs from the computed one:\n{r.stderr}")
+            return r
+
+        series = alternate(
+            [
+                Contestant(
+                    "baseline: import reconcile + one query",
+                    lambda _round: run_timed([sys.executable, "-c", baseline_code], cwd=REPO),
+                ),
+                Contestant("status --json (cache current)", status),
+            ],
+            max(3, args.rounds),
+            quiet=True,
+        )
+        base, warm = series.values()
+        ok = report(
+            f"status --json at {n_units:,} units, {n_messages:,} messages",
+            [
+                ("campaign built in", f"{built:.1f} s ({root})"),
+                (
+                    "first status --json (attribute + compute)",
+                    f"{cold.seconds * 1000:.0f} ms; {len(rows)} units {states}",
+                ),
+            ],
+            [base, warm],
+            [Ratio("status / baseline", warm, base, TARGET)],
+            unit="ms",
+        )
+        return 0 if ok else 1
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

@@ -1,13 +1,21 @@
-"""Shared pieces of the IMAP benchmarks: a real Dovecot, campaigns, timed runs, test files.
+"""Shared pieces of the benchmarks: the method, a real Dovecot, campaigns, timed runs, test files.
 
+The method, one for every benchmark (``alternate``, ``Ratio``, ``report``): the baseline and
+mailroll are *contestants* run in the same benchmark run, one after the other in alternating
+order (A B, B A, A B, ...) for at least 3 rounds; each is printed as the median with every
+round's figure and the spread ((slowest - fastest) / median); a ratio is the ratio of the
+medians, printed with the range of the per-round ratios.
+
+* ``run_timed`` / ``run_mailroll`` run a command as a fresh process, through a small wrapper
+  process that times it (the wrapper's own start-up is not counted) and measures its memory:
+  the peak of the summed RSS of the whole process tree (worker processes, ffprobe), sampled
+  every 10 ms from /proc, and the kernel's ``ru_maxrss`` (``os.wait4``) of the biggest single
+  process; ``Run.tree_rss_mb`` is the larger of the two.
+* ``baseline_fetch`` is the yardstick of the IMAP benchmarks: a minimal imapclient script that
+  fetches every message's full body and writes it to disk, as a fresh process too (so both pay
+  interpreter start-up); "fair" has imaplib's debug output off, "stock" is imapclient as shipped.
 * ``DovecotServer`` is the test fixture's server (tests/fixtures/dovecot.py) used as a plain
   context manager.
-* ``run_timed`` / ``run_mailroll`` run a command as a fresh process and return wall time and the
-  process's peak RSS, measured by the kernel (``os.wait4`` rusage ``ru_maxrss`` of that child;
-  tools it ran and waited for, such as ffprobe, count only if they were bigger). The wall time
-  includes a few ms for the small wrapper process that collects the rusage.
-* ``baseline_fetch`` is the yardstick: a minimal imapclient script that fetches every message's
-  full body and writes it to disk, as a fresh process too (so both pay interpreter start-up).
 * ``noise_video`` makes an MP4 of a given size with ffmpeg (random grey noise does not
   compress, so size is bitrate x duration), cached in ``~/.cache/mailroll-bench``.
 """
@@ -17,10 +25,12 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +48,8 @@ os.environ.setdefault(PASSWORD_ENV, PASSWORD)
 @dataclass
 class Run:
     seconds: float
-    max_rss_mb: float
+    max_rss_mb: float  # the biggest single process of the tree (kernel, wait4 ru_maxrss)
+    tree_rss_mb: float  # the whole tree at once: peak of the summed RSS, sampled every 10 ms
     returncode: int
     stdout: str
     stderr: str
@@ -48,16 +59,48 @@ class Run:
         return json.loads(self.stdout)
 
 
-# Runs the command and reports its peak RSS. A small process of its own, because ru_maxrss
-# survives exec: a child forked straight from the (big) benchmark process would report the
-# benchmark's memory, not its own.
-_RUSAGE_WRAPPER = (
-    "import os, subprocess, sys\n"
-    "p = subprocess.Popen(sys.argv[2:])\n"
-    "_, status, usage = os.wait4(p.pid, 0)\n"
-    "open(sys.argv[1], 'w').write(str(usage.ru_maxrss))\n"
-    "sys.exit(os.waitstatus_to_exitcode(status))\n"
-)
+# Runs the command, times it and measures its memory. A small process of its own, because
+# ru_maxrss survives exec: a child forked straight from the (big) benchmark process would report
+# the benchmark's memory, not its own. The wall time is taken here, around the child alone, so
+# the wrapper's own start-up is not counted. The tree's RSS is summed over the child and all its
+# descendants (worker processes, ffprobe) from /proc every 10 ms; the kernel's ru_maxrss (the
+# biggest single process, exact) covers what lives shorter than that.
+_RUSAGE_WRAPPER = r"""
+import os, subprocess, sys, threading, time
+PAGE = os.sysconf("SC_PAGE_SIZE")
+def tree(pid):
+    todo, seen = [pid], []
+    while todo:
+        p = todo.pop()
+        seen.append(p)
+        try:
+            for t in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{t}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except OSError:
+            pass
+    return seen
+def rss(pid):
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * PAGE
+    except (OSError, ValueError, IndexError):
+        return 0
+peak, done = [0], threading.Event()
+def sample(pid):
+    while not done.wait(0.01):
+        peak[0] = max(peak[0], sum(rss(p) for p in tree(pid)))
+t0 = time.perf_counter()
+p = subprocess.Popen(sys.argv[2:])
+sampler = threading.Thread(target=sample, args=(p.pid,), daemon=True)
+sampler.start()
+_, status, usage = os.wait4(p.pid, 0)
+seconds = time.perf_counter() - t0
+done.set()
+sampler.join()
+open(sys.argv[1], "w").write(f"{usage.ru_maxrss} {peak[0] // 1024} {seconds!r}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
 
 
 def work_dir(keep: Path | None) -> Path:
@@ -68,41 +111,175 @@ def work_dir(keep: Path | None) -> Path:
 
 
 def run_timed(argv: list[str], env: dict | None = None, cwd: Path | None = None) -> Run:
-    """Run a process; wall time, and its peak RSS as the kernel measured it (wait4)."""
+    """Run a process: its wall time, and its memory as the kernel and /proc report it."""
     with (
         tempfile.TemporaryFile() as out,
         tempfile.TemporaryFile() as err,
-        tempfile.NamedTemporaryFile("r") as rss,
+        tempfile.NamedTemporaryFile("r") as measured,
     ):
-        started = time.perf_counter()
         proc = subprocess.run(
-            [sys.executable, "-c", _RUSAGE_WRAPPER, rss.name, *argv],
+            [sys.executable, "-c", _RUSAGE_WRAPPER, measured.name, *argv],
             stdout=out,
             stderr=err,
             env={**os.environ, **(env or {})},
             cwd=cwd,
         )
-        seconds = time.perf_counter() - started
         out.seek(0)
         err.seek(0)
-        kb = int(rss.read().strip() or 0)
+        fields = measured.read().split()
+        max_kb, tree_kb, seconds = (
+            (int(fields[0]), int(fields[1]), float(fields[2])) if fields else (0, 0, 0.0)
+        )
         return Run(
             seconds,
-            kb / 1024,
+            max_kb / 1024,
+            max(max_kb, tree_kb) / 1024,
             proc.returncode,
             out.read().decode("utf-8", "replace"),
             err.read().decode("utf-8", "replace"),
         )
 
 
+# ---- the method every benchmark uses: contestants alternate, rounds, medians, spread ----------
+
+
+@dataclass
+class Contestant:
+    """One side of a comparison. ``run(round)`` prepares what it needs (untimed), runs the timed
+    process and returns its Run; ``after(round)`` tidies up (untimed), e.g. deletes written files."""
+
+    name: str
+    run: Callable[[int], Run]
+    after: Callable[[int], None] | None = None
+
+
+@dataclass
+class Series:
+    name: str
+    runs: list[Run]
+
+    @property
+    def seconds(self) -> list[float]:
+        return [r.seconds for r in self.runs]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def spread(self) -> float:
+        """(slowest - fastest) / median."""
+        return (max(self.seconds) - min(self.seconds)) / self.median if self.median else 0.0
+
+    @property
+    def peak_tree_mb(self) -> float:
+        return max(r.tree_rss_mb for r in self.runs)
+
+    def line(self, unit: str = "s") -> str:
+        scale, fmt = (1000.0, "{:.1f}") if unit == "ms" else (1.0, "{:.2f}")
+        each = ", ".join(fmt.format(t * scale) for t in self.seconds)
+        return (
+            f"median {fmt.format(self.median * scale)} {unit} [{each}], spread {self.spread:.0%}, "
+            f"peak RSS {self.peak_tree_mb:.0f} MB"
+        )
+
+
+def alternate(contestants: list[Contestant], rounds: int, quiet: bool = False) -> dict[str, Series]:
+    """Run every contestant once per round, alternating the order (A B, then B A, ...) so drift
+    in the machine's load and warm caches favour nobody. Dirty pages are flushed before every
+    timed run (one run's writes are not paid by the next)."""
+    runs: dict[str, list[Run]] = {c.name: [] for c in contestants}
+    for r in range(rounds):
+        order = contestants if r % 2 == 0 else contestants[::-1]
+        for c in order:
+            drop_caches()
+            run = c.run(r)
+            runs[c.name].append(run)
+            if not quiet:
+                print(f"  round {r + 1}/{rounds}: {c.name}: {run.seconds:.3f} s", flush=True)
+            if c.after is not None:
+                c.after(r)
+    return {name: Series(name, rs) for name, rs in runs.items()}
+
+
+@dataclass
+class Ratio:
+    """numerator / denominator, of their medians; per round too (the spread of the ratio)."""
+
+    label: str
+    numerator: Series
+    denominator: Series
+    target: float | None = None
+
+    @property
+    def value(self) -> float:
+        return self.numerator.median / self.denominator.median
+
+    @property
+    def per_round(self) -> list[float]:
+        return [a / b for a, b in zip(self.numerator.seconds, self.denominator.seconds, strict=True)]
+
+    @property
+    def ok(self) -> bool:
+        return self.target is None or self.value <= self.target
+
+    def line(self) -> str:
+        each = self.per_round
+        verdict = (
+            f" (target <= {self.target}x): {'OK' if self.ok else 'OVER TARGET'}"
+            if self.target is not None
+            else " (for information)"
+        )
+        return (
+            f"{self.value:.2f}x of the medians; per round {min(each):.2f}x-{max(each):.2f}x "
+            f"over {len(each)} rounds{verdict}"
+        )
+
+
+def report(
+    title: str,
+    info: list[tuple[str, str]],
+    series: list[Series],
+    ratios: list[Ratio],
+    unit: str = "s",
+) -> bool:
+    """Print the comparison; True when every ratio with a target is within it."""
+    print(f"\n== {title} ==")
+    print(f"machine: {machine()}")
+    for name, value in info:
+        print(f"  {name:<40} {value}")
+    for s in series:
+        print(f"  {s.name:<40} {s.line(unit)}")
+    for r in ratios:
+        print(f"  {r.label:<40} {r.line()}")
+    return all(r.ok for r in ratios)
+
+
+def add_common_args(ap) -> None:
+    ap.add_argument("--rounds", type=int, default=3, help="alternated rounds (at least 3)")
+    ap.add_argument("--quick", action="store_true", help="small sizes: a smoke run, not the figures")
+    ap.add_argument("--keep", type=Path, help="keep the work directory here")
+
+
+def mailroll_argv(campaign: Campaign, *args: str) -> list[str]:
+    return [sys.executable, "-m", "reconcile", "--config", str(campaign.config_path), *args]
+
+
 def run_mailroll(campaign: Campaign, *args: str) -> Run:
-    r = run_timed([sys.executable, "-m", "reconcile", "--config", str(campaign.config_path), *args], cwd=REPO)
+    r = run_timed(mailroll_argv(campaign, *args), cwd=REPO)
     if r.returncode != 0:
         raise SystemExit(f"mailroll {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
     return r
 
 
-BASELINE = r"""
+# The yardstick of the IMAP benchmarks: fetch every message's full body with imapclient, 20 per
+# FETCH, and write each to its own file with fsync. Two flavours, both printed:
+# * "fair" (the target's denominator): imaplib's debug output off, as any careful client (and
+#   mailroll, ingest/sources/imap/connection.py _quiet_imaplib) has it;
+# * "stock": imapclient as shipped, which sets imaplib's debug level to 5 and routes it to a
+#   logger that drops it, so imaplib builds a repr() of every response, message bodies included,
+#   for nothing: most of that script's time goes there. Shown so the old figures can be compared.
+BASELINE_STOCK = r"""
 import sys, os
 from imapclient import IMAPClient
 host, port, user, password, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
@@ -122,29 +299,51 @@ c.logout()
 print(n)
 """
 
-BASELINE_ONE_BY_ONE = BASELINE.replace("range(0, len(uids), 20)", "range(0, len(uids), 1)").replace(
-    "uids[i:i + 20]", "uids[i:i + 1]"
+BASELINE_FAIR = BASELINE_STOCK.replace(
+    "c.login(user, password)", "c._imap.debug = 0\nc.login(user, password)"
 )
 
-# The same script with imaplib's debug output off. IMAPClient sets imaplib's debug level to 5 (and
-# routes it to a logger that drops it), so imaplib builds a repr() of every response, message
-# bodies included: most of the plain script's time goes there. mailroll switches it off
-# (ingest/sources/imap/connection.py, _quiet_imaplib); this variant shows what a fetch costs without it.
-BASELINE_QUIET = BASELINE.replace("c.login(user, password)", "c._imap.debug = 0\nc.login(user, password)")
 
-
-def baseline_fetch(
-    server: DovecotServer, user: str, out_dir: Path, one_by_one: bool = False, quiet: bool = False
-) -> Run:
-    """Fetch every message's full body with imapclient and write it to disk (fresh process)."""
+def baseline_fetch(server: DovecotServer, user: str, out_dir: Path, fair: bool = True) -> Run:
+    """Fetch every message's full body with imapclient and write it to disk (a fresh process)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    script = BASELINE_ONE_BY_ONE if one_by_one else BASELINE_QUIET if quiet else BASELINE
+    script = BASELINE_FAIR if fair else BASELINE_STOCK
     r = run_timed(
         [sys.executable, "-c", script, server.host, str(server.port), user, server.password, str(out_dir)]
     )
     if r.returncode != 0:
         raise SystemExit(f"baseline failed:\n{r.stderr}")
     return r
+
+
+def baseline_contestant(
+    name: str, server: DovecotServer, user: str, out_dir: Path, expect: int, fair: bool = True
+) -> Contestant:
+    """The baseline fetch as a contestant: a fresh, empty output directory each round."""
+
+    def run(_round: int) -> Run:
+        r = baseline_fetch(server, user, out_dir, fair=fair)
+        if int(r.stdout) != expect:
+            raise SystemExit(f"{name}: fetched {r.stdout.strip()} messages, expected {expect}")
+        return r
+
+    return Contestant(name, run, after=lambda _round: shutil.rmtree(out_dir, ignore_errors=True))
+
+
+def ingest_contestant(
+    name: str, root: Path, server: DovecotServer, user: str, check: Callable[[Campaign, Run], None]
+) -> Contestant:
+    """`mailroll ingest --once --json` on a fresh campaign (database, store) each round;
+    ``check(campaign, run)`` verifies the result (raise to stop the benchmark)."""
+    campaigns: dict[int, Campaign] = {}
+
+    def run(r: int) -> Run:
+        campaign = campaigns[r] = imap_campaign(root / f"round{r + 1}", server, user)
+        result = run_mailroll(campaign, "ingest", "--once", "--json")
+        check(campaign, result)
+        return result
+
+    return Contestant(name, run, after=lambda r: shutil.rmtree(campaigns[r].root, ignore_errors=True))
 
 
 def imap_campaign(root: Path, server: DovecotServer, user: str, **mailbox) -> Campaign:
@@ -234,17 +433,8 @@ def machine() -> str:
         mem = f", {kb / 1024 / 1024:.0f} GB RAM"
     except (OSError, ValueError, IndexError):
         pass
-    system = f"{platform.system()} {platform.release()}"
-    return f"{os.cpu_count()} CPUs ({cpu}){mem}, {system}, Python {platform.python_version()}"
-
-
-def report(title: str, rows: list[tuple[str, str]], ratio: float | None, target: float | None) -> bool:
-    print(f"\n== {title} ==")
-    print(f"machine: {machine()}")
-    for name, value in rows:
-        print(f"  {name:<38} {value}")
-    ok = True
-    if ratio is not None and target is not None:
-        ok = ratio <= target
-        print(f"  {'ratio':<38} {ratio:.2f}x (target <= {target}x): {'OK' if ok else 'OVER TARGET'}")
-    return ok
+    cpus = len(os.sched_getaffinity(0))  # what `nproc` prints
+    return (
+        f"nproc {cpus} ({cpu}){mem}, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )

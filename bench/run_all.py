@@ -1,7 +1,7 @@
 """Run every benchmark (``make bench``): each prints its figures and exits 1 when over target.
 
 .venv/bin/python bench/run_all.py            # full size (several minutes)
-.venv/bin/python bench/run_all.py --quick    # small parameters: a smoke run (~1 minute)
+.venv/bin/python bench/run_all.py --quick    # small sizes: a smoke run (~3 minutes)
 .venv/bin/python bench/run_all.py poll       # only the benchmarks whose name contains 'poll'
 """
 
@@ -13,12 +13,6 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-QUICK = {
-    "bench_throughput.py": ["--messages", "20"],
-    "bench_bigvideo.py": ["--megabytes", "30"],
-    "bench_poll.py": ["--messages", "500", "--rounds", "3"],
-    "bench_status.py": ["--units", "200", "--messages", "2000", "--runs", "3"],
-}
 
 
 def main(argv: list[str]) -> int:
@@ -28,7 +22,7 @@ def main(argv: list[str]) -> int:
     for script in sorted(HERE.glob("bench_*.py")):
         if names and not any(n in script.name for n in names):
             continue
-        args = QUICK.get(script.name, []) if quick else []
+        args = ["--quick"] if quick else []
         print(f"\n### {script.name} {' '.join(args)}", flush=True)
         started = time.perf_counter()
         rc = subprocess.run([sys.executable, str(script), *args], cwd=HERE).returncode

@@ -1,0 +1,151 @@
+"""Where the time of `ingest --once` goes: the throughput mailbox, profiled with py-spy.
+
+Builds the same mailbox as bench_throughput.py (in a real Dovecot), runs `ingest --once` under
+``py-spy record`` (all threads, idle ones too, and subprocesses such as check workers), once
+more with ``--gil`` (only samples holding the GIL: who keeps the interpreter busy), and prints
+per process and thread where the samples fall, grouped by what the code is doing (waiting on
+the socket, imaplib parsing, base64, hashing, writing and fsync, openpyxl, python-docx,
+ffprobe, SQLite, waiting for another thread ...). Not a benchmark: no baseline, no target.
+py-spy comes from pip (``.venv/bin/pip install py-spy``).
+
+    .venv/bin/python bench/profile_ingest.py [--messages 200] [--video-every 1] [--quick] [--raw DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bench_throughput import build_messages
+from common import REPO, DovecotServer, imap_campaign, mailroll_argv, warm_up, work_dir
+
+# (what, a regular expression matched against a sample's frames, innermost first): the first
+# category whose pattern matches the innermost frames it covers wins
+CATEGORIES = [
+    ("wait: ffprobe / tool subprocess", r"^(communicate|_communicate|wait|_wait|_try_wait) \(subprocess"),
+    (
+        "wait: socket (IMAP reply)",
+        r"^(readinto|recv_into|read|readline|_get_line|_get_response) \((socket|ssl|imaplib)",
+    ),
+    ("imaplib/imapclient parsing", r"\((imaplib|imapclient/)"),
+    ("base64 / quoted-printable decoding", r"^(feed|_b64|finish|decode_all) \(ingest/sources/imap/decode"),
+    ("sha256", r"(hexdigest|sha256_file|update) \(|_hash_parts"),
+    ("fsync", r"^fsync "),
+    ("writing files", r"^(write|copyfile|_fastcopy_sendfile|replace|_place) "),
+    ("openpyxl (sheets)", r"\(openpyxl/"),
+    ("python-docx / lxml (reports)", r"\((docx/|lxml)"),
+    ("pypdf (reports)", r"\(pypdf/"),
+    ("zip / archive reading", r"\((zipfile|py7zr|rarfile)"),
+    ("e-mail parsing (stdlib email)", r"\(email/"),
+    ("SQLite", r"^(execute|executemany|commit|__exit__|transaction) .*(db\.py|store\.py|sqlite)"),
+    ("imports", r"_find_and_load|_call_with_frames_removed"),
+    (
+        "wait: for another thread / worker",
+        r"^(wait|acquire|get|result|_wait_for_tstate_lock|join) \((threading|queue|concurrent)",
+    ),
+    ("wait: other", r"^(select|poll|sleep|wait|accept|recv_bytes|_recv|read) "),
+]
+COMPILED = [(name, re.compile(pattern)) for name, pattern in CATEGORIES]
+
+
+def categorise(frames: list[str]) -> str:
+    """frames: innermost first, as 'function (file)'."""
+    for frame in frames:
+        for name, pattern in COMPILED:
+            if pattern.search(frame):
+                return name
+    return "other Python"
+
+
+def summarise(raw: Path, title: str) -> None:
+    """py-spy's raw format: one line per distinct stack, outermost first, 'frame;frame;... count'."""
+    per_thread: dict[str, Counter] = defaultdict(Counter)
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        frames = stack.split(";")
+        owner = [f for f in frames if f.startswith(("process ", "thread "))]
+        code = [f for f in frames if not f.startswith(("process ", "thread "))]
+        who = " / ".join(_short(o) for o in owner)
+        per_thread[who][categorise(code[::-1])] += int(count)
+    print(f"\n== {title} ==")
+    totals = sorted(per_thread.items(), key=lambda kv: -sum(kv[1].values()))
+    for who, cats in totals:
+        n = sum(cats.values())
+        print(f"  {who}: {n} samples ({n / 100:.1f} s at 100 Hz)")
+        for name, c in cats.most_common(8):
+            print(f"      {c / n:6.1%}  {name}")
+
+
+def _short(owner: str) -> str:
+    owner = re.sub(r"process (\d+):\"(.{0,60}).*", r"process \1 \2", owner)
+    return re.sub(r"thread \((0x[0-9A-Fa-f]+)\)", r"thread \1", owner)
+
+
+def profile(campaign, out: Path, gil: bool) -> float:
+    cmd = [
+        str(Path(sys.executable).with_name("py-spy")),
+        "record",
+        "--format",
+        "raw",
+        "--nolineno",
+        "--threads",
+        "--subprocesses",
+        "--rate",
+        "100",
+        "-o",
+        str(out),
+    ]
+    cmd += ["--gil"] if gil else ["--idle"]
+    cmd += ["--", *mailroll_argv(campaign, "ingest", "--once")]
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=REPO, capture_output=True)
+    return time.perf_counter() - t
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--messages", type=int, help="submissions in the mailbox (200; --quick: 20)")
+    ap.add_argument("--video-every", type=int, default=1)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--raw", type=Path, help="keep py-spy's raw output here")
+    args = ap.parse_args(argv)
+    n = args.messages or (20 if args.quick else 200)
+    if not Path(sys.executable).with_name("py-spy").exists():
+        print("py-spy is not installed: .venv/bin/pip install py-spy", file=sys.stderr)
+        return 2
+    work = work_dir(None)
+    raw_dir = args.raw or work
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        (work / "files").mkdir()
+        with DovecotServer() as server:
+            user = server.new_user()
+            when = datetime.now(UTC) - timedelta(days=1)
+            server.write_maildir(user, build_messages(n, args.video_every, work / "files", {}), when=when)
+            warm_up(server, user)
+            for gil in (False, True):
+                campaign = imap_campaign(work / f"campaign-{gil}", server, user)
+                out = raw_dir / f"ingest-{'gil' if gil else 'all'}.txt"
+                seconds = profile(campaign, out, gil)
+                summarise(
+                    out,
+                    f"{n} submissions, {'samples holding the GIL' if gil else 'all samples'} "
+                    f"({seconds:.1f} s under py-spy)",
+                )
+                shutil.rmtree(campaign.root, ignore_errors=True)
+        return 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
