@@ -26,41 +26,55 @@ from pathlib import Path
 from bench_throughput import build_messages
 from common import REPO, DovecotServer, imap_campaign, mailroll_argv, warm_up, work_dir
 
-# (what, a regular expression matched against a sample's frames, innermost first): the first
-# category whose pattern matches the innermost frames it covers wins
-CATEGORIES = [
-    ("wait: ffprobe / tool subprocess", r"^(communicate|_communicate|wait|_wait|_try_wait) \(subprocess"),
+# What a sample is doing: (name, pattern for the innermost frame, pattern for the whole stack);
+# the first rule whose patterns both match wins. Frames read 'Class.function (file.py)'; C code
+# (sha256, base64, write, fsync) shows as the Python function that called it.
+RULES = [
+    ("idle worker thread (no work queued)", r"^_worker \(concurrent/futures/thread", None),
+    ("waiting: ffprobe / LibreOffice subprocess", None, r"run_tool \(ingest/checks"),
     (
-        "wait: socket (IMAP reply)",
-        r"^(readinto|recv_into|read|readline|_get_line|_get_response) \((socket|ssl|imaplib)",
+        "waiting: the next fetched message",
+        r"(Condition\.wait|Queue\.get)",
+        r"prefetched \(ingest/sources/imap",
     ),
-    ("imaplib/imapclient parsing", r"\((imaplib|imapclient/)"),
-    ("base64 / quoted-printable decoding", r"^(feed|_b64|finish|decode_all) \(ingest/sources/imap/decode"),
-    ("sha256", r"(hexdigest|sha256_file|update) \(|_hash_parts"),
-    ("fsync", r"^fsync "),
-    ("writing files", r"^(write|copyfile|_fastcopy_sendfile|replace|_place) "),
-    ("openpyxl (sheets)", r"\(openpyxl/"),
-    ("python-docx / lxml (reports)", r"\((docx/|lxml)"),
-    ("pypdf (reports)", r"\(pypdf/"),
-    ("zip / archive reading", r"\((zipfile|py7zr|rarfile)"),
-    ("e-mail parsing (stdlib email)", r"\(email/"),
-    ("SQLite", r"^(execute|executemany|commit|__exit__|transaction) .*(db\.py|store\.py|sqlite)"),
-    ("imports", r"_find_and_load|_call_with_frames_removed"),
+    ("waiting: a worker (store, probe)", r"(Condition\.wait|Lock\.acquire)", r"Future\.result"),
+    ("waiting: the IMAP connection lock", r"_op \(ingest/sources/imap/connection", None),
+    ("waiting: the IMAP server (socket)", r"(readinto|recv_into|recv) \((socket|ssl)", None),
     (
-        "wait: for another thread / worker",
-        r"^(wait|acquire|get|result|_wait_for_tstate_lock|join) \((threading|queue|concurrent)",
+        "waiting: other threads / queues",
+        r"(Condition\.wait|Lock\.acquire|Queue\.(get|put)|_wait_for_tstate_lock)",
+        None,
     ),
-    ("wait: other", r"^(select|poll|sleep|wait|accept|recv_bytes|_recv|read) "),
+    ("checks: sheets (openpyxl)", None, r"(read_sheet|\(openpyxl/)"),
+    ("checks: reports (python-docx, pypdf)", None, r"(read_report|\(docx/|\(pypdf/)"),
+    ("checks: images, other", None, r"probe \(ingest/checks"),
+    ("base64 decoding (streamed parts)", None, r"\(ingest/sources/imap/decode"),
+    ("hash + write + fsync of streamed parts", r"^Streamer\.stream ", None),
+    ("IMAP reply parsing (imaplib, imapclient)", None, r"\((imaplib|imapclient/)"),
+    ("MIME parsing (email, ingest/mime)", None, r"\((email/|ingest/mime/)"),
+    ("store: write + fsync", None, r"FileStore\.put_"),
+    ("hashing (sha256)", None, r"(sha256_file|_hash_parts|content_fingerprint)"),
+    ("archives", None, r"\(ingest/archives"),
+    (
+        "database (SQLite)",
+        None,
+        r"(record_message|record_failure|find_duplicate|_known_facts|\(ingest/db|sqlite)",
+    ),
+    ("attribution, status (reconcile)", None, r"\(reconcile/(?!commands/ingest_cmd|cli|fastpath|__main__)"),
+    ("start-up: imports", None, r"_find_and_load"),
 ]
-COMPILED = [(name, re.compile(pattern)) for name, pattern in CATEGORIES]
+COMPILED = [
+    (name, re.compile(inner) if inner else None, re.compile(stack) if stack else None)
+    for name, inner, stack in RULES
+]
 
 
-def categorise(frames: list[str]) -> str:
-    """frames: innermost first, as 'function (file)'."""
-    for frame in frames:
-        for name, pattern in COMPILED:
-            if pattern.search(frame):
-                return name
+def categorise(code: list[str]) -> str:
+    """code: the frames of one sample, outermost first."""
+    innermost, stack = (code[-1] if code else ""), ";".join(code)
+    for name, inner, whole in COMPILED:
+        if (inner is None or inner.search(innermost)) and (whole is None or whole.search(stack)):
+            return name
     return "other Python"
 
 
@@ -75,13 +89,13 @@ def summarise(raw: Path, title: str) -> None:
         owner = [f for f in frames if f.startswith(("process ", "thread "))]
         code = [f for f in frames if not f.startswith(("process ", "thread "))]
         who = " / ".join(_short(o) for o in owner)
-        per_thread[who][categorise(code[::-1])] += int(count)
+        per_thread[who][categorise(code)] += int(count)
     print(f"\n== {title} ==")
     totals = sorted(per_thread.items(), key=lambda kv: -sum(kv[1].values()))
     for who, cats in totals:
         n = sum(cats.values())
         print(f"  {who}: {n} samples ({n / 100:.1f} s at 100 Hz)")
-        for name, c in cats.most_common(8):
+        for name, c in cats.most_common(10):
             print(f"      {c / n:6.1%}  {name}")
 
 
