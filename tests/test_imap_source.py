@@ -205,6 +205,27 @@ def test_stream_decoder_handles_chunk_boundaries():
         assert out == text
 
 
+def test_damaged_base64_decodes_the_same_however_it_is_cut_and_as_the_parser_reads_it():
+    """Padding in the middle (two blobs glued) or junk: the bytes kept do not depend on where
+    the partial fetches cut the part, equal what the whole-message parser keeps, and the part
+    is marked damaged when base64 follows the padding."""
+    import base64
+
+    from ingest.mime.text import _tolerant_b64
+
+    first, second = os.urandom(3001), os.urandom(3000)  # 3001 bytes: the first ends in padding
+    glued = base64.encodebytes(first).replace(b"\n", b"\r\n") + base64.encodebytes(second)
+    junk = base64.encodebytes(first)[:2000] + b"*~\x00" + base64.encodebytes(first)[2000:]
+    for enc, damaged in ((glued, True), (junk, False)):
+        results = set()
+        for step in (1, 3, 77, 1000, len(enc)):
+            d = StreamDecoder("base64")
+            out = b"".join(d.feed(enc[i : i + step]) for i in range(0, len(enc), step)) + d.finish()
+            results.add((out, d.damaged))
+        assert results == {(_tolerant_b64(enc)[0], damaged)}
+    assert _tolerant_b64(junk)[0] == first
+
+
 # ---------------------------------------------------------------------------------------------
 # post actions
 # ---------------------------------------------------------------------------------------------
