@@ -16,6 +16,7 @@ all, and no file is half-written or orphaned.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import logging
@@ -43,6 +44,30 @@ def utcnow() -> str:
 
 def rfc3339(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def _sync_file_range():
+    """libc's sync_file_range (Linux), or None."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    return fn
+
+
+_SYNC_FILE_RANGE = _sync_file_range()
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing these bytes to disk now, without waiting (Linux).
+
+    A file written in pieces (a streamed video) then reaches the disk while the rest of it is
+    still arriving, and the fsync before its commit has little left to wait for. Not a
+    durability guarantee: that is the fsync's job. Elsewhere, or if refused: nothing happens."""
+    if _SYNC_FILE_RANGE is not None and length > 0:
+        _SYNC_FILE_RANGE(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
 def sha256_file(path: Path) -> tuple[str, int]:

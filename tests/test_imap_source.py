@@ -332,6 +332,37 @@ def test_stopping_early_leaves_no_spool_files_behind(imap_campaign, dovecot):
     assert set(spool.iterdir()) == kept
 
 
+def test_a_disk_error_while_writing_a_streamed_part_fails_that_message_only(
+    imap_campaign, dovecot, monkeypatch
+):
+    """Streamed parts are written by a thread of their own: an error there (the disk is full)
+    comes back as the message's recorded reason, its spool file goes, and the poll goes on."""
+    import errno
+
+    import ingest.sources.imap.stream as stream
+
+    for i in range(2):
+        dovecot.append(
+            imap_campaign.imap_user, raw_mail(attachments=[(f"v{i}.mp4", os.urandom(1_500_000), "video/mp4")])
+        )
+    calls = []
+
+    def full_once(fd, offset, length):
+        calls.append(length)
+        if len(calls) == 1:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(stream, "start_writeback", full_once)
+    conn = open_connection(imap_campaign.db_path)
+    spool = imap_campaign.root / "spool"
+    with source_for(imap_campaign, stream_threshold_bytes=100_000) as src:
+        first, second = list(src.fetch_new(conn))
+    assert first.parsed is None and os.strerror(errno.ENOSPC) in first.error
+    (video,) = [p for p in second.parsed.parts if p.spool]
+    assert video.size == 1_500_000 and set(spool.iterdir()) == {video.spool}
+    assert not any(t.name == "imap-spool" for t in threading.enumerate())
+
+
 def test_move_without_the_move_capability_copies_and_flags(imap_campaign, dovecot, monkeypatch):
     """Servers without MOVE: COPY to the done folder and add the keyword; nothing is deleted."""
     imap_campaign.configure(mailbox={"post_action": "move", "post_folder": "mailroll-done"})

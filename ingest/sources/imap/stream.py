@@ -1,22 +1,27 @@
 """A big message, part by part: ``Streamer`` builds its ParsedMessage without holding it whole.
 
-First the header and BODYSTRUCTURE, then the MIME headers of every leaf in one command, then each
-leaf: text bodies and small parts whole; big ones in chunks with partial FETCH
-(``BODY.PEEK[2]<0.4194304>``), decoded on the fly (``decode.StreamDecoder``) into a spool file
-that is hashed and fsynced here. A forwarded message (message/rfc822) that is small goes to the
-parser whole; a big one is walked like the outer message. Parts over ``limits.max_part_bytes``
-are recorded with a reason, not fetched.
+Round trips are what a streamed message costs, so there are few: first the header and
+BODYSTRUCTURE, then in one command the MIME headers of every leaf together with the content of
+the small ones (text bodies, sheets, reports: up to ``WHOLE_PART_MAX`` each, ``BATCH_BYTES`` per
+command), then each big leaf in chunks with partial FETCH (``BODY.PEEK[2]<0.4194304>``). A
+chunk is decoded (``decode.StreamDecoder``), hashed and written to its spool file by a
+``SpoolWriter`` thread while the next chunk is on the wire; the writer asks the kernel to start
+writing each chunk to disk at once (``store.start_writeback``), so the store's one fsync, later
+and in another thread, finds little left to do. A forwarded message (message/rfc822) that is
+small goes to the parser whole; a big one is walked like the outer message. Parts over
+``limits.max_part_bytes`` are recorded with a reason, not fetched.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import re
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ingest import mime
 from ingest.config import Limits
@@ -27,9 +32,12 @@ from ingest.sources.imap.decode import StreamDecoder, decode_all
 from ingest.sources.imap.errors import Stopped, mailbox_error
 from ingest.sources.imap.skeleton import EncodedTrace
 from ingest.sources.imap.structure import Leaf, leaves
+from ingest.store import start_writeback
 
 CHUNK_BYTES = 4 * 1024 * 1024  # partial FETCH size for streamed parts
 WHOLE_PART_MAX = 1024 * 1024  # parts of a streamed message up to this are fetched whole
+BATCH_BYTES = 8 * 1024 * 1024  # ... together with the MIME headers, this much per command
+BATCH_SECTIONS = 50  # sections per command
 TEXT_PART_MAX = 4 * 1024 * 1024  # a text body part bigger than this is kept as a file
 
 
@@ -52,6 +60,7 @@ class Streamer:
         self.spools: list[Path] = []
         self.header = b""  # the message's header block as served
         self.traces: list[EncodedTrace] = []  # the streamed parts as served (for the raw copy)
+        self.bodies: dict[str, bytes] = {}  # small leaves fetched with the MIME headers
 
     def fetch(self, items: list[str], what: str) -> dict:
         if self.stop is not None and self.stop.is_set():
@@ -101,24 +110,42 @@ class Streamer:
             )
             found = found[: max(0, self.limits.max_parts - self.count)]
         self.count += len(found)
-        # the MIME headers of every leaf in one command (a single-part body's header is the message's)
-        headers: dict[str, bytes] = {}
-        wanted = [
-            lf.section
-            for lf in found
-            if not (top_header is not None and lf.section == "1" and not prefix and len(found) == 1)
-        ]
-        if top_header is not None and not prefix and len(found) == 1:
-            headers[found[0].section] = top_header
-        for i in range(0, len(wanted), 50):
-            sections = wanted[i : i + 50]
-            d = self.fetch(
-                [f"BODY.PEEK[{s}.MIME]" for s in sections], f"reading part headers of message {self.uid}"
+        # the MIME headers of every leaf (a single-part body's header is the message's) and the
+        # content of the small ones, in as few commands as the batch limits allow
+        single = top_header is not None and not prefix and len(found) == 1
+        headers: dict[str, bytes] = {found[0].section: top_header} if single else {}
+        batch: list[str] = []
+        size = 0
+        for lf in found:
+            items = [] if single else [f"BODY.PEEK[{lf.section}.MIME]"]
+            # (a forwarded message that will be walked part by part is not fetched whole)
+            small = lf.size <= WHOLE_PART_MAX and (
+                lf.inner is None or lf.size <= self.limits.stream_threshold_bytes
             )
-            for s in sections:
-                headers[s] = bytes(response_item(d, f"BODY[{s}.MIME]") or b"")
+            if small:
+                items.append(f"BODY.PEEK[{lf.section}]")
+            content = lf.size if small else 0
+            if batch and (len(batch) + len(items) > BATCH_SECTIONS or size + content > BATCH_BYTES):
+                self.fetch_batch(batch, headers)
+                batch, size = [], 0
+            batch += items
+            size += content
+        if batch:
+            self.fetch_batch(batch, headers)
         for lf in found:
             self.leaf(lf, headers.get(lf.section, b""), origin=origin, parent=parent, depth=depth, loc=loc)
+
+    def fetch_batch(self, items: list[str], headers: dict[str, bytes]) -> None:
+        """MIME headers into ``headers``, small leaves' content into ``self.bodies``."""
+        d = self.fetch(items, f"reading the parts of message {self.uid}")
+        for item in items:
+            name = item.replace("BODY.PEEK[", "BODY[")
+            value = bytes(response_item(d, name) or b"")
+            section = name[len("BODY[") : -1]
+            if section.endswith(".MIME"):
+                headers[section[: -len(".MIME")]] = value
+            else:
+                self.bodies[section] = value
 
     def leaf(
         self, lf: Leaf, mime_header: bytes, *, origin: str, parent: int | None, depth: int, loc: str = ""
@@ -169,56 +196,53 @@ class Streamer:
         self.parsed.parts.append(part)
 
     def whole(self, lf: Leaf) -> bytes:
-        d = self.fetch([f"BODY.PEEK[{lf.section}]"], f"fetching part {lf.section} of message {self.uid}")
-        data = bytes(response_item(d, f"BODY[{lf.section}]") or b"")
+        data = self.bodies.pop(lf.section, None)
+        if data is None:
+            d = self.fetch([f"BODY.PEEK[{lf.section}]"], f"fetching part {lf.section} of message {self.uid}")
+            data = bytes(response_item(d, f"BODY[{lf.section}]") or b"")
         self.digest.update(data)
         return data
 
     def stream(
         self, lf: Leaf, encoding: str | None, trace: EncodedTrace | None = None
     ) -> tuple[Path, int, bool, str]:
-        """Fetch a part in chunks, decoding into a spool file.
+        """Fetch a part in chunks; a SpoolWriter decodes, hashes and writes them meanwhile
+        (``trace`` sees each chunk as served, for the raw copy).
 
-        Returns (path, decoded size, damaged, sha256). The hash is taken and the file fsynced
-        here, in the prefetch thread, so the pipeline neither reads it again to hash it nor
-        waits long for the store's fsync."""
+        Returns (path, decoded size, damaged, sha256): the pipeline neither reads the file again
+        to hash it nor holds it in memory."""
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix="imap-part-", dir=self.spool_dir)
         path = Path(name)
         self.spools.append(path)
-        decoder = StreamDecoder(encoding)
-        sha = hashlib.sha256()
-        offset = written = 0
         with os.fdopen(fd, "wb") as out:
-            while True:
-                item = f"BODY.PEEK[{lf.section}]<{offset}.{CHUNK_BYTES}>"
-                d = self.fetch([item], f"fetching part {lf.section} of message {self.uid} at byte {offset:,}")
-                chunk = response_item(d, f"BODY[{lf.section}]<{offset}>")
-                chunk = bytes(chunk or b"")
-                if not chunk:
-                    break
-                got = len(chunk)
-                offset += got
-                if trace is not None:
-                    trace.feed(chunk)
-                data = decoder.feed(chunk)
-                del d, chunk
-                sha.update(data)
-                out.write(data)
-                # a short piece at or past the announced size is the last one (a full piece: ask
-                # again even past the size, BODYSTRUCTURE sizes are not trusted; a short one
-                # before it: a server that caps partial fetches, go on)
-                if got < CHUNK_BYTES and offset >= lf.size:
-                    break
-            data = decoder.finish()
-            sha.update(data)
-            out.write(data)
-            written = out.tell()
-            out.flush()
-            os.fsync(out.fileno())
-        digest = sha.hexdigest()
+            writer = SpoolWriter(out, encoding)
+            try:
+                offset = 0
+                while True:
+                    item = f"BODY.PEEK[{lf.section}]<{offset}.{CHUNK_BYTES}>"
+                    d = self.fetch(
+                        [item], f"fetching part {lf.section} of message {self.uid} at byte {offset:,}"
+                    )
+                    chunk = bytes(response_item(d, f"BODY[{lf.section}]<{offset}>") or b"")
+                    del d
+                    if not chunk:
+                        break
+                    got = len(chunk)
+                    offset += got
+                    if trace is not None:
+                        trace.feed(chunk)
+                    writer.put(chunk)
+                    del chunk
+                    # a short piece at or past the announced size is the last one (a full piece: ask
+                    # again even past the size, BODYSTRUCTURE sizes are not trusted; a short one
+                    # before it: a server that caps partial fetches, go on)
+                    if got < CHUNK_BYTES and offset >= lf.size:
+                        break
+            finally:
+                written, damaged, digest = writer.close()
         self.digest.update(digest.encode())
-        return path, written, decoder.damaged, digest
+        return path, written, damaged, digest
 
     def drop_spools(self) -> None:
         for p in self.spools:
@@ -326,3 +350,53 @@ def response_item(d: dict, name: str) -> Any:
         if isinstance(k, bytes) and re.sub(rb"\s+", b"", k).upper() == want:
             return v
     return None
+
+
+class SpoolWriter:
+    """Decode, hash and write one streamed part in a thread of its own, so the next chunk is
+    fetched meanwhile (pybase64, sha256 and write let the fetching thread run). At most one
+    chunk waits for it: memory stays at a few chunks whatever the part's size.
+
+    ``put`` raises what went wrong in the thread (e.g. the disk is full); ``close`` finishes the
+    part and returns (bytes written, damaged, sha256 hex), or raises that error."""
+
+    def __init__(self, out: BinaryIO, encoding: str | None):
+        self.out = out
+        self.decoder = StreamDecoder(encoding)
+        self.sha = hashlib.sha256()
+        self.error: BaseException | None = None
+        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=1)
+        self.thread = threading.Thread(target=self._run, name="imap-spool", daemon=True)
+        self.thread.start()
+
+    def put(self, chunk: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(chunk)
+
+    def close(self) -> tuple[int, bool, str]:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is None:
+            self._write(self.decoder.finish())
+            self.out.flush()
+        if self.error is not None:
+            raise self.error
+        return self.out.tell(), self.decoder.damaged, self.sha.hexdigest()
+
+    def _run(self) -> None:
+        while (chunk := self.queue.get()) is not None:
+            if self.error is None:  # after an error: only empty the queue
+                try:
+                    self._write(self.decoder.feed(chunk))
+                except BaseException as e:  # noqa: BLE001 - raised in the fetching thread
+                    self.error = e
+
+    def _write(self, data: bytes) -> None:
+        if not data:
+            return
+        self.sha.update(data)
+        start = self.out.tell()
+        self.out.write(data)
+        self.out.flush()
+        start_writeback(self.out.fileno(), start, len(data))
