@@ -1,10 +1,11 @@
 """Benchmark: one message with a 300 MB video, through IMAP.
 
 `mailroll ingest --once` must stream the message part by part (partial FETCH, decoded on the
-fly into a spool file): the peak RSS of its whole process tree stays under 150 MB however big
-the video, and its wall time stays within 2x of the fair baseline, a fresh Python process that
-fetches the whole message body with imapclient (debug output off) and writes it to disk with
-fsync (holding the whole message in memory). Alternated over ``--rounds`` rounds, medians
+fly into a spool file): the memory of its whole process tree (summed PSS: worker processes
+count, a page they share counts once) stays under 150 MB however big the video, and its wall
+time stays within 2x of the fair baseline, a fresh Python process that fetches the whole
+message body with imapclient (debug output off) and writes it to disk with fsync (holding the
+whole message in memory). Alternated over ``--rounds`` rounds, medians
 compared (bench/common.py).
 
     .venv/bin/python bench/bench_bigvideo.py [--megabytes 300] [--rounds 3] [--quick] [--keep DIR]
@@ -91,11 +92,14 @@ def main(argv: list[str] | None = None) -> int:
             [fair, mailroll],
             [Ratio("mailroll / fair baseline", mailroll, fair, TARGET_RATIO)],
         )
-        rss_ok = mailroll.peak_tree_mb < TARGET_RSS_MB
+        # the target is the tree's memory: PSS counts a page shared by forked worker processes
+        # once; the summed RSS (printed too) counts it in every process that maps it
+        rss_ok = mailroll.peak_tree_pss_mb < TARGET_RSS_MB
         print(
-            f"  {'mailroll peak RSS, whole process tree':<40} {mailroll.peak_tree_mb:.0f} MB "
-            f"(largest single process {max(r.max_rss_mb for r in mailroll.runs):.0f} MB; "
-            f"target < {TARGET_RSS_MB} MB): {'OK' if rss_ok else 'OVER TARGET'}"
+            f"  {'mailroll memory, whole process tree':<40} PSS {mailroll.peak_tree_pss_mb:.0f} MB "
+            f"(target < {TARGET_RSS_MB} MB): {'OK' if rss_ok else 'OVER TARGET'}; summed RSS "
+            f"{mailroll.peak_tree_mb:.0f} MB, largest single process "
+            f"{max(r.max_rss_mb for r in mailroll.runs):.0f} MB"
         )
         return 0 if ok and rss_ok else 1
     finally:

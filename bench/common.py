@@ -9,8 +9,8 @@ medians, printed with the range of the per-round ratios.
 * ``run_timed`` / ``run_mailroll`` run a command as a fresh process, through a small wrapper
   process that times it (the wrapper's own start-up is not counted) and measures its memory:
   the peak of the summed RSS of the whole process tree (worker processes, ffprobe), sampled
-  every 10 ms from /proc, and the kernel's ``ru_maxrss`` (``os.wait4``) of the biggest single
-  process; ``Run.tree_rss_mb`` is the larger of the two.
+  every 10 ms from /proc, the peak of its summed PSS (shared pages counted once), every 200 ms,
+  and the kernel's ``ru_maxrss`` (``os.wait4``) of the biggest single process.
 * ``baseline_fetch`` is the yardstick of the IMAP benchmarks: a minimal imapclient script that
   fetches every message's full body and writes it to disk, as a fresh process too (so both pay
   interpreter start-up); "fair" has imaplib's debug output off, "stock" is imapclient as shipped.
@@ -49,7 +49,8 @@ os.environ.setdefault(PASSWORD_ENV, PASSWORD)
 class Run:
     seconds: float
     max_rss_mb: float  # the biggest single process of the tree (kernel, wait4 ru_maxrss)
-    tree_rss_mb: float  # the whole tree at once: peak of the summed RSS, sampled every 10 ms
+    tree_rss_mb: float  # the whole tree at once: peak summed RSS (shared pages counted per process)
+    tree_pss_mb: float  # the whole tree at once: peak summed PSS (shared pages counted once)
     returncode: int
     stdout: str
     stderr: str
@@ -62,9 +63,12 @@ class Run:
 # Runs the command, times it and measures its memory. A small process of its own, because
 # ru_maxrss survives exec: a child forked straight from the (big) benchmark process would report
 # the benchmark's memory, not its own. The wall time is taken here, around the child alone, so
-# the wrapper's own start-up is not counted. The tree's RSS is summed over the child and all its
-# descendants (worker processes, ffprobe) from /proc every 10 ms; the kernel's ru_maxrss (the
-# biggest single process, exact) covers what lives shorter than that.
+# the wrapper's own start-up is not counted. The tree's memory is summed over the child and all
+# its descendants (worker processes, ffprobe) from /proc: RSS every 10 ms (cheap, but pages that
+# forked processes share are counted in each), PSS every 200 ms (each shared page counted once,
+# split between its sharers: what the tree really uses; reading it costs milliseconds, hence
+# less often). The kernel's ru_maxrss (the biggest single process, exact) covers what lives
+# shorter than a sample.
 _RUSAGE_WRAPPER = r"""
 import os, subprocess, sys, threading, time
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -86,10 +90,24 @@ def rss(pid):
             return int(f.read().split()[1]) * PAGE
     except (OSError, ValueError, IndexError):
         return 0
-peak, done = [0], threading.Event()
+def pss(pid):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+peak, done = [0, 0], threading.Event()
 def sample(pid):
+    n = 0
     while not done.wait(0.01):
-        peak[0] = max(peak[0], sum(rss(p) for p in tree(pid)))
+        pids = tree(pid)
+        peak[0] = max(peak[0], sum(rss(p) for p in pids))
+        if n % 20 == 0:
+            peak[1] = max(peak[1], sum(pss(p) for p in pids))
+        n += 1
 t0 = time.perf_counter()
 p = subprocess.Popen(sys.argv[2:])
 sampler = threading.Thread(target=sample, args=(p.pid,), daemon=True)
@@ -98,7 +116,7 @@ _, status, usage = os.wait4(p.pid, 0)
 seconds = time.perf_counter() - t0
 done.set()
 sampler.join()
-open(sys.argv[1], "w").write(f"{usage.ru_maxrss} {peak[0] // 1024} {seconds!r}")
+open(sys.argv[1], "w").write(f"{usage.ru_maxrss} {peak[0] // 1024} {peak[1] // 1024} {seconds!r}")
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 
@@ -127,13 +145,13 @@ def run_timed(argv: list[str], env: dict | None = None, cwd: Path | None = None)
         out.seek(0)
         err.seek(0)
         fields = measured.read().split()
-        max_kb, tree_kb, seconds = (
-            (int(fields[0]), int(fields[1]), float(fields[2])) if fields else (0, 0, 0.0)
-        )
+        max_kb, rss_kb, pss_kb = (int(f) for f in fields[:3]) if fields else (0, 0, 0)
+        seconds = float(fields[3]) if fields else 0.0
         return Run(
             seconds,
             max_kb / 1024,
-            max(max_kb, tree_kb) / 1024,
+            max(max_kb, rss_kb) / 1024,
+            max(max_kb, pss_kb) / 1024,
             proc.returncode,
             out.read().decode("utf-8", "replace"),
             err.read().decode("utf-8", "replace"),
@@ -173,14 +191,20 @@ class Series:
 
     @property
     def peak_tree_mb(self) -> float:
+        """Peak summed RSS of the process tree, worst round."""
         return max(r.tree_rss_mb for r in self.runs)
+
+    @property
+    def peak_tree_pss_mb(self) -> float:
+        """Peak summed PSS of the process tree, worst round."""
+        return max(r.tree_pss_mb for r in self.runs)
 
     def line(self, unit: str = "s") -> str:
         scale, fmt = (1000.0, "{:.1f}") if unit == "ms" else (1.0, "{:.2f}")
         each = ", ".join(fmt.format(t * scale) for t in self.seconds)
         return (
             f"median {fmt.format(self.median * scale)} {unit} [{each}], spread {self.spread:.0%}, "
-            f"peak RSS {self.peak_tree_mb:.0f} MB"
+            f"peak RSS {self.peak_tree_mb:.0f} MB (PSS {self.peak_tree_pss_mb:.0f} MB)"
         )
 
 
