@@ -51,6 +51,7 @@ class Run:
     max_rss_mb: float  # the biggest single process of the tree (kernel, wait4 ru_maxrss)
     tree_rss_mb: float  # the whole tree at once: peak summed RSS (shared pages counted per process)
     tree_pss_mb: float  # the whole tree at once: peak summed PSS (shared pages counted once)
+    cpu_seconds: float  # user + system CPU of the process and the descendants it waited for
     returncode: int
     stdout: str
     stderr: str
@@ -116,7 +117,8 @@ _, status, usage = os.wait4(p.pid, 0)
 seconds = time.perf_counter() - t0
 done.set()
 sampler.join()
-open(sys.argv[1], "w").write(f"{usage.ru_maxrss} {peak[0] // 1024} {peak[1] // 1024} {seconds!r}")
+cpu = usage.ru_utime + usage.ru_stime
+open(sys.argv[1], "w").write(f"{usage.ru_maxrss} {peak[0] // 1024} {peak[1] // 1024} {seconds!r} {cpu!r}")
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 
@@ -146,12 +148,13 @@ def run_timed(argv: list[str], env: dict | None = None, cwd: Path | None = None)
         err.seek(0)
         fields = measured.read().split()
         max_kb, rss_kb, pss_kb = (int(f) for f in fields[:3]) if fields else (0, 0, 0)
-        seconds = float(fields[3]) if fields else 0.0
+        seconds, cpu = (float(fields[3]), float(fields[4])) if fields else (0.0, 0.0)
         return Run(
             seconds,
             max_kb / 1024,
             max(max_kb, rss_kb) / 1024,
             max(max_kb, pss_kb) / 1024,
+            cpu,
             proc.returncode,
             out.read().decode("utf-8", "replace"),
             err.read().decode("utf-8", "replace"),
@@ -204,6 +207,7 @@ class Series:
         each = ", ".join(fmt.format(t * scale) for t in self.seconds)
         return (
             f"median {fmt.format(self.median * scale)} {unit} [{each}], spread {self.spread:.0%}, "
+            f"CPU (median) {statistics.median(r.cpu_seconds for r in self.runs) * scale:.1f} {unit}, "
             f"peak RSS {self.peak_tree_mb:.0f} MB (PSS {self.peak_tree_pss_mb:.0f} MB)"
         )
 

@@ -13,12 +13,12 @@ or crashed poll (``_read``, ``_check``; docs/DESIGN.md, "Bounded work"). The poi
 process died 3 times is recorded as failed and passed; below ``limits.min_free_bytes`` the poll
 stops before the next message.
 
-The steps that mostly *wait* overlap with the next messages: once a message is prepared
-(everything up to following its links, in this thread), storing its files (fsync) and probing
-its videos (an ffprobe subprocess) run in a small pool of worker threads while this thread
-prepares the next ones. The checks (openpyxl, python-docx, Pillow) run in the worker processes
-just before the commit, a message's files side by side. At most ``IN_FLIGHT`` messages are
-between preparation and commit. The database is only touched in this thread, and every
+Messages overlap, so both cores stay busy: the source fetches ahead (IMAP: a prefetch thread,
+decoding in a thread of its own), this thread prepares a message (read in a worker process,
+duplicates, links), then a small pool of threads takes it over: storing its files (fsync),
+then checking them, sheets, reports and images in the worker processes and videos with ffprobe
+in the thread, side by side, while this thread reads the next messages. At most ``IN_FLIGHT``
+messages are between preparation and commit. The database is only touched in this thread, and every
 message still gets ONE transaction, committed in arrival order, then ``source.committed()``; a
 message whose content equals one still in flight waits for that one's commit, so duplicates
 are found as if messages went one at a time. A message's files are noted in the store's
@@ -72,8 +72,8 @@ from ingest.workers import MessageBudget, TaskError, WorkerPool, WorkLimit
 
 log = logging.getLogger(__name__)
 
-# Storing files and probing videos run in worker threads: they wait on fsync and on ffprobe
-# (no GIL held), which then overlaps with fetching, preparing and checking other messages.
+# Storing and checking a message's files run in threads: they wait on fsync, on ffprobe and on
+# the worker processes (no GIL held), which then overlaps with fetching and reading the next.
 CHECK_WORKERS = 2
 IN_FLIGHT = 3  # messages prepared and not yet committed (bounds memory and wasted work)
 # Parts held in memory (a Maildir message is parsed in memory): the messages in flight besides the
@@ -149,7 +149,7 @@ class _Pending:
     link_status: dict = field(default_factory=dict)
     note: Path | None = None  # the journal note of the files being written
     work: Future | None = None  # storing the files and probing the videos, in a worker
-    check_here: list[ExtractedPart] = field(default_factory=list)  # checked before the commit
+    check_here: list[ExtractedPart] = field(default_factory=list)  # checked in the worker processes
     held: int = 0  # bytes of its parts held in memory
     retry: bool = True  # False: failed for good (a limit, the poison guard) until `mailroll retry`
     budget: MessageBudget | None = None  # worker time left for it (limits.message_timeout_s)
@@ -265,7 +265,7 @@ class _Poll:
             pending.check_here = [part for part in to_check if part.kind != VIDEO]
             raw = fetched.raw_copy
             pending.note = store.open_journal((p.sha256 for p in parsed.parts if p.sha256), _raw_shas(raw))
-            pending.work = self.pool.submit(_store_and_probe, config, store, list(parsed.parts), media, raw)
+            pending.work = self.pool.submit(self._store_and_check, pending, list(parsed.parts), media, raw)
         except Exception as e:  # noqa: BLE001 - a bug or an I/O error: keep the message, retry later
             log.exception("message %s failed", env.key)
             pending.fail(f"could not be processed: {e.__class__.__name__}: {e}")
@@ -365,12 +365,22 @@ class _Poll:
             status[i] = ("downloaded", len(parsed.parts) - 1, None)
         return status
 
-    def _check(self, pending: _Pending) -> None:
-        """The checks of the message's files (sheets, reports, images), in the workers at once
-        (both cores), each within what is left of the message's time budget."""
-        if not pending.check_here:
-            return
-        futures = [
+    def _store_and_check(
+        self,
+        pending: _Pending,
+        parts: list[ExtractedPart],
+        media: list[ExtractedPart],
+        raw: RawCopy | None = None,
+    ) -> None:
+        """In a thread, while this poll's thread reads the next messages: keep the message's
+        files in the store, then check them, sheets, reports and images in the worker processes
+        and videos with ffprobe here, side by side, each within what is left of the message's
+        time budget. The commit then only waits for this."""
+        if raw is not None:
+            self.store.raw.put(raw)
+        for part in parts:
+            _keep(self.store, part)
+        checking = [
             (
                 part,
                 self.workers.submit(
@@ -383,7 +393,9 @@ class _Poll:
             )
             for part in pending.check_here
         ]
-        for part, future in futures:
+        for part in media:
+            part.facts, part.error = checks.probe(part, self.store.path_for(part.sha256), self.config)
+        for part, future in checking:
             try:
                 part.facts, part.error = future.result()
             except WorkLimit as e:
@@ -426,7 +438,6 @@ class _Poll:
         try:
             if pending.work is not None:
                 pending.work.result()
-            self._check(pending)
             if pending.outcome == "failed":
                 with self._raw_kept(raw):
                     return record_failure(
@@ -505,27 +516,11 @@ def _known_facts(conn: sqlite3.Connection, part: ExtractedPart, recheck: bool = 
     return False
 
 
-def _store_and_probe(
-    config: Config,
-    store: FileStore,
-    parts: list[ExtractedPart],
-    media: list[ExtractedPart],
-    raw: RawCopy | None = None,
-) -> None:
-    """In a worker thread: keep the message's raw copy and files in the store, then probe its videos."""
-    if raw is not None:
-        store.raw.put(raw)
-    for part in parts:
-        _keep(store, part)
-    for part in media:
-        part.facts, part.error = checks.probe(part, store.path_for(part.sha256), config)
-
-
 def _keep(store: FileStore, part: ExtractedPart) -> None:
     if part.sha256 is None:
         return
     if part.data is not None:
-        store.put_bytes(part.data)
+        store.put_bytes(part.data, part.sha256)
     elif part.spool is not None and part.spool.exists():
         store.put_file(part.spool, part.sha256)
         part.spool = None

@@ -95,8 +95,9 @@ class FileStore:
         """A fresh temp file name inside the store (same file system: rename is atomic)."""
         return self.tmp / f"spool-{uuid.uuid4().hex}"
 
-    def put_bytes(self, data: bytes) -> str:
-        sha = hashlib.sha256(data).hexdigest()
+    def put_bytes(self, data: bytes, sha: str | None = None) -> str:
+        """Keep ``data`` (its sha256, if the caller has it already: not computed again)."""
+        sha = sha or hashlib.sha256(data).hexdigest()
         target = self.path_for(sha)
         if not target.exists():
             tmp = self.spool_path()

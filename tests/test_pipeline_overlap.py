@@ -113,10 +113,10 @@ def test_a_file_that_cannot_be_stored_fails_only_its_message(campaign, monkeypat
     )
     put_bytes = FileStore.put_bytes
 
-    def disk_full_for_message_2(self, data):
+    def disk_full_for_message_2(self, data, sha=None):
         if data[:1] == b"C":
             raise OSError(28, "No space left on device")
-        return put_bytes(self, data)
+        return put_bytes(self, data, sha)
 
     monkeypatch.setattr(FileStore, "put_bytes", disk_full_for_message_2)
     first = _poll(campaign)
