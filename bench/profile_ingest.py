@@ -31,6 +31,13 @@ from common import REPO, DovecotServer, imap_campaign, mailroll_argv, warm_up, w
 # (sha256, base64, write, fsync) shows as the Python function that called it.
 RULES = [
     ("idle worker thread (no work queued)", r"^_worker \(concurrent/futures/thread", None),
+    (
+        "idle worker process (no task)",
+        r"(recv|_recv|_recv_bytes) \(multiprocessing/connection",
+        r"_worker_main",
+    ),
+    ("idle forkserver", None, r"^(?!.*_worker_main).*main \(multiprocessing/(forkserver|resource_tracker)"),
+    ("waiting: a task in a worker process", None, r"_Worker\.run \(ingest/workers"),
     ("waiting: ffprobe / LibreOffice subprocess", None, r"run_tool \(ingest/checks"),
     (
         "waiting: the next fetched message",
@@ -45,11 +52,12 @@ RULES = [
         r"(Condition\.wait|Lock\.acquire|Queue\.(get|put)|_wait_for_tstate_lock)",
         None,
     ),
+    ("start-up: imports", None, r"_find_and_load"),
     ("checks: sheets (openpyxl)", None, r"(read_sheet|\(openpyxl/)"),
     ("checks: reports (python-docx, pypdf)", None, r"(read_report|\(docx/|\(pypdf/)"),
     ("checks: images, other", None, r"probe \(ingest/checks"),
     ("base64 decoding (streamed parts)", None, r"\(ingest/sources/imap/decode"),
-    ("hash + write + fsync of streamed parts", r"^Streamer\.stream ", None),
+    ("hash + write of streamed parts", r"^(Streamer\.stream|SpoolWriter\._write) ", None),
     ("IMAP reply parsing (imaplib, imapclient)", None, r"\((imaplib|imapclient/)"),
     ("MIME parsing (email, ingest/mime)", None, r"\((email/|ingest/mime/)"),
     ("store: write + fsync", None, r"FileStore\.put_"),
@@ -61,7 +69,6 @@ RULES = [
         r"(record_message|record_failure|find_duplicate|_known_facts|\(ingest/db|sqlite)",
     ),
     ("attribution, status (reconcile)", None, r"\(reconcile/(?!commands/ingest_cmd|cli|fastpath|__main__)"),
-    ("start-up: imports", None, r"_find_and_load"),
 ]
 COMPILED = [
     (name, re.compile(inner) if inner else None, re.compile(stack) if stack else None)
@@ -69,9 +76,14 @@ COMPILED = [
 ]
 
 
+PROCESS = re.compile(r'process \d+:"[^"]*"')
+
+
 def categorise(code: list[str]) -> str:
     """code: the frames of one sample, outermost first."""
-    innermost, stack = (code[-1] if code else ""), ";".join(code)
+    if not code:
+        return "no Python frames (idle in C, or starting)"
+    innermost, stack = code[-1], ";".join(code)
     for name, inner, whole in COMPILED:
         if (inner is None or inner.search(innermost)) and (whole is None or whole.search(stack)):
             return name
@@ -79,29 +91,35 @@ def categorise(code: list[str]) -> str:
 
 
 def summarise(raw: Path, title: str) -> None:
-    """py-spy's raw format: one line per distinct stack, outermost first, 'frame;frame;... count'."""
-    per_thread: dict[str, Counter] = defaultdict(Counter)
+    """py-spy's raw format: one line per distinct stack, outermost first, 'frame;frame;... count'.
+    Samples are grouped by role: mailroll's threads by name, the worker processes together."""
+    per_role: dict[str, Counter] = defaultdict(Counter)
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if not count.isdigit():
             continue
-        frames = stack.split(";")
-        owner = [f for f in frames if f.startswith(("process ", "thread "))]
-        code = [f for f in frames if not f.startswith(("process ", "thread "))]
-        who = " / ".join(_short(o) for o in owner)
-        per_thread[who][categorise(code)] += int(count)
+        processes = PROCESS.findall(stack)  # (a command line may hold ';')
+        frames = [f for f in PROCESS.sub("", stack).split(";") if f]
+        threads = [f for f in frames if f.startswith("thread ")]
+        code = [f for f in frames if not f.startswith("thread ")]
+        per_role[_role(processes, threads)][categorise(code)] += int(count)
     print(f"\n== {title} ==")
-    totals = sorted(per_thread.items(), key=lambda kv: -sum(kv[1].values()))
-    for who, cats in totals:
+    for role, cats in sorted(per_role.items(), key=lambda kv: -sum(kv[1].values())):
         n = sum(cats.values())
-        print(f"  {who}: {n} samples ({n / 100:.1f} s at 100 Hz)")
-        for name, c in cats.most_common(10):
-            print(f"      {c / n:6.1%}  {name}")
+        print(f"  {role}: {n / 100:.1f} s of samples (100 Hz)")
+        for name, c in cats.most_common(8):
+            if c / n >= 0.02:
+                print(f"      {c / n:6.1%}  {name}")
 
 
-def _short(owner: str) -> str:
-    owner = re.sub(r"process (\d+):\"(.{0,60}).*", r"process \1 \2", owner)
-    return re.sub(r"thread \((0x[0-9A-Fa-f]+)\)", r"thread \1", owner)
+def _role(processes: list[str], threads: list[str]) -> str:
+    thread = re.sub(r"^thread \(\d+\):?\s*", "", threads[-1]) if threads else ""
+    thread = re.sub(r"[-_]\d+$", "", thread) or "(unnamed thread)"
+    if len(processes) <= 1:
+        return f"mailroll process, thread {thread}"
+    if len(processes) == 2:
+        return "forkserver" if "forkserver" in processes[-1] else "multiprocessing helper"
+    return "worker processes (all of them)"
 
 
 def profile(campaign, out: Path, gil: bool) -> float:

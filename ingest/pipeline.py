@@ -47,7 +47,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,8 +74,8 @@ log = logging.getLogger(__name__)
 
 # Storing and checking a message's files run in threads: they wait on fsync, on ffprobe and on
 # the worker processes (no GIL held), which then overlaps with fetching and reading the next.
-CHECK_WORKERS = 2
-IN_FLIGHT = 3  # messages prepared and not yet committed (bounds memory and wasted work)
+CHECK_WORKERS = 4
+IN_FLIGHT = 6  # messages prepared and not yet committed (bounds memory, spool space, wasted work)
 # Parts held in memory (a Maildir message is parsed in memory): the messages in flight besides the
 # newest hold at most this much, so a run of big messages is handled one at a time, as before.
 IN_FLIGHT_BYTES = 16 * 1024 * 1024
@@ -101,8 +101,11 @@ def poll_once(
     source: Source | None = None,
     progress: Progress | None = None,
     stop: threading.Event | None = None,
+    workers: WorkerPool | None = None,
 ) -> PollResult:
-    """Fetch and record every new message. Call with the ingest lock held."""
+    """Fetch and record every new message. Call with the ingest lock held. ``workers``: worker
+    processes kept between polls (``serve``: a message does not wait for them to start); by
+    default a pool for this poll only."""
     store = FileStore(config.storage.files)
     store.recover(conn)
     check_free_space(store.root, config.limits.min_free_bytes)
@@ -111,7 +114,11 @@ def poll_once(
     with (
         source,
         ThreadPoolExecutor(CHECK_WORKERS, thread_name_prefix="mailroll-check") as pool,
-        WorkerPool(memory_bytes=config.limits.worker_memory_bytes) as workers,
+        (
+            nullcontext(workers)
+            if workers is not None
+            else WorkerPool(memory_bytes=config.limits.worker_memory_bytes)
+        ) as workers,
     ):
         poll = _Poll(config, conn, store, source, pool, result, progress, workers)
         try:

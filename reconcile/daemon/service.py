@@ -181,6 +181,7 @@ class Service:
         self.sent_times: deque = deque()  # the SMTP rate limit across batches
         self.scheduler: Any = None  # an APScheduler BackgroundScheduler while running
         self.idle: IdleWatcher | None = None
+        self.workers = None  # the ingest worker processes, kept between polls (started by the first)
 
     # -- helpers ------------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -228,13 +229,16 @@ class Service:
 
     def poll_and_answer(self) -> bool:
         from ingest.pipeline import poll_once
+        from ingest.workers import WorkerPool
         from reconcile.attribute import attribute
         from reconcile.outgoing.bounces import record_bounces
 
         conn = self._conn()
         try:
             try:
-                result = poll_once(self.config, conn, stop=self.stop)
+                if self.workers is None:  # started once: a receipt does not wait for them to start
+                    self.workers = WorkerPool(memory_bytes=self.config.limits.worker_memory_bytes)
+                result = poll_once(self.config, conn, stop=self.stop, workers=self.workers)
                 roster = self._roster()
                 attribute(conn, roster, self.config, result.recorded_ids)
                 record_bounces(conn, self.config, result.recorded_ids)
@@ -406,6 +410,8 @@ class Service:
                 self.scheduler.shutdown(wait=True)
                 if self.idle is not None:
                     self.idle.join(timeout=5)
+                if self.workers is not None:
+                    self.workers.close()
                 conn = self._conn()
                 try:
                     set_state(conn, stopped_at=_iso(_utcnow()))
