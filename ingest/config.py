@@ -159,7 +159,7 @@ class Limits:
     probe_timeout_s: float = 30.0
     max_sheet_xml_bytes: int = 50 * 1024 * 1024
     max_image_pixels: int = 100_000_000
-    stream_threshold_bytes: int = 4 * 1024 * 1024  # IMAP messages above this are streamed per part
+    stream_threshold_bytes: int = 2 * 1024 * 1024  # IMAP messages above this are streamed per part
     # bytes one message may add to disk from archive members and downloaded links (counted as
     # they are written, never trusting declared sizes)
     max_extracted_bytes: int = 2 * 1024 * 1024 * 1024
