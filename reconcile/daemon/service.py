@@ -41,11 +41,14 @@ import threading
 import time
 from collections import deque
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ingest.db import transaction
 from reconcile.daemon.clock import Clock, default_clock
 from reconcile.heartbeat import poll_age
+
+if TYPE_CHECKING:
+    from ingest.workers import WorkerPool
 
 log = logging.getLogger("mailroll.service")
 
@@ -181,7 +184,7 @@ class Service:
         self.sent_times: deque = deque()  # the SMTP rate limit across batches
         self.scheduler: Any = None  # an APScheduler BackgroundScheduler while running
         self.idle: IdleWatcher | None = None
-        self.workers = None  # the ingest worker processes, kept between polls (started by the first)
+        self.workers: WorkerPool | None = None  # ingest's worker processes, kept between polls
 
     # -- helpers ------------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:

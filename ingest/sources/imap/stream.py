@@ -112,8 +112,10 @@ class Streamer:
         self.count += len(found)
         # the MIME headers of every leaf (a single-part body's header is the message's) and the
         # content of the small ones, in as few commands as the batch limits allow
+        headers: dict[str, bytes] = {}
         single = top_header is not None and not prefix and len(found) == 1
-        headers: dict[str, bytes] = {found[0].section: top_header} if single else {}
+        if single and top_header is not None:
+            headers[found[0].section] = top_header
         batch: list[str] = []
         size = 0
         for lf in found:
