@@ -205,11 +205,14 @@ class Series:
     def line(self, unit: str = "s") -> str:
         scale, fmt = (1000.0, "{:.1f}") if unit == "ms" else (1.0, "{:.2f}")
         each = ", ".join(fmt.format(t * scale) for t in self.seconds)
-        return (
-            f"median {fmt.format(self.median * scale)} {unit} [{each}], spread {self.spread:.0%}, "
-            f"CPU (median) {statistics.median(r.cpu_seconds for r in self.runs) * scale:.1f} {unit}, "
-            f"peak RSS {self.peak_tree_mb:.0f} MB (PSS {self.peak_tree_pss_mb:.0f} MB)"
-        )
+        text = f"median {fmt.format(self.median * scale)} {unit} [{each}], spread {self.spread:.0%}"
+        if any(r.tree_rss_mb for r in self.runs):  # (a process of its own, measured)
+            cpu = statistics.median(r.cpu_seconds for r in self.runs) * scale
+            text += (
+                f", CPU (median) {cpu:.1f} {unit}, "
+                f"peak RSS {self.peak_tree_mb:.0f} MB (PSS {self.peak_tree_pss_mb:.0f} MB)"
+            )
+        return text
 
 
 def alternate(contestants: list[Contestant], rounds: int, quiet: bool = False) -> dict[str, Series]:

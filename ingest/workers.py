@@ -54,6 +54,11 @@ PRELOAD = [
     "ingest.checks.report",
     "ingest.checks.image",
     "lxml.html",
+    # the checks import these when first used: loaded here, a worker's first sheet or report
+    # costs no import (serve answers its first message as fast as the others), and the
+    # workers share the pages instead of each holding a copy
+    "openpyxl",
+    "docx",
 ]
 _PR_SET_PDEATHSIG = 1
 KILL_GRACE_S = 1.0  # between SIGTERM (tools end) and SIGKILL of a worker over its time

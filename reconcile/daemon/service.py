@@ -239,8 +239,9 @@ class Service:
         conn = self._conn()
         try:
             try:
-                if self.workers is None:  # started once: a receipt does not wait for them to start
+                if self.workers is None:  # started once, at the first poll: no receipt waits for them
                     self.workers = WorkerPool(memory_bytes=self.config.limits.worker_memory_bytes)
+                    self.workers.warm()
                 result = poll_once(self.config, conn, stop=self.stop, workers=self.workers)
                 roster = self._roster()
                 attribute(conn, roster, self.config, result.recorded_ids)
