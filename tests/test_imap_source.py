@@ -211,7 +211,7 @@ def test_damaged_base64_decodes_the_same_however_it_is_cut_and_as_the_parser_rea
     is marked damaged when base64 follows the padding."""
     import base64
 
-    from ingest.mime.text import _tolerant_b64
+    from ingest.mime.text import tolerant_b64
 
     first, second = os.urandom(3001), os.urandom(3000)  # 3001 bytes: the first ends in padding
     glued = base64.encodebytes(first).replace(b"\n", b"\r\n") + base64.encodebytes(second)
@@ -222,8 +222,8 @@ def test_damaged_base64_decodes_the_same_however_it_is_cut_and_as_the_parser_rea
             d = StreamDecoder("base64")
             out = b"".join(d.feed(enc[i : i + step]) for i in range(0, len(enc), step)) + d.finish()
             results.add((out, d.damaged))
-        assert results == {(_tolerant_b64(enc)[0], damaged)}
-    assert _tolerant_b64(junk)[0] == first
+        assert results == {(tolerant_b64(enc)[0], damaged)}
+    assert tolerant_b64(junk)[0] == first
 
 
 # ---------------------------------------------------------------------------------------------
