@@ -339,7 +339,7 @@ def test_a_disk_error_while_writing_a_streamed_part_fails_that_message_only(
     comes back as the message's recorded reason, its spool file goes, and the poll goes on."""
     import errno
 
-    import ingest.sources.imap.stream as stream
+    import ingest.sources.imap.spool_writer as spool_writer
 
     for i in range(2):
         dovecot.append(
@@ -352,7 +352,7 @@ def test_a_disk_error_while_writing_a_streamed_part_fails_that_message_only(
         if len(calls) == 1:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(stream, "start_writeback", full_once)
+    monkeypatch.setattr(spool_writer, "start_writeback", full_once)
     conn = open_connection(imap_campaign.db_path)
     spool = imap_campaign.root / "spool"
     with source_for(imap_campaign, stream_threshold_bytes=100_000) as src:
