@@ -285,6 +285,8 @@ class _SevenZipBackend:
             except _Budget as e:
                 for m in by_key.values():
                     errors.setdefault(id(m), str(e))
+            except MemoryError:
+                raise  # the worker's memory limit: recorded as such by the worker
             except Exception as e:  # noqa: BLE001 - damaged 7z, unsupported method, size limit
                 for key, m in by_key.items():
                     if key not in sinks or sinks[key].failed:
@@ -358,6 +360,8 @@ class _RarBackend:
                 errors[id(m)] = (
                     "rar files cannot be opened on this server: install unrar or bsdtar (libarchive-tools)"
                 )
+            except MemoryError:
+                raise  # the worker's memory limit: recorded as such by the worker
             except Exception as e:  # noqa: BLE001 - hostile archive: record why the member was not extracted
                 errors[id(m)] = f"the file inside the rar archive could not be extracted ({e})"
             finally:
@@ -485,6 +489,8 @@ def expand(parsed: ParsedMessage, limits: Any, spool_dir: Path) -> None:
                 else:
                     try:
                         _expand_one(parsed, i, limits, spool_dir, state)
+                    except MemoryError:
+                        raise  # the worker's memory limit: recorded as such by the worker
                     except Exception as e:  # noqa: BLE001 - last line of defence
                         part.error = (
                             part.error or f"the archive could not be opened ({type(e).__name__}: {e})"
@@ -521,6 +527,8 @@ def _expand_one(parsed: ParsedMessage, index: int, limits: Any, spool_dir: Path,
         try:
             backend = _open_backend(part, fp, max(state.bytes_left, 1))
             members = backend.members()
+        except MemoryError:
+            raise  # over the worker's memory limit: the worker records it as such, not as damage
         except Exception as e:  # noqa: BLE001 - hostile archive: record why it cannot be opened
             part.error = _open_error(kind or "archive", e)
             return
