@@ -33,10 +33,12 @@ from __future__ import annotations
 import ctypes
 import logging
 import multiprocessing
+import multiprocessing.util
 import os
 import queue
 import resource
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -215,12 +217,28 @@ class TaskError(Exception):
     """The task raised an exception in the worker (a bug or odd input): its text."""
 
 
+def _short_socket_dir() -> None:
+    """The forkserver listens on a Unix socket in multiprocessing's temporary directory, and such
+    a path may not exceed 107 bytes: under a long TMPDIR (a service's private one, a sandbox)
+    starting the workers failed with "AF_UNIX path too long". Then that directory, and only it,
+    is made in /tmp (multiprocessing keeps it for the process's life and removes it at exit)."""
+    if len(os.fsencode(tempfile.gettempdir())) <= 60:
+        return
+    saved = tempfile.tempdir
+    tempfile.tempdir = "/tmp"
+    try:
+        multiprocessing.util.get_temp_dir()
+    finally:
+        tempfile.tempdir = saved
+
+
 class WorkerPool:
     """``size`` worker processes with ``memory_bytes`` of address space each (see module doc)."""
 
     def __init__(self, size: int | None = None, memory_bytes: int = 0):
         self.size = max(1, size or os.cpu_count() or 1)
         self.memory_bytes = memory_bytes
+        _short_socket_dir()
         self._ctx = multiprocessing.get_context("forkserver")
         self._ctx.set_forkserver_preload(PRELOAD)
         self._tasks: queue.Queue[_Task | None] = queue.Queue()

@@ -71,3 +71,16 @@ def _alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_mailroll_starts_its_workers_under_a_long_tmpdir(campaign, tmp_path):
+    """The forkserver's Unix socket lives in the temporary directory, and such paths are limited
+    to 107 bytes: a long TMPDIR (a service's private one, a sandbox) used to stop every poll with
+    "AF_UNIX path too long"."""
+    from fixtures.mail import build_mail
+
+    long_tmp = tmp_path / ("t" * 100)
+    long_tmp.mkdir()
+    campaign.deliver(build_mail(subject="太原市科学技术局 科技活动周材料", body="见附件"))
+    result = campaign.run_process("ingest", "--once", "--json", env={"TMPDIR": str(long_tmp)})
+    assert result.json["new"] == 1 and result.json["failed"] == 0
