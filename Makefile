@@ -5,11 +5,11 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-APT_PACKAGES := ffmpeg dovecot-imapd libarchive-tools libreoffice-writer-nogui libreoffice-calc-nogui fonts-wqy-microhei time openssl python3-venv
+APT_PACKAGES := ffmpeg dovecot-imapd libarchive-tools libreoffice-writer-nogui libreoffice-calc-nogui fonts-wqy-microhei time openssl python3-venv chromium chromium-driver
 # the commands each apt package provides (to skip apt when all are there)
-APT_COMMANDS := ffprobe dovecot bsdtar soffice openssl
+APT_COMMANDS := ffprobe dovecot bsdtar soffice openssl chromium chromedriver
 
-.PHONY: demo test lint setup system-packages python-env bench clean samples mutants
+.PHONY: demo test lint setup system-packages python-env bench clean samples mutants messages
 
 demo: python-env
 	@command -v ffprobe >/dev/null || $(MAKE) --no-print-directory system-packages
@@ -52,6 +52,10 @@ $(VENV)/.installed: pyproject.toml
 
 samples: python-env
 	$(BIN)/python scripts/make_samples.py
+
+# the message catalog (reconcile/locale): extract new messages, update the .po, compile the .mo
+messages: python-env
+	$(BIN)/python scripts/messages.py
 
 bench: setup
 	$(BIN)/python bench/run_all.py

@@ -199,6 +199,25 @@ class Attribution:
 
 
 @dataclass(frozen=True)
+class WebUser:
+    name: str
+    password_hash: str  # argon2 (`mailroll web passwd NAME` makes one)
+
+
+@dataclass(frozen=True)
+class Web:
+    """`mailroll web`: who may sign in. Without users the page is read-only and loopback-only."""
+
+    users: list[WebUser] = field(default_factory=list)
+    session_minutes: float = 480.0  # a sign-in lasts this long (a working day)
+
+
+@dataclass(frozen=True)
+class Ui:
+    lang: str | None = None  # "zh" | "en"; None: follow LANG / LC_ALL
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     campaign: Campaign
@@ -213,6 +232,8 @@ class Config:
     public_domains: list[str]
     raw: dict[str, Any]
     attribution: Attribution = field(default_factory=Attribution)
+    web: Web = field(default_factory=Web)
+    ui: Ui = field(default_factory=Ui)
     # every campaign of the file, in its order; ``campaign`` and ``roster`` are the one selected
     # (the first unless ``for_campaign`` chose another)
     campaigns: tuple[Campaign, ...] = ()
@@ -581,6 +602,28 @@ def config_from_dict(data: dict, file: Path) -> Config:
         authserv_ids=tuple(i.strip().lower() for i in authserv_ids),
     )
 
+    wb = root.table("web")
+    users = []
+    for i, entry in enumerate(wb.get("users", list, [])):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"].strip():
+            raise wb.fail(f"users[{i}]", 'must look like {name = "王芳", password_hash = "$argon2id$..."}')
+        ph = entry.get("password_hash")
+        if not isinstance(ph, str) or not ph.startswith("$argon2"):
+            raise wb.fail(
+                f"users[{i}].password_hash",
+                "must be an argon2 hash: make one with `mailroll web passwd NAME`",
+            )
+        extra = set(entry) - {"name", "password_hash"}
+        if extra:
+            raise wb.fail(f"users[{i}]", f"has unknown keys {', '.join(sorted(extra))}")
+        users.append(WebUser(entry["name"].strip(), ph))
+    if len({u.name for u in users}) != len(users):
+        raise wb.fail("users", "names the same user twice")
+    web = Web(users=users, session_minutes=wb.get("session_minutes", float, 480.0))
+    if web.session_minutes <= 0:
+        raise wb.fail("session_minutes", "must be a positive number of minutes")
+    ui = Ui(lang=root.table("ui").get("lang", str, None, choices=("zh", "en")))
+
     root.check_unknown()
     assert campaign.roster is not None, "a campaign read from the file names its roster"
     return Config(
@@ -599,6 +642,8 @@ def config_from_dict(data: dict, file: Path) -> Config:
         campaigns=tuple(campaigns),
         attribution=attribution,
         scoped="campaigns" in data,
+        web=web,
+        ui=ui,
     )
 
 

@@ -44,16 +44,19 @@ def poll_age(last_poll: str | None, config, now: datetime) -> tuple[datetime, fl
 
 
 def ago(seconds: float) -> str:
+    """'2 minutes ago' (in the current language)."""
+    from reconcile.i18n import _
+
     s = int(max(0, seconds))
     if s < 5:
-        return "just now"
+        return _("just now")
     if s < 90:
-        return f"{s} seconds ago"
+        return _("{n} seconds ago").format(n=s)
     if s < 90 * 60:
-        return f"{round(s / 60)} minutes ago"
+        return _("{n} minutes ago").format(n=round(s / 60))
     if s < 36 * 3600:
-        return f"{round(s / 3600)} hours ago"
-    return f"{round(s / 86400)} days ago"
+        return _("{n} hours ago").format(n=round(s / 3600))
+    return _("{n} days ago").format(n=round(s / 86400))
 
 
 # ---------------------------------------------------------------------------------- one unit

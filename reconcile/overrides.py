@@ -110,6 +110,94 @@ def add(
     return oid
 
 
+@dataclass
+class Assigned:
+    override: int
+    message: int
+    previous_unit: str | None  # the unit the message counted for before, if another
+    previous_method: str | None  # how it was attributed to that unit ("manual" = by hand)
+    replaces: list[int]  # earlier assign decisions of this message, now revoked
+
+
+def assign(
+    conn: sqlite3.Connection,
+    roster,
+    config,
+    message: int,
+    unit: str,
+    actor: str,
+    note: str | None = None,
+    campaign: str | None = None,
+) -> Assigned:
+    """Attribute ``message`` to ``unit`` by hand, whatever the rules say, and re-attribute it.
+
+    One assign is in force per message: earlier ones are revoked, so revoking this one returns
+    the message to automatic attribution. Raises OverrideError for a duplicate or failed message
+    (it counts for no unit)."""
+    from reconcile.attribute import attribute
+
+    row = conn.execute("SELECT status FROM messages WHERE id = ?", [message]).fetchone()
+    if row is None:
+        raise OverrideError(f"unknown message {message}")
+    if row[0] != "recorded":
+        raise OverrideError(
+            f"message {message} is a {row[0]} message and counts for no unit; "
+            f"assign the message it repeats instead (see `mailroll messages`)"
+        )
+    prev = conn.execute("SELECT unit, method FROM attributions WHERE message = ?", [message]).fetchone()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        earlier = assigns_in_force(conn, message) + message_rejects_in_force(conn, message)
+        oid = add(conn, "assign", actor, unit=unit, message=message, note=note, campaign=campaign)
+        for o in earlier:
+            revoke(conn, o.id, actor, f"replaced by override {oid}")
+        attribute(conn, roster, config, [message])
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    moved = prev is not None and prev[0] and prev[0] != unit
+    return Assigned(
+        oid, message, prev[0] if moved else None, prev[1] if moved else None, [o.id for o in earlier]
+    )
+
+
+def extend(
+    conn: sqlite3.Connection,
+    config,
+    unit: str,
+    until: str,
+    actor: str,
+    note: str | None = None,
+    campaign: str | None = None,
+) -> tuple[int, str]:
+    """Give ``unit`` a later deadline (``until`` as ``parse_until`` reads it); returns the
+    override id and the new deadline (RFC 3339). Never earlier than the campaign's."""
+    tz = config.campaign.timezone
+    when = parse_until(until, tz)
+    deadline = config.campaign.deadline
+    if when <= deadline:
+        raise OverrideError(
+            f"--until {when.astimezone(tz).isoformat(timespec='seconds')} is not later than the campaign "
+            f"deadline {deadline.astimezone(tz).isoformat(timespec='seconds')}; to make a unit's deadline "
+            "earlier is not supported"
+        )
+    value = when.isoformat(timespec="seconds")
+    return add(conn, "extend", actor, unit=unit, value=value, note=note, campaign=campaign), value
+
+
+def revoke_decision(
+    conn: sqlite3.Connection, roster, config, override_id: int, actor: str, note: str | None = None
+) -> Override:
+    """``revoke``, and for an assign, work out the message's unit again by the rules."""
+    o = revoke(conn, override_id, actor, note)
+    if o.action == "assign" and o.message:
+        from reconcile.attribute import attribute
+
+        attribute(conn, roster, config, [o.message])
+    return o
+
+
 def get(conn: sqlite3.Connection, override_id: int) -> Override | None:
     row = conn.execute(
         f"SELECT {COLUMNS} FROM overrides WHERE id = ?",

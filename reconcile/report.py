@@ -1,8 +1,10 @@
 """The workbook for people: `mailroll report --xlsx PATH` (or `--csv DIR`).
 
-Four sheets, Chinese headings, as the office's staff write them:
+Five sheets, Chinese headings, as the office's staff write them:
 
 * 汇总        counts by state, by item and by category;
+* 进度        units complete / incomplete / silent day by day and mail per day
+              (reconcile.progress), with a native Excel chart of the same series;
 * 单位情况    one row per unit: each item's state (filled green / red / yellow), reason,
               arrival time, late marks, staff decisions;
 * 统计汇总    each unit's figures from its counted valid sheet, a 全省合计 totals row, then
@@ -10,8 +12,10 @@ Four sheets, Chinese headings, as the office's staff write them:
 * 未匹配邮件  messages not attributed to any unit, with the reason.
 
 The content is built once as plain tables (``build_tables``) and written either as .xlsx
-(openpyxl: bold frozen header row, auto filter, column widths that fit CJK text) or as one CSV
-per sheet (UTF-8 with BOM, so Excel opens it correctly).
+(openpyxl: bold frozen header row, auto filter, column widths that fit CJK text, long text
+wrapped) or as one CSV per sheet (UTF-8 with BOM, so Excel opens it correctly). Every sheet
+prints legibly on A4 (``_print_setup``): full size, landscape where wide, heading row and unit
+name repeated on every page, campaign name and page numbers in the header and footer.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ FILLS = {
     "incomplete": "FFEB9C",
     "late": "F8CBAD",
 }
-MAX_WIDTH = 60
+WRAP_WIDTH = 32  # longer text (reasons, subjects) wraps in a column this wide: fewer pages across
+HEADING_WIDTH = 10  # a longer heading (统计表收到时间) wraps rather than widen its column
 
 
 @dataclass
@@ -51,6 +56,8 @@ class Table:
     bold_rows: list[int] = field(default_factory=list)
     filter_range: tuple[int, int, int] | None = None  # (header row, last row, columns), 0-based
     freeze_row: int | None = None  # rows above this stay visible (1-based)
+    print_title_cols: str | None = None  # columns repeated on every printed page, e.g. "A:C"
+    chart: str | None = None  # "progress": a native chart of this table's series
 
     def add(self, row: list, *, header: bool = False, bold: bool = False) -> int:
         self.rows.append(row)
@@ -134,7 +141,7 @@ def _override_text(item: dict) -> str:
 
 def _units_table(rows: list[dict], config) -> Table:
     tz = config.campaign.timezone
-    t = Table("单位情况", freeze_row=1)
+    t = Table("单位情况", freeze_row=1, print_title_cols="C:C")
     header = ["序号", "单位编号", "单位名称", "类别", "状态", "逾期"]
     labels = config.campaign.labels
     for cn in labels.values():
@@ -185,7 +192,7 @@ def _units_table(rows: list[dict], config) -> Table:
 
 
 def _stats_table(stats: dict, config) -> Table:
-    t = Table("统计汇总", freeze_row=1)
+    t = Table("统计汇总", freeze_row=1, print_title_cols="B:B")
     sheet = config.campaign.first("sheet")
     fields = sheet.sheet.fields if sheet is not None and sheet.sheet else []
     header = [
@@ -227,7 +234,7 @@ def _stats_table(stats: dict, config) -> Table:
         t.add(
             [u["id"], u["name"], ITEM_STATE_CN.get(u["state"], u["state"]), u.get("reason_zh") or u["reason"]]
         )
-    notes = _stats_notes_zh(stats)
+    notes = stats_notes_zh(stats)
     if notes:
         t.add([])
         t.add(["说明"], bold=True)
@@ -236,7 +243,7 @@ def _stats_table(stats: dict, config) -> Table:
     return t
 
 
-def _stats_notes_zh(stats: dict) -> list[str]:
+def stats_notes_zh(stats: dict) -> list[str]:
     """What is counted but deserves a look (reconcile.stats notes), in Chinese."""
     out = []
     for u in stats.get("accepted_with_missing_figures") or []:
@@ -266,19 +273,97 @@ def _unmatched_table(conn: sqlite3.Connection, config) -> Table:
     return t
 
 
+def _progress_table(conn: sqlite3.Connection, rows: list[dict], config) -> Table:
+    """进度: the units complete / incomplete / silent at the end of each day and the mail that
+    arrived that day (reconcile.progress), with a native chart of the same series."""
+    from reconcile.progress import progress_series
+
+    t = Table("进度", freeze_row=1, chart="progress")
+    t.add(["日期", "齐全", "不齐全", "未报送", "当日来信"], header=True)
+    for d in progress_series(conn, rows, config):
+        t.add([d.day.isoformat(), d.complete, d.incomplete, d.missing, d.arrivals])
+    return t
+
+
 def build_tables(
     conn: sqlite3.Connection, rows: list[dict], stats: dict, config, now: datetime | None = None
 ) -> list[Table]:
     generated = (now or datetime.now(UTC)).astimezone(config.campaign.timezone).strftime("%Y-%m-%d %H:%M")
     return [
         _summary_table(rows, config, generated),
+        _progress_table(conn, rows, config),
         _units_table(rows, config),
         _stats_table(stats, config),
         _unmatched_table(conn, config),
     ]
 
 
-def write_xlsx(tables: list[Table], path: Path) -> Path:
+# Printing. A4, margins 0.7 in; a column of width w (characters of the default 11 pt font) takes
+# about w * 8 + 5 pixels at 96 dpi as LibreOffice prints it. Nothing is shrunk (fitting the 19
+# columns of 单位情况 to one page width printed them too small to read): a sheet is printed at
+# full size, landscape when it is wider than a portrait page; long texts and headings wrap; a
+# sheet still wider than a landscape page continues on pages to
+# the right, its first columns (the unit) repeated on each, like its heading row.
+PRINTABLE_MM = {"portrait": 210 - 2 * 17.8, "landscape": 297 - 2 * 17.8}
+CHART_CM = (12, 8)  # the 进度 chart beside its table: both fit a landscape page
+
+
+def sheet_width_mm(ws) -> float:
+    from openpyxl.utils import get_column_letter
+
+    total_px = 0.0
+    for c in range(1, ws.max_column + 1):
+        width = ws.column_dimensions[get_column_letter(c)].width or 8.43
+        total_px += width * 8 + 5
+    return total_px / 96 * 25.4
+
+
+def _print_setup(ws, table: Table, title: str | None) -> None:
+    """Page setup for printing (and PDF): A4, landscape where wide, full size (11 pt), the
+    heading row (and the unit columns) on every page, campaign name and page numbers."""
+    ws.page_setup.paperSize = ws.PAPERSIZE_A4
+    width = sheet_width_mm(ws) + (CHART_CM[0] * 10 + 10 if table.chart else 0)
+    orientation = "portrait" if width <= PRINTABLE_MM["portrait"] else "landscape"
+    ws.page_setup.orientation = orientation
+    ws.sheet_properties.pageSetUpPr.fitToPage = False
+    ws.page_setup.scale = 100
+    if width > PRINTABLE_MM[orientation] and table.print_title_cols:
+        ws.print_title_cols = table.print_title_cols
+    if table.freeze_row:
+        ws.print_title_rows = f"1:{table.freeze_row}"
+    ws.print_options.gridLines = True
+    for header in (ws.oddHeader, ws.evenHeader):
+        header.center.text = f"{title or ''} {table.name}".strip()
+        header.center.size = 10
+    for footer in (ws.oddFooter, ws.evenFooter):
+        footer.center.text = "第 &P 页，共 &N 页"
+        footer.center.size = 10
+
+
+def _progress_chart(ws, nrows: int) -> None:
+    """A native Excel chart of the 进度 sheet: stacked columns 齐全/不齐全, a line for 当日来信."""
+    from openpyxl.chart import BarChart, LineChart, Reference
+
+    bars = BarChart()
+    bars.type = "col"
+    bars.grouping = "stacked"
+    bars.overlap = 100
+    bars.title = "报送进度"
+    bars.y_axis.title = "单位数"
+    bars.x_axis.title = "日期"
+    bars.add_data(Reference(ws, min_col=2, max_col=3, min_row=1, max_row=nrows), titles_from_data=True)
+    bars.set_categories(Reference(ws, min_col=1, min_row=2, max_row=nrows))
+    line = LineChart()
+    line.add_data(Reference(ws, min_col=5, max_col=5, min_row=1, max_row=nrows), titles_from_data=True)
+    line.y_axis.axId = 200
+    line.y_axis.title = "当日来信"
+    line.y_axis.crosses = "max"
+    bars += line
+    bars.width, bars.height = CHART_CM
+    ws.add_chart(bars, "G2")
+
+
+def write_xlsx(tables: list[Table], path: Path, title: str | None = None) -> Path:
     from openpyxl import Workbook
     from openpyxl.styles import Alignment, Font, PatternFill
     from openpyxl.utils import get_column_letter
@@ -291,41 +376,44 @@ def write_xlsx(tables: list[Table], path: Path) -> Path:
     for table in tables:
         ws = wb.create_sheet(table.name)
         widths: dict[int, int] = {}
+        headings = set(table.header_rows)
         for r, row in enumerate(table.rows, start=1):
             for c, value in enumerate(row, start=1):
                 cell = ws.cell(row=r, column=c, value=value)
                 cell.alignment = top
                 if value not in (None, ""):
-                    widths[c] = max(widths.get(c, 0), display_width(value))
+                    w = display_width(value)
+                    widths[c] = max(widths.get(c, 0), min(w, HEADING_WIDTH) if r - 1 in headings else w)
         for r in table.header_rows:
             for c in range(1, len(table.rows[r]) + 1):
                 cell = ws.cell(row=r + 1, column=c)
                 cell.font = bold
                 cell.fill = heading_fill
+                cell.alignment = Alignment(vertical="top", wrap_text=True)
         for r in table.bold_rows:
             for c in range(1, max(1, len(table.rows[r])) + 1):
                 ws.cell(row=r + 1, column=c).font = bold
         for (r, c), state in table.fills.items():
             ws.cell(row=r + 1, column=c + 1).fill = PatternFill("solid", fgColor=FILLS[state])
         title_rows = {r for r in table.bold_rows if len(table.rows[r]) == 1}
+        wrap = Alignment(vertical="top", wrap_text=True)
         for c, w in widths.items():
-            ws.column_dimensions[get_column_letter(c)].width = min(MAX_WIDTH, max(6, w + 2))
+            ws.column_dimensions[get_column_letter(c)].width = min(WRAP_WIDTH, max(6, w + 2))
+            if w + 2 > WRAP_WIDTH:
+                for r in range(1, len(table.rows) + 1):
+                    if r - 1 not in title_rows and r - 1 not in headings:
+                        ws.cell(row=r, column=c).alignment = wrap
         if title_rows and 1 in widths:  # a one-cell title should not widen column A
             body = [display_width(row[0]) for i, row in enumerate(table.rows) if row and i not in title_rows]
-            ws.column_dimensions["A"].width = min(MAX_WIDTH, max(6, max(body, default=6) + 2))
+            ws.column_dimensions["A"].width = min(WRAP_WIDTH, max(6, max(body, default=6) + 2))
         if table.freeze_row:
             ws.freeze_panes = ws.cell(row=table.freeze_row + 1, column=1)
         if table.filter_range:
             first, last, ncols = table.filter_range
             ws.auto_filter.ref = f"A{first + 1}:{get_column_letter(ncols)}{max(last, first) + 1}"
-        # printing (and PDF): landscape, as wide as one page, the heading row on every page
-        ws.page_setup.orientation = "landscape"
-        ws.page_setup.paperSize = ws.PAPERSIZE_A4
-        ws.sheet_properties.pageSetUpPr.fitToPage = True
-        ws.page_setup.fitToWidth = 1
-        ws.page_setup.fitToHeight = 0
-        if table.freeze_row:
-            ws.print_title_rows = f"1:{table.freeze_row}"
+        if table.chart == "progress" and len(table.rows) > 1:
+            _progress_chart(ws, len(table.rows))
+        _print_setup(ws, table, title)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")

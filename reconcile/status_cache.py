@@ -142,6 +142,25 @@ def cached_status_json(argv: list[str]) -> str | None:
     return "[" + ", ".join(rows) + "]\n"
 
 
+def json_text(data) -> str:
+    """How every ``--json`` output is written (the CLI's emit_json, the web's /api/*): one line."""
+    return json.dumps(data, ensure_ascii=False, indent=None, default=str) + "\n"
+
+
+def rows_text(rows: list[str]) -> str:
+    """Cached status rows (JSON texts) as the `status --json` array: the same bytes as json_text."""
+    return "[" + ", ".join(rows) + "]\n"
+
+
+def status_json(conn: sqlite3.Connection, config, roster_loader) -> str:
+    """`status --json` without filters, exactly: the cached rows when current, else refreshed
+    (``roster_loader()`` gives the roster; it is only loaded when the cache is stale)."""
+    cached = cached_rows(conn, config)
+    if cached is not None:
+        return rows_text(cached)
+    return json_text(refresh(conn, roster_loader(), config))
+
+
 # ---------------------------------------------------------------------------------- fingerprint
 
 

@@ -56,6 +56,7 @@ def unit_detail(conn: sqlite3.Connection, roster, config, unit, status_row: dict
                     state=j.state,
                     reason=j.reason,
                     reason_zh=j.reason_zh,
+                    warnings_zh=j.warnings_zh or list(j.warnings),
                     warnings=j.warnings,
                     details=describe(p),
                     item=item.id,

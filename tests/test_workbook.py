@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import subprocess
+import zipfile
 from datetime import UTC, datetime
 
 import openpyxl
@@ -64,7 +65,7 @@ def test_workbook_contents(filled, tmp_path):
     path = tmp_path / "out" / "报送情况.xlsx"
     filled.run("report", "--xlsx", str(path))
     wb = openpyxl.load_workbook(path)
-    assert wb.sheetnames == ["汇总", "单位情况", "统计汇总", "未匹配邮件"]
+    assert wb.sheetnames == ["汇总", "进度", "单位情况", "统计汇总", "未匹配邮件"]
 
     units = wb["单位情况"]
     header = [c.value for c in units[1]]
@@ -113,7 +114,7 @@ def test_csv_files_open_in_excel(filled, tmp_path):
     out = tmp_path / "csv"
     filled.run("report", "--csv", str(out))
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["汇总.csv", "单位情况.csv", "统计汇总.csv", "未匹配邮件.csv"]
+        ["汇总.csv", "进度.csv", "单位情况.csv", "统计汇总.csv", "未匹配邮件.csv"]
     )
     raw = (out / "单位情况.csv").read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")
@@ -147,9 +148,73 @@ def test_workbook_converts_to_pdf(filled, tmp_path, libreoffice):
     from pypdf import PdfReader
 
     reader = PdfReader(tmp_path / "report.pdf")
-    assert len(reader.pages) >= 4  # every sheet printed
+    assert len(reader.pages) >= 5  # every sheet printed
     text = "".join(page.extract_text() or "" for page in reader.pages)
     assert "taiyuan-kjj" in text
+    sizes = printed_text_sizes(reader)
+    assert {page for page, _, _ in sizes} == set(range(1, len(reader.pages) + 1))
+    small = [(page, round(size, 1), words) for page, size, words in sizes if size < 8]
+    assert small == [], "text printed smaller than 8 pt"
+    # every page says which campaign and which page it is
+    for n, page in enumerate(reader.pages, start=1):
+        page_text = page.extract_text()
+        assert "2022年山西省科技活动周" in page_text and f"第 {n} 页，共 {len(reader.pages)} 页" in page_text
+
+
+def printed_text_sizes(reader) -> list[tuple[int, float, str]]:
+    """(page, size in pt as printed, text) for every piece of text: the font size times the scale
+    of the text and current transformation matrices (what fitting a sheet to a page shrinks)."""
+
+    def times(a, b):
+        return [
+            a[0] * b[0] + a[1] * b[2],
+            a[0] * b[1] + a[1] * b[3],
+            a[2] * b[0] + a[3] * b[2],
+            a[2] * b[1] + a[3] * b[3],
+        ]
+
+    out = []
+    for n, page in enumerate(reader.pages, start=1):
+
+        def visit(text, cm, tm, font, size, n=n):
+            if text.strip():
+                m = times(tm, cm)
+                out.append((n, size * abs(m[0] * m[3] - m[1] * m[2]) ** 0.5, text.strip()))
+
+        page.extract_text(visitor_text=visit)
+    return out
+
+
+def test_workbook_has_a_progress_chart_and_prints_on_a4(filled, tmp_path):
+    path = tmp_path / "report.xlsx"
+    filled.run("report", "--xlsx", str(path))
+    wb = openpyxl.load_workbook(path)
+    progress = wb["进度"]
+    assert [c.value for c in progress[1]] == ["日期", "齐全", "不齐全", "未报送", "当日来信"]
+    days = [r for r in progress.iter_rows(min_row=2, values_only=True)]
+    assert (
+        days[0][0] == "2022-06-20" and days[-1][0] == "2022-06-27"
+    )  # first arrival .. last (after the deadline)
+    assert all(sum(d[1:4]) == 12 for d in days)  # every roster unit, every day
+    assert list(days[-1][1:3]) == _complete_incomplete(filled)  # the last day is today's conclusion
+    messages = filled.run("messages", "--json").json
+    assert sum(d[4] for d in days) == sum(m["disposition"] in ("attributed", "unmatched") for m in messages)
+    with zipfile.ZipFile(path) as z:  # a native chart (openpyxl does not read charts back)
+        chart = z.read("xl/charts/chart1.xml").decode()
+    assert "<barChart>" in chart and "<lineChart>" in chart and "'进度'!$B$2:" in chart
+    for ws in wb:
+        assert int(ws.page_setup.paperSize) == 9 and ws.page_setup.scale in (None, 100)  # A4, full size
+        assert not ws.sheet_properties.pageSetUpPr.fitToPage  # never shrunk to fit
+        assert "&P" in ws.oddFooter.center.text and "2022年山西省科技活动周" in ws.oddHeader.center.text
+    units = wb["单位情况"]
+    assert units.page_setup.orientation == "landscape" and units.print_title_rows == "$1:$1"
+    assert units.print_title_cols == "$C:$C"  # the unit's name on every page across
+    assert wb["汇总"].page_setup.orientation == "portrait"
+
+
+def _complete_incomplete(campaign) -> list[int]:
+    rows = campaign.run("status", "--json").json
+    return [sum(r["state"] == s for r in rows) for s in ("complete", "incomplete")]
 
 
 def test_workbook_explains_in_chinese_and_notes_what_stats_flag(campaign, tmp_path, media):

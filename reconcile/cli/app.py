@@ -13,7 +13,6 @@ commands start quickly.
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import os
 import sys
@@ -24,6 +23,8 @@ from typing import Any
 import click
 
 from ingest.config import Config, ConfigError, load_config
+from reconcile import i18n
+from reconcile.i18n import N_, _
 
 log = logging.getLogger("mailroll")
 
@@ -116,7 +117,9 @@ pass_app = click.make_pass_decorator(App)
 
 
 def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False, indent=None, default=str))
+    from reconcile.status_cache import json_text
+
+    click.echo(json_text(data), nl=False)
 
 
 def console():
@@ -156,7 +159,7 @@ class MailrollGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ConfigError as e:
-            click.echo(f"mailroll: config error: {e}", err=True)
+            click.echo(_("mailroll: config error: {error}").format(error=e), err=True)
             ctx.exit(2)
         except (
             click.ClickException,
@@ -167,19 +170,24 @@ class MailrollGroup(click.Group):
         ):
             raise
         except KeyboardInterrupt:
-            click.echo("mailroll: interrupted", err=True)
+            click.echo(_("mailroll: interrupted"), err=True)
             ctx.exit(130)
         except Exception as e:  # noqa: BLE001 - last resort: say what happened, exit 1
             from ingest.sources.base import MailboxError
 
             if isinstance(e, MailboxError):  # its message already says what to check
-                click.echo(f"mailroll: mailbox error: {e}", err=True)
+                click.echo(_("mailroll: mailbox error: {error}").format(error=e), err=True)
                 ctx.exit(1)
             app = ctx.find_object(App)
             if app is not None and app.verbose > 1:
                 raise
             log.debug("failure", exc_info=True)
-            click.echo(f"mailroll: error: {e.__class__.__name__}: {e} (run with -vv for details)", err=True)
+            click.echo(
+                _("mailroll: error: {kind}: {error} (run with -vv for details)").format(
+                    kind=e.__class__.__name__, error=e
+                ),
+                err=True,
+            )
             ctx.exit(1)
 
 
@@ -189,7 +197,13 @@ class MailrollGroup(click.Group):
     "config_path",
     type=click.Path(dir_okay=False),
     envvar="MAILROLL_CONFIG",
-    help="Config file (TOML). Default: $MAILROLL_CONFIG, else ./config.toml.",
+    help=N_("Config file (TOML). Default: $MAILROLL_CONFIG, else ./config.toml."),
+)
+@click.option("-v", "--verbose", count=True, help=N_("More log output (-v info, -vv debug)."))
+@click.option(
+    "--lang",
+    type=click.Choice(i18n.LANGS),
+    help=N_("Language for people: zh or en (default: [ui] lang, else the locale LANG/LC_ALL)."),
 )
 @click.option(
     "--campaign",
@@ -224,11 +238,115 @@ def campaign_option(f):
     )(f)
 
 
+@click.version_option(package_name="mailroll")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, verbose: int, lang: str | None) -> None:
+    """mailroll: turns a campaign mailbox into a roll call of who sent what."""
+    setup_logging(verbose)
+    speak(i18n.choose(lang, configured_lang(config_path)))
+    ctx.obj = App(config_path, verbose)
+
+
 def json_option(f):
-    return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")(f)
+    return click.option("--json", "as_json", is_flag=True, help=N_("Machine-readable JSON output."))(f)
+
+
+def configured_lang(config_path: str | None) -> str | None:
+    """``[ui] lang`` from the config file, read cheaply; None if unset or unreadable (the real
+    config load reports problems)."""
+    import tomllib
+
+    path = config_path or os.environ.get("MAILROLL_CONFIG") or "config.toml"
+    try:
+        with open(path, "rb") as f:
+            value = tomllib.load(f).get("ui", {}).get("lang")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if value in i18n.LANGS else None
+
+
+def _lang_from_argv(argv: list[str]) -> tuple[str | None, str | None]:
+    """--lang and --config among the global options (before the command), for help text."""
+    lang = config = None
+    rest = list(argv)
+    while rest and rest[0].startswith("-"):
+        opt = rest.pop(0)
+        if opt in ("--lang", "--config") and rest:
+            value = rest.pop(0)
+        elif opt.startswith(("--lang=", "--config=")):
+            opt, value = opt.split("=", 1)
+        else:
+            continue
+        if opt == "--lang":
+            lang = value
+        else:
+            config = value
+    return lang, config
+
+
+def speak(lang: str) -> None:
+    """Use ``lang`` for everything people read: our messages, help texts and click's own words."""
+    i18n.activate(lang)
+    import click.core
+    import click.decorators
+    import click.exceptions
+    import click.formatting
+    import click.parser
+    import click.types
+
+    for module in (
+        click.core,
+        click.decorators,
+        click.exceptions,
+        click.formatting,
+        click.parser,
+        click.types,
+    ):
+        vars(module)["_"] = _  # click's words ("Usage:", "Options", "Error: ...") from our catalog
+    localize_help(cli)
+
+
+# click's own words, in our catalog so that help and usage errors speak the user's language
+CLICK_WORDS = (
+    N_("Usage:"),
+    N_("Options"),
+    N_("Commands"),
+    N_("Show this message and exit."),
+    N_("Show the version and exit."),
+    N_("Error: {message}"),
+    N_("Try '{command} {option}' for help."),
+    N_("No such command {name!r}."),
+    N_("No such option {name!r}."),
+    N_("Missing argument"),
+    N_("Missing option"),
+    N_("Missing command."),
+    N_("Invalid value for {param_hint}: {message}"),
+    N_("Invalid value: {message}"),
+    N_("Aborted!"),
+    N_("default: {default}"),
+    N_("env var: {var}"),
+    N_("Option {name!r} requires an argument."),
+    N_("Got unexpected extra argument ({args})"),
+)
+
+
+def localize_help(command: click.Command) -> None:
+    """Help texts in the current language (the English originals are kept to translate again)."""
+    originals = command.__dict__.setdefault("_mailroll_help", (command.help, command.short_help))
+    command.help = _(originals[0]) if originals[0] else originals[0]
+    command.short_help = _(originals[1]) if originals[1] else originals[1]
+    for param in command.params:
+        if isinstance(param, click.Option):
+            original = param.__dict__.setdefault("_mailroll_help", param.help)
+            param.help = _(original) if original else original
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            localize_help(sub)
 
 
 def main(argv: list[str] | None = None) -> None:
+    lang, config = _lang_from_argv(sys.argv[1:] if argv is None else argv)
+    speak(i18n.choose(lang, configured_lang(config)))
     try:
         cli.main(args=argv, prog_name="mailroll")
     except BrokenPipeError:  # `mailroll status | head`: the reader has all it wants
@@ -249,6 +367,7 @@ COMMAND_MODULES = [
     "export_cmd",  # export DIR [--zip PATH] [--all-versions]
     "evidence_cmd",  # reprocess, and the raw copy for show --raw
     "campaigns_cmd",  # campaigns
+    "web_cmd",  # web, web passwd
 ]
 
 

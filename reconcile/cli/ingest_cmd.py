@@ -10,6 +10,8 @@ from typing import Any
 import click
 
 from reconcile.cli.app import App, campaign_option, cli, console, emit, json_option, pass_app
+from reconcile.i18n import N_, _
+from reconcile.words import DISPOSITIONS, TRUSTS, word
 
 
 def run_poll(app: App, *, progress: bool = False, stop=None) -> dict:
@@ -86,7 +88,9 @@ class _progress_bar:
 
 
 @cli.command("ingest")
-@click.option("--once", is_flag=True, help="Poll the mailbox once and exit (the daemon is `mailroll serve`).")
+@click.option(
+    "--once", is_flag=True, help=N_("Poll the mailbox once and exit (the daemon is `mailroll serve`).")
+)
 @json_option
 @pass_app
 def ingest_command(app: App, once: bool, as_json: bool) -> None:
@@ -97,7 +101,7 @@ def ingest_command(app: App, once: bool, as_json: bool) -> None:
     """
     if not once:
         raise click.UsageError(
-            "use `mailroll ingest --once` for one poll, or `mailroll serve` to keep polling"
+            _("use `mailroll ingest --once` for one poll, or `mailroll serve` to keep polling")
         )
     from datetime import datetime
 
@@ -121,19 +125,22 @@ def ingest_command(app: App, once: bool, as_json: bool) -> None:
 
     def render(c: dict) -> None:
         click.echo(
-            f"{c['new']} new message(s) of {c['seen']} in the mailbox: {c['attributed']} attributed, "
-            f"{c['unmatched']} unmatched, {c['duplicate']} duplicate, {c['failed']} failed"
-            + (f", {c['other']} for no campaign" if "other" in c else "")
+            _(
+                "{new} new message(s) of {seen} in the mailbox: {attributed} attributed, "
+                "{unmatched} unmatched, {duplicate} duplicate, {failed} failed"
+            ).format(**c)
         )
         if c["failed"]:
             click.echo(
-                "failed messages are kept and retried on the next poll (those that hit a limit: after "
-                "`mailroll retry MESSAGE`); see `mailroll messages`",
+                _(
+                    "failed messages are kept and retried on the next poll (those that hit a limit: after "
+                    "`mailroll retry MESSAGE`); see `mailroll messages`"
+                ),
                 err=True,
             )
         if c["unmatched"]:
             click.echo(
-                "assign unmatched messages with `mailroll assign MESSAGE UNIT` (see `mailroll unmatched`)",
+                _("assign unmatched messages with `mailroll assign MESSAGE UNIT` (see `mailroll unmatched`)"),
                 err=True,
             )
 
@@ -173,86 +180,11 @@ def retry_command(app: App, message: str, as_json: bool) -> None:
     )
 
 
-MESSAGES_SQL = """
-SELECT m.id, m.message_id, m.from_addr, m.from_name, m.subject, m.received_at, m.status, m.error,
-       m.duplicate_of, a.unit, a.method, a.reason, a.trust, a.campaign, a.scope,
-       (SELECT COUNT(*) FROM parts p WHERE p.message = m.id) AS parts
-FROM messages m LEFT JOIN attributions a ON a.message = m.id
-ORDER BY m.received_at, m.id
-"""
-
-
-# long: one flat row per message, every field the contract and the tables show
 def message_rows(app: App) -> list[dict]:
-    """Every message with its disposition, attributions brought up to date first."""
-    from reconcile.overrides import message_rejects_in_force
-    from reconcile.status_cache import ensure_attributed
+    """Every message with its disposition (reconcile.messages), attributions brought up to date first."""
+    from reconcile.messages import message_rows as rows
 
-    conn = app.conn
-    ensure_attributed(conn, app.any_roster, app.any_config)
-    rejected = {o.message: o for o in message_rejects_in_force(conn)}
-    rows = []
-    for (
-        mid,
-        message_id,
-        from_addr,
-        from_name,
-        subject,
-        received_at,
-        status,
-        error,
-        duplicate_of,
-        unit,
-        method,
-        reason,
-        trust,
-        campaign,
-        scope,
-        parts,
-    ) in conn.execute(MESSAGES_SQL):
-        if status == "failed":
-            disposition, why = "failed", error
-        elif status == "duplicate":
-            disposition, why = "duplicate", f"same Message-ID and content as message {duplicate_of}"
-            unit, campaign = _unit_of(conn, duplicate_of)
-        elif unit:
-            disposition, why = "attributed", reason
-            if mid in rejected:
-                o = rejected[mid]
-                why = (
-                    f"rejected by staff (override {o.id}): {o.note or ''}; counts for nothing (was: {reason})"
-                )
-        elif method == "other":
-            disposition, why = "other", reason
-        else:
-            disposition, why = "unmatched", reason or "not attributed yet"
-        rows.append(
-            {
-                "message_id": message_id,
-                "from": from_addr,
-                "subject": subject,
-                "received_at": received_at,
-                "unit": unit,
-                "disposition": disposition,
-                "reason": why,
-                "campaign": campaign,
-                "id": mid,
-                "from_name": from_name,
-                "method": method if disposition == "attributed" else None,
-                "trust": trust if disposition == "attributed" else None,
-                "scope": scope,
-                "parts": parts,
-            }
-        )
-    return rows
-
-
-def _unit_of(conn, message: int | None) -> tuple[str | None, str | None]:
-    """(unit, campaign) of the message a duplicate repeats."""
-    if message is None:
-        return None, None
-    row = conn.execute("SELECT unit, campaign FROM attributions WHERE message = ?", (message,)).fetchone()
-    return (row[0], row[1]) if row else (None, None)
+    return rows(app.conn, app.any_roster, app.any_config)
 
 
 _COLOURS = {
@@ -274,12 +206,12 @@ def message_table(rows: list[dict], title: str, show_unit: bool = True, tz=None)
     table = Table(title=escape(title), title_justify="left")
     for col in (
         "#",
-        f"received ({tz})" if tz else "received (UTC)",
-        "from",
-        "subject",
-        *(["unit", "trust"] if show_unit else []),
-        "disposition",
-        "reason",
+        _("received ({zone})").format(zone=tz or "UTC"),
+        _("from"),
+        _("subject"),
+        *([_("unit"), _("trust")] if show_unit else []),
+        _("disposition"),
+        _("reason"),
     ):
         table.add_column(col, overflow="fold")
     for r in rows:
@@ -290,8 +222,8 @@ def message_table(rows: list[dict], title: str, show_unit: bool = True, tz=None)
             local_time(r["received_at"], tz) if tz else (r["received_at"] or "")[:16].replace("T", " "),
             escape(r["from"] or ""),
             escape(r["subject"] or ""),
-            *([escape(r["unit"] or ""), escape(r.get("trust") or "")] if show_unit else []),
-            f"[{colour}]{escape(r['disposition'])}[/]",
+            *([escape(r["unit"] or ""), escape(word(TRUSTS, r.get("trust")))] if show_unit else []),
+            f"[{colour}]{escape(word(DISPOSITIONS, r['disposition']))}[/]",
             escape(r["reason"] or ""),
         )
     (wide_console() if tz else console()).print(table)
@@ -302,9 +234,9 @@ def message_table(rows: list[dict], title: str, show_unit: bool = True, tz=None)
 @click.option(
     "--disposition",
     type=click.Choice(["attributed", "unmatched", "duplicate", "failed", "other"]),
-    help="Only messages with this outcome.",
+    help=N_("Only messages with this outcome."),
 )
-@click.option("--unit", help="Only messages attributed to this unit (id, name or alias).")
+@click.option("--unit", help=N_("Only messages attributed to this unit (id, name or alias)."))
 @json_option
 @pass_app
 def messages_command(app: App, disposition: str | None, unit: str | None, as_json: bool) -> None:
@@ -321,7 +253,7 @@ def messages_command(app: App, disposition: str | None, unit: str | None, as_jso
     if app.campaign_id:
         rows = [r for r in rows if r["campaign"] in (app.config.campaign.id, None)]
     tz = app.any_config.campaign.timezone
-    emit(rows, as_json, lambda rs: message_table(rs, f"{len(rs)} message(s)", tz=tz))
+    emit(rows, as_json, lambda rs: message_table(rs, _("{n} message(s)").format(n=len(rs)), tz=tz))
 
 
 @cli.command("unmatched")
@@ -346,7 +278,9 @@ def unmatched_command(app: App, as_json: bool) -> None:
     else:
         message_table(
             rows,
-            f"{len(rows)} unmatched message(s): assign them with `mailroll assign MESSAGE UNIT`",
+            _("{n} unmatched message(s): assign them with `mailroll assign MESSAGE UNIT`").format(
+                n=len(rows)
+            ),
             show_unit=False,
             tz=app.any_config.campaign.timezone,
         )

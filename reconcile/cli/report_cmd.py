@@ -31,7 +31,7 @@ def report(app: App, xlsx_path: str | None, csv_dir: str | None, as_json: bool) 
     tables = rep.build_tables(app.conn, rows, collect(app.conn, rows, app.config), app.config)
     written = []
     if xlsx_path:
-        written.append(str(rep.write_xlsx(tables, Path(xlsx_path))))
+        written.append(str(rep.write_xlsx(tables, Path(xlsx_path), app.config.campaign.name)))
     if csv_dir:
         written += [str(p) for p in rep.write_csv(tables, Path(csv_dir))]
     if as_json:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import click
 
-from ingest.db import transaction
 from reconcile.cli.app import App, UsageProblem, campaign_option, cli, emit_json, json_option, pass_app
-from reconcile.cli.status_cmd import find_unit, local_time
+from reconcile.cli.status_cmd import find_unit, item_word, local_time, state_word
+from reconcile.i18n import N_, _
 
 _unit = find_unit
 
@@ -31,54 +31,55 @@ def _done(as_json: bool, data: dict, text: str) -> None:
 @campaign_option
 @click.argument("message")
 @click.argument("unit")
-@click.option("--note", help="Why (kept in the audit log).")
+@click.option("--note", help=N_("Why (kept in the audit log)."))
 @json_option
 @pass_app
 def assign(app: App, message: str, unit: str, note: str | None, as_json: bool) -> None:
     """Attribute MESSAGE (number or Message-ID) to UNIT (id, name or alias), whatever the rules say."""
     from reconcile import overrides
-    from reconcile.attribute import attribute
 
     u = _unit(app, unit)
     try:
         mid = overrides.resolve_message(app.conn, message)
     except overrides.OverrideError as e:
         raise UsageProblem(str(e)) from None
-    status = app.conn.execute("SELECT status FROM messages WHERE id = ?", [mid]).fetchone()[0]
-    if status != "recorded":
-        raise UsageProblem(
-            f"message {message} is a {status} message and counts for no unit; "
-            f"assign the message it repeats instead (see `mailroll messages`)"
+    try:
+        done = overrides.assign(
+            app.conn, app.roster, app.config, mid, u.id, app.actor, note, campaign=app.config.campaign.id
         )
-    row = app.conn.execute("SELECT unit, method FROM attributions WHERE message = ?", [mid]).fetchone()
-    if row and row[0] and row[0] != u.id:
-        prev = app.roster.by_id.get(row[0])
-        shown = f"{prev.name} ({prev.id})" if prev else f"{row[0]} (not in the roster)"
-        how = "by hand" if row[1] == "manual" else f"automatically ({row[1]})"
+    except overrides.OverrideError as e:
+        raise UsageProblem(str(e)) from None
+    if done.previous_unit:
+        prev = app.roster.by_id.get(done.previous_unit)
+        shown = (
+            f"{prev.name} ({prev.id})"
+            if prev
+            else _("{unit} (not in the roster)").format(unit=done.previous_unit)
+        )
+        how = (
+            _("by hand")
+            if done.previous_method == "manual"
+            else _("automatically ({method})").format(method=done.previous_method)
+        )
         click.echo(
-            f"warning: message #{mid} was attributed {how} to {shown}; it now counts for {u.name} instead",
+            _(
+                "warning: message #{id} was attributed {how} to {shown}; it now counts for {unit} instead"
+            ).format(id=mid, how=how, shown=shown, unit=u.name),
             err=True,
         )
-    conn = app.conn
-    with transaction(conn):
-        earlier = overrides.assigns_in_force(conn, mid) + overrides.message_rejects_in_force(conn, mid)
-        oid = overrides.add(
-            conn, "assign", app.actor, unit=u.id, message=mid, note=note, campaign=app.config.campaign.id
-        )
-        # one assign in force per message: revoking the new one returns to automatic attribution
-        for o in earlier:
-            overrides.revoke(conn, o.id, app.actor, f"replaced by override {oid}")
-        attribute(conn, app.roster, app.config, [mid])
+    oid = done.override
     _done(
         as_json,
         {
             "override": oid,
             "message": mid,
             "unit": u.id,
-            "previous_unit": row[0] if row and row[0] != u.id else None,
-            "replaces": [o.id for o in earlier],
+            "previous_unit": done.previous_unit,
+            "replaces": done.replaces,
         },
-        f"override {oid}: message #{mid} assigned to {u.name} ({u.id}); undo with `mailroll revoke {oid}`",
+        _(
+            "override {oid}: message #{id} assigned to {name} ({unit}); undo with `mailroll revoke {oid}`"
+        ).format(oid=oid, id=mid, name=u.name, unit=u.id),
     )
 
 
@@ -89,7 +90,7 @@ def _item_decision(action: str):
     @click.option(
         "--note",
         required=(action == "reject"),
-        help="Why (shown as the reason; required for reject)." if action == "reject" else "Why.",
+        help=N_("Why (shown as the reason; required for reject).") if action == "reject" else N_("Why."),
     )
     @json_option
     @pass_app
@@ -102,8 +103,11 @@ def _item_decision(action: str):
         u = _unit(app, unit)
         if item not in app.config.campaign.item_ids:
             raise UsageProblem(
-                f"no item {item!r} in campaign {app.config.campaign.id}: "
-                f"the items are {', '.join(app.config.campaign.item_ids)}"
+                _("no item {wrong} in campaign {campaign}: the items are {items}").format(
+                    wrong=repr(item),
+                    campaign=app.config.campaign.id,
+                    items=", ".join(app.config.campaign.item_ids),
+                )
             )
         oid = overrides.add(
             app.conn, action, app.actor, unit=u.id, item=item, note=note, campaign=app.config.campaign.id
@@ -112,7 +116,18 @@ def _item_decision(action: str):
         _done(
             as_json,
             {"override": oid, "unit": u.id, "item": item, "action": action},
-            f"override {oid}: {item} of {u.name} {action}ed (now {state}); undo with `mailroll revoke {oid}`",
+            (
+                _("override {oid}: {item} of {name} accepted (now {state}); undo: `mailroll revoke {oid}`")
+                if action == "accept"
+                else _(
+                    "override {oid}: {item} of {name} rejected (now {state}); undo: `mailroll revoke {oid}`"
+                )
+            ).format(
+                oid=oid,
+                item=item_word(item, app.config.campaign.labels),
+                name=u.name,
+                state=state_word(state),
+            ),
         )
 
     command.__doc__ = (
@@ -155,7 +170,7 @@ reject = _item_decision("reject")
 @cli.command()
 @campaign_option
 @click.argument("unit")
-@click.option("--note", required=True, help="Why the unit need not send anything.")
+@click.option("--note", required=True, help=N_("Why the unit need not send anything."))
 @json_option
 @pass_app
 def exempt(app: App, unit: str, note: str, as_json: bool) -> None:
@@ -167,7 +182,7 @@ def exempt(app: App, unit: str, note: str, as_json: bool) -> None:
     _done(
         as_json,
         {"override": oid, "unit": u.id, "action": "exempt"},
-        f"override {oid}: {u.name} exempt; undo with `mailroll revoke {oid}`",
+        _("override {oid}: {name} exempt; undo with `mailroll revoke {oid}`").format(oid=oid, name=u.name),
     )
 
 
@@ -178,9 +193,9 @@ def exempt(app: App, unit: str, note: str, as_json: bool) -> None:
     "--until",
     "until",
     required=True,
-    help="New deadline: RFC 3339, or 'YYYY-MM-DD HH:MM' in the campaign's time zone.",
+    help=N_("New deadline: RFC 3339, or 'YYYY-MM-DD HH:MM' in the campaign's time zone."),
 )
-@click.option("--note", help="Why.")
+@click.option("--note", help=N_("Why."))
 @json_option
 @pass_app
 def extend(app: App, unit: str, until: str, note: str | None, as_json: bool) -> None:
@@ -189,31 +204,23 @@ def extend(app: App, unit: str, until: str, note: str | None, as_json: bool) -> 
 
     u = _unit(app, unit)
     try:
-        when = overrides.parse_until(until, app.config.campaign.timezone)
+        oid, value = overrides.extend(
+            app.conn, app.config, u.id, until, app.actor, note, campaign=app.config.campaign.id
+        )
     except overrides.OverrideError as e:
         raise UsageProblem(str(e)) from None
-    deadline = app.config.campaign.deadline
-    if when <= deadline:
-        tz = app.config.campaign.timezone
-        raise UsageProblem(
-            f"--until {when.astimezone(tz).isoformat(timespec='seconds')} is not later than the campaign deadline "
-            f"{deadline.astimezone(tz).isoformat(timespec='seconds')}; "
-            "to make a unit's deadline earlier is not supported"
-        )
-    value = when.isoformat(timespec="seconds")
-    oid = overrides.add(
-        app.conn, "extend", app.actor, unit=u.id, value=value, note=note, campaign=app.config.campaign.id
-    )
     _done(
         as_json,
         {"override": oid, "unit": u.id, "until": value},
-        f"override {oid}: deadline of {u.name} extended to {value}; undo with `mailroll revoke {oid}`",
+        _("override {oid}: deadline of {name} extended to {value}; undo with `mailroll revoke {oid}`").format(
+            oid=oid, name=u.name, value=value
+        ),
     )
 
 
 @cli.command()
 @click.argument("override_id", type=int)
-@click.option("--note", help="Why.")
+@click.option("--note", help=N_("Why."))
 @json_option
 @pass_app
 def revoke(app: App, override_id: int, note: str | None, as_json: bool) -> None:
@@ -221,22 +228,25 @@ def revoke(app: App, override_id: int, note: str | None, as_json: bool) -> None:
     from reconcile import overrides
 
     try:
-        o = overrides.revoke(app.conn, override_id, app.actor, note)
+        o = overrides.revoke_decision(app.conn, app.any_roster, app.any_config, override_id, app.actor, note)
     except overrides.OverrideError as e:
         raise UsageProblem(str(e)) from None
-    if o.action == "assign" and o.message:
-        from reconcile.attribute import attribute
-
-        attribute(app.conn, app.any_roster, app.any_config, [o.message])
     what = " ".join(
-        str(x) for x in (o.action, o.unit, o.item, f"message #{o.message}" if o.message else None) if x
+        str(x)
+        for x in (
+            o.action,
+            o.unit,
+            item_word(o.item, app.config.campaign.labels) if o.item else None,
+            _("message #{id}").format(id=o.message) if o.message else None,
+        )
+        if x
     )
-    _done(as_json, o.as_dict(), f"override {o.id} ({what}) revoked")
+    _done(as_json, o.as_dict(), _("override {id} ({what}) revoked").format(id=o.id, what=what))
 
 
 @cli.command("overrides")
 @campaign_option
-@click.option("--all", "show_all", is_flag=True, help="Include revoked decisions.")
+@click.option("--all", "show_all", is_flag=True, help=N_("Include revoked decisions."))
 @json_option
 @pass_app
 def overrides_cmd(app: App, show_all: bool, as_json: bool) -> None:
@@ -248,7 +258,7 @@ def overrides_cmd(app: App, show_all: bool, as_json: bool) -> None:
         emit_json(rows)
         return
     if not rows:
-        click.echo("no staff decisions")
+        click.echo(_("no staff decisions"))
     tz = app.config.campaign.timezone
     for o in rows:
         what = " ".join(
@@ -284,7 +294,9 @@ def reattribute(app: App, as_json: bool) -> None:
     _done(
         as_json,
         {"messages": len(decisions), "attributed": matched, "unmatched": len(decisions) - matched},
-        f"{len(decisions)} messages: {matched} attributed, {len(decisions) - matched} unmatched",
+        _("{n} messages: {matched} attributed, {unmatched} unmatched").format(
+            n=len(decisions), matched=matched, unmatched=len(decisions) - matched
+        ),
     )
 
 

@@ -13,6 +13,34 @@ from datetime import UTC
 import click
 
 from reconcile.cli.app import App, UsageProblem, campaign_option, cli, emit_json, json_option, pass_app
+from reconcile.i18n import N_, _, chinese
+from reconcile.words import DECIDED, DECISIONS, ITEM_STATES, MAILS, TRUSTS, UNIT_STATES, word
+
+
+def state_word(state: str) -> str:
+    return word(ITEM_STATES, state) if state in ITEM_STATES else word(UNIT_STATES, state)
+
+
+def item_word(item: str, labels: dict[str, str]) -> str:
+    """An item as people call it: the campaign's label (统计表) in Chinese, else its id."""
+    return labels.get(item, item) if chinese() else item
+
+
+def styled(style: str, text: str) -> str:
+    """``text`` (escaped) in a rich ``style``."""
+    from rich.markup import escape
+
+    return f"[{style}]{escape(text)}[/]"
+
+
+def reason_of(d: dict) -> str | None:
+    """The reason in the reader's language (``reason_zh`` when speaking Chinese)."""
+    return (d.get("reason_zh") if chinese() else None) or d.get("reason")
+
+
+def warnings_of(d: dict) -> list[str]:
+    return (d.get("warnings_zh") if chinese() else None) or d.get("warnings") or []
+
 
 STATE_STYLE = {
     "ok": "green",
@@ -44,9 +72,13 @@ def find_unit(app: App, text: str):
     """The unit called ``text`` (id, name or alias), or a usage error that says what to do."""
     found = app.roster.find_all(text)
     if not found:
-        raise UsageProblem(f"unknown unit {text}: see `mailroll roster list`")
+        raise UsageProblem(_("unknown unit {text}: see `mailroll roster list`").format(text=text))
     if len(found) > 1:
-        raise UsageProblem(f"{text} names {len(found)} units ({', '.join(u.id for u in found)}): give the id")
+        raise UsageProblem(
+            _("{text} names {n} units ({ids}): give the id").format(
+                text=text, n=len(found), ids=", ".join(u.id for u in found)
+            )
+        )
     return found[0]
 
 
@@ -72,25 +104,25 @@ def local_time(iso: str | None, tz) -> str:
     "states",
     multiple=True,
     type=click.Choice(["complete", "incomplete", "missing", "late", "exempt"]),
-    help="Only units in this state (repeatable).",
+    help=N_("Only units in this state (repeatable)."),
 )
 @click.option(
     "--missing",
     "missing",
     multiple=True,
     metavar="ITEM",
-    help="Only units that have not sent this item (an item id, repeatable).",
+    help=N_("Only units that have not sent this item (an item id, repeatable)."),
 )
 @click.option(
     "--invalid",
     "invalid",
     multiple=True,
     metavar="ITEM",
-    help="Only units whose counted item fails its check (an item id, repeatable).",
+    help=N_("Only units whose counted item fails its check (an item id, repeatable)."),
 )
-@click.option("--late", is_flag=True, help="Only units with a late item.")
+@click.option("--late", is_flag=True, help=N_("Only units with a late item."))
 @click.option(
-    "--category", "categories", multiple=True, help="Only units of this roster category (repeatable)."
+    "--category", "categories", multiple=True, help=N_("Only units of this roster category (repeatable).")
 )
 @json_option
 @pass_app
@@ -98,26 +130,28 @@ def status(app: App, states, missing, invalid, late, categories, as_json: bool) 
     """One row per roster unit: what arrived, whether it passes, whether it was late."""
     filtered = bool(states or missing or invalid or late or categories)
     if as_json and not filtered:
-        from reconcile.status_cache import cached_rows
+        from reconcile.status_cache import status_json
 
-        cached = cached_rows(app.conn, app.config)
-        if cached is not None:
-            click.echo("[" + ", ".join(cached) + "]")
-            return
+        click.echo(status_json(app.conn, app.config, lambda: app.roster), nl=False)
+        return
     from reconcile.status import matches
 
     wrong = [i for i in (*missing, *invalid) if i not in app.config.campaign.item_ids]
     if wrong:
         raise UsageProblem(
-            f"no item {', '.join(wrong)} in campaign {app.config.campaign.id}: "
-            f"the items are {', '.join(app.config.campaign.item_ids)}"
+            _("no item {wrong} in campaign {campaign}: the items are {items}").format(
+                wrong=", ".join(wrong),
+                campaign=app.config.campaign.id,
+                items=", ".join(app.config.campaign.item_ids),
+            )
         )
     known = sorted({u.category for u in app.roster.units if u.category})
     unknown = [c for c in categories if c not in known]
     if unknown:
         raise UsageProblem(
-            f"no unit has the category {', '.join(unknown)}; "
-            f"the roster's categories: {', '.join(known) or '(none)'}"
+            _("no unit has the category {unknown}; the roster's categories: {known}").format(
+                unknown=", ".join(unknown), known=", ".join(known) or _("(none)")
+            )
         )
     rows = [
         r
@@ -134,14 +168,15 @@ def _cell(item: dict) -> str:
     from rich.markup import escape
 
     st = item["state"]
-    text = {"ok": "ok", "invalid": "invalid", "missing": "—"}[st]
+    text = state_word(st) if st != "missing" else "—"
     if item.get("late"):
-        text += " (late)"
+        text += _(" (late)")
     if item.get("override"):
         text += " *"
-    out = f"[{STATE_STYLE[st]}]{text}[/]"
-    if st == "invalid" and item.get("reason"):
-        out += f"\n[dim]{escape(item['reason'])}[/]"
+    out = styled(STATE_STYLE[st], text)
+    reason = reason_of(item)
+    if st == "invalid" and reason:
+        out += f"\n[dim]{escape(reason)}[/]"
     return out
 
 
@@ -158,49 +193,62 @@ def _render_status(app: App, rows: list[dict]) -> None:
 
     con = wide_console()
     table = Table(title=escape(app.config.campaign.name), show_lines=False)
-    table.add_column("unit", no_wrap=True)
+    table.add_column(_("unit"), no_wrap=True)
     items = app.config.campaign.item_ids
-    for col in ("category", *items, "late", "last arrival"):
+    labels = app.config.campaign.labels
+    for col in (_("category"), *(item_word(i, labels) for i in items), _("late"), _("last arrival")):
         table.add_column(col, overflow="fold")
     for r in rows:
         name = escape(r["name"]) + f"\n[dim]{escape(r['id'])}[/]"
         if r.get("exempt"):
-            name += " [cyan](exempt)[/]"
+            name += " " + styled("cyan", "(" + _("exempt") + ")")
         table.add_row(
             name,
             escape(r.get("category") or ""),
             *(_cell(r["items"][i]) for i in items),
-            "[red]late[/]" if r["late"] else "",
+            styled("red", _("late")) if r["late"] else "",
             _short_time(r.get("last_arrival")),
         )
     con.print(table)
     s = summary(rows)
-    line = f"{s['complete']} complete, {s['incomplete']} incomplete, {s['missing']} missing, {s['late']} late"
+    line = _("{complete} complete, {incomplete} incomplete, {missing} missing, {late} late").format(**s)
     if s["exempt"]:
-        line += f", {s['exempt']} exempt"
-    con.print(line)
+        line += _(", {exempt} exempt").format(**s)
+    con.print(line, markup=False)
     pending = [(r, p) for r in rows for p in r.get("pending_review") or []]
     if pending:
         con.print(
-            f"[yellow]{len(pending)} message(s) pending review[/] (sent by someone not registered for the "
-            "unit; `mailroll review`, then `mailroll assign MESSAGE UNIT` or `mailroll reject MESSAGE`):"
+            styled("yellow", _("{n} message(s) pending review").format(n=len(pending)))
+            + " "
+            + escape(
+                _(
+                    "(sent by someone not registered for the unit; `mailroll review`, then "
+                    "`mailroll assign MESSAGE UNIT` or `mailroll reject MESSAGE`):"
+                )
+            )
         )
         for r, p in pending:
             con.print(
-                f"  #{p['message']} for {escape(r['name'])} from {escape(p['from'] or '?')}: "
-                f"{escape(p['subject'] or '')}"
+                "  "
+                + escape(
+                    _("#{id} for {unit} from {sender}: {subject}").format(
+                        id=p["message"], unit=r["name"], sender=p["from"] or "?", subject=p["subject"] or ""
+                    )
+                )
             )
     if any(i.get("override") for r in rows for i in r["items"].values()):
-        con.print("[dim]* decided by staff (see `mailroll show UNIT`)[/]")
+        con.print(styled("dim", _("* decided by staff (see `mailroll show UNIT`)")))
     hb = heartbeat(app.conn, app.config)
     if hb:
-        text = f"last poll {ago(hb['age_s'])}"
+        text = _("last poll {ago}").format(ago=ago(hb["age_s"]))
         if hb["stale"]:
-            con.print(f"[bold red]warning: {text}: is `mailroll serve` running?[/]")
+            con.print(
+                styled("bold red", _("warning: {text}: is `mailroll serve` running?").format(text=text))
+            )
         else:
-            con.print(f"[dim]{text}[/]")
+            con.print(styled("dim", text))
         if hb.get("last_error"):
-            con.print(f"[red]last error: {escape(hb['last_error'])}[/]")
+            con.print(styled("red", _("last error: {error}").format(error=hb["last_error"])))
 
 
 def since_time(app: App, text: str):
@@ -244,10 +292,16 @@ def stats(app: App, since: str | None, as_json: bool) -> None:
 
     sheet = app.config.campaign.first("sheet")
     units = dict(sheet.sheet.fields) if sheet is not None and sheet.sheet else {}
-    table = Table(title=f"{escape(app.config.campaign.name)}: {data['units']} units with a valid sheet")
-    table.add_column("field")
-    table.add_column("total", justify="right")
-    table.add_column("unit")
+    table = Table(
+        title=escape(
+            _("{campaign}: {n} units with a valid sheet").format(
+                campaign=app.config.campaign.name, n=data["units"]
+            )
+        )
+    )
+    table.add_column(_("field"))
+    table.add_column(_("total"), justify="right")
+    table.add_column(_("unit of measure"))
     for label, total in data["fields"].items():
         table.add_row(
             escape(label),
@@ -258,12 +312,18 @@ def stats(app: App, since: str | None, as_json: bool) -> None:
     con.print(table)
     if data["left_out"]:
         con.print(
-            f"not counted ({len(data['left_out'])}): "
-            + ", ".join(f"{u['name']} ({u['reason']})" for u in data["left_out"]),
+            _("not counted ({n}): ").format(n=len(data["left_out"]))
+            + _(", ").join(f"{u['name']} ({reason_of(u)})" for u in data["left_out"]),
             markup=False,
         )
-    for note in data.get("notes") or []:
-        con.print(f"note: {note}", markup=False)
+    if chinese():
+        from reconcile.report import stats_notes_zh
+
+        notes = stats_notes_zh(data)
+    else:
+        notes = data.get("notes") or []
+    for note in notes:
+        con.print(_("note: {note}").format(note=note), markup=False)
     if "changed" in data:
         con.print(f"changed since {data['changed_since']}: {len(data['changed'])} unit(s)", markup=False)
         for u in data["changed"]:
@@ -331,46 +391,57 @@ def _render_show(d: dict, labels: dict[str, str], tz=None, roster_ids: set | Non
     con = wide_console()
     s = d["status"]
     con.print(f"[bold]{escape(d['name'])}[/] ({escape(d['id'])}) {escape(d.get('category') or '')}")
-    con.print(
-        f"addresses: {', '.join(d['emails']) or '(none)'}"
-        + (f"; contact {escape(d['contact'])} {escape(d.get('phone') or '')}" if d.get("contact") else "")
+    line = _("addresses: {emails}").format(emails=", ".join(d["emails"]) or _("(none)"))
+    if d.get("contact"):
+        line += _("; contact {contact} {phone}").format(contact=d["contact"], phone=d.get("phone") or "")
+    con.print(escape(line))
+    line = _("state: {state}").format(
+        state=f"[{STATE_STYLE.get(s['state'], 'red')}]{escape(state_word(s['state']))}[/]"
     )
-    line = f"state: [{STATE_STYLE.get(s['state'], 'red')}]{s['state']}[/]"
     if s["late"]:
-        line += " [red](late)[/]"
+        line += " " + styled("red", _("(late)"))
     if s.get("exempt"):
-        line += f" [cyan]exempt[/] {escape(s.get('exempt_note') or '')}"
-    line += f"; deadline {s['deadline']}" + (" (extended)" if s.get("deadline_extended") else "")
+        line += " " + styled("cyan", _("exempt")) + " " + escape(s.get("exempt_note") or "")
+    line += escape(_("; deadline {deadline}").format(deadline=s["deadline"]))
+    if s.get("deadline_extended"):
+        line += escape(_(" (extended)"))
     con.print(line)
-    for item, label in labels.items():
+    for item, item_label in labels.items():
         it = s["items"][item]
-        text = f"  {item} ({label}): [{STATE_STYLE[it['state']]}]{it['state']}[/]"
+        label = "" if chinese() else f" ({item_label})"
+        shown = styled(STATE_STYLE[it["state"]], state_word(it["state"]))
+        text = f"  {escape(item_word(item, labels))}{label}: {shown}"
         if it.get("late"):
-            text += " [red]late[/]"
+            text += " " + styled("red", _("late"))
         if it.get("filename"):
             text += f" {escape(it['filename'])}"
         if it.get("arrived_at"):
-            text += f", arrived {it['arrived_at']}"
+            text += escape(_(", arrived {time}").format(time=it["arrived_at"]))
         if it.get("trust"):
-            text += f", sender {it['trust']}"
+            text += escape(_(", sender {trust}").format(trust=word(TRUSTS, it["trust"])))
         if it.get("details"):
             text += f" [dim]({escape(it['details'])})[/]"
         con.print(text)
-        if it.get("reason"):
-            con.print(f"      reason: {escape(it['reason'])}")
-        for w in it.get("warnings") or []:
-            con.print(f"      [yellow]warning:[/] {escape(w)}")
+        if reason_of(it):
+            con.print("      " + escape(_("reason: {reason}").format(reason=reason_of(it))))
+        for w in warnings_of(it):
+            con.print("      " + styled("yellow", _("warning:")) + " " + escape(w))
         if it.get("override"):
             o = it["override"]
-            con.print(
-                f"      [cyan]{o['action']}ed by {escape(o['actor'])}[/] (override {o['id']})"
-                + (f": {escape(o['note'])}" if o.get("note") else "")
+            said = _("{action} by {actor} (override {id})").format(
+                action=word(DECIDED, o["action"]), actor=o["actor"], id=o["id"]
             )
+            con.print(f"      [cyan]{escape(said)}[/]" + (f": {escape(o['note'])}" if o.get("note") else ""))
     _render_versions(con, d.get("versions") or {}, labels)
-    con.print(f"\n[bold]messages ({len(d['messages'])})[/]")
+    con.print("\n" + styled("bold", _("messages ({n})").format(n=len(d["messages"]))))
     for m in d["messages"]:
         con.print(
-            f"  #{m['id']} {m['received_at']} from {escape(m['from'] or '?')}: {escape(m['subject'] or '')}"
+            "  "
+            + escape(
+                _("#{id} {time} from {sender}: {subject}").format(
+                    id=m["id"], time=m["received_at"], sender=m["from"] or "?", subject=m["subject"] or ""
+                )
+            )
         )
         con.print(f"      [dim]{escape(m['attribution'] or '')}[/]")
         if m.get("trust"):
@@ -383,60 +454,85 @@ def _render_show(d: dict, labels: dict[str, str], tz=None, roster_ids: set | Non
                 )
             )
         for p in m["parts"]:
-            mark = {"ok": "[green]ok[/]", "invalid": "[red]invalid[/]"}.get(p.get("state"), p["kind"])
-            line = f"      - {escape(p['location'] or p['filename'] or '?')} {escape('[' + p['kind'] + ']')} {mark}"
+            kind_word = state_word(p["state"]) if p.get("state") in ("ok", "invalid") else p["kind"]
+            colour = {"ok": "green", "invalid": "red"}.get(p.get("state"), "")
+            mark = f"[{colour}]{escape(kind_word)}[/]" if colour else escape(kind_word)
+            where = escape(p["location"] or p["filename"] or "?")
+            line = f"      - {where} {escape('[' + p['kind'] + ']')} {mark}"
             if p.get("counted"):
-                line += " [bold](counted)[/]"
+                line += " " + styled("bold", _("(counted)"))
             con.print(line)
-            if p.get("reason"):
-                con.print(f"          {escape(p['reason'])}")
-            for w in p.get("warnings") or []:
-                con.print(f"          [yellow]warning:[/] {escape(w)}")
+            part_reason = reason_of(p)
+            if part_reason:
+                con.print(f"          {escape(part_reason)}")
+            for w in warnings_of(p):
+                con.print("          " + styled("yellow", _("warning:")) + " " + escape(w))
         for link in m["links"]:
             con.print(
-                f"      - link {escape(link['provider'] or link['host'] or '')} {escape(link['filename'] or '')}: "
-                f"{link['status']}" + (f" ({escape(link['error'])})" if link.get("error") else "")
+                "      - "
+                + escape(
+                    _("link {provider} {filename}: {status}").format(
+                        provider=link["provider"] or link["host"] or "",
+                        filename=link["filename"] or "",
+                        status=link["status"],
+                    )
+                    + (f" ({link['error']})" if link.get("error") else "")
+                )
             )
     if d["overrides"]:
-        con.print("\n[bold]staff decisions[/]")
+        con.print("\n" + styled("bold", _("staff decisions")))
         for o in d["overrides"]:
             what = " ".join(
                 str(x)
                 for x in (
-                    o["action"],
-                    o.get("item") or "",
+                    word(DECISIONS, o["action"]),
+                    item_word(o["item"], labels) if o.get("item") else "",
                     o.get("value") or "",
-                    f"message #{o['message']}" if o.get("message") else "",
+                    _("message #{id}").format(id=o["message"]) if o.get("message") else "",
                 )
                 if x
             )
-            line = f"  override {o['id']}: {escape(what)} by {escape(o['actor'])} at {local_time(o['created_at'], tz)}"
+            line = _("override {id}: {what} by {actor} at {time}").format(
+                id=o["id"], what=what, actor=o["actor"], time=local_time(o["created_at"], tz)
+            )
             if o.get("note"):
-                line += f": {escape(o['note'])}"
+                line += f": {o['note']}"
+            line = escape(line)
             if o.get("revoked_at"):
-                line += (
-                    f" [dim](revoked by {escape(o['revoked_by'])} at {local_time(o['revoked_at'], tz)})[/]"
+                revoked = _("(revoked by {actor} at {time})").format(
+                    actor=o["revoked_by"], time=local_time(o["revoked_at"], tz)
                 )
+                line += f" [dim]{escape(revoked)}[/]"
             con.print(line)
     if d["outbox"]:
-        con.print("\n[bold]mail sent to the unit[/]")
+        con.print("\n" + styled("bold", _("mail sent to the unit")))
         for o in d["outbox"]:
             con.print(
-                f"  {o['kind']} {o.get('stage') or ''} to {', '.join(o['to'])}: {o['status']}"
-                f" {o.get('sent_at') or o['created_at']}"
-                + (f" ({escape(o['error'])})" if o.get("error") else "")
+                "  "
+                + escape(
+                    _("{kind} {stage} to {to}: {status} {time}").format(
+                        kind=word(MAILS, o["kind"]),
+                        stage=o.get("stage") or "",
+                        to=", ".join(o["to"]),
+                        status=o["status"],
+                        time=o.get("sent_at") or o["created_at"],
+                    )
+                    + (f" ({o['error']})" if o.get("error") else "")
+                )
             )
     if d["audit"]:
-        con.print("\n[bold]audit log[/]")
+        con.print("\n" + styled("bold", _("audit log")))
         for a in d["audit"]:
             what = " ".join(str(a["detail"].get(k)) for k in ("item", "value") if a["detail"].get(k))
-            ref = f" (override {a['detail']['override']})" if a["detail"].get("override") else ""
+            ref = (
+                _("(override {id})").format(id=a["detail"]["override"]) if a["detail"].get("override") else ""
+            )
             words = [
                 local_time(a["at"], tz),
-                escape(a["actor"]),
-                a["action"],
-                escape(what),
-                ref.strip(),
-                escape(a.get("note") or ""),
+                a["actor"],
+                word(DECISIONS, a["action"]),
+                what,
+                ref,
+                a.get("note") or "",
             ]
-            con.print("  " + " ".join(w for w in words if w))
+            con.print("  " + escape(" ".join(w for w in words if w)))

@@ -1,0 +1,80 @@
+"""`mailroll web`: the office's page (reconcile.web) served by waitress; `mailroll web passwd NAME`
+makes a password hash for ``[web] users``."""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+
+import click
+
+from reconcile.cli.app import App, UsageProblem, cli
+
+LOOPBACK_NAMES = ("localhost",)
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port.")
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64), help="Worker threads.")
+@click.pass_context
+def web(ctx: click.Context, host: str, port: int, threads: int) -> None:
+    """The office's page in the browser (Chinese): status, units, unmatched mail, statistics.
+
+    Without [web] users in the config it is read-only and listens on loopback only. It never
+    takes the ingest lock, so it runs beside `mailroll serve`."""
+    if ctx.invoked_subcommand is not None:
+        return
+    app = ctx.find_object(App)
+    if app is None:  # the group always makes one; for mypy
+        raise click.UsageError("mailroll web runs under the mailroll command")
+    config = app.config
+    if not config.web.users and not is_loopback(host):
+        raise UsageProblem(
+            f"--host {host}: without [web] users the page is read-only and only served on loopback "
+            f"(127.0.0.1); add users (`mailroll web passwd NAME`) to serve it to the network"
+        )
+    from waitress import create_server
+
+    from reconcile.web import create_app
+
+    wsgi = create_app(config.path)
+    server = create_server(wsgi, host=host, port=port, threads=threads, ident="mailroll")
+    mode = "staff sign-in" if config.web.users else "read-only"
+    click.echo(f"mailroll web: http://{host}:{server.effective_port}/ ({mode}); Ctrl-C stops it", err=True)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+
+
+@web.command("passwd")
+@click.argument("name")
+def passwd(name: str) -> None:
+    """Ask for NAME's password and print the [web] users entry to add to the config."""
+    import json
+
+    from reconcile.web.auth import hash_password
+
+    if sys.stdin.isatty():
+        password = click.prompt(f"password for {name}", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < 8:
+        raise UsageProblem("the password must have at least 8 characters")
+    quoted = json.dumps(name, ensure_ascii=False)
+    entry = f"{{name = {quoted}, password_hash = {json.dumps(hash_password(password))}}}"
+    click.echo("# add to the config file:")
+    click.echo("[web]")
+    click.echo(f"users = [{entry}]")

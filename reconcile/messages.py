@@ -1,0 +1,87 @@
+"""Every message ever seen and what became of it: the rows of `mailroll messages` (and the web's
+/api/messages), oldest arrival first, in the contract's shape plus extras."""
+
+from __future__ import annotations
+
+import sqlite3
+
+MESSAGES_SQL = """
+SELECT m.id, m.message_id, m.from_addr, m.from_name, m.subject, m.received_at, m.status, m.error,
+       m.duplicate_of, a.unit, a.method, a.reason, a.trust, a.campaign, a.scope,
+       (SELECT COUNT(*) FROM parts p WHERE p.message = m.id) AS parts
+FROM messages m LEFT JOIN attributions a ON a.message = m.id
+ORDER BY m.received_at, m.id
+"""
+
+
+# long: one flat row per message, every field the contract and the tables show
+def message_rows(conn: sqlite3.Connection, roster, config) -> list[dict]:
+    """Every message with its disposition, attributions brought up to date first (``roster`` and
+    ``config``: those of all campaigns, as ``App.any_roster`` / ``App.any_config``)."""
+    from reconcile.overrides import message_rejects_in_force
+    from reconcile.status_cache import ensure_attributed
+
+    ensure_attributed(conn, roster, config)
+    rejected = {o.message: o for o in message_rejects_in_force(conn)}
+    rows = []
+    for (
+        mid,
+        message_id,
+        from_addr,
+        from_name,
+        subject,
+        received_at,
+        status,
+        error,
+        duplicate_of,
+        unit,
+        method,
+        reason,
+        trust,
+        campaign,
+        scope,
+        parts,
+    ) in conn.execute(MESSAGES_SQL):
+        if status == "failed":
+            disposition, why = "failed", error
+        elif status == "duplicate":
+            disposition, why = "duplicate", f"same Message-ID and content as message {duplicate_of}"
+            unit, campaign = _unit_of(conn, duplicate_of)
+        elif unit:
+            disposition, why = "attributed", reason
+            if mid in rejected:
+                o = rejected[mid]
+                why = (
+                    f"rejected by staff (override {o.id}): {o.note or ''}; counts for nothing (was: {reason})"
+                )
+        elif method == "other":
+            disposition, why = "other", reason
+        else:
+            disposition, why = "unmatched", reason or "not attributed yet"
+        rows.append(
+            {
+                "message_id": message_id,
+                "from": from_addr,
+                "subject": subject,
+                "received_at": received_at,
+                "unit": unit,
+                "disposition": disposition,
+                "reason": why,
+                "campaign": campaign,
+                "id": mid,
+                "from_name": from_name,
+                "method": method if disposition == "attributed" else None,
+                "trust": trust if disposition == "attributed" else None,
+                "scope": scope,
+                "parts": parts,
+            }
+        )
+    return rows
+
+
+def _unit_of(conn, message: int | None) -> tuple[str | None, str | None]:
+    """(unit, campaign) of the message a duplicate repeats."""
+    if message is None:
+        return None, None
+    row = conn.execute("SELECT unit, campaign FROM attributions WHERE message = ?", (message,)).fetchone()
+    return (row[0], row[1]) if row else (None, None)

@@ -1,0 +1,113 @@
+"""The Flask application: blueprints, sign-in gate, CSRF protection, safe headers, error pages.
+
+Why Flask (and not Starlette): the pages are plain server-rendered forms with no JavaScript and
+no long-lived connections, which Flask + Jinja2 (already used for the mail templates) do with the
+least code; Flask-WTF's CSRFProtect guards every POST; werkzeug serves files with HTTP Range;
+waitress, a pure-Python production WSGI server, runs it beside `serve` without a proxy.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+
+from flask import Flask, render_template
+from flask_wtf.csrf import CSRFError, CSRFProtect
+
+from reconcile.web import auth, decisions, files, pages
+from reconcile.web.sources import Sources, close_connection
+from reconcile.web.words import ACTION_ZH, DISPOSITION_ZH, ITEM_STATE_ZH, UNIT_STATE_ZH
+
+SECURITY_HEADERS = {
+    # no scripts at all; styles, pictures and media only from this server; no framing
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; media-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def create_app(config_path) -> Flask:
+    sources = Sources(config_path)
+    config = sources.config()  # a config error stops here, before serving
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=os.urandom(32),  # a restart signs everyone out
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        SESSION_COOKIE_NAME="mailroll_session",
+        PERMANENT_SESSION_LIFETIME=timedelta(minutes=config.web.session_minutes),
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the sign-in
+        MAX_CONTENT_LENGTH=64 * 1024,  # forms are small
+        DUMMY_HASH=auth.hash_password(os.urandom(16).hex()),
+    )
+    app.extensions["mailroll"] = sources
+    app.extensions["mailroll.throttle"] = auth.Throttle()
+    app.before_request(auth.gate)  # first: without a sign-in, refused as such
+    CSRFProtect(app)
+    for bp in (pages.bp, decisions.bp, files.bp, auth.bp):
+        app.register_blueprint(bp)
+    app.teardown_appcontext(close_connection)
+
+    @app.after_request
+    def safe_headers(response):
+        for k, v in SECURITY_HEADERS.items():
+            response.headers.setdefault(k, v)
+        return response
+
+    @app.errorhandler(CSRFError)
+    def csrf_refused(e):
+        return render_template("error.html", code=400, message="表单已失效或来源不明，请刷新页面后重试"), 400
+
+    for code in (400, 401, 403, 404, 405, 413, 429):
+
+        @app.errorhandler(code)
+        def refused(e, code=code):
+            return render_template("error.html", code=code, message=e.description), code
+
+    @app.context_processor
+    def common():
+        cfg = sources.config()
+        staff = auth.signed_in()
+        return {
+            "campaign": cfg.campaign,
+            "staff": staff,
+            "sign_in_required": bool(cfg.web.users),
+            "can_decide": staff is not None,
+            "UNIT_STATE_ZH": UNIT_STATE_ZH,
+            "ITEM_STATE_ZH": ITEM_STATE_ZH,
+            "ITEMS": cfg.campaign.item_ids,
+            "ITEM_ZH": cfg.campaign.labels,
+            "DISPOSITION_ZH": DISPOSITION_ZH,
+            "ACTION_ZH": ACTION_ZH,
+            "content_type": files.content_type,
+        }
+
+    @app.template_filter("localtime")
+    def localtime(iso: str | None) -> str:
+        if not iso:
+            return ""
+        try:
+            value = datetime.fromisoformat(str(iso).replace("Z", "+00:00"))
+        except ValueError:
+            return str(iso)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(sources.config().campaign.timezone).strftime("%Y-%m-%d %H:%M")
+
+    @app.template_filter("size")
+    def size(n) -> str:
+        if not n:
+            return ""
+        for unit in ("B", "KB", "MB", "GB"):
+            if n < 1024 or unit == "GB":
+                return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+            n /= 1024
+        return str(n)
+
+    return app

@@ -1,0 +1,164 @@
+"""Staff sign-in: names and argon2 password hashes from ``[web] users`` in the config.
+
+* Without users the page is read-only (and ``mailroll web`` binds to loopback only).
+* With users, every page asks for a sign-in; decisions are recorded under the signed-in name.
+* A sign-in lasts ``[web] session_minutes`` (default 8 hours), then the page asks again.
+* Wrong passwords are rate-limited per client address and per name: after ``MAX_FAILURES``
+  within ``WINDOW_S`` seconds, sign-in is refused until the window has passed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict, deque
+from functools import wraps
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from flask import Blueprint, abort, current_app, g, redirect, render_template, request, session, url_for
+
+MAX_FAILURES = 5
+WINDOW_S = 600.0
+
+_hasher = PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+class Throttle:
+    """Failed sign-ins per key (client address, user name) in a sliding window."""
+
+    def __init__(self, max_failures: int = MAX_FAILURES, window_s: float = WINDOW_S):
+        self.max_failures, self.window_s = max_failures, window_s
+        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        q = self._failures[key]
+        while q and q[0] <= now - self.window_s:
+            q.popleft()
+        return q
+
+    def blocked(self, *keys: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            return any(len(self._recent(k, now)) >= self.max_failures for k in keys)
+
+    def fail(self, *keys: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for k in keys:
+                self._recent(k, now).append(now)
+
+
+def users(config) -> dict[str, str]:
+    return {u.name: u.password_hash for u in config.web.users}
+
+
+def check_password(config, name: str, password: str) -> bool:
+    stored = users(config).get(name)
+    if stored is None:
+        # as slow as a real check, so a wrong name cannot be told from a wrong password
+        stored = current_app.config["DUMMY_HASH"]
+        name = ""
+    try:
+        return _hasher.verify(stored, password) and bool(name)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def signed_in() -> str | None:
+    """The signed-in staff name, if the sign-in is still valid (user still configured, not expired)."""
+    if "staff" in g:
+        return g.staff
+    name = session.get("staff")
+    since = session.get("since")
+    config = current_app.extensions["mailroll"].config()
+    lifetime = config.web.session_minutes * 60
+    ok = (
+        isinstance(name, str)
+        and name in users(config)
+        and isinstance(since, (int, float))
+        and 0 <= time.time() - since < lifetime
+    )
+    if not ok and name:
+        session.clear()
+    g.staff = name if ok else None
+    return g.staff
+
+
+def sign_in_required() -> bool:
+    return bool(current_app.extensions["mailroll"].config().web.users)
+
+
+def staff_only(view):
+    """For the POST forms: refused (403) unless a staff member is signed in."""
+
+    @wraps(view)
+    def wrapped(*args, **kwargs):
+        if signed_in() is None:
+            abort(403, "请先登录：只有登录的工作人员可以作出处理")
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def gate():
+    """Before every request: with users configured, pages need a sign-in (not /login itself)."""
+    if request.endpoint in ("auth.login", "static") or not sign_in_required():
+        return None
+    if signed_in() is None:
+        if request.method != "GET":
+            abort(403, "请先登录：只有登录的工作人员可以作出处理")
+        if request.path.startswith("/api/") or request.path.endswith(".xlsx"):
+            abort(401, "请先登录")
+        return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+    return None
+
+
+# ---------------------------------------------------------------------------------- pages
+
+bp = Blueprint("auth", __name__)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site (never //host or a full URL) to go back to after signing in."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return url_for("pages.overview")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    config = current_app.extensions["mailroll"].config()
+    if not config.web.users:
+        return redirect(url_for("pages.overview"))
+    error = None
+    status = 200
+    name = ""
+    if request.method == "POST":
+        name = (request.form.get("name") or "").strip()
+        password = request.form.get("password") or ""
+        throttle: Throttle = current_app.extensions["mailroll.throttle"]
+        keys = (f"addr:{request.remote_addr}", f"name:{name}")
+        if throttle.blocked(*keys):
+            error, status = f"密码错误次数过多，请{int(WINDOW_S // 60)}分钟后再试", 429
+        elif check_password(config, name, password):
+            session.clear()
+            session.permanent = True
+            session["staff"] = name
+            session["since"] = time.time()
+            return redirect(_safe_next(request.args.get("next")), code=303)
+        else:
+            throttle.fail(*keys)
+            error, status = "用户名或密码不正确", 401
+    return render_template("login.html", error=error, name=name), status
+
+
+@bp.route("/logout", methods=["POST"])
+def logout():
+    session.clear()
+    return redirect(url_for("auth.login"), code=303)

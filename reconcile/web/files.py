@@ -1,0 +1,63 @@
+"""Attachment files as stored (content-addressed under ``storage.files``): download, and videos
+played in the page. werkzeug's ``send_file(conditional=True)`` answers HTTP Range requests
+(206 Partial Content), which browsers need to seek in a video.
+
+Every file came from an untrusted sender: only videos, pictures and PDF are shown inline, with
+their own content type; anything else is sent as a download. The response's CSP sandboxes it."""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+from pathlib import Path
+
+from flask import Blueprint, abort, current_app, send_file
+
+bp = Blueprint("files", __name__)
+
+INLINE = ("video/", "image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf")
+VIDEO_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm"}
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def content_type(filename: str | None, kind: str | None) -> str:
+    name = (filename or "").lower()
+    suffix = Path(name).suffix
+    if suffix in VIDEO_TYPES:
+        return VIDEO_TYPES[suffix]
+    guessed = mimetypes.guess_type(name)[0]
+    if guessed:
+        return guessed
+    return "video/mp4" if kind == "video" else "application/octet-stream"
+
+
+def part_path(files_root: Path, sha: str) -> Path:
+    return Path(files_root) / sha[:2] / sha[2:4] / sha
+
+
+@bp.route("/files/<int:part_id>")
+def download(part_id: int):
+    sources = current_app.extensions["mailroll"]
+    row = (
+        sources.connection()
+        .execute("SELECT sha256, filename, kind FROM parts WHERE id = ?", [part_id])
+        .fetchone()
+    )
+    if row is None or not row[0] or not SHA256.match(row[0]):
+        abort(404, "没有这个文件")
+    sha, filename, kind = row
+    path = part_path(sources.config().storage.files, sha)
+    if not path.is_file():
+        abort(404, "文件已不在存储目录中")
+    mimetype = content_type(filename, kind)
+    inline = mimetype.startswith(INLINE)
+    response = send_file(
+        path,
+        mimetype=mimetype if inline else (mimetype or "application/octet-stream"),
+        as_attachment=not inline,
+        download_name=filename or f"part-{part_id}",
+        conditional=True,
+        max_age=0,
+    )
+    response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'; media-src 'self'"
+    return response

@@ -1,0 +1,50 @@
+"""The words for states, items and decisions, once, in the message catalog (reconcile/i18n.py):
+the CLI shows them in the reader's language, the web page and the workbook in Chinese (``zh``)."""
+
+from __future__ import annotations
+
+from reconcile.i18n import N_, _, zh
+
+UNIT_STATES = {"complete": N_("complete"), "incomplete": N_("incomplete"), "missing": N_("nothing sent")}
+ITEM_STATES = {"ok": N_("ok"), "invalid": N_("invalid"), "missing": N_("missing")}
+DISPOSITIONS = {
+    "attributed": N_("attributed"),
+    "unmatched": N_("unmatched"),
+    "duplicate": N_("duplicate"),
+    "failed": N_("failed"),
+    "review": N_("review"),
+}
+TRUSTS = {  # who sent the counted file (attributions.trust); English shows the word itself
+    "registered": N_("registered"),
+    "domain": N_("domain"),
+    "thread": N_("thread"),
+    "staff": N_("staff"),
+    "named": N_("named"),
+}
+DECISIONS = {  # as the audit log names them
+    "assign": N_("assign"),
+    "accept": N_("accept"),
+    "reject": N_("reject"),
+    "exempt": N_("exempt"),
+    "extend": N_("extend"),
+    "revoke": N_("revoke"),
+}
+DECIDED = {  # "accepted by 王芳"
+    "assign": N_("assigned"),
+    "accept": N_("accepted"),
+    "reject": N_("rejected"),
+    "exempt": N_("exempted"),
+    "extend": N_("extended"),
+    "revoke": N_("revoked"),
+}
+MAILS = {"receipt": N_("receipt"), "reminder": N_("reminder")}
+
+
+def word(table: dict[str, str], key: str | None) -> str:
+    """``key``'s word in the current language (the key itself if the table lacks it)."""
+    return _(table[key]) if key in table else (key or "")
+
+
+def chinese(table: dict[str, str]) -> dict[str, str]:
+    """The table in Chinese, whatever the process's language (web page, workbook)."""
+    return {k: zh(v) for k, v in table.items()}

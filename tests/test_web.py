@@ -1,0 +1,345 @@
+"""The office's page, driven by a real headless Chromium (Debian's chromium + chromium-driver) against
+`mailroll web` run as a real process (waitress) on the database `mailroll ingest` filled.
+
+Screenshots of the overview and a unit page are written to $MAILROLL_SCREENSHOTS (default: the
+test's tmp dir)."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from fixtures.campaign import Campaign
+from fixtures.mail import build_mail
+
+STAFF, PASSWORD = "王芳", "correct horse battery"
+TY = "太原市科学技术局 <tykjj@taiyuan.gov.cn>"
+DT = "大同市科学技术局 <dtkjj2022@163.com>"
+STRANGER = "某县科协 <someone@example.net>"
+NAMED = "王老师 <wang.laoshi@qq.com>"
+BEFORE = datetime(2022, 6, 20, 2, 30, tzinfo=UTC)
+LATER = datetime(2022, 6, 22, 3, 0, tzinfo=UTC)
+STATE_ZH = {"complete": "齐全", "incomplete": "不齐全", "missing": "未报送"}
+
+
+def _password_hash() -> str:
+    from reconcile.web.auth import hash_password
+
+    return hash_password(PASSWORD)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, media):
+    """A campaign with one complete unit, one with a too-long video, one unmatched message from a
+    stranger; `mailroll web` serving it with one staff user. Yields (campaign, base URL)."""
+    root = tmp_path_factory.mktemp("web")
+    c = Campaign.create(root)
+    c.configure(
+        web={"users": [{"name": STAFF, "password_hash": _password_hash()}]},
+        attribution={"named_senders": "review"},
+    )
+    files = [media.sheet_xlsx, media.report_docx, media.video(20)]
+    c.deliver(build_mail(from_=TY, attachments=[(p.name, p.read_bytes()) for p in files]), when=BEFORE)
+    c.deliver(
+        build_mail(from_=DT, attachments=[(p.name, p.read_bytes()) for p in (media.video(200),)]), when=LATER
+    )
+    c.deliver(
+        build_mail(
+            from_=STRANGER, subject="材料", attachments=[("report.docx", media.report_docx.read_bytes())]
+        ),
+        when=LATER,
+    )
+    c.deliver(  # only named (not a registered address): waits for review
+        build_mail(
+            from_=NAMED,
+            subject="长治市科学技术局科技活动周总结报告",
+            attachments=[("总结报告.docx", media.report_docx.read_bytes())],
+        ),
+        when=LATER,
+    )
+    c.run("ingest", "--once")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reconcile", "--config", str(c.config_path), "web", "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stderr.readline()
+        m = re.search(r"http://[\d.]+:\d+/", line)
+        assert m, f"mailroll web did not start: {line}{proc.stderr.read() if proc.poll() is not None else ''}"
+        yield c, m.group(0).rstrip("/")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    binary = shutil.which("chromium") or "/usr/bin/chromium"
+    driver_path = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+    if not (os.path.exists(binary) and os.path.exists(driver_path)):
+        pytest.fail("chromium and chromium-driver are not installed: run `make test`, which installs them")
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000", "--lang=zh-CN"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    d = Path(os.environ.get("MAILROLL_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def submit(driver, button) -> None:
+    """Click a form's button and wait until the next page has replaced this one."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = driver.find_element("tag name", "html")
+    button.click()
+    WebDriverWait(driver, 60).until(expected_conditions.staleness_of(page))
+
+
+def sign_in(driver, base: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(base + "/login")
+    driver.find_element(By.ID, "name").send_keys(STAFF)
+    driver.find_element(By.ID, "password").send_keys(PASSWORD)
+    submit(driver, driver.find_element(By.ID, "sign-in"))
+
+
+def session_opener(driver) -> urllib.request.OpenerDirector:
+    """urllib with the browser's session cookie (to fetch what a page points at)."""
+    opener = urllib.request.build_opener(NoRedirect())
+    cookie = "; ".join(f"{c['name']}={c['value']}" for c in driver.get_cookies())
+    opener.addheaders = [("Cookie", cookie)]
+    return opener
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def fetch(opener, url: str, data: dict | None = None, headers: dict | None = None):
+    """(status, headers, body) without following redirects or raising for 4xx."""
+    body = urllib.parse.urlencode(data).encode() if data is not None else None
+    req = urllib.request.Request(url, data=body, headers=headers or {})
+    try:
+        with opener.open(req, timeout=30) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def overrides_count(c: Campaign) -> int:
+    return len(c.run("overrides", "--all", "--json").json)
+
+
+def test_overview_lists_every_unit_with_its_state_and_a_filter_narrows_it(site, browser, shots):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    c, base = site
+    sign_in(browser, base)
+    browser.get(base + "/")
+    status = c.run("status", "--json").json
+    rows = browser.find_elements(By.CSS_SELECTOR, "#units tbody tr[data-unit]")
+    shown = {r.get_attribute("data-unit"): r for r in rows}
+    assert list(shown) == [u["id"] for u in status]
+    for u in status:
+        assert STATE_ZH[u["state"]] in shown[u["id"]].find_element(By.CSS_SELECTOR, ".state").text
+    assert STATE_ZH["complete"] in shown["taiyuan-kjj"].text
+    datong = shown["datong-kjj"].text
+    assert "不齐全" in datong and status[1]["items"]["video"]["reason_zh"] in datong
+    assert browser.find_element(By.CSS_SELECTOR, "svg.chart")  # the progress chart is drawn
+    browser.save_screenshot(str(shots / "overview.png"))
+
+    Select(browser.find_element(By.ID, "filter-state")).select_by_visible_text("齐全")
+    submit(browser, browser.find_element(By.ID, "apply-filters"))
+    after = [
+        r.get_attribute("data-unit") for r in browser.find_elements(By.CSS_SELECTOR, "#units tr[data-unit]")
+    ]
+    assert after == [u["id"] for u in status if u["state"] == "complete"] == ["taiyuan-kjj"]
+
+
+def test_unit_page_plays_the_video_from_the_server(site, browser, shots):
+    from selenium.webdriver.common.by import By
+
+    c, base = site
+    sign_in(browser, base)
+    browser.get(base + "/units/taiyuan-kjj")
+    assert browser.find_element(By.ID, "unit-state").text == "齐全"
+    src = browser.find_element(By.CSS_SELECTOR, "video source").get_attribute("src")
+    assert src.startswith(base + "/files/")
+    opener = session_opener(browser)
+    code, headers, body = fetch(opener, src)
+    assert code == 200 and headers["Content-Type"].startswith("video/")
+    assert body[4:8] == b"ftyp"  # the stored mp4 itself
+    code, headers, part = fetch(opener, src, headers={"Range": "bytes=0-99"})
+    assert code == 206 and part == body[:100] and headers["Content-Range"] == f"bytes 0-99/{len(body)}"
+    browser.save_screenshot(str(shots / "unit.png"))
+
+
+def test_staff_assigns_an_unmatched_message_and_the_unit_changes_state(site, browser):
+    from selenium.webdriver.common.by import By
+
+    c, base = site
+    before = {r["id"]: r for r in c.run("status", "--json").json}["sxu"]
+    assert before["state"] == "missing"
+    sign_in(browser, base)
+    browser.get(base + "/unmatched")
+    row = browser.find_element(By.CSS_SELECTOR, "#unmatched tr[data-message]")
+    message = row.get_attribute("data-message")
+    row.find_element(By.NAME, "unit").send_keys("山西大学")
+    submit(browser, row.find_element(By.CSS_SELECTOR, "button[type=submit]"))
+    assert browser.current_url == base + "/units/sxu"
+    assert browser.find_element(By.ID, "unit-state").text == "不齐全"
+    assert "王芳" in browser.find_element(By.ID, "audit").text
+    after = {r["id"]: r for r in c.run("status", "--json").json}["sxu"]
+    assert after["state"] == "incomplete" and after["items"]["report"]["state"] == "ok"
+    shown = c.run("show", "sxu", "--json").json
+    assert [(a["actor"], a["action"], a["detail"]["message"]) for a in shown["audit"]] == [
+        (STAFF, "assign", int(message))
+    ]
+
+
+def test_decisions_are_refused_without_sign_in_and_without_the_csrf_token(site, browser):
+    c, base = site
+    count = overrides_count(c)
+    anonymous = urllib.request.build_opener(NoRedirect())
+    code, _, body = fetch(anonymous, base + "/units/sxu/decide", {"action": "exempt", "note": "x"})
+    assert code == 403 and "请先登录" in body.decode()
+    code, headers, _ = fetch(anonymous, base + "/")
+    assert code == 302 and "/login" in headers["Location"]
+    sign_in(browser, base)
+    code, _, body = fetch(
+        session_opener(browser), base + "/units/sxu/decide", {"action": "exempt", "note": "x"}
+    )
+    assert code == 400 and "表单已失效" in body.decode()
+    assert overrides_count(c) == count
+
+
+def test_api_status_and_messages_are_the_cli_json_byte_for_byte(site, browser):
+    c, base = site
+    sign_in(browser, base)
+    opener = session_opener(browser)
+    for path, command in (("/api/status", "status"), ("/api/messages", "messages")):
+        code, headers, body = fetch(opener, base + path)
+        cli = subprocess.run(
+            [sys.executable, "-m", "reconcile", "--config", str(c.config_path), command, "--json"],
+            capture_output=True,
+            check=True,
+        ).stdout
+        assert code == 200 and headers["Content-Type"].startswith("application/json")
+        assert body == cli
+
+
+def test_stats_page_and_workbook_download(site, browser):
+    import io
+
+    import openpyxl
+
+    c, base = site
+    sign_in(browser, base)
+    opener = session_opener(browser)
+    stats = c.run("stats", "--json").json
+    code, _, page = fetch(opener, base + "/stats")
+    assert code == 200 and stats["units"] == 1
+    assert f"按 {stats['units']} 个统计表合格的单位合计" in page.decode()
+    assert "太原市科学技术局" in page.decode()  # the unit counted
+    code, headers, data = fetch(opener, base + "/report.xlsx")
+    assert code == 200 and "spreadsheetml" in headers["Content-Type"]
+    wb = openpyxl.load_workbook(io.BytesIO(data))
+    assert "单位情况" in wb.sheetnames and "进度" in wb.sheetnames
+
+
+def test_staff_drops_a_message_waiting_for_review(site, browser):
+    from selenium.webdriver.common.by import By
+
+    c, base = site
+    waiting = c.run("review", "--json").json
+    assert [(r["unit"], r["from"]) for r in waiting] == [("changzhi-kjj", "wang.laoshi@qq.com")]
+    sign_in(browser, base)
+    browser.get(base + "/unmatched")
+    row = browser.find_element(By.CSS_SELECTOR, f"#review tr[data-message='{waiting[0]['id']}']")
+    assert "长治市科学技术局" in row.text
+    row.find_element(By.NAME, "note").send_keys("不是该单位的材料")
+    submit(browser, row.find_element(By.CSS_SELECTOR, "button.drop"))
+    assert "不予计入" in browser.find_element(By.CSS_SELECTOR, ".flash.ok").text
+    assert c.run("review", "--json").json == []
+    assert browser.find_elements(By.CSS_SELECTOR, "#review tr[data-message]") == []
+    audit = c.run("show", "changzhi-kjj", "--json").json["audit"]
+    assert [(a["actor"], a["action"], a["note"]) for a in audit] == [(STAFF, "reject", "不是该单位的材料")]
+
+
+def test_every_page_sets_safe_headers_and_wrong_passwords_are_rate_limited(site):
+    """Last of the tests on ``site``: it locks the staff name out of signing in."""
+    c, base = site
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), NoRedirect())
+    code, headers, page = fetch(opener, base + "/login")
+    assert code == 200
+    assert "script-src" not in headers["Content-Security-Policy"]  # default-src 'none': no scripts
+    assert "default-src 'none'" in headers["Content-Security-Policy"]
+    assert headers["X-Frame-Options"] == "DENY" and headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Referrer-Policy"] == "same-origin"
+    token = re.search(rb'name="csrf_token" value="([^"]+)"', page).group(1).decode()
+    codes = [
+        fetch(opener, base + "/login", {"csrf_token": token, "name": STAFF, "password": f"wrong{i}"})[0]
+        for i in range(5)
+    ]
+    assert codes == [401] * 5
+    code, _, body = fetch(opener, base + "/login", {"csrf_token": token, "name": STAFF, "password": PASSWORD})
+    assert code == 429 and "次数过多" in body.decode()
+
+
+def test_without_users_the_page_is_read_only_and_stays_on_loopback(campaign):
+    res = campaign.run_process("web", "--host", "0.0.0.0", "--port", "0", expect=2)
+    assert "loopback" in res.stderr
+
+
+def test_passwd_prints_a_users_entry_the_config_accepts(campaign):
+    proc = subprocess.run(
+        [sys.executable, "-m", "reconcile", "web", "passwd", STAFF],
+        input=PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("users = "))
+    (campaign.root / "config.toml").write_text(
+        campaign.config_path.read_text(encoding="utf-8") + "\n[web]\n" + line + "\n", encoding="utf-8"
+    )
+    from argon2 import PasswordHasher
+
+    users = campaign.config().web.users
+    assert [u.name for u in users] == [STAFF]
+    assert PasswordHasher().verify(users[0].password_hash, PASSWORD)
