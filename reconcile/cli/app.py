@@ -210,14 +210,16 @@ class MailrollGroup(click.Group):
     "campaign",
     envvar="MAILROLL_CAMPAIGN",
     metavar="ID",
-    help="The campaign (see `mailroll campaigns`); needed when the config lists several.",
+    help=N_("The campaign (see `mailroll campaigns`); needed when the config lists several."),
 )
-@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 @click.version_option(package_name="mailroll")
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None, campaign: str | None, verbose: int) -> None:
+def cli(
+    ctx: click.Context, config_path: str | None, verbose: int, lang: str | None, campaign: str | None
+) -> None:
     """mailroll: turns a campaign mailbox into a roll call of who sent what."""
     setup_logging(verbose)
+    speak(i18n.choose(lang, configured_lang(config_path)))
     ctx.obj = App(config_path, verbose, campaign)
 
 
@@ -236,15 +238,6 @@ def campaign_option(f):
         callback=choose,
         help="The campaign (as the global --campaign).",
     )(f)
-
-
-@click.version_option(package_name="mailroll")
-@click.pass_context
-def cli(ctx: click.Context, config_path: str | None, verbose: int, lang: str | None) -> None:
-    """mailroll: turns a campaign mailbox into a roll call of who sent what."""
-    setup_logging(verbose)
-    speak(i18n.choose(lang, configured_lang(config_path)))
-    ctx.obj = App(config_path, verbose)
 
 
 def json_option(f):
