@@ -45,7 +45,7 @@ def poll_age(last_poll: str | None, config, now: datetime) -> tuple[datetime, fl
 
 def ago(seconds: float) -> str:
     """'2 minutes ago' (in the current language)."""
-    from reconcile.i18n import _
+    from reconcile.i18n import gettext as _
 
     s = int(max(0, seconds))
     if s < 5:

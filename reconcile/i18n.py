@@ -1,7 +1,8 @@
 """One message catalog (gettext domain ``mailroll``) for the CLI, the web page and the workbook.
 
-Messages are written in English in the code (``_("...")``, or ``N_("...")`` where the text is only
-marked and translated later) and translated in ``reconcile/locale/zh_CN/LC_MESSAGES/mailroll.po``;
+Messages are written in English in the code (``_("...")``, ``_`` being ``gettext``, or
+``N_("...")`` where the text is only marked and translated later) and translated in
+``reconcile/locale/zh_CN/LC_MESSAGES/mailroll.po``;
 the compiled ``.mo`` beside it is committed, so an installed mailroll (also ``pip install -e .``)
 has working translations without a build step. ``make messages`` (scripts/messages.py, Babel)
 extracts new messages, updates the .po and compiles the .mo; a test checks the .mo is current
@@ -14,24 +15,24 @@ translated. The web page and the workbook are always Chinese (``zh``).
 
 from __future__ import annotations
 
-import gettext
 import os
 from functools import cache
+from gettext import NullTranslations, translation
 from pathlib import Path
 
 DOMAIN = "mailroll"
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
 LANGS = ("zh", "en")
 
-_current: gettext.NullTranslations = gettext.NullTranslations()
+_current: NullTranslations = NullTranslations()
 _lang = "en"
 
 
 @cache
-def translations(lang: str) -> gettext.NullTranslations:
+def translations(lang: str) -> NullTranslations:
     if lang != "zh":
-        return gettext.NullTranslations()
-    return gettext.translation(DOMAIN, LOCALE_DIR, languages=["zh_CN"], fallback=True)
+        return NullTranslations()
+    return translation(DOMAIN, LOCALE_DIR, languages=["zh_CN"], fallback=True)
 
 
 def locale_lang(environ=None) -> str | None:
@@ -63,8 +64,12 @@ def current() -> str:
     return _lang
 
 
-def _(message: str) -> str:
+def gettext(message: str) -> str:
+    """The message in the current language (imported as ``_``, gettext's usual name)."""
     return _current.gettext(message)
+
+
+_ = gettext
 
 
 def ngettext(singular: str, plural: str, n: int) -> str:

@@ -3,7 +3,8 @@ the CLI shows them in the reader's language, the web page and the workbook in Ch
 
 from __future__ import annotations
 
-from reconcile.i18n import N_, _, zh
+from reconcile.i18n import N_, zh
+from reconcile.i18n import gettext as _
 
 UNIT_STATES = {"complete": N_("complete"), "incomplete": N_("incomplete"), "missing": N_("nothing sent")}
 ITEM_STATES = {"ok": N_("ok"), "invalid": N_("invalid"), "missing": N_("missing")}

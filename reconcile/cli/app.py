@@ -24,7 +24,8 @@ import click
 
 from ingest.config import Config, ConfigError, load_config
 from reconcile import i18n
-from reconcile.i18n import N_, _
+from reconcile.i18n import N_
+from reconcile.i18n import gettext as _
 
 log = logging.getLogger("mailroll")
 

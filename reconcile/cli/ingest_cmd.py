@@ -10,7 +10,8 @@ from typing import Any
 import click
 
 from reconcile.cli.app import App, campaign_option, cli, console, emit, json_option, pass_app
-from reconcile.i18n import N_, _
+from reconcile.i18n import N_
+from reconcile.i18n import gettext as _
 from reconcile.words import DISPOSITIONS, TRUSTS, word
 
 

@@ -15,7 +15,8 @@ import click
 
 from reconcile.cli.app import App, UsageProblem, campaign_option, cli, emit_json, json_option, pass_app
 from reconcile.cli.status_cmd import find_unit, item_word, local_time, state_word
-from reconcile.i18n import N_, _
+from reconcile.i18n import N_
+from reconcile.i18n import gettext as _
 
 _unit = find_unit
 

@@ -13,7 +13,8 @@ from datetime import UTC
 import click
 
 from reconcile.cli.app import App, UsageProblem, campaign_option, cli, emit_json, json_option, pass_app
-from reconcile.i18n import N_, _, chinese
+from reconcile.i18n import N_, chinese
+from reconcile.i18n import gettext as _
 from reconcile.words import DECIDED, DECISIONS, ITEM_STATES, MAILS, TRUSTS, UNIT_STATES, word
 
 
@@ -188,7 +189,7 @@ def _render_status(app: App, rows: list[dict]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from reconcile.heartbeat import ago, heartbeat
+    from reconcile.heartbeat import heartbeat
     from reconcile.status import summary
 
     con = wide_console()
@@ -215,6 +216,16 @@ def _render_status(app: App, rows: list[dict]) -> None:
     if s["exempt"]:
         line += _(", {exempt} exempt").format(**s)
     con.print(line, markup=False)
+    _print_pending(con, rows)
+    if any(i.get("override") for r in rows for i in r["items"].values()):
+        con.print(styled("dim", _("* decided by staff (see `mailroll show UNIT`)")))
+    _print_heartbeat(con, heartbeat(app.conn, app.config))
+
+
+def _print_pending(con, rows: list[dict]) -> None:
+    """The messages waiting for a staff decision, under the status table."""
+    from rich.markup import escape
+
     pending = [(r, p) for r in rows for p in r.get("pending_review") or []]
     if pending:
         con.print(
@@ -236,9 +247,12 @@ def _render_status(app: App, rows: list[dict]) -> None:
                     )
                 )
             )
-    if any(i.get("override") for r in rows for i in r["items"].values()):
-        con.print(styled("dim", _("* decided by staff (see `mailroll show UNIT`)")))
-    hb = heartbeat(app.conn, app.config)
+
+
+def _print_heartbeat(con, hb: dict | None) -> None:
+    """When the daemon last polled, and its last error."""
+    from reconcile.heartbeat import ago
+
     if hb:
         text = _("last poll {ago}").format(ago=ago(hb["age_s"]))
         if hb["stale"]:
@@ -287,6 +301,10 @@ def stats(app: App, since: str | None, as_json: bool) -> None:
     if as_json:
         emit_json(data)
         return
+    _render_stats(app, data)
+
+
+def _render_stats(app: App, data: dict) -> None:
     from rich.markup import escape
     from rich.table import Table
 

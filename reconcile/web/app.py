@@ -54,21 +54,7 @@ def create_app(config_path) -> Flask:
         app.register_blueprint(bp)
     app.teardown_appcontext(close_connection)
 
-    @app.after_request
-    def safe_headers(response):
-        for k, v in SECURITY_HEADERS.items():
-            response.headers.setdefault(k, v)
-        return response
-
-    @app.errorhandler(CSRFError)
-    def csrf_refused(e):
-        return render_template("error.html", code=400, message="表单已失效或来源不明，请刷新页面后重试"), 400
-
-    for code in (400, 401, 403, 404, 405, 413, 429):
-
-        @app.errorhandler(code)
-        def refused(e, code=code):
-            return render_template("error.html", code=code, message=e.description), code
+    _errors_and_headers(app)
 
     @app.context_processor
     def common():
@@ -87,6 +73,31 @@ def create_app(config_path) -> Flask:
             "ACTION_ZH": ACTION_ZH,
             "content_type": files.content_type,
         }
+
+    _filters(app, sources)
+    return app
+
+
+def _errors_and_headers(app: Flask) -> None:
+    @app.after_request
+    def safe_headers(response):
+        for k, v in SECURITY_HEADERS.items():
+            response.headers.setdefault(k, v)
+        return response
+
+    @app.errorhandler(CSRFError)
+    def csrf_refused(e):
+        return render_template("error.html", code=400, message="表单已失效或来源不明，请刷新页面后重试"), 400
+
+    for code in (400, 401, 403, 404, 405, 413, 429):
+
+        @app.errorhandler(code)
+        def refused(e, code=code):
+            return render_template("error.html", code=code, message=e.description), code
+
+
+def _filters(app: Flask, sources: Sources) -> None:
+    """Times in the campaign's zone, sizes in KB/MB."""
 
     @app.template_filter("localtime")
     def localtime(iso: str | None) -> str:
@@ -109,5 +120,3 @@ def create_app(config_path) -> Flask:
                 return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
             n /= 1024
         return str(n)
-
-    return app

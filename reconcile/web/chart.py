@@ -24,81 +24,102 @@ def _nice_max(value: int) -> int:
     return max(top, 1)
 
 
+class _Frame:
+    """The plot's area and its two vertical scales (units left, messages right)."""
+
+    def __init__(self, days: list[Day], units: int):
+        self.plot_w, self.plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+        self.slot = self.plot_w / len(days)
+        self.bar = max(1.0, self.slot * 0.7)
+        self.y_units = _nice_max(units)
+        self.y_mail = max(4, _nice_max(max(d.arrivals for d in days)))  # at least 4: whole-number ticks
+
+    def y(self, value: float, top: int) -> float:
+        return TOP + self.plot_h - self.plot_h * value / top
+
+
 def progress_svg(days: list[Day], units: int, deadline_day) -> Markup:
     if not days:
         return Markup('<p class="empty">还没有收到邮件，暂无进度图。</p>')
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    n = len(days)
-    slot = plot_w / n
-    bar = max(1.0, slot * 0.7)
-    y_units = _nice_max(units)
-    y_mail = max(4, _nice_max(max(d.arrivals for d in days)))  # at least 4: whole-number ticks
-
-    def y(value: float, top: int) -> float:
-        return TOP + plot_h - plot_h * value / top
-
+    f = _Frame(days, units)
     out = [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" '
         'xmlns="http://www.w3.org/2000/svg" role="img" aria-label="报送进度">',
         "<title>报送进度：每日齐全、不齐全单位数与来信数</title>",
     ]
+    out += _axes(f)
+    out += _days(f, days, deadline_day)
+    yu = f.y(units, f.y_units)
+    out.append(
+        f'<line x1="{LEFT}" y1="{yu:.1f}" x2="{LEFT + f.plot_w}" y2="{yu:.1f}" stroke="#888" stroke-dasharray="2 3"/>'
+    )
+    out += _legend(f, units)
+    out.append("</svg>")
+    return Markup("".join(out))
+
+
+def _axes(f: _Frame) -> list[str]:
+    out = []
     for k in range(5):  # grid and left axis (units)
-        v = y_units * k / 4
-        yy = y(v, y_units)
-        out.append(f'<line x1="{LEFT}" y1="{yy:.1f}" x2="{LEFT + plot_w}" y2="{yy:.1f}" stroke="#eeeeee"/>')
+        v = f.y_units * k / 4
+        yy = f.y(v, f.y_units)
+        out.append(f'<line x1="{LEFT}" y1="{yy:.1f}" x2="{LEFT + f.plot_w}" y2="{yy:.1f}" stroke="#eeeeee"/>')
         out.append(
             f'<text x="{LEFT - 6}" y="{yy + 4:.1f}" font-size="11" text-anchor="end" fill="#555">{v:g}</text>'
         )
-        m = y_mail * k / 4
+        m = f.y_mail * k / 4
         out.append(
-            f'<text x="{LEFT + plot_w + 6}" y="{yy + 4:.1f}" font-size="11" fill="{BLUE}">{m:g}</text>'
+            f'<text x="{LEFT + f.plot_w + 6}" y="{yy + 4:.1f}" font-size="11" fill="{BLUE}">{m:g}</text>'
         )
-    label_every = max(1, n // 12)
-    points = []
+    return out
+
+
+def _days(f: _Frame, days: list[Day], deadline_day) -> list[str]:
+    """Each day's stacked bar, its date label, the deadline line; the arrivals polyline."""
+    out, points = [], []
+    label_every = max(1, len(days) // 12)
+    bottom = TOP + f.plot_h
     for i, d in enumerate(days):
-        x = LEFT + slot * i + (slot - bar) / 2
-        yc, yi = y(d.complete, y_units), y(d.complete + d.incomplete, y_units)
+        x = LEFT + f.slot * i + (f.slot - f.bar) / 2
+        yc, yi = f.y(d.complete, f.y_units), f.y(d.complete + d.incomplete, f.y_units)
         tip = f"{d.day:%m-%d}：齐全{d.complete}，不齐全{d.incomplete}，未报送{d.missing}，来信{d.arrivals}"
         out.append(f"<g><title>{escape(tip)}</title>")
         out.append(
-            f'<rect x="{x:.1f}" y="{yc:.1f}" width="{bar:.1f}" height="{TOP + plot_h - yc:.1f}" '
-            f'fill="{GREEN}"/>'
+            f'<rect x="{x:.1f}" y="{yc:.1f}" width="{f.bar:.1f}" height="{bottom - yc:.1f}" fill="{GREEN}"/>'
         )
         out.append(
-            f'<rect x="{x:.1f}" y="{yi:.1f}" width="{bar:.1f}" height="{yc - yi:.1f}" fill="{AMBER}"/>'
+            f'<rect x="{x:.1f}" y="{yi:.1f}" width="{f.bar:.1f}" height="{yc - yi:.1f}" fill="{AMBER}"/>'
         )
         out.append("</g>")
-        cx = LEFT + slot * (i + 0.5)
-        points.append(f"{cx:.1f},{y(d.arrivals, y_mail):.1f}")
+        cx = LEFT + f.slot * (i + 0.5)
+        points.append(f"{cx:.1f},{f.y(d.arrivals, f.y_mail):.1f}")
         if i % label_every == 0:
             out.append(
-                f'<text x="{cx:.1f}" y="{TOP + plot_h + 16}" font-size="11" text-anchor="middle" '
+                f'<text x="{cx:.1f}" y="{bottom + 16}" font-size="11" text-anchor="middle" '
                 f'fill="#555">{d.day:%m-%d}</text>'
             )
         if d.day == deadline_day:
-            dx = LEFT + slot * (i + 1)
+            dx = LEFT + f.slot * (i + 1)
             out.append(
-                f'<line x1="{dx:.1f}" y1="{TOP - 6}" x2="{dx:.1f}" y2="{TOP + plot_h}" stroke="{RED}" '
+                f'<line x1="{dx:.1f}" y1="{TOP - 6}" x2="{dx:.1f}" y2="{bottom}" stroke="{RED}" '
                 'stroke-width="2" stroke-dasharray="6 4"/>'
             )
             out.append(
-                f'<text x="{dx - 4:.1f}" y="{TOP - 10}" font-size="12" text-anchor="end" '
-                f'fill="{RED}">截止</text>'
+                f'<text x="{dx - 4:.1f}" y="{TOP - 10}" font-size="12" text-anchor="end" fill="{RED}">截止</text>'
             )
     out.append(f'<polyline points="{" ".join(points)}" fill="none" stroke="{BLUE}" stroke-width="2"/>')
-    out.append(
-        f'<line x1="{LEFT}" y1="{y(units, y_units):.1f}" x2="{LEFT + plot_w}" y2="{y(units, y_units):.1f}" '
-        f'stroke="#888" stroke-dasharray="2 3"/>'
-    )
-    legend = [(GREEN, "齐全"), (AMBER, "不齐全"), (BLUE, "每日来信（右轴）")]
+    return out
+
+
+def _legend(f: _Frame, units: int) -> list[str]:
+    out = []
     lx = LEFT
-    for colour, text in legend:
+    for colour, text in [(GREEN, "齐全"), (AMBER, "不齐全"), (BLUE, "每日来信（右轴）")]:
         out.append(f'<rect x="{lx}" y="{HEIGHT - 16}" width="12" height="12" fill="{colour}"/>')
         out.append(f'<text x="{lx + 16}" y="{HEIGHT - 6}" font-size="12" fill="#333">{text}</text>')
         lx += 40 + 14 * len(text)
     out.append(
-        f'<text x="{LEFT + plot_w}" y="{HEIGHT - 6}" font-size="12" text-anchor="end" fill="#555">'
+        f'<text x="{LEFT + f.plot_w}" y="{HEIGHT - 6}" font-size="12" text-anchor="end" fill="#555">'
         f"共{units}个单位（虚线）</text>"
     )
-    out.append("</svg>")
-    return Markup("".join(out))
+    return out
