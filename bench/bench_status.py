@@ -153,15 +153,19 @@ def build(root: Path, n_units: int, n_messages: int, seed: int = 7) -> Path:
     return root / "config.toml"
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_sizes(doc: str, argv: list[str] | None, rounds: int):
+    """The options of a benchmark on this campaign: (args, units, messages)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--units", type=int, help="units in the roster (2,000; --quick: 200)")
     ap.add_argument("--messages", type=int, help="messages in the database (20,000; --quick: 2,000)")
     add_common_args(ap)
-    ap.set_defaults(rounds=15)
+    ap.set_defaults(rounds=rounds)
     args = ap.parse_args(argv)
-    n_units = args.units or (200 if args.quick else 2000)
-    n_messages = args.messages or (2000 if args.quick else 20000)
+    return args, args.units or (200 if args.quick else 2000), args.messages or (2000 if args.quick else 20000)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, n_units, n_messages = parse_sizes(__doc__, argv, rounds=15)
 
     root = work_dir(args.keep)
     try:

@@ -6,6 +6,7 @@ test's tmp dir)."""
 
 from __future__ import annotations
 
+import contextlib
 import http.cookiejar
 import os
 import re
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 from fixtures.campaign import Campaign
 from fixtures.mail import build_mail
+from fixtures.two_campaigns import use_two_campaigns
 
 STAFF, PASSWORD = "王芳", "correct horse battery"
 TY = "太原市科学技术局 <tykjj@taiyuan.gov.cn>"
@@ -49,26 +51,32 @@ def site(tmp_path_factory, media):
         web={"users": [{"name": STAFF, "password_hash": _password_hash()}]},
         attribution={"named_senders": "review"},
     )
-    files = [media.sheet_xlsx, media.report_docx, media.video(20)]
-    c.deliver(build_mail(from_=TY, attachments=[(p.name, p.read_bytes()) for p in files]), when=BEFORE)
-    c.deliver(
-        build_mail(from_=DT, attachments=[(p.name, p.read_bytes()) for p in (media.video(200),)]), when=LATER
-    )
-    c.deliver(
-        build_mail(
-            from_=STRANGER, subject="材料", attachments=[("report.docx", media.report_docx.read_bytes())]
-        ),
-        when=LATER,
-    )
-    c.deliver(  # only named (not a registered address): waits for review
-        build_mail(
-            from_=NAMED,
-            subject="长治市科学技术局科技活动周总结报告",
-            attachments=[("总结报告.docx", media.report_docx.read_bytes())],
-        ),
-        when=LATER,
+    send(c, TY, [(p.name, p.read_bytes()) for p in (media.sheet_xlsx, media.report_docx, media.video(20))])
+    send(c, DT, [(media.video(200).name, media.video(200).read_bytes())], when=LATER)
+    send(c, STRANGER, [("report.docx", media.report_docx.read_bytes())], subject="材料", when=LATER)
+    # only named (not a registered address): waits for review
+    send(
+        c,
+        NAMED,
+        [("总结报告.docx", media.report_docx.read_bytes())],
+        "长治市科学技术局科技活动周总结报告",
+        LATER,
     )
     c.run("ingest", "--once")
+    with serving(c) as base:
+        yield c, base
+
+
+def send(c: Campaign, sender: str, attachments: list, subject: str | None = None, when=BEFORE) -> None:
+    c.deliver(
+        build_mail(from_=sender, attachments=attachments, **({"subject": subject} if subject else {})),
+        when=when,
+    )
+
+
+@contextlib.contextmanager
+def serving(c: Campaign):
+    """`mailroll web` on a free port for ``c``; yields its base URL, stops it afterwards."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "reconcile", "--config", str(c.config_path), "web", "--port", "0"],
         stderr=subprocess.PIPE,
@@ -78,7 +86,7 @@ def site(tmp_path_factory, media):
         line = proc.stderr.readline()
         m = re.search(r"http://[\d.]+:\d+/", line)
         assert m, f"mailroll web did not start: {line}{proc.stderr.read() if proc.poll() is not None else ''}"
-        yield c, m.group(0).rstrip("/")
+        yield m.group(0).rstrip("/")
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -343,3 +351,36 @@ def test_passwd_prints_a_users_entry_the_config_accepts(campaign):
     users = campaign.config().web.users
     assert [u.name for u in users] == [STAFF]
     assert PasswordHasher().verify(users[0].password_hash, PASSWORD)
+
+
+def test_several_campaigns_each_have_their_pages_and_api(tmp_path_factory, media):
+    """With [[campaigns]]: the first campaign's overview with a switcher to the other; every link
+    keeps ``?campaign=ID``; /api/* equal `mailroll --campaign ID ... --json`; without an id
+    /api/status is refused like the CLI, an unknown id is 404."""
+    c = Campaign.create(tmp_path_factory.mktemp("web-campaigns"))
+    use_two_campaigns(c)
+    files = [(p.name, p.read_bytes()) for p in (media.sheet_xlsx, media.report_docx, media.video(20))]
+    send(c, TY, files, "科技活动周材料")
+    send(c, DT, [("活动总结.docx", media.report_docx.read_bytes())], "科普日活动总结", LATER)
+    c.run("ingest", "--once")
+    opener = urllib.request.build_opener(NoRedirect())
+    kjz, kpr = (c.run("--campaign", cid, "status", "--json").json for cid in ("kjz2022", "kpr2022"))
+    assert len(kpr) < len(kjz)
+    with serving(c) as base:
+        code, _, page = fetch(opener, base + "/")
+        html = page.decode()
+        assert code == 200 and re.findall(r'data-unit="([^"]+)"', html) == [u["id"] for u in kjz]
+        assert re.findall(r'<nav class="campaigns".*?</nav>', html, re.S)[0].count("<a ") == 2
+        code, _, page = fetch(opener, base + "/?campaign=kpr2022")
+        html = page.decode()
+        assert re.findall(r'data-unit="([^"]+)"', html) == [u["id"] for u in kpr]
+        assert 'href="/units/datong-kjj?campaign=kpr2022"' in html
+        assert 'href="/stats?campaign=kpr2022"' in html and 'aria-current="page">2022年全国科普日' in html
+        for cid in ("kjz2022", "kpr2022"):
+            for path, command in (("/api/status", "status"), ("/api/messages", "messages")):
+                code, _, body = fetch(opener, f"{base}{path}?campaign={cid}")
+                cli = c.run_process("--campaign", cid, command, "--json").output
+                assert code == 200 and body.decode() == cli, (cid, path)
+        code, _, body = fetch(opener, base + "/api/status")
+        assert code == 400 and "kjz2022, kpr2022" in body.decode()
+        assert fetch(opener, base + "/?campaign=nope")[0] == 404

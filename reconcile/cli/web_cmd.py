@@ -31,13 +31,15 @@ def web(ctx: click.Context, host: str, port: int, threads: int) -> None:
     """The office's page in the browser (Chinese): status, units, unmatched mail, statistics.
 
     Without [web] users in the config it is read-only and listens on loopback only. It never
-    takes the ingest lock, so it runs beside `mailroll serve`."""
+    takes the ingest lock, so it runs beside `mailroll serve`. With several campaigns each page
+    takes ?campaign=ID (default: --campaign, else the first)."""
     if ctx.invoked_subcommand is not None:
         return
     app = ctx.find_object(App)
     if app is None:  # the group always makes one; for mypy
         raise click.UsageError("mailroll web runs under the mailroll command")
-    config = app.config
+    # every campaign is served (?campaign=ID); --campaign (or MAILROLL_CAMPAIGN) names the default
+    config = app.config if app.campaign_id else app.all_config
     if not config.web.users and not is_loopback(host):
         raise UsageProblem(
             f"--host {host}: without [web] users the page is read-only and only served on loopback "
@@ -47,7 +49,7 @@ def web(ctx: click.Context, host: str, port: int, threads: int) -> None:
 
     from reconcile.web import create_app
 
-    wsgi = create_app(config.path)
+    wsgi = create_app(config.path, default_campaign=app.campaign_id)
     server = create_server(wsgi, host=host, port=port, threads=threads, ident="mailroll")
     mode = "staff sign-in" if config.web.users else "read-only"
     click.echo(f"mailroll web: http://{host}:{server.effective_port}/ ({mode}); Ctrl-C stops it", err=True)

@@ -15,7 +15,7 @@ from flask import Flask, render_template
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from reconcile.web import auth, decisions, files, pages
-from reconcile.web.sources import Sources, close_connection
+from reconcile.web.sources import Sources, choose_campaign, close_connection, keep_campaign
 from reconcile.web.words import ACTION_ZH, DISPOSITION_ZH, ITEM_STATE_ZH, UNIT_STATE_ZH
 
 SECURITY_HEADERS = {
@@ -32,8 +32,8 @@ SECURITY_HEADERS = {
 }
 
 
-def create_app(config_path) -> Flask:
-    sources = Sources(config_path)
+def create_app(config_path, default_campaign: str | None = None) -> Flask:
+    sources = Sources(config_path, default_campaign)
     config = sources.config()  # a config error stops here, before serving
     app = Flask(__name__)
     app.config.update(
@@ -49,6 +49,8 @@ def create_app(config_path) -> Flask:
     app.extensions["mailroll"] = sources
     app.extensions["mailroll.throttle"] = auth.Throttle()
     app.before_request(auth.gate)  # first: without a sign-in, refused as such
+    app.before_request(choose_campaign)
+    app.url_defaults(keep_campaign)
     CSRFProtect(app)
     for bp in (pages.bp, decisions.bp, files.bp, auth.bp):
         app.register_blueprint(bp)
@@ -62,6 +64,7 @@ def create_app(config_path) -> Flask:
         staff = auth.signed_in()
         return {
             "campaign": cfg.campaign,
+            "campaigns": sources.all_config().campaigns if sources.several() else (),
             "staff": staff,
             "sign_in_required": bool(cfg.web.users),
             "can_decide": staff is not None,

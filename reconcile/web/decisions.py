@@ -150,7 +150,7 @@ def revoke(override_id: int):
     src = _sources()
     try:
         o = overrides.revoke_decision(
-            src.connection(), src.roster(), src.config(), override_id, _actor(), _note()
+            src.connection(), src.any_roster(), src.any_config(), override_id, _actor(), _note()
         )
     except overrides.OverrideError as e:
         flash(f"未能撤销：{e}", "error")

@@ -7,8 +7,10 @@ import io
 import tempfile
 from pathlib import Path
 from typing import NamedTuple
+from urllib.parse import quote, urlencode
 
-from flask import Blueprint, Response, abort, current_app, render_template, request, send_file
+from flask import Blueprint, Response, abort, current_app, g, render_template, request, send_file
+from markupsafe import Markup
 
 from reconcile.status import matches, stored_time, summary
 from reconcile.web.words import ITEM_STATE_ZH, UNIT_STATE_ZH
@@ -70,11 +72,9 @@ class Row(NamedTuple):
     last: str
 
 
-def table_rows(rows: list[dict], items: list[str], tz) -> list[Row]:
+def table_rows(rows: list[dict], items: list[str], query: str = "") -> list[Row]:
     """What the overview's table shows, worked out here rather than in the template: at 2,000
     units a Jinja2 macro and filter per cell cost more than the rest of the page."""
-    from urllib.parse import quote
-
     out = []
     for r in rows:
         cells = []
@@ -92,7 +92,7 @@ def table_rows(rows: list[dict], items: list[str], tz) -> list[Row]:
         out.append(
             Row(
                 r["id"],
-                "/units/" + quote(r["id"], safe=""),
+                "/units/" + quote(r["id"], safe="") + query,
                 r["name"],
                 bool(r.get("exempt")),
                 r.get("category") or "",
@@ -108,40 +108,49 @@ def table_rows(rows: list[dict], items: list[str], tz) -> list[Row]:
 
 @bp.route("/")
 def overview():
+    """The heartbeat (time-dependent) around the page's body, which is rendered once per data
+    change and filter (``Sources.memo``): 2,000 units' rows cost tens of ms in Jinja2."""
     from reconcile.heartbeat import heartbeat
-    from reconcile.web.chart import progress_svg
 
     src = sources()
-    config, conn, rows = src.config(), src.connection(), src.rows()
-    state = request.args.get("state", "")
-    item = request.args.get("item", "")
-    category = request.args.get("category", "")
-    how, _, which = item.partition(":")
+    filters = {k: request.args.get(k, "") for k in ("state", "item", "category")}
+    body = src.memo(
+        "overview?" + urlencode(filters),
+        lambda: Markup(render_template("overview_body.html", **overview_body(src, filters))),
+    )
+    return render_template("overview.html", body=body, heartbeat=heartbeat(src.connection(), src.config()))
+
+
+def overview_body(src, filters: dict[str, str]) -> dict:
+    """What the overview shows of the status rows: counts, chart, filters, the (filtered) table."""
+    from reconcile.web.chart import progress_svg
+
+    config, rows = src.config(), src.rows()
+    items = config.campaign.item_ids
+    how, _, which = filters["item"].partition(":")
     shown = [
         r
         for r in rows
         if matches(
             r,
-            state=[state] if state in STATE_FILTERS else [],
-            missing=[which] if how == "missing" and which in config.campaign.item_ids else [],
-            invalid=[which] if how == "invalid" and which in config.campaign.item_ids else [],
-            category=[category] if category else [],
+            state=[filters["state"]] if filters["state"] in STATE_FILTERS else [],
+            missing=[which] if how == "missing" and which in items else [],
+            invalid=[which] if how == "invalid" and which in items else [],
+            category=[filters["category"]] if filters["category"] else [],
         )
     ]
     tz = config.campaign.timezone
-    chart = progress_svg(src.progress(), len(rows), config.campaign.deadline.astimezone(tz).date())
-    return render_template(
-        "overview.html",
-        rows=table_rows(shown, config.campaign.item_ids, tz),
-        counts=summary(rows),
-        shown_counts=summary(shown),
-        filters={"state": state, "item": item, "category": category},
-        state_filters=STATE_FILTERS,
-        item_filters=item_filters(config),
-        categories=sorted({r.get("category") for r in rows if r.get("category")}),
-        chart=chart,
-        heartbeat=heartbeat(conn, config),
-    )
+    query = "?" + urlencode({"campaign": config.campaign.id}) if src.several() else ""
+    return {
+        "rows": table_rows(shown, items, query),
+        "counts": summary(rows),
+        "shown_counts": summary(shown),
+        "filters": filters,
+        "state_filters": STATE_FILTERS,
+        "item_filters": item_filters(config),
+        "categories": sorted({r.get("category") for r in rows if r.get("category")}),
+        "chart": progress_svg(src.progress(), len(rows), config.campaign.deadline.astimezone(tz).date()),
+    }
 
 
 @bp.route("/units/<unit_id>")
@@ -161,10 +170,11 @@ def unit(unit_id: str):
 @bp.route("/unmatched")
 def unmatched():
     src = sources()
-    tz = src.config().campaign.timezone
-    rows = [
+    config = src.config()
+    tz = config.campaign.timezone
+    rows = [  # as `mailroll [--campaign ID] unmatched`
         {**r, "when": local_text(r["received_at"], tz)}
-        for r in src.messages()
+        for r in src.messages(config.campaign.id if src.several() else None)
         if r["disposition"] == "unmatched"
     ]
     review = sorted(
@@ -183,7 +193,10 @@ def stats():
     src = sources()
     sheet = src.config().campaign.first("sheet")
     units = dict(sheet.sheet.fields) if sheet is not None and sheet.sheet else {}
-    return render_template("stats.html", data=src.stats(), field_units=units)
+    body = src.memo(
+        "stats", lambda: Markup(render_template("stats_body.html", data=src.stats(), field_units=units))
+    )
+    return render_template("stats.html", body=body)
 
 
 @bp.route("/report.xlsx")
@@ -207,14 +220,19 @@ def report_xlsx():
 
 @bp.route("/api/status")
 def api_status():
-    """Exactly `mailroll status --json` on the same database (the same serialisation)."""
-    from reconcile.status_cache import status_json
+    """Exactly `mailroll [--campaign ID] status --json` on the same database (the same
+    serialisation); with several campaigns and no ``?campaign=ID``, refused as the CLI refuses."""
+    from reconcile.status_cache import json_text, status_json
 
     src = sources()
+    if src.several() and not g.campaign_given:
+        ids = src.all_config().campaign_ids
+        error = {"error": f"several campaigns: say which with ?campaign=ID; the ids are {', '.join(ids)}"}
+        return Response(json_text(error), status=400, mimetype="application/json")
     return _json(status_json(src.connection(), src.config(), src.roster))
 
 
 @bp.route("/api/messages")
 def api_messages():
-    """Exactly `mailroll messages --json`."""
-    return _json(sources().messages_json())
+    """Exactly `mailroll [--campaign ID] messages --json`."""
+    return _json(sources().messages_json(request.args.get("campaign")))
