@@ -1,7 +1,9 @@
-"""The words mailroll's conclusions are stated in, each with its Chinese label.
+"""The words mailroll's conclusions are stated in, each with its words for people.
 
-Values are the contract's words (``status --json``, the database); ``label`` is what the
-workbook and the mail to units say. Being ``StrEnum``s, members compare equal to their plain
+Values are the contract's words (``status --json``, the database); ``word`` is the English a
+person reads (the message catalog's msgid, translated where shown: reconcile/words.py) and
+``label`` its Chinese from the catalog, what the workbook, the web page and the mail to units
+say: each wording lives once, in reconcile/locale. Being ``StrEnum``s, members compare equal to their plain
 string values, so rows read back from JSON or SQLite need no conversion.
 """
 
@@ -9,43 +11,50 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from reconcile.i18n import N_, zh
+
 
 class _Labelled(StrEnum):
-    """A StrEnum whose members are declared as ``NAME = "value", "标签"``."""
+    """A StrEnum whose members are declared as ``NAME = "value", N_("English word")``."""
 
-    label: str
+    word: str
 
-    def __new__(cls, value: str, label: str = "") -> _Labelled:
+    def __new__(cls, value: str, word: str = "") -> _Labelled:
         member = str.__new__(cls, value)
         member._value_ = value
-        member.label = label
+        member.word = word or value
         return member
+
+    @property
+    def label(self) -> str:
+        """The word in Chinese (the catalog's)."""
+        return zh(self.word)
 
 
 class ItemState(_Labelled):
     """An item's state for a unit (docs/RECONCILE.md)."""
 
-    OK = "ok", "合格"
-    INVALID = "invalid", "不合格"
-    MISSING = "missing", "未收到"
+    OK = "ok", N_("ok")
+    INVALID = "invalid", N_("invalid")
+    MISSING = "missing", N_("missing")
 
 
 class UnitState(_Labelled):
     """A unit's state: every item ok, nothing received, or anything in between."""
 
-    COMPLETE = "complete", "齐全"
-    INCOMPLETE = "incomplete", "不齐全"
-    MISSING = "missing", "未报送"
+    COMPLETE = "complete", N_("complete")
+    INCOMPLETE = "incomplete", N_("incomplete")
+    MISSING = "missing", N_("nothing sent")
 
 
 class Trust(_Labelled):
     """How far an item's sender is trusted (CONTRACT.md, "Sender trust")."""
 
-    REGISTERED = "registered", "登记邮箱"
-    DOMAIN = "domain", "本单位邮箱域名"
-    THREAD = "thread", "回复本系统邮件"
-    STAFF = "staff", "人工指定"
-    NAMED = "named", "仅凭名称（非登记邮箱）"
+    REGISTERED = "registered", N_("registered")
+    DOMAIN = "domain", N_("domain")
+    THREAD = "thread", N_("thread")
+    STAFF = "staff", N_("staff")
+    NAMED = "named", N_("named")
 
 
 class OutboxState(StrEnum):

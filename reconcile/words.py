@@ -1,27 +1,24 @@
 """The words for states, items and decisions, once, in the message catalog (reconcile/i18n.py):
-the CLI shows them in the reader's language, the web page and the workbook in Chinese (``zh``)."""
+the CLI shows them in the reader's language, the web page and the workbook in Chinese (``zh``).
+States and trust are declared in reconcile/vocab.py (value and English word); the rest here."""
 
 from __future__ import annotations
 
 from reconcile.i18n import N_, zh
 from reconcile.i18n import gettext as _
+from reconcile.vocab import ItemState, Trust, UnitState
 
-UNIT_STATES = {"complete": N_("complete"), "incomplete": N_("incomplete"), "missing": N_("nothing sent")}
-ITEM_STATES = {"ok": N_("ok"), "invalid": N_("invalid"), "missing": N_("missing")}
+UNIT_STATES = {s.value: s.word for s in UnitState}
+ITEM_STATES = {s.value: s.word for s in ItemState}
 DISPOSITIONS = {
     "attributed": N_("attributed"),
     "unmatched": N_("unmatched"),
     "duplicate": N_("duplicate"),
     "failed": N_("failed"),
     "review": N_("review"),
+    "other": N_("other"),
 }
-TRUSTS = {  # who sent the counted file (attributions.trust); English shows the word itself
-    "registered": N_("registered"),
-    "domain": N_("domain"),
-    "thread": N_("thread"),
-    "staff": N_("staff"),
-    "named": N_("named"),
-}
+TRUSTS = {t.value: t.word for t in Trust}  # who sent the counted file (attributions.trust)
 DECISIONS = {  # as the audit log names them
     "assign": N_("assign"),
     "accept": N_("accept"),

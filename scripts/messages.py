@@ -3,7 +3,8 @@
     .venv/bin/python scripts/messages.py          # extract + update the .po + compile the .mo
     .venv/bin/python scripts/messages.py --check  # exit 1 if the .mo is stale or a message is untranslated
 
-Messages come from ``_()``, ``N_()`` and ``ngettext()`` in reconcile/ and from the help texts of
+Messages come from ``_()``, ``N_()`` and ``ngettext()`` in reconcile/ (also ``_()`` in the mail
+templates, reconcile/outgoing/templates/*.j2) and from the help texts of
 every CLI command and option (their docstrings and ``help=``), which click shows translated.
 The compiled .mo is committed, so an installed mailroll needs no build step.
 """
@@ -24,6 +25,7 @@ from babel.messages.mofile import write_mo  # noqa: E402
 from babel.messages.pofile import read_po, write_po  # noqa: E402
 
 from reconcile.i18n import DOMAIN, LOCALE_DIR  # noqa: E402
+from reconcile.outgoing.compose import TEMPLATE_OPTIONS  # noqa: E402
 
 PO = LOCALE_DIR / "zh_CN" / "LC_MESSAGES" / f"{DOMAIN}.po"
 MO = PO.with_suffix(".mo")
@@ -57,8 +59,11 @@ def help_texts() -> list[tuple[str, str]]:
 
 def extracted() -> Catalog:
     catalog = Catalog(project="mailroll", domain=DOMAIN, fuzzy=False)
+    methods = [("**/outgoing/templates/**.j2", "jinja2.ext:babel_extract"), ("**.py", "python")]
+    jinja = {"extensions": "jinja2.ext.i18n", **{k: str(v) for k, v in TEMPLATE_OPTIONS.items()}}
+    options = {"**/outgoing/templates/**.j2": jinja}
     for filename, lineno, message, comments, _context in extract_from_dir(
-        str(REPO / "reconcile"), method_map=[("**.py", "python")], keywords=KEYWORDS
+        str(REPO / "reconcile"), method_map=methods, options_map=options, keywords=KEYWORDS
     ):
         catalog.add(message, locations=[(f"reconcile/{filename}", lineno)], auto_comments=comments)
     for text, where in help_texts():

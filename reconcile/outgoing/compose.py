@@ -107,23 +107,34 @@ def _mime_type(name: str) -> tuple[str, str]:
     return maintype, subtype
 
 
+# How the mail templates are read; scripts/messages.py extracts their ``_()`` with the same.
+TEMPLATE_OPTIONS = {"trim_blocks": True, "lstrip_blocks": True, "keep_trailing_newline": True}
+
+
 def template_env(config):
-    """Jinja2 environment: ``reminders.templates_dir``, then the config's folder, then built-in."""
+    """Jinja2 environment: ``reminders.templates_dir``, then the config's folder, then built-in.
+    ``_()`` in a template is the message catalog's Chinese (the mail goes to the units, in
+    Chinese, whatever the language of the command that sends it)."""
     import jinja2
+
+    from reconcile.i18n import translations
 
     dirs = []
     if config.reminders.templates_dir:
         dirs.append(str(config.reminders.templates_dir))
     dirs.append(str(Path(config.path).parent))
     dirs.append(str(TEMPLATES))
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(dirs, encoding="utf-8"),
         autoescape=False,
         undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
+        extensions=["jinja2.ext.i18n"],
+        trim_blocks=TEMPLATE_OPTIONS["trim_blocks"],
+        lstrip_blocks=TEMPLATE_OPTIONS["lstrip_blocks"],
+        keep_trailing_newline=TEMPLATE_OPTIONS["keep_trailing_newline"],
     )
+    env.install_gettext_translations(translations("zh"), newstyle=True)  # type: ignore[attr-defined]
+    return env
 
 
 def render(config, name: str, **context) -> tuple[str, str]:

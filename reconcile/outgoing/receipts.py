@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from reconcile.attribute import DOMAIN, REGISTERED
+from reconcile.i18n import N_, zh
 from reconcile.outgoing import outbox
 from reconcile.outgoing.compose import is_our_message_id, render, valid_address
 from reconcile.outgoing.reminders import (
@@ -71,15 +72,15 @@ from reconcile.outgoing.smtp import Mailer
 log = logging.getLogger(__name__)
 
 # what a recorded file is, for files that are none of the campaign's items (the items' own
-# labels come from the config)
+# labels come from the config), in the mail's Chinese from the message catalog
 KIND_LABELS = {
-    "statistics": "统计表",
-    "report": "文档",
-    "video": "视频",
-    "image": "图片",
-    "archive": "压缩包",
-    "message": "转发的邮件",
-    "other": "其他文件",
+    "statistics": N_("statistics sheet"),
+    "report": N_("document"),
+    "video": N_("video"),
+    "image": N_("picture"),
+    "archive": N_("archive"),
+    "message": N_("forwarded message"),
+    "other": N_("other file"),
 }
 NO_REPLY_LOCALS = re.compile(
     r"^(mailer-?daemon|mail-daemon|postmaster|no-?reply|do-?not-?reply|noreply\..*|bounces?|"
@@ -175,7 +176,7 @@ def display_name(name: str, limit: int = NAME_MAX) -> str:
     if len(kept) > limit:
         tail = min(15, limit // 3)
         kept = kept[: limit - tail - 1] + "…" + kept[-tail:]
-    return kept or "(无名文件)"
+    return kept or zh(N_("(unnamed file)"))
 
 
 def recipients(unit, from_addr: str | None, trust: str | None) -> tuple[list[str], list[str], str | None]:
@@ -277,15 +278,15 @@ def _files(conn: sqlite3.Connection, config, message: int) -> list[dict]:
                 j.reason_zh or "",
                 list(j.warnings_zh),
             )
-            verdict = "合格" if ok else f"有问题 —— {reason}"
+            verdict = zh(N_("passes")) if ok else zh(N_("a problem — {reason}")).format(reason=reason)
         else:  # not one of the items asked for: received, nothing to judge
             ok, reason, warnings = part["error"] is None, part["error"], []
-            verdict = "已收到" if ok else f"无法读取 —— {reason}"
+            verdict = zh(N_("received")) if ok else zh(N_("cannot be read — {reason}")).format(reason=reason)
         out.append(
             {
                 "name": display_name(part["location"] or part["filename"] or ""),
                 "kind": kind,
-                "kind_label": item.label if item is not None else KIND_LABELS.get(kind, kind),
+                "kind_label": item.label if item is not None else zh(KIND_LABELS.get(kind, kind)),
                 "ok": ok,
                 "verdict": verdict,
                 "reason": reason or "",
@@ -303,9 +304,11 @@ def _files(conn: sqlite3.Connection, config, message: int) -> list[dict]:
             {
                 "name": display_name(link["filename"] or link["url"] or ""),
                 "kind": "link",
-                "kind_label": f"下载链接，{display_name(link['provider'] or link['host'] or '')}",
+                "kind_label": zh(N_("download link, {site}")).format(
+                    site=display_name(link["provider"] or link["host"] or "")
+                ),
                 "ok": False,
-                "verdict": f"有问题 —— {reason}",
+                "verdict": zh(N_("a problem — {reason}")).format(reason=reason),
                 "reason": reason,
                 "warnings": [],
             }

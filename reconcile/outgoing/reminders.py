@@ -12,6 +12,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from reconcile.i18n import N_, zh
 from reconcile.outgoing import outbox
 from reconcile.outgoing.compose import render, valid_address
 from reconcile.outgoing.smtp import Mailer
@@ -196,7 +197,9 @@ def _due(conn: sqlite3.Connection, roster, config, now: datetime, statuses: list
 
 def format_deadline(deadline: datetime, config) -> str:
     local = deadline.astimezone(config.campaign.timezone)
-    return f"{local.year}年{local.month}月{local.day}日 {local:%H:%M}"
+    return zh(N_("{month}/{day}/{year} {time}")).format(
+        year=local.year, month=local.month, day=local.day, time=f"{local:%H:%M}"
+    )
 
 
 def render_reminder(config, unit, reminder: Reminder) -> tuple[str, str]:
@@ -215,7 +218,7 @@ def render_reminder(config, unit, reminder: Reminder) -> tuple[str, str]:
         stage=reminder.stage,
         after=reminder.stage.startswith("after-"),
         deadline=format_deadline(deadline, config),
-        deadline_short=f"{local.month}月{local.day}日",
+        deadline_short=zh(N_("{month}/{day}")).format(month=local.month, day=local.day),
         missing=[{"item": i, "label": said.get(i, i)} for i in reminder.missing],
         invalid=[
             {"item": i, "label": said.get(i, i), "reason": reminder.reasons.get(i, "")}
@@ -228,7 +231,9 @@ def render_reminder(config, unit, reminder: Reminder) -> tuple[str, str]:
 
 def duration_text(seconds: int) -> str:
     m, s = divmod(seconds, 60)
-    return f"{m}分钟" + (f"{s}秒" if s else "") if m else f"{s}秒"
+    if not m:
+        return zh(N_("{s} s")).format(s=s)
+    return zh(N_("{m} min")).format(m=m) + (zh(N_("{s} s")).format(s=s) if s else "")
 
 
 def _skip_overtaken(conn: sqlite3.Connection, config, reminder: Reminder) -> None:
