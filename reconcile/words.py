@@ -35,6 +35,17 @@ DECIDED = {  # "accepted by 王芳"
     "extend": N_("extended"),
     "revoke": N_("revoked"),
 }
+# what a recorded file is (parts.kind), for files that are none of the campaign's items (an
+# item's own label comes from the config): the receipt says it; `show` in Chinese
+PART_KINDS = {
+    "statistics": N_("statistics sheet"),
+    "report": N_("document"),
+    "video": N_("video"),
+    "image": N_("picture"),
+    "archive": N_("archive"),
+    "message": N_("forwarded message"),
+    "other": N_("other file"),
+}
 MAILS = {"receipt": N_("receipt"), "reminder": N_("reminder")}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from reconcile.cli.app import App, cli, emit, json_option, pass_app
+from reconcile.i18n import gettext as _
 
 
 def campaign_rows(app: App, now) -> list[dict]:
@@ -49,10 +50,16 @@ def campaigns_command(app: App, now_text: str | None, as_json: bool) -> None:
         for r in rows:
             u = r["units"]
             click.echo(
-                f"{r['id']}  {r['name']}  deadline {r['deadline'][:16].replace('T', ' ')}  "
-                f"{'open' if r['open'] else 'closed'}  "
-                f"{u['complete']} complete, {u['incomplete']} incomplete, "
-                f"{u['missing']} missing  items: {', '.join(i['label'] for i in r['items'])}"
+                "  ".join(
+                    (
+                        r["id"],
+                        r["name"],
+                        _("deadline {time}").format(time=r["deadline"][:16].replace("T", " ")),
+                        _("open") if r["open"] else _("closed"),
+                        _("{complete} complete, {incomplete} incomplete, {missing} missing").format(**u),
+                        _("items: {items}").format(items=_(", ").join(i["label"] for i in r["items"])),
+                    )
+                )
             )
 
     emit(rows, as_json, render)

@@ -23,6 +23,8 @@ from reconcile.cli.app import (
     json_option,
     pass_app,
 )
+from reconcile.i18n import N_
+from reconcile.i18n import gettext as _
 from reconcile.vocab import NOT_SENT
 
 DATE_ONLY = re.compile(r"\s*(\d{4}-\d{1,2}-\d{1,2}|\d{8})\s*")  # '2022-06-24', '20220624'
@@ -97,9 +99,8 @@ def _quiet_note(config, now: datetime, what: str) -> str:
     from reconcile.outgoing.reminders import quiet_hours_text
 
     local = now.astimezone(config.campaign.timezone)
-    return (
-        f"{local:%Y-%m-%d %H:%M} is in the quiet hours ({quiet_hours_text(config)}): no {what} are sent "
-        f"at this time"
+    return _("{time} is in the quiet hours ({hours}): no {what} are sent at this time").format(
+        time=f"{local:%Y-%m-%d %H:%M}", hours=quiet_hours_text(config), what=_(what)
     )
 
 
@@ -141,30 +142,32 @@ def remind_command(app: App, dry_run: bool, show: bool, now_text: str | None, as
     def render(_data) -> None:
         out = console()
         if quiet:
-            out.print(f"Quiet hours ({quiet_hours_text(config)}): no reminders are sent now.")
+            out.print(
+                _("Quiet hours ({hours}): no reminders are sent now.").format(hours=quiet_hours_text(config))
+            )
             return
         if not due:
-            out.print("No reminders due.")
+            out.print(_("No reminders due."))
             return
         from rich.markup import escape
         from rich.table import Table
 
-        t = Table(title=("Reminders that would be sent" if dry_run else "Reminders"), show_lines=False)
-        for col in ("unit", "stage", "to", "missing", "invalid", "result"):
+        t = Table(title=(_("Reminders that would be sent") if dry_run else _("Reminders")), show_lines=False)
+        for col in (_("unit"), _("stage"), _("to"), _("missing"), _("invalid"), _("result")):
             t.add_column(col)
         for r in due:
-            result = "dry run" if dry_run else (r.status or "")
+            result = _("dry run") if dry_run else (r.status or "")
             cells = (r.unit, r.stage, ", ".join(r.to), ", ".join(r.missing), ", ".join(r.invalid), result)
             t.add_row(*(escape(c) for c in cells))
         out.print(t)
         if not dry_run:
-            out.print(f"{sum(r.status == 'sent' for r in due)} of {len(due)} sent.")
+            out.print(_("{sent} of {n} sent.").format(sent=sum(r.status == "sent" for r in due), n=len(due)))
         if show:
             for r in due:
                 _show_mail(to=r.to, cc=[], subject=r.subject, body=r.body, title=f"{r.unit} {r.stage}")
 
     if as_json and quiet:
-        click.echo(f"mailroll: {_quiet_note(config, now, 'reminders')}", err=True)
+        click.echo(f"mailroll: {_quiet_note(config, now, N_('reminders'))}", err=True)
     data = [r.contract() | ({"subject": r.subject, "body": r.body} if show else {}) for r in due]
     emit(data, as_json, render)
     _report_failures(due, dry_run)
@@ -212,7 +215,7 @@ def notify_command(app: App, dry_run: bool, show: bool, as_json: bool) -> None:
 
     def render(_data) -> None:
         if not due:
-            click.echo("Every unit has had the notice.")
+            click.echo(_("Every unit has had the notice."))
             return
         for n in due:
             click.echo(
@@ -254,10 +257,10 @@ def receipts_command(app: App, dry_run: bool, show: bool, now_text: str | None, 
     config = app.config
     now = now_option_time(app, now_text)
     if not config.reminders.receipts:
-        note = (
-            f"Receipts are switched off in {config.path} (reminders.receipts = false): none sent. "
-            f"Set reminders.receipts = true to answer units' messages."
-        )
+        note = _(
+            "Receipts are switched off in {path} (reminders.receipts = false): none sent. "
+            "Set reminders.receipts = true to answer units' messages."
+        ).format(path=config.path)
         if as_json:
             click.echo(f"mailroll: {note}", err=True)
             emit_json([])
@@ -274,10 +277,10 @@ def receipts_command(app: App, dry_run: bool, show: bool, now_text: str | None, 
     def render(_data) -> None:
         out = console()
         if quiet:
-            out.print(_quiet_note(config, now, "receipts") + "; they go when the quiet hours end.")
+            out.print(_quiet_note(config, now, N_("receipts")) + _("; they go when the quiet hours end."))
             return
         if not done:
-            out.print("No receipts due.")
+            out.print(_("No receipts due."))
             return
         for r in done:
             cc = f" (cc {', '.join(r.cc)})" if r.cc else ""
@@ -292,11 +295,11 @@ def receipts_command(app: App, dry_run: bool, show: bool, now_text: str | None, 
                     cc=r.cc,
                     subject=r.subject,
                     body=r.body,
-                    title=f"receipt for message #{r.message} ({r.unit})",
+                    title=_("receipt for message #{id} ({unit})").format(id=r.message, unit=r.unit),
                 )
 
     if as_json and quiet:
-        click.echo(f"mailroll: {_quiet_note(config, now, 'receipts')}", err=True)
+        click.echo(f"mailroll: {_quiet_note(config, now, N_('receipts'))}", err=True)
     emit([r.as_dict() | ({"body": r.body} if show else {}) for r in done], as_json, render)
     _report_failures(done, dry_run)
 
@@ -355,15 +358,15 @@ def _check(app: App, as_json: bool) -> None:
         emit_json({"ok": ok, **d})
     else:
         if d["last_poll"] is None:
-            click.echo("mailroll serve has never polled this mailbox.")
+            click.echo(_("mailroll serve has never polled this mailbox."))
         else:
-            state = "running" if d["running"] else "not running"
-            click.echo(
-                f"mailroll serve (pid {d['pid']}) is {state}; last poll {ago(d['age_s'])}"
-                f" ({d['last_poll']}){' - STALE' if d['stale'] else ''}."
-            )
+            said = _("mailroll serve (pid {pid}) is running; last poll {ago} ({time})")
+            if not d["running"]:
+                said = _("mailroll serve (pid {pid}) is not running; last poll {ago} ({time})")
+            said = said.format(pid=d["pid"], ago=ago(d["age_s"]), time=d["last_poll"])
+            click.echo(said + (_(" - STALE") if d["stale"] else "") + ".")
             if d["last_poll_result"]:
-                click.echo("last poll: " + json.dumps(d["last_poll_result"], ensure_ascii=False))
+                click.echo(_("last poll: ") + json.dumps(d["last_poll_result"], ensure_ascii=False))
             if d["last_error"]:
-                click.echo(f"last error: {d['last_error']}")
+                click.echo(_("last error: {error}").format(error=d["last_error"]))
     sys.exit(0 if ok else 1)

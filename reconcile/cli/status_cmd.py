@@ -15,11 +15,16 @@ import click
 from reconcile.cli.app import App, UsageProblem, campaign_option, cli, emit_json, json_option, pass_app
 from reconcile.i18n import N_, chinese
 from reconcile.i18n import gettext as _
-from reconcile.words import DECIDED, DECISIONS, ITEM_STATES, MAILS, TRUSTS, UNIT_STATES, word
+from reconcile.words import DECIDED, DECISIONS, ITEM_STATES, MAILS, PART_KINDS, TRUSTS, UNIT_STATES, word
 
 
 def state_word(state: str) -> str:
     return word(ITEM_STATES, state) if state in ITEM_STATES else word(UNIT_STATES, state)
+
+
+def kind_word(kind: str) -> str:
+    """What a file is (parts.kind): in Chinese the catalog's word, else the kind itself."""
+    return word(PART_KINDS, kind) if chinese() else kind
 
 
 def item_word(item: str, labels: dict[str, str]) -> str:
@@ -464,19 +469,21 @@ def _render_show(d: dict, labels: dict[str, str], tz=None, roster_ids: set | Non
         con.print(f"      [dim]{escape(m['attribution'] or '')}[/]")
         if m.get("trust"):
             con.print(
-                f"      sender trust: {escape(m['trust'])}"
+                "      "
+                + escape(_("sender trust: {trust}").format(trust=word(TRUSTS, m["trust"])))
                 + (
-                    f" [yellow]pending review[/]: {escape(m['pending_review'])}"
+                    " " + styled("yellow", _("pending review")) + ": " + escape(m["pending_review"])
                     if m.get("pending_review")
                     else ""
                 )
             )
         for p in m["parts"]:
-            kind_word = state_word(p["state"]) if p.get("state") in ("ok", "invalid") else p["kind"]
+            kind = kind_word(p["kind"])
+            said = state_word(p["state"]) if p.get("state") in ("ok", "invalid") else kind
             colour = {"ok": "green", "invalid": "red"}.get(p.get("state"), "")
-            mark = f"[{colour}]{escape(kind_word)}[/]" if colour else escape(kind_word)
+            mark = f"[{colour}]{escape(said)}[/]" if colour else escape(said)
             where = escape(p["location"] or p["filename"] or "?")
-            line = f"      - {where} {escape('[' + p['kind'] + ']')} {mark}"
+            line = f"      - {where} {escape('[' + kind + ']')} {mark}"
             if p.get("counted"):
                 line += " " + styled("bold", _("(counted)"))
             con.print(line)

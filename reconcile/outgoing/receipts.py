@@ -68,20 +68,10 @@ from reconcile.outgoing.reminders import (
     zh_reason,
 )
 from reconcile.outgoing.smtp import Mailer
+from reconcile.words import PART_KINDS
 
 log = logging.getLogger(__name__)
 
-# what a recorded file is, for files that are none of the campaign's items (the items' own
-# labels come from the config), in the mail's Chinese from the message catalog
-KIND_LABELS = {
-    "statistics": N_("statistics sheet"),
-    "report": N_("document"),
-    "video": N_("video"),
-    "image": N_("picture"),
-    "archive": N_("archive"),
-    "message": N_("forwarded message"),
-    "other": N_("other file"),
-}
 NO_REPLY_LOCALS = re.compile(
     r"^(mailer-?daemon|mail-daemon|postmaster|no-?reply|do-?not-?reply|noreply\..*|bounces?|"
     r"notification|notifications|auto-?reply|system)$",
@@ -286,7 +276,7 @@ def _files(conn: sqlite3.Connection, config, message: int) -> list[dict]:
             {
                 "name": display_name(part["location"] or part["filename"] or ""),
                 "kind": kind,
-                "kind_label": item.label if item is not None else zh(KIND_LABELS.get(kind, kind)),
+                "kind_label": item.label if item is not None else zh(PART_KINDS.get(kind, kind)),
                 "ok": ok,
                 "verdict": verdict,
                 "reason": reason or "",

@@ -33,6 +33,9 @@ SECURITY_HEADERS = {
 
 
 def create_app(config_path, default_campaign: str | None = None) -> Flask:
+    from reconcile import i18n
+
+    i18n.activate("zh")  # the page is Chinese, whatever the server's locale (shared words: show's)
     sources = Sources(config_path, default_campaign)
     config = sources.config()  # a config error stops here, before serving
     app = Flask(__name__)
