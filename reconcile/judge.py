@@ -14,7 +14,6 @@ from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
 from ingest.campaigns import Item, SheetTemplate
-from reconcile.i18n import gettext as _
 from reconcile.vocab import ItemState
 
 OK, INVALID, MISSING = ItemState.OK, ItemState.INVALID, ItemState.MISSING
@@ -275,7 +274,8 @@ def judge_link(link: Mapping[str, Any]) -> Judgement:
 
 
 def describe(row: Mapping[str, Any]) -> str:
-    """One line of measured facts for people: '3:20, mp4 h264/aac, 1280x720'."""
+    """One line of measured facts for people: '3:20, mp4 h264/aac, 1280x720'. The same in every
+    language: it is the ``details`` of `status --json` (cached, shared by every process)."""
     facts = facts_of(row)
     kind = row["kind"]
     if not facts:
@@ -295,7 +295,7 @@ def describe(row: Mapping[str, Any]) -> str:
     if kind == "statistics":
         bits = []
         if facts.get("unit_cell"):
-            bits.append(_("filled in by {unit}").format(unit=facts["unit_cell"]))
+            bits.append(f"填报单位 {facts['unit_cell']}")
         figures = facts.get("figures") or {}
         if "活动总数" in figures:
             bits.append(
@@ -305,7 +305,7 @@ def describe(row: Mapping[str, Any]) -> str:
     if kind == "report":
         bits = [str(facts.get("format") or "")]
         if facts.get("pages"):
-            bits.append(_("{n} pages").format(n=facts["pages"]))
-        bits.append(_("{n} characters").format(n=facts.get("text_chars", 0)))
+            bits.append(f"{facts['pages']} pages")
+        bits.append(f"{facts.get('text_chars', 0)} characters")
         return ", ".join(b for b in bits if b)
     return ""
