@@ -9,6 +9,7 @@ ffprobe, SQLite, waiting for another thread ...). Not a benchmark: no baseline, 
 py-spy comes from pip (``.venv/bin/pip install py-spy``).
 
     .venv/bin/python bench/profile_ingest.py [--messages 200] [--video-every 1] [--quick] [--raw DIR]
+    .venv/bin/python bench/profile_ingest.py --small --messages 2000   # bench_small.py's mailbox
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bench_poll import small
 from bench_throughput import build_messages
 from common import REPO, DovecotServer, imap_campaign, mailroll_argv, warm_up, work_dir
 
@@ -147,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--messages", type=int, help="submissions in the mailbox (200; --quick: 20)")
     ap.add_argument("--video-every", type=int, default=1)
+    ap.add_argument(
+        "--small", action="store_true", help="the small-message mailbox of bench_small.py instead"
+    )
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--raw", type=Path, help="keep py-spy's raw output here")
     args = ap.parse_args(argv)
@@ -162,7 +167,12 @@ def main(argv: list[str] | None = None) -> int:
         with DovecotServer() as server:
             user = server.new_user()
             when = datetime.now(UTC) - timedelta(days=1)
-            server.write_maildir(user, build_messages(n, args.video_every, work / "files", {}), when=when)
+            messages = (
+                (small(i) for i in range(n))
+                if args.small
+                else build_messages(n, args.video_every, work / "files", {})
+            )
+            server.write_maildir(user, messages, when=when)
             warm_up(server, user)
             for gil in (False, True):
                 campaign = imap_campaign(work / f"campaign-{gil}", server, user)

@@ -2,28 +2,30 @@
 
 For each message, in order::
 
-    free space? -> poison guard -> read (worker: parse, expand archives, hash, classify)
-    -> duplicate? -> follow links -> store files -> probe (facts; checks in workers)
-    -> one transaction -> source.committed()
+    free space? -> poison guard -> read (worker: parse, expand archives, hash, classify;
+    several messages at once) -> then in arrival order: duplicate? -> follow links
+    -> store files -> probe (facts; checks in workers) -> one transaction -> source.committed()
 
 Whatever reads sender-made bytes runs in worker processes (``ingest.workers``) with a memory
 ceiling and the message's time budget; a limit hit becomes a recorded reason, never a stalled
-or crashed poll (``_read``, ``_check``; docs/DESIGN.md, "Bounded work"). The poison guard
-(``ingest.guards``) commits a note before a message is read, so a message during which the
-process died 3 times is recorded as failed and passed; below ``limits.min_free_bytes`` the poll
-stops before the next message.
+or crashed poll (``ingest.reads``, ``_store_and_check``; docs/DESIGN.md, "Bounded work"). The
+poison guard (``ingest.guards``) commits a note before messages are read, so a message during
+which the process died 3 times is recorded as failed and passed; below ``limits.min_free_bytes``
+the poll stops before the next message.
 
 Messages overlap, so both cores stay busy: the source fetches ahead (IMAP: a prefetch thread,
-decoding in a thread of its own), this thread prepares a message (read in a worker process,
-duplicates, links), then a small pool of threads takes it over: storing its files (fsync),
+decoding in a thread of its own); the messages that arrived are read in the worker processes
+several at once (``ingest.reads``), and this thread prepares each one read, in arrival order
+(duplicates, links); then a small pool of threads takes it over: storing its files (fsync),
 then checking them, sheets, reports and images in the worker processes and videos with ffprobe
-in the thread, side by side, while this thread reads the next messages. At most ``IN_FLIGHT``
-messages are between preparation and commit. The database is only touched in this thread, and every
-message still gets ONE transaction, committed in arrival order, then ``source.committed()``; a
-message whose content equals one still in flight waits for that one's commit, so duplicates
-are found as if messages went one at a time. A message's files are noted in the store's
-journal before the worker writes the first of them, and the note goes after the commit: a
-crash at any moment leaves only files ``FileStore.recover`` deletes. ``stop`` is honoured
+in the thread, side by side, while this thread prepares and commits the others. At most
+``IN_FLIGHT`` + 1 messages are between arrival and commit (``ingest.pending``: their states).
+The database is only touched in this thread, and every message still gets ONE transaction,
+committed in arrival order, then ``source.committed()``: nothing is marked on the server before
+its commit. A message whose content equals one still in flight waits for that one's commit, so
+duplicates are found as if messages went one at a time. A message's files are noted in the
+store's journal before the worker writes the first of them, and the note goes after the commit:
+a crash at any moment leaves only files ``FileStore.recover`` deletes. ``stop`` is honoured
 between messages: no new one is started; those in flight finish.
 
 A message whose processing fails is recorded as ``failed`` with the reason and is not
@@ -40,27 +42,24 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import shutil
 import sqlite3
 import threading
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from ingest import checks, links, mime, worker_tasks
-from ingest.classify import ARCHIVE_TYPES
+from ingest import checks, links, worker_tasks
 from ingest.config import Config
+from ingest.db import transaction
 from ingest.faults import crash_point
-from ingest.guards import POISON_REASON, PoisonGuard, check_free_space
-from ingest.model import VIDEO, ExtractedPart, ParsedMessage
+from ingest.guards import POISON_REASON, FreeSpace, PoisonGuard
+from ingest.model import VIDEO, ExtractedPart
+from ingest.pending import PREPARED, READING, Pending, drop_spools, header_block, headers_only
 from ingest.raw import RawCopy
-from ingest.sizes import human_size
+from ingest.reads import Reader, limit_reason
 from ingest.sources import FetchedMessage, Source, open_source
-from ingest.sources.maildir import read_header_block
 from ingest.store import (
     FileStore,
     content_fingerprint,
@@ -68,7 +67,7 @@ from ingest.store import (
     record_failure,
     record_message,
 )
-from ingest.workers import MessageBudget, TaskError, WorkerPool, WorkLimit
+from ingest.workers import TaskError, WorkerPool, WorkLimit
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +107,7 @@ def poll_once(
     default a pool for this poll only."""
     store = FileStore(config.storage.files)
     store.recover(conn)
-    check_free_space(store.root, config.limits.min_free_bytes)
+    free_space = FreeSpace(store.root, config.limits.min_free_bytes)
     source = source or open_source(config, store.tmp)
     result = PollResult()
     with (
@@ -129,7 +128,7 @@ def poll_once(
                     result.interrupted = True
                     break
                 # below limits.min_free_bytes: stop before this message (it stays unread)
-                check_free_space(store.root, config.limits.min_free_bytes)
+                free_space.check(fetched.envelope.size or 0)
                 poll.take(fetched)
             poll.drain()
         except Exception:
@@ -144,34 +143,9 @@ def poll_once(
     return result
 
 
-@dataclass
-class _Pending:
-    """A message between its preparation and its commit."""
-
-    fetched: FetchedMessage
-    parsed: ParsedMessage | None = None
-    outcome: str = "recorded"  # recorded | duplicate | failed | known (recorded before)
-    reason: str | None = None  # why it failed
-    duplicate_of: int | None = None
-    link_status: dict = field(default_factory=dict)
-    note: Path | None = None  # the journal note of the files being written
-    work: Future | None = None  # storing the files and probing the videos, in a worker
-    check_here: list[ExtractedPart] = field(default_factory=list)  # checked in the worker processes
-    held: int = 0  # bytes of its parts held in memory
-    retry: bool = True  # False: failed for good (a limit, the poison guard) until `mailroll retry`
-    budget: MessageBudget | None = None  # worker time left for it (limits.message_timeout_s)
-    workdir: Path | None = None  # its spool files (deleted with it)
-
-    def fail(self, reason: str, retry: bool = True) -> None:
-        self.outcome, self.reason, self.retry = "failed", reason, retry
-
-    def ready(self) -> bool:
-        return self.work is None or self.work.done()
-
-
 class _Poll:
-    """The messages of one poll in flight: prepared here, stored and checked in workers,
-    committed here in arrival order."""
+    """The messages of one poll in flight: read in the worker processes, prepared here in arrival
+    order, stored and checked in threads, committed here in arrival order."""
 
     def __init__(
         self,
@@ -188,77 +162,108 @@ class _Poll:
         self.pool, self.result, self.progress = pool, result, progress
         self.workers = workers
         self.guard = PoisonGuard(conn, source.name)
-        self.window: deque[_Pending] = deque()
+        self.reader = Reader(config, workers, self.guard, store.tmp)
+        self.window: deque[Pending] = deque()
 
     def take(self, fetched: FetchedMessage) -> None:
-        pending = _Pending(fetched)
+        pending = Pending(fetched)
         key = fetched.envelope.key
         if not fetched.reprocess and _already_recorded(self.conn, fetched.envelope):
             pending.outcome = "known"  # e.g. crashed after COMMIT, before the source heard of it
-            pending.parsed = fetched.parsed
+            pending.parsed, pending.state = fetched.parsed, PREPARED
         elif self.guard.poisoned(key):
             log.error("message %s: %s; recorded as failed, not retried by itself", key, POISON_REASON)
-            pending.parsed = fetched.parsed or _headers_only(_header_block(fetched, self.config), self.config)
+            pending.parsed = fetched.parsed or headers_only(header_block(fetched, self.config), self.config)
             pending.fail(POISON_REASON, retry=False)
+            pending.state = PREPARED
+        elif fetched.error:
+            log.warning("message %s could not be fetched: %s", key, fetched.error)
+            pending.parsed = fetched.parsed or headers_only(fetched.header_bytes, self.config)
+            pending.fail(fetched.error)
+            pending.state = PREPARED
         else:
-            self.workers.warm()  # (once) so that starting the workers is not counted as reading
-            self.guard.start(key)  # committed before reading: a death while reading is counted
-            crash_point("reading")
-            try:
-                self._prepare(pending)
-            finally:
-                self.guard.read(key)
+            pending.alone = self.guard.suspect(key)
         self.window.append(pending)
-        while self.window and (
-            len(self.window) > IN_FLIGHT
-            or self.window[0].ready()
-            or (len(self.window) > 1 and self._held() > IN_FLIGHT_BYTES)
-        ):
-            self._finish(self.window.popleft())
+        self._move()
+
+    def drain(self) -> None:
+        self._move(until_empty=True)
+
+    def _move(self, until_empty: bool = False) -> None:
+        """Start the readings that may start, prepare the messages read (in arrival order) and
+        commit the heads that are ready; wait while the window is over its bounds (or, with
+        ``until_empty``, until every message is committed)."""
+        window = self.window
+        while window:
+            self.reader.start(window)
+            self._prepare_read()
+            head = window[0]
+            if head.ready():
+                self._finish(window.popleft())
+                continue
+            full = len(window) > IN_FLIGHT or (len(window) > 1 and self._held() > IN_FLIGHT_BYTES)
+            if not (full or until_empty):
+                return
+            self._wait(head)
+
+    def _prepare_read(self) -> None:
+        """Prepare the messages whose reading is done, in arrival order."""
+        while True:
+            p = next((p for p in self.window if p.state != PREPARED), None)
+            if p is None or p.state != READING or p.reading is None or not p.reading.done():
+                return
+            self._prepare(p)
+
+    def _wait(self, head: Pending) -> None:
+        """Until the head's work is done, or the next reading to prepare."""
+        upcoming = next((p for p in self.window if p.state != PREPARED), None)
+        futures = [f for f in (head.work, head.reading, upcoming and upcoming.reading) if f is not None]
+        futures = [f for f in futures if head.state != PREPARED or f is not head.reading]
+        if not futures:
+            raise RuntimeError(f"message {head.key} is stuck in the pipeline ({head.state})")
+        wait(futures, return_when=FIRST_COMPLETED)
 
     def _held(self) -> int:
         return sum(p.held for p in list(self.window)[:-1])
-
-    def drain(self) -> None:
-        while self.window:
-            self._finish(self.window.popleft())
 
     def abandon(self) -> None:
         """Messages not committed (the poll failed): they are fetched again next time; their
         journal notes stay for recover()."""
         while self.window:
             pending = self.window.popleft()
-            if pending.work is not None:
-                pending.work.cancel()
-                try:
-                    pending.work.result()
-                except BaseException:  # noqa: BLE001 - only waiting for the worker to let go
-                    pass
-            _drop_spools(pending)
+            for future in (pending.reading, pending.work):
+                if future is not None:
+                    future.cancel()
+                    try:
+                        future.result()
+                    except BaseException:  # noqa: BLE001 - only waiting for the worker to let go
+                        pass
+            drop_spools(pending)
 
-    def _prepare(self, pending: _Pending) -> None:
-        """Everything up to storing the files, in this thread; then hand them to a worker."""
-        config, conn, store = self.config, self.conn, self.store
+    def _prepare(self, pending: Pending) -> None:
+        """The message is read: everything up to storing its files, in this thread (duplicates
+        against what is committed, links); then a thread stores and checks them."""
+        conn, store = self.conn, self.store
         fetched = pending.fetched
         env = fetched.envelope
-        if fetched.error:
-            log.warning("message %s could not be fetched: %s", env.key, fetched.error)
-            pending.parsed = fetched.parsed or _headers_only(fetched.header_bytes, config)
-            pending.fail(fetched.error)
-            return
         try:
-            pending.budget = MessageBudget(config.limits.message_timeout_s)
-            pending.workdir = store.tmp / f"message-{uuid.uuid4().hex}"
-            parsed = self._read(pending)
+            try:
+                parsed = self.reader.result(pending)  # (reading it again, maybe: see ingest.reads)
+            finally:
+                pending.state = PREPARED
+                self.guard.read(pending.key)
+                pending.source = None
             if parsed is None:
                 return
             pending.parsed = parsed
             pending.held = sum(len(p.data) for p in parsed.parts if p.data is not None)
             parsed.content_sha256 = content_fingerprint(parsed)
             if any(
-                p.parsed is not None and p.parsed.content_sha256 == parsed.content_sha256 for p in self.window
+                p is not pending and p.parsed is not None and p.parsed.content_sha256 == parsed.content_sha256
+                for p in self.window
             ):
-                self.drain()  # the same content is in flight: let it commit first
+                while self.window[0] is not pending:  # the same content is in flight: commit it first
+                    self._finish(self.window.popleft())
             earlier = find_duplicate(
                 conn, parsed.headers.message_id, parsed.content_sha256, env.source, env.key
             )
@@ -277,53 +282,7 @@ class _Poll:
             log.exception("message %s failed", env.key)
             pending.fail(f"could not be processed: {e.__class__.__name__}: {e}")
 
-    def _read(self, pending: _Pending) -> ParsedMessage | None:
-        """Parse the message, open its archives, hash and classify its parts: in a worker process,
-        within the message's time budget and the worker's memory ceiling. A message that hits
-        either is read once more without opening its archives, with a fresh budget (the archives
-        get the reason: "the archive needs more than 1.0 GB to open"); one that cannot be read
-        even so fails for good, with the reason ("processing took over 300 s"). Returns None
-        then."""
-        fetched, limits = pending.fetched, self.config.limits
-        # big files cross to the worker as paths: a Maildir file, a streamed message's spool files
-        source: ParsedMessage | bytes | Path | None = (
-            fetched.parsed if fetched.parsed is not None else fetched.raw
-        )
-        if source is None:
-            source = fetched.envelope.path
-        fetched.raw = None  # the worker has it now: don't hold a message twice
-        args = (source, limits, pending.workdir, self.config.campaign.sheet)
-        try:
-            return self._in_worker(pending, worker_tasks.read_message, *args)
-        except WorkLimit as e:
-            first = e
-            if e.kind == "crash":
-                pending.fail(limit_reason(e, limits, "reading this message"), retry=False)
-                return None
-        log.warning(
-            "message %s: %s; reading it again without opening its archives",
-            fetched.envelope.key,
-            limit_reason(first, limits, "reading it"),
-        )
-        _remove_tree(pending.workdir)
-        pending.budget = MessageBudget(limits.message_timeout_s)
-        try:
-            parsed = self._in_worker(pending, worker_tasks.read_message, *args, False)
-        except WorkLimit as e:
-            pending.fail(limit_reason(e, limits, "reading this message"), retry=False)
-            return None
-        for part in parsed.parts:
-            if part.sniffed_type in ARCHIVE_TYPES and part.error is None:
-                part.error = (
-                    f"the archive needs more than {human_size(limits.worker_memory_bytes)} to open "
-                    "(limits.worker_memory_bytes)"
-                    if first.kind == "memory"
-                    else f"opening the archive took over {limits.message_timeout_s:g} s "
-                    "(limits.message_timeout_s)"
-                )
-        return parsed
-
-    def _in_worker(self, pending: _Pending, fn, *args):
+    def _in_worker(self, pending: Pending, fn, *args):
         """``fn(*args)`` in a worker, charged to the message's budget; a task's own error is a bug
         or an odd input: the message fails (retried next poll), as in the poll's thread."""
         try:
@@ -331,7 +290,7 @@ class _Poll:
         except TaskError as e:
             raise RuntimeError(str(e)) from None
 
-    def _follow_links(self, pending: _Pending) -> dict:
+    def _follow_links(self, pending: Pending) -> dict:
         """Download allowed big-attachment links; the files join the message's parts.
 
         At most ``links.max_per_message`` are fetched, within what is left of the message's byte
@@ -374,7 +333,7 @@ class _Poll:
 
     def _store_and_check(
         self,
-        pending: _Pending,
+        pending: Pending,
         parts: list[ExtractedPart],
         media: list[ExtractedPart],
         raw: RawCopy | None = None,
@@ -410,7 +369,7 @@ class _Poll:
             except TaskError as e:
                 part.facts, part.error = None, f"the file could not be checked ({e})"
 
-    def _finish(self, pending: _Pending) -> None:
+    def _finish(self, pending: Pending) -> None:
         """Wait for the worker, commit the message, tell the source."""
         env = pending.fetched.envelope
         try:
@@ -435,9 +394,9 @@ class _Poll:
             if self.progress:
                 self.progress("advance", None)
         finally:
-            _drop_spools(pending)
+            drop_spools(pending)
 
-    def _record(self, pending: _Pending) -> tuple[int, str]:
+    def _record(self, pending: Pending) -> tuple[int, str]:
         """The message's one transaction. Returns (messages.id, status); never raises for the
         message's sake."""
         conn, env, parsed = self.conn, pending.fetched.envelope, pending.parsed
@@ -446,16 +405,17 @@ class _Poll:
             if pending.work is not None:
                 pending.work.result()
             if pending.outcome == "failed":
-                with self._raw_kept(raw):
+                with self._raw_kept(raw), self._committing():
                     return record_failure(
                         conn, env, parsed, pending.reason or "failed", retry=pending.retry, raw=raw
                     ), "failed"
             if pending.outcome == "duplicate":
-                with self._raw_kept(raw):
+                with self._raw_kept(raw), self._committing():
                     return record_message(
                         conn, env, parsed, status="duplicate", duplicate_of=pending.duplicate_of, raw=raw
                     ), "duplicate"
-            msg_id = record_message(conn, env, parsed, link_status=pending.link_status, raw=raw)
+            with self._committing():
+                msg_id = record_message(conn, env, parsed, link_status=pending.link_status, raw=raw)
             self.store.close_journal(pending.note)
             log.info(
                 "recorded message %s from %s: %d part(s)",
@@ -472,6 +432,14 @@ class _Poll:
                     return record_failure(conn, env, parsed, reason, raw=raw), "failed"
             except Exception:  # noqa: BLE001 - e.g. the parsed headers themselves are the problem
                 return record_failure(conn, env, None, reason), "failed"
+
+    @contextmanager
+    def _committing(self) -> Iterator[None]:
+        """The message's transaction, which also drops the poison guard's notes of the messages
+        read by now (a death from here on is not theirs), at no extra commit."""
+        with transaction(self.conn):
+            self.guard.forget_read()
+            yield
 
     @contextmanager
     def _raw_kept(self, raw: RawCopy | None) -> Iterator[None]:
@@ -491,17 +459,6 @@ def _already_recorded(conn: sqlite3.Connection, env) -> bool:
         "SELECT status FROM messages WHERE source = ? AND source_key = ?", (env.source, env.key)
     ).fetchone()
     return bool(row) and row[0] != "failed"
-
-
-def _headers_only(header_bytes: bytes | None, config: Config) -> ParsedMessage | None:
-    """A message that could not be fetched still shows whose it is (From, Subject)."""
-    if not header_bytes:
-        return None
-    try:
-        return ParsedMessage(headers=mime.parse_headers(header_bytes, config.limits))
-    except Exception:  # noqa: BLE001 - the failure is recorded anyway, with or without headers
-        log.debug("cannot read the headers of a failed message", exc_info=True)
-        return None
 
 
 def _known_facts(conn: sqlite3.Connection, part: ExtractedPart, recheck: bool = False) -> bool:
@@ -531,48 +488,3 @@ def _keep(store: FileStore, part: ExtractedPart) -> None:
     elif part.spool is not None and part.spool.exists():
         store.put_file(part.spool, part.sha256)
         part.spool = None
-
-
-def _drop_spools(pending: _Pending) -> None:
-    """Delete what is left of the message's spool files (those stored were moved already)."""
-    if pending.parsed is not None:
-        for part in pending.parsed.parts:
-            if part.spool is not None:
-                try:
-                    if part.spool.is_dir():
-                        shutil.rmtree(part.spool, ignore_errors=True)
-                    else:
-                        part.spool.unlink(missing_ok=True)
-                except OSError:
-                    pass
-    _remove_tree(pending.workdir)
-
-
-def _remove_tree(path: Path | None) -> None:
-    if path is not None:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def limit_reason(e: WorkLimit, limits, doing: str) -> str:
-    """A limit hit, in words: "processing took over 300 s", "... needs more than 1.0 GB"."""
-    if e.kind == "time":
-        return f"processing took over {limits.message_timeout_s:g} s ({doing}; limits.message_timeout_s)"
-    if e.kind == "memory":
-        return (
-            f"{doing} needs more than {human_size(limits.worker_memory_bytes)} of memory "
-            "(limits.worker_memory_bytes)"
-        )
-    return f"{doing} stopped the process that read it ({e.detail or 'it crashed'})"
-
-
-def _header_block(fetched: FetchedMessage, config: Config) -> bytes | None:
-    """The header block of a message not to be parsed (the poison guard): whose is it?"""
-    raw = fetched.raw
-    if raw is None and fetched.envelope.path is not None:
-        return read_header_block(fetched.envelope.path, config.limits.max_header_bytes)
-    if raw is None:
-        return fetched.header_bytes
-    head = raw[: config.limits.max_header_bytes]
-    end = head.find(b"\r\n\r\n")
-    end = head.find(b"\n\n") if end < 0 else end
-    return head[: end + 1] if end >= 0 else head

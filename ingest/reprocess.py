@@ -63,51 +63,50 @@ class KeptRawSource:
         self.conn, self.store, self.ids = conn, store, ids
         self.name = "kept raw copies"
         self.seen = len(ids)
+        self.spools: set[Path] = set()  # written back, not yet committed
 
     def __enter__(self) -> KeptRawSource:
         return self
 
     def __exit__(self, *exc) -> None:
-        return None
+        for spool in self.spools:  # messages that failed (``recover`` would sweep them too)
+            spool.unlink(missing_ok=True)
+        self.spools.clear()
 
     def count_new(self, db) -> int | None:
         return len(self.ids)
 
     def fetch_new(self, db) -> Iterator[FetchedMessage]:
         """Each message written back to a spool file, which the pipeline's worker reads (as it
-        reads a Maildir file): a big message is never held whole. The pipeline has read it
-        when it asks for the next one; the file goes then (and ``recover`` sweeps any left)."""
-        spool: Path | None = None
-        try:
-            for mid in self.ids:
-                if spool is not None:
-                    spool.unlink(missing_ok=True)
-                    spool = None
-                row = self.conn.execute(
-                    "SELECT source, source_key, received_at, size, raw_sha256 FROM messages WHERE id = ?",
-                    [mid],
-                ).fetchone()
-                if row is None:
-                    continue
-                source, key, received_at, size, sha = row
-                spool = self.store.tmp / f"spool-reprocess-{uuid.uuid4().hex}.eml"
-                try:
-                    with open(spool, "wb") as f:
-                        for chunk in self.store.raw.open(sha, self.store.path_for):
-                            f.write(chunk)
-                except (OSError, ValueError) as e:
-                    log.warning("message #%d: cannot read its raw copy: %s", mid, e)
-                    continue
-                env = Envelope(
-                    source=source, key=key, received_at=_stored_time(received_at), size=size, path=spool
-                )
-                yield FetchedMessage(env, reprocess=True)
-        finally:
-            if spool is not None:
-                spool.unlink(missing_ok=True)
+        reads a Maildir file): a big message is never held whole. The pipeline reads a few
+        ahead: a file goes once its message is committed, the rest when the source closes
+        (and ``recover`` sweeps any left by a crash)."""
+        for mid in self.ids:
+            row = self.conn.execute(
+                "SELECT source, source_key, received_at, size, raw_sha256 FROM messages WHERE id = ?",
+                [mid],
+            ).fetchone()
+            if row is None:
+                continue
+            source, key, received_at, size, sha = row
+            spool = self.store.tmp / f"spool-reprocess-{uuid.uuid4().hex}.eml"
+            self.spools.add(spool)
+            try:
+                with open(spool, "wb") as f:
+                    for chunk in self.store.raw.open(sha, self.store.path_for):
+                        f.write(chunk)
+            except (OSError, ValueError) as e:
+                log.warning("message #%d: cannot read its raw copy: %s", mid, e)
+                continue
+            env = Envelope(
+                source=source, key=key, received_at=_stored_time(received_at), size=size, path=spool
+            )
+            yield FetchedMessage(env, reprocess=True)
 
     def committed(self, db, envelope: Envelope) -> None:
-        return None
+        if envelope.path is not None:
+            envelope.path.unlink(missing_ok=True)
+            self.spools.discard(envelope.path)
 
 
 def _stored_time(text: str) -> datetime:

@@ -236,3 +236,39 @@ def test_killed_three_times_while_reading_one_message(imap_campaign):
     assert _ingest_process(campaign).exit_code == 0
     rows = campaign.run("messages", "--json").json
     assert [m["disposition"] for m in rows] == ["attributed"] * 3  # 山西大学's registered address
+
+
+def test_a_poison_message_read_among_others_is_found_and_only_it_is_failed(imap_campaign):
+    """The poll reads several messages at once: a death while the third of five is read (the
+    others in flight around it) counts against all of them once; then each is read alone, so
+    only the culprit dies twice more and is failed; the others are recorded, in arrival order."""
+    campaign = imap_campaign
+    subjects = [f"太原市科技局 材料 {i}" for i in range(1, 6)]
+    subjects[2] = "致命的邮件"
+    campaign.dovecot.append_many(
+        campaign.imap_user,
+        [
+            build_mail(subject=s, date=JUNE_20 + timedelta(minutes=i)).as_bytes()
+            for i, s in enumerate(subjects)
+        ],
+    )
+    culprit = f"{campaign.dovecot.uidvalidity(campaign.imap_user)}:3"
+    for deaths in range(1, 4):
+        run = _ingest_process(campaign, env={"MAILROLL_CRASH_AT": f"reading@{culprit}"})
+        assert run.exit_code == -signal.SIGKILL
+        notes = dict(_rows(campaign, "SELECT source_key, started FROM reading"))
+        # the culprit's deaths are counted; a neighbour in flight with it, at most that one time
+        assert notes.pop(culprit) == deaths and set(notes.values()) <= {1}, notes
+    run = _ingest_process(campaign, env={"MAILROLL_CRASH_AT": f"reading@{culprit}"})
+    assert run.exit_code == 0, run.stderr  # the culprit is not read a fourth time
+    rows = campaign.run("messages", "--json").json
+    assert [m["subject"] for m in rows] == subjects
+    assert [m["disposition"] for m in rows] == [
+        "attributed",
+        "attributed",
+        "failed",
+        "attributed",
+        "attributed",
+    ]
+    assert rows[2]["reason"] == "mailroll stopped 3 times while reading this message"
+    assert _rows(campaign, "SELECT * FROM reading") == []  # recorded: nothing is read alone any more

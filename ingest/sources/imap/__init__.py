@@ -117,6 +117,13 @@ class ImapSource(Connection):
         uid = envelope.uid
         if uid is None:
             return
-        if self._watermark.stored(conn, envelope.key):
+        if self._post.active and self._watermark.stored(conn, envelope.key):
             self._post.run(self._op, self.capabilities, uid)
         self._watermark.committed(conn, self.uidvalidity, uid)
+
+    def __exit__(self, *exc) -> None:
+        """Write the watermark as far as the poll got, then log out."""
+        try:
+            self._watermark.flush()
+        finally:
+            super().__exit__(*exc)

@@ -25,6 +25,11 @@ class PostAction:
         self.mailbox = mailbox
         self.folder_ready = False  # the move target exists (checked once per source)
 
+    @property
+    def active(self) -> bool:
+        """There is something to do on a stored message."""
+        return self.mailbox.post_action in ("flag", "move")
+
     def run(self, op: Op, capabilities: set[str], uid: int) -> None:
         m = self.mailbox
         try:

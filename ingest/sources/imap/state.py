@@ -6,19 +6,26 @@ void: a warning is logged and the watermark starts again at 0; the pipeline reco
 messages as duplicates (same Message-ID and content), so nothing is counted twice.
 
 The watermark moves only past messages that are recorded, in UID order: ``Watermark`` remembers
-which UIDs this poll handed out and which of them were committed.
+which UIDs this poll handed out and which of them were committed. It is written every
+``SAVE_EVERY`` messages or ``SAVE_EVERY_S`` seconds, and when the source closes (``flush``), not
+once per message: a watermark behind the truth only makes the next poll fetch those messages
+again, find them recorded and run their post action again (which is idempotent).
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 from ingest.db import transaction
 
 log = logging.getLogger("ingest.sources.imap")  # one logger for the whole package
+
+SAVE_EVERY = 200  # messages past the saved watermark before it is written again
+SAVE_EVERY_S = 2.0  # ... or seconds
 
 
 def db_connection(db: Any) -> sqlite3.Connection:
@@ -34,6 +41,9 @@ class Watermark:
         self.handed: list[int] = []  # UIDs handed out this poll, in order
         self.done: set[int] = set()  # ... of which committed
         self.frontier = 0  # handed[:frontier] are behind the watermark
+        self.saved = 0  # handed[:saved] are behind the watermark as written
+        self.saved_at = time.monotonic()
+        self.unsaved: tuple[sqlite3.Connection, int | None] | None = None  # what flush() writes with
 
     def last_uid(self, conn: sqlite3.Connection, uidvalidity: int | None) -> int:
         """The watermark for the current UIDVALIDITY (resetting it when UIDVALIDITY changed)."""
@@ -94,7 +104,8 @@ class Watermark:
         return row is not None and row[0] != "failed"
 
     def start_poll(self) -> None:
-        self.handed, self.done, self.frontier = [], set(), 0
+        self.handed, self.done, self.frontier, self.saved = [], set(), 0, 0
+        self.saved_at, self.unsaved = time.monotonic(), None
 
     def handed_out(self, uid: int) -> None:
         self.handed.append(uid)
@@ -120,4 +131,14 @@ class Watermark:
             pos += 1
         if pos > self.frontier:
             self.frontier = pos
-            self.save(conn, uidvalidity, handed[pos - 1])
+            self.unsaved = (conn, uidvalidity)
+            if pos - self.saved >= SAVE_EVERY or time.monotonic() - self.saved_at >= SAVE_EVERY_S:
+                self.flush()
+
+    def flush(self) -> None:
+        """Write the watermark as far as this poll got (the source is closing, or it is time)."""
+        if self.unsaved is None or self.frontier <= self.saved:
+            return
+        conn, uidvalidity = self.unsaved
+        self.save(conn, uidvalidity, self.handed[self.frontier - 1])
+        self.saved, self.saved_at, self.unsaved = self.frontier, time.monotonic(), None
