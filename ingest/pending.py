@@ -41,7 +41,7 @@ class Pending:
     reason: str | None = None  # why it failed
     duplicate_of: int | None = None
     link_status: dict = field(default_factory=dict)
-    note: Path | None = None  # the journal note of the files being written
+    note: int | None = None  # the store's journal note of the files being written
     reading: Future | None = None  # reading it, in a worker process
     work: Future | None = None  # storing the files and checking them, in a thread
     check_here: list[ExtractedPart] = field(default_factory=list)  # checked in the worker processes

@@ -139,6 +139,7 @@ def poll_once(
             raise
         finally:
             poll.abandon()  # only after an error: wait for the workers, delete the spool files
+            store.close()
         result.seen = max(getattr(source, "seen", 0) or 0, result.new)
     return result
 
@@ -239,6 +240,8 @@ class _Poll:
                     except BaseException:  # noqa: BLE001 - only waiting for the worker to let go
                         pass
             drop_spools(pending)
+            if pending.note is not None:
+                self.store.keep_journal(pending.note)
 
     def _prepare(self, pending: Pending) -> None:
         """The message is read: everything up to storing its files, in this thread (duplicates
@@ -395,6 +398,8 @@ class _Poll:
                 self.progress("advance", None)
         finally:
             drop_spools(pending)
+            if pending.note is not None:  # not recorded: recover() deletes what it left
+                self.store.keep_journal(pending.note)
 
     def _record(self, pending: Pending) -> tuple[int, str]:
         """The message's one transaction. Returns (messages.id, status); never raises for the
@@ -416,7 +421,9 @@ class _Poll:
                     ), "duplicate"
             with self._committing():
                 msg_id = record_message(conn, env, parsed, link_status=pending.link_status, raw=raw)
-            self.store.close_journal(pending.note)
+            if pending.note is not None:
+                self.store.close_journal(pending.note)
+                pending.note = None
             log.info(
                 "recorded message %s from %s: %d part(s)",
                 env.key,

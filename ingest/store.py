@@ -4,9 +4,10 @@ Files live under ``storage.files`` as ``ab/cd/<sha256>``; a file's name never co
 Writing is crash-safe in two steps:
 
 1. ``FileStore.put_*`` writes to ``.tmp/`` and renames into place (atomic); before a message's
-   files are written, ``FileStore.journal`` notes their hashes in ``.tmp/pending-*.json``;
+   files are written, ``FileStore.journal`` notes their hashes in ``.tmp/pending-*.json``
+   (``ingest.journal``: one file per poll, a line per message);
 2. ``record_message`` commits the message, its parts and links in one transaction, and the
-   journal is removed.
+   note is done.
 
 A crash between the two leaves files that no message references, listed in a journal;
 ``FileStore.recover`` (run at the start of every poll, under the ingest lock) deletes them and
@@ -31,6 +32,7 @@ from pathlib import Path
 
 from ingest.db import inserted_id, transaction
 from ingest.faults import crash_point
+from ingest.journal import Journal, read_notes
 from ingest.model import Envelope, ParsedMessage
 from ingest.raw import RawCopy, RawStore
 
@@ -87,6 +89,7 @@ class FileStore:
         self.tmp = self.root / ".tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.raw = RawStore(self.root)
+        self.notes = Journal(self.tmp)  # the files being written for messages not committed yet
 
     def path_for(self, sha: str) -> Path:
         return self.root / sha[:2] / sha[2:4] / sha
@@ -135,45 +138,42 @@ class FileStore:
 
     @contextmanager
     def journal(self, shas: Iterable[str], raws: Iterable[str] = ()) -> Iterator[None]:
-        """Note the hashes about to be written; the note is removed once they are committed."""
+        """Note the hashes about to be written; the note is done once they are committed (an
+        exception keeps it for recover())."""
         note = self.open_journal(shas, raws)
-        yield  # an exception leaves the note behind for recover()
-        self.close_journal(note)
+        try:
+            yield
+        except BaseException:
+            self.notes.keep(note)
+            raise
+        self.notes.done(note)
 
-    def open_journal(self, shas: Iterable[str], raws: Iterable[str] = ()) -> Path:
+    def open_journal(self, shas: Iterable[str], raws: Iterable[str] = ()) -> int:
         """:meth:`journal` in two calls, for a message whose files are written in another thread:
-        write the note before the first file, :meth:`close_journal` after the COMMIT (a failure
-        leaves the note for :meth:`recover`). Hashes already in the store are left out: another
-        message's note (or a COMMIT) covers them, and recover() never deletes a referenced file."""
-        note = self.tmp / f"pending-{uuid.uuid4().hex}.json"
+        note them before the first file, :meth:`close_journal` after the COMMIT, or
+        :meth:`keep_journal` when the message failed. Hashes already in the store are left out:
+        another message's note (or a COMMIT) covers them, and recover() never deletes a
+        referenced file."""
         new = [s for s in set(shas) if not self.path_for(s).exists()]
         raw = [s for s in set(raws) if s and not self.raw.exists(s)]
-        note.write_text(json.dumps({"files": new, "raw": raw} if raw else new))
-        return note
+        return self.notes.note(new, raw)
 
-    def close_journal(self, note: Path) -> None:
-        note.unlink(missing_ok=True)
+    def close_journal(self, note: int) -> None:
+        self.notes.done(note)
+
+    def keep_journal(self, note: int) -> None:
+        self.notes.keep(note)
+
+    def close(self) -> None:
+        """The poll is over: its journal file goes unless it holds notes for recover()."""
+        self.notes.close()
 
     def recover(self, conn: sqlite3.Connection) -> int:
         """Delete files from interrupted writes. Returns how many files were removed."""
         removed = 0
         for note in self.tmp.glob("pending-*.json"):
-            try:
-                shas = json.loads(note.read_text() or "[]")
-            except (OSError, ValueError):
-                shas = []
-            raws = shas.get("raw", []) if isinstance(shas, dict) else []
-            shas = shas.get("files", []) if isinstance(shas, dict) else shas
-            for sha in raws:  # raw copies (ingest/raw.py) no message refers to
-                if not conn.execute("SELECT 1 FROM messages WHERE raw_sha256 = ? LIMIT 1", (sha,)).fetchone():
-                    removed += self.raw.delete(sha)
-            for sha in shas:
-                referenced = conn.execute("SELECT 1 FROM parts WHERE sha256 = ? LIMIT 1", (sha,)).fetchone()
-                if not referenced:
-                    p = self.path_for(sha)
-                    if p.exists():
-                        p.unlink()
-                        removed += 1
+            for shas, raws in read_notes(note):
+                removed += self._remove_unreferenced(conn, shas, raws)
             note.unlink(missing_ok=True)
         # everything else in .tmp is a spool file of an interrupted poll (spool-*, member-*,
         # link-*, imap-part-*, part-*, ...): only a poll holding the ingest lock writes there
@@ -185,6 +185,20 @@ class FileStore:
             removed += 1
         if removed:
             log.info("removed %d file(s) left by an interrupted run", removed)
+        return removed
+
+    def _remove_unreferenced(self, conn: sqlite3.Connection, shas: list[str], raws: list[str]) -> int:
+        removed = 0
+        for sha in raws:  # raw copies (ingest/raw.py) no message refers to
+            if not conn.execute("SELECT 1 FROM messages WHERE raw_sha256 = ? LIMIT 1", (sha,)).fetchone():
+                removed += self.raw.delete(sha)
+        for sha in shas:
+            referenced = conn.execute("SELECT 1 FROM parts WHERE sha256 = ? LIMIT 1", (sha,)).fetchone()
+            if not referenced:
+                p = self.path_for(sha)
+                if p.exists():
+                    p.unlink()
+                    removed += 1
         return removed
 
 
