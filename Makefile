@@ -19,11 +19,11 @@ demo: python-env
 	@echo
 	@echo "More: $(BIN)/mailroll --config demo-out/config.toml show taiyuan-kjj | unmatched | stats | report --xlsx demo-out/report.xlsx"
 
-# one pytest process per core (pytest-xdist; a test file stays in one process, so its fixtures
-# start once); TEST_WORKERS=0 runs them in this process
+# one pytest process per core (pytest-xdist); TEST_WORKERS=0 runs them in this process. Not
+# --dist loadfile: after a crashed worker it can wait forever (pytest-xdist issues 784, 1378)
 TEST_WORKERS ?= auto
 test: setup lint
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # style, formatting and types; configured in pyproject.toml
 lint: python-env

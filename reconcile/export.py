@@ -362,7 +362,8 @@ def _list_tables(entries: list[Entry]):
 
 
 def _write_list(directory: Path, entries: list[Entry]) -> None:
-    from reconcile.report import write_csv_file, write_xlsx
+    from reconcile.report import write_xlsx
+    from reconcile.tables_csv import write_csv_file
 
     tables = _list_tables(entries)
     write_xlsx(tables, directory / f"{LIST_NAME}.xlsx")

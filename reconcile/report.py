@@ -20,13 +20,11 @@ name repeated on every page, campaign name and page numbers in the header and fo
 
 from __future__ import annotations
 
-import csv
 import sqlite3
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from reconcile.vocab import ItemState, Trust, UnitState
 
@@ -313,17 +311,8 @@ def write_xlsx(tables: list[Table], path: Path, title: str | None = None) -> Pat
     top = Alignment(vertical="top", wrap_text=False)
     for table in tables:
         ws = wb.create_sheet(table.name)
-        widths: dict[int, int] = {}
         headings = set(table.header_rows)
-        for r, row in enumerate(table.rows, start=1):
-            for c, value in enumerate(row, start=1):
-                cell = ws.cell(row=r, column=c, value=value)
-                if cell.data_type == "f":  # text a sender wrote ("=HYPERLINK(...)"): text, never a formula
-                    cell.data_type = "s"
-                cell.alignment = top
-                if value not in (None, ""):
-                    w = display_width(value)
-                    widths[c] = max(widths.get(c, 0), min(w, HEADING_WIDTH) if r - 1 in headings else w)
+        widths = _write_cells(ws, table, top)
         for r in table.header_rows:
             for c in range(1, len(table.rows[r]) + 1):
                 cell = ws.cell(row=r + 1, column=c)
@@ -362,35 +351,17 @@ def write_xlsx(tables: list[Table], path: Path, title: str | None = None) -> Pat
     return path
 
 
-# what Excel and WPS read as the start of a formula in a CSV cell (OWASP's list)
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_value(value: Any) -> Any:
-    """A cell for a CSV file staff open in Excel or WPS: text a sender wrote that would start a
-    formula (``=HYPERLINK("http://…")``, ``@SUM``, ``-1+1``) gets a leading apostrophe, so it
-    is shown, not run; numbers stay numbers."""
-    if value is None:
-        return ""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value
-
-
-def write_csv_file(path: Path, rows: list[list]) -> Path:
-    """``rows`` as a UTF-8 CSV file with a BOM (Excel's way to know it is UTF-8), written to a
-    temporary name and renamed, so a reader never sees half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8-sig", newline="") as f:
-        writer = csv.writer(f)
-        for row in rows:
-            writer.writerow([csv_value(v) for v in row])
-    tmp.replace(path)
-    return path
-
-
-def write_csv(tables: list[Table], directory: Path) -> list[Path]:
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    return [write_csv_file(directory / f"{table.name}.csv", table.rows) for table in tables]
+def _write_cells(ws, table: Table, alignment) -> dict[int, int]:
+    """The table's values into the sheet; returns each column's widest display width."""
+    widths: dict[int, int] = {}
+    headings = set(table.header_rows)
+    for r, row in enumerate(table.rows, start=1):
+        for c, value in enumerate(row, start=1):
+            cell = ws.cell(row=r, column=c, value=value)
+            if cell.data_type == "f":  # text a sender wrote ("=HYPERLINK(...)"): text, never a formula
+                cell.data_type = "s"
+            cell.alignment = alignment
+            if value not in (None, ""):
+                w = display_width(value)
+                widths[c] = max(widths.get(c, 0), min(w, HEADING_WIDTH) if r - 1 in headings else w)
+    return widths

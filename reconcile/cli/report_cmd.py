@@ -26,6 +26,7 @@ def report(app: App, xlsx_path: str | None, csv_dir: str | None, as_json: bool) 
     from reconcile import report as rep
     from reconcile.stats import collect
     from reconcile.status_cache import refresh
+    from reconcile.tables_csv import write_csv
 
     rows = refresh(app.conn, app.roster, app.config)
     tables = rep.build_tables(app.conn, rows, collect(app.conn, rows, app.config), app.config)
@@ -33,7 +34,7 @@ def report(app: App, xlsx_path: str | None, csv_dir: str | None, as_json: bool) 
     if xlsx_path:
         written.append(str(rep.write_xlsx(tables, Path(xlsx_path), app.config.campaign.name)))
     if csv_dir:
-        written += [str(p) for p in rep.write_csv(tables, Path(csv_dir))]
+        written += [str(p) for p in write_csv(tables, Path(csv_dir))]
     if as_json:
         emit_json({"written": written, "units": len(rows)})
     else:
