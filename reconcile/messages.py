@@ -8,7 +8,7 @@ import sqlite3
 MESSAGES_SQL = """
 SELECT m.id, m.message_id, m.from_addr, m.from_name, m.subject, m.received_at, m.status, m.error,
        m.duplicate_of, a.unit, a.method, a.reason, a.trust, a.campaign, a.scope,
-       (SELECT COUNT(*) FROM parts p WHERE p.message = m.id) AS parts
+       (SELECT COUNT(*) FROM parts p WHERE p.message = m.id) AS parts, m.retry
 FROM messages m LEFT JOIN attributions a ON a.message = m.id
 ORDER BY m.received_at, m.id
 """
@@ -41,6 +41,7 @@ def message_rows(conn: sqlite3.Connection, roster, config) -> list[dict]:
         campaign,
         scope,
         parts,
+        retry,
     ) in conn.execute(MESSAGES_SQL):
         if status == "failed":
             disposition, why = "failed", error
@@ -74,6 +75,8 @@ def message_rows(conn: sqlite3.Connection, roster, config) -> list[dict]:
                 "trust": trust if disposition == "attributed" else None,
                 "scope": scope,
                 "parts": parts,
+                # a failed message: does the next poll try it again (else after `mailroll retry`)?
+                "retried_by_poll": bool(retry) if disposition == "failed" else None,
             }
         )
     return rows

@@ -226,6 +226,7 @@ def test_killed_three_times_while_reading_one_message(imap_campaign):
         ("太原市科技局 材料 2", "attributed"),
     ]
     assert rows[0]["reason"] == "mailroll stopped 3 times while reading this message"
+    assert rows[0]["retried_by_poll"] is False and rows[1]["retried_by_poll"] is None
     assert rows[0]["from"] == "kjc@sxu.edu.cn"
     # the polls go past it: not read again by itself ...
     again = _ingest_process(campaign, env={"MAILROLL_CRASH_AT": "reading:1"})

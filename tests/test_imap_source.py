@@ -293,12 +293,15 @@ def test_missing_folder_and_closed_port_are_clear_errors(imap_campaign, dovecot)
 
 def test_idle_wait_returns_when_mail_arrives(imap_campaign, dovecot):
     user = imap_campaign.imap_user
+    active, result = threading.Event(), []
     with source_for(imap_campaign) as src:
         assert src.idle_wait(0.5) is False  # nothing arrived
-        timer = threading.Timer(0.5, dovecot.append, (user, raw_mail()))
-        timer.start()
-        assert src.idle_wait(60) is True  # woken by the new mail, not by the timeout
-        timer.join()
+        waiter = threading.Thread(target=lambda: result.append(src.idle_wait(600, active=active)))
+        waiter.start()
+        assert active.wait(120), "IDLE never started"
+        dovecot.append(user, raw_mail())  # the server has accepted IDLE: it must tell at once
+        waiter.join(600)
+        assert result == [True]  # woken by the new mail, not by the timeout
 
 
 def test_idle_wait_ends_when_asked_to_stop(imap_campaign):

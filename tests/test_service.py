@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fixtures.mail import build_mail
+from fixtures.processes import reap, spawn
 
 from ingest.db import open_connection
 from reconcile.daemon.lock import LockBusy, ingest_lock
@@ -31,7 +32,9 @@ def state(campaign) -> dict:
         conn.close()
 
 
-def wait_until(pred, timeout: float = 20.0, what: str = "condition"):
+def wait_until(pred, timeout: float = 120.0, what: str = "condition"):
+    """Wait for an observable event (a heartbeat row, a log line); ``timeout`` only guards
+    against a hang: a loaded machine may take its time, and the test must not care."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         value = pred()
@@ -43,9 +46,11 @@ def wait_until(pred, timeout: float = 20.0, what: str = "condition"):
 
 @contextmanager
 def serving(campaign, fake_now: str = QUIET_DAY, extra_env: dict | None = None):
+    """``mailroll serve`` in a process group of its own, tied to the test run; on the way out
+    it and whatever it started (forkserver, workers) are gone, whatever the test did."""
     log = open(campaign.root / "serve.log", "ab")
     env = {**os.environ, "MAILROLL_FAKE_NOW": fake_now, **(extra_env or {})}
-    proc = subprocess.Popen(
+    proc = spawn(
         [sys.executable, "-m", "reconcile", "--config", str(campaign.config_path), "serve"],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -55,9 +60,7 @@ def serving(campaign, fake_now: str = QUIET_DAY, extra_env: dict | None = None):
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        reap(proc)
         log.close()
 
 
@@ -74,7 +77,8 @@ def log_of(proc) -> str:
     return proc.log_path.read_text(errors="replace")
 
 
-def stop(proc, timeout: float = 20.0) -> int:
+def stop(proc, timeout: float = 120.0) -> int:
+    """SIGTERM, as systemd sends it; the exit status. (``timeout`` only guards against a hang.)"""
     proc.send_signal(signal.SIGTERM)
     try:
         return proc.wait(timeout)
@@ -110,14 +114,16 @@ def test_serve_picks_up_new_mail_within_seconds_and_stops_cleanly(imap_campaign,
     )
     with serving(campaign) as proc:
         wait_until(lambda: state(campaign).get("last_poll"), what="the first poll")
+        # the server has accepted IDLE on the watcher's connection: new mail now wakes the poll
+        wait_until(lambda: "IMAP IDLE: watching INBOX" in log_of(proc), what="the IDLE watcher")
         # both connections (the poll's and the IDLE watcher's) said who they are: NetEase needs it
-        wait_until(lambda: len(imap_ids(campaign)) >= 2, what="the IDLE watcher to log in")
+        assert len(imap_ids(campaign)) >= 2, campaign.dovecot.log()
         assert proc.poll() is None, log_of(proc)
 
         # a second daemon, and a one-off ingest, refuse while this one runs
-        second = campaign.run_process("serve", expect=1, timeout=30)
+        second = campaign.run_process("serve", expect=1, timeout=120)
         assert f"another mailroll (pid {proc.pid}) is polling this mailbox; try again later" in second.stderr
-        once = campaign.run_process("ingest", "--once", expect=1, timeout=30)
+        once = campaign.run_process("ingest", "--once", expect=1, timeout=120)
         assert "another mailroll" in once.stderr
         check = campaign.run_process("serve", "--check", "--json", expect=0)
         assert check.json["ok"] is True and check.json["pid"] == proc.pid
@@ -134,7 +140,7 @@ def test_serve_picks_up_new_mail_within_seconds_and_stops_cleanly(imap_campaign,
             internaldate=datetime.fromisoformat(QUIET_DAY) - timedelta(minutes=1),
         )
         # the poll interval is 600 s: only IDLE can wake the poll before this wait gives up
-        receipt = smtp_server.wait_for(1, timeout=60)[0]
+        receipt = smtp_server.wait_for(1, timeout=120)[0]
         assert "IMAP IDLE: new mail" in log_of(proc)
         assert receipt["Subject"] == "回执：2022年山西省科技活动周材料" and receipt.rcpt_tos == [
             "kjc@sxu.edu.cn"
@@ -168,14 +174,14 @@ def test_serve_sends_due_reminders_once_across_restarts(campaign, smtp_server, m
         when=datetime.fromisoformat("2022-06-24T15:00:00+08:00"),
     )
     with serving(campaign, fake_now="2022-06-23T10:00:00+08:00") as proc:
-        smtp_server.wait_for(12, timeout=30)
+        smtp_server.wait_for(12, timeout=120)
         assert stop(proc) == 0, log_of(proc)
     with serving(campaign, fake_now="2022-06-23T10:30:00+08:00") as proc:
         rounds: set[str] = set()
 
         def send_rounds_after_restart() -> int:
-            st = state(campaign)
-            if st.get("last_send", "") > st.get("started_at", "~"):
+            st = state(campaign)  # (until the new process writes its pid, these are the old one's)
+            if st.get("pid") == str(proc.pid) and st.get("last_send", "") > st["started_at"]:
                 rounds.add(st["last_send"])
             return len(rounds) >= 3
 
@@ -191,7 +197,7 @@ def test_second_serve_refuses_and_sigterm_exits_cleanly(campaign):
     campaign.configure(service={"poll_every_s": 600})
     with serving(campaign) as proc:
         wait_until(lambda: state(campaign).get("last_poll"), what="the first poll")
-        second = campaign.run_process("serve", expect=1, timeout=30)
+        second = campaign.run_process("serve", expect=1, timeout=120)
         assert second.stderr.strip().endswith(
             f"another mailroll (pid {proc.pid}) is polling this mailbox; try again later"
         )
@@ -262,7 +268,7 @@ def test_serve_without_the_smtp_password_is_a_config_error(campaign, smtp_server
     campaign.configure(
         smtp=smtp_server.config(username="sxskjtrcc@126.com", password_env="MAILROLL_SMTP_PASSWORD")
     )
-    res = campaign.run_process("serve", expect=2, timeout=30)
+    res = campaign.run_process("serve", expect=2, timeout=120)
     assert "MAILROLL_SMTP_PASSWORD" in res.stderr
     assert "pid" not in state(campaign), "it did not start"
 
@@ -287,3 +293,28 @@ def test_fake_now_starts_the_clock_at_that_time_and_lets_it_run(monkeypatch):
         default_clock()
     monkeypatch.delenv("MAILROLL_FAKE_NOW")
     assert isinstance(default_clock(), SystemClock)
+
+
+def test_a_stop_request_is_caught_from_the_start_and_a_second_one_changes_nothing():
+    """`mailroll serve` catches SIGTERM before the rest of the program loads (a stop during
+    start-up is a clean stop, exit 0); once stopping, a second SIGTERM is ignored, so the
+    process is never killed halfway through its shutdown (Python gives the default action back
+    to handled signals while it exits)."""
+    from reconcile.daemon import stopping
+
+    assert stopping.wants_serve(["--config", "c.toml", "serve"])
+    assert not stopping.wants_serve(["--config", "c.toml", "serve", "--check"])
+    assert not stopping.wants_serve(["--config", "c.toml", "status"])
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        stop = stopping.catch_stop_signals()
+        assert not stop.is_set()
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.wait(10), "the handler ran"
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_DFL, "a second Ctrl-C ends it at once"
+        os.kill(os.getpid(), signal.SIGTERM)  # ignored: this test process lives on
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+        stopping.STOP.clear()

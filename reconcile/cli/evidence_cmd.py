@@ -33,7 +33,8 @@ def find_message(app: App, ref: str) -> int:
 
 
 def write_raw(app: App, ref: str) -> None:
-    """The message as the server served it, to standard output (binary)."""
+    """The message as the server served it, to standard output (binary). Where only its header
+    was kept, the header (exit 0, a note on stderr); where nothing was, exit 1."""
     from ingest.store import FileStore
 
     mid = find_message(app, ref)
@@ -50,16 +51,26 @@ def write_raw(app: App, ref: str) -> None:
             raise click.ClickException(f"message #{mid}: {e}") from None
         out.flush()
         return
-    if headers:
-        out.write(headers)
+    if headers:  # all there is: written as a message with an empty body, said on stderr
+        out.write(_ended(bytes(headers)))
         out.flush()
-        raise click.ClickException(
-            f"message #{mid}: only its header was kept (over the size limit, or keep_raw was off): "
-            "the header is written above"
+        click.echo(
+            f"mailroll: message #{mid}: only its header was kept (over the size limit, or keep_raw "
+            "was off): the header is written, the body is not",
+            err=True,
         )
+        return
     raise click.ClickException(
         f"message #{mid}: no raw copy was kept (recorded before keep_raw, or keep_raw is off)"
     )
+
+
+def _ended(header: bytes) -> bytes:
+    """The header block with the blank line that ends it (some sources keep it without)."""
+    eol = b"\r\n" if header.endswith(b"\r\n") else b"\n"
+    if header.endswith(eol * 2) or not header.strip():
+        return header
+    return header + (eol if header.endswith(eol) else eol * 2)
 
 
 @cli.command()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
+from reconcile.daemon.stopping import catch_stop_signals, wants_serve
 from reconcile.status_cache import cached_status_json
 
 
@@ -19,6 +20,8 @@ def main(argv: list[str] | None = None) -> None:
     # whatever umask the shell or cron gives (the service sets StateDirectoryMode=0700 too)
     os.umask(0o077)
     args = sys.argv[1:] if argv is None else argv
+    if wants_serve(args):  # from the first moment: a stop during start-up is a clean stop
+        catch_stop_signals()
     out = cached_status_json(args)
     if out is not None:
         sys.stdout.buffer.write(out.encode("utf-8"))

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import sys
-import threading
 from datetime import datetime
 
 import click
@@ -322,19 +320,15 @@ def serve_command(app: App, check: bool, as_json: bool) -> None:
         _check(app, as_json)
         return
     from reconcile.daemon.service import Service
+    from reconcile.daemon.stopping import catch_stop_signals
+
+    stop = catch_stop_signals()  # (already done by the entry point when run as `mailroll serve`)
 
     config = app.any_config  # one poller for every campaign; each gets its receipts and reminders
     if config.mailbox.kind == "imap":
         config.mailbox.password()  # a missing password variable is a config error: exit 2 now
     if config.smtp.configured and config.smtp.username:
         config.smtp.password()
-    stop = threading.Event()
-
-    def on_signal(signum, _frame):
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     if app.verbose == 0:
         import logging
         import os

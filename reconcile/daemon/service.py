@@ -15,8 +15,9 @@ One instance per mailbox: ``serve`` holds ``lock.ingest_lock`` for its whole lif
 saying which pid holds it). Sending happens under ``lock.send_lock``; at start, outbox rows
 left in ``sending`` by a crash become ``unknown`` and are never sent again.
 
-SIGTERM / SIGINT: the message in hand is finished (``poll_once`` gets the ``stop`` event), no
-further mail is sent, and the process exits 0.
+SIGTERM / SIGINT (``reconcile.daemon.stopping``, caught from the first moment): the message in
+hand is finished (``poll_once`` gets the ``stop`` event), no further mail is sent, and the
+process exits 0; a second SIGTERM meanwhile changes nothing.
 
 Heartbeat (``service_state``): ``pid``, ``started_at``, ``last_poll`` (RFC 3339, real time),
 ``last_poll_result`` (JSON counts), ``last_error`` (empty when the last poll succeeded),
@@ -121,6 +122,22 @@ def check(conn: sqlite3.Connection, config, now: datetime | None = None) -> tupl
 # ----------------------------------------------------------------------------------- IMAP IDLE
 
 
+class _Watching(threading.Event):
+    """Set while the watcher is in IDLE. The first time on each connection (once the server has
+    accepted IDLE) the log says "IMAP IDLE: watching ...": from then on new mail wakes the poll
+    at once (people reading the journal, and the tests, wait for that line)."""
+
+    def __init__(self, folder: str):
+        super().__init__()
+        self.folder, self.announced = folder, False
+
+    def set(self) -> None:
+        if not self.announced:
+            self.announced = True
+            log.info("IMAP IDLE: watching %s for new mail", self.folder)
+        super().set()
+
+
 class IdleWatcher(threading.Thread):
     """Sits in IMAP IDLE on the configured folder and calls ``wake()`` when mail arrives.
 
@@ -133,7 +150,7 @@ class IdleWatcher(threading.Thread):
     def __init__(self, config, wake, stop: threading.Event):
         super().__init__(name="imap-idle", daemon=True)
         self.config, self.wake, self.stop = config, wake, stop
-        self.active = threading.Event()  # set while in IDLE (tests wait for it)
+        self.active = _Watching(config.mailbox.folder)  # set while in IDLE
         self.failures = 0
 
     def run(self) -> None:
@@ -160,6 +177,7 @@ class IdleWatcher(threading.Thread):
                 )
                 return False
             self.failures = 0  # connected: the next loss starts the backoff afresh
+            self.active.announced = False  # a new connection says again that it watches
             while not self.stop.is_set():
                 if conn.idle_wait(self.config.service.idle_timeout_s, stop=self.stop, active=self.active):
                     log.info("IMAP IDLE: new mail")
@@ -358,6 +376,9 @@ class Service:
 
         cfg = self.config
         with ingest_lock(cfg):
+            if self.stop.is_set():  # asked to stop while starting: nothing was started yet
+                log.info("stopped before the first poll")
+                return 0
             conn = self._conn()
             try:
                 self._roster()  # a broken roster is a config error: fail now, not every poll
