@@ -41,6 +41,17 @@ DEFAULT_SHEET_CHECKS = [
 ]
 DEFAULT_VIDEO_CONTAINERS = ["mp4", "mov", "m4v", "avi", "wmv", "flv", "mkv", "mpg", "3gp", "webm"]
 
+# `formats` of document and images items: the names people write -> the format ingest records
+FORMAT_ALIASES = {"jpg": "jpeg", "jpe": "jpeg", "tif": "tiff", "txt": "text", "heif": "heic", "htm": "html"}
+DOCUMENT_FORMATS = ("docx", "pdf", "doc", "wps", "odt", "text")  # what a report's facts can say
+
+
+def format_name(text: str) -> str:
+    """'.JPG' -> 'jpeg', 'docx' -> 'docx': a format as ingest records it (``facts.format``)."""
+    name = str(text).strip().lower().lstrip(".")
+    return FORMAT_ALIASES.get(name, name)
+
+
 # item kind -> the kind ingest records for a file that can be such an item (parts.kind)
 PART_KINDS = {"sheet": "statistics", "document": "report", "video": "video", "images": "image"}
 ITEM_KINDS = tuple(PART_KINDS)
@@ -75,6 +86,11 @@ class Item:
     max_duration_s: float = 180.0  # kind 'video'
     containers: tuple[str, ...] = tuple(DEFAULT_VIDEO_CONTAINERS)  # kind 'video'
     min_count: int = 1  # kind 'images': at least this many different pictures
+    formats: tuple[str, ...] = ()  # kinds 'document', 'images': the formats accepted (empty: any)
+
+    def accepts(self, fmt: str | None) -> bool:
+        """Is a file of format ``fmt`` (as recorded in its facts) acceptable for this item?"""
+        return not self.formats or (fmt is not None and format_name(fmt) in self.formats)
 
     @property
     def part_kind(self) -> str:
@@ -179,3 +195,35 @@ class Campaign:
     def report_min_text_chars(self) -> int:
         item = self.first("document")
         return item.min_text_chars if item is not None else 200
+
+
+def _union(lists) -> list:
+    out: list = []
+    for values in lists:
+        out.extend(v for v in values if v not in out)
+    return out
+
+
+def combined_sheet(campaigns) -> SheetTemplate:
+    """The template ingest reads every sheet with. Ingest records facts before it is known which
+    campaign a message is for (reconcile.scope decides that from the attribution), so it reads
+    every figure, header cell and text row that any campaign's sheet items ask for (the first
+    campaign's first) and records every sum check's outcome; reconcile then judges a sheet
+    against the template of the campaign's item it counts for (``reconcile.judge``). With one
+    sheet template (the usual case) it is that template."""
+    templates = [i.sheet for c in campaigns for i in c.items if i.kind == "sheet" and i.sheet is not None]
+    if not templates:
+        return SheetTemplate()
+    if len(templates) == 1 or all(t == templates[0] for t in templates):
+        return templates[0]
+    units: dict[str, str] = {}
+    for t in templates:
+        for label, unit in t.fields:
+            units.setdefault(label, unit)  # (the same row label in two forms: the first one's unit)
+    return SheetTemplate(
+        fields=list(units.items()),
+        header_cells=_union(t.header_cells for t in templates),
+        text_rows=_union(t.text_rows for t in templates),
+        sum_checks=_union(t.sum_checks for t in templates),
+        title=templates[0].title,
+    )

@@ -25,11 +25,14 @@ from ingest.campaigns import (  # noqa: F401 - re-exported: the config's vocabul
     DEFAULT_SHEET_HEADER_CELLS,
     DEFAULT_SHEET_TEXT_ROWS,
     DEFAULT_VIDEO_CONTAINERS,
+    DOCUMENT_FORMATS,
     ITEM_KINDS,
     Campaign,
     Item,
     SheetTemplate,
+    combined_sheet,
     default_items,
+    format_name,
 )
 
 
@@ -240,6 +243,11 @@ class Config:
     # True when the file lists [[campaigns]]: then each message's campaign is worked out
     # (reconcile.scope); with the old [campaign] every message is for the one campaign
     scoped: bool = False
+
+    @property
+    def ingest_sheet(self) -> SheetTemplate:
+        """What ingest reads sheets with: every campaign's sheet rows (``combined_sheet``)."""
+        return combined_sheet(self.campaigns or (self.campaign,))
 
     @property
     def campaign_ids(self) -> list[str]:
@@ -823,10 +831,20 @@ def _item(r: _Reader) -> Item:
     if kind == "sheet":
         return Item(**common, sheet=_sheet_template(r))
     if kind == "document":
-        return Item(**common, min_text_chars=r.get("min_text_chars", int, 200))
+        formats = _formats(r, DOCUMENT_FORMATS)
+        return Item(**common, min_text_chars=r.get("min_text_chars", int, 200), formats=formats)
     if kind == "video":
         return Item(**common, max_duration_s=_max_duration(r), containers=_containers(r))
     count = r.get("min_count", int, 1)
     if count < 1:
         raise r.fail("min_count", "must be at least 1")
-    return Item(**common, min_count=count)
+    return Item(**common, min_count=count, formats=_formats(r, None))
+
+
+def _formats(r: _Reader, known: tuple[str, ...] | None) -> tuple[str, ...]:
+    """``formats = ["pdf", "docx"]``: the formats an item accepts (empty or absent: any)."""
+    formats = tuple(format_name(x) for x in r.get("formats", list, []) if str(x).strip())
+    strange = [f for f in formats if known is not None and f not in known]
+    if strange:
+        raise r.fail("formats", f"names {', '.join(strange)}: the formats read are {', '.join(known or ())}")
+    return formats

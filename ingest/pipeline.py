@@ -326,7 +326,7 @@ class _Poll:
             worker_tasks.hash_parts([part])
             try:
                 ((part.sniffed_type, part.kind),) = self._in_worker(
-                    pending, worker_tasks.classify_parts, [part], config.campaign.sheet
+                    pending, worker_tasks.classify_parts, [part], config.ingest_sheet
                 )
             except WorkLimit as e:
                 part.error = limit_reason(e, config.limits, "reading this file")

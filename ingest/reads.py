@@ -81,7 +81,7 @@ class Reader:
             p.source,
             self.config.limits,
             p.workdir,
-            self.config.campaign.sheet,
+            self.config.ingest_sheet,
             expand,
             budget=budget,
         )

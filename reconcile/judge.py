@@ -8,6 +8,7 @@ judgement at once, with nothing ingested again.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
@@ -80,7 +81,10 @@ def judge_part(row: Mapping[str, Any], config, item: Item | None = None) -> Judg
     if kind == "statistics":
         return _statistics(facts, item.sheet if item and item.sheet else SheetTemplate())
     if kind == "report":
-        return _report(facts, item.min_text_chars if item else Item("", "", "document").min_text_chars)
+        document = item or Item("", "", "document")
+        if not document.accepts(facts.get("format")):
+            return _refused_format(facts.get("format"), document)
+        return _report(facts, document.min_text_chars)
     if kind == "video":
         return _video(facts, item or Item("", "", "video"))
     return Judgement(OK)
@@ -154,9 +158,10 @@ def _statistics(facts: dict, sheet: SheetTemplate) -> Judgement:
             "the sheet could not be read (no figures were recorded)",
             reason_zh="未能读取统计表（没有读到任何数字）",
         )
+    labels = sheet.labels
+    facts = for_template(facts, sheet)
     problems = facts.get("problems") or {}
     raw = {k: v for k, v in (facts.get("raw") or {}).items() if isinstance(v, str)}
-    labels = sheet.labels
     order = {label: i for i, label in enumerate(labels)}
 
     def ordered(keys):
@@ -201,6 +206,47 @@ def _statistics(facts: dict, sheet: SheetTemplate) -> Judgement:
     if reasons:
         return Judgement(INVALID, "; ".join(reasons), warnings, "；".join(reasons_zh), warnings_zh)
     return Judgement(OK, None, warnings, None, warnings_zh)
+
+
+_SUM_WARNING = re.compile(r"^(.+) = [^,]*, but (.+) is ")
+
+
+def for_template(facts: dict, sheet: SheetTemplate) -> dict:
+    """A sheet's facts as they concern one template. Ingest read the sheet for every campaign's
+    form at once (``ingest.campaigns.combined_sheet``): figures, problems and warnings about
+    rows this template does not have, or sums it does not check, are not this campaign's."""
+    labels = set(sheet.labels)
+    recorded = set(facts.get("figures") or {}) | set(facts.get("problems") or {})
+    foreign = recorded - labels
+    # read for another form only (recorded before this form was configured): none of its rows
+    # was looked for, so none was found, until `mailroll reprocess` reads the sheet again
+    unread = [] if recorded & labels else sheet.labels
+    if not foreign and not unread:
+        return facts
+    checks = {(" + ".join(c[1:]), c[0]) for c in sheet.sum_checks if c}
+
+    def ours(warning: str) -> bool:
+        m = _SUM_WARNING.match(warning)
+        if m:
+            return (m.group(1), m.group(2)) in checks
+        return not any(warning.startswith(f"{label} is ") for label in foreign)
+
+    out = dict(facts)
+    for key in ("figures", "problems", "raw"):
+        out[key] = {k: v for k, v in (facts.get(key) or {}).items() if k in labels}
+    out["warnings"] = [w for w in facts.get("warnings") or [] if ours(str(w))]
+    out["problems"].update(dict.fromkeys(unread, "not found"))
+    return out
+
+
+def _refused_format(fmt: str | None, item: Item) -> Judgement:
+    """A document of a format the item does not accept (``formats``)."""
+    shown = fmt or "unknown"
+    return Judgement(
+        INVALID,
+        f"the {item.label} is a {shown} file: only {', '.join(item.formats)} accepted",
+        reason_zh=f"{item.label}为{shown}格式，仅接受{'、'.join(item.formats)}格式，请按要求的格式重新发送",
+    )
 
 
 def _report(facts: dict, need: int) -> Judgement:

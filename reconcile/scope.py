@@ -41,6 +41,7 @@ from reconcile.attribute import (
     sender_trust,
     store_attributions,
 )
+from reconcile.pictures import decoration
 from reconcile.roster import Roster, load_roster
 from reconcile.status import LINK_DOCUMENT_SUFFIXES, stored_time
 
@@ -101,12 +102,13 @@ def message_facts(conn: sqlite3.Connection, ids: list[int] | None) -> dict[int, 
         out[mid] = MessageFacts(
             mid, stored_time(received_at), subject or "", [*_ids(h.get("in_reply_to")), *reversed(refs)]
         )
-    for mid, kind, filename in conn.execute(
-        "SELECT p.message, p.kind, coalesce(p.filename, p.location, '') FROM parts p "
+    for mid, kind, filename, facts in conn.execute(
+        "SELECT p.message, p.kind, coalesce(p.filename, p.location, ''), "
+        "CASE p.kind WHEN 'image' THEN p.facts END FROM parts p "
         f"JOIN messages m ON m.id = p.message WHERE m.status = 'recorded'{where} ORDER BY p.message, p.seq",
         params,
     ):
-        if mid in out:
+        if mid in out and not (facts and decoration(json_object(facts))):  # not a signature's logo
             out[mid].files.append((kind, filename))
     for mid, filename in conn.execute(
         "SELECT l.message, coalesce(l.filename, '') FROM links l JOIN messages m ON m.id = l.message "

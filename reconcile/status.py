@@ -23,10 +23,12 @@ from reconcile.judge import (
     OK,
     Judgement,
     describe,
+    facts_of,
     judge_link,
     judge_part,
     unreadable,
 )
+from reconcile.pictures import decoration
 from reconcile.vocab import UnitState
 
 log = logging.getLogger("mailroll.status")
@@ -113,7 +115,9 @@ def _files(item, mid: int, parts: dict, campaign) -> list[dict]:
     return [
         p
         for p in parts.get(mid, ())
-        if p["kind"] == item.part_kind and campaign.item_for_file(p["kind"], p["filename"]) == item
+        if p["kind"] == item.part_kind
+        and campaign.item_for_file(p["kind"], p["filename"]) == item
+        and not (p["kind"] == "image" and decoration(facts_of(p)))  # a signature's logo ...
     ]
 
 
@@ -285,10 +289,15 @@ def _images_status(item, order: list[int], messages: dict, parts: dict, campaign
     """An ``images`` item: at least ``min_count`` different pictures (by content), counted over
     all the unit's messages; late when the last one needed arrived after the deadline."""
     first_seen: dict[str, int] = {}
+    refused: list[str] = []  # pictures of a format the item does not accept
     for m in order:
         for p in _files(item, m, parts, campaign):
             if p["sha256"] and not p["error"]:
-                first_seen.setdefault(p["sha256"], m)
+                fmt = facts_of(p).get("format")
+                if item.accepts(fmt):
+                    first_seen.setdefault(p["sha256"], m)
+                elif len(refused) < 3:
+                    refused.append(f"{p['filename'] or p['location']} ({fmt or 'unknown format'})")
     if not first_seen and not any(_files(item, m, parts, campaign) for m in order):
         return {
             "state": MISSING,
@@ -312,11 +321,15 @@ def _images_status(item, order: list[int], messages: dict, parts: dict, campaign
         "submissions": len(carrying),
     }
     if got < need:
-        out.update(
-            state=INVALID,
-            reason=f"{got} different picture{'s' if got != 1 else ''} received, at least {need} expected",
-            reason_zh=f"只收到{got}张不同的图片，至少需要{need}张",
-        )
+        reason = f"{got} different picture{'s' if got != 1 else ''} received, at least {need} expected"
+        reason_zh = f"只收到{got}张不同的图片，至少需要{need}张"
+        if refused:
+            accepted = ", ".join(item.formats)
+            reason += f"; not counted, not in an accepted format ({accepted}): {', '.join(refused)}"
+            reason_zh += (
+                f"；以下图片格式不符合要求（仅接受{'、'.join(item.formats)}），未计入：{'、'.join(refused)}"
+            )
+        out.update(state=INVALID, reason=reason, reason_zh=reason_zh)
         counted = arrivals[-1] if arrivals else carrying[-1]
     else:
         counted = arrivals[need - 1]
@@ -341,8 +354,6 @@ def _sheet_unit_warning(st: dict, unit, roster, parts_by_id: dict, names) -> Non
     part = parts_by_id.get(st.get("part"))
     if not part:
         return
-    from reconcile.judge import facts_of
-
     cell = facts_of(part).get("unit_cell")
     if not cell:
         return

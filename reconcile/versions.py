@@ -96,6 +96,7 @@ def item_versions(conn: sqlite3.Connection, unit_id: str, status_row: dict, conf
             v["why"], v["why_zh"] = _why(v, p, st, counted_msg, counted_sha, counted_at, at)
             if item.kind == "sheet":
                 figures = _figures(p["facts"])
+                figures = {k: x for k, x in figures.items() if k in labels}  # (this campaign's rows)
                 v["figures"] = {k: _number(x) for k, x in figures.items()}
                 if previous is not None and figures and previous != figures:
                     v["changes"] = figure_changes(previous, figures, labels)

@@ -8,12 +8,14 @@ different pictures; an optional item never makes a unit incomplete.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from email.message import EmailMessage
 from pathlib import Path
 
 import openpyxl
 import pytest
-from fixtures.files import make_png, make_report_docx, make_sheet_xlsx
+from fixtures.files import DEFAULT_FIGURES, make_png, make_report_docx, make_sheet_xlsx
 from fixtures.mail import build_mail
+from PIL import Image
 
 from ingest.config import ConfigError, load_config
 
@@ -162,9 +164,7 @@ def test_a_fourth_item_is_judged_shown_and_mailed(four_items, tmp_path):
     assert "典型案例 (cases)" in out
 
 
-def test_images_item_counts_different_pictures_and_optional_items_do_not_block(campaign, tmp_path):
-    campaign.use_campaigns(
-        """
+KPR_PHOTOS = """
 [[campaigns]]
 id = "kpr2022"
 name = "2022年全国科普日"
@@ -174,44 +174,91 @@ roster = "roster.csv"
   id = "report"
   label = "活动总结"
   kind = "document"
+  formats = ["pdf", "docx"]
   [[campaigns.items]]
   id = "photos"
   label = "活动照片"
   kind = "images"
   min_count = 3
+  formats = ["jpg", "png"]
   [[campaigns.items]]
   id = "video"
   label = "视频"
   kind = "video"
   required = false
 """
+
+
+def signed_mail(from_: str, subject: str, logo: bytes, attachments=()) -> EmailMessage:
+    """An HTML mail whose signature shows a logo (an inline Content-ID picture), as Foxmail and
+    the web mailers send it."""
+    msg = build_mail(from_, subject=subject, attachments=attachments)
+    html = '<p>您好，材料见附件。</p><p>--<br><img src="cid:logo@sxu">山西大学科技处</p>'
+    body = msg.get_body(("plain",))
+    body.add_alternative(html, subtype="html")
+    body.get_payload()[1].add_related(
+        logo, "image", "png", cid="<logo@sxu>", filename="logo.png", disposition="inline"
     )
+    return msg
+
+
+# long: one campaign's life told in order: pictures counted, formats refused, decorations left out
+def test_images_item_counts_different_photos_in_accepted_formats_and_optional_items_do_not_block(
+    campaign, tmp_path
+):
+    campaign.use_campaigns(KPR_PHOTOS)
     report = make_report_docx(tmp_path / "总结.docx", chars=800)
-    pngs = [make_png(tmp_path / f"{n}.png", width=40 + n, height=30) for n in range(3)]
+    pngs = [make_png(tmp_path / f"{n}.png", width=400 + n, height=300) for n in range(3)]
+    gif = tmp_path / "5.gif"
+    Image.new("RGB", (400, 300), (200, 60, 40)).save(gif, "GIF")
+    logo = make_png(tmp_path / "logo.png", width=300, height=100).read_bytes()  # in the text: a logo
+    icon = make_png(tmp_path / "icon.png", width=32, height=32)
     when = datetime(2022, 9, 20, 2, 0, tzinfo=UTC)
     campaign.deliver(
-        build_mail(TY, subject="科普日总结", attachments=files(("总结.docx", report), ("1.png", pngs[0]))),
+        signed_mail(
+            TY,
+            "科普日总结",
+            logo,
+            files(("总结.docx", report), ("1.png", pngs[0]), ("5.gif", gif), ("i.png", icon)),
+        ),
         when=when,
     )
     # the same picture again under another name does not count twice
     campaign.deliver(build_mail(TY, subject="照片", attachments=files(("2.png", pngs[0]))), when=when)
+    # only a signature: nothing for the campaign (a unit's question is not material)
+    campaign.deliver(signed_mail("山西大学科技处 <kjc@sxu.edu.cn>", "请问截止时间", logo), when=when)
     campaign.run("ingest", "--once")
-    ty = {r["id"]: r for r in campaign.run("status", "--json").json}["taiyuan-kjj"]
+    ty = {r["id"]: r for r in campaign.status()}["taiyuan-kjj"]
     photos = ty["items"]["photos"]
-    assert (
-        photos["state"] == "invalid"
-        and photos["reason"] == "1 different picture received, at least 3 expected"
+    assert photos["state"] == "invalid" and photos["count"] == 1, photos
+    assert photos["reason"] == (
+        "1 different picture received, at least 3 expected; not counted, not in an accepted format "
+        "(jpeg, png): 5.gif (gif)"
     )
-    assert photos["reason_zh"] == "只收到1张不同的图片，至少需要3张"
+    assert photos["reason_zh"].startswith("只收到1张不同的图片，至少需要3张；以下图片格式不符合要求")
+    assert ty["items"]["report"]["state"] == "ok"
+    question = next(m for m in campaign.messages() if m["subject"] == "请问截止时间")
+    assert question["disposition"] == "other", "a signature's logo is not a photo sent"
+    assert campaign.unit("sxu")["state"] == "missing"
     campaign.deliver(
         build_mail(TY, subject="照片", attachments=files(("3.png", pngs[1]), ("4.png", pngs[2]))), when=when
     )
     campaign.run("ingest", "--once")
-    ty = {r["id"]: r for r in campaign.run("status", "--json").json}["taiyuan-kjj"]
+    ty = campaign.unit("taiyuan-kjj")
     assert ty["items"]["photos"]["state"] == "ok" and ty["items"]["video"]["state"] == "missing"
     assert ty["state"] == "complete", "an optional item that is missing does not make the unit incomplete"
     out = campaign.run("template", "--xlsx", str(tmp_path / "f.xlsx"), expect=2)
     assert "no statistics sheet" in out.output + out.stderr
+    # ingest recorded the facts; the accepted formats are a judgement, changed in the config alone
+    campaign.use_campaigns(KPR_PHOTOS.replace('formats = ["pdf", "docx"]', 'formats = ["pdf"]'))
+    report_now = campaign.unit("taiyuan-kjj")["items"]["report"]
+    assert report_now["state"] == "invalid"
+    assert report_now["reason"] == "the 活动总结 is a docx file: only pdf accepted"
+    assert report_now["reason_zh"].startswith("活动总结为docx格式，仅接受pdf格式")
+    bad = KPR_PHOTOS.replace('formats = ["pdf", "docx"]', 'formats = ["pdf", "pages"]')
+    campaign.use_campaigns(bad)
+    res = campaign.run("status", expect=2)
+    assert "formats names pages" in res.output + res.stderr
 
 
 def test_the_example_config_shows_both_forms(tmp_path):
@@ -234,3 +281,51 @@ def test_the_example_config_shows_both_forms(tmp_path):
     assert kjz.item_ids == ("statistics", "report", "video", "cases") and not kjz.item("cases").required
     assert kjz.item("statistics").said == "开展情况统计表" and kjz.notice == tmp_path / "notice_kjz.txt"
     assert kpr.item("photos").min_count == 3 and kpr.opens.isoformat() == "2022-09-01T00:00:00+08:00"
+    assert kjz.item("report").formats == ("docx", "pdf")
+    assert kpr.item("photos").formats == ("jpeg", "png", "heic"), "jpg is written as ingest records it"
+
+
+KPR_SHEET = """
+[[campaigns]]
+id = "kpr2022"
+name = "2022年全国科普日"
+deadline = "2022-06-26T23:59:59+08:00"
+timezone = "Asia/Shanghai"
+roster = "roster.csv"
+keywords = ["科普日"]
+  [[campaigns.items]]
+  id = "figures"
+  label = "科普日统计表"
+  kind = "sheet"
+  title = "全国科普日活动统计表"
+  fields = [{label = "活动场次", unit = "场"}, {label = "受众人数", unit = "万人次"}]
+  sum_checks = []
+"""
+
+
+def test_each_campaign_judges_a_sheet_by_its_own_form(campaign, tmp_path):
+    """Ingest reads a sheet before it knows the campaign, so it records every campaign's rows;
+    each campaign then judges (and adds up) only its own: the 科普日 form is not a Science Week
+    form with 13 rows missing, nor the other way round."""
+    from fixtures.two_campaigns import KJZ_TOML
+
+    from ingest.campaigns import SheetTemplate
+
+    campaign.use_campaigns(KJZ_TOML + KPR_SHEET)
+    kpr_form = SheetTemplate(fields=[("活动场次", "场"), ("受众人数", "万人次")], sum_checks=[])
+    kpr = make_sheet_xlsx(tmp_path / "kpr.xlsx", figures={"活动场次": 12, "受众人数": 3.5}, template=kpr_form)
+    # Science Week's sheet, with a sum that does not add up (a warning for that campaign only)
+    kjz = make_sheet_xlsx(tmp_path / "kjz.xlsx", figures={**DEFAULT_FIGURES, "活动总数": 999})
+    campaign.deliver(
+        build_mail(TY, subject="科普日统计表", attachments=files(("科普日.xlsx", kpr))), when=BEFORE
+    )
+    campaign.deliver(
+        build_mail(TY, subject="科技活动周统计表", attachments=files(("统计表.xlsx", kjz))), when=BEFORE
+    )
+    campaign.run("ingest", "--once")
+    sheet = campaign.run("--campaign", "kpr2022", "status", "--json").json[0]["items"]["figures"]
+    assert (sheet["state"], sheet["reason"], sheet["warnings"]) == ("ok", None, [])
+    stats = campaign.run("--campaign", "kpr2022", "stats", "--json").json
+    assert stats["fields"] == {"活动场次": 12, "受众人数": 3.5}
+    week = campaign.run("--campaign", "kjz2022", "status", "--json").json[0]["items"]["statistics"]
+    assert week["state"] == "ok" and any("but 活动总数 is 999" in w for w in week["warnings"])

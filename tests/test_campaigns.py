@@ -39,7 +39,7 @@ def two(imap_campaign, smtp_server, tmp_path):
     c.configure(smtp=smtp_server.config())
     use_two_campaigns(c)
     c.smtp = smtp_server
-    c.pngs = [make_png(tmp_path / f"p{n}.png", width=30 + n, height=20) for n in range(4)]
+    c.pngs = [make_png(tmp_path / f"p{n}.png", width=400 + n, height=300) for n in range(4)]
     return c
 
 

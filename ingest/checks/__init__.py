@@ -48,7 +48,7 @@ def probe(part, path: Path, config) -> tuple[dict | None, str | None]:
         if kind == STATISTICS:
             from ingest.checks.sheet import read_sheet
 
-            return read_sheet(path, fmt, config.campaign.sheet, limits, timeout), None
+            return read_sheet(path, fmt, config.ingest_sheet, limits, timeout), None
         if kind == REPORT:
             from ingest.checks.report import read_report
 
@@ -59,7 +59,10 @@ def probe(part, path: Path, config) -> tuple[dict | None, str | None]:
             return read_video(path, part.sniffed_type, part.filename, timeout), None
         from ingest.checks.image import read_image
 
-        return read_image(path, limits.max_image_pixels), None
+        facts = read_image(path, limits.max_image_pixels)
+        if getattr(part, "inline", False):  # placed in the text of an HTML mail (Content-ID)
+            facts["inline"] = True
+        return facts, None
     except CheckError as e:
         return None, str(e)
     except MemoryError:
