@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,6 +48,30 @@ def iso_text(value: datetime, tz=None) -> str:
 # ---------------------------------------------------------------------------------- computing
 
 
+PART_COLUMNS = (
+    "id",
+    "message",
+    "seq",
+    "origin",
+    "location",
+    "filename",
+    "kind",
+    "sha256",
+    "size",
+    "facts",
+    "error",
+)
+
+
+def part_rows(conn: sqlite3.Connection, where: str, params: list) -> Iterator[dict]:
+    """``parts`` rows (``p``, joined and filtered by ``where``) as dicts of ``PART_COLUMNS``, in
+    message and file order: what judging and `show` read of each file."""
+    for row in conn.execute(
+        f"SELECT p.{', p.'.join(PART_COLUMNS)} FROM parts p {where} ORDER BY p.message, p.seq", params
+    ):
+        yield dict(zip(PART_COLUMNS, row, strict=True))
+
+
 def _load(conn: sqlite3.Connection, campaign: str):
     """The messages attributed to a unit in ``campaign``, with their parts and unfetched links."""
     messages: dict[int, dict] = {}
@@ -75,25 +99,11 @@ def _load(conn: sqlite3.Connection, campaign: str):
         }
         by_unit[unit].append(mid)
     parts: dict[int, list[dict]] = defaultdict(list)
-    cols = (
-        "id",
-        "message",
-        "seq",
-        "origin",
-        "location",
-        "filename",
-        "kind",
-        "sha256",
-        "size",
-        "facts",
-        "error",
-    )
-    for row in conn.execute(
-        f"SELECT p.{', p.'.join(cols)} FROM parts p JOIN attributions a ON a.message = p.message "
-        "WHERE a.unit IS NOT NULL AND a.campaign = ? ORDER BY p.message, p.seq",
+    for p in part_rows(
+        conn,
+        "JOIN attributions a ON a.message = p.message WHERE a.unit IS NOT NULL AND a.campaign = ?",
         [campaign],
     ):
-        p = dict(zip(cols, row, strict=True))
         if p["message"] in messages:
             parts[p["message"]].append(p)
     links: dict[int, list[dict]] = defaultdict(list)
@@ -108,6 +118,18 @@ def _load(conn: sqlite3.Connection, campaign: str):
         if link["message"] in messages and not name.endswith(LINK_DOCUMENT_SUFFIXES):
             links[link["message"]].append(link)
     return messages, by_unit, parts, links
+
+
+def missing_item() -> dict[str, Any]:
+    """An item nothing was received for."""
+    return {
+        "state": MISSING,
+        "late": False,
+        "trust": None,
+        "reason": None,
+        "reason_zh": None,
+        "submissions": 0,
+    }
 
 
 def _files(item, mid: int, parts: dict, campaign) -> list[dict]:
@@ -211,14 +233,7 @@ def _item_status(
         if carrying:
             ls = links[carrying[-1]]
     if not carrying:
-        return {
-            "state": MISSING,
-            "late": False,
-            "trust": None,
-            "reason": None,
-            "reason_zh": None,
-            "submissions": 0,
-        }
+        return missing_item()
     latest = carrying[-1]
     chosen: dict | None = None
     warnings: list[str] = []
@@ -299,14 +314,7 @@ def _images_status(item, order: list[int], messages: dict, parts: dict, campaign
                 elif len(refused) < 3:
                     refused.append(f"{p['filename'] or p['location']} ({fmt or 'unknown format'})")
     if not first_seen and not any(_files(item, m, parts, campaign) for m in order):
-        return {
-            "state": MISSING,
-            "late": False,
-            "trust": None,
-            "reason": None,
-            "reason_zh": None,
-            "submissions": 0,
-        }
+        return missing_item()
     got, need = len(first_seen), item.min_count
     arrivals = sorted(first_seen.values(), key=lambda m: (messages[m]["at"], m))
     carrying = sorted({m for m in order if _files(item, m, parts, campaign)})

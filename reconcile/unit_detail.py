@@ -7,7 +7,7 @@ import json
 import sqlite3
 
 from reconcile.judge import describe, judge_part
-from reconcile.status import iso_text, stored_time
+from reconcile.status import iso_text, part_rows, stored_time
 
 
 # long: the `show` data gathered section after section, as printed
@@ -26,26 +26,10 @@ def unit_detail(conn: sqlite3.Connection, roster, config, unit, status_row: dict
         "ORDER BY m.received_at, m.id",
         [unit.id, config.campaign.id],
     ).fetchall()
-    pcols = (
-        "id",
-        "message",
-        "seq",
-        "origin",
-        "location",
-        "filename",
-        "kind",
-        "sha256",
-        "size",
-        "facts",
-        "error",
-    )
     pending = {p["message"]: p for p in status_row.get("pending_review") or []}
     for mid, message_id, received_at, from_addr, subject, _mstatus, method, reason, trust in mrows:
         parts = []
-        for row in conn.execute(
-            f"SELECT {', '.join(pcols)} FROM parts WHERE message = ? ORDER BY seq", [mid]
-        ):
-            p = dict(zip(pcols, row, strict=True))
+        for p in part_rows(conn, "WHERE p.message = ?", [mid]):
             entry = {
                 k: p[k] for k in ("id", "origin", "location", "filename", "kind", "sha256", "size", "error")
             }

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import io
 import random
-import shutil
-import subprocess
 import zipfile
 from pathlib import Path
 
 import py7zr
-import pytest
+from fixtures.files import make_encrypted_zip
 from fixtures.mail import gbk_zip, rar4_stored, raw_mail, raw_part, std_headers
 
 from ingest.archives import expand
@@ -161,30 +159,11 @@ def test_nested_archives_opened_up_to_the_depth_limit(tmp_path):
     assert _content(next(p for p in parsed.parts if p.filename == "deep.xlsx")) == b"3"
 
 
-@pytest.mark.skipif(not shutil.which("bsdtar"), reason="bsdtar (libarchive-tools) makes the encrypted zip")
 def test_encrypted_zip(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
     (src / "统计表.xlsx").write_bytes(b"secret sheet")
-    out = tmp_path / "enc.zip"
-    subprocess.run(
-        [
-            "bsdtar",
-            "-c",
-            "--format",
-            "zip",
-            "--options",
-            "zip:encryption=zipcrypt",
-            "--passphrase",
-            "123456",
-            "-f",
-            str(out),
-            "-C",
-            str(src),
-            ".",
-        ],
-        check=True,
-    )
+    out = make_encrypted_zip(tmp_path / "enc.zip", src)
     parsed = _parsed(("材料.zip", out.read_bytes()))
     expand(parsed, Limits(), tmp_path / "spool")
     assert parsed.parts[0].error == "the archive is password-protected"

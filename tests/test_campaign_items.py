@@ -15,6 +15,7 @@ import openpyxl
 import pytest
 from fixtures.files import DEFAULT_FIGURES, make_png, make_report_docx, make_sheet_xlsx
 from fixtures.mail import build_mail
+from fixtures.two_campaigns import KJZ_TOML, KPR_TOML, use_two_campaigns
 from PIL import Image
 
 from ingest.config import ConfigError, load_config
@@ -22,35 +23,17 @@ from ingest.config import ConfigError, load_config
 TY = "太原市科学技术局 <tykjj@taiyuan.gov.cn>"
 BEFORE = datetime(2022, 6, 20, 2, 30, tzinfo=UTC)
 
-SCIENCE_WEEK_4 = """
-[[campaigns]]
-id = "kjz2022"
-name = "2022年山西省科技活动周"
-deadline = "2022-06-25T23:59:59+08:00"
-timezone = "Asia/Shanghai"
-roster = "roster.csv"
-keywords = ["科技活动周", "科技周"]
-  [[campaigns.items]]
-  id = "statistics"
-  label = "统计表"
-  kind = "sheet"
-  [[campaigns.items]]
-  id = "report"
-  label = "总结报告"
-  kind = "document"
-  min_text_chars = 200
-  [[campaigns.items]]
-  id = "video"
-  label = "影像资料"
-  kind = "video"
-  max_duration_s = 180
-  [[campaigns.items]]
+# Science Week (tests/fixtures/two_campaigns.py) with a fourth item
+SCIENCE_WEEK_4 = (
+    KJZ_TOML
+    + """  [[campaigns.items]]
   id = "cases"
   label = "典型案例"
   kind = "document"
   keywords = ["案例"]
   min_text_chars = 100
 """
+)
 
 
 def files(*named: tuple[str, Path]) -> list[tuple[str, bytes]]:
@@ -285,15 +268,8 @@ def test_the_example_config_shows_both_forms(tmp_path):
     assert kpr.item("photos").formats == ("jpeg", "png", "heic"), "jpg is written as ingest records it"
 
 
-KPR_SHEET = """
-[[campaigns]]
-id = "kpr2022"
-name = "2022年全国科普日"
-deadline = "2022-06-26T23:59:59+08:00"
-timezone = "Asia/Shanghai"
-roster = "roster.csv"
-keywords = ["科普日"]
-  [[campaigns.items]]
+# a statistics form of its own for 科普日 (two rows, no sums), after its report and photos
+KPR_SHEET_ITEM = """  [[campaigns.items]]
   id = "figures"
   label = "科普日统计表"
   kind = "sheet"
@@ -307,11 +283,9 @@ def test_each_campaign_judges_a_sheet_by_its_own_form(campaign, tmp_path):
     """Ingest reads a sheet before it knows the campaign, so it records every campaign's rows;
     each campaign then judges (and adds up) only its own: the 科普日 form is not a Science Week
     form with 13 rows missing, nor the other way round."""
-    from fixtures.two_campaigns import KJZ_TOML
-
     from ingest.campaigns import SheetTemplate
 
-    campaign.use_campaigns(KJZ_TOML + KPR_SHEET)
+    use_two_campaigns(campaign, kpr=KPR_TOML + KPR_SHEET_ITEM)
     kpr_form = SheetTemplate(fields=[("活动场次", "场"), ("受众人数", "万人次")], sum_checks=[])
     kpr = make_sheet_xlsx(tmp_path / "kpr.xlsx", figures={"活动场次": 12, "受众人数": 3.5}, template=kpr_form)
     # Science Week's sheet, with a sum that does not add up (a warning for that campaign only)
@@ -323,9 +297,11 @@ def test_each_campaign_judges_a_sheet_by_its_own_form(campaign, tmp_path):
         build_mail(TY, subject="科技活动周统计表", attachments=files(("统计表.xlsx", kjz))), when=BEFORE
     )
     campaign.run("ingest", "--once")
-    sheet = campaign.run("--campaign", "kpr2022", "status", "--json").json[0]["items"]["figures"]
+    kpr_rows = {r["id"]: r for r in campaign.run("--campaign", "kpr2022", "status", "--json").json}
+    sheet = kpr_rows["taiyuan-kjj"]["items"]["figures"]
     assert (sheet["state"], sheet["reason"], sheet["warnings"]) == ("ok", None, [])
     stats = campaign.run("--campaign", "kpr2022", "stats", "--json").json
     assert stats["fields"] == {"活动场次": 12, "受众人数": 3.5}
-    week = campaign.run("--campaign", "kjz2022", "status", "--json").json[0]["items"]["statistics"]
+    kjz_rows = {r["id"]: r for r in campaign.run("--campaign", "kjz2022", "status", "--json").json}
+    week = kjz_rows["taiyuan-kjj"]["items"]["statistics"]
     assert week["state"] == "ok" and any("but 活动总数 is 999" in w for w in week["warnings"])

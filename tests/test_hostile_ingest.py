@@ -23,7 +23,6 @@ import io
 import json
 import os
 import re
-import shutil
 import signal
 import sqlite3
 import struct
@@ -38,7 +37,7 @@ from pathlib import Path
 
 import pytest
 from fixtures.campaign import Campaign
-from fixtures.files import make_sheet_xlsx
+from fixtures.files import make_encrypted_zip, make_sheet_xlsx
 from fixtures.mail import build_mail, gbk_zip, many_parts_mail, raw_mail, raw_part, std_headers
 
 MAX_RSS_MB = 300
@@ -585,30 +584,10 @@ def test_a_60_mb_attachment_over_imap_is_streamed_in_bounded_memory(imap_campaig
 
 
 def test_password_protected_zip(campaign, tmp_path):
-    if not shutil.which("bsdtar"):
-        pytest.fail("bsdtar (libarchive-tools) is needed to make an encrypted zip: run `make test`")
     src = tmp_path.parent / "enc-src"
     src.mkdir()
     make_sheet_xlsx(src / "统计表.xlsx", unit="山西省科学院")
-    out = tmp_path.parent / "enc.zip"
-    subprocess.run(
-        [
-            "bsdtar",
-            "-c",
-            "--format",
-            "zip",
-            "--options",
-            "zip:encryption=zipcrypt",
-            "--passphrase",
-            "123456",
-            "-f",
-            str(out),
-            "-C",
-            str(src),
-            ".",
-        ],
-        check=True,
-    )
+    out = make_encrypted_zip(tmp_path.parent / "enc.zip", src)
     msg = build_mail(sender("office@sxas.ac.cn"), attachments=[("科学院材料.zip", out.read_bytes())])
     o = ingest_attack(campaign, msg, unit="sxas")
     assert o.part("科学院材料.zip")["error"] == "the archive is password-protected"

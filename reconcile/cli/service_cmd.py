@@ -70,16 +70,16 @@ def _need_smtp(app: App, what: str) -> None:
         app.config.smtp.password()  # ConfigError (exit 2) when the variable is not set
 
 
-def _sending(config, conn, dry_run: bool, run):
-    """``run(dry_run=True)`` for a dry run; else ``run()`` under the send lock, after marking
-    mail a crash left in ``sending`` as ``unknown`` (never sent twice)."""
-    from reconcile.daemon.lock import send_lock
-    from reconcile.outgoing import outbox
+def _sending(app: App, dry_run: bool, what: str, run):
+    """``run(dry_run=True)`` for a dry run; else, with the SMTP settings checked (exit 2 saying
+    what to set), ``run()`` under the send lock after mail a crash left in ``sending`` is
+    marked ``unknown`` (never sent twice)."""
+    from reconcile.daemon.lock import sending
 
     if dry_run:
         return run(dry_run=True)
-    with send_lock(config):
-        outbox.recover_interrupted(conn)
+    _need_smtp(app, what)
+    with sending(app.config, app.conn):
         return run()
 
 
@@ -105,17 +105,32 @@ def _quiet_note(config, now: datetime, what: str) -> str:
 SHOW_HELP = "Also print each mail in full (To, Cc, Subject, body) as the unit gets it."
 
 
+def sending_options(what: str):
+    """The options of a command that sends what is due (``remind``, ``receipts``): --campaign,
+    --dry-run, --show, --now TIME, --json."""
+    options = (
+        campaign_option,
+        click.option("--dry-run", is_flag=True, help=f"Show the {what} due; send and record nothing."),
+        click.option("--show", is_flag=True, help=SHOW_HELP),
+        click.option(
+            "--now",
+            "now_text",
+            metavar="TIME",
+            help="Act as if it were TIME (RFC 3339, with a time of day): only mail received by then counts.",
+        ),
+        json_option,
+    )
+
+    def decorate(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
 @cli.command("remind")
-@campaign_option
-@click.option("--dry-run", is_flag=True, help="Show the reminders due; send and record nothing.")
-@click.option("--show", is_flag=True, help=SHOW_HELP)
-@click.option(
-    "--now",
-    "now_text",
-    metavar="TIME",
-    help="Act as if it were TIME (RFC 3339, with a time of day): only mail received by then counts.",
-)
-@json_option
+@sending_options("reminders")
 @pass_app
 def remind_command(app: App, dry_run: bool, show: bool, now_text: str | None, as_json: bool) -> None:
     """Send the reminders due now to units that are not complete.
@@ -131,10 +146,8 @@ def remind_command(app: App, dry_run: bool, show: bool, now_text: str | None, as
 
     config = app.config
     now = now_option_time(app, now_text)
-    if not dry_run:
-        _need_smtp(app, "reminders")
     conn, roster = app.conn, app.roster
-    due = _sending(config, conn, dry_run, lambda **kw: run_reminders(conn, roster, config, now, **kw))
+    due = _sending(app, dry_run, "reminders", lambda **kw: run_reminders(conn, roster, config, now, **kw))
     quiet = in_quiet_hours(config, now)
 
     def render(_data) -> None:
@@ -206,10 +219,8 @@ def notify_command(app: App, dry_run: bool, show: bool, as_json: bool) -> None:
 
     config = app.config
     now = now_option_time(app, None)
-    if not dry_run:
-        _need_smtp(app, "the notice")
     conn, roster = app.conn, app.roster
-    due = _sending(config, conn, dry_run, lambda **kw: run_notices(conn, roster, config, now, **kw))
+    due = _sending(app, dry_run, "the notice", lambda **kw: run_notices(conn, roster, config, now, **kw))
 
     def render(_data) -> None:
         if not due:
@@ -229,18 +240,9 @@ def notify_command(app: App, dry_run: bool, show: bool, as_json: bool) -> None:
     _report_failures(due, dry_run)
 
 
-# long: click options plus the dry-run and report paths of one command
+# long: the dry-run and report paths of one command
 @cli.command("receipts")
-@campaign_option
-@click.option("--dry-run", is_flag=True, help="Show the receipts due; send and record nothing.")
-@click.option("--show", is_flag=True, help=SHOW_HELP)
-@click.option(
-    "--now",
-    "now_text",
-    metavar="TIME",
-    help="Act as if it were TIME (RFC 3339, with a time of day): only mail received by then counts.",
-)
-@json_option
+@sending_options("receipts")
 @pass_app
 def receipts_command(app: App, dry_run: bool, show: bool, now_text: str | None, as_json: bool) -> None:
     """Send the receipts not yet sent (`serve` does this after every poll).
@@ -265,10 +267,8 @@ def receipts_command(app: App, dry_run: bool, show: bool, now_text: str | None, 
         else:
             click.echo(note)
         return
-    if not dry_run:
-        _need_smtp(app, "receipts")
     conn, roster = app.conn, app.roster
-    done = _sending(config, conn, dry_run, lambda **kw: run_receipts(conn, roster, config, now, **kw))
+    done = _sending(app, dry_run, "receipts", lambda **kw: run_receipts(conn, roster, config, now, **kw))
 
     quiet = in_quiet_hours(config, now)
 

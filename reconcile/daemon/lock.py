@@ -108,3 +108,15 @@ def send_lock(config, wait_s: float = 60.0) -> Iterator[None]:
         "another mailroll (pid {pid}) is sending mail; try again later",
     ):
         yield
+
+
+@contextmanager
+def sending(config, conn, wait_s: float = 60.0) -> Iterator[None]:
+    """Hold the send lock, after marking the outbox rows a crash left in ``sending`` as
+    ``unknown``: they are never sent again (a mail twice looks careless). Every sender (``serve``
+    at start, ``remind``, ``receipts``, ``notify``) goes through here."""
+    from reconcile.outgoing import outbox
+
+    with send_lock(config, wait_s):
+        outbox.recover_interrupted(conn)
+        yield

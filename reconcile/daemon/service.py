@@ -371,8 +371,7 @@ class Service:
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.schedulers.background import BackgroundScheduler
 
-        from reconcile.daemon.lock import ingest_lock, send_lock
-        from reconcile.outgoing import outbox
+        from reconcile.daemon.lock import ingest_lock, sending
 
         cfg = self.config
         with ingest_lock(cfg):
@@ -385,8 +384,8 @@ class Service:
                 set_state(
                     conn, pid=str(os.getpid()), started_at=_iso(_utcnow()), stopped_at="", last_error=""
                 )
-                with send_lock(cfg, wait_s=60.0):
-                    outbox.recover_interrupted(conn)
+                with sending(cfg, conn):
+                    pass  # only the recovery, now: nothing is sent before the first poll
             finally:
                 conn.close()
             if not cfg.smtp.configured:

@@ -119,26 +119,20 @@ def run_notices(
         due.append(Notice(unit.id, to, subject, body, status="dry-run" if dry_run else None))
     if dry_run or not due:
         return due
-    own = mailer is None
-    mailer = mailer or Mailer(config.smtp)
-    try:
-        for n in due:
-            if stop is not None and stop.is_set():
-                break
-            result = outbox.send_one(
-                conn,
-                config,
-                mailer,
-                kind="notice",
-                unit=n.unit,
-                to=n.to,
-                subject=n.subject,
-                body=n.body,
-                now=now,
-                attachments=forms,
-            )
-            n.status, n.error = result if result else ("already sent", None)
-    finally:
-        if own:
-            mailer.close()
+
+    def send(m: Mailer, n: Notice):
+        return outbox.send_one(
+            conn,
+            config,
+            m,
+            kind="notice",
+            unit=n.unit,
+            to=n.to,
+            subject=n.subject,
+            body=n.body,
+            now=now,
+            attachments=forms,
+        )
+
+    outbox.send_each(config, mailer, due, send, stop)
     return due

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.message import EmailMessage
 
@@ -211,3 +212,21 @@ def send_one(
         attachments=attachments,
     )  # Date: real time
     return deliver(conn, mailer, row_id, msg, everyone, now)
+
+
+def send_each(config, mailer: Mailer | None, due: list, send: Callable, stop=None) -> None:
+    """Send the mails ``due`` in turn: ``send(mailer, mail)`` makes the ``send_one`` call for one
+    and returns its result. Sets each mail's ``status`` and ``error`` ("already sent" when
+    another run sent it meanwhile); stops early once ``stop`` is set (the rest stay due for the
+    next run). Uses a ``Mailer`` of its own, closed at the end, when none is given."""
+    own = mailer is None
+    mailer = mailer or Mailer(config.smtp)
+    try:
+        for mail in due:
+            if stop is not None and stop.is_set():
+                break
+            result = send(mailer, mail)
+            mail.status, mail.error = result if result else ("already sent", None)
+    finally:
+        if own:
+            mailer.close()

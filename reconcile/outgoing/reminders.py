@@ -268,30 +268,21 @@ def run_reminders(
         r.subject, r.body = render_reminder(config, by_id[r.unit], r)
     if dry_run or not due:
         return due
-    own = mailer is None
-    mailer = mailer or Mailer(config.smtp)
-    try:
-        for r in due:
-            if stop is not None and stop.is_set():
-                break
-            _skip_overtaken(conn, config, r)
-            result = outbox.send_one(
-                conn,
-                config,
-                mailer,
-                kind="reminder",
-                unit=r.unit,
-                stage=r.stage,
-                to=r.to,
-                subject=r.subject,
-                body=r.body,
-                now=now,
-            )
-            if result is None:
-                r.status = "already sent"
-            else:
-                r.status, r.error = result
-    finally:
-        if own:
-            mailer.close()
+
+    def send(m: Mailer, r: Reminder):
+        _skip_overtaken(conn, config, r)
+        return outbox.send_one(
+            conn,
+            config,
+            m,
+            kind="reminder",
+            unit=r.unit,
+            stage=r.stage,
+            to=r.to,
+            subject=r.subject,
+            body=r.body,
+            now=now,
+        )
+
+    outbox.send_each(config, mailer, due, send, stop)
     return due
