@@ -297,6 +297,7 @@ def build_tables(
     ]
 
 
+# long: the workbook's styles and every table's cells written in one pass
 def write_xlsx(tables: list[Table], path: Path, title: str | None = None) -> Path:
     from openpyxl import Workbook
     from openpyxl.styles import Alignment, Font, PatternFill
