@@ -4,7 +4,9 @@ arrival, if later). The web page draws it (reconcile/web/chart.py) and the workb
 
 The series is today's conclusions traced back, not a replay of history: a unit counts as
 complete from the day its last counted item arrived (or a staff decision made it ok), and as
-having reported from the day its first message arrived. A unit that was complete and then sent a
+having reported from the day its first message arrived (a unit with nothing counted, e.g. mail
+waiting for review, is silent on every day, as the table says). With several campaigns only
+the campaign's messages (and those of none) count. A unit that was complete and then sent a
 file that failed its check shows as incomplete on every day: what is true now wins. Cheap (one
 pass over the status rows and one query), so the page stays fast at thousands of units.
 """
@@ -54,9 +56,11 @@ def progress_series(conn: sqlite3.Connection, rows: list[dict], config) -> list[
     """One ``Day`` per calendar day (campaign time zone); [] before the first message."""
     tz = config.campaign.timezone
     first_message: dict[str, datetime] = {}
+    mine, params = config.campaign_clause("a.campaign")  # this campaign's messages
     for unit, received in conn.execute(
         "SELECT a.unit, MIN(m.received_at) FROM attributions a JOIN messages m ON m.id = a.message "
-        "WHERE a.unit IS NOT NULL AND m.status = 'recorded' GROUP BY a.unit"
+        f"WHERE a.unit IS NOT NULL AND m.status = 'recorded' AND {mine} GROUP BY a.unit",
+        params,
     ):
         t = _when(received)
         if t is not None:
@@ -67,7 +71,9 @@ def progress_series(conn: sqlite3.Connection, rows: list[dict], config) -> list[
     shift = f"{int(offset.total_seconds())} seconds"
     arrivals: dict[date, int] = {}
     for day, n in conn.execute(
-        "SELECT date(received_at, ?), COUNT(*) FROM messages WHERE status = 'recorded' GROUP BY 1", [shift]
+        "SELECT date(m.received_at, ?), COUNT(*) FROM messages m LEFT JOIN attributions a ON a.message = m.id "
+        f"WHERE m.status = 'recorded' AND (a.message IS NULL OR {mine}) GROUP BY 1",
+        [shift, *params],
     ):
         if day:
             arrivals[date.fromisoformat(day)] = n
@@ -76,6 +82,8 @@ def progress_series(conn: sqlite3.Connection, rows: list[dict], config) -> list[
     complete_on: list[date] = []
     reported_on: list[date] = []
     for r in rows:
+        if r["state"] == "missing":  # nothing counts (yet): silent, whatever waits for review
+            continue
         started = first_message.get(r["id"])
         done = _completed_at(r) if r["state"] == "complete" else None
         if done is not None:

@@ -187,7 +187,10 @@ def test_overview_lists_every_unit_with_its_state_and_a_filter_narrows_it(site, 
     assert STATE_ZH["complete"] in shown["taiyuan-kjj"].text
     datong = shown["datong-kjj"].text
     assert "不齐全" in datong and status[1]["items"]["video"]["reason_zh"] in datong
-    assert browser.find_element(By.CSS_SELECTOR, "svg.chart")  # the progress chart is drawn
+    days = browser.find_elements(By.CSS_SELECTOR, "svg.chart g > title")  # the chart, one bar a day
+    n = {s: sum(u["state"] == s for u in status) for s in STATE_ZH}  # its last day: today's status
+    last = "齐全{complete}，不齐全{incomplete}，未报送{missing}".format(**n)
+    assert last in days[-1].get_attribute("textContent")
     browser.save_screenshot(str(shots / "overview.png"))
 
     Select(browser.find_element(By.ID, "filter-state")).select_by_visible_text("齐全")
