@@ -387,3 +387,27 @@ def test_several_campaigns_each_have_their_pages_and_api(tmp_path_factory, media
         code, _, body = fetch(opener, base + "/api/status")
         assert code == 400 and "kjz2022, kpr2022" in body.decode()
         assert fetch(opener, base + "/?campaign=nope")[0] == 404
+        # a decision made on the CLI: the server refreshes the cached status by itself, so the
+        # next page does not pay for it (reconcile/web/warm.py)
+        c.run("--campaign", "kpr2022", "exempt", "jinzhong-kjj", "--note", "不参加")
+        assert cached_soon(c, "kpr2022")
+
+
+def cached_soon(c: Campaign, campaign: str, within_s: float = 60.0) -> bool:
+    """Whether the campaign's status cache becomes current (without any request) within the time."""
+    import time
+
+    from ingest.db import open_connection
+    from reconcile.status_cache import cached_rows
+
+    config = c.config().for_campaign(campaign)
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        conn = open_connection(config.storage.db)
+        try:
+            if cached_rows(conn, config) is not None:
+                return True
+        finally:
+            conn.close()
+        time.sleep(0.5)
+    return False

@@ -45,19 +45,25 @@ def web(ctx: click.Context, host: str, port: int, threads: int) -> None:
             f"--host {host}: without [web] users the page is read-only and only served on loopback "
             f"(127.0.0.1); add users (`mailroll web passwd NAME`) to serve it to the network"
         )
+    import threading
+
     from waitress import create_server
 
     from reconcile.web import create_app
+    from reconcile.web.warm import keep_warm
 
     wsgi = create_app(config.path, default_campaign=app.campaign_id)
     server = create_server(wsgi, host=host, port=port, threads=threads, ident="mailroll")
     mode = "staff sign-in" if config.web.users else "read-only"
     click.echo(f"mailroll web: http://{host}:{server.effective_port}/ ({mode}); Ctrl-C stops it", err=True)
+    stop = threading.Event()
+    keep_warm(config.path, stop)  # the status cache refreshed soon after new mail, not by a page
     try:
         server.run()
     except KeyboardInterrupt:
         pass
     finally:
+        stop.set()
         server.close()
 
 

@@ -8,7 +8,8 @@ takes the ingest lock. Served by waitress (``reconcile.cli.web_cmd``).
 
 Modules: app.py (the application factory, safe headers, CSRF), sources.py (config, roster and
 database for a request), auth.py (staff sign-in), pages.py (the pages), decisions.py (the POST
-forms), files.py (attachments, with HTTP Range for videos), chart.py (the progress chart, SVG).
+forms), files.py (attachments, with HTTP Range for videos), chart.py (the progress chart, SVG),
+warm.py (the status cache kept current in the background).
 """
 
 from reconcile.web.app import create_app
