@@ -8,6 +8,7 @@ import sys
 import click
 
 from reconcile.cli.app import App, UsageProblem, cli, emit_json, json_option, pass_app
+from reconcile.i18n import gettext as _
 
 
 def find_message(app: App, ref: str) -> int:
@@ -110,9 +111,10 @@ def reprocess(app: App, messages: tuple[str, ...], all_: bool, as_json: bool) ->
         emit_json(counts)
         return
     click.echo(
-        f"{counts['reprocessed']} message(s) derived again from their raw copies: "
-        f"{counts['recorded']} recorded, {counts['duplicate']} duplicate, {counts['failed']} failed; "
-        f"{len(chosen.skipped)} skipped"
+        _(
+            "{reprocessed} message(s) derived again from their raw copies: "
+            "{recorded} recorded, {duplicate} duplicate, {failed} failed; {skipped} skipped"
+        ).format(**(counts | {"skipped": len(chosen.skipped)}))
     )
     for s in chosen.skipped:
         click.echo(f"  #{s['message']}: {s['reason']}", err=True)

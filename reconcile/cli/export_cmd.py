@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from reconcile.cli.app import App, campaign_option, cli, emit_json, json_option, pass_app
+from reconcile.i18n import gettext as _
 
 
 @cli.command()
@@ -20,7 +21,7 @@ from reconcile.cli.app import App, campaign_option, cli, emit_json, json_option,
 def export(app: App, directory: str, zip_path: str | None, all_versions: bool, as_json: bool) -> None:
     """One folder per unit with its counted files named <unit>-<item>.<ext>, plus 清单.xlsx/.csv."""
     if zip_path and not zip_path.lower().endswith(".zip"):
-        raise click.UsageError(f"--zip {zip_path}: the file name must end in .zip")
+        raise click.UsageError(_("--zip {path}: the file name must end in .zip").format(path=zip_path))
     from reconcile.export import export as run_export
     from reconcile.status_cache import refresh
 
@@ -32,8 +33,17 @@ def export(app: App, directory: str, zip_path: str | None, all_versions: bool, a
         emit_json(result.as_dict())
         return
     click.echo(
-        f"{result.units} units, {result.files} files in {result.directory}: "
-        f"{len(result.written)} written, {result.unchanged} unchanged, {len(result.removed)} removed"
+        _(
+            "{units} units, {files} files in {directory}: {written} written, {unchanged} unchanged, {removed} removed"
+        ).format(
+            units=result.units,
+            files=result.files,
+            directory=result.directory,
+            written=len(result.written),
+            unchanged=result.unchanged,
+            removed=len(result.removed),
+        )
     )
     if result.zip:
-        click.echo(f"zip {result.zip}: {'written' if result.zip_written else 'unchanged'}")
+        said = _("zip {path}: written") if result.zip_written else _("zip {path}: unchanged")
+        click.echo(said.format(path=result.zip))

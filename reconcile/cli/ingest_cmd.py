@@ -170,14 +170,22 @@ def retry_command(app: App, message: str, as_json: bool) -> None:
         "SELECT source, source_key, status, error FROM messages WHERE id = ?", [mid]
     ).fetchone()
     if status != "failed":
-        raise UsageProblem(f"message #{mid} is {status}, not failed: there is nothing to retry")
+        raise UsageProblem(
+            _("message #{id} is {status}, not failed: there is nothing to retry").format(
+                id=mid, status=status
+            )
+        )
     with transaction(app.conn) as conn:
         conn.execute("UPDATE messages SET retry = 1 WHERE id = ?", [mid])
         conn.execute("DELETE FROM reading WHERE source = ? AND source_key = ?", [source, key])
     emit(
         {"message": mid, "retry": True, "error": error},
         as_json,
-        lambda d: click.echo(f"message #{mid} will be processed again on the next poll (it failed: {error})"),
+        lambda d: click.echo(
+            _("message #{id} will be processed again on the next poll (it failed: {error})").format(
+                id=mid, error=error
+            )
+        ),
     )
 
 

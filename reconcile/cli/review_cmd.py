@@ -10,6 +10,7 @@ named_senders = "review"`` (docs/RECONCILE.md "Sender trust"). Staff decide with
 from __future__ import annotations
 
 from reconcile.cli.app import App, campaign_option, cli, emit, json_option, pass_app
+from reconcile.i18n import gettext as _
 
 
 def review_rows(app: App) -> list[dict]:
@@ -50,8 +51,10 @@ def review_command(app: App, as_json: bool) -> None:
     def render(rs: list[dict]) -> None:
         message_table(
             [r | {"disposition": "review", "trust": "named"} for r in rs],
-            f"{len(rs)} message(s) pending review: `mailroll assign MESSAGE UNIT` or "
-            "`mailroll reject MESSAGE --note WHY`",
+            _(
+                "{n} message(s) pending review: `mailroll assign MESSAGE UNIT` or "
+                "`mailroll reject MESSAGE --note WHY`"
+            ).format(n=len(rs)),
             tz=app.config.campaign.timezone,
         )
 

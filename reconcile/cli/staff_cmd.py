@@ -17,6 +17,7 @@ from reconcile.cli.app import App, UsageProblem, campaign_option, cli, emit_json
 from reconcile.cli.status_cmd import find_unit, item_word, local_time, state_word
 from reconcile.i18n import N_
 from reconcile.i18n import gettext as _
+from reconcile.words import DECISIONS, word
 
 _unit = find_unit
 
@@ -265,21 +266,29 @@ def overrides_cmd(app: App, show_all: bool, as_json: bool) -> None:
         what = " ".join(
             str(x)
             for x in (
-                o["action"],
+                word(DECISIONS, o["action"]),
                 o["unit"] or "",
                 o["item"] or "",
                 o["value"] or "",
-                f"message #{o['message']}" if o["message"] else "",
+                _("message #{id}").format(id=o["message"]) if o["message"] else "",
             )
             if x
         )
-        line = f"{o['id']:>4}  {what}  by {o['actor']} at {local_time(o['created_at'], tz)}"
+        line = f"{o['id']:>4}  {what}  " + _("by {actor} at {time}").format(
+            actor=o["actor"], time=local_time(o["created_at"], tz)
+        )
         if o["unit"] and o["unit"] not in app.roster.by_id:
-            line += f"  (unit {o['unit']} is not in the roster)"
+            line += "  " + _("(unit {unit} is not in the roster)").format(unit=o["unit"])
         if o["note"]:
             line += f"  ({o['note']})"
         if o["revoked_at"]:
-            line += f"  [revoked by {o['revoked_by']} at {local_time(o['revoked_at'], tz)}]"
+            line += (
+                "  ["
+                + _("revoked by {actor} at {time}").format(
+                    actor=o["revoked_by"], time=local_time(o["revoked_at"], tz)
+                )
+                + "]"
+            )
         click.echo(line)
 
 
@@ -325,7 +334,11 @@ def roster_check(app: App, as_json: bool) -> None:
     else:
         for f in findings:
             click.echo(f"{f.kind}: {f.message}")
-        click.echo(f"{len(app.roster.units)} units, {len(findings)} findings")
+        click.echo(
+            _("{units} units, {findings} findings").format(
+                units=len(app.roster.units), findings=len(findings)
+            )
+        )
     if findings:
         click.get_current_context().exit(1)
 
@@ -356,8 +369,8 @@ def roster_list(app: App, as_json: bool) -> None:
 
     from reconcile.cli.status_cmd import wide_console
 
-    table = Table(title=f"roster: {escape(str(app.roster.path))} ({len(rows)} units)")
-    for col in ("id", "name", "aliases", "emails", "category", "contact"):
+    table = Table(title=escape(_("roster: {path} ({n} units)").format(path=app.roster.path, n=len(rows))))
+    for col in (_("id"), _("name"), _("aliases"), _("emails"), _("category"), _("contact")):
         table.add_column(col, overflow="fold")
     for r in rows:
         table.add_row(

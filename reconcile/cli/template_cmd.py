@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from reconcile.cli.app import App, UsageProblem, campaign_option, cli, pass_app
+from reconcile.i18n import gettext as _
 
 
 @cli.command("template")
@@ -28,16 +29,18 @@ def template_command(app: App, xlsx_path: Path | None, docx_path: Path | None, i
     from ingest.checks.sheet_template import write_docx, write_xlsx
 
     if not xlsx_path and not docx_path:
-        raise click.UsageError("say where to write the form: --xlsx PATH and/or --docx PATH")
+        raise click.UsageError(_("say where to write the form: --xlsx PATH and/or --docx PATH"))
     campaign = app.config.campaign
     sheets = [i for i in campaign.items if i.kind == "sheet"]
     if item_id is not None:
         sheets = [i for i in sheets if i.id == item_id]
     if not sheets:
         raise UsageProblem(
-            f"campaign {campaign.id} has no sheet item {item_id!r}"
+            _("campaign {campaign} has no sheet item {item!r}").format(campaign=campaign.id, item=item_id)
             if item_id
-            else f"campaign {campaign.id} asks for no statistics sheet: there is no form to write"
+            else _("campaign {campaign} asks for no statistics sheet: there is no form to write").format(
+                campaign=campaign.id
+            )
         )
     template = sheets[0].sheet
     assert template is not None, "a sheet item has its form"
@@ -46,8 +49,8 @@ def template_command(app: App, xlsx_path: Path | None, docx_path: Path | None, i
         if path:
             path.parent.mkdir(parents=True, exist_ok=True)
             writer(path, template, title=title)
-            click.echo(f"wrote {path}")
-    click.echo(f"{campaign.name} asks each unit for:")
+            click.echo(_("wrote {path}").format(path=path))
+    click.echo(_("{campaign} asks each unit for:").format(campaign=campaign.name))
     for item in campaign.items:
-        note = "this form" if item == sheets[0] else item.kind
-        click.echo(f"  {item.said} ({item.id}): {note}" + ("" if item.required else ", optional"))
+        note = _("this form") if item == sheets[0] else item.kind
+        click.echo(f"  {item.said} ({item.id}): {note}" + ("" if item.required else _(", optional")))
