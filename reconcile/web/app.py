@@ -16,7 +16,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from reconcile.web import auth, decisions, files, pages
 from reconcile.web.sources import Sources, choose_campaign, close_connection, keep_campaign
-from reconcile.web.words import ACTION_ZH, DISPOSITION_ZH, ITEM_STATE_ZH, UNIT_STATE_ZH
+from reconcile.web.words import ACTION_ZH, DISPOSITION_ZH, EXEMPT_ZH, ITEM_STATE_ZH, LATE_ZH, UNIT_STATE_ZH
 
 SECURITY_HEADERS = {
     # no scripts at all; styles, pictures and media only from this server; no framing
@@ -73,6 +73,8 @@ def create_app(config_path, default_campaign: str | None = None) -> Flask:
             "can_decide": staff is not None,
             "UNIT_STATE_ZH": UNIT_STATE_ZH,
             "ITEM_STATE_ZH": ITEM_STATE_ZH,
+            "LATE_ZH": LATE_ZH,
+            "EXEMPT_ZH": EXEMPT_ZH,
             "ITEMS": cfg.campaign.item_ids,
             "ITEM_ZH": cfg.campaign.labels,
             "DISPOSITION_ZH": DISPOSITION_ZH,

@@ -8,9 +8,11 @@ from __future__ import annotations
 from markupsafe import Markup, escape
 
 from reconcile.progress import Day
+from reconcile.web.words import UNIT_STATE_ZH
 
 WIDTH, HEIGHT = 900, 280
 LEFT, RIGHT, TOP, BOTTOM = 48, 48, 28, 44
+COMPLETE, INCOMPLETE, SILENT = (UNIT_STATE_ZH[s] for s in ("complete", "incomplete", "missing"))  # catalog
 GREEN, AMBER, GREY, BLUE, RED = "#3b9a57", "#e0a526", "#d9d9d9", "#2d6cb5", "#c0392b"
 
 
@@ -45,7 +47,7 @@ def progress_svg(days: list[Day], units: int, deadline_day) -> Markup:
     out = [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" '
         'xmlns="http://www.w3.org/2000/svg" role="img" aria-label="报送进度">',
-        "<title>报送进度：每日齐全、不齐全单位数与来信数</title>",
+        f"<title>报送进度：每日{COMPLETE}、{INCOMPLETE}单位数与来信数</title>",
     ]
     out += _axes(f)
     out += _days(f, days, deadline_day)
@@ -82,7 +84,8 @@ def _days(f: _Frame, days: list[Day], deadline_day) -> list[str]:
     for i, d in enumerate(days):
         x = LEFT + f.slot * i + (f.slot - f.bar) / 2
         yc, yi = f.y(d.complete, f.y_units), f.y(d.complete + d.incomplete, f.y_units)
-        tip = f"{d.day:%m-%d}：齐全{d.complete}，不齐全{d.incomplete}，未报送{d.missing}，来信{d.arrivals}"
+        counts = f"{COMPLETE}{d.complete}，{INCOMPLETE}{d.incomplete}，{SILENT}{d.missing}"
+        tip = f"{d.day:%m-%d}：{counts}，来信{d.arrivals}"
         out.append(f"<g><title>{escape(tip)}</title>")
         out.append(
             f'<rect x="{x:.1f}" y="{yc:.1f}" width="{f.bar:.1f}" height="{bottom - yc:.1f}" fill="{GREEN}"/>'
@@ -114,7 +117,7 @@ def _days(f: _Frame, days: list[Day], deadline_day) -> list[str]:
 def _legend(f: _Frame, units: int) -> list[str]:
     out = []
     lx = LEFT
-    for colour, text in [(GREEN, "齐全"), (AMBER, "不齐全"), (BLUE, "每日来信（右轴）")]:
+    for colour, text in [(GREEN, COMPLETE), (AMBER, INCOMPLETE), (BLUE, "每日来信（右轴）")]:
         out.append(f'<rect x="{lx}" y="{HEIGHT - 16}" width="12" height="12" fill="{colour}"/>')
         out.append(f'<text x="{lx + 16}" y="{HEIGHT - 6}" font-size="12" fill="#333">{text}</text>')
         lx += 40 + 14 * len(text)

@@ -13,17 +13,11 @@ from flask import Blueprint, Response, abort, current_app, g, render_template, r
 from markupsafe import Markup
 
 from reconcile.status import matches, stored_time, summary
-from reconcile.web.words import ITEM_STATE_ZH, UNIT_STATE_ZH
+from reconcile.web.words import EXEMPT_ZH, ITEM_STATE_ZH, LATE_ZH, UNIT_STATE_ZH
 
 bp = Blueprint("pages", __name__)
 
-STATE_FILTERS = {
-    "complete": "齐全",
-    "incomplete": "不齐全",
-    "missing": "未报送",
-    "late": "逾期",
-    "exempt": "免报",
-}
+STATE_FILTERS = {**UNIT_STATE_ZH, "late": LATE_ZH, "exempt": EXEMPT_ZH}
 
 
 def item_filters(config) -> dict[str, str]:
