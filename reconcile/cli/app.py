@@ -57,8 +57,10 @@ class App:
             return config.for_campaign(self.campaign_id)
         if len(config.campaigns) > 1:
             raise UsageProblem(
-                f"{config.path} has several campaigns: say which with --campaign ID (or "
-                f"MAILROLL_CAMPAIGN=ID); the ids are {', '.join(config.campaign_ids)}"
+                _(
+                    "{path} has several campaigns: say which with --campaign ID (or "
+                    "MAILROLL_CAMPAIGN=ID); the ids are {ids}"
+                ).format(path=config.path, ids=", ".join(config.campaign_ids))
             )
         return config
 

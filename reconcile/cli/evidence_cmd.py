@@ -18,16 +18,21 @@ def find_message(app: App, ref: str) -> int:
         row = app.conn.execute("SELECT id FROM messages WHERE id = ?", [int(ref)]).fetchone()
         if row:
             return row[0]
-        raise UsageProblem(f"no message number {ref}: see `mailroll messages`")
+        raise UsageProblem(_("no message number {ref}: see `mailroll messages`").format(ref=ref))
     rows = app.conn.execute(
         "SELECT id FROM messages WHERE message_id = ? ORDER BY received_at, id", [ref.strip("<>")]
     ).fetchall()
     if not rows:
-        raise UsageProblem(f"no message with Message-ID {ref}: see `mailroll messages --json`")
+        raise UsageProblem(
+            _("no message with Message-ID {ref}: see `mailroll messages --json`").format(ref=ref)
+        )
     if len(rows) > 1:
         click.echo(
-            f"mailroll: {len(rows)} messages have this Message-ID ({', '.join(str(r[0]) for r in rows)}); "
-            f"writing #{rows[0][0]}, the first to arrive (give the number for another)",
+            "mailroll: "
+            + _(
+                "{n} messages have this Message-ID ({ids}); writing #{first}, the first to arrive "
+                "(give the number for another)"
+            ).format(n=len(rows), ids=", ".join(str(r[0]) for r in rows), first=rows[0][0]),
             err=True,
         )
     return rows[0][0]
@@ -83,7 +88,7 @@ def reprocess(app: App, messages: tuple[str, ...], all_: bool, as_json: bool) ->
     """Derive the facts of recorded messages again from their kept raw copies (after an upgrade),
     without the mailbox, then attribute them again."""
     if bool(messages) == all_:
-        raise click.UsageError("name the messages (number or Message-ID), or give --all")
+        raise click.UsageError(_("name the messages (number or Message-ID), or give --all"))
     from ingest.pipeline import poll_once
     from ingest.reprocess import KeptRawSource, select
     from ingest.store import FileStore

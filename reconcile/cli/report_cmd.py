@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from reconcile.cli.app import App, campaign_option, cli, emit_json, json_option, pass_app
+from reconcile.i18n import gettext as _
 
 
 @cli.command()
@@ -20,9 +21,9 @@ from reconcile.cli.app import App, campaign_option, cli, emit_json, json_option,
 def report(app: App, xlsx_path: str | None, csv_dir: str | None, as_json: bool) -> None:
     """The formatted workbook: summary, every unit's items, the statistics, unmatched mail."""
     if not xlsx_path and not csv_dir:
-        raise click.UsageError("say where to write: --xlsx PATH (a workbook) and/or --csv DIR")
+        raise click.UsageError(_("say where to write: --xlsx PATH (a workbook) and/or --csv DIR"))
     if xlsx_path and not xlsx_path.lower().endswith(".xlsx"):
-        raise click.UsageError(f"--xlsx {xlsx_path}: the file name must end in .xlsx")
+        raise click.UsageError(_("--xlsx {path}: the file name must end in .xlsx").format(path=xlsx_path))
     from reconcile import report as rep
     from reconcile.stats import collect
     from reconcile.status_cache import refresh

@@ -37,8 +37,10 @@ def now_option_time(app: App, text: str | None) -> datetime:
 
     if text and DATE_ONLY.fullmatch(text):
         raise UsageProblem(
-            f"--now {text.strip()!r} is a date without a time of day (it would mean midnight, "
-            f"in the quiet hours): give a time too, e.g. {text.strip()}T09:00:00+08:00"
+            _(
+                "--now {text!r} is a date without a time of day (it would mean midnight, "
+                "in the quiet hours): give a time too, e.g. {text}T09:00:00+08:00"
+            ).format(text=text.strip())
         )
     if not text:
         try:
@@ -53,7 +55,7 @@ def now_option_time(app: App, text: str | None) -> datetime:
         return datetime.fromisoformat(text.strip()).replace(tzinfo=app.any_config.campaign.timezone)
     except ValueError:
         raise UsageProblem(
-            f"--now {text!r} is not a time: use RFC 3339, e.g. 2022-06-24T10:00:00+08:00"
+            _("--now {text!r} is not a time: use RFC 3339, e.g. 2022-06-24T10:00:00+08:00").format(text=text)
         ) from None
 
 

@@ -152,7 +152,9 @@ def _reject_message(app: App, message: str, note: str, as_json: bool) -> None:
         mid = overrides.resolve_message(app.conn, message)
     except overrides.OverrideError as e:
         raise UsageProblem(
-            f"{e}; to reject an item of a unit, name it: `mailroll reject UNIT ITEM --note WHY`"
+            _("{error}; to reject an item of a unit, name it: `mailroll reject UNIT ITEM --note WHY`").format(
+                error=e
+            )
         ) from None
     row = app.conn.execute("SELECT unit FROM attributions WHERE message = ?", [mid]).fetchone()
     unit = row[0] if row else None

@@ -277,7 +277,9 @@ def since_time(app: App, text: str):
     try:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise UsageProblem(f"--changed-since {text!r}: give a time like 2022-06-26T09:00:00+08:00") from None
+        raise UsageProblem(
+            _("--changed-since {text!r}: give a time like 2022-06-26T09:00:00+08:00").format(text=text)
+        ) from None
     return value if value.tzinfo else value.replace(tzinfo=app.config.campaign.timezone)
 
 

@@ -9,6 +9,7 @@ import sys
 import click
 
 from reconcile.cli.app import App, UsageProblem, cli
+from reconcile.i18n import gettext as _
 
 LOOPBACK_NAMES = ("localhost",)
 
@@ -42,8 +43,10 @@ def web(ctx: click.Context, host: str, port: int, threads: int) -> None:
     config = app.config if app.campaign_id else app.all_config
     if not config.web.users and not is_loopback(host):
         raise UsageProblem(
-            f"--host {host}: without [web] users the page is read-only and only served on loopback "
-            f"(127.0.0.1); add users (`mailroll web passwd NAME`) to serve it to the network"
+            _(
+                "--host {host}: without [web] users the page is read-only and only served on loopback "
+                "(127.0.0.1); add users (`mailroll web passwd NAME`) to serve it to the network"
+            ).format(host=host)
         )
     import threading
 
@@ -80,7 +83,7 @@ def passwd(name: str) -> None:
     else:
         password = sys.stdin.readline().rstrip("\r\n")
     if len(password) < 8:
-        raise UsageProblem("the password must have at least 8 characters")
+        raise UsageProblem(_("the password must have at least 8 characters"))
     quoted = json.dumps(name, ensure_ascii=False)
     entry = f"{{name = {quoted}, password_hash = {json.dumps(hash_password(password))}}}"
     click.echo("# add to the config file:")
