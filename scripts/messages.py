@@ -4,8 +4,8 @@
     .venv/bin/python scripts/messages.py --check  # exit 1 if the .mo is stale or a message is untranslated
 
 Messages come from ``_()``, ``N_()`` and ``ngettext()`` in reconcile/ (also ``_()`` in the mail
-templates, reconcile/outgoing/templates/*.j2) and from the help texts of
-every CLI command and option (their docstrings and ``help=``), which click shows translated.
+templates, reconcile/outgoing/templates/*.j2, and the web page's, reconcile/web/templates/*.html)
+and from the help texts of every CLI command and option (their docstrings and ``help=``), which click shows translated.
 The compiled .mo is committed, so an installed mailroll needs no build step.
 """
 
@@ -59,9 +59,16 @@ def help_texts() -> list[tuple[str, str]]:
 
 def extracted() -> Catalog:
     catalog = Catalog(project="mailroll", domain=DOMAIN, fuzzy=False)
-    methods = [("**/outgoing/templates/**.j2", "jinja2.ext:babel_extract"), ("**.py", "python")]
+    methods = [
+        ("**/outgoing/templates/**.j2", "jinja2.ext:babel_extract"),
+        ("**/web/templates/**.html", "jinja2.ext:babel_extract"),
+        ("**.py", "python"),
+    ]
     jinja = {"extensions": "jinja2.ext.i18n", **{k: str(v) for k, v in TEMPLATE_OPTIONS.items()}}
-    options = {"**/outgoing/templates/**.j2": jinja}
+    options = {
+        "**/outgoing/templates/**.j2": jinja,
+        "**/web/templates/**.html": {"extensions": "jinja2.ext.i18n"},
+    }
     for filename, lineno, message, comments, _context in extract_from_dir(
         str(REPO / "reconcile"), method_map=methods, options_map=options, keywords=KEYWORDS
     ):

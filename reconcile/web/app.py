@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from flask import Flask, render_template
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
+from reconcile.i18n import N_, zh
 from reconcile.web import auth, decisions, files, pages
 from reconcile.web.sources import Sources, choose_campaign, close_connection, keep_campaign
 from reconcile.web.words import ACTION_ZH, DISPOSITION_ZH, EXEMPT_ZH, ITEM_STATE_ZH, LATE_ZH, UNIT_STATE_ZH
@@ -39,6 +40,9 @@ def create_app(config_path, default_campaign: str | None = None) -> Flask:
     sources = Sources(config_path, default_campaign)
     config = sources.config()  # a config error stops here, before serving
     app = Flask(__name__)
+    # the templates' words: the message catalog's Chinese (_("...") as in the mail templates)
+    app.jinja_env.add_extension("jinja2.ext.i18n")
+    app.jinja_env.install_gettext_translations(i18n.translations("zh"), newstyle=True)  # type: ignore[attr-defined]
     app.config.update(
         SECRET_KEY=os.urandom(32),  # a restart signs everyone out
         SESSION_COOKIE_HTTPONLY=True,
@@ -95,7 +99,11 @@ def _errors_and_headers(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def csrf_refused(e):
-        return render_template("error.html", code=400, message="表单已失效或来源不明，请刷新页面后重试"), 400
+        return render_template(
+            "error.html",
+            code=400,
+            message=zh(N_("The form has expired or comes from elsewhere: reload the page and try again")),
+        ), 400
 
     for code in (400, 401, 403, 404, 405, 413, 429):
 

@@ -18,6 +18,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, session, url_for
 
+from reconcile.i18n import N_, zh
+
 MAX_FAILURES = 5
 WINDOW_S = 600.0
 
@@ -100,7 +102,7 @@ def staff_only(view):
     @wraps(view)
     def wrapped(*args, **kwargs):
         if signed_in() is None:
-            abort(403, "请先登录：只有登录的工作人员可以作出处理")
+            abort(403, zh(N_("Please sign in first: only signed-in staff can decide")))
         return view(*args, **kwargs)
 
     return wrapped
@@ -112,9 +114,9 @@ def gate():
         return None
     if signed_in() is None:
         if request.method != "GET":
-            abort(403, "请先登录：只有登录的工作人员可以作出处理")
+            abort(403, zh(N_("Please sign in first: only signed-in staff can decide")))
         if request.path.startswith("/api/") or request.path.endswith(".xlsx"):
-            abort(401, "请先登录")
+            abort(401, zh(N_("Please sign in first")))
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
     return None
 
@@ -145,7 +147,12 @@ def login():
         throttle: Throttle = current_app.extensions["mailroll.throttle"]
         keys = (f"addr:{request.remote_addr}", f"name:{name}")
         if throttle.blocked(*keys):
-            error, status = f"密码错误次数过多，请{int(WINDOW_S // 60)}分钟后再试", 429
+            error, status = (
+                zh(N_("Too many wrong passwords: try again in {minutes} minutes")).format(
+                    minutes=int(WINDOW_S // 60)
+                ),
+                429,
+            )
         elif check_password(config, name, password):
             session.clear()
             session.permanent = True
@@ -154,7 +161,7 @@ def login():
             return redirect(_safe_next(request.args.get("next")), code=303)
         else:
             throttle.fail(*keys)
-            error, status = "用户名或密码不正确", 401
+            error, status = zh(N_("Wrong name or password")), 401
     return render_template("login.html", error=error, name=name), status
 
 

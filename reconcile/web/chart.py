@@ -7,12 +7,19 @@ from __future__ import annotations
 
 from markupsafe import Markup, escape
 
+from reconcile.i18n import N_, zh
 from reconcile.progress import Day
 from reconcile.web.words import UNIT_STATE_ZH
 
 WIDTH, HEIGHT = 900, 280
 LEFT, RIGHT, TOP, BOTTOM = 48, 48, 28, 44
 COMPLETE, INCOMPLETE, SILENT = (UNIT_STATE_ZH[s] for s in ("complete", "incomplete", "missing"))  # catalog
+TITLE = zh(N_("Progress: {complete} and {incomplete} units each day, and messages")).format(
+    complete=COMPLETE, incomplete=INCOMPLETE
+)
+PROGRESS = zh(N_("Progress"))
+DEADLINE = zh(N_("deadline"))
+ALL_UNITS = zh(N_("{n} units in all (dotted)"))
 GREEN, AMBER, GREY, BLUE, RED = "#3b9a57", "#e0a526", "#d9d9d9", "#2d6cb5", "#c0392b"
 
 
@@ -42,12 +49,12 @@ class _Frame:
 
 def progress_svg(days: list[Day], units: int, deadline_day) -> Markup:
     if not days:
-        return Markup('<p class="empty">还没有收到邮件，暂无进度图。</p>')
+        return Markup('<p class="empty">%s</p>') % zh(N_("No mail yet: no progress to chart."))
     f = _Frame(days, units)
     out = [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" '
-        'xmlns="http://www.w3.org/2000/svg" role="img" aria-label="报送进度">',
-        f"<title>报送进度：每日{COMPLETE}、{INCOMPLETE}单位数与来信数</title>",
+        f'xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{escape(PROGRESS)}">',
+        f"<title>{escape(TITLE)}</title>",
     ]
     out += _axes(f)
     out += _days(f, days, deadline_day)
@@ -85,7 +92,7 @@ def _days(f: _Frame, days: list[Day], deadline_day) -> list[str]:
         x = LEFT + f.slot * i + (f.slot - f.bar) / 2
         yc, yi = f.y(d.complete, f.y_units), f.y(d.complete + d.incomplete, f.y_units)
         counts = f"{COMPLETE}{d.complete}，{INCOMPLETE}{d.incomplete}，{SILENT}{d.missing}"
-        tip = f"{d.day:%m-%d}：{counts}，来信{d.arrivals}"
+        tip = f"{d.day:%m-%d}：{counts}，" + zh(N_("messages {n}")).format(n=d.arrivals)
         out.append(f"<g><title>{escape(tip)}</title>")
         out.append(
             f'<rect x="{x:.1f}" y="{yc:.1f}" width="{f.bar:.1f}" height="{bottom - yc:.1f}" fill="{GREEN}"/>'
@@ -108,7 +115,8 @@ def _days(f: _Frame, days: list[Day], deadline_day) -> list[str]:
                 'stroke-width="2" stroke-dasharray="6 4"/>'
             )
             out.append(
-                f'<text x="{dx - 4:.1f}" y="{TOP - 10}" font-size="12" text-anchor="end" fill="{RED}">截止</text>'
+                f'<text x="{dx - 4:.1f}" y="{TOP - 10}" font-size="12" text-anchor="end" fill="{RED}">'
+                f"{escape(DEADLINE)}</text>"
             )
     out.append(f'<polyline points="{" ".join(points)}" fill="none" stroke="{BLUE}" stroke-width="2"/>')
     return out
@@ -117,12 +125,16 @@ def _days(f: _Frame, days: list[Day], deadline_day) -> list[str]:
 def _legend(f: _Frame, units: int) -> list[str]:
     out = []
     lx = LEFT
-    for colour, text in [(GREEN, COMPLETE), (AMBER, INCOMPLETE), (BLUE, "每日来信（右轴）")]:
+    for colour, text in [
+        (GREEN, COMPLETE),
+        (AMBER, INCOMPLETE),
+        (BLUE, zh(N_("Messages a day (right axis)"))),
+    ]:
         out.append(f'<rect x="{lx}" y="{HEIGHT - 16}" width="12" height="12" fill="{colour}"/>')
         out.append(f'<text x="{lx + 16}" y="{HEIGHT - 6}" font-size="12" fill="#333">{text}</text>')
         lx += 40 + 14 * len(text)
     out.append(
         f'<text x="{LEFT + f.plot_w}" y="{HEIGHT - 6}" font-size="12" text-anchor="end" fill="#555">'
-        f"共{units}个单位（虚线）</text>"
+        f"{escape(ALL_UNITS.format(n=units))}</text>"
     )
     return out

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, redirect, request, url_for
 
+from reconcile.i18n import N_, zh
 from reconcile.web.auth import signed_in, staff_only
 from reconcile.web.words import ACTION_ZH
 
@@ -45,9 +46,9 @@ def assign():
     if unit is None:
         text = request.form.get("unit") or ""
         flash(
-            f"“{text}”对应{len(found)}个单位，请填写单位编号"
+            zh(N_("“{text}” fits {n} units: give the unit's id")).format(text=text, n=len(found))
             if found
-            else f"名单中没有“{text}”：请填写单位编号、名称或别名",
+            else zh(N_("No “{text}” in the roster: give a unit's id, name or alias")).format(text=text),
             "error",
         )
         return redirect(url_for("pages.unmatched"), code=303)
@@ -64,9 +65,14 @@ def assign():
             campaign=src.config().campaign.id,
         )
     except overrides.OverrideError as e:
-        flash(f"未能归属：{e}", "error")
+        flash(zh(N_("Not attributed: {error}")).format(error=e), "error")
         return redirect(url_for("pages.unmatched"), code=303)
-    flash(f"第{mid}号邮件已归属{unit.name}（处理编号{done.override}，可撤销）", "ok")
+    flash(
+        zh(N_("Message #{id} attributed to {unit} (decision {override}, can be revoked)")).format(
+            id=mid, unit=unit.name, override=done.override
+        ),
+        "ok",
+    )
     return redirect(url_for("pages.unit", unit_id=unit.id), code=303)
 
 
@@ -80,14 +86,19 @@ def reject_message():
     note = _note()
     try:
         if not note:
-            raise overrides.OverrideError("不予计入须写明理由")
+            raise overrides.OverrideError(zh(N_("Say why it does not count")))
         mid = overrides.resolve_message(conn, request.form.get("message") or "")
         row = conn.execute("SELECT unit FROM attributions WHERE message = ?", [mid]).fetchone()
         oid = overrides.add(conn, "reject", _actor(), unit=row[0] if row else None, message=mid, note=note)
     except overrides.OverrideError as e:
-        flash(f"未能处理：{e}", "error")
+        flash(zh(N_("Not done: {error}")).format(error=e), "error")
         return redirect(url_for("pages.unmatched"), code=303)
-    flash(f"第{mid}号邮件不予计入（处理编号{oid}，可撤销）", "ok")
+    flash(
+        zh(N_("Message #{id} does not count (decision {override}, can be revoked)")).format(
+            id=mid, override=oid
+        ),
+        "ok",
+    )
     return redirect(url_for("pages.unmatched"), code=303)
 
 
@@ -100,7 +111,7 @@ def decide(unit_id: str):
     conn = src.connection()
     back = redirect(url_for("pages.unit", unit_id=unit_id), code=303)
     if unit_id not in src.roster().by_id:
-        flash(f"名单中没有单位 {unit_id}", "error")
+        flash(zh(N_("No unit {unit} in the roster")).format(unit=unit_id), "error")
         return redirect(url_for("pages.overview"), code=303)
     action = request.form.get("action") or ""
     item = request.form.get("item") or None
@@ -110,20 +121,25 @@ def decide(unit_id: str):
         if action in ("accept", "reject"):
             labels = src.config().campaign.labels
             if item not in labels:
-                raise overrides.OverrideError("请选择材料")
+                raise overrides.OverrideError(zh(N_("Choose an item")))
             if action == "reject" and not note:
-                raise overrides.OverrideError("认定不合格须写明理由")
+                raise overrides.OverrideError(zh(N_("Say why it is rejected")))
             oid = overrides.add(
                 conn, action, actor, unit=unit_id, item=item, note=note, campaign=src.config().campaign.id
             )
-            flash(f"{labels[item]}已{ACTION_ZH[action]}（处理编号{oid}，可撤销）", "ok")
+            flash(
+                zh(N_("{item}: {action} (decision {override}, can be revoked)")).format(
+                    item=labels[item], action=ACTION_ZH[action], override=oid
+                ),
+                "ok",
+            )
         elif action == "exempt":
             if not note:
-                raise overrides.OverrideError("免报须写明理由")
+                raise overrides.OverrideError(zh(N_("Say why the unit is exempt")))
             oid = overrides.add(
                 conn, "exempt", actor, unit=unit_id, note=note, campaign=src.config().campaign.id
             )
-            flash(f"已设为免报（处理编号{oid}，可撤销）", "ok")
+            flash(zh(N_("Exempt (decision {override}, can be revoked)")).format(override=oid), "ok")
         elif action == "extend":
             oid, value = overrides.extend(
                 conn,
@@ -134,11 +150,16 @@ def decide(unit_id: str):
                 note,
                 campaign=src.config().campaign.id,
             )
-            flash(f"截止时间已延至{value}（处理编号{oid}，可撤销）", "ok")
+            flash(
+                zh(N_("Deadline extended to {time} (decision {override}, can be revoked)")).format(
+                    time=value, override=oid
+                ),
+                "ok",
+            )
         else:
-            raise overrides.OverrideError(f"未知的处理：{action}")
+            raise overrides.OverrideError(zh(N_("Unknown decision: {action}")).format(action=action))
     except overrides.OverrideError as e:
-        flash(f"未能处理：{e}", "error")
+        flash(zh(N_("Not done: {error}")).format(error=e), "error")
     return back
 
 
@@ -153,9 +174,14 @@ def revoke(override_id: int):
             src.connection(), src.any_roster(), src.any_config(), override_id, _actor(), _note()
         )
     except overrides.OverrideError as e:
-        flash(f"未能撤销：{e}", "error")
+        flash(zh(N_("Not revoked: {error}")).format(error=e), "error")
         return redirect(url_for("pages.overview"), code=303)
-    flash(f"处理{override_id}（{ACTION_ZH.get(o.action, o.action)}）已撤销", "ok")
+    flash(
+        zh(N_("Decision {id} ({action}) revoked")).format(
+            id=override_id, action=ACTION_ZH.get(o.action, o.action)
+        ),
+        "ok",
+    )
     if o.unit and o.unit in src.roster().by_id:
         return redirect(url_for("pages.unit", unit_id=o.unit), code=303)
     return redirect(url_for("pages.overview"), code=303)

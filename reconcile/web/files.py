@@ -13,6 +13,8 @@ from pathlib import Path
 
 from flask import Blueprint, abort, current_app, send_file
 
+from reconcile.i18n import N_, zh
+
 bp = Blueprint("files", __name__)
 
 INLINE = ("video/", "image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf")
@@ -44,11 +46,11 @@ def download(part_id: int):
         .fetchone()
     )
     if row is None or not row[0] or not SHA256.match(row[0]):
-        abort(404, "没有这个文件")
+        abort(404, zh(N_("No such file")))
     sha, filename, kind = row
     path = part_path(sources.config().storage.files, sha)
     if not path.is_file():
-        abort(404, "文件已不在存储目录中")
+        abort(404, zh(N_("The file is no longer in the store")))
     mimetype = content_type(filename, kind)
     inline = mimetype.startswith(INLINE)
     response = send_file(

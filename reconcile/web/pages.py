@@ -12,6 +12,7 @@ from urllib.parse import quote, urlencode
 from flask import Blueprint, Response, abort, current_app, g, render_template, request, send_file
 from markupsafe import Markup
 
+from reconcile.i18n import N_, zh
 from reconcile.status import matches, stored_time, summary
 from reconcile.web.words import EXEMPT_ZH, ITEM_STATE_ZH, LATE_ZH, UNIT_STATE_ZH
 
@@ -155,7 +156,7 @@ def unit(unit_id: str):
     roster = src.roster()
     u = roster.by_id.get(unit_id)
     if u is None:
-        abort(404, f"名单中没有单位 {unit_id}")
+        abort(404, zh(N_("No unit {unit} in the roster")).format(unit=unit_id))
     row = next(r for r in src.rows() if r["id"] == u.id)
     detail = unit_detail(src.connection(), roster, src.config(), u, row)
     return render_template("unit.html", d=detail)
@@ -208,7 +209,7 @@ def report_xlsx():
         io.BytesIO(data),
         mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         as_attachment=True,
-        download_name=f"{config.campaign.name}-报送情况.xlsx",
+        download_name=zh(N_("{campaign}-status.xlsx")).format(campaign=config.campaign.name),
     )
 
 

@@ -9,6 +9,7 @@ import threading
 from flask import abort, current_app, g, has_request_context, request
 
 from ingest.config import Config, load_config
+from reconcile.i18n import N_, zh
 from reconcile.status_cache import file_fingerprint
 
 MEMO_ENTRIES = 64  # what ``memo`` keeps: rows, series, pages per campaign and filter
@@ -164,7 +165,12 @@ def choose_campaign() -> None:
     ids = sources.all_config().campaign_ids
     wanted = request.args.get("campaign") or sources.default_campaign
     if wanted is not None and wanted not in ids:
-        abort(404, f"没有活动“{wanted}”，可选：{'、'.join(ids)}")
+        abort(
+            404,
+            zh(N_("No campaign “{campaign}”: the ids are {ids}")).format(
+                campaign=wanted, ids=zh(", ").join(ids)
+            ),
+        )
     g.campaign_id = wanted or ids[0]
     g.campaign_given = wanted is not None
     g.pop("config", None)  # the sign-in gate looked at it before the campaign was known
