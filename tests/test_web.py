@@ -125,13 +125,23 @@ def shots(tmp_path_factory) -> Path:
 
 
 def submit(driver, button) -> None:
-    """Click a form's button and wait until the next page has replaced this one."""
-    from selenium.webdriver.support import expected_conditions
+    """Click a form's button and wait until the next page has replaced this one. Chromium
+    answers a question about the old page's element either "stale" or, while the new page is
+    being attached, "Node with given id does not belong to the document": both mean it is gone."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
     page = driver.find_element("tag name", "html")
     button.click()
-    WebDriverWait(driver, 60).until(expected_conditions.staleness_of(page))
+
+    def replaced(_driver) -> bool:
+        try:
+            page.is_enabled()
+        except WebDriverException:  # StaleElementReferenceException is one
+            return True
+        return False
+
+    WebDriverWait(driver, 60).until(replaced)
 
 
 def sign_in(driver, base: str) -> None:
