@@ -7,7 +7,7 @@ Five sheets, Chinese headings, as the office's staff write them:
               (reconcile.progress), with a native Excel chart of the same series;
 * 单位情况    one row per unit: each item's state (filled green / red / yellow), reason,
               arrival time, late marks, staff decisions;
-* 统计汇总    each unit's figures from its counted valid sheet, a 全省合计 totals row, then
+* 统计汇总    (reconcile/report_stats.py) each unit's figures from its counted valid sheet, a 全省合计 totals row, then
               the units whose sheet is missing or invalid (so totals are never silently short);
 * 未匹配邮件  messages not attributed to any unit, with the reason.
 
@@ -26,12 +26,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from reconcile.i18n import N_, zh
 from reconcile.vocab import ItemState, Trust, UnitState
 
 UNIT_STATE_CN: dict[str, str] = {s: s.label for s in UnitState}
 ITEM_STATE_CN: dict[str, str] = {s: s.label for s in ItemState}
 # who sent the counted file (attributions.trust, docs/RECONCILE.md "Sender trust")
 TRUST_CN: dict[str, str] = {t: t.label for t in Trust}
+# the workbook's words: the message catalog's Chinese (as the web page's and the mails')
+LATE = zh(N_("late"))  # 逾期
+SEP = zh(", ")  # 、
+PROGRESS_SHEET = zh(N_("Progress sheet"))  # 进度
 FILLS = {
     "ok": "C6EFCE",
     "invalid": "FFC7CE",
@@ -87,23 +92,23 @@ def display_width(text) -> int:
 
 
 def _summary_table(rows: list[dict], config, generated: str) -> Table:
-    t = Table("汇总")
-    t.add([config.campaign.name + " 材料报送情况"], bold=True)
-    t.add(["截止时间", _local(config.campaign.deadline.isoformat(), config.campaign.timezone)])
-    t.add(["生成时间", generated])
+    t = Table(zh(N_("Summary")))
+    t.add([zh(N_("{campaign}: material sent")).format(campaign=config.campaign.name)], bold=True)
+    t.add([zh(N_("Deadline")), _local(config.campaign.deadline.isoformat(), config.campaign.timezone)])
+    t.add([zh(N_("Generated")), generated])
     t.add([])
-    t.add(["状态", "单位数"], header=True)
+    t.add([zh(N_("State")), zh(N_("Units"))], header=True)
     counts = {k: 0 for k in UNIT_STATE_CN}
     for r in rows:
         counts[r["state"]] += 1
     for state, label in UNIT_STATE_CN.items():
         i = t.add([label, counts[state]])
         t.fills[(i, 0)] = state if state != "missing" else "invalid"
-    t.add(["其中逾期", sum(1 for r in rows if r["late"])])
-    t.add(["免报", sum(1 for r in rows if r.get("exempt"))])
-    t.add(["合计", len(rows)], bold=True)
+    t.add([zh(N_("Of which late")), sum(1 for r in rows if r["late"])])
+    t.add([zh(N_("exempt")), sum(1 for r in rows if r.get("exempt"))])
+    t.add([zh(N_("Total")), len(rows)], bold=True)
     t.add([])
-    t.add(["材料", *ITEM_STATE_CN.values(), "逾期"], header=True)
+    t.add([zh(N_("Item")), *ITEM_STATE_CN.values(), LATE], header=True)
     for item, label in config.campaign.labels.items():
         states = [r["items"][item]["state"] for r in rows]
         t.add(
@@ -114,10 +119,10 @@ def _summary_table(rows: list[dict], config, generated: str) -> Table:
             ]
         )
     t.add([])
-    t.add(["类别", "单位数", *UNIT_STATE_CN.values(), "逾期"], header=True)
+    t.add([zh(N_("Category")), zh(N_("Units")), *UNIT_STATE_CN.values(), LATE], header=True)
     categories: dict[str, list[dict]] = {}
     for r in rows:
-        categories.setdefault(r.get("category") or "（未分类）", []).append(r)
+        categories.setdefault(r.get("category") or zh(N_("(no category)")), []).append(r)
     for cat, members in categories.items():
         t.add(
             [
@@ -134,27 +139,69 @@ def _override_text(item: dict) -> str:
     o = item.get("override")
     if not o:
         return ""
-    verb = {"accept": "人工认定合格", "reject": "人工认定不合格"}.get(o["action"], o["action"])
-    return f"{verb}（{o['actor']}）" + (f"：{o['note']}" if o.get("note") else "")
+    verb = {"accept": zh(N_("Accepted by staff")), "reject": zh(N_("Rejected by staff"))}.get(
+        o["action"], o["action"]
+    )
+    return zh(N_("{verb} ({actor})")).format(verb=verb, actor=o["actor"]) + (
+        zh(N_(": {note}")).format(note=o["note"]) if o.get("note") else ""
+    )
+
+
+def _units_header(labels: dict[str, str]) -> list[str]:
+    header = [
+        zh(N_("Row")),
+        zh(N_("Unit id")),
+        zh(N_("Unit name")),
+        zh(N_("Category")),
+        zh(N_("State")),
+        LATE,
+    ]
+    for cn in labels.values():
+        header += [
+            cn,
+            zh(N_("{item}: why")).format(item=cn),
+            zh(N_("{item}: received")).format(item=cn),
+            zh(N_("{item}: sender")).format(item=cn),
+        ]
+    return header + [
+        zh(N_("Last message")),
+        zh(N_("Deadline")),
+        zh(N_("Staff decision")),
+        zh(N_("Messages waiting for review")),
+        zh(N_("Addresses")),
+    ]
+
+
+def _unit_notes(r: dict, labels: dict[str, str], tz) -> str:
+    """Staff decisions about the unit and its items, in one cell."""
+    notes = [
+        f"{cn}{_override_text(r['items'][item])}"
+        for item, cn in labels.items()
+        if r["items"][item].get("override")
+    ]
+    if r.get("exempt"):
+        notes.append(
+            zh(N_("exempt"))
+            + (zh(N_(": {note}")).format(note=r["exempt_note"]) if r.get("exempt_note") else "")
+        )
+    if r.get("deadline_extended"):
+        notes.append(zh(N_("deadline extended to {time}")).format(time=_local(r["deadline"], tz)))
+    return "；".join(notes)
 
 
 def _units_table(rows: list[dict], config) -> Table:
     tz = config.campaign.timezone
-    t = Table("单位情况", freeze_row=1, print_title_cols="C:C")
-    header = ["序号", "单位编号", "单位名称", "类别", "状态", "逾期"]
+    t = Table(zh(N_("Unit by unit")), freeze_row=1, print_title_cols="C:C")
     labels = config.campaign.labels
-    for cn in labels.values():
-        header += [cn, f"{cn}说明", f"{cn}收到时间", f"{cn}发件来源"]
-    header += ["最后来信", "截止时间", "人工处理", "待审核邮件", "邮箱"]
+    header = _units_header(labels)
     t.add(header, header=True)
     for n, r in enumerate(rows, start=1):
-        state = UNIT_STATE_CN[r["state"]] + ("（免报）" if r.get("exempt") else "")
-        row = [n, r["id"], r["name"], r.get("category") or "", state, "逾期" if r["late"] else ""]
-        notes = []
+        state = UNIT_STATE_CN[r["state"]] + (zh(N_("(exempt)")) if r.get("exempt") else "")
+        row = [n, r["id"], r["name"], r.get("category") or "", state, LATE if r["late"] else ""]
         fill_cols = {}
-        for item, cn in labels.items():
+        for item in labels:
             it = r["items"][item]
-            label = ITEM_STATE_CN[it["state"]] + ("（逾期）" if it["late"] else "")
+            label = ITEM_STATE_CN[it["state"]] + (zh(N_("(late)")) if it["late"] else "")
             explain = it.get("reason_zh") or it.get("reason") or ""
             warnings = it.get("warnings_zh") or it.get("warnings") or []
             if warnings:
@@ -164,16 +211,10 @@ def _units_table(rows: list[dict], config) -> Table:
             fill_cols[len(row)] = "late" if it["late"] and it["state"] == "ok" else it["state"]
             trust = TRUST_CN.get(it.get("trust") or "", it.get("trust") or "")
             row += [label, explain, _local(it.get("arrived_at"), tz), trust]
-            if it.get("override"):
-                notes.append(f"{cn}{_override_text(it)}")
-        if r.get("exempt"):
-            notes.append("免报" + (f"：{r['exempt_note']}" if r.get("exempt_note") else ""))
-        if r.get("deadline_extended"):
-            notes.append(f"截止时间延至 {_local(r['deadline'], tz)}")
         row += [
             _local(r.get("last_arrival"), tz),
             _local(r.get("deadline"), tz),
-            "；".join(notes),
+            _unit_notes(r, labels, tz),
             "；".join(
                 f"#{p['message']} {p['from'] or '?'}：{p['subject'] or ''}"
                 for p in r.get("pending_review") or []
@@ -190,74 +231,20 @@ def _units_table(rows: list[dict], config) -> Table:
     return t
 
 
-def _stats_table(stats: dict, config) -> Table:
-    t = Table("统计汇总", freeze_row=1, print_title_cols="B:B")
-    sheet = config.campaign.first("sheet")
-    fields = sheet.sheet.fields if sheet is not None and sheet.sheet else []
-    header = [
-        "单位编号",
-        "单位名称",
-        "类别",
-        "填报单位（表内）",
-        *(f"{label}（{unit}）" if unit else label for label, unit in fields),
-        "逾期",
-    ]
-    t.add(header, header=True)
-    for u in stats["per_unit"]:
-        t.add(
-            [
-                u["id"],
-                u["name"],
-                u.get("category") or "",
-                u.get("unit_cell") or "",
-                *(u["figures"].get(label, "") for label, _ in fields),
-                "逾期" if u.get("late") else "",
-            ]
-        )
-    t.filter_range = (0, len(t.rows) - 1, len(header))
-    t.add(
-        [
-            "全省合计",
-            f"{stats['units']} 个单位",
-            "",
-            "",
-            *(stats["fields"][label] for label, _ in fields),
-            "",
-        ],
-        bold=True,
-    )
-    t.add([])
-    t.add([f"未计入合计的单位（{len(stats['left_out'])} 个）"], bold=True)
-    t.add(["单位编号", "单位名称", "统计表", "原因"], header=True)
-    for u in stats["left_out"]:
-        t.add(
-            [u["id"], u["name"], ITEM_STATE_CN.get(u["state"], u["state"]), u.get("reason_zh") or u["reason"]]
-        )
-    notes = stats_notes_zh(stats)
-    if notes:
-        t.add([])
-        t.add(["说明"], bold=True)
-        for note in notes:
-            t.add([note])
-    return t
-
-
-def stats_notes_zh(stats: dict) -> list[str]:
-    """What is counted but deserves a look (reconcile.stats notes), in Chinese."""
-    out = []
-    for u in stats.get("accepted_with_missing_figures") or []:
-        out.append(f"{u['name']}：统计表经工作人员认定合格，但缺少{'、'.join(u['missing'])}，已计入现有数字")
-    for u in stats.get("sheet_names_other_unit") or []:
-        out.append(f"{u['name']}：统计表的填报单位为{u['unit_cell']}（{u['names']}）")
-    for d in stats.get("same_sheet") or []:
-        out.append("同一份统计表（同一文件）计入了" + "、".join(u["name"] for u in d["units"]))
-    return out
-
-
 def _unmatched_table(conn: sqlite3.Connection, config) -> Table:
     tz = config.campaign.timezone
-    t = Table("未匹配邮件", freeze_row=1)
-    t.add(["编号", "收到时间", "发件人", "主题", "附件", "原因"], header=True)
+    t = Table(zh(N_("Unmatched messages")), freeze_row=1)
+    t.add(
+        [
+            zh(N_("No.")),
+            zh(N_("Received")),
+            zh(N_("From")),
+            zh(N_("Subject")),
+            zh(N_("Attachments")),
+            zh(N_("Why")),
+        ],
+        header=True,
+    )
     for mid, received_at, from_addr, from_name, subject, reason, files in conn.execute(
         "SELECT m.id, m.received_at, m.from_addr, m.from_name, m.subject, a.reason, "
         "(SELECT group_concat(coalesce(p.filename, p.location), '; ') FROM parts p WHERE p.message = m.id) "
@@ -277,8 +264,8 @@ def _progress_table(conn: sqlite3.Connection, rows: list[dict], config) -> Table
     arrived that day (reconcile.progress), with a native chart of the same series."""
     from reconcile.progress import progress_series
 
-    t = Table("进度", freeze_row=1, chart="progress")
-    t.add(["日期", "齐全", "不齐全", "未报送", "当日来信"], header=True)
+    t = Table(PROGRESS_SHEET, freeze_row=1, chart="progress")
+    t.add([zh(N_("Day")), *UNIT_STATE_CN.values(), zh(N_("Messages that day"))], header=True)
     for d in progress_series(conn, rows, config):
         t.add([d.day.isoformat(), d.complete, d.incomplete, d.missing, d.arrivals])
     return t
@@ -288,11 +275,13 @@ def build_tables(
     conn: sqlite3.Connection, rows: list[dict], stats: dict, config, now: datetime | None = None
 ) -> list[Table]:
     generated = (now or datetime.now(UTC)).astimezone(config.campaign.timezone).strftime("%Y-%m-%d %H:%M")
+    from reconcile.report_stats import stats_table  # it builds on this module
+
     return [
         _summary_table(rows, config, generated),
         _progress_table(conn, rows, config),
         _units_table(rows, config),
-        _stats_table(stats, config),
+        stats_table(stats, config),
         _unmatched_table(conn, config),
     ]
 

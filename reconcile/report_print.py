@@ -3,6 +3,8 @@ LibreOffice makes of it) and the 进度 sheet's native chart."""
 
 from __future__ import annotations
 
+from reconcile.i18n import N_, zh
+
 # Printing. A4, margins 0.7 in; a column of width w (characters of the default 11 pt font) takes
 # about w * 8 + 5 pixels at 96 dpi as LibreOffice prints it. Nothing is shrunk (fitting the 19
 # columns of 单位情况 to one page width printed them too small to read): a sheet is printed at
@@ -41,7 +43,7 @@ def print_setup(ws, table, title: str | None) -> None:
         header.center.text = f"{title or ''} {table.name}".strip()
         header.center.size = 10
     for footer in (ws.oddFooter, ws.evenFooter):
-        footer.center.text = "第 &P 页，共 &N 页"
+        footer.center.text = zh(N_("Page &P of &N"))
         footer.center.size = 10
 
 
@@ -53,15 +55,15 @@ def progress_chart(ws, nrows: int) -> None:
     bars.type = "col"
     bars.grouping = "stacked"
     bars.overlap = 100
-    bars.title = "报送进度"
-    bars.y_axis.title = "单位数"
-    bars.x_axis.title = "日期"
+    bars.title = zh(N_("Progress"))
+    bars.y_axis.title = zh(N_("Units"))
+    bars.x_axis.title = zh(N_("Day"))
     bars.add_data(Reference(ws, min_col=2, max_col=3, min_row=1, max_row=nrows), titles_from_data=True)
     bars.set_categories(Reference(ws, min_col=1, min_row=2, max_row=nrows))
     line = LineChart()
     line.add_data(Reference(ws, min_col=5, max_col=5, min_row=1, max_row=nrows), titles_from_data=True)
     line.y_axis.axId = 200
-    line.y_axis.title = "当日来信"
+    line.y_axis.title = zh(N_("Messages that day"))
     line.y_axis.crosses = "max"
     bars += line
     bars.width, bars.height = CHART_CM

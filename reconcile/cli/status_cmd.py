@@ -342,7 +342,7 @@ def _render_stats(app: App, data: dict) -> None:
             markup=False,
         )
     if chinese():
-        from reconcile.report import stats_notes_zh
+        from reconcile.report_stats import stats_notes_zh
 
         notes = stats_notes_zh(data)
     else:
