@@ -201,7 +201,7 @@ def test_overview_lists_every_unit_with_its_state_and_a_filter_narrows_it(site, 
     n = {s: sum(u["state"] == s for u in status) for s in STATE_ZH}  # its last day: today's status
     last = "齐全{complete}，不齐全{incomplete}，未报送{missing}".format(**n)
     assert last in days[-1].get_attribute("textContent")
-    browser.save_screenshot(str(shots / "overview.png"))
+    assert browser.save_screenshot(str(shots / "overview.png"))
 
     Select(browser.find_element(By.ID, "filter-state")).select_by_visible_text("齐全")
     submit(browser, browser.find_element(By.ID, "apply-filters"))
@@ -223,10 +223,11 @@ def test_unit_page_plays_the_video_from_the_server(site, browser, shots):
     opener = session_opener(browser)
     code, headers, body = fetch(opener, src)
     assert code == 200 and headers["Content-Type"].startswith("video/")
+    assert headers["Cache-Control"] == "no-store"  # not kept on a shared office PC's disk
     assert body[4:8] == b"ftyp"  # the stored mp4 itself
     code, headers, part = fetch(opener, src, headers={"Range": "bytes=0-99"})
     assert code == 206 and part == body[:100] and headers["Content-Range"] == f"bytes 0-99/{len(body)}"
-    browser.save_screenshot(str(shots / "unit.png"))
+    assert browser.save_screenshot(str(shots / "unit.png"))
 
 
 def test_staff_assigns_an_unmatched_message_and_the_unit_changes_state(site, browser):
@@ -319,6 +320,35 @@ def test_staff_drops_a_message_waiting_for_review(site, browser):
     assert browser.find_elements(By.CSS_SELECTOR, "#review tr[data-message]") == []
     audit = c.run("show", "changzhi-kjj", "--json").json["audit"]
     assert [(a["actor"], a["action"], a["note"]) for a in audit] == [(STAFF, "reject", "不是该单位的材料")]
+
+
+def test_after_signing_in_the_page_goes_back_only_to_this_site(site):
+    """A sign-in link anyone can send staff (``/login?next=...``) never leads off the site after a
+    real sign-in: not to ``//host``, a full URL, ``/<TAB>/host`` (a browser drops the tab and reads
+    ``//host``), nor a header broken by CR/LF."""
+    c, base = site
+
+    def sign_in_with(target: str) -> str:
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), NoRedirect())
+        _, _, page = fetch(opener, base + "/login")
+        token = re.search(rb'name="csrf_token" value="([^"]+)"', page).group(1).decode()
+        form = {"csrf_token": token, "name": STAFF, "password": PASSWORD}
+        code, headers, _ = fetch(opener, f"{base}/login?next={target}", form)
+        assert code == 303, (target, code)
+        return headers["Location"]
+
+    hostile = [
+        "/%09/evil.example",
+        "//evil.example",
+        "https://evil.example/",
+        "/%5Cevil.example",
+        "/x%0d%0aSet-Cookie:a=b",
+    ]
+    for target in hostile:
+        location = urllib.parse.urlsplit(sign_in_with(target))
+        assert location.netloc in ("", urllib.parse.urlsplit(base).netloc) and location.path == "/", target
+    assert sign_in_with("/unmatched%3Fcampaign%3Ddefault").endswith("/unmatched?campaign=default")
 
 
 def test_every_page_sets_safe_headers_and_wrong_passwords_are_rate_limited(site):

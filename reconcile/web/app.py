@@ -95,6 +95,8 @@ def _errors_and_headers(app: Flask) -> None:
     def safe_headers(response):
         for k, v in SECURITY_HEADERS.items():
             response.headers.setdefault(k, v)
+        # files and the workbook too (send_file says no-cache: kept on a shared office PC's disk)
+        response.headers["Cache-Control"] = SECURITY_HEADERS["Cache-Control"]
         return response
 
     @app.errorhandler(CSRFError)

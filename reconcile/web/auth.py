@@ -13,6 +13,7 @@ import threading
 import time
 from collections import defaultdict, deque
 from functools import wraps
+from urllib.parse import urlsplit
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -127,10 +128,15 @@ bp = Blueprint("auth", __name__)
 
 
 def _safe_next(target: str | None) -> str:
-    """Only a path on this site (never //host or a full URL) to go back to after signing in."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return url_for("pages.overview")
+    """Only a path on this site to go back to after signing in: never another host (``//host``,
+    a full URL, ``/\thost`` that a browser reads as ``//host`` once it drops the tab, a
+    backslash), never a control character (a header cannot carry CR/LF)."""
+    if not target or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in target) or "\\" in target:
+        return url_for("pages.overview")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/") or parts.path.startswith("//"):
+        return url_for("pages.overview")
+    return target
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -230,4 +230,4 @@ def api_status():
 @bp.route("/api/messages")
 def api_messages():
     """Exactly `mailroll [--campaign ID] messages --json`."""
-    return _json(sources().messages_json(request.args.get("campaign")))
+    return _json(sources().messages_json(g.campaign_id if g.campaign_given else None))
