@@ -370,6 +370,9 @@ def test_every_page_sets_safe_headers_and_wrong_passwords_are_rate_limited(site)
     assert codes == [401] * 5
     code, _, body = fetch(opener, base + "/login", {"csrf_token": token, "name": STAFF, "password": PASSWORD})
     assert code == 429 and "次数过多" in body.decode()
+    # only that name from this address: another name is told its password is wrong, not locked
+    code, _, _ = fetch(opener, base + "/login", {"csrf_token": token, "name": "李明", "password": "wrong"})
+    assert code == 401
 
 
 def test_without_users_the_page_is_read_only_and_stays_on_loopback(campaign):

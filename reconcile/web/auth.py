@@ -3,8 +3,10 @@
 * Without users the page is read-only (and ``mailroll web`` binds to loopback only).
 * With users, every page asks for a sign-in; decisions are recorded under the signed-in name.
 * A sign-in lasts ``[web] session_minutes`` (default 8 hours), then the page asks again.
-* Wrong passwords are rate-limited per client address and per name: after ``MAX_FAILURES``
-  within ``WINDOW_S`` seconds, sign-in is refused until the window has passed.
+* Wrong passwords are rate-limited: after ``MAX_FAILURES`` for one name from one client address
+  within ``WINDOW_S`` seconds, that pair is refused until the window has passed; one address is
+  refused after ``ADDRESS_FAILURES`` whatever the names (spraying). A name alone is never
+  locked: a stranger elsewhere cannot keep a staff member out by guessing at her name.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from flask import Blueprint, abort, current_app, g, redirect, render_template, r
 
 from reconcile.i18n import N_, zh
 
-MAX_FAILURES = 5
+MAX_FAILURES = 5  # one name from one address
+ADDRESS_FAILURES = 20  # one address, any names
 WINDOW_S = 600.0
 
 _hasher = PasswordHasher()
@@ -45,10 +48,10 @@ class Throttle:
             q.popleft()
         return q
 
-    def blocked(self, *keys: str) -> bool:
+    def blocked(self, key: str, limit: int | None = None) -> bool:
         now = time.monotonic()
         with self._lock:
-            return any(len(self._recent(k, now)) >= self.max_failures for k in keys)
+            return len(self._recent(key, now)) >= (limit or self.max_failures)
 
     def fail(self, *keys: str) -> None:
         now = time.monotonic()
@@ -151,8 +154,8 @@ def login():
         name = (request.form.get("name") or "").strip()
         password = request.form.get("password") or ""
         throttle: Throttle = current_app.extensions["mailroll.throttle"]
-        keys = (f"addr:{request.remote_addr}", f"name:{name}")
-        if throttle.blocked(*keys):
+        address, pair = f"addr:{request.remote_addr}", f"pair:{request.remote_addr}:{name}"
+        if throttle.blocked(pair) or throttle.blocked(address, ADDRESS_FAILURES):
             error, status = (
                 zh(N_("Too many wrong passwords: try again in {minutes} minutes")).format(
                     minutes=int(WINDOW_S // 60)
@@ -166,7 +169,7 @@ def login():
             session["since"] = time.time()
             return redirect(_safe_next(request.args.get("next")), code=303)
         else:
-            throttle.fail(*keys)
+            throttle.fail(address, pair)
             error, status = zh(N_("Wrong name or password")), 401
     return render_template("login.html", error=error, name=name), status
 
