@@ -235,7 +235,9 @@ def revoke(conn: sqlite3.Connection, override_id: int, actor: str, note: str | N
 def listing(
     conn: sqlite3.Connection, *, unit: str | None = None, include_revoked: bool = True, config=None
 ) -> list[Override]:
-    """Decisions, oldest first; with ``config``: only those about its selected campaign."""
+    """Decisions, oldest first; with ``config``: only those about its selected campaign, and the
+    decisions about a message for no campaign in particular (``reject MESSAGE``: it counts for
+    nothing in any campaign, so every campaign lists it and can revoke it)."""
     sql = f"SELECT {COLUMNS} FROM overrides WHERE 1=1"
     params: list = []
     if unit is not None:
@@ -245,7 +247,7 @@ def listing(
         sql += " AND revoked_at IS NULL"
     if config is not None:
         clause, more = config.campaign_clause()
-        sql += " AND " + clause
+        sql += f" AND ({clause} OR (campaign IS NULL AND message IS NOT NULL))"
         params += more
     return [Override(*r) for r in conn.execute(sql + " ORDER BY id", params)]
 

@@ -289,3 +289,26 @@ def test_serve_polls_once_for_all_and_mails_each_campaign(two, tmp_path, media):
     assert any("全国科普日" in s for s in to_datong)
     to_taiyuan = [m["Subject"] for m in mails if "tykjj@taiyuan.gov.cn" in m.rcpt_tos]
     assert len(to_taiyuan) == 2 and any("全国科普日" in s for s in to_taiyuan), "receipt + kpr reminder"
+
+
+def test_a_rejected_message_is_listed_and_revocable_in_every_campaign(two, tmp_path):
+    """``reject MESSAGE`` makes a message count for nothing in any campaign: so each campaign's
+    ``overrides`` (and the web's unit and review pages, which read the same list) shows it and can
+    revoke it, whichever campaign it was rejected under."""
+    c = two
+    deliver(
+        c,
+        build_mail(
+            TY,
+            subject="科技活动周材料",
+            attachments=files(("总结报告.pdf", make_report_pdf(tmp_path / "r.pdf"))),
+        ),
+    )
+    c.run("ingest", "--once")
+    done = c.run("--campaign", "kjz2022", "reject", "1", "--note", "冒名", "--json").json
+    for cid in ("kjz2022", "kpr2022"):
+        listed = c.run("--campaign", cid, "show", "taiyuan-kjj", "--json").json["overrides"]
+        assert [(o["id"], o["revoked_at"]) for o in listed] == [(done["override"], None)], cid
+    c.run("--campaign", "kpr2022", "revoke", str(done["override"]))
+    listed = c.run("--campaign", "kjz2022", "show", "taiyuan-kjj", "--json").json["overrides"]
+    assert [o["revoked_at"] is not None for o in listed] == [True]
