@@ -430,6 +430,11 @@ def test_several_campaigns_each_have_their_pages_and_api(tmp_path_factory, media
         code, _, body = fetch(opener, base + "/api/status")
         assert code == 400 and "kjz2022, kpr2022" in body.decode()
         assert fetch(opener, base + "/?campaign=nope")[0] == 404
+        # without users, for this machine only: another host name (DNS rebinding) is refused
+        assert fetch(opener, base + "/api/messages", headers={"Host": "attacker.example"})[0] == 403
+        assert (
+            fetch(opener, base.replace("127.0.0.1", "localhost") + "/api/status?campaign=kpr2022")[0] == 200
+        )
         # a decision made on the CLI: the server refreshes the cached status by itself, so the
         # next page does not pay for it (reconcile/web/warm.py)
         c.run("--campaign", "kpr2022", "exempt", "jinzhong-kjj", "--note", "不参加")

@@ -112,9 +112,27 @@ def staff_only(view):
     return wrapped
 
 
+LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}
+
+
+def _loopback_only() -> None:
+    """Without users the page is this machine's only: a client elsewhere (users removed from the
+    config while bound to the network) is refused, and so is a request naming another host,
+    which is what a web page in a staff member's browser does when its own name is made to point
+    at 127.0.0.1 (DNS rebinding) to read the roll call."""
+    host = request.host
+    host = host[1 : host.index("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
+    if request.remote_addr not in LOOPBACK_NAMES or host.lower() not in LOOPBACK_NAMES:
+        abort(403, zh(N_("Without staff sign-in this page is for this machine only (localhost)")))
+
+
 def gate():
-    """Before every request: with users configured, pages need a sign-in (not /login itself)."""
-    if request.endpoint in ("auth.login", "static") or not sign_in_required():
+    """Before every request: with users configured, pages need a sign-in (not /login itself);
+    without users, only this machine may read them."""
+    if not sign_in_required():
+        _loopback_only()
+        return None
+    if request.endpoint in ("auth.login", "static"):
         return None
     if signed_in() is None:
         if request.method != "GET":
