@@ -131,5 +131,13 @@ class PoisonGuard:
         self.read_keys = []
 
     def read(self, key: str) -> None:
-        """The message is read (whatever came of it): a crash from now on is not its doing."""
-        self.read_keys.append(key)
+        """The message is read (whatever came of it): a crash from now on is not its doing.
+        Others' notes go with the next write (``start``, ``forget_read``); a suspect's goes at
+        once, in a write of its own (suspects are few and read alone): else a poll killed while
+        the suspect waits for its commit counted against it again, and a message that was only
+        in flight when the process was killed three times was recorded as poison."""
+        if key not in self.suspects:
+            self.read_keys.append(key)
+            return
+        with transaction(self.conn):
+            self.conn.execute("DELETE FROM reading WHERE source = ? AND source_key = ?", (self.source, key))

@@ -166,3 +166,18 @@ def _check_flags_subset_of_db(campaign, dovecot, user) -> None:
     conn = sqlite3.connect(campaign.db_path)
     recorded = {k for (k,) in conn.execute("SELECT source_key FROM messages WHERE status != 'failed'")}
     assert flagged <= recorded, f"flagged on the server but not in the database: {flagged - recorded}"
+
+
+def test_killed_while_committing_is_not_the_messages_doing(campaign):
+    """mailroll killed again and again while committing a message it has read (a power cut, an
+    operator's kill -9, systemd at the wrong moment) must not make that message 'poison': only
+    deaths while reading it count. The message is recorded by the first poll that is not killed."""
+    (_, msg), *_ = _messages(1)
+    campaign.deliver(msg)
+    for _ in range(4):
+        res = campaign.run_process(
+            "ingest", "--once", env={"MAILROLL_CRASH_AT": "before-commit:1"}, expect=None
+        )
+        assert res.exit_code == -signal.SIGKILL, res.stderr
+    summary = campaign.ingest()
+    assert (summary["attributed"], summary["failed"]) == (1, 0), summary
