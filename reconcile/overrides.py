@@ -247,7 +247,7 @@ def listing(
         sql += " AND revoked_at IS NULL"
     if config is not None:
         clause, more = config.campaign_clause()
-        sql += f" AND ({clause} OR (campaign IS NULL AND message IS NOT NULL))"
+        sql += f" AND ({clause} OR (campaign IS NULL AND action = 'reject' AND message IS NOT NULL))"
         params += more
     return [Override(*r) for r in conn.execute(sql + " ORDER BY id", params)]
 
@@ -288,7 +288,9 @@ def unknown_units(conn: sqlite3.Connection, roster, config=None) -> list[Overrid
     return [
         o
         for o in listing(conn, include_revoked=False, config=config)
-        if o.unit and o.unit not in roster.by_id
+        if o.unit
+        and o.unit not in roster.by_id
+        and not (o.action == "reject" and o.message and o.campaign is None)
     ]
 
 

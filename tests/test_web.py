@@ -432,6 +432,7 @@ def test_several_campaigns_each_have_their_pages_and_api(tmp_path_factory, media
         assert fetch(opener, base + "/?campaign=nope")[0] == 404
         # without users, for this machine only: another host name (DNS rebinding) is refused
         assert fetch(opener, base + "/api/messages", headers={"Host": "attacker.example"})[0] == 403
+        assert fetch(opener, base + "/api/messages", headers={"Host": "127.0.0.2:8080"})[0] == 200  # loopback
         assert (
             fetch(opener, base.replace("127.0.0.1", "localhost") + "/api/status?campaign=kpr2022")[0] == 200
         )

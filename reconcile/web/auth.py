@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from collections import defaultdict, deque
@@ -112,7 +113,18 @@ def staff_only(view):
     return wrapped
 
 
-LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}
+def is_loopback(host: str | None) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1, also IPv4-mapped)."""
+    if not host:
+        return False
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
 
 
 def _loopback_only() -> None:
@@ -121,8 +133,8 @@ def _loopback_only() -> None:
     which is what a web page in a staff member's browser does when its own name is made to point
     at 127.0.0.1 (DNS rebinding) to read the roll call."""
     host = request.host
-    host = host[1 : host.index("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
-    if request.remote_addr not in LOOPBACK_NAMES or host.lower() not in LOOPBACK_NAMES:
+    host = host[1 : host.index("]")] if host.startswith("[") and "]" in host else host.rsplit(":", 1)[0]
+    if not (is_loopback(request.remote_addr) and is_loopback(host)):
         abort(403, zh(N_("Without staff sign-in this page is for this machine only (localhost)")))
 
 
