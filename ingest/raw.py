@@ -31,7 +31,7 @@ Skeleton format (inside the zstd frame): ``MRSKEL1\\n``, one JSON line (a list o
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import json
 import os
@@ -144,13 +144,16 @@ def encode_again(path: Path, seg: dict) -> Iterator[bytes]:
         data = f.read(per_read)
         while data:
             following = f.read(per_read)
-            text = base64.b64encode(data)
-            lines = [text[i : i + line] for i in range(0, len(text), line)]
-            out = eol.join(lines)
-            if following or final_eol:
-                out += eol
-            yield out
+            yield encode_lines(data, line, eol, bool(following) or final_eol)
             data = following
+
+
+def encode_lines(data: bytes, line: int, eol: bytes, final_eol: bool) -> bytes:
+    """``data`` in base64, cut in lines of ``line`` characters ending with ``eol`` (also after the
+    last one when ``final_eol``)."""
+    text = binascii.b2a_base64(data, newline=False)
+    out = eol.join(text[i : i + line] for i in range(0, len(text), line))
+    return out + eol if final_eol and out else out
 
 
 def reassemble(blob_reader, resolve: Callable[[str], Path]) -> Iterator[bytes]:

@@ -123,6 +123,8 @@ class Fetcher:
     ) -> FetchedMessage:
         env = self._envelope(uid, size, when)
         streamer = Streamer(self._op, self.limits, self.spool_dir, uid, stop)
+        if self.keep_raw:
+            streamer.trail = skeleton.RawTrail(self._range_of(streamer), size)
         if size > self.limits.max_message_bytes:
             header = streamer.header_only()
             return FetchedMessage(
@@ -154,19 +156,25 @@ class Fetcher:
         return raw.headers_only(raw.header_block(data, self.limits.max_header_bytes))
 
     def _streamed_copy(self, streamer: Streamer, size: int) -> raw.RawCopy | None:
-        """A streamed message's raw copy: a skeleton referring to its big parts (skeleton.py)."""
-        if not self.keep_raw:
+        """A streamed message's raw copy: a skeleton referring to its big parts (skeleton.py),
+        else the whole message fetched again."""
+        if streamer.trail is None:
             return raw.headers_only(streamer.header)
+        made = streamer.trail.copy()
+        if made is not None:
+            return made
+        header_limit = self.limits.max_header_bytes
+        return skeleton.whole(self._range_of(streamer), size, self.spool_dir, header_limit, streamer.header)
 
+    @staticmethod
+    def _range_of(streamer: Streamer) -> skeleton.FetchRange:
         def fetch_range(offset: int, length: int) -> bytes:
             d = streamer.fetch(
                 [f"BODY.PEEK[]<{offset}.{length}>"], f"keeping the raw copy of message {streamer.uid}"
             )
             return bytes(response_item(d, f"BODY[]<{offset}>") or b"")
 
-        return skeleton.build(
-            fetch_range, size, streamer.traces, self.spool_dir, self.limits.max_header_bytes, streamer.header
-        )
+        return fetch_range
 
 
 def _utc(value: Any) -> datetime:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
+from collections.abc import Callable
 from typing import BinaryIO
 
 from ingest.sources.imap.decode import StreamDecoder
@@ -17,13 +18,16 @@ class SpoolWriter:
     chunk waits for it: memory stays at a few chunks whatever the part's size.
 
     ``put`` raises what went wrong in the thread (e.g. the disk is full); ``close`` finishes the
-    part and returns (bytes written, damaged, sha256 hex), or raises that error."""
+    part and returns (bytes written, damaged, sha256 hex), or raises that error. ``observer``,
+    when set (before the first ``put``), sees each chunk as served, in the thread too (the raw
+    copy's hash and layout check: ingest/sources/imap/skeleton.py)."""
 
     def __init__(self, out: BinaryIO, encoding: str | None):
         self.out = out
         self.decoder = StreamDecoder(encoding)
         self.sha = hashlib.sha256()
         self.error: BaseException | None = None
+        self.observer: Callable[[bytes], None] | None = None
         self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=1)
         self.thread = threading.Thread(target=self._run, name="imap-spool", daemon=True)
         self.thread.start()
@@ -47,6 +51,8 @@ class SpoolWriter:
         while (chunk := self.queue.get()) is not None:
             if self.error is None:  # after an error: only empty the queue
                 try:
+                    if self.observer is not None:
+                        self.observer(chunk)
                     self._write(self.decoder.feed(chunk))
                 except BaseException as e:  # noqa: BLE001 - raised in the fetching thread
                     self.error = e

@@ -19,6 +19,7 @@ import os
 import re
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from ingest.sizes import human_size
 from ingest.sources.imap.connection import Op
 from ingest.sources.imap.decode import decode_all
 from ingest.sources.imap.errors import Stopped, mailbox_error
-from ingest.sources.imap.skeleton import EncodedTrace
+from ingest.sources.imap.skeleton import RawTrail
 from ingest.sources.imap.spool_writer import SpoolWriter
 from ingest.sources.imap.structure import Leaf, leaves
 
@@ -58,7 +59,7 @@ class Streamer:
         self.count = 0
         self.spools: list[Path] = []
         self.header = b""  # the message's header block as served
-        self.traces: list[EncodedTrace] = []  # the streamed parts as served (for the raw copy)
+        self.trail: RawTrail | None = None  # set to build the raw copy while the parts stream
         self.bodies: dict[str, bytes] = {}  # small leaves fetched with the MIME headers
 
     def fetch(self, items: list[str], what: str) -> dict:
@@ -185,10 +186,7 @@ class Streamer:
             part.location = loc + part.location
             self.parsed.parts.append(part)
             return
-        trace = EncodedTrace(lf.section, mime_header, (encoding or "7bit").strip().lower())
-        spool, size, damaged, digest = self.stream(lf, encoding, trace)
-        trace.spool, trace.decoded_sha256 = spool, digest
-        self.traces.append(trace)
+        spool, size, damaged, digest = self.stream(lf, encoding, mime_header)
         part = mime.part_from_entity(mime_header, spool=spool, size=size, origin=origin, parent=parent)
         part.location = loc + part.location
         part.sha256 = digest
@@ -204,11 +202,10 @@ class Streamer:
         self.digest.update(data)
         return data
 
-    def stream(
-        self, lf: Leaf, encoding: str | None, trace: EncodedTrace | None = None
-    ) -> tuple[Path, int, bool, str]:
+    # long: the chunk loop, with the raw copy's trail following the part
+    def stream(self, lf: Leaf, encoding: str | None, mime_header: bytes = b"") -> tuple[Path, int, bool, str]:
         """Fetch a part in chunks; a SpoolWriter decodes, hashes and writes them meanwhile
-        (``trace`` sees each chunk as served, for the raw copy).
+        (and ``self.trail``, if set, sees each chunk as served, for the raw copy).
 
         Returns (path, decoded size, damaged, sha256): the pipeline neither reads the file again
         to hash it nor holds it in memory."""
@@ -218,6 +215,7 @@ class Streamer:
         self.spools.append(path)
         with os.fdopen(fd, "wb") as out:
             writer = SpoolWriter(out, encoding)
+            trace = None
             try:
                 offset = 0
                 while True:
@@ -229,10 +227,12 @@ class Streamer:
                     del d
                     if not chunk:
                         break
+                    if offset == 0 and self.trail is not None:
+                        trace = self.trail.begin(lf.section, mime_header, _name(encoding), chunk)
+                        if trace is not None:
+                            writer.observer = _both(trace.feed, self.trail.served)
                     got = len(chunk)
                     offset += got
-                    if trace is not None:
-                        trace.feed(chunk)
                     writer.put(chunk)
                     del chunk
                     # a short piece at or past the announced size is the last one (a full piece: ask
@@ -242,6 +242,9 @@ class Streamer:
                         break
             finally:
                 written, damaged, digest = writer.close()
+        if trace is not None and self.trail is not None:
+            trace.spool, trace.decoded_sha256 = path, digest
+            self.trail.end(trace)
         self.digest.update(digest.encode())
         return path, written, damaged, digest
 
@@ -339,6 +342,18 @@ class Streamer:
         if problem:
             p.defects.append(problem)
         p.content_sha256 = self.digest.hexdigest()
+
+
+def _name(encoding: str | None) -> str:
+    return (encoding or "7bit").strip().lower()
+
+
+def _both(first: Callable[[bytes], None], second: Callable[[bytes], None]) -> Callable[[bytes], None]:
+    def both(chunk: bytes) -> None:
+        first(chunk)
+        second(chunk)
+
+    return both
 
 
 def response_item(d: dict, name: str) -> Any:
