@@ -44,7 +44,7 @@ class Pending:
     note: int | None = None  # the store's journal note of the files being written
     reading: Future | None = None  # reading it, in a worker process
     work: Future | None = None  # storing the files and checking them, in a thread
-    check_here: list[ExtractedPart] = field(default_factory=list)  # checked in the worker processes
+    to_check: list[ExtractedPart] = field(default_factory=list)  # checked in the worker processes
     held: int = 0  # bytes of its parts held in memory
     retry: bool = True  # False: failed for good (a limit, the poison guard) until `mailroll retry`
     budget: MessageBudget | None = None  # worker time left for it (limits.message_timeout_s)

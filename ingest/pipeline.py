@@ -17,8 +17,8 @@ Messages overlap, so both cores stay busy: the source fetches ahead (IMAP: a pre
 decoding in a thread of its own); the messages that arrived are read in the worker processes
 several at once (``ingest.reads``), and this thread prepares each one read, in arrival order
 (duplicates, links); then a small pool of threads takes it over: storing its files (fsync),
-then checking them, sheets, reports and images in the worker processes and videos with ffprobe
-in the thread, side by side, while this thread prepares and commits the others. At most
+then checking them in the worker processes (sheets, reports, images, videos), while this thread
+prepares and commits the others. At most
 ``IN_FLIGHT`` + 1 messages are between arrival and commit (``ingest.pending``: their states).
 The database is only touched in this thread, and every message still gets ONE transaction,
 committed in arrival order, then ``source.committed()``: nothing is marked on the server before
@@ -50,7 +50,8 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
-from ingest import checks, links, worker_tasks
+from ingest import links, worker_tasks
+from ingest.checks.video import probe_timeout_reason
 from ingest.config import Config
 from ingest.db import transaction
 from ingest.faults import crash_point
@@ -71,8 +72,8 @@ from ingest.workers import TaskError, WorkerPool, WorkLimit
 
 log = logging.getLogger(__name__)
 
-# Storing and checking a message's files run in threads: they wait on fsync, on ffprobe and on
-# the worker processes (no GIL held), which then overlaps with fetching and reading the next.
+# Storing and checking a message's files run in threads: they wait on fsync and on the worker
+# processes (no GIL held), which then overlaps with fetching and reading the next.
 CHECK_WORKERS = 4
 IN_FLIGHT = 6  # messages prepared and not yet committed (bounds memory, spool space, wasted work)
 # Parts held in memory (a Maildir message is parsed in memory): the messages in flight besides the
@@ -276,11 +277,10 @@ class _Poll:
                 return
             pending.link_status = self._follow_links(pending)
             to_check = [part for part in parsed.parts if not _known_facts(conn, part, fetched.reprocess)]
-            media = [part for part in to_check if part.kind == VIDEO]
-            pending.check_here = [part for part in to_check if part.kind != VIDEO]
+            pending.to_check = to_check
             raw = fetched.raw_copy
             pending.note = store.open_journal((p.sha256 for p in parsed.parts if p.sha256), _raw_shas(raw))
-            pending.work = self.pool.submit(self._store_and_check, pending, list(parsed.parts), media, raw)
+            pending.work = self.pool.submit(self._store_and_check, pending, list(parsed.parts), raw)
         except Exception as e:  # noqa: BLE001 - a bug or an I/O error: keep the message, retry later
             log.exception("message %s failed", env.key)
             pending.fail(f"could not be processed: {e.__class__.__name__}: {e}")
@@ -338,17 +338,16 @@ class _Poll:
         self,
         pending: Pending,
         parts: list[ExtractedPart],
-        media: list[ExtractedPart],
         raw: RawCopy | None = None,
     ) -> None:
         """In a thread, while this poll's thread reads the next messages: keep the message's
-        files in the store, then check them, sheets, reports and images in the worker processes
-        and videos with ffprobe here, side by side, each within what is left of the message's
-        time budget. The commit then only waits for this."""
+        files in the store, then check them in the worker processes, side by side, each within
+        what is left of the message's time budget. The commit then only waits for this."""
         if raw is not None:
             self.store.raw.put(raw)
         for part in parts:
             _keep(self.store, part)
+        limits = self.config.limits
         checking = [
             (
                 part,
@@ -358,17 +357,21 @@ class _Poll:
                     self.store.path_for(part.sha256),
                     self.config,
                     budget=pending.budget,
+                    limit=limits.probe_timeout_s if part.kind == VIDEO else None,
                 ),
             )
-            for part in pending.check_here
+            for part in pending.to_check
         ]
-        for part in media:
-            part.facts, part.error = checks.probe(part, self.store.path_for(part.sha256), self.config)
         for part, future in checking:
             try:
                 part.facts, part.error = future.result()
             except WorkLimit as e:
-                part.facts, part.error = None, limit_reason(e, self.config.limits, "checking this file")
+                part.facts = None
+                part.error = (
+                    probe_timeout_reason(limits.probe_timeout_s)
+                    if e.kind == "task time"
+                    else limit_reason(e, limits, "checking this file")
+                )
             except TaskError as e:
                 part.facts, part.error = None, f"the file could not be checked ({e})"
 

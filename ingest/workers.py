@@ -61,6 +61,7 @@ PRELOAD = [
     # workers share the pages instead of each holding a copy
     "openpyxl",
     "docx",
+    "av",  # FFmpeg's demuxers: the video check
 ]
 _PR_SET_PDEATHSIG = 1
 KILL_GRACE_S = 1.0  # between SIGTERM (tools end) and SIGKILL of a worker over its time
@@ -99,6 +100,7 @@ class _Task:
     args: tuple
     budget: MessageBudget | None
     future: Future
+    limit: float | None = None  # seconds, when the task has a time limit of its own
 
 
 def _worker_main(conn: Connection, memory_bytes: int) -> None:
@@ -159,15 +161,16 @@ class _Worker:
 
     def run(self, task: _Task) -> Any:
         """Send the task and wait for the answer, within the task's budget."""
-        timeout = None if task.budget is None else task.budget.remaining()
-        if timeout is not None and timeout <= 0:
+        left = None if task.budget is None else task.budget.remaining()
+        if left is not None and left <= 0:
             raise WorkLimit("time")
+        timeout = left if task.limit is None or (left is not None and left <= task.limit) else task.limit
         started = time.monotonic()
         try:
             self.conn.send((task.fn, task.args))
             if not self.conn.poll(timeout):
                 self.kill()
-                raise WorkLimit("time")
+                raise WorkLimit("time" if timeout == left else "task time")
             status, value = self.conn.recv()
         except (EOFError, OSError, BrokenPipeError):
             self.process.join(5)
@@ -247,9 +250,12 @@ class WorkerPool:
         self._closed = False
         self._warm = False
 
-    def submit(self, fn: Callable, *args: Any, budget: MessageBudget | None = None) -> Future:
-        """Run ``fn(*args)`` in a worker. The future's exception is ``WorkLimit`` when the task
-        hit a limit, ``TaskError`` when it raised."""
+    def submit(
+        self, fn: Callable, *args: Any, budget: MessageBudget | None = None, limit: float | None = None
+    ) -> Future:
+        """Run ``fn(*args)`` in a worker, within what is left of ``budget`` and at most ``limit``
+        seconds. The future's exception is ``WorkLimit`` when the task hit a limit (kind "task
+        time": its own), ``TaskError`` when it raised."""
         future: Future = Future()
         with self._lock:
             if self._closed:
@@ -260,7 +266,7 @@ class WorkerPool:
                 )
                 self._threads.append(t)
                 t.start()
-            self._tasks.put(_Task(fn, args, budget, future))
+            self._tasks.put(_Task(fn, args, budget, future, limit))
         return future
 
     def run(self, fn: Callable, *args: Any, budget: MessageBudget | None = None) -> Any:

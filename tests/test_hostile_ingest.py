@@ -40,6 +40,8 @@ from fixtures.campaign import Campaign
 from fixtures.files import make_encrypted_zip, make_sheet_xlsx
 from fixtures.mail import build_mail, gbk_zip, many_parts_mail, raw_mail, raw_part, std_headers
 
+from ingest.checks.video import NOT_A_VIDEO
+
 MAX_RSS_MB = 300
 MARK = "h7evil"  # in every name an attack would like to see written somewhere
 
@@ -453,45 +455,35 @@ def test_file_names_con_and_control_characters(campaign, media):
     assert all(p["error"] is None for p in o.parts), [p["error"] for p in o.parts]
 
 
-# A live HLS playlist (no #EXT-X-ENDLIST) whose segment never appears: ffprobe (5.1) sniffs it
-# from the content, whatever the file is called, and waits for the stream forever.
-HANGING_PLAYLIST = b"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:10,\nsegment-0.ts\n"
+# A live HLS playlist (no #EXT-X-ENDLIST) whose segment never appears: ffprobe 5.1 sniffed it
+# from the content, whatever the file was called, and waited for the stream for ever (until
+# limits.probe_timeout_s). The demuxers that probe videos now (FFmpeg 7+, through PyAV, given the
+# file itself and not a name) do not take it for media at all.
+LIVE_PLAYLIST = b"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:10,\nsegment-0.ts\n"
 
 
-def test_a_video_that_makes_ffprobe_hang_is_given_up_with_a_reason(campaign, media):
-    """The attachment really hangs ffprobe; limits.probe_timeout_s is lowered to 2 s (default
-    30 s) to keep the test short. The process group is killed, the poll goes on."""
+def test_a_live_playlist_sent_as_the_video_is_not_a_video(campaign, media):
+    """It used to hang the probe; it is refused at once, and the next video is still probed."""
     msg = build_mail(
         sender("kjc@sxu.edu.cn"),
         attachments=[
-            ("山西大学科技周.mp4", HANGING_PLAYLIST, "video/mp4"),
+            ("山西大学科技周.mp4", LIVE_PLAYLIST, "video/mp4"),
             ("活动视频.mp4", media.video(5).read_bytes()),  # the next video is still probed
         ],
     )
-    o = ingest_attack(campaign, msg, unit="sxu", limits={"probe_timeout_s": 2})
+    started = time.monotonic()
+    o = ingest_attack(campaign, msg, unit="sxu", limits={"probe_timeout_s": 20})
+    assert time.monotonic() - started < 20  # (not given up after the limit: refused)
     part = o.part("山西大学科技周.mp4")
     assert part["kind"] == "video"
-    assert part["error"] == "the video could not be probed within 2 s", part["error"]
+    assert part["error"] == NOT_A_VIDEO, part["error"]
     good = o.part("活动视频.mp4")
     assert good["error"] is None and json.loads(good["facts"])["duration_s"] == pytest.approx(5, abs=0.5)
-    assert not _ffprobe_running(campaign), "ffprobe was left running"
-
-
-def _ffprobe_running(campaign: Campaign) -> list[int]:
-    """ffprobe processes whose command line mentions this campaign's files."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if cmd and cmd[0].endswith(b"ffprobe") and str(campaign.files_dir).encode() in b" ".join(cmd):
-            found.append(int(pid))
-    return found
 
 
 def test_video_probe_timeout_path_with_a_real_video(campaign, media):
-    """The same timeout path, with a limit below ffprobe's start-up time (about 50 ms)."""
+    """A probe that runs out of time (limits.probe_timeout_s) is given up, its worker process
+    stopped: here with a limit below the round trip to a worker (about a millisecond)."""
     msg = build_mail(
         sender("kjc@sxu.edu.cn"), attachments=[("山西大学科技周.mp4", media.video(5).read_bytes())]
     )
@@ -617,7 +609,7 @@ def test_one_poll_through_a_mailbox_of_attacks(campaign, zip_bomb, media):
         ),
         (
             build_mail(
-                sender("kjc@sxu.edu.cn"), attachments=[("山西大学科技周.mp4", HANGING_PLAYLIST, "video/mp4")]
+                sender("kjc@sxu.edu.cn"), attachments=[("山西大学科技周.mp4", LIVE_PLAYLIST, "video/mp4")]
             ),
             "sxu",
         ),
@@ -654,5 +646,5 @@ def test_one_poll_through_a_mailbox_of_attacks(campaign, zip_bomb, media):
     )
     status = {r["id"]: r for r in campaign.status()}
     assert status["changzhi-kjj"]["state"] == "complete", status["changzhi-kjj"]["items"]
-    assert status["sxu"]["items"]["video"]["reason"] == "the video could not be probed within 2 s"
+    assert status["sxu"]["items"]["video"]["reason"] == NOT_A_VIDEO
     assert status["yuncheng-kjj"]["items"]["report"]["state"] == "invalid"

@@ -1,20 +1,28 @@
-"""The video (影像资料): length, container and codecs, measured by ffprobe.
+"""The video (影像资料): length, container and codecs, read by FFmpeg's own demuxers.
 
-ffmpeg-python's ``ffmpeg.probe`` (0.2.0) has no timeout: it calls ``Popen.communicate()``
-without one, so a file that makes ffprobe hang (a named pipe, a crafted stream) would hang the
-whole poll. We run ffprobe ourselves with the same arguments ffmpeg.probe uses
-(``-show_format -show_streams -of json``) through :func:`run_tool`, which kills the process
-group after ``limits.probe_timeout_s``. ffprobe reads only the local file: the path is passed
-as ``file:...`` and ``-protocol_whitelist file`` keeps a playlist from fetching URLs.
+The demuxers are FFmpeg's libavformat, the code ffprobe runs, called in the worker process
+through PyAV (``av``, loaded once by the forkserver): a probe costs a few milliseconds, where
+starting an ffprobe process costs about 0.12 s of CPU (it loads some 200 shared libraries),
+more than all the rest of a video's ingest. ``media_info`` returns what
+``ffprobe -show_format -show_streams -of json`` prints (the fields used here, the same names),
+so the facts do not depend on which of the two read the file (tests/test_video.py compares them
+on every kind of test video).
+
+Bounded as ffprobe was: only a regular file is opened (a named pipe would block the open for
+ever), only the ``file`` protocol is allowed (a playlist cannot fetch URLs), and FFmpeg's
+interrupt callback gives up after ``limits.probe_timeout_s`` (a live playlist that waits for a
+segment that never comes); a crash in the C code ends only the worker process, and the part
+gets the reason (the pipeline's worker tasks).
 """
 
 from __future__ import annotations
 
-import json
-import shutil
+import os
+import stat
+import time
 from pathlib import Path
 
-from ingest.checks.common import CheckError, extension_format, run_tool
+from ingest.checks.common import CheckError, extension_format
 
 NOT_A_VIDEO = "not a video file (the content is not a known media format)"
 AUDIO_ONLY = "no video stream (audio only)"
@@ -60,30 +68,59 @@ _IMAGE_FORMATS = (
 )
 
 
-def ffprobe_json(path: Path, timeout: float) -> dict:
-    """ffprobe's -show_format -show_streams output for a local file, within ``timeout`` s."""
-    binary = shutil.which("ffprobe")
-    if not binary:
-        raise CheckError("the video cannot be checked: ffprobe (ffmpeg) is not installed")
-    args = [
-        binary,
-        "-v",
-        "error",
-        "-protocol_whitelist",
-        "file",
-        "-show_format",
-        "-show_streams",
-        "-of",
-        "json",
-        "file:" + str(Path(path).resolve()),
-    ]
-    result = run_tool(args, timeout, "the video could not be probed")
-    if result.returncode != 0:
-        raise CheckError(NOT_A_VIDEO)
-    try:
-        return json.loads(result.stdout.decode("utf-8", "replace"))
-    except ValueError:
-        raise CheckError(NOT_A_VIDEO) from None
+def media_info(path: Path, timeout: float) -> dict:
+    """What ``ffprobe -show_format -show_streams -of json`` says of a local file (the fields
+    used by ``read_video``), read within ``timeout`` s; CheckError when it is not media."""
+    import av
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise CheckError(NOT_A_VIDEO)
+        os.set_blocking(fd, True)
+        started = time.monotonic()
+        try:
+            with av.open(f, options={"protocol_whitelist": "file"}, timeout=timeout) as container:
+                return {"format": _format(container), "streams": [_stream(s) for s in container.streams]}
+        except av.error.FFmpegError:
+            if time.monotonic() - started >= timeout:
+                raise CheckError(probe_timeout_reason(timeout)) from None
+            raise CheckError(NOT_A_VIDEO) from None
+
+
+def probe_timeout_reason(timeout: float) -> str:
+    """Why a video has no facts when its probe ran out of time (in FFmpeg, or the worker
+    process doing it was stopped: ``limits.probe_timeout_s``)."""
+    return f"the video could not be probed within {timeout:g} s"
+
+
+def _format(container) -> dict:
+    fmt: dict = {"format_name": container.format.name, "tags": dict(container.metadata)}
+    if container.duration is not None:
+        fmt["duration"] = container.duration / 1_000_000  # AV_TIME_BASE
+    if container.bit_rate:
+        fmt["bit_rate"] = container.bit_rate
+    return fmt
+
+
+def _stream(stream) -> dict:
+    import av
+
+    out: dict = {
+        "codec_type": stream.type,
+        "disposition": {"attached_pic": int(bool(stream.disposition & av.stream.Disposition.attached_pic))},
+    }
+    if stream.duration is not None and stream.time_base:
+        out["duration"] = float(stream.duration * stream.time_base)
+    context = stream.codec_context
+    if context is not None:
+        try:
+            out["codec_name"] = context.codec.canonical_name
+        except Exception:  # noqa: BLE001 - a codec FFmpeg does not know: no name, as ffprobe
+            pass
+        if stream.type == "video":
+            out["width"], out["height"] = context.width, context.height
+    return out
 
 
 def container_name(format_name: str, tags: dict, sniffed: str | None, filename: str | None) -> str:
@@ -123,7 +160,11 @@ def _number(value, kind=float):
 
 def read_video(path: Path, sniffed: str | None, filename: str | None, timeout: float) -> dict:
     """Facts of a video; raises CheckError for no video / not media / timeout."""
-    info = ffprobe_json(path, timeout)
+    return video_facts(media_info(path, timeout), path, sniffed, filename)
+
+
+def video_facts(info: dict, path: Path, sniffed: str | None, filename: str | None) -> dict:
+    """The facts in ffprobe's JSON (or ``media_info``'s, the same)."""
     fmt = info.get("format") or {}
     streams = info.get("streams") or []
     format_name = str(fmt.get("format_name") or "")

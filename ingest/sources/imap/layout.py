@@ -35,16 +35,49 @@ class Layout:
     def feed(self, chunk: bytes) -> None:
         if not self.ok:
             return
-        data = self.carry + chunk if self.carry else chunk
-        if not self.line and not self._learn(data):
+        if not self.line:
+            data = self.carry + chunk
+            if not self._learn(data):
+                return
+            chunk, self.carry = data, b""
+        first, last = chunk.find(b"\n"), chunk.rfind(b"\n")
+        if first == last:  # a small chunk (at most one line end): as one piece with the carry
+            self._lines(self.carry + chunk)
             return
+        # the carry completed by the chunk's first line, the lines in between (checked where they
+        # lie, without copying), the chunk's last whole line and what follows carried
+        begin, cut = first + 1, chunk.rfind(b"\n", 0, last) + 1
+        self.ok = self._full_lines(self.carry + chunk[:begin]) and self._middle(chunk, begin, cut)
+        self._carry(chunk[cut:])
+
+    def _lines(self, data: bytes) -> None:
         last = data.rfind(b"\n")
         cut = data.rfind(b"\n", 0, last) + 1 if last >= 0 else 0  # keep the last whole line back
         if cut:
             self.ok = self._full_lines(data[:cut])
-        self.carry = data[cut:]
-        if len(self.carry) > 2 * (self.line + len(self.eol)):  # a line longer than the others
+        self._carry(data[cut:])
+
+    def _carry(self, rest: bytes) -> None:
+        self.carry = rest
+        if len(rest) > 2 * (self.line + len(self.eol)):  # a line longer than the others
             self.ok = False
+
+    def _middle(self, chunk: bytes, begin: int, cut: int) -> bool:
+        """``chunk[begin:cut]`` is whole lines of ``line`` base64 characters: the line ends where
+        they belong, and no other character outside the alphabet in the whole chunk than those
+        and the ones of its first and last lines (one ``translate`` over the chunk)."""
+        step = self.line + len(self.eol)
+        if (cut - begin) % step:
+            return False
+        k = (cut - begin) // step
+        if chunk[begin + step - 1 : cut : step].count(b"\n") != k:
+            return False
+        if len(self.eol) == 2 and chunk[begin + self.line : cut : step].count(b"\r") != k:
+            return False
+        outside = (
+            chunk[:begin].translate(None, _ALPHABET) + self.eol * k + chunk[cut:].translate(None, _ALPHABET)
+        )
+        return chunk.translate(None, _ALPHABET) == outside
 
     def _learn(self, data: bytes) -> bool:
         """The line length and end from the first line; False while it is not complete."""
