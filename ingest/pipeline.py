@@ -111,14 +111,16 @@ def poll_once(
     free_space = FreeSpace(store.root, config.limits.min_free_bytes)
     source = source or open_source(config, store.tmp)
     result = PollResult()
+    if workers is None:
+        workers = WorkerPool(memory_bytes=config.limits.worker_memory_bytes)
+        own = workers
+    else:
+        own = None
+    workers.warm(wait=False)  # the forkserver loads the checks' libraries meanwhile
     with (
+        own or nullcontext(),
         source,
         ThreadPoolExecutor(CHECK_WORKERS, thread_name_prefix="mailroll-check") as pool,
-        (
-            nullcontext(workers)
-            if workers is not None
-            else WorkerPool(memory_bytes=config.limits.worker_memory_bytes)
-        ) as workers,
     ):
         poll = _Poll(config, conn, store, source, pool, result, progress, workers)
         try:

@@ -248,7 +248,7 @@ class WorkerPool:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._closed = False
-        self._warm = False
+        self._warm: list[Future] = []
 
     def submit(
         self, fn: Callable, *args: Any, budget: MessageBudget | None = None, limit: float | None = None
@@ -272,15 +272,16 @@ class WorkerPool:
     def run(self, fn: Callable, *args: Any, budget: MessageBudget | None = None) -> Any:
         return self.submit(fn, *args, budget=budget).result()
 
-    def warm(self) -> None:
-        """Start every worker now and wait until each answers (the first message then pays
-        nothing for start-up; the pipeline calls it before the first message)."""
-        if self._warm:
-            return
-        self._warm = True
-        futures = [self.submit(_ready) for _ in range(self.size)]
-        for f in futures:
-            f.result()
+    def warm(self, wait: bool = True) -> None:
+        """Start every worker now and (``wait``) wait until each answers: the first message then
+        pays nothing for start-up. The poll starts them first thing without waiting (the
+        forkserver loads the checks' libraries while the mailbox is opened), and waits before
+        the first message is read."""
+        if not self._warm:
+            self._warm = [self.submit(_ready) for _ in range(self.size)]
+        if wait:
+            for f in self._warm:
+                f.result()
 
     def _serve(self) -> None:
         """One thread per worker process: take a task, run it there, replace a worker that hit a
