@@ -7,6 +7,7 @@ import hashlib
 import os
 import threading
 from datetime import UTC, datetime, timedelta, timezone
+from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.utils import format_datetime
 
@@ -344,15 +345,14 @@ def test_a_disk_error_while_writing_a_streamed_part_fails_that_message_only(
 
     import ingest.sources.imap.spool_writer as spool_writer
 
-    for i in range(2):
+    sizes = (1_500_000, 1_400_000)  # (each decoded in one chunk: its size tells whose it is)
+    for i, size in enumerate(sizes):
         dovecot.append(
-            imap_campaign.imap_user, raw_mail(attachments=[(f"v{i}.mp4", os.urandom(1_500_000), "video/mp4")])
+            imap_campaign.imap_user, raw_mail(attachments=[(f"v{i}.mp4", os.urandom(size), "video/mp4")])
         )
-    calls = []
 
-    def full_once(fd, offset, length):
-        calls.append(length)
-        if len(calls) == 1:
+    def full_once(fd, offset, length):  # the first message's part meets a full disk
+        if length == sizes[0]:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(spool_writer, "start_writeback", full_once)
@@ -362,7 +362,7 @@ def test_a_disk_error_while_writing_a_streamed_part_fails_that_message_only(
         first, second = list(src.fetch_new(conn))
     assert first.parsed is None and os.strerror(errno.ENOSPC) in first.error
     (video,) = [p for p in second.parsed.parts if p.spool]
-    assert video.size == 1_500_000 and set(spool.iterdir()) == {video.spool}
+    assert video.size == sizes[1] and set(spool.iterdir()) == {video.spool}
     assert not any(t.name in ("imap-spool", "imap-served") for t in threading.enumerate())
 
 
@@ -527,3 +527,23 @@ def test_message_over_the_size_limit_fails_but_shows_whose_it_is(imap_campaign, 
     (row,) = imap_campaign.messages()
     assert row["disposition"] == "failed" and "max_message_bytes" in row["reason"]
     assert row["from"] == "dtkjj2022@163.com" and row["subject"] == "2022年科技活动周材料"
+
+
+def test_big_messages_streamed_side_by_side_are_handed_out_in_order(imap_campaign, dovecot):
+    """Two big messages stream at once (the second, smaller one finishes first); small ones
+    between them are fetched meanwhile: all are handed out in UID order, each complete."""
+    sizes = [6_000_000, 0, 1_200_000, 0, 3_000_000]
+    for i, size in enumerate(sizes):
+        atts = [(f"v{i}.mp4", os.urandom(size), "video/mp4")] if size else []
+        dovecot.append(imap_campaign.imap_user, raw_mail(subject=f"第{i}封", attachments=atts))
+    conn = open_connection(imap_campaign.db_path)
+    with source_for(imap_campaign, stream_threshold_bytes=100_000) as src:
+        got = list(src.fetch_new(conn))
+    assert [f.envelope.uid for f in got] == sorted(f.envelope.uid for f in got) and len(got) == 5
+    for i, (fetched, size) in enumerate(zip(got, sizes, strict=True)):
+        assert fetched.error is None
+        if size:  # streamed: its part is in a spool file
+            assert fetched.parsed.headers.subject == f"第{i}封"
+            assert [p.size for p in fetched.parsed.parts if p.spool] == [size]
+        else:  # fetched whole, for a worker process to parse
+            assert message_from_bytes(fetched.raw, policy=policy.default)["subject"] == f"第{i}封"

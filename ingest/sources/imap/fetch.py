@@ -6,13 +6,20 @@ sender's Date header) of up to ``SIZE_BATCH`` UIDs. Messages up to
 FETCH (the pipeline parses them in a worker process). Bigger ones go to ``stream.Streamer``; one over
 ``limits.max_message_bytes`` is not fetched: only its header is read, so staff see whose it is.
 Everything is read with ``BODY.PEEK`` (no ``\\Seen``).
+
+``STREAMS`` big messages are streamed at once, each in an ``imap-stream`` thread, their commands
+taking turns on the one connection (``Op`` holds a lock per command): while one message's
+chunks are decoded and hashed, or its last chunk is finished off, the other's are on the wire,
+so the connection is not left idle. They are handed out in UID order all the same.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +32,7 @@ from ingest.sources.base import FetchedMessage, MailboxError
 from ingest.sources.imap import skeleton
 from ingest.sources.imap.connection import Op
 from ingest.sources.imap.errors import Stopped
+from ingest.sources.imap.prefetch import drop_spools
 from ingest.sources.imap.stream import Streamer, response_item
 
 log = logging.getLogger("ingest.sources.imap")  # one logger for the whole package
@@ -32,6 +40,7 @@ log = logging.getLogger("ingest.sources.imap")  # one logger for the whole packa
 BATCH_MESSAGES = 20  # small messages per FETCH command
 BATCH_BYTES = 20 * 1024 * 1024  # ... or this many bytes, whichever comes first
 SIZE_BATCH = 1000  # UIDs per FETCH (RFC822.SIZE INTERNALDATE)
+STREAMS = 2  # big messages streamed at once (see the module docstring)
 
 
 class Fetcher:
@@ -53,6 +62,22 @@ class Fetcher:
 
     def messages(self, uids: list[int], stop: threading.Event) -> Iterator[FetchedMessage]:
         """The messages with these UIDs, in order (expunged ones are skipped)."""
+        ahead: deque[Future | FetchedMessage] = deque()  # in UID order: big ones may be streaming
+        with ThreadPoolExecutor(STREAMS, thread_name_prefix="imap-stream") as streams:
+            try:
+                for item in self._in_order(uids, stop, streams):
+                    ahead.append(item)
+                    yield from _handed_out(ahead, keep=STREAMS)
+                yield from _handed_out(ahead, keep=0)
+            except BaseException:  # stopped or failed: the other streams stop, nothing is kept
+                stop.set()
+                for item in ahead:
+                    _drop(item)
+                raise
+
+    def _in_order(
+        self, uids: list[int], stop: threading.Event, streams: ThreadPoolExecutor
+    ) -> Iterator[Future | FetchedMessage]:
         for start in range(0, len(uids), SIZE_BATCH):
             chunk = uids[start : start + SIZE_BATCH]
             meta = self._op(
@@ -71,7 +96,7 @@ class Fetcher:
                 if size > self.limits.stream_threshold_bytes:
                     yield from self._flush(small)
                     small = []
-                    yield self._big(uid, size, when, stop)
+                    yield streams.submit(self._big, uid, size, when, stop)
                 else:
                     small.append((uid, size, when))
                     if len(small) >= BATCH_MESSAGES or sum(s for _, s, _ in small) >= BATCH_BYTES:
@@ -175,6 +200,28 @@ class Fetcher:
             return bytes(response_item(d, f"BODY[]<{offset}>") or b"")
 
         return fetch_range
+
+
+def _handed_out(ahead: deque[Future | FetchedMessage], keep: int) -> Iterator[FetchedMessage]:
+    """The messages at the head of ``ahead`` that are ready, and more (waiting for them) while
+    over ``keep`` are waiting; an error of a streamed one is raised in its turn."""
+    while ahead and (len(ahead) > keep or not isinstance(ahead[0], Future) or ahead[0].done()):
+        head = ahead[0]
+        fetched = head.result() if isinstance(head, Future) else head
+        ahead.popleft()
+        yield fetched
+
+
+def _drop(item: Future | FetchedMessage) -> None:
+    """Delete the spool files of a message fetched (or being fetched) that nobody will process."""
+    if isinstance(item, Future):
+        try:
+            fetched = item.result()
+        except BaseException:  # noqa: BLE001 - it failed: it kept nothing (Streamer.drop_spools)
+            return
+    else:
+        fetched = item
+    drop_spools(fetched)
 
 
 def _utc(value: Any) -> datetime:
