@@ -116,7 +116,6 @@ def poll_once(
         own = workers
     else:
         own = None
-    workers.warm(wait=False)  # the forkserver loads the checks' libraries meanwhile
     with (
         own or nullcontext(),
         source,
@@ -124,8 +123,11 @@ def poll_once(
     ):
         poll = _Poll(config, conn, store, source, pool, result, progress, workers)
         try:
+            waiting = source.count_new(conn)
+            if waiting != 0:  # the forkserver loads the checks' libraries while the first arrive
+                workers.warm(wait=False)
             if progress:
-                progress("start", source.count_new(conn))
+                progress("start", waiting)
             for fetched in source.fetch_new(conn):
                 if stop is not None and stop.is_set():
                     result.interrupted = True

@@ -53,7 +53,8 @@ class Source(Protocol):
         """New messages since the last poll, plus earlier ones whose processing failed."""
 
     def count_new(self, db: sqlite_utils.Database | sqlite3.Connection) -> int | None:
-        """How many fetch_new will yield, if cheap to know (for the progress bar)."""
+        """How many fetch_new will yield, if cheap to know (the progress bar; whether to start the
+        worker processes early). Called once at most before fetch_new, which may reuse the count."""
 
     def committed(self, db: sqlite_utils.Database | sqlite3.Connection, envelope: Envelope) -> None:
         """The message is in the database: advance the watermark, run the post action."""

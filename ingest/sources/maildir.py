@@ -39,6 +39,7 @@ class MaildirSource:
         self.keep_raw = keep_raw
         self.spool_dir = Path(spool_dir) if spool_dir is not None else self.root / ".." / ".mailroll-spool"
         self.seen = 0
+        self._counted: list[tuple[str, Path]] | None = None
 
     def __enter__(self) -> MaildirSource:
         if not (self.root / "cur").is_dir() and not (self.root / "new").is_dir():
@@ -73,11 +74,13 @@ class MaildirSource:
         return [(key, path) for key, path in files.items() if key not in done]
 
     def count_new(self, db) -> int | None:
-        return len(self._pending(db))
+        self._counted = self._pending(db)  # (fetch_new, next, takes these: no second listing)
+        return len(self._counted)
 
     def fetch_new(self, db) -> Iterator[FetchedMessage]:
+        counted, self._counted = self._counted, None
         pending = []
-        for key, path in self._pending(db):
+        for key, path in counted if counted is not None else self._pending(db):
             try:
                 pending.append((arrival_time(path), key, path))
             except OSError as e:
