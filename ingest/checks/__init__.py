@@ -7,7 +7,7 @@ kind            module                facts (docs/FACTS.md)
 ==============  ====================  ==========================================
 statistics      sheet.py              figures by row label, header cells, text
 report          report.py             format, pages, text_chars, encrypted, scanned
-video           video.py              duration_s, container, codecs, size (ffprobe)
+video           video.py              duration_s, container, codecs, size (FFmpeg via PyAV)
 image           image.py              format, width, height
 ==============  ====================  ==========================================
 
