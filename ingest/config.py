@@ -81,6 +81,8 @@ class Mailbox:
     # waiting retry_backoff_s, then twice that, ... in between.
     retries: int = 3
     retry_backoff_s: float = 1.0
+    # IMAP connections a poll may use: big messages stream two at a time, over a second one
+    connections: int = 2
 
     def password(self) -> str:
         return _password_from_env(self.password_env, "mailbox.password_env")
@@ -490,6 +492,7 @@ def config_from_dict(data: dict, file: Path) -> Config:
             timeout_s=m.get("timeout_s", float, 60.0),
             retries=max(1, m.get("retries", int, 3)),
             retry_backoff_s=m.get("retry_backoff_s", float, 1.0),
+            connections=min(2, max(1, m.get("connections", int, 2))),
         )
     else:
         mailbox = Mailbox(kind=kind, path=m.path("path"), folder=m.get("folder", str, ""))
@@ -507,6 +510,7 @@ def config_from_dict(data: dict, file: Path) -> Config:
             "timeout_s",
             "retries",
             "retry_backoff_s",
+            "connections",
         )
     if kind == "imap":
         m.allow("path")

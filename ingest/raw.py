@@ -139,7 +139,8 @@ def encode_again(path: Path, seg: dict) -> Iterator[bytes]:
                 yield chunk
         return
     line, eol, final_eol = int(seg["line"]), seg["eol"].encode(), bool(seg["final_eol"])
-    per_read = (line // 4 * 3) * 1024  # whole lines per read
+    group = line // 4 * 3  # bytes per line
+    per_read = group * max(1, CHUNK // group)  # whole lines per read
     with open(path, "rb") as f:
         data = f.read(per_read)
         while data:

@@ -248,7 +248,7 @@ class WorkerPool:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._closed = False
-        self._warm: list[Future] = []
+        self._warming: list[Future] | None = None
 
     def submit(
         self, fn: Callable, *args: Any, budget: MessageBudget | None = None, limit: float | None = None
@@ -277,10 +277,11 @@ class WorkerPool:
         pays nothing for start-up. The poll starts them first thing without waiting (the
         forkserver loads the checks' libraries while the mailbox is opened), and waits before
         the first message is read."""
-        if not self._warm:
-            self._warm = [self.submit(_ready) for _ in range(self.size)]
-        if wait:
-            for f in self._warm:
+        if self._warming is None:
+            self._warming = [self.submit(_ready) for _ in range(self.size)]
+        if wait and self._warming:
+            futures, self._warming = self._warming, []  # (an error is raised once, not at every call)
+            for f in futures:
                 f.result()
 
     def _serve(self) -> None:

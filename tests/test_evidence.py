@@ -272,3 +272,34 @@ def test_irregular_base64_after_a_regular_part_is_kept_whole(imap_campaign):
         hashlib.sha256(p.get_payload(decode=True)).hexdigest() for p in parsed.walk() if p.get_filename()
     }
     assert stored == wanted
+
+
+def test_a_decoy_of_a_big_part_does_not_misplace_it(imap_campaign):
+    """A sender puts a copy of the video part (its MIME header and body, one byte changed in
+    the middle, same length and ends) in the preamble, where no parser sees a part: the raw copy
+    must still be what the server served (kept whole rather than rebuilt around the decoy)."""
+    c = imap_campaign
+    c.configure(limits={"stream_threshold_bytes": THRESHOLD})
+    msg = build_mail(
+        SXU,
+        attachments=[
+            ("视频.mp4", b"\x00\x00\x00\x18ftypmp42" + random.Random(5).randbytes(1536 * 1024), "video/mp4")
+        ],
+    )
+    raw = msg.as_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    ctype = raw.index(b"Content-Type: video/mp4")
+    body = raw.index(b"\r\n\r\n", ctype) + 4
+    end = raw.index(b"\r\n--", body)
+    part = raw[ctype:end]  # the MIME header and the base64 body
+    middle = ctype + (end - ctype) // 2
+    decoy = bytearray(raw[ctype:end])
+    decoy[middle - ctype] = ord("A") if decoy[middle - ctype] != ord("A") else ord("B")
+    first_delimiter = raw.index(b"\r\n--", raw.index(b"\r\n\r\n") + 4)
+    raw = raw[:first_delimiter] + b"\r\n" + bytes(decoy) + raw[first_delimiter:]  # in the preamble
+    assert raw.count(part[:200]) == 2
+    c.dovecot.append(c.imap_user, raw)
+    assert c.run("ingest", "--once", "--json").json["new"] == 1
+    expected = next(iter(served(c.dovecot, c.imap_user).values()))
+    assert mailroll(c, "show", "--raw", "1").stdout == expected
+    sha = sqlite3.connect(c.db_path).execute("SELECT raw_sha256 FROM messages").fetchone()[0]
+    assert sha == hashlib.sha256(expected).hexdigest()

@@ -125,8 +125,9 @@ def test_a_stalled_connection_times_out_and_is_reopened(proxied, reference):
     assert proxy.faults_struck == 1
     assert counts["new"] == SMALL + 1 and counts["failed"] == 0
     # the 2 s timeout gave the stalled connection up and opened another: had the poll waited
-    # out the 30 s stall, the first connection would have carried on alone
-    assert proxy.connections == 2
+    # out the 30 s stall, the first connection would have carried on alone (the third is the
+    # second stream's, opened at the big message: mailbox.connections = 2)
+    assert proxy.connections == 3
     assert state(c) == reference
 
 
@@ -179,3 +180,31 @@ def test_cuts_while_flagging_leave_every_message_recorded_once_and_flagged(tmp_p
     assert sorted(r["subject"] for r in rows) == [f"材料 {i}" for i in range(5)]
     flags = [set(m["flags"]) - {r"\Recent"} for m in dovecot.messages(user).values()]
     assert flags == [{"$Mailroll"}] * 5
+
+
+@pytest.mark.parametrize("connections", [1, 2])
+def test_big_messages_stream_over_a_second_connection_only_when_allowed(
+    tmp_path, dovecot, faulty_mailbox, monkeypatch, reference, connections
+):
+    """mailbox.connections = 2 (the default): the big message streams over a second connection,
+    opened when it comes; 1: one connection for everything. The same messages either way."""
+    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
+    with FaultProxy(dovecot.host, dovecot.port) as proxy:
+        c = make_campaign(tmp_path / "c", dovecot, faulty_mailbox, proxy.port, connections=connections)
+        counts = c.ingest()
+        assert proxy.connections == connections
+    assert counts["new"] == SMALL + 1 and counts["failed"] == 0
+    assert state(c) == reference
+
+
+def test_a_second_connection_that_cannot_be_opened_is_done_without(proxied, reference, caplog):
+    """The server (or a limit on connections) drops the second connection at once: the big
+    message streams over the first one, with a warning, and nothing is lost."""
+    c, proxy = proxied
+    proxy.cut_after(10**12, times=1)  # the first connection: untouched
+    proxy.cut_after(0, times=1)  # the second: cut before the server's greeting
+    res = c.run("ingest", "--once", "--json")
+    assert (res.json["new"], res.json["failed"]) == (SMALL + 1, 0)
+    assert "a second IMAP connection could not be opened" in caplog.text
+    assert proxy.connections == 2
+    assert state(c) == reference

@@ -76,6 +76,7 @@ def _irregular() -> dict[str, bytes]:
         "stray bits in the last quantum": stray_bits.replace(b"AQ==", b"AR=="),
         "lines not a multiple of 4": canonical(rnd.randbytes(3000), line=74),
         "no line breaks at all": canonical(rnd.randbytes(3000), line=10**6, final_eol=False),
+        "lines longer than 4096 characters": canonical(rnd.randbytes(30_000), line=8192),
         "a character outside the alphabet": good[:500] + b"*" + good[501:],
     }
 

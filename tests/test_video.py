@@ -171,3 +171,24 @@ def test_the_facts_are_ffprobes(media, tmp_path, made):
     ours = _facts_or_reason(partial(media_info, timeout=30), path)
     assert ours == _facts_or_reason(_ffprobe, path)
     assert made[0] == "video" or isinstance(ours, str)  # the audio and the photo are refused
+
+
+def test_a_title_that_is_not_utf8_does_not_spoil_the_facts(media, tmp_path):
+    """Metadata in GBK or Latin-1 (here one byte that is not UTF-8 in a Matroska title) is read
+    with replacement characters, as ffprobe prints it: the video's facts are found."""
+    from ingest.checks.video import media_info
+
+    made = tmp_path / "titled.mkv"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(media.video(3, "mkv")), "-c", "copy"]
+        + ["-metadata", "title=mailroll-title", str(made)],
+        check=True,
+        timeout=60,
+    )
+    path = tmp_path / "宣传片.mkv"
+    data = made.read_bytes()
+    assert data.count(b"mailroll-title") == 1
+    path.write_bytes(data.replace(b"mailroll-title", b"\xffailroll-title"))
+    ours = _facts_or_reason(partial(media_info, timeout=30), path, sniffed="mkv")
+    assert isinstance(ours, dict) and ours["duration_s"] == pytest.approx(3, abs=0.1)
+    assert ours == _facts_or_reason(_ffprobe, path, sniffed="mkv")

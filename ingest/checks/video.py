@@ -80,7 +80,9 @@ def media_info(path: Path, timeout: float) -> dict:
         os.set_blocking(fd, True)
         started = time.monotonic()
         try:
-            with av.open(f, options={"protocol_whitelist": "file"}, timeout=timeout) as container:
+            with av.open(
+                f, options={"protocol_whitelist": "file"}, timeout=timeout, metadata_errors="replace"
+            ) as container:
                 return {"format": _format(container), "streams": [_stream(s) for s in container.streams]}
         except av.error.FFmpegError:
             if time.monotonic() - started >= timeout:

@@ -27,9 +27,9 @@ from typing import Any
 
 from ingest.config import Limits, Mailbox
 from ingest.model import Envelope
-from ingest.sources.base import FetchedMessage
+from ingest.sources.base import FetchedMessage, MailboxError
 from ingest.sources.imap.actions import PostAction
-from ingest.sources.imap.connection import CLIENT_ID, CLIENT_VERSION, Connection, with_retries
+from ingest.sources.imap.connection import CLIENT_ID, CLIENT_VERSION, Connection, Op, log, with_retries
 from ingest.sources.imap.decode import StreamDecoder, decode_all
 from ingest.sources.imap.fetch import Fetcher
 from ingest.sources.imap.prefetch import prefetched
@@ -68,7 +68,35 @@ class ImapSource(Connection):
         self._pending: list[tuple[int, bool]] | None = None  # (uid, retry) from count_new
         self._watermark = Watermark(self.name)
         self._post = PostAction(mailbox)
-        self._fetcher = Fetcher(self._op, limits, self.spool_dir, self._envelope, keep_raw=keep_raw)
+        self._second: Connection | None = None  # for the second stream, opened when first needed
+        self._one_only = False
+        self._fetcher = Fetcher(
+            self._op, limits, self.spool_dir, self._envelope, keep_raw=keep_raw, stream_ops=self._stream_ops
+        )
+
+    def _stream_ops(self) -> list[Op]:
+        """The connections the two streams of big messages use (``fetch.STREAMS``): a second
+        one, opened at the first big message of the poll (``mailbox.connections = 2``), else
+        this one twice (their commands then take turns)."""
+        if self.mailbox.connections < 2 or self._one_only:
+            return [self._op, self._op]
+        if self._second is None:
+            second = Connection(self.mailbox, attempts=1, backoff_s=self.backoff_s, readonly=True)
+            second.uidvalidity = self.uidvalidity  # (a change in between is an error)
+            try:
+                second.connect()
+            except MailboxError as e:
+                log.warning("a second IMAP connection could not be opened (%s): big messages share one", e)
+                self._one_only = True  # (not tried again in this poll)
+                return [self._op, self._op]
+            self._second = second
+        return [self._op, self._second._op]
+
+    def close(self) -> None:
+        second, self._second = self._second, None
+        if second is not None:
+            second.close()
+        super().close()
 
     def _pending_uids(self, conn: Any) -> list[tuple[int, bool]]:
         """(uid, is_retry) to fetch, in UID order."""

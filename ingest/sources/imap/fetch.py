@@ -16,6 +16,7 @@ so the connection is not left idle. They are handed out in UID order all the sam
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -53,8 +54,10 @@ class Fetcher:
         spool_dir: Path,
         envelope: Callable[[int, int, datetime], Envelope],
         keep_raw: bool = True,
+        stream_ops: Callable[[], list[Op]] | None = None,
     ):
         self._op = op
+        self._stream_ops = stream_ops or (lambda: [op] * STREAMS)
         self.limits = limits
         self.keep_raw = keep_raw
         self.spool_dir = spool_dir
@@ -65,7 +68,7 @@ class Fetcher:
         ahead: deque[Future | FetchedMessage] = deque()  # in UID order: big ones may be streaming
         with ThreadPoolExecutor(STREAMS, thread_name_prefix="imap-stream") as streams:
             try:
-                for item in self._in_order(uids, stop, streams):
+                for item in self._in_order(uids, stop, _Streams(streams, self._stream_ops)):
                     ahead.append(item)
                     yield from _handed_out(ahead, keep=STREAMS)
                 yield from _handed_out(ahead, keep=0)
@@ -76,7 +79,7 @@ class Fetcher:
                 raise
 
     def _in_order(
-        self, uids: list[int], stop: threading.Event, streams: ThreadPoolExecutor
+        self, uids: list[int], stop: threading.Event, streams: _Streams
     ) -> Iterator[Future | FetchedMessage]:
         for start in range(0, len(uids), SIZE_BATCH):
             chunk = uids[start : start + SIZE_BATCH]
@@ -144,10 +147,10 @@ class Fetcher:
             todo = todo[len(part) :]
 
     def _big(
-        self, uid: int, size: int, when: datetime, stop: threading.Event | None = None
+        self, uid: int, size: int, when: datetime, stop: threading.Event | None = None, op: Op | None = None
     ) -> FetchedMessage:
         env = self._envelope(uid, size, when)
-        streamer = Streamer(self._op, self.limits, self.spool_dir, uid, stop)
+        streamer = Streamer(op or self._op, self.limits, self.spool_dir, uid, stop)
         if self.keep_raw:
             streamer.trail = skeleton.RawTrail(self._range_of(streamer), size)
         if size > self.limits.max_message_bytes:
@@ -202,6 +205,30 @@ class Fetcher:
         return fetch_range
 
 
+class _Streams:
+    """The streams of big messages: each runs in a thread of ``pool`` with a connection of its
+    own, checked out for the message (the connections are asked for at the first one)."""
+
+    def __init__(self, pool: ThreadPoolExecutor, connections: Callable[[], list[Op]]):
+        self.pool, self.connections = pool, connections
+        self.free: queue.SimpleQueue[Op] | None = None
+
+    def submit(self, big: Callable[..., FetchedMessage], *args: Any) -> Future:
+        if self.free is None:
+            self.free = queue.SimpleQueue()
+            for op in self.connections()[:STREAMS]:
+                self.free.put(op)
+        return self.pool.submit(self._run, big, *args)
+
+    def _run(self, big: Callable[..., FetchedMessage], *args: Any) -> FetchedMessage:
+        assert self.free is not None
+        op = self.free.get()
+        try:
+            return big(*args, op=op)
+        finally:
+            self.free.put(op)
+
+
 def _handed_out(ahead: deque[Future | FetchedMessage], keep: int) -> Iterator[FetchedMessage]:
     """The messages at the head of ``ahead`` that are ready, and more (waiting for them) while
     over ``keep`` are waiting; an error of a streamed one is raised in its turn."""
@@ -215,6 +242,8 @@ def _handed_out(ahead: deque[Future | FetchedMessage], keep: int) -> Iterator[Fe
 def _drop(item: Future | FetchedMessage) -> None:
     """Delete the spool files of a message fetched (or being fetched) that nobody will process."""
     if isinstance(item, Future):
+        if item.cancel():  # not started
+            return
         try:
             fetched = item.result()
         except BaseException:  # noqa: BLE001 - it failed: it kept nothing (Streamer.drop_spools)
@@ -222,6 +251,8 @@ def _drop(item: Future | FetchedMessage) -> None:
     else:
         fetched = item
     drop_spools(fetched)
+    if fetched.raw_copy is not None and fetched.raw_copy.blob_path is not None:
+        fetched.raw_copy.blob_path.unlink(missing_ok=True)
 
 
 def _utc(value: Any) -> datetime:

@@ -88,7 +88,7 @@ class Layout:
             return False
         self.eol = b"\r\n" if nl and data[nl - 1 : nl] == b"\r" else b"\n"
         self.line = nl + 1 - len(self.eol)
-        if self.line <= 0 or self.line % 4:
+        if self.line <= 0 or self.line % 4 or self.line > FIRST_LINE_MAX:
             self.ok = False
             return False
         return True

@@ -228,7 +228,7 @@ class Streamer:
                     if not chunk:
                         break
                     if offset == 0 and self.trail is not None:
-                        trace = self.trail.begin(lf.section, mime_header, _name(encoding), chunk)
+                        trace = self.trail.begin(lf.section, mime_header, _name(encoding), chunk, lf.boundary)
                         if trace is not None:
                             writer.observer = _both(trace.feed, self.trail.served)
                     got = len(chunk)
