@@ -9,7 +9,8 @@ so the facts do not depend on which of the two read the file (tests/test_video.p
 on every kind of test video).
 
 Bounded as ffprobe was: only a regular file is opened (a named pipe would block the open for
-ever), only the ``file`` protocol is allowed (a playlist cannot fetch URLs), and FFmpeg's
+ever), by name and read by FFmpeg itself, only the ``file`` protocol is allowed (a playlist
+cannot fetch URLs; FFmpeg 7+ no longer takes a playlist without its .m3u8 name), and FFmpeg's
 interrupt callback gives up after ``limits.probe_timeout_s`` (a live playlist that waits for a
 segment that never comes); a crash in the C code ends only the worker process, and the part
 gets the reason (the pipeline's worker tasks).
@@ -73,21 +74,23 @@ def media_info(path: Path, timeout: float) -> dict:
     used by ``read_video``), read within ``timeout`` s; CheckError when it is not media."""
     import av
 
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise CheckError(NOT_A_VIDEO)
-        os.set_blocking(fd, True)
-        started = time.monotonic()
-        try:
-            with av.open(
-                f, options={"protocol_whitelist": "file"}, timeout=timeout, metadata_errors="replace"
-            ) as container:
-                return {"format": _format(container), "streams": [_stream(s) for s in container.streams]}
-        except av.error.FFmpegError:
-            if time.monotonic() - started >= timeout:
-                raise CheckError(probe_timeout_reason(timeout)) from None
-            raise CheckError(NOT_A_VIDEO) from None
+    path = Path(path).resolve()
+    if not stat.S_ISREG(os.stat(path).st_mode):  # (a named pipe would block the open for ever)
+        raise CheckError(NOT_A_VIDEO)
+    started = time.monotonic()
+    try:
+        # by name, read by FFmpeg itself (no Python callbacks): only the file protocol
+        with av.open(
+            "file:" + str(path),
+            options={"protocol_whitelist": "file"},
+            timeout=timeout,
+            metadata_errors="replace",
+        ) as container:
+            return {"format": _format(container), "streams": [_stream(s) for s in container.streams]}
+    except av.error.FFmpegError:
+        if time.monotonic() - started >= timeout:
+            raise CheckError(probe_timeout_reason(timeout)) from None
+        raise CheckError(NOT_A_VIDEO) from None
 
 
 def probe_timeout_reason(timeout: float) -> str:
