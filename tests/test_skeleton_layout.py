@@ -87,3 +87,27 @@ def test_irregular_base64_is_kept_as_served(name):
     rnd = random.Random(name)
     for max_chunk in (3, 100, 5000, len(served)):
         assert judged(served, rnd, max_chunk) is None, (name, max_chunk)
+
+
+def test_a_part_whose_header_has_a_delimiter_like_line_is_not_referred_to():
+    """A part header with a line starting with '--' (Dovecot ends a header there, another server
+    might not): a decoy could end inside it unseen, so the message is kept whole instead."""
+    from ingest.sources.imap.skeleton import RawTrail
+
+    body = canonical(random.Random(1).randbytes(3000))
+    header = b"Content-Type: video/mp4\r\nX-Pad: x\r\n--B\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    message = (
+        b"Subject: t\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n"
+        + header
+        + body
+        + b"\r\n--B--\r\n"
+    )
+    trail = RawTrail(lambda offset, length: message[offset : offset + length], len(message))
+    assert trail.begin("1", header, "base64", body[:4096], b"B") is None
+    assert trail.broken and trail.copy() is None
+    # the same part with an ordinary header is referred to
+    plain = header.replace(b"--B\r\n", b"")
+    message = message.replace(header, plain)
+    trail = RawTrail(lambda offset, length: message[offset : offset + length], len(message))
+    trace = trail.begin("1", plain, "base64", body[:4096], b"B")
+    assert trace is not None and not trail.broken

@@ -192,3 +192,18 @@ def test_a_title_that_is_not_utf8_does_not_spoil_the_facts(media, tmp_path):
     ours = _facts_or_reason(partial(media_info, timeout=30), path, sniffed="mkv")
     assert isinstance(ours, dict) and ours["duration_s"] == pytest.approx(3, abs=0.1)
     assert ours == _facts_or_reason(_ffprobe, path, sniffed="mkv")
+
+
+def test_a_concat_list_sent_as_the_video_opens_no_other_file(media, tmp_path):
+    """An attachment that is an ffconcat list naming a file beside it (a stored video, or any
+    local file): FFmpeg may read only the attachment itself, so it is not a video, and the other
+    file's facts are not taken for its own."""
+    from ingest.checks.common import CheckError
+    from ingest.checks.video import read_video
+
+    (tmp_path / "secret_file").write_bytes(media.video(3).read_bytes())
+    path = tmp_path / "视频.mp4"
+    path.write_bytes(b"ffconcat version 1.0\nfile secret_file\n")
+    with pytest.raises(CheckError) as e:
+        read_video(path, "mp4", path.name, timeout=30)
+    assert str(e.value) == NOT_A_VIDEO

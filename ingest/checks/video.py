@@ -8,9 +8,10 @@ more than all the rest of a video's ingest. ``media_info`` returns what
 so the facts do not depend on which of the two read the file (tests/test_video.py compares them
 on every kind of test video).
 
-Bounded as ffprobe was: only a regular file is opened (a named pipe would block the open for
-ever), by name and read by FFmpeg itself, only the ``file`` protocol is allowed (a playlist
-cannot fetch URLs; FFmpeg 7+ no longer takes a playlist without its .m3u8 name), and FFmpeg's
+Bounded as ffprobe was, and more: only a regular file is read (a named pipe would block the
+open for ever), by FFmpeg itself through its descriptor, and only the ``fd`` protocol is allowed:
+a playlist or concat list in the attachment can open no other file and no URL (ffprobe, with
+``-protocol_whitelist file``, could still read other local files); and FFmpeg's
 interrupt callback gives up after ``limits.probe_timeout_s`` (a live playlist that waits for a
 segment that never comes); a crash in the C code ends only the worker process, and the part
 gets the reason (the pipeline's worker tasks).
@@ -74,23 +75,28 @@ def media_info(path: Path, timeout: float) -> dict:
     used by ``read_video``), read within ``timeout`` s; CheckError when it is not media."""
     import av
 
-    path = Path(path).resolve()
-    if not stat.S_ISREG(os.stat(path).st_mode):  # (a named pipe would block the open for ever)
-        raise CheckError(NOT_A_VIDEO)
-    started = time.monotonic()
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # (a named pipe: not blocked)
     try:
-        # by name, read by FFmpeg itself (no Python callbacks): only the file protocol
-        with av.open(
-            "file:" + str(path),
-            options={"protocol_whitelist": "file"},
-            timeout=timeout,
-            metadata_errors="replace",
-        ) as container:
-            return {"format": _format(container), "streams": [_stream(s) for s in container.streams]}
-    except av.error.FFmpegError:
-        if time.monotonic() - started >= timeout:
-            raise CheckError(probe_timeout_reason(timeout)) from None
-        raise CheckError(NOT_A_VIDEO) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise CheckError(NOT_A_VIDEO)
+        os.set_blocking(fd, True)
+        started = time.monotonic()
+        try:
+            # read by FFmpeg itself from this descriptor, and from nothing else: a playlist or
+            # concat list inside the file cannot open another file or a URL
+            with av.open(
+                "fd:",
+                options={"protocol_whitelist": "fd", "fd": str(fd)},
+                timeout=timeout,
+                metadata_errors="replace",
+            ) as container:
+                return {"format": _format(container), "streams": [_stream(s) for s in container.streams]}
+        except av.error.FFmpegError:
+            if time.monotonic() - started >= timeout:
+                raise CheckError(probe_timeout_reason(timeout)) from None
+            raise CheckError(NOT_A_VIDEO) from None
+    finally:
+        os.close(fd)
 
 
 def probe_timeout_reason(timeout: float) -> str:

@@ -81,10 +81,10 @@ class ImapSource(Connection):
         if self.mailbox.connections < 2 or self._one_only:
             return [self._op, self._op]
         if self._second is None:
-            second = Connection(self.mailbox, attempts=1, backoff_s=self.backoff_s, readonly=True)
+            second = Connection(self.mailbox, attempts=self.attempts, backoff_s=self.backoff_s, readonly=True)
             second.uidvalidity = self.uidvalidity  # (a change in between is an error)
             try:
-                second.connect()
+                second.connect(once=True)  # else the first one does (its commands retry as usual)
             except MailboxError as e:
                 log.warning("a second IMAP connection could not be opened (%s): big messages share one", e)
                 self._one_only = True  # (not tried again in this poll)

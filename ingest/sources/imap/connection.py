@@ -113,8 +113,11 @@ class Connection:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def connect(self) -> None:
-        """Open the folder, trying ``attempts`` times with backoff."""
+    def connect(self, once: bool = False) -> None:
+        """Open the folder, trying ``attempts`` times with backoff (``once``: one try)."""
+        if once:
+            self._connect()
+            return
         with_retries(self._connect, self.attempts, self.backoff_s, f"connecting to {self.where}")
 
     def close(self) -> None:

@@ -109,6 +109,11 @@ class RawTrail:
         (or there will be no skeleton). Only base64 parts are referred to."""
         if self.broken or encoding != "base64" or not first:
             return None
+        if mime_header.startswith(b"--") or b"\n--" in mime_header:
+            # a delimiter-like line in its header: a server that keeps one there would let a
+            # decoy end inside the header, unseen by the decoy check (``_no_decoys``)
+            self._break(f"part {section}'s header has a line starting with '--'")
+            return None
         needle = mime_header + first[:EDGE]
         try:
             self._literal(self._locate(needle, len(mime_header), boundary))
