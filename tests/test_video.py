@@ -8,7 +8,7 @@ import subprocess
 from functools import partial
 
 import pytest
-from fixtures.files import check_config, make_jpeg, probe_file, probed
+from fixtures.files import check_config, in_child, make_jpeg, probe_file, probed
 
 from ingest.checks.video import AUDIO_ONLY, NOT_A_VIDEO
 
@@ -97,7 +97,7 @@ def test_a_named_pipe_is_refused_without_waiting(tmp_path):
     fifo = tmp_path / "hang.mp4"
     os.mkfifo(fifo)
     with pytest.raises(CheckError) as e:
-        read_video(fifo, "mp4", "hang.mp4", timeout=30)
+        in_child(read_video, fifo, "mp4", "hang.mp4", timeout=30)
     assert str(e.value) == NOT_A_VIDEO
 
 
@@ -168,7 +168,7 @@ def test_the_facts_are_ffprobes(media, tmp_path, made):
         path = media.audio
     else:
         path = make_jpeg(tmp_path / "photo.jpg")
-    ours = _facts_or_reason(partial(media_info, timeout=30), path)
+    ours = _facts_or_reason(partial(in_child, media_info, timeout=30), path)
     assert ours == _facts_or_reason(_ffprobe, path)
     assert made[0] == "video" or isinstance(ours, str)  # the audio and the photo are refused
 
@@ -189,7 +189,7 @@ def test_a_title_that_is_not_utf8_does_not_spoil_the_facts(media, tmp_path):
     data = made.read_bytes()
     assert data.count(b"mailroll-title") == 1
     path.write_bytes(data.replace(b"mailroll-title", b"\xffailroll-title"))
-    ours = _facts_or_reason(partial(media_info, timeout=30), path, sniffed="mkv")
+    ours = _facts_or_reason(partial(in_child, media_info, timeout=30), path, sniffed="mkv")
     assert isinstance(ours, dict) and ours["duration_s"] == pytest.approx(3, abs=0.1)
     assert ours == _facts_or_reason(_ffprobe, path, sniffed="mkv")
 
@@ -205,5 +205,5 @@ def test_a_concat_list_sent_as_the_video_opens_no_other_file(media, tmp_path):
     path = tmp_path / "视频.mp4"
     path.write_bytes(b"ffconcat version 1.0\nfile secret_file\n")
     with pytest.raises(CheckError) as e:
-        read_video(path, "mp4", path.name, timeout=30)
+        in_child(read_video, path, "mp4", path.name, timeout=30)
     assert str(e.value) == NOT_A_VIDEO
