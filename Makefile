@@ -20,10 +20,11 @@ demo: python-env
 	@echo "More: $(BIN)/mailroll --config demo-out/config.toml show taiyuan-kjj | unmatched | stats | report --xlsx demo-out/report.xlsx"
 
 # one pytest process per core (pytest-xdist); TEST_WORKERS=0 runs them in this process. Not
-# --dist loadfile: after a crashed worker it can wait forever (pytest-xdist issues 784, 1378)
+# --dist loadfile: after a crashed worker it can wait forever (pytest-xdist issues 784, 1378).
+# A test whose worker crashed (a segfault in a C library) gets one run alone: scripts/run_tests.py
 TEST_WORKERS ?= auto
 test: setup lint
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/python scripts/run_tests.py -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # style, formatting and types; configured in pyproject.toml
 lint: python-env
