@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import shutil
 import sqlite3
 import sys
 import time
@@ -29,11 +28,11 @@ from common import (
     add_common_args,
     alternate,
     baseline_contestant,
+    bench_dir,
     ingest_contestant,
     noise_video,
     report,
     warm_up,
-    work_dir,
 )
 from fixtures.mail import build_mail
 
@@ -48,8 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     megabytes = args.megabytes or (30 if args.quick else 300)
 
-    work = work_dir(args.keep)
-    try:
+    with bench_dir(args.keep) as work:
         t = time.perf_counter()
         video_path = noise_video(megabytes)
         video = video_path.read_bytes()
@@ -102,9 +100,6 @@ def main(argv: list[str] | None = None) -> int:
             f"{max(r.max_rss_mb for r in mailroll.runs):.0f} MB"
         )
         return 0 if ok and rss_ok else 1
-    finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ Exit status 1 when the ratio is over the target (1.2x).
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -28,11 +27,11 @@ from common import (
     Ratio,
     add_common_args,
     alternate,
+    bench_dir,
     imap_campaign,
     report,
     run_mailroll,
     warm_up,
-    work_dir,
 )
 from fixtures.mail import build_mail
 
@@ -59,8 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     n = args.messages or (500 if args.quick else 10_000)
 
-    work = work_dir(args.keep)
-    try:
+    with bench_dir(args.keep) as work:
         with DovecotServer() as server:
             big_user, one_user = server.new_user(), server.new_user()
             start = datetime.now(UTC) - timedelta(days=3)
@@ -105,9 +103,6 @@ def main(argv: list[str] | None = None) -> int:
             [Ratio(f"poll among {n:,} / poll among 1", big_s, one_s, TARGET)],
         )
         return 0 if ok else 1
-    finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

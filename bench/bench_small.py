@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 from datetime import UTC, datetime, timedelta
 
@@ -35,10 +34,10 @@ from common import (
     add_common_args,
     alternate,
     baseline_contestant,
+    bench_dir,
     ingest_contestant,
     report,
     warm_up,
-    work_dir,
 )
 
 TARGET = 1.5
@@ -51,8 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     n = args.messages or (1000 if args.quick else 10_000)
 
-    work = work_dir(args.keep)
-    try:
+    with bench_dir(args.keep) as work:
         with DovecotServer() as server:
             user = server.new_user()
             start = datetime.now(UTC) - timedelta(days=3)
@@ -87,9 +85,6 @@ def main(argv: list[str] | None = None) -> int:
             [Ratio("mailroll / fair baseline", mailroll, fair, TARGET)],
         )
         return 0 if ok else 1
-    finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import csv
 import random
-import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -39,12 +38,12 @@ from common import (
     add_common_args,
     alternate,
     baseline_contestant,
+    bench_dir,
     ingest_contestant,
     noise_video,
     report,
     unique_copy,
     warm_up,
-    work_dir,
 )
 from fixtures.files import DEFAULT_FIGURES, make_report_docx, make_sheet_xlsx
 from fixtures.mail import build_mail
@@ -95,8 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     n = args.messages or (20 if args.quick else 200)
 
-    work = work_dir(args.keep)
-    try:
+    with bench_dir(args.keep) as work:
         t = time.perf_counter()
         (work / "files").mkdir(exist_ok=True)
         sizes: dict[str, int] = {}
@@ -135,9 +133,6 @@ def main(argv: list[str] | None = None) -> int:
             + [Ratio("mailroll / stock baseline", mailroll, s) for s in stock],
         )
         return 0 if ok else 1
-    finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

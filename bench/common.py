@@ -30,7 +30,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,6 +129,17 @@ def work_dir(keep: Path | None) -> Path:
     work = keep or Path(tempfile.mkdtemp(prefix="mailroll-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     return work
+
+
+@contextmanager
+def bench_dir(keep: Path | None) -> Iterator[Path]:
+    """The work directory (``work_dir``), removed afterwards unless ``--keep`` named it."""
+    work = work_dir(keep)
+    try:
+        yield work
+    finally:
+        if keep is None:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def run_timed(argv: list[str], env: dict | None = None, cwd: Path | None = None) -> Run:

@@ -188,11 +188,7 @@ class RawTrail:
         offset, tail, after = self.cursor - len(self.tail), self.tail, self.after
         self.tail, self.after = b"", b""
         first = True
-        while offset < self.size:
-            piece = self.fetch_range(offset, min(PIECE, self.size - offset))
-            if not piece:
-                raise NoSkeleton(f"the server sent nothing at byte {offset:,} of {self.size:,}")
-            offset += len(piece)
+        for piece in _pieces(self.fetch_range, offset, self.size):
             if first:
                 first = False
                 if piece[: len(tail)] != tail:
