@@ -1,4 +1,4 @@
-"""Staff decisions: assign, accept, reject, exempt, extend; each one recorded and reversible.
+"""Staff decisions: assign, accept, reject, exempt, extend, dismiss; each one recorded and reversible.
 
 Every decision is a row in ``overrides`` and an entry in ``audit_log`` (who, when, what, note),
 written in one transaction. A decision is undone with ``revoke(override_id)``, which marks the
@@ -6,7 +6,8 @@ row revoked (never deletes it) and logs that too; the earlier state comes back b
 status is recomputed from facts and the decisions in force.
 
 Which decision is in force: the latest one not revoked, per message (assign, and reject of a
-message: it then counts for nothing; a later assign revokes it), per unit and item (accept /
+message, dismiss: it then counts for nothing and leaves the queue; a later assign revokes it),
+per unit and item (accept /
 reject: the later replaces the earlier), per unit (exempt, extend).
 """
 
@@ -22,7 +23,11 @@ from typing import Any
 from ingest.config import ConfigError, parse_rfc3339
 from ingest.db import inserted_id, transaction
 
-ACTIONS = ("assign", "accept", "reject", "exempt", "extend")
+ACTIONS = ("assign", "accept", "reject", "exempt", "extend", "dismiss")
+# decisions about a message that make it count for nothing: `reject MESSAGE` (not the unit's
+# material) and `dismiss MESSAGE` (not campaign material at all: advertising, spam, other business)
+DROPPING = ("reject", "dismiss")
+DROPPING_SQL = "('reject', 'dismiss')"
 COLUMNS = "id, action, unit, item, message, value, note, actor, created_at, revoked_at, revoked_by, campaign"
 
 
@@ -247,7 +252,7 @@ def listing(
         sql += " AND revoked_at IS NULL"
     if config is not None:
         clause, more = config.campaign_clause()
-        sql += f" AND ({clause} OR (campaign IS NULL AND action = 'reject' AND message IS NOT NULL))"
+        sql += f" AND ({clause} OR (campaign IS NULL AND action IN {DROPPING_SQL} AND message IS NOT NULL))"
         params += more
     return [Override(*r) for r in conn.execute(sql + " ORDER BY id", params)]
 
@@ -290,7 +295,7 @@ def unknown_units(conn: sqlite3.Connection, roster, config=None) -> list[Overrid
         for o in listing(conn, include_revoked=False, config=config)
         if o.unit
         and o.unit not in roster.by_id
-        and not (o.action == "reject" and o.message and o.campaign is None)
+        and not (o.action in DROPPING and o.message and o.campaign is None)
     ]
 
 
@@ -300,13 +305,29 @@ def assigns_in_force(conn: sqlite3.Connection, message: int) -> list[Override]:
 
 
 def message_rejects_in_force(conn: sqlite3.Connection, message: int | None = None) -> list[Override]:
-    """``reject MESSAGE`` decisions in force (of one message, or all), oldest first: such a
-    message counts for no item (reconcile/status.py)."""
+    """``reject MESSAGE`` and ``dismiss MESSAGE`` decisions in force (of one message, or all),
+    oldest first: such a message counts for no item (reconcile/status.py) and leaves the queue."""
     return [
         o
         for o in listing(conn, include_revoked=False)
-        if o.action == "reject" and o.message is not None and (message is None or o.message == message)
+        if o.action in DROPPING and o.message is not None and (message is None or o.message == message)
     ]
+
+
+def drop_message(conn: sqlite3.Connection, action: str, message: int, actor: str, note: str) -> int:
+    """``reject MESSAGE`` / ``dismiss MESSAGE``: the message stays on record but counts for
+    nothing and leaves `unmatched` and `review`. One such decision per message is in force:
+    deciding again replaces the earlier one (revoked, logged)."""
+    if action not in DROPPING:
+        raise OverrideError(f"unknown action {action!r}")
+    if not (note or "").strip():
+        raise OverrideError("say why (--note)")
+    row = conn.execute("SELECT unit FROM attributions WHERE message = ?", [message]).fetchone()
+    earlier = message_rejects_in_force(conn, message)
+    oid = add(conn, action, actor, unit=row[0] if row else None, message=message, note=note.strip())
+    for o in earlier:
+        revoke(conn, o.id, actor, f"replaced by override {oid}")
+    return oid
 
 
 def resolve_message(conn: sqlite3.Connection, text: str) -> int:

@@ -43,6 +43,7 @@ FILLS = {
     "missing": "FFEB9C",
     "complete": "C6EFCE",
     "incomplete": "FFEB9C",
+    "exempt": "DDEBF7",
     "late": "F8CBAD",
 }
 WRAP_WIDTH = 32  # longer text (reasons, subjects) wraps in a column this wide: fewer pages across
@@ -105,7 +106,6 @@ def _summary_table(rows: list[dict], config, generated: str) -> Table:
         i = t.add([label, counts[state]])
         t.fills[(i, 0)] = state if state != "missing" else "invalid"
     t.add([zh(N_("Of which late")), sum(1 for r in rows if r["late"])])
-    t.add([zh(N_("exempt")), sum(1 for r in rows if r.get("exempt"))])
     t.add([zh(N_("Total")), len(rows)], bold=True)
     t.add([])
     t.add([zh(N_("Item")), *ITEM_STATE_CN.values(), LATE], header=True)
@@ -196,7 +196,7 @@ def _units_table(rows: list[dict], config) -> Table:
     header = _units_header(labels)
     t.add(header, header=True)
     for n, r in enumerate(rows, start=1):
-        state = UNIT_STATE_CN[r["state"]] + (zh(N_("(exempt)")) if r.get("exempt") else "")
+        state = UNIT_STATE_CN[r["state"]]  # 免报 is a state of its own
         row = [n, r["id"], r["name"], r.get("category") or "", state, LATE if r["late"] else ""]
         fill_cols = {}
         for item in labels:
@@ -222,7 +222,12 @@ def _units_table(rows: list[dict], config) -> Table:
             "; ".join(r.get("emails") or []),
         ]
         i = t.add(row)
-        t.fills[(i, 4)] = {"complete": "ok", "incomplete": "missing", "missing": "invalid"}[r["state"]]
+        t.fills[(i, 4)] = {
+            "complete": "ok",
+            "incomplete": "missing",
+            "missing": "invalid",
+            "exempt": "exempt",
+        }[r["state"]]
         if r["late"]:
             t.fills[(i, 5)] = "late"
         for col, state in fill_cols.items():
@@ -250,6 +255,9 @@ def _unmatched_table(conn: sqlite3.Connection, config) -> Table:
         "(SELECT group_concat(coalesce(p.filename, p.location), '; ') FROM parts p WHERE p.message = m.id) "
         "FROM messages m JOIN attributions a ON a.message = m.id "
         "WHERE a.unit IS NULL AND m.status = 'recorded' AND a.method IS NOT 'other' "
+        # dismissed or rejected by staff: out of the queue (reconcile/queue.py)
+        "AND m.id NOT IN (SELECT message FROM overrides WHERE action IN ('reject', 'dismiss') "
+        "AND message IS NOT NULL AND revoked_at IS NULL) "
         "AND (a.campaign = ? OR a.campaign IS NULL) ORDER BY m.received_at, m.id",
         [config.campaign.id],
     ):
@@ -265,7 +273,8 @@ def _progress_table(conn: sqlite3.Connection, rows: list[dict], config) -> Table
     from reconcile.progress import progress_series
 
     t = Table(PROGRESS_SHEET, freeze_row=1, chart="progress")
-    t.add([zh(N_("Day")), *UNIT_STATE_CN.values(), zh(N_("Messages that day"))], header=True)
+    days = (UnitState.COMPLETE, UnitState.INCOMPLETE, UnitState.MISSING)
+    t.add([zh(N_("Day")), *(s.label for s in days), zh(N_("Messages that day"))], header=True)
     for d in progress_series(conn, rows, config):
         t.add([d.day.isoformat(), d.complete, d.incomplete, d.missing, d.arrivals])
     return t

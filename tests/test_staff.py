@@ -54,12 +54,13 @@ def test_accept_a_missing_item(campaign):
     assert sxu["items"]["video"]["state"] == "ok" and sxu["state"] == "incomplete"
 
 
-def test_exempt_keeps_contract_state_and_adds_flag(campaign):
+def test_exempt_is_a_state_of_its_own_and_keeps_the_flag(campaign):
     campaign.run("exempt", "sxas", "--note", "not taking part this year")
     row = campaign.unit("sxas")
-    assert row["state"] == "missing" and row["exempt"] is True
+    assert row["state"] == "exempt" and row["exempt"] is True
     assert row["exempt_note"] == "not taking part this year"
-    assert "sxas" in [r["id"] for r in campaign.status("--state", "exempt")]
+    assert [r["id"] for r in campaign.status("--state", "exempt")] == ["sxas"]
+    assert "sxas" not in [r["id"] for r in campaign.status("--state", "missing")]
     assert "(exempt)" in campaign.run("status").output
 
 

@@ -195,6 +195,16 @@ def test_overview_lists_every_unit_with_its_state_and_a_filter_narrows_it(site, 
     for u in status:
         assert STATE_ZH[u["state"]] in shown[u["id"]].find_element(By.CSS_SELECTOR, ".state").text
     assert STATE_ZH["complete"] in shown["taiyuan-kjj"].text
+    sheet = status[0]["items"]["statistics"]  # the counted file and the sheet's own 填报单位
+    assert sheet["filename"] in shown["taiyuan-kjj"].text
+    cell = shown["taiyuan-kjj"].find_element(By.CSS_SELECTOR, ".unit-cell").text
+    assert cell.startswith("填报单位") and cell.endswith(f"：{sheet['unit_cell']}")
+    counts = {
+        s: int(browser.find_element(By.CSS_SELECTOR, f"#counts .count-{s} b").text)
+        for s in ("complete", "incomplete", "missing", "exempt")
+    }
+    assert counts == {s: sum(u["state"] == s for u in status) for s in counts}
+    assert sum(counts.values()) == len(status)
     datong = shown["datong-kjj"].text
     assert "不齐全" in datong and status[1]["items"]["video"]["reason_zh"] in datong
     days = browser.find_elements(By.CSS_SELECTOR, "svg.chart g > title")  # the chart, one bar a day
@@ -320,6 +330,46 @@ def test_staff_drops_a_message_waiting_for_review(site, browser):
     assert browser.find_elements(By.CSS_SELECTOR, "#review tr[data-message]") == []
     audit = c.run("show", "changzhi-kjj", "--json").json["audit"]
     assert [(a["actor"], a["action"], a["note"]) for a in audit] == [(STAFF, "reject", "不是该单位的材料")]
+
+
+def test_staff_dismisses_an_advertisement_and_finds_it_under_dealt_with(site, browser, tmp_path):
+    import io
+
+    import openpyxl
+    from selenium.webdriver.common.by import By
+
+    c, base = site
+    c.deliver(
+        build_mail(
+            from_="征订部 <dingyue@baokan-zd.com>",
+            subject="2023年度报刊征订通知",
+            body="尊敬的客户：2023年度报刊征订工作已经开始。",
+        ),
+        when=LATER,
+    )
+    c.run("ingest", "--once")
+    (ad,) = [m for m in c.run("unmatched", "--json").json if m["subject"] == "2023年度报刊征订通知"]
+    sign_in(browser, base)
+    browser.get(base + "/unmatched")
+    row = browser.find_element(By.CSS_SELECTOR, f"#unmatched tr[data-message='{ad['id']}']")
+    row.find_element(By.CSS_SELECTOR, "form.dismiss input[name=note]").send_keys("报刊征订广告")
+    submit(browser, row.find_element(By.CSS_SELECTOR, "button.dismiss"))
+    assert "不相关" in browser.find_element(By.CSS_SELECTOR, ".flash.ok").text
+    assert browser.find_elements(By.CSS_SELECTOR, f"#unmatched tr[data-message='{ad['id']}']") == []
+    assert ad["id"] not in [m["id"] for m in c.run("unmatched", "--json").json]
+    code, _, data = fetch(session_opener(browser), base + "/report.xlsx")
+    sheet = openpyxl.load_workbook(io.BytesIO(data))["未匹配邮件"]
+    assert code == 200 and ad["id"] not in [r[0].value for r in sheet.iter_rows(min_row=2)]
+    submit(browser, browser.find_element(By.ID, "show-decided"))
+    done = browser.find_element(By.CSS_SELECTOR, f"#decided tr[data-message='{ad['id']}']")
+    assert done.get_attribute("data-state") == "dismissed"
+    assert "不相关" in done.text and STAFF in done.text and "报刊征订广告" in done.text
+    (decided,) = [r for r in c.run("unmatched", "--all", "--json").json if r["id"] == ad["id"]]
+    assert (decided["state"], decided["decided_by"], decided["note"]) == ("dismissed", STAFF, "报刊征订广告")
+    submit(browser, done.find_element(By.CSS_SELECTOR, "button.revoke"))
+    assert ad["id"] in [m["id"] for m in c.run("unmatched", "--json").json]
+    browser.get(base + "/unmatched")
+    assert browser.find_elements(By.CSS_SELECTOR, f"#unmatched tr[data-message='{ad['id']}']")
 
 
 def test_after_signing_in_the_page_goes_back_only_to_this_site(site):

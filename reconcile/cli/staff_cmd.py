@@ -156,14 +156,18 @@ def _reject_message(app: App, message: str, note: str, as_json: bool) -> None:
                 error=e
             )
         ) from None
+    try:
+        oid = overrides.drop_message(app.conn, "reject", mid, app.actor, note)
+    except overrides.OverrideError as e:
+        raise UsageProblem(str(e)) from None
     row = app.conn.execute("SELECT unit FROM attributions WHERE message = ?", [mid]).fetchone()
-    unit = row[0] if row else None
-    oid = overrides.add(app.conn, "reject", app.actor, unit=unit, message=mid, note=note)
     _done(
         as_json,
-        {"override": oid, "message": mid, "unit": unit, "action": "reject"},
-        f"override {oid}: message #{mid} rejected: it counts for no unit's items; "
-        f"undo with `mailroll revoke {oid}`",
+        {"override": oid, "message": mid, "unit": row[0] if row else None, "action": "reject"},
+        _(
+            "override {oid}: message #{id} rejected: it counts for no unit's items and leaves the queue; "
+            "undo with `mailroll revoke {oid}`"
+        ).format(oid=oid, id=mid),
     )
 
 

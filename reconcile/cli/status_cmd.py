@@ -54,6 +54,7 @@ STATE_STYLE = {
     "missing": "yellow",
     "complete": "green",
     "incomplete": "yellow",
+    "exempt": "cyan",
     "missing_unit": "red",
 }
 
@@ -180,6 +181,10 @@ def _cell(item: dict) -> str:
     if item.get("override"):
         text += " *"
     out = styled(STATE_STYLE[st], text)
+    if item.get("filename"):
+        out += f"\n{escape(item['filename'])}"
+    if item.get("unit_cell"):
+        out += "\n" + escape(_("unit named in the sheet: {unit}").format(unit=item["unit_cell"]))
     reason = reason_of(item)
     if st == "invalid" and reason:
         out += f"\n[dim]{escape(reason)}[/]"
@@ -217,9 +222,10 @@ def _render_status(app: App, rows: list[dict]) -> None:
         )
     con.print(table)
     s = summary(rows)
-    line = _("{complete} complete, {incomplete} incomplete, {missing} missing, {late} late").format(**s)
-    if s["exempt"]:
-        line += _(", {exempt} exempt").format(**s)
+    line = _(
+        "{units} units: {complete} complete, {incomplete} incomplete, {missing} missing, {exempt} exempt; "
+        "{late} late"
+    ).format(**s)
     con.print(line, markup=False)
     _print_pending(con, rows)
     if any(i.get("override") for r in rows for i in r["items"].values()):

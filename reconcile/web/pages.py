@@ -14,7 +14,7 @@ from markupsafe import Markup
 
 from reconcile.i18n import N_, zh
 from reconcile.status import matches, stored_time, summary
-from reconcile.web.words import EXEMPT_ZH, ITEM_STATE_ZH, LATE_ZH, UNIT_STATE_ZH
+from reconcile.web.words import EXEMPT_ZH, ITEM_STATE_ZH, LATE_ZH, QUEUE_STATE_ZH, UNIT_STATE_ZH
 
 bp = Blueprint("pages", __name__)
 
@@ -82,6 +82,8 @@ def table_rows(rows: list[dict], items: list[str], query: str = "") -> list[Row]
                     it.get("late"),
                     bool(it.get("override")),
                     it.get("reason_zh") or it.get("reason") or "",
+                    it.get("filename") or "",
+                    it.get("unit_cell") or "",
                 )
             )
         out.append(
@@ -164,13 +166,19 @@ def unit(unit_id: str):
 
 @bp.route("/unmatched")
 def unmatched():
+    """未匹配: the open queue (as `mailroll [--campaign ID] unmatched`), the messages waiting for
+    review, and with ``?all=1`` 已处理: what staff decided, by whom, when and why."""
+    from reconcile.queue import OPEN, queue_rows
+
     src = sources()
     config = src.config()
     tz = config.campaign.timezone
-    rows = [  # as `mailroll [--campaign ID] unmatched`
-        {**r, "when": local_text(r["received_at"], tz)}
-        for r in src.messages(config.campaign.id if src.several() else None)
-        if r["disposition"] == "unmatched"
+    show_all = request.args.get("all") == "1"
+    queue = [
+        {**r, "when": local_text(r["received_at"], tz), "decided": local_text(r.get("decided_at"), tz)}
+        for r in queue_rows(
+            src.connection(), src.messages(config.campaign.id if src.several() else None), decided=show_all
+        )
     ]
     review = sorted(
         (
@@ -180,7 +188,15 @@ def unmatched():
         ),
         key=lambda p: (p["when"], p["message"]),
     )
-    return render_template("unmatched.html", messages=rows, review=review, units=src.roster().units)
+    return render_template(
+        "unmatched.html",
+        messages=[r for r in queue if r.get("state", OPEN) == OPEN],
+        decided=[r for r in queue if r.get("state", OPEN) != OPEN],
+        show_all=show_all,
+        queue_states=QUEUE_STATE_ZH,
+        review=review,
+        units=src.roster().units,
+    )
 
 
 @bp.route("/stats")
