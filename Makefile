@@ -15,9 +15,12 @@ demo: python-env
 	@command -v ffprobe >/dev/null || $(MAKE) --no-print-directory system-packages
 	rm -rf demo-out && mkdir -p demo-out && cp -r samples/maildir samples/roster.csv samples/config.toml demo-out/
 	$(BIN)/mailroll --config demo-out/config.toml ingest --once
+	@# staff decisions are not mail: the sample's (scripts/make_samples.py STAFF_DECISIONS)
+	MAILROLL_ACTOR=demo $(BIN)/mailroll --config demo-out/config.toml exempt taiyuan-kx --note "本年度未承办科技活动周活动"
+	MAILROLL_ACTOR=demo $(BIN)/mailroll --config demo-out/config.toml dismiss "<7f8e9d0c.5a11.1819a3e1b27.Coremail.kxdbfx@sina.cn>" --note "报刊征订广告"
 	$(BIN)/mailroll --config demo-out/config.toml status
 	@echo
-	@echo "More: $(BIN)/mailroll --config demo-out/config.toml show taiyuan-kjj | unmatched | stats | report --xlsx demo-out/report.xlsx"
+	@echo "More: $(BIN)/mailroll --config demo-out/config.toml show taiyuan-kjj | unmatched --all | stats | report --xlsx demo-out/report.xlsx"
 
 # one pytest process per core (pytest-xdist); TEST_WORKERS=0 runs them in this process. Not
 # --dist loadfile: after a crashed worker it can wait forever (pytest-xdist issues 784, 1378).

@@ -83,7 +83,10 @@ def test_complete_unit_and_contract_shape(campaign, full_set):
     )
     # the table for people says the same, with a summary line
     out = campaign.run("status").output
-    assert "太原市科学技术局" in out and "12 units: 1 complete, 0 incomplete, 11 missing, 0 exempt; 0 late" in out
+    assert (
+        "太原市科学技术局" in out
+        and "12 units: 1 complete, 0 incomplete, 11 missing, 0 exempt; 0 late" in out
+    )
 
 
 def test_invalid_items_say_why(campaign, tmp_path, media):
