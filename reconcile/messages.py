@@ -50,15 +50,14 @@ def message_rows(conn: sqlite3.Connection, roster, config) -> list[dict]:
             unit, campaign = _unit_of(conn, duplicate_of)
         elif unit:
             disposition, why = "attributed", reason
-            if mid in rejected:
-                o = rejected[mid]
-                why = (
-                    f"rejected by staff (override {o.id}): {o.note or ''}; counts for nothing (was: {reason})"
-                )
         elif method == "other":
             disposition, why = "other", reason
         else:
             disposition, why = "unmatched", reason or "not attributed yet"
+        if mid in rejected and disposition in ("attributed", "unmatched"):
+            o = rejected[mid]
+            done = "dismissed" if o.action == "dismiss" else "rejected"
+            why = f"{done} by staff (override {o.id}): {o.note or ''}; counts for nothing (was: {why})"
         rows.append(
             {
                 "message_id": message_id,

@@ -108,6 +108,9 @@ def test_an_advertisement_is_dismissed_out_of_the_queue_and_revoked_back(campaig
     assert row["decided_by"] and row["decided_at"] and row["override"] == done["override"]
     assert [r["id"] for r in campaign.run("unmatched", "--dismissed", "--json").json] == [ad["id"]]
     assert "dismissed by" in campaign.run("unmatched", "--all").output
+    (seen,) = [m for m in campaign.messages() if m["id"] == ad["id"]]
+    assert seen["disposition"] == "unmatched"
+    assert seen["reason"].startswith(f"dismissed by staff (override {done['override']}): 报刊征订广告")
     campaign.run("report", "--xlsx", str(tmp_path / "r.xlsx"))
     unmatched_sheet = openpyxl.load_workbook(tmp_path / "r.xlsx")["未匹配邮件"]
     assert all(r[0].value != ad["id"] for r in unmatched_sheet.iter_rows(min_row=2))
