@@ -322,6 +322,14 @@ def drop_message(conn: sqlite3.Connection, action: str, message: int, actor: str
         raise OverrideError(f"unknown action {action!r}")
     if not (note or "").strip():
         raise OverrideError("say why (--note)")
+    status = conn.execute("SELECT status FROM messages WHERE id = ?", [message]).fetchone()
+    if status is None:
+        raise OverrideError(f"unknown message {message}")
+    if status[0] != "recorded":
+        raise OverrideError(
+            f"message {message} is a {status[0]} message and is in no queue; "
+            f"decide about the message it repeats, or retry it (see `mailroll messages`)"
+        )
     row = conn.execute("SELECT unit FROM attributions WHERE message = ?", [message]).fetchone()
     earlier = message_rejects_in_force(conn, message)
     oid = add(conn, action, actor, unit=row[0] if row else None, message=message, note=note.strip())

@@ -73,6 +73,12 @@ def test_exempt_and_silent_units_are_states_of_their_own_and_every_summary_adds_
         1,
         12,
     )
+    progress = list(openpyxl.load_workbook(tmp_path / "report.xlsx")["进度"].iter_rows(values_only=True))
+    assert progress[0][1:4] == ("齐全", "不齐全", "未报送") and progress[-1][1:4] == (
+        0,
+        1,
+        10,
+    )  # 免报 not silent
     # revoking the exemption gives the unit back its own state
     (o,) = [o for o in campaign.run("overrides", "--json").json if o["action"] == "exempt"]
     campaign.run("revoke", str(o["id"]))
@@ -114,13 +120,24 @@ def test_an_advertisement_is_dismissed_out_of_the_queue_and_revoked_back(campaig
     campaign.run("report", "--xlsx", str(tmp_path / "r.xlsx"))
     unmatched_sheet = openpyxl.load_workbook(tmp_path / "r.xlsx")["未匹配邮件"]
     assert all(r[0].value != ad["id"] for r in unmatched_sheet.iter_rows(min_row=2))
-    # dismissing again needs a reason; an unknown message is a usage error
-    assert campaign.run("dismiss", "99999", "--note", "x", expect=2).exit_code == 2
+    # an unknown message, or a second delivery of one, is a usage error saying what to do
+    assert "unknown message 99999" in campaign.run("dismiss", "99999", "--note", "x", expect=2).stderr
     campaign.run("revoke", str(done["override"]))
     assert [r["id"] for r in campaign.run("unmatched", "--json").json] == [ad["id"]]
     campaign.run("report", "--xlsx", str(tmp_path / "r2.xlsx"))
     unmatched_sheet = openpyxl.load_workbook(tmp_path / "r2.xlsx")["未匹配邮件"]
     assert [r[0].value for r in unmatched_sheet.iter_rows(min_row=2)] == [ad["id"]]
+
+
+def test_a_second_delivery_is_in_no_queue_and_cannot_be_dismissed(campaign):
+    advert = build_mail(from_=AD, subject="2023年度报刊征订通知（科技类）", body="订阅请回复本邮件。")
+    campaign.deliver(advert, when=BEFORE)
+    campaign.deliver(advert, when=BEFORE)
+    campaign.ingest()
+    (dup,) = [m for m in campaign.messages() if m["disposition"] == "duplicate"]
+    res = campaign.run("dismiss", str(dup["id"]), "--note", "广告", expect=2)
+    assert "is a duplicate message and is in no queue" in res.stderr
+    assert len(campaign.run("unmatched", "--json").json) == 1
 
 
 def test_reject_and_assign_also_close_the_queue_each_with_its_state(campaign, tmp_path):
