@@ -9,6 +9,7 @@ from collections import Counter
 import openpyxl
 from fixtures.files import make_report_docx, make_sheet_xlsx
 from fixtures.mail import build_mail
+from test_receipts import awake_now
 from test_status import BEFORE, attach, by_id, send
 
 DT = "大同市科学技术局 <dtkjj2022@163.com>"
@@ -175,3 +176,14 @@ def test_a_message_waiting_for_review_is_dismissed_out_of_review(campaign, tmp_p
     assert campaign.unit("changzhi-kjj")["pending_review"] == []
     (row,) = campaign.run("unmatched", "--all", "--json").json
     assert row["state"] == "dismissed" and row["note"] == "推销培训课程"
+
+
+def test_the_receipt_tells_the_unit_its_sheet_is_another_units(mailing, tmp_path):
+    campaign, server = mailing
+    sheet = make_sheet_xlsx(tmp_path / "sxas.xlsx", unit="山西省科学院")
+    campaign.deliver(build_mail(attachments=attach(sheet, names=["统计表.xlsx"])))  # arrives now
+    campaign.ingest()
+    campaign.run("receipts", "--now", awake_now(), "--json")
+    (mail,) = server.wait_for(1)
+    assert mail.rcpt_tos == ["tykjj@taiyuan.gov.cn"]
+    assert "统计表的填报单位是山西省科学院，不是本单位" in mail.text
