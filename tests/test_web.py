@@ -372,6 +372,33 @@ def test_staff_dismisses_an_advertisement_and_finds_it_under_dealt_with(site, br
     assert browser.find_elements(By.CSS_SELECTOR, f"#unmatched tr[data-message='{ad['id']}']")
 
 
+def test_a_sheet_of_another_unit_shows_on_the_overview_and_stays_out_of_the_totals(site, browser, tmp_path):
+    from fixtures.files import make_sheet_xlsx
+    from selenium.webdriver.common.by import By
+
+    c, base = site
+    sheet = make_sheet_xlsx(tmp_path / "sxas.xlsx", unit="山西省科学院")
+    send(
+        c, "运城市科学技术局 <yckjj@yuncheng.gov.cn>", [("运城市统计表.xlsx", sheet.read_bytes())], when=LATER
+    )
+    c.run("ingest", "--once")
+    totals = c.run("stats", "--json").json
+    assert "yuncheng-kjj" in [e["unit"] for e in totals["excluded"]]
+    sign_in(browser, base)
+    browser.get(base + "/")
+    row = browser.find_element(By.CSS_SELECTOR, "#units tr[data-unit='yuncheng-kjj']")
+    assert (
+        "运城市统计表.xlsx" in row.text
+        and "山西省科学院" in row.find_element(By.CSS_SELECTOR, ".unit-cell").text
+    )
+    assert "统计表的填报单位是山西省科学院，不是本单位" in row.text
+    browser.get(base + "/stats")
+    left_out = browser.find_element(By.ID, "left-out").text
+    assert "运城市科学技术局" in left_out and "统计表的填报单位是山西省科学院，不是本单位" in left_out
+    per_unit = browser.find_element(By.ID, "per-unit").text
+    assert "运城市科学技术局" not in per_unit
+
+
 def test_after_signing_in_the_page_goes_back_only_to_this_site(site):
     """A sign-in link anyone can send staff (``/login?next=...``) never leads off the site after a
     real sign-in: not to ``//host``, a full URL, ``/<TAB>/host`` (a browser drops the tab and reads
