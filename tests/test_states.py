@@ -187,3 +187,25 @@ def test_the_receipt_tells_the_unit_its_sheet_is_another_units(mailing, tmp_path
     (mail,) = server.wait_for(1)
     assert mail.rcpt_tos == ["tykjj@taiyuan.gov.cn"]
     assert "统计表的填报单位是山西省科学院，不是本单位" in mail.text
+
+
+def test_assigning_a_sheet_of_another_unit_settles_whose_it_is(campaign, tmp_path):
+    sheet = make_sheet_xlsx(tmp_path / "sxas.xlsx", unit="山西省科学院")
+    send(campaign, files=attach(sheet, names=["统计表.xlsx"]))
+    campaign.ingest()
+    (message,) = campaign.messages()
+    assert campaign.unit("taiyuan-kjj")["items"]["statistics"]["state"] == "invalid"
+    # it is 省科学院's sheet: assigned there, it counts for 省科学院 and 太原 has none
+    campaign.run("assign", str(message["id"]), "sxas")
+    rows = by_id(campaign.status())
+    assert rows["sxas"]["items"]["statistics"]["state"] == "ok"
+    assert rows["taiyuan-kjj"]["items"]["statistics"]["state"] == "missing"
+    assert campaign.run("stats", "--json").json["excluded"] == []
+    # staff say it is 太原's after all: it counts for 太原, with a warning naming the sheet's unit
+    campaign.run("assign", str(message["id"]), "taiyuan-kjj")
+    st = campaign.unit("taiyuan-kjj")["items"]["statistics"]
+    assert st["state"] == "ok" and st["sheet_unit"] == "sxas"
+    assert (
+        "the sheet says 填报单位 山西省科学院 (sxas), but the mail came from 太原市科学技术局"
+        in st["warnings"]
+    )
