@@ -350,6 +350,9 @@ def test_staff_dismisses_an_advertisement_and_finds_it_under_dealt_with(site, br
     c.run("ingest", "--once")
     (ad,) = [m for m in c.run("unmatched", "--json").json if m["subject"] == "2023年度报刊征订通知"]
     sign_in(browser, base)
+    forged = {"message": str(ad["id"]), "note": "x"}  # signed in, but without the form's CSRF token
+    code, _, _ = fetch(session_opener(browser), base + "/decide/dismiss", forged)
+    assert code == 400 and ad["id"] in [m["id"] for m in c.run("unmatched", "--json").json]
     browser.get(base + "/unmatched")
     row = browser.find_element(By.CSS_SELECTOR, f"#unmatched tr[data-message='{ad['id']}']")
     row.find_element(By.CSS_SELECTOR, "form.dismiss input[name=note]").send_keys("报刊征订广告")
