@@ -18,15 +18,18 @@ and ``report`` can run while ``ingest`` writes.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ingest import search_index
+
 if TYPE_CHECKING:
     import sqlite_utils
 
-MIGRATIONS: list[str] = [
+# Each migration is SQL, or a function for one that needs Python (filling a search index).
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     # 1: the first schema
     """
     CREATE TABLE mailbox_state (
@@ -277,6 +280,8 @@ MIGRATIONS: list[str] = [
     );
     DELETE FROM reconcile_state WHERE key IN ('attribution_inputs', 'status_fingerprint');
     """,
+    # 7: the search index of messages (ingest/search_index.py), filled with those recorded before
+    search_index.create_and_fill,
 ]
 
 
@@ -316,11 +321,14 @@ def _migrate(conn: sqlite3.Connection) -> None:
             f"the database was written by a newer mailroll (schema {current}, this one knows "
             f"{len(MIGRATIONS)}): upgrade mailroll"
         )
-    for version, sql in enumerate(MIGRATIONS[current:], start=current + 1):
+    for version, step in enumerate(MIGRATIONS[current:], start=current + 1):
         with transaction(conn):
             if schema_version(conn) < version:  # another process may have migrated meanwhile
-                for statement in _statements(sql):
-                    conn.execute(statement)
+                if callable(step):
+                    step(conn)
+                else:
+                    for statement in _statements(step):
+                        conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {version}")
 
 

@@ -35,6 +35,7 @@ from ingest.faults import crash_point
 from ingest.journal import Journal, read_notes
 from ingest.model import Envelope, ParsedMessage
 from ingest.raw import RawCopy, RawStore
+from ingest.search_index import forget_message, index_message
 
 log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
@@ -317,6 +318,7 @@ def record_message(
         )
         msg_id = _upsert_message(conn, cols)
         if status != "recorded":
+            forget_message(conn, msg_id)
             return msg_id
         ids: list[int] = []
         for seq, part in enumerate(parsed.parts):
@@ -362,6 +364,7 @@ def record_message(
                     error,
                 ),
             )
+        index_message(conn, msg_id)
     return msg_id
 
 
@@ -379,4 +382,6 @@ def record_failure(
     with transaction(conn):
         cols = _message_columns(envelope, parsed, raw)
         cols.update(status="failed", error=error[:2000], retry=int(retry))
-        return _upsert_message(conn, cols)
+        msg_id = _upsert_message(conn, cols)
+        forget_message(conn, msg_id)
+        return msg_id

@@ -460,3 +460,29 @@ def cached_soon(c: Campaign, campaign: str, within_s: float = 60.0) -> bool:
             conn.close()
         time.sleep(0.5)
     return False
+
+
+def test_the_search_box_finds_mail_and_the_unit_page_shows_what_was_written(site, browser, shots):
+    from selenium.webdriver.common.by import By
+
+    c, base = site
+    sign_in(browser, base)
+    browser.get(base + "/units/taiyuan-kjj")
+    (text,) = browser.find_elements(By.CSS_SELECTOR, "#message-1 blockquote.text") or [None]
+    assert text is not None and text.text == "您好，附件是我单位的科技活动周材料，请查收。"
+
+    box = browser.find_element(By.ID, "search-box")
+    box.send_keys("长治 总结报告")
+    submit(browser, browser.find_element(By.CSS_SELECTOR, "form.search button"))
+    assert urllib.parse.urlparse(browser.current_url).path == "/search"
+    rows = browser.find_elements(By.CSS_SELECTOR, "#search-results tbody tr")
+    expected = c.run("search", "长治", "总结报告", "--json").json
+    assert [int(r.get_attribute("data-message")) for r in rows] == [m["id"] for m in expected] != []
+    marked = [m.text for m in rows[0].find_elements(By.TAG_NAME, "mark")]
+    assert set(marked) <= {"长治", "总结报告"} and marked
+    assert browser.find_element(By.ID, "search-box").get_attribute("value") == "长治 总结报告"
+    assert browser.save_screenshot(str(shots / "search.png"))
+
+    browser.get(base + "/search?q=" + urllib.parse.quote("<script>alert(1)</script>"))
+    assert "<script>alert(1)</script>" in browser.find_element(By.ID, "search-count").text
+    assert browser.find_elements(By.CSS_SELECTOR, "#search-results tbody tr") == []

@@ -364,6 +364,7 @@ COMMAND_MODULES = [
     "evidence_cmd",  # reprocess, and the raw copy for show --raw
     "campaigns_cmd",  # campaigns
     "web_cmd",  # web, web passwd
+    "search_cmd",  # search WORDS...
 ]
 
 

@@ -469,6 +469,10 @@ def _render_show(d: dict, labels: dict[str, str], tz=None, roster_ids: set | Non
             )
         )
         con.print(f"      [dim]{escape(m['attribution'] or '')}[/]")
+        if m.get("question"):
+            con.print("      " + styled("magenta", _("question to staff")))
+        for line in (m.get("text") or "").splitlines():
+            con.print("      │ " + escape(line))
         if m.get("trust"):
             con.print(
                 "      "

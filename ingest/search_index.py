@@ -1,0 +1,97 @@
+"""The search index of messages: subject, sender, body text and attachment names of every
+recorded message in the SQLite FTS5 table ``message_search`` (rowid = ``messages.id``), written
+in the same transaction as the message (``ingest.store.record_message``).
+
+Chinese has no spaces between words, and clerks search for words of one or two characters
+(经费, 李明). FTS5's ``unicode61`` tokenizer would take a run of Chinese as one token, and its
+``trigram`` tokenizer finds nothing shorter than three characters. So every CJK character is
+indexed as a token of its own (``spaced``), and a search word is looked up as a phrase of its
+characters (``match_expression``): a word of any length is found through the index."""
+
+from __future__ import annotations
+
+import functools
+import re
+import sqlite3
+
+# Han ideographs, kana, hangul, CJK radicals and compatibility ideographs: one token each.
+_CJK_RANGES = (
+    (0x2E80, 0x2FDF),
+    (0x3040, 0x30FF),
+    (0x3400, 0x4DBF),
+    (0x4E00, 0x9FFF),
+    (0xAC00, 0xD7AF),
+    (0xF900, 0xFAFF),
+)
+# ideographs beyond the BMP (extensions B-G), rare: a regular expression, run only when needed
+_ASTRAL_CJK = re.compile("([\U00020000-\U0003134f])")
+_TOKEN = re.compile(r"\w+")
+
+SCHEMA = """
+CREATE VIRTUAL TABLE message_search USING fts5(
+    subject, sender, body, names, tokenize = 'unicode61 remove_diacritics 2'
+)
+"""
+
+
+@functools.cache
+def _spacing_table() -> dict[int, str]:
+    return {c: f" {chr(c)} " for low, high in _CJK_RANGES for c in range(low, high + 1)}
+
+
+def spaced(text: str | None) -> str:
+    """``text`` with a space around every CJK character, so FTS5 indexes each as a token.
+    (``str.translate`` over a table: some 8x faster than a regular expression on Chinese text.)"""
+    if not text:
+        return ""
+    out = text.translate(_spacing_table())
+    return _ASTRAL_CJK.sub(r" \1 ", out) if max(out) > "\uffff" else out
+
+
+def match_expression(words: list[str]) -> str | None:
+    """An FTS5 query that matches rows holding every word: each word a quoted phrase of its
+    tokens (the last one a prefix, so ``taiyu`` finds ``taiyuan``). Quoting makes any input
+    plain text to FTS5 (no operators, columns or syntax errors from what a person types).
+    None when the words hold nothing searchable (only punctuation)."""
+    phrases = []
+    for word in words:
+        tokens = _TOKEN.findall(spaced(word).lower())
+        if tokens:
+            phrases.append('"' + " ".join(tokens) + '"*')
+    return " AND ".join(phrases) or None
+
+
+def index_message(conn: sqlite3.Connection, message: int) -> None:
+    """(Re)write the search row of one message from its stored columns and parts."""
+    row = conn.execute(
+        "SELECT subject, from_addr, from_name, body_text FROM messages WHERE id = ?", (message,)
+    ).fetchone()
+    forget_message(conn, message)
+    if row is None:
+        return
+    subject, from_addr, from_name, body = row
+    names = [
+        n for (n,) in conn.execute("SELECT location FROM parts WHERE message = ? ORDER BY seq", (message,))
+    ]
+    conn.execute(
+        "INSERT INTO message_search (rowid, subject, sender, body, names) VALUES (?, ?, ?, ?, ?)",
+        (
+            message,
+            spaced(subject),
+            spaced(" ".join(filter(None, (from_name, from_addr)))),
+            spaced(body),
+            spaced("\n".join(names)),
+        ),
+    )
+
+
+def forget_message(conn: sqlite3.Connection, message: int) -> None:
+    """Take a message out of the index (recorded again as a duplicate or a failure)."""
+    conn.execute("DELETE FROM message_search WHERE rowid = ?", (message,))
+
+
+def create_and_fill(conn: sqlite3.Connection) -> None:
+    """Migration 7: the index, filled with the messages recorded before it existed."""
+    conn.execute(SCHEMA)
+    for (message,) in conn.execute("SELECT id FROM messages WHERE status = 'recorded'").fetchall():
+        index_message(conn, message)

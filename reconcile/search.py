@@ -1,0 +1,99 @@
+"""`mailroll search` and the web's search box: the messages whose subject, sender (address or
+name), text or attachment names hold every word, newest first, each with a snippet around the
+first word found. The index is ingest's (``ingest.search_index``); this module only reads it."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from ingest.search_index import match_expression
+from reconcile.status import iso_text, stored_time
+
+SNIPPET_AROUND = 30  # characters shown on each side of the first word found
+MARK_OPEN, MARK_CLOSE = "«", "»"  # around each word found, in `snippet` (the web marks them itself)
+
+# The index is walked from the newest message recorded backwards and stops at ``limit`` found
+# (FTS5 reads its rowids in reverse without sorting every match): a word in every message costs
+# no more than a rare one. Those found are shown by arrival time, newest first.
+SEARCH_SQL = """
+SELECT m.id, m.message_id, m.from_addr, m.from_name, m.subject, m.received_at, m.body_text, a.unit,
+       (SELECT group_concat(p.location, char(10)) FROM parts p WHERE p.message = m.id) AS names
+FROM (SELECT rowid FROM message_search WHERE message_search MATCH ? ORDER BY rowid DESC LIMIT ?) s
+JOIN messages m ON m.id = s.rowid
+LEFT JOIN attributions a ON a.message = m.id
+ORDER BY m.received_at DESC, m.id DESC
+"""
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A run of snippet text; ``found``: it is one of the words searched for."""
+
+    text: str
+    found: bool
+
+
+def search(conn: sqlite3.Connection, words: list[str], tz, limit: int = 50) -> list[dict]:
+    """The rows of `search --json`: the ``limit`` messages recorded last that hold every word,
+    newest arrival first: {id, message_id, unit, from, subject, received_at, snippet} (plus
+    ``pieces``: the snippet as runs, for the web to mark)."""
+    expression = match_expression(words)
+    if expression is None:
+        return []
+    rows = []
+    for mid, message_id, from_addr, from_name, subject, received_at, body, unit, names in conn.execute(
+        SEARCH_SQL, (expression, limit)
+    ):
+        pieces = snippet(
+            words, (body or "", names or "", subject or "", f"{from_name or ''} {from_addr or ''}")
+        )
+        rows.append(
+            {
+                "id": mid,
+                "message_id": message_id,
+                "unit": unit,
+                "from": from_addr,
+                "subject": subject,
+                "received_at": iso_text(stored_time(received_at), tz),
+                "snippet": "".join(f"{MARK_OPEN}{p.text}{MARK_CLOSE}" if p.found else p.text for p in pieces),
+                "pieces": pieces,
+            }
+        )
+    return rows
+
+
+def snippet(words: list[str], fields: tuple[str, ...]) -> list[Piece]:
+    """Up to ``SNIPPET_AROUND`` characters each side of the first word found in the first field
+    that holds one (the text, then attachment names, subject, sender), every word marked; lines
+    joined by spaces."""
+    needles = [w.lower() for w in words if w.strip()]
+    for field in fields:
+        flat = " ".join(field.split())
+        folded = flat.lower()
+        hits = [i for i in (folded.find(n) for n in needles) if i >= 0]
+        if not hits:
+            continue
+        start = max(0, min(hits) - SNIPPET_AROUND)
+        end = min(len(flat), min(hits) + SNIPPET_AROUND * 2)
+        return _marked(flat, folded, needles, start, end)
+    return []
+
+
+def _marked(flat: str, folded: str, needles: list[str], start: int, end: int) -> list[Piece]:
+    pieces: list[Piece] = [Piece("…", False)] if start > 0 else []
+    i = start
+    while i < end:
+        found = [(folded.find(n, i, end), n) for n in needles]
+        found = [(at, n) for at, n in found if at >= 0]
+        if not found:
+            pieces.append(Piece(flat[i:end], False))
+            break
+        at, needle = min(found, key=lambda f: (f[0], -len(f[1])))
+        if at > i:
+            pieces.append(Piece(flat[i:at], False))
+        pieces.append(Piece(flat[at : at + len(needle)], True))
+        i = at + len(needle)
+    if end < len(flat):
+        pieces.append(Piece("…", False))
+    return pieces
