@@ -14,6 +14,8 @@ import functools
 import re
 import sqlite3
 
+from ingest.mime.own_text import from_stored
+
 # Han ideographs, kana, hangul, CJK radicals and compatibility ideographs: one token each.
 _CJK_RANGES = (
     (0x2E80, 0x2FDF),
@@ -91,7 +93,19 @@ def forget_message(conn: sqlite3.Connection, message: int) -> None:
 
 
 def create_and_fill(conn: sqlite3.Connection) -> None:
-    """Migration 7: the index, filled with the messages recorded before it existed."""
+    """Migration 7: each message's own text and question mark (``ingest.mime.own_text``), and
+    the index, filled with the messages recorded before they existed."""
+    conn.execute("ALTER TABLE messages ADD COLUMN text TEXT")  # own text, at most 2,000 characters
+    conn.execute(
+        "ALTER TABLE messages ADD COLUMN question INTEGER NOT NULL DEFAULT 0"
+    )  # asks staff something
     conn.execute(SCHEMA)
-    for (message,) in conn.execute("SELECT id FROM messages WHERE status = 'recorded'").fetchall():
+    rows = conn.execute(
+        "SELECT id, subject, body_text, headers FROM messages WHERE status = 'recorded'"
+    ).fetchall()
+    for message, subject, body, headers in rows:
+        text, question = from_stored(subject, body, headers)
+        conn.execute(
+            "UPDATE messages SET text = ?, question = ? WHERE id = ?", (text, int(question), message)
+        )
         index_message(conn, message)

@@ -33,6 +33,7 @@ from pathlib import Path
 from ingest.db import inserted_id, transaction
 from ingest.faults import crash_point
 from ingest.journal import Journal, read_notes
+from ingest.mime.own_text import is_question, own_text
 from ingest.model import Envelope, ParsedMessage
 from ingest.raw import RawCopy, RawStore
 from ingest.search_index import forget_message, index_message
@@ -250,6 +251,7 @@ def _message_columns(envelope: Envelope, parsed: ParsedMessage | None, raw: RawC
     }
     if parsed is not None:
         h = parsed.headers
+        text = own_text(parsed.body_text)
         cols.update(
             message_id=h.message_id,
             content_sha256=parsed.content_sha256,
@@ -264,6 +266,8 @@ def _message_columns(envelope: Envelope, parsed: ParsedMessage | None, raw: RawC
                 sorted({f.from_addr for f in parsed.forwarded if f.from_addr}), ensure_ascii=False
             ),
             body_text=parsed.body_text[:65536],
+            text=text,
+            question=int(is_question(h.subject, text, h.selected())),
             defects=json.dumps(parsed.defects[:50], ensure_ascii=False),
         )
     if raw is not None:  # None (reprocess): the columns keep what they hold

@@ -22,7 +22,7 @@ from typing import Any
 from ingest.config import ConfigError, parse_rfc3339
 from ingest.db import inserted_id, transaction
 
-ACTIONS = ("assign", "accept", "reject", "exempt", "extend")
+ACTIONS = ("assign", "accept", "reject", "exempt", "extend", "answered")
 COLUMNS = "id, action, unit, item, message, value, note, actor, created_at, revoked_at, revoked_by, campaign"
 
 

@@ -8,7 +8,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from ingest.search_index import match_expression
-from reconcile.status import iso_text, stored_time
+from reconcile.messages import message_heading
 
 SNIPPET_AROUND = 30  # characters shown on each side of the first word found
 MARK_OPEN, MARK_CLOSE = "«", "»"  # around each word found, in `snippet` (the web marks them itself)
@@ -17,7 +17,7 @@ MARK_OPEN, MARK_CLOSE = "«", "»"  # around each word found, in `snippet` (the 
 # (FTS5 reads its rowids in reverse without sorting every match): a word in every message costs
 # no more than a rare one. Those found are shown by arrival time, newest first.
 SEARCH_SQL = """
-SELECT m.id, m.message_id, m.from_addr, m.from_name, m.subject, m.received_at, m.body_text, a.unit,
+SELECT m.id, m.message_id, a.unit, m.from_addr, m.subject, m.received_at, m.body_text, m.from_name,
        (SELECT group_concat(p.location, char(10)) FROM parts p WHERE p.message = m.id) AS names
 FROM (SELECT rowid FROM message_search WHERE message_search MATCH ? ORDER BY rowid DESC LIMIT ?) s
 JOIN messages m ON m.id = s.rowid
@@ -42,24 +42,13 @@ def search(conn: sqlite3.Connection, words: list[str], tz, limit: int = 50) -> l
     if expression is None:
         return []
     rows = []
-    for mid, message_id, from_addr, from_name, subject, received_at, body, unit, names in conn.execute(
-        SEARCH_SQL, (expression, limit)
-    ):
-        pieces = snippet(
-            words, (body or "", names or "", subject or "", f"{from_name or ''} {from_addr or ''}")
-        )
-        rows.append(
-            {
-                "id": mid,
-                "message_id": message_id,
-                "unit": unit,
-                "from": from_addr,
-                "subject": subject,
-                "received_at": iso_text(stored_time(received_at), tz),
-                "snippet": "".join(f"{MARK_OPEN}{p.text}{MARK_CLOSE}" if p.found else p.text for p in pieces),
-                "pieces": pieces,
-            }
-        )
+    for row in conn.execute(SEARCH_SQL, (expression, limit)):
+        head = message_heading(row, tz)
+        body, from_name, names = row[6:]
+        fields = (body or "", names or "", head["subject"] or "", f"{from_name or ''} {head['from'] or ''}")
+        pieces = snippet(words, fields)
+        marked = "".join(f"{MARK_OPEN}{p.text}{MARK_CLOSE}" if p.found else p.text for p in pieces)
+        rows.append({**head, "snippet": marked, "pieces": pieces})
     return rows
 
 

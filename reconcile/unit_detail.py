@@ -7,7 +7,6 @@ import json
 import sqlite3
 
 from reconcile.judge import describe, judge_part
-from reconcile.message_text import text_and_question
 from reconcile.status import iso_text, part_rows, stored_time
 
 
@@ -22,7 +21,7 @@ def unit_detail(conn: sqlite3.Connection, roster, config, unit, status_row: dict
     messages = []
     mrows = conn.execute(
         "SELECT m.id, m.message_id, m.received_at, m.from_addr, m.subject, m.status, a.method, a.reason, "
-        "a.trust, m.body_text, m.headers "
+        "a.trust, m.text, m.question "
         "FROM attributions a JOIN messages m ON m.id = a.message WHERE a.unit = ? AND a.campaign = ? "
         "ORDER BY m.received_at, m.id",
         [unit.id, config.campaign.id],
@@ -38,8 +37,8 @@ def unit_detail(conn: sqlite3.Connection, roster, config, unit, status_row: dict
         method,
         reason,
         trust,
-        body,
-        headers,
+        text,
+        question,
     ) in mrows:
         parts = []
         for p in part_rows(conn, "WHERE p.message = ?", [mid]):
@@ -67,7 +66,6 @@ def unit_detail(conn: sqlite3.Connection, roster, config, unit, status_row: dict
                 [mid],
             )
         ]
-        text, question = text_and_question(subject, body, headers)
         messages.append(
             {
                 "id": mid,
@@ -76,7 +74,7 @@ def unit_detail(conn: sqlite3.Connection, roster, config, unit, status_row: dict
                 "from": from_addr,
                 "subject": subject,
                 "text": text,
-                "question": question,
+                "question": bool(question),
                 "method": method,
                 "trust": trust,
                 "pending_review": pending[mid]["reason"] if mid in pending else None,

@@ -26,6 +26,7 @@ DECISIONS = {  # as the audit log names them
     "exempt": N_("exempt"),
     "extend": N_("extend"),
     "revoke": N_("revoke"),
+    "answered": N_("answered"),
 }
 DECIDED = {  # "accepted by 王芳"
     "assign": N_("assigned"),
@@ -34,6 +35,7 @@ DECIDED = {  # "accepted by 王芳"
     "exempt": N_("exempted"),
     "extend": N_("extended"),
     "revoke": N_("revoked"),
+    "answered": N_("marked answered"),
 }
 # what a recorded file is (parts.kind), for files that are none of the campaign's items (an
 # item's own label comes from the config): the receipt says it; `show` in Chinese

@@ -365,6 +365,7 @@ COMMAND_MODULES = [
     "campaigns_cmd",  # campaigns
     "web_cmd",  # web, web passwd
     "search_cmd",  # search WORDS...
+    "questions_cmd",  # questions, answered
 ]
 
 

@@ -1,8 +1,9 @@
-"""What a unit wrote: a message's own text, with the quoted mail below a reply and the mail
-program's signature folded away, and whether it asks staff something.
+"""What a sender wrote: a message's own text, with the quoted mail below a reply and the mail
+program's signature folded away, and whether it asks staff something. Recorded with the message
+(``messages.text``, ``messages.question``) for `show`, `questions` and the web.
 
-The text comes from the body ingest keeps (``messages.body_text``: the plain part, else the HTML
-part as text, bounded). Chinese mail programs mark quoted mail in their own words, which the
+The text comes from the message's body (``ParsedMessage.body_text``: the plain part, else the
+HTML part as text, bounded). Chinese mail programs mark quoted mail in their own words, which the
 reply parsers on PyPI do not know (mail-parser-reply 1.36, language ``zh``, keeps QQ's
 "原始邮件" block, NetEase's "回复的原邮件" and Foxmail's "写道：" whole), so the markers are
 listed here, one line each, with the program that writes them."""
@@ -85,24 +86,31 @@ def asks_something(subject: str | None, text: str | None) -> bool:
     return any(_ASKS.search(_MANGLED.sub(" ", s)) for s in (subject or "", text or "") if s)
 
 
-def automatic(headers_json: str | None) -> bool:
-    """Whether the message says a program sent it (an auto-reply, a list, a bounce notice):
-    ``Auto-Submitted`` other than ``no``, or ``Precedence`` bulk/junk/list/auto_reply."""
+def automatic(headers: dict) -> bool:
+    """Whether the headers kept of a message (``Headers.selected()``) say a program sent it: an
+    auto-reply, list or bulk mail, a delivery report, mailroll's own mail. Such mail asks
+    nobody anything. (The receipts' ``auto_reason`` says the same in words, and more.)"""
+    h = {str(k).lower().replace("-", "_"): v for k, v in headers.items()}
+    if str(h.get("auto_submitted") or "no").strip().lower() != "no":
+        return True
+    if str(h.get("precedence") or "").strip().lower() in ("bulk", "junk", "list", "auto_reply"):
+        return True
+    if any(h.get(k) for k in ("list_id", "x_autoreply", "x_autorespond", "x_mailroll")):
+        return True
+    return str(h.get("content_type") or "").lower().startswith("multipart/report")
+
+
+def is_question(subject: str | None, text: str | None, headers: dict) -> bool:
+    """Whether the message is a question to staff: it asks something (``asks_something``) and
+    no program sent it (``automatic``)."""
+    return asks_something(subject, text) and not automatic(headers)
+
+
+def from_stored(subject: str | None, body: str | None, headers_json: str | None) -> tuple[str | None, bool]:
+    """(text, question) of a message recorded before they were kept (migration 7)."""
     try:
         headers = json.loads(headers_json or "{}")
     except ValueError:
-        return False
-    if not isinstance(headers, dict):
-        return False
-    auto = str(headers.get("auto_submitted") or "no").strip().lower()
-    precedence = str(headers.get("precedence") or "").strip().lower()
-    return auto != "no" or precedence in ("bulk", "junk", "list", "auto_reply")
-
-
-def text_and_question(
-    subject: str | None, body: str | None, headers_json: str | None
-) -> tuple[str | None, bool]:
-    """A message's own text (``own_text``) and whether it is a question to staff: it asks
-    something and no program sent it."""
+        headers = {}
     text = own_text(body)
-    return text, asks_something(subject, text) and not automatic(headers_json)
+    return text, is_question(subject, text, headers if isinstance(headers, dict) else {})
