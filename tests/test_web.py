@@ -486,3 +486,36 @@ def test_the_search_box_finds_mail_and_the_unit_page_shows_what_was_written(site
     browser.get(base + "/search?q=" + urllib.parse.quote("<script>alert(1)</script>"))
     assert "<script>alert(1)</script>" in browser.find_element(By.ID, "search-count").text
     assert browser.find_elements(By.CSS_SELECTOR, "#search-results tbody tr") == []
+
+
+def test_questions_page_lists_open_questions_and_staff_close_one(tmp_path_factory, browser, shots):
+    from selenium.webdriver.common.by import By
+
+    c = Campaign.create(tmp_path_factory.mktemp("questions"))
+    c.configure(web={"users": [{"name": STAFF, "password_hash": _password_hash()}]})
+    for when, sender, subject, body in (
+        (BEFORE, DT, "关于视频时长的咨询", "请问视频超过3分钟可以吗？"),
+        (LATER, TY, "视频时长", "视频超过3分钟可以吗？我们有两个4分钟的视频。"),
+        (LATER, STRANGER, "材料", "附件是材料，请查收。"),
+    ):
+        c.deliver(build_mail(from_=sender, subject=subject, body=body), when=when)
+    c.run("ingest", "--once")
+    asked = c.run("questions", "--json").json
+    with serving(c) as base:
+        sign_in(browser, base)
+        assert browser.find_element(By.CSS_SELECTOR, "#nav-questions .badge").text == "2"
+        browser.find_element(By.ID, "nav-questions").click()
+        rows = browser.find_elements(By.CSS_SELECTOR, "#questions tbody tr")
+        assert [int(r.get_attribute("data-message")) for r in rows] == [q["id"] for q in asked]
+        assert rows[1].get_attribute("class") == "alike", "the same question twice stands as one group"
+        assert "请问视频超过3分钟可以吗？" in rows[0].find_element(By.CSS_SELECTOR, "blockquote.text").text
+        assert browser.save_screenshot(str(shots / "questions.png"))
+        rows[0].find_element(By.NAME, "note").send_keys("电话答复")
+        submit(browser, rows[0].find_element(By.CSS_SELECTOR, "form.answered button"))
+        assert [
+            int(r.get_attribute("data-message"))
+            for r in browser.find_elements(By.CSS_SELECTOR, "#questions tbody tr")
+        ] == [asked[1]["id"]]
+        assert browser.find_element(By.CSS_SELECTOR, "#nav-questions .badge").text == "1"
+    (closed,) = [q for q in c.run("questions", "--all", "--json").json if q["id"] == asked[0]["id"]]
+    assert closed["answered_by"] == STAFF
