@@ -519,3 +519,26 @@ def test_questions_page_lists_open_questions_and_staff_close_one(tmp_path_factor
         assert browser.find_element(By.CSS_SELECTOR, "#nav-questions .badge").text == "1"
     (closed,) = [q for q in c.run("questions", "--all", "--json").json if q["id"] == asked[0]["id"]]
     assert closed["answered_by"] == STAFF
+
+
+def test_unit_page_lists_every_version_and_what_changed(tmp_path_factory, browser):
+    from fixtures.files import DEFAULT_FIGURES, make_sheet_xlsx
+    from selenium.webdriver.common.by import By
+
+    root = tmp_path_factory.mktemp("versions")
+    c = Campaign.create(root)
+    first = make_sheet_xlsx(root / "v1.xlsx", figures={**DEFAULT_FIGURES, "活动总数": 20})
+    second = make_sheet_xlsx(root / "v2.xlsx", figures={**DEFAULT_FIGURES, "活动总数": 23})
+    send(c, TY, [("统计表.xlsx", first.read_bytes())])
+    send(c, TY, [("统计表（更正版）.xlsx", second.read_bytes())], when=LATER)
+    c.run("ingest", "--once")
+    with serving(c) as base:
+        browser.get(base + "/units/taiyuan-kjj")
+        rows = browser.find_elements(By.CSS_SELECTOR, "#versions tr[data-item='statistics']")
+        assert [r.find_elements(By.TAG_NAME, "td")[2].text.split(" ")[0] for r in rows] == [
+            "统计表.xlsx",
+            "统计表（更正版）.xlsx",
+        ]
+        assert [r.get_attribute("class") for r in rows] == ["", "counts"]
+        assert "计入：最新版本" in rows[1].text and "已被之后的版本替换" in rows[0].text
+        assert "活动总数 20 → 23" in rows[1].text
