@@ -542,3 +542,38 @@ def test_unit_page_lists_every_version_and_what_changed(tmp_path_factory, browse
         assert [r.get_attribute("class") for r in rows] == ["", "counts"]
         assert "计入：最新版本" in rows[1].text and "已被之后的版本替换" in rows[0].text
         assert "活动总数 20 → 23" in rows[1].text
+
+
+def test_a_video_the_browser_cannot_play_is_shown_as_a_playable_copy(tmp_path_factory, browser, shots):
+    from fixtures.files import make_video
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    root = tmp_path_factory.mktemp("preview")
+    c = Campaign.create(root)
+    iphone = make_video(root / "IMG_0412.MOV", 4, "iphone-mov", audio=True)
+    send(c, TY, [(iphone.name, iphone.read_bytes(), "video/quicktime")])
+    c.run("ingest", "--once")
+    (part,) = [p for m in c.run("show", "taiyuan-kjj", "--json").json["messages"] for p in m["parts"]]
+    with serving(c) as base:
+        browser.get(base + "/units/taiyuan-kjj")
+        video = browser.find_element(By.ID, f"video-{part['id']}")
+        assert "preview" in video.get_attribute("class")
+        # the browser plays the copy: its first frame decoded, 720 lines at most (here 48, as sent)
+        browser.execute_script("arguments[0].preload = 'auto'; arguments[0].load();", video)
+        WebDriverWait(browser, 120).until(
+            lambda d: d.execute_script("return arguments[0].readyState >= 2", video)
+        )
+        assert browser.execute_script(
+            "return [arguments[0].videoWidth, arguments[0].videoHeight]", video
+        ) == [64, 48]
+        assert browser.save_screenshot(str(shots / "preview.png"))
+        opener = urllib.request.build_opener()
+        code, headers, body = fetch(opener, f"{base}/files/{part['id']}/poster.jpg")
+        assert code == 200 and headers["Content-Type"] == "image/jpeg" and body[:2] == b"\xff\xd8"
+        code, _, original = fetch(opener, f"{base}/files/{part['id']}")
+        assert code == 200 and original == iphone.read_bytes(), "the file as sent stays as it was"
+        code, _, _ = fetch(opener, f"{base}/files/{part['id'] + 1000}/preview.mp4")
+        assert code == 404
+    cached = list((root / "files" / "previews").rglob("*.mp4"))
+    assert [p.name for p in cached] == [f"{part['sha256']}.mp4"]

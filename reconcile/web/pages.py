@@ -151,6 +151,7 @@ def overview_body(src, filters: dict[str, str]) -> dict:
 @bp.route("/units/<unit_id>")
 def unit(unit_id: str):
     from reconcile.unit_detail import unit_detail
+    from reconcile.web.previews import needing_preview
 
     src = sources()
     roster = src.roster()
@@ -159,7 +160,8 @@ def unit(unit_id: str):
         abort(404, zh(N_("No unit {unit} in the roster")).format(unit=unit_id))
     row = next(r for r in src.rows() if r["id"] == u.id)
     detail = unit_detail(src.connection(), roster, src.config(), u, row)
-    return render_template("unit.html", d=detail)
+    videos = [p["id"] for m in detail["messages"] for p in m["parts"] if p["kind"] == "video" and p["sha256"]]
+    return render_template("unit.html", d=detail, previewed=needing_preview(src.connection(), videos))
 
 
 @bp.route("/unmatched")
