@@ -832,6 +832,7 @@ def _item(r: _Reader) -> Item:
         required=r.get("required", bool, True),
         keywords=tuple(str(k) for k in r.get("keywords", list, []) if str(k).strip()),
         mail_label=r.get("mail_label", str, ""),
+        synonyms=tuple(str(k) for k in r.get("synonyms", list, []) if str(k).strip()),
     )
     if kind == "sheet":
         return Item(**common, sheet=_sheet_template(r))

@@ -13,7 +13,6 @@ reject: the later replaces the earlier), per unit (exempt, extend).
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +20,8 @@ from typing import Any
 
 from ingest.config import ConfigError, parse_rfc3339
 from ingest.db import inserted_id, transaction
+from reconcile.clerk_time import NotATime, examples, parse_clerk_time
+from reconcile.i18n import gettext as _
 
 ACTIONS = ("assign", "accept", "reject", "exempt", "extend", "answered")
 COLUMNS = "id, action, unit, item, message, value, note, actor, created_at, revoked_at, revoked_by, campaign"
@@ -170,11 +171,12 @@ def extend(
     actor: str,
     note: str | None = None,
     campaign: str | None = None,
+    now: datetime | None = None,
 ) -> tuple[int, str]:
-    """Give ``unit`` a later deadline (``until`` as ``parse_until`` reads it); returns the
-    override id and the new deadline (RFC 3339). Never earlier than the campaign's."""
+    """Give ``unit`` a later deadline (``until`` as ``parse_until`` reads it, ``now`` for 明天);
+    returns the override id and the new deadline (RFC 3339). Never earlier than the campaign's."""
     tz = config.campaign.timezone
-    when = parse_until(until, tz)
+    when = parse_until(until, tz, now)
     deadline = config.campaign.deadline
     if when <= deadline:
         raise OverrideError(
@@ -325,25 +327,15 @@ def resolve_message(conn: sqlite3.Connection, text: str) -> int:
     raise OverrideError(f"unknown message {text}: give the number or Message-ID shown by `mailroll messages`")
 
 
-_LOCAL = re.compile(r"^\s*(\d{4}-\d{2}-\d{2})(?:[ T](\d{1,2}:\d{2}(?::\d{2})?))?\s*$")
-
-
-def parse_until(text: str, tz) -> datetime:
-    """RFC 3339, or 'YYYY-MM-DD HH:MM' / 'YYYY-MM-DD' (end of that day) in the campaign's zone."""
-    m = _LOCAL.match(text)
-    if m:
-        day, clock = m.groups()
-        clock = clock or "23:59:59"
-        if clock.count(":") == 1:
-            clock += ":00" if m.group(2) else ":59"
-        try:
-            return datetime.fromisoformat(f"{day}T{clock.zfill(8)}").replace(tzinfo=tz)
-        except ValueError:
-            pass
+def parse_until(text: str, tz, now: datetime | None = None) -> datetime:
+    """A new deadline as the clerk types it (``reconcile.clerk_time``): RFC 3339, or
+    '2022-06-30 18:00', '6月30日' (the end of that day), '明天', '下周一' in the campaign's zone."""
+    now = now or datetime.now(UTC)
     try:
-        return parse_rfc3339(text, "--until")
-    except ConfigError:
+        return parse_clerk_time(text, tz, now)
+    except NotATime:
         raise OverrideError(
-            f"--until {text!r} is not a time: use 2022-06-30T18:00:00+08:00 or '2022-06-30 18:00' "
-            f"(campaign time zone)"
+            _("--until {text!r} is not a time; write e.g. {examples} (campaign time zone)").format(
+                text=text, examples=examples(tz, now)
+            )
         ) from None

@@ -31,7 +31,7 @@ def _sources():
 
 
 def _find_unit(text: str):
-    found = _sources().roster().find_all(text.strip()) if text.strip() else []
+    found = _sources().roster().lookup(text.strip()) if text.strip() else []
     return found[0] if len(found) == 1 else None, found
 
 
