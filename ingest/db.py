@@ -356,15 +356,21 @@ def transaction(db: sqlite_utils.Database | sqlite3.Connection) -> Iterator[sqli
 
     Nested inside an open transaction it is a SAVEPOINT (as sqlite-utils' ``atomic()``): an
     exception undoes the inner block's writes only, and the outer transaction commits or rolls
-    back the whole. So a function that writes wraps itself, whoever calls it."""
+    back the whole. So a function that writes wraps itself, whoever calls it.
+
+    Two guards, as sqlite-utils has them: SQLite may have rolled the whole transaction back by
+    itself (a trigger's ``RAISE(ROLLBACK)``, a full disk), so there is no savepoint left to roll
+    back to and the original error is what is raised; and a COMMIT that fails (the database is
+    busy) is rolled back, so the connection is never left inside a half-done transaction."""
     conn = _conn(db)
     if conn.in_transaction:
         conn.execute("SAVEPOINT mailroll_nested")  # the innermost of equal names is meant
         try:
             yield conn
         except BaseException:
-            conn.execute("ROLLBACK TO mailroll_nested")
-            conn.execute("RELEASE mailroll_nested")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK TO mailroll_nested")
+                conn.execute("RELEASE mailroll_nested")
             raise
         else:
             conn.execute("RELEASE mailroll_nested")
@@ -373,10 +379,15 @@ def transaction(db: sqlite_utils.Database | sqlite3.Connection) -> Iterator[sqli
     try:
         yield conn
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
-    else:
+    try:
         conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 @contextmanager

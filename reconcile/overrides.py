@@ -146,17 +146,12 @@ def assign(
             f"assign the message it repeats instead (see `mailroll messages`)"
         )
     prev = conn.execute("SELECT unit, method FROM attributions WHERE message = ?", [message]).fetchone()
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):  # the decision, the earlier ones revoked and the new attribution: all or none
         earlier = assigns_in_force(conn, message) + message_rejects_in_force(conn, message)
         oid = add(conn, "assign", actor, unit=unit, message=message, note=note, campaign=campaign)
         for o in earlier:
             revoke(conn, o.id, actor, f"replaced by override {oid}")
         attribute(conn, roster, config, [message])
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     moved = prev is not None and prev[0] and prev[0] != unit
     return Assigned(
         oid, message, prev[0] if moved else None, prev[1] if moved else None, [o.id for o in earlier]
