@@ -205,11 +205,6 @@ class Campaign:
         return item.max_duration_s if item is not None else 180.0
 
     @property
-    def video_containers(self) -> list[str]:
-        item = self.first("video")
-        return list(item.containers) if item is not None else list(DEFAULT_VIDEO_CONTAINERS)
-
-    @property
     def report_min_text_chars(self) -> int:
         item = self.first("document")
         return item.min_text_chars if item is not None else 200

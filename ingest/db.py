@@ -285,13 +285,6 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
 ]
 
 
-def connect(path: str | Path, *, readonly: bool = False) -> sqlite_utils.Database:
-    """Open the database (creating and migrating it as needed) as a sqlite-utils Database."""
-    import sqlite_utils
-
-    return sqlite_utils.Database(open_connection(path, readonly=readonly))
-
-
 def open_connection(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
     """Open the database as a plain sqlite3 connection (autocommit; use ``transaction``).
 
