@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ingest import search_index
 from ingest.schema import MIGRATIONS
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ def open_connection(path: str | Path, *, readonly: bool = False) -> sqlite3.Conn
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         _migrate(conn)
+        search_index.catch_up(conn, transaction)  # messages recorded before migration 7, in batches
     return conn
 
 

@@ -4,7 +4,12 @@ while it downloads), and a poster frame (JPEG). Made with ffmpeg-python (the ``f
 as a worker task (``ingest.workers``: the worker's memory limit is the program's too, and over
 its time the worker's process group, the program with it, is killed). Kept in the file store
 under ``previews/`` by the original's sha256; the original stays as it was sent (export and
-downloads give it)."""
+downloads give it).
+
+The file is a stranger's, and FFmpeg guesses formats by their content: a playlist (HLS, ffconcat)
+dressed as a video would make it read other files of the server, or URLs. So FFmpeg is told the
+demuxer the video check found (``demuxer``: only the few that read one file) and may open files
+only (``protocol_whitelist``); anything else gets no preview."""
 
 from __future__ import annotations
 
@@ -16,11 +21,28 @@ PLAYABLE_VIDEO = {"h264", "vp8", "vp9", "av1"}
 PLAYABLE_AUDIO = {None, "aac", "mp3", "opus", "vorbis"}
 MAX_LINES = 720  # the preview's height at most (never enlarged)
 POSTER_AT_S = 1.0  # the poster frame: this far in (or the first frame of a shorter video)
+# FFmpeg's demuxers that read a single file, by the first name in the video check's format_name
+DEMUXERS = {
+    "mov": "mov",
+    "avi": "avi",
+    "asf": "asf",
+    "flv": "flv",
+    "mpegts": "mpegts",
+    "mpeg": "mpeg",
+    "matroska": "matroska",
+}
+
+
+def demuxer(facts: dict | None) -> str | None:
+    """The demuxer to read the video with (from the format the check found), None if none of
+    ``DEMUXERS``."""
+    name = str((facts or {}).get("format_name") or "").split(",")[0]
+    return DEMUXERS.get(name)
 
 
 def needs_preview(facts: dict | None) -> bool:
     """Whether a browser cannot play the video as sent (container or codec), from its facts."""
-    if not isinstance(facts, dict) or not facts.get("video_codec"):
+    if not isinstance(facts, dict) or not facts.get("video_codec") or demuxer(facts) is None:
         return False
     return (
         facts.get("container") not in PLAYABLE_CONTAINERS
@@ -35,9 +57,9 @@ def preview_paths(files_root: Path, sha: str) -> tuple[Path, Path]:
     return folder / f"{sha}.mp4", folder / f"{sha}.jpg"
 
 
-def make_preview(source: str, mp4: str, jpg: str, duration_s: float | None, audio: bool) -> None:
-    """Worker task: write the preview and the poster of ``source`` (``audio``: it has a sound
-    track), under temporary names, then renamed: a preview is there whole or not at all.
+def make_preview(source: str, mp4: str, jpg: str, facts: dict) -> None:
+    """Worker task: write the preview and the poster of ``source`` (``facts``: the video check's),
+    under temporary names, then renamed: a preview is there whole or not at all.
     Raises RuntimeError with FFmpeg's last words on a video it cannot convert."""
     import ffmpeg
 
@@ -45,7 +67,10 @@ def make_preview(source: str, mp4: str, jpg: str, duration_s: float | None, audi
     tmp_mp4, tmp_jpg = f"{mp4}.{os.getpid()}.tmp.mp4", f"{jpg}.{os.getpid()}.tmp.jpg"
     quiet = ("-nostdin", "-loglevel", "error", "-y")
     try:
-        _convert(source, tmp_mp4, tmp_jpg, duration_s, audio, quiet)
+        fmt = demuxer(facts)
+        if fmt is None:
+            raise RuntimeError(f"no preview of a {facts.get('format_name')!r} file")
+        _convert(source, fmt, tmp_mp4, tmp_jpg, facts, quiet)
         os.replace(tmp_jpg, jpg)
         os.replace(tmp_mp4, mp4)
     except ffmpeg.Error as e:  # its words, for the page and the log: the last line FFmpeg wrote
@@ -56,12 +81,13 @@ def make_preview(source: str, mp4: str, jpg: str, duration_s: float | None, audi
             Path(leftover).unlink(missing_ok=True)
 
 
-def _convert(source: str, tmp_mp4: str, tmp_jpg: str, duration_s: float | None, audio: bool, quiet) -> None:
+def _convert(source: str, fmt: str, tmp_mp4: str, tmp_jpg: str, facts: dict, quiet) -> None:
     """The two FFmpeg runs: the MP4 (x264's fastest preset: a preview, not an archive copy), then
-    the poster frame from it."""
+    the poster frame from it; each input with its demuxer named and files the only protocol."""
     import ffmpeg
 
-    stream = ffmpeg.input(source)
+    audio = bool(facts.get("audio_codec"))
+    stream = ffmpeg.input(source, f=fmt, protocol_whitelist="file")
     tracks = [stream.video.filter("scale", -2, f"min({MAX_LINES},ih)")]
     sound = {"acodec": "aac", "audio_bitrate": "96k"} if audio else {}
     if audio:
@@ -70,6 +96,14 @@ def _convert(source: str, tmp_mp4: str, tmp_jpg: str, duration_s: float | None, 
     ffmpeg.output(*tracks, tmp_mp4, movflags="+faststart", **encode, **sound).global_args(*quiet).run(
         capture_stdout=True, capture_stderr=True
     )
-    at = POSTER_AT_S if (duration_s or 0) > POSTER_AT_S * 2 else 0
-    poster = ffmpeg.input(tmp_mp4, ss=at).output(tmp_jpg, vframes=1, format="image2", vcodec="mjpeg")
+    at = POSTER_AT_S if (facts.get("duration_s") or 0) > POSTER_AT_S * 2 else 0
+    poster = ffmpeg.input(tmp_mp4, ss=at, f="mp4", protocol_whitelist="file").output(
+        tmp_jpg, vframes=1, format="image2", vcodec="mjpeg"
+    )
     poster.global_args(*quiet).run(capture_stdout=True, capture_stderr=True)
+
+
+def sweep(files_root: Path) -> None:
+    """Remove what conversions killed over their time left behind (their temporary files)."""
+    for leftover in (Path(files_root) / "previews").glob("*/*.tmp.*"):
+        leftover.unlink(missing_ok=True)

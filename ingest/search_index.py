@@ -14,7 +14,7 @@ import functools
 import re
 import sqlite3
 
-from ingest.mime.own_text import from_stored
+from ingest.mime.own_text import from_stored, own_text
 
 # Han ideographs, kana, hangul, CJK radicals and compatibility ideographs: one token each.
 _CJK_RANGES = (
@@ -29,6 +29,7 @@ _CJK_RANGES = (
 _ASTRAL_CJK = re.compile("([\U00020000-\U0003134f])")
 _TOKEN = re.compile(r"\w+")
 
+INDEXED_TEXT_MAX = 65536  # characters of a message's own text indexed (its body is kept to 64 KiB)
 SCHEMA = """
 CREATE VIRTUAL TABLE message_search USING fts5(
     subject, sender, body, names, tokenize = 'unicode61 remove_diacritics 2'
@@ -64,7 +65,9 @@ def match_expression(words: list[str]) -> str | None:
 
 
 def index_message(conn: sqlite3.Connection, message: int) -> None:
-    """(Re)write the search row of one message from its stored columns and parts."""
+    """(Re)write the search row of one message from its stored columns and parts. The text
+    indexed is the sender's own (``own_text``, unbounded): the notice every reply quotes would
+    make each of them found by any word of it."""
     row = conn.execute(
         "SELECT subject, from_addr, from_name, body_text FROM messages WHERE id = ?", (message,)
     ).fetchone()
@@ -81,7 +84,7 @@ def index_message(conn: sqlite3.Connection, message: int) -> None:
             message,
             spaced(subject),
             spaced(" ".join(filter(None, (from_name, from_addr)))),
-            spaced(body),
+            spaced(own_text(body, limit=INDEXED_TEXT_MAX)),
             spaced("\n".join(names)),
         ),
     )
@@ -92,20 +95,49 @@ def forget_message(conn: sqlite3.Connection, message: int) -> None:
     conn.execute("DELETE FROM message_search WHERE rowid = ?", (message,))
 
 
+BACKFILL_KEY = "search_backfill_upto"  # reconcile_state: messages up to this id still to fill
+BACKFILL_BATCH = 500  # messages a transaction (the write lock is held a second or two, not minutes)
+
+
 def create_and_fill(conn: sqlite3.Connection) -> None:
-    """Migration 7: each message's own text and question mark (``ingest.mime.own_text``), and
-    the index, filled with the messages recorded before they existed."""
+    """Migration 7: the columns of each message's own text and question mark, the index, and a
+    note of the messages recorded before they existed, filled in batches by ``catch_up``."""
     conn.execute("ALTER TABLE messages ADD COLUMN text TEXT")  # own text, at most 2,000 characters
     conn.execute(
         "ALTER TABLE messages ADD COLUMN question INTEGER NOT NULL DEFAULT 0"
     )  # asks staff something
+    conn.execute("CREATE INDEX messages_question ON messages(received_at) WHERE question = 1")
     conn.execute(SCHEMA)
-    rows = conn.execute(
-        "SELECT id, subject, body_text, headers FROM messages WHERE status = 'recorded'"
-    ).fetchall()
-    for message, subject, body, headers in rows:
-        text, question = from_stored(subject, body, headers)
-        conn.execute(
-            "UPDATE messages SET text = ?, question = ? WHERE id = ?", (text, int(question), message)
-        )
-        index_message(conn, message)
+    last = conn.execute("SELECT coalesce(max(id), 0) FROM messages").fetchone()[0]
+    if last:
+        conn.execute("INSERT INTO reconcile_state (key, value) VALUES (?, ?)", (BACKFILL_KEY, last))
+
+
+def catch_up(conn: sqlite3.Connection, transaction) -> int:
+    """Fill the text, question mark and index of messages recorded before migration 7, newest
+    first, ``BACKFILL_BATCH`` a transaction (``transaction``: ``ingest.db.transaction``), so
+    other processes keep writing meanwhile. Returns how many were filled (0: nothing left)."""
+    filled = 0
+    while True:
+        with transaction(conn):
+            row = conn.execute("SELECT value FROM reconcile_state WHERE key = ?", (BACKFILL_KEY,)).fetchone()
+            if row is None:
+                return filled
+            rows = conn.execute(
+                "SELECT id, subject, body_text, headers FROM messages WHERE id <= ? AND status = 'recorded' "
+                "ORDER BY id DESC LIMIT ?",
+                (int(row[0]), BACKFILL_BATCH),
+            ).fetchall()
+            for message, subject, body, headers in rows:
+                text, question = from_stored(subject, body, headers)
+                conn.execute(
+                    "UPDATE messages SET text = ?, question = ? WHERE id = ?", (text, int(question), message)
+                )
+                index_message(conn, message)
+            if len(rows) < BACKFILL_BATCH:
+                conn.execute("DELETE FROM reconcile_state WHERE key = ?", (BACKFILL_KEY,))
+            else:
+                conn.execute(
+                    "UPDATE reconcile_state SET value = ? WHERE key = ?", (rows[-1][0] - 1, BACKFILL_KEY)
+                )
+            filled += len(rows)

@@ -25,7 +25,7 @@ _DAY = re.compile(
     r"|^(?P<next>下)?(?:周|星期|礼拜)(?P<wd>[一二三四五六日天1-7])"
 )
 _CLOCK = re.compile(
-    r"^(?P<half>上午|早上|中午|下午|晚上)?"
+    r"^(?P<half>上午|早上|中午|下午|晚上|半夜|夜里|凌晨)?"
     r"(?:(?P<h>\d{1,2}):(?P<mi>\d{2})(?::(?P<s>\d{2}))?|(?P<hc>\d{1,2})[点时](?:(?P<mc>\d{1,2})分?|半)?)$"
 )
 
@@ -100,7 +100,10 @@ def _day(raw: str, today: date) -> tuple[date | None, str]:
     except ValueError:
         raise NotATime(raw) from None
     if not m.group("y") and day < today - timedelta(days=180):  # 1月5日 typed in December: next year's
-        day = day.replace(year=year + 1)
+        try:
+            day = day.replace(year=year + 1)
+        except ValueError:  # 2月29日, and next year has none
+            raise NotATime(raw) from None
     return day, rest
 
 
@@ -114,10 +117,15 @@ def _clock(rest: str) -> time | None:
         hour = int(m.group("hc"))
         minute = 30 if rest.endswith("半") else int(m.group("mc") or 0)
         second = 0
-    if m.group("half") in ("下午", "晚上") and hour < 12:
+    half = m.group("half")
+    if half in ("晚上", "半夜", "夜里") and hour == 12 and minute == 0:
+        return END_OF_DAY  # 晚上12点: the day's end (not its noon)
+    if half in ("下午", "晚上") and hour < 12:
         hour += 12
-    if m.group("half") == "中午" and hour < 11:
+    if half == "中午" and hour < 11:
         hour += 12
+    if half in ("凌晨", "半夜") and hour == 12:
+        hour = 0
     if not (0 <= hour <= 23 and 0 <= minute <= 59 and 0 <= second <= 59):
         return None
     return time(hour, minute, second)

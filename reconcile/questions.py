@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections import Counter
 
 from reconcile import overrides
+from reconcile.i18n import gettext as _
 from reconcile.messages import message_heading
 from reconcile.status import iso_text, stored_time
 
@@ -26,8 +28,17 @@ FROM messages m LEFT JOIN attributions a ON a.message = m.id
 WHERE m.status = 'recorded' AND m.question = 1
 ORDER BY m.received_at, m.id
 """
+OPEN_COUNT_SQL = """
+SELECT count(*) FROM messages m LEFT JOIN attributions a ON a.message = m.id
+WHERE m.status = 'recorded' AND m.question = 1 AND (? IS NULL OR a.campaign IS NULL OR a.campaign = ?)
+  AND NOT EXISTS (SELECT 1 FROM overrides o WHERE o.action = 'answered' AND o.message = m.id
+                  AND o.revoked_at IS NULL)
+  AND NOT EXISTS (SELECT 1 FROM outbox x WHERE x.kind = 'reply' AND x.answers = m.id
+                  AND x.status IN ('sent', 'sending', 'unknown'))
+"""
 SIMILAR = 0.45  # share of the shorter question's character pairs the other has, to be grouped
 SIMILAR_PAIRS = 4  # and at least this many pairs in common (not only "可以吗")
+GROUPED_AT_MOST = 500  # open questions compared for grouping (the oldest); later ones stand alone
 
 
 def questions(
@@ -69,23 +80,58 @@ def _pairs(text: str) -> set[str]:
 
 def _group_alike(rows: list[dict]) -> None:
     """Number the open questions so that those that look alike (the same pairs of characters in
-    subject and text, ``SIMILAR``) share a ``group``: one answer can go to all of them."""
-    groups: list[tuple[int, set[str]]] = []
-    for r in rows:
+    subject and text, ``SIMILAR``) share a ``group``: one answer can go to all of them. Each is
+    compared only with the groups it shares a pair with (an index of pairs), and only the
+    oldest ``GROUPED_AT_MOST`` are compared: a flood of mail cannot make this slow."""
+    pairs_of: dict[int, set[str]] = {}
+    by_pair: dict[str, list[int]] = {}
+    for n, r in enumerate(rows):
+        r["group"] = r["id"]
+        if n >= GROUPED_AT_MOST:
+            continue
         pairs = _pairs(f"{r['subject'] or ''} {r['text'] or ''}")
-        for number, seen in groups:
-            common = len(pairs & seen)
-            if common >= SIMILAR_PAIRS and common / min(len(pairs), len(seen)) >= SIMILAR:
-                r["group"] = number
-                break
-        else:
-            groups.append((r["id"], pairs))
-            r["group"] = r["id"]
+        shared = Counter(g for p in pairs for g in by_pair.get(p, ()))
+        alike = next(
+            (
+                group
+                for group, common in shared.most_common()
+                if common >= SIMILAR_PAIRS and common / min(len(pairs), len(pairs_of[group])) >= SIMILAR
+            ),
+            None,
+        )
+        if alike is not None:
+            r["group"] = alike
+            continue
+        pairs_of[r["id"]] = pairs
+        for p in pairs:
+            by_pair.setdefault(p, []).append(r["id"])
+
+
+def open_count(conn: sqlite3.Connection, campaign: str | None = None) -> int:
+    """How many questions wait for an answer (the web's header): one count, no grouping."""
+    return conn.execute(OPEN_COUNT_SQL, (campaign, campaign)).fetchone()[0]
+
+
+class NotAQuestion(ValueError):
+    """``answered`` about a message that asks nothing, or one answered already."""
 
 
 def mark_answered(conn: sqlite3.Connection, message: int, actor: str, note: str | None) -> int:
     """Staff's word that ``message`` was answered without mail (by phone): a decision
-    ``answered`` about it (and the unit and campaign it counts for), revocable. Its id."""
+    ``answered`` about it (and the unit and campaign it counts for), revocable. Its id.
+    NotAQuestion when it asks nothing or is answered already (a second click adds nothing)."""
+    row = conn.execute(
+        "SELECT question FROM messages WHERE id = ? AND status = 'recorded'", [message]
+    ).fetchone()
+    if row is None or not row[0]:
+        raise NotAQuestion(_("message #{id} asks nothing: see `mailroll questions`").format(id=message))
+    done = conn.execute(
+        "SELECT id FROM overrides WHERE action = 'answered' AND message = ? AND revoked_at IS NULL", [message]
+    ).fetchone()
+    if done is not None:
+        raise NotAQuestion(
+            _("message #{id} is answered already (decision {override})").format(id=message, override=done[0])
+        )
     row = conn.execute("SELECT unit, campaign FROM attributions WHERE message = ?", [message]).fetchone()
     unit, campaign = row if row else (None, None)
     return overrides.add(conn, "answered", actor, unit=unit, message=message, note=note, campaign=campaign)

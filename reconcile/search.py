@@ -4,6 +4,7 @@ first word found. The index is ingest's (``ingest.search_index``); this module o
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from dataclasses import dataclass
 
@@ -55,34 +56,29 @@ def search(conn: sqlite3.Connection, words: list[str], tz, limit: int = 50) -> l
 def snippet(words: list[str], fields: tuple[str, ...]) -> list[Piece]:
     """Up to ``SNIPPET_AROUND`` characters each side of the first word found in the first field
     that holds one (the text, then attachment names, subject, sender), every word marked; lines
-    joined by spaces."""
-    needles = [w.lower() for w in words if w.strip()]
+    joined by spaces. Found with a case-blind regular expression over the text itself, so the
+    marks sit where the words are whatever lower-casing would do to the text's length."""
+    wanted = sorted({w for w in words if w.strip()}, key=len, reverse=True)
+    if not wanted:
+        return []
+    pattern = re.compile("|".join(re.escape(w) for w in wanted), re.IGNORECASE)
     for field in fields:
         flat = " ".join(field.split())
-        folded = flat.lower()
-        hits = [i for i in (folded.find(n) for n in needles) if i >= 0]
-        if not hits:
+        first = pattern.search(flat)
+        if first is None:
             continue
-        start = max(0, min(hits) - SNIPPET_AROUND)
-        end = min(len(flat), min(hits) + SNIPPET_AROUND * 2)
-        return _marked(flat, folded, needles, start, end)
+        start = max(0, first.start() - SNIPPET_AROUND)
+        end = min(len(flat), first.start() + SNIPPET_AROUND * 2)
+        pieces: list[Piece] = [Piece("…", False)] if start > 0 else []
+        at = start
+        for found in pattern.finditer(flat, start, end):
+            if found.start() > at:
+                pieces.append(Piece(flat[at : found.start()], False))
+            pieces.append(Piece(found.group(), True))
+            at = found.end()
+        if at < end:
+            pieces.append(Piece(flat[at:end], False))
+        if end < len(flat):
+            pieces.append(Piece("…", False))
+        return pieces
     return []
-
-
-def _marked(flat: str, folded: str, needles: list[str], start: int, end: int) -> list[Piece]:
-    pieces: list[Piece] = [Piece("…", False)] if start > 0 else []
-    i = start
-    while i < end:
-        found = [(folded.find(n, i, end), n) for n in needles]
-        found = [(at, n) for at, n in found if at >= 0]
-        if not found:
-            pieces.append(Piece(flat[i:end], False))
-            break
-        at, needle = min(found, key=lambda f: (f[0], -len(f[1])))
-        if at > i:
-            pieces.append(Piece(flat[i:at], False))
-        pieces.append(Piece(flat[at : at + len(needle)], True))
-        i = at + len(needle)
-    if end < len(flat):
-        pieces.append(Piece("…", False))
-    return pieces

@@ -61,6 +61,38 @@ def test_answered_by_phone_closes_a_question_and_revoke_opens_it(campaign, monke
     audit = campaign.run("show", "datong-kjj", "--json").json["audit"]
     assert [(a["action"], a["note"]) for a in audit] == [("answered", "电话答复：可以")]
 
+    again = campaign.run("answered", str(first["id"]), expect=2).stderr
+    assert f"is answered already (decision {done['override']})" in again, "a second click adds nothing"
     campaign.run("revoke", str(done["override"]))
     assert first["id"] in [r["id"] for r in campaign.run("questions", "--json").json]
     assert campaign.run("answered", "99999", expect=2).exit_code == 2
+    (material,) = [m for m in campaign.run("messages", "--json").json if m["subject"] == "运城市材料"]
+    assert "asks nothing" in campaign.run("answered", str(material["id"]), expect=2).stderr
+
+
+ASKING = {  # what units write (own words) -> is it a question to staff?
+    "下载地址：https://pan.baidu.com/s/1abc?pwd=x7k2 请查收": False,  # the ? of a link asks nothing
+    "材料已发送，请查收。\n咨询电话：0352-1234567": False,
+    "附件为《如何开展科普活动》总结报告": False,
+    "参与人数多少不一，详见统计表。": False,
+    "有没有问题请联系我": False,
+    "是否合格请告知": True,
+    "麻烦确认一下是否收到": True,
+    "视频超过3分钟可以吗": True,
+    "请问统计表模板在哪里下载": True,
+    "能否延期两天报送": True,
+    "什么时候截止": True,
+    "收到，谢谢。\n\n---------- forwarded message (通知.eml) ----------\n请问各单位何时报送？": False,
+    "好的\n\n科技厅 <sxskjtrcc@126.com> 于2022年6月20日周一 09:00写道：\n请问各单位何时报送？": False,
+}
+
+
+def test_what_counts_as_a_question(campaign):
+    for i, body in enumerate(ASKING):
+        msg = build_mail(from_="张强 <dtkjj2022@163.com>", subject=f"大同市材料{i}", body=body)
+        campaign.deliver(msg, when=T0 + timedelta(minutes=i))
+    campaign.run("ingest", "--once")
+    shown = {
+        m["subject"]: m["question"] for m in campaign.run("show", "datong-kjj", "--json").json["messages"]
+    }
+    assert {body: shown[f"大同市材料{i}"] for i, body in enumerate(ASKING)} == ASKING

@@ -116,10 +116,12 @@ def test_units_items_and_times_as_a_clerk_types_them(campaign, monkeypatch):
         "6月30日": "2022-06-30T23:59:59+08:00",
         "2022年6月30日 18:00": "2022-06-30T18:00:00+08:00",
         "7月1日下午6点": "2022-07-01T18:00:00+08:00",
+        "后天晚上12点": "2022-06-26T23:59:59+08:00",  # the day's end, not its noon
     }
     for typed, value in until.items():
         done = campaign.run("extend", "sxu", "--until", typed, "--json").json
         assert done["until"] == value, typed
+    assert "is not a time" in campaign.run("extend", "sxu", "--until", "2月29日", expect=2).stderr
     err = campaign.run("extend", "sxu", "--until", "明天晚些时候", expect=2).stderr
     assert "2022-06-26, 2022-06-26 18:00, 6月26日, 2022年6月26日 18:00, 明天, 下周一" in err
 

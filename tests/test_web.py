@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -556,6 +557,14 @@ def test_a_video_the_browser_cannot_play_is_shown_as_a_playable_copy(tmp_path_fa
     c.run("ingest", "--once")
     (part,) = [p for m in c.run("show", "taiyuan-kjj", "--json").json["messages"] for p in m["parts"]]
     with serving(c) as base:
+        browser.get(base + "/units/taiyuan-kjj")  # asks for the playable copy; no request waits for it
+        waiting = browser.find_element(By.ID, f"video-{part['id']}")
+        assert waiting.tag_name == "div" and "正在生成" in waiting.text
+        opener = urllib.request.build_opener()
+        made = time.monotonic() + 120
+        while fetch(opener, f"{base}/files/{part['id']}/preview.mp4")[0] != 200:
+            assert time.monotonic() < made, "the playable copy was not made within 120 s"
+            time.sleep(0.5)
         browser.get(base + "/units/taiyuan-kjj")
         video = browser.find_element(By.ID, f"video-{part['id']}")
         assert "preview" in video.get_attribute("class")
@@ -568,7 +577,6 @@ def test_a_video_the_browser_cannot_play_is_shown_as_a_playable_copy(tmp_path_fa
             "return [arguments[0].videoWidth, arguments[0].videoHeight]", video
         ) == [64, 48]
         assert browser.save_screenshot(str(shots / "preview.png"))
-        opener = urllib.request.build_opener()
         code, headers, body = fetch(opener, f"{base}/files/{part['id']}/poster.jpg")
         assert code == 200 and headers["Content-Type"] == "image/jpeg" and body[:2] == b"\xff\xd8"
         code, _, original = fetch(opener, f"{base}/files/{part['id']}")
@@ -577,3 +585,55 @@ def test_a_video_the_browser_cannot_play_is_shown_as_a_playable_copy(tmp_path_fa
         assert code == 404
     cached = list((root / "files" / "previews").rglob("*.mp4"))
     assert [p.name for p in cached] == [f"{part['sha256']}.mp4"]
+
+
+def test_a_playlist_dressed_as_a_video_never_shows_another_file(tmp_path_factory, browser):
+    """An HLS playlist in front of a real MPEG-TS video: FFmpeg left to guess would play the file
+    the playlist names (any file of the server, or a URL) as this unit's video."""
+    root = tmp_path_factory.mktemp("playlist")
+    victim, real = root / "victim.avi", root / "real.ts"
+    for path, size, codec in (
+        (victim, "320x240", ["-c:v", "mpeg4"]),
+        (real, "160x120", ["-c:v", "mpeg2video", "-f", "mpegts"]),
+    ):
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                f"testsrc=size={size}:rate=5:duration=2",
+                *codec,
+                str(path),
+            ],
+            check=True,
+        )
+    playlist = f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n{victim}\n#EXT-X-ENDLIST\n".encode()
+    hostile = playlist + b" " * (376 - len(playlist) % 188) + real.read_bytes()
+    c = Campaign.create(root / "campaign")
+    send(c, TY, [("宣传片.ts", hostile, "video/mp2t")])
+    c.run("ingest", "--once")
+    (part,) = [p for m in c.run("show", "taiyuan-kjj", "--json").json["messages"] for p in m["parts"]]
+    assert part["kind"] == "video"
+    with serving(c) as base:
+        browser.get(base + "/units/taiyuan-kjj")
+        opener = urllib.request.build_opener()
+        until = time.monotonic() + 120
+        while (answer := fetch(opener, f"{base}/files/{part['id']}/preview.mp4"))[0] != 200:
+            if "No playable copy" in answer[2].decode() or "无法" in answer[2].decode():
+                return  # refused: fine, as long as it never shows the other file
+            assert time.monotonic() < until, "no answer about the playable copy within 120 s"
+            time.sleep(0.5)
+    (made,) = list((root / "campaign" / "files" / "previews").rglob("*.mp4"))
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "stream=width,height", "-of", "csv=p=0", str(made)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert probe.stdout.split() == ["160,120"], (
+        "the preview is this message's video, not the file its playlist names"
+    )

@@ -20,10 +20,12 @@ _QUOTE_START = re.compile(
     r"""^\s*(?:
         -{2,}\s*(?:原始邮件|Original\s+Message|回复的原邮件|Replied\s+Message|转发邮件信息|
                  Forwarded\s+message|原邮件|邮件原文)\s*-{2,}          # QQ, Outlook, NetEase, Gmail
+      | -{2,}\s*forwarded\s+message\s*\(.{0,200}\)\s*-{2,}          # mailroll's own, before a forwarded .eml
       | _{8,}                                                       # Outlook's rule above the header
       | 在\s*\S.{2,120}(?:写道|wrote)\s*[:：]\s*$                     # Foxmail, NetEase: 在 …，"x" <y> 写道：
       | On\s.{4,200}\swrote:\s*$                                    # Gmail, Apple Mail
-      | \d{4}[-/年]\d{1,2}[-/月]\d{1,2}.{0,80}(?:写道|wrote)\s*[:：]\s*$
+      | .{0,200}\d{4}[-/年]\d{1,2}[-/月]\d{1,2}.{0,80}(?:写道|wrote)\s*[:：]\s*$
+                                                   # Gmail: x <y> 于2022年6月20日周一 09:00写道：
       | (?:\*\s*)?(?:发件人|From)\s*[:：].+$                          # a quoted header block (checked below)
     )""",
     re.VERBOSE | re.IGNORECASE,
@@ -41,12 +43,16 @@ _CLIENT_TAG = re.compile(
 )
 _SIGNATURE_DELIMITER = re.compile(r"^--\s?$")
 
-# Asking staff something: a question mark, or the words Chinese writers ask with.
+# Asking staff something: a question mark, or the words Chinese writers ask (and ask for an
+# answer) with. Words that also make ordinary statements (咨询电话, 如何开展, 人数多少不一, 有没有问题
+# 请联系) are not among them; web addresses and e-mail addresses are taken out first (?pwd=).
 _ASKS = re.compile(
-    r"[?？]|请问|想问|咨询|能否|可否|是否可以|是否需要|能不能|可不可以|可以吗|行吗|好吗|对吗|吗[。！!，,\s]|吗$"
-    r"|怎么办|怎么|如何|哪里|哪儿|何时|什么时候|多少|有没有|需不需要|要不要",
+    r"[?？]|请问|想问|想咨询|能否|可否|是否可以|是否需要|是否.{0,12}(?:请告知|请回复|请确认)|能不能|可不可以"
+    r"|可以吗|行吗|好吗|对吗|是吗|吗[。！!，,\s]|吗$|怎么办|怎么弄|怎么交|请告知|请回复|麻烦确认|请确认一下|什么时候"
+    r"|需不需要|要不要",
     re.MULTILINE,
 )
+_NOT_WORDS = re.compile(r"(?:https?://|www\.)\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.IGNORECASE)
 # Characters a sender's program could not encode come out as "??" or U+FFFD: no question marks.
 _MANGLED = re.compile(r"[?\ufffd]{2,}|\ufffd")
 
@@ -83,7 +89,9 @@ def _starts_quote(lines: list[str], i: int) -> bool:
 def asks_something(subject: str | None, text: str | None) -> bool:
     """Whether the message asks staff something: a question mark or an asking word (请问, 能否,
     可以吗, ...) in the subject or the sender's own text (not in the quoted mail)."""
-    return any(_ASKS.search(_MANGLED.sub(" ", s)) for s in (subject or "", text or "") if s)
+    return any(
+        _ASKS.search(_MANGLED.sub(" ", _NOT_WORDS.sub(" ", s))) for s in (subject or "", text or "") if s
+    )
 
 
 def automatic(headers: dict) -> bool:

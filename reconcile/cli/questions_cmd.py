@@ -74,13 +74,16 @@ def answered_command(app: App, message: str, note: str | None, as_json: bool) ->
     """Close the question MESSAGE (number or Message-ID) without mail: answered by phone or in
     person. Undo with `mailroll revoke N`."""
     from reconcile import overrides
-    from reconcile.questions import mark_answered
+    from reconcile.questions import NotAQuestion, mark_answered
 
     try:
         mid = overrides.resolve_message(app.conn, message)
     except overrides.OverrideError as e:
         raise UsageProblem(str(e)) from None
-    oid = mark_answered(app.conn, mid, app.actor, note)
+    try:
+        oid = mark_answered(app.conn, mid, app.actor, note)
+    except NotAQuestion as e:
+        raise UsageProblem(str(e)) from None
     if as_json:
         emit_json({"override": oid, "message": mid, "action": "answered"})
     else:

@@ -84,7 +84,8 @@ def create_app(config_path, default_campaign: str | None = None) -> Flask:
             "DISPOSITION_ZH": DISPOSITION_ZH,
             "ACTION_ZH": ACTION_ZH,
             "content_type": files.content_type,
-            "open_questions": len(questions_page.question_rows()),
+            # for staff only (and the read-only page on this machine): one count, never the list
+            "open_questions": questions_page.open_count() if staff or not cfg.web.users else 0,
         }
 
     _filters(app, sources)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, redirect, request, url_for
 
+from reconcile.daemon.clock import default_clock
 from reconcile.i18n import N_, zh
 from reconcile.web.auth import signed_in, staff_only
 from reconcile.web.words import ACTION_ZH
@@ -149,6 +150,7 @@ def decide(unit_id: str):
                 actor,
                 note,
                 campaign=src.config().campaign.id,
+                now=default_clock().now(),  # 明天, 下周一: as the CLI reads them (MAILROLL_FAKE_NOW too)
             )
             flash(
                 zh(N_("Deadline extended to {time} (decision {override}, can be revoked)")).format(

@@ -151,7 +151,7 @@ def overview_body(src, filters: dict[str, str]) -> dict:
 @bp.route("/units/<unit_id>")
 def unit(unit_id: str):
     from reconcile.unit_detail import unit_detail
-    from reconcile.web.previews import needing_preview
+    from reconcile.web.previews import preview_states
 
     src = sources()
     roster = src.roster()
@@ -161,7 +161,8 @@ def unit(unit_id: str):
     row = next(r for r in src.rows() if r["id"] == u.id)
     detail = unit_detail(src.connection(), roster, src.config(), u, row)
     videos = [p["id"] for m in detail["messages"] for p in m["parts"] if p["kind"] == "video" and p["sha256"]]
-    return render_template("unit.html", d=detail, previewed=needing_preview(src.connection(), videos))
+    previewed = preview_states(src.connection(), src.config(), videos)
+    return render_template("unit.html", d=detail, previewed=previewed)
 
 
 @bp.route("/unmatched")

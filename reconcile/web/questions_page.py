@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
+from reconcile import questions as asked
 from reconcile.i18n import N_, zh
-from reconcile.questions import mark_answered, questions
+from reconcile.questions import NotAQuestion, mark_answered, questions
 from reconcile.web.auth import signed_in, staff_only
 from reconcile.web.pages import local_text, sources
 
@@ -27,6 +28,11 @@ def question_rows(include_answered: bool = False) -> list[dict]:
     return rows
 
 
+def open_count() -> int:
+    src = sources()
+    return asked.open_count(src.connection(), src.config().campaign.id)
+
+
 @bp.route("/questions")
 def open_questions():
     every = request.args.get("all") == "1"
@@ -41,11 +47,12 @@ def open_questions():
 @staff_only
 def answered(message: int):
     src = sources()
-    if src.connection().execute("SELECT 1 FROM messages WHERE id = ?", [message]).fetchone() is None:
-        flash(zh(N_("No message #{id}")).format(id=message), "error")
-        return redirect(url_for("questions.open_questions"), code=303)
     note = (request.form.get("note") or "").strip() or None
-    oid = mark_answered(src.connection(), message, signed_in() or "staff", note)
+    try:
+        oid = mark_answered(src.connection(), message, signed_in() or "staff", note)
+    except NotAQuestion as e:
+        flash(str(e), "error")
+        return redirect(url_for("questions.open_questions"), code=303)
     flash(
         zh(N_("Message #{id} answered (decision {override}, can be revoked)")).format(
             id=message, override=oid
