@@ -590,27 +590,11 @@ def test_a_video_the_browser_cannot_play_is_shown_as_a_playable_copy(tmp_path_fa
 def test_a_playlist_dressed_as_a_video_never_shows_another_file(tmp_path_factory, browser):
     """An HLS playlist in front of a real MPEG-TS video: FFmpeg left to guess would play the file
     the playlist names (any file of the server, or a URL) as this unit's video."""
+    from fixtures.files import make_video
+
     root = tmp_path_factory.mktemp("playlist")
-    victim, real = root / "victim.avi", root / "real.ts"
-    for path, size, codec in (
-        (victim, "320x240", ["-c:v", "mpeg4"]),
-        (real, "160x120", ["-c:v", "mpeg2video", "-f", "mpegts"]),
-    ):
-        subprocess.run(
-            [
-                "ffmpeg",
-                "-v",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                f"testsrc=size={size}:rate=5:duration=2",
-                *codec,
-                str(path),
-            ],
-            check=True,
-        )
+    victim = make_video(root / "victim.avi", 2, "avi", size="320x240")
+    real = make_video(root / "real.ts", 2, "ts", size="160x120")
     playlist = f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n{victim}\n#EXT-X-ENDLIST\n".encode()
     hostile = playlist + b" " * (376 - len(playlist) % 188) + real.read_bytes()
     c = Campaign.create(root / "campaign")
