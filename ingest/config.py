@@ -170,6 +170,7 @@ class Limits:
     max_extracted_bytes: int = 2 * 1024 * 1024 * 1024
     message_timeout_s: float = 300.0  # worker time one message may take (parsing, archives, checks)
     worker_memory_bytes: int = 1024 * 1024 * 1024  # address space of a parsing/checking worker
+    preview_timeout_s: float = 600.0  # making one video's browser-playable preview (ingest/previews.py)
     min_free_bytes: int = 1024 * 1024 * 1024  # below this free space in storage, polling pauses
 
 
@@ -588,7 +589,7 @@ def config_from_dict(data: dict, file: Path) -> Config:
         }
     )
 
-    for key in ("message_timeout_s", "worker_memory_bytes"):
+    for key in ("message_timeout_s", "worker_memory_bytes", "preview_timeout_s"):
         if getattr(limits, key) <= 0:
             raise lm.fail(key, "must be a positive number")
 
@@ -831,6 +832,7 @@ def _item(r: _Reader) -> Item:
         required=r.get("required", bool, True),
         keywords=tuple(str(k) for k in r.get("keywords", list, []) if str(k).strip()),
         mail_label=r.get("mail_label", str, ""),
+        synonyms=tuple(str(k) for k in r.get("synonyms", list, []) if str(k).strip()),
     )
     if kind == "sheet":
         return Item(**common, sheet=_sheet_template(r))

@@ -14,7 +14,6 @@ reject: the later replaces the earlier), per unit (exempt, extend).
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,8 +21,10 @@ from typing import Any
 
 from ingest.config import ConfigError, parse_rfc3339
 from ingest.db import inserted_id, transaction
+from reconcile.clerk_time import NotATime, examples, parse_clerk_time
+from reconcile.i18n import gettext as _
 
-ACTIONS = ("assign", "accept", "reject", "exempt", "extend", "dismiss")
+ACTIONS = ("assign", "accept", "reject", "exempt", "extend", "dismiss", "answered")
 # decisions about a message that make it count for nothing: `reject MESSAGE` (not the unit's
 # material) and `dismiss MESSAGE` (not campaign material at all: advertising, spam, other business)
 DROPPING = ("reject", "dismiss")
@@ -150,17 +151,12 @@ def assign(
             f"assign the message it repeats instead (see `mailroll messages`)"
         )
     prev = conn.execute("SELECT unit, method FROM attributions WHERE message = ?", [message]).fetchone()
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):  # the decision, the earlier ones revoked and the new attribution: all or none
         earlier = assigns_in_force(conn, message) + message_rejects_in_force(conn, message)
         oid = add(conn, "assign", actor, unit=unit, message=message, note=note, campaign=campaign)
         for o in earlier:
             revoke(conn, o.id, actor, f"replaced by override {oid}")
         attribute(conn, roster, config, [message])
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     moved = prev is not None and prev[0] and prev[0] != unit
     return Assigned(
         oid, message, prev[0] if moved else None, prev[1] if moved else None, [o.id for o in earlier]
@@ -175,11 +171,12 @@ def extend(
     actor: str,
     note: str | None = None,
     campaign: str | None = None,
+    now: datetime | None = None,
 ) -> tuple[int, str]:
-    """Give ``unit`` a later deadline (``until`` as ``parse_until`` reads it); returns the
-    override id and the new deadline (RFC 3339). Never earlier than the campaign's."""
+    """Give ``unit`` a later deadline (``until`` as ``parse_until`` reads it, ``now`` for 明天);
+    returns the override id and the new deadline (RFC 3339). Never earlier than the campaign's."""
     tz = config.campaign.timezone
-    when = parse_until(until, tz)
+    when = parse_until(until, tz, now)
     deadline = config.campaign.deadline
     if when <= deadline:
         raise OverrideError(
@@ -354,25 +351,15 @@ def resolve_message(conn: sqlite3.Connection, text: str) -> int:
     raise OverrideError(f"unknown message {text}: give the number or Message-ID shown by `mailroll messages`")
 
 
-_LOCAL = re.compile(r"^\s*(\d{4}-\d{2}-\d{2})(?:[ T](\d{1,2}:\d{2}(?::\d{2})?))?\s*$")
-
-
-def parse_until(text: str, tz) -> datetime:
-    """RFC 3339, or 'YYYY-MM-DD HH:MM' / 'YYYY-MM-DD' (end of that day) in the campaign's zone."""
-    m = _LOCAL.match(text)
-    if m:
-        day, clock = m.groups()
-        clock = clock or "23:59:59"
-        if clock.count(":") == 1:
-            clock += ":00" if m.group(2) else ":59"
-        try:
-            return datetime.fromisoformat(f"{day}T{clock.zfill(8)}").replace(tzinfo=tz)
-        except ValueError:
-            pass
+def parse_until(text: str, tz, now: datetime | None = None) -> datetime:
+    """A new deadline as the clerk types it (``reconcile.clerk_time``): RFC 3339, or
+    '2022-06-30 18:00', '6月30日' (the end of that day), '明天', '下周一' in the campaign's zone."""
+    now = now or datetime.now(UTC)
     try:
-        return parse_rfc3339(text, "--until")
-    except ConfigError:
+        return parse_clerk_time(text, tz, now)
+    except NotATime:
         raise OverrideError(
-            f"--until {text!r} is not a time: use 2022-06-30T18:00:00+08:00 or '2022-06-30 18:00' "
-            f"(campaign time zone)"
+            _("--until {text!r} is not a time; write e.g. {examples} (campaign time zone)").format(
+                text=text, examples=examples(tz, now)
+            )
         ) from None

@@ -27,6 +27,7 @@ DECISIONS = {  # as the audit log names them
     "extend": N_("extend"),
     "revoke": N_("revoke"),
     "dismiss": N_("dismiss"),
+    "answered": N_("answered"),
 }
 DECIDED = {  # "accepted by 王芳"
     "assign": N_("assigned"),
@@ -36,6 +37,7 @@ DECIDED = {  # "accepted by 王芳"
     "extend": N_("extended"),
     "revoke": N_("revoked"),
     "dismiss": N_("dismissed"),
+    "answered": N_("marked answered"),
 }
 QUEUE_STATES = {  # a message in the queue (`unmatched --all`, reconcile/queue.py)
     "open": N_("open"),

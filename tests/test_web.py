@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -250,6 +251,8 @@ def test_staff_assigns_an_unmatched_message_and_the_unit_changes_state(site, bro
     browser.get(base + "/unmatched")
     row = browser.find_element(By.CSS_SELECTOR, "#unmatched tr[data-message]")
     message = row.get_attribute("data-message")
+    said = row.find_element(By.CSS_SELECTOR, "details.text summary").text
+    assert said.startswith("您好，附件是"), "what the sender wrote, to decide by"
     row.find_element(By.NAME, "unit").send_keys("山西大学")
     submit(browser, row.find_element(By.CSS_SELECTOR, "button[type=submit]"))
     assert browser.current_url == base + "/units/sxu"
@@ -540,3 +543,163 @@ def cached_soon(c: Campaign, campaign: str, within_s: float = 60.0) -> bool:
             conn.close()
         time.sleep(0.5)
     return False
+
+
+def test_the_search_box_finds_mail_and_the_unit_page_shows_what_was_written(site, browser, shots):
+    from selenium.webdriver.common.by import By
+
+    c, base = site
+    sign_in(browser, base)
+    browser.get(base + "/units/taiyuan-kjj")
+    (text,) = browser.find_elements(By.CSS_SELECTOR, "#message-1 blockquote.text") or [None]
+    assert text is not None and text.text == "您好，附件是我单位的科技活动周材料，请查收。"
+
+    box = browser.find_element(By.ID, "search-box")
+    box.send_keys("长治 总结报告")
+    submit(browser, browser.find_element(By.CSS_SELECTOR, "form.search button"))
+    assert urllib.parse.urlparse(browser.current_url).path == "/search"
+    rows = browser.find_elements(By.CSS_SELECTOR, "#search-results tbody tr")
+    expected = c.run("search", "长治", "总结报告", "--json").json
+    assert [int(r.get_attribute("data-message")) for r in rows] == [m["id"] for m in expected] != []
+    marked = [m.text for m in rows[0].find_elements(By.TAG_NAME, "mark")]
+    assert set(marked) <= {"长治", "总结报告"} and marked
+    assert browser.find_element(By.ID, "search-box").get_attribute("value") == "长治 总结报告"
+    assert browser.save_screenshot(str(shots / "search.png"))
+
+    browser.get(base + "/search?q=" + urllib.parse.quote("<script>alert(1)</script>"))
+    assert "<script>alert(1)</script>" in browser.find_element(By.ID, "search-count").text
+    assert browser.find_elements(By.CSS_SELECTOR, "#search-results tbody tr") == []
+
+
+def test_questions_page_lists_open_questions_and_staff_close_one(tmp_path_factory, browser, shots):
+    from selenium.webdriver.common.by import By
+
+    c = Campaign.create(tmp_path_factory.mktemp("questions"))
+    c.configure(web={"users": [{"name": STAFF, "password_hash": _password_hash()}]})
+    for when, sender, subject, body in (
+        (BEFORE, DT, "关于视频时长的咨询", "请问视频超过3分钟可以吗？"),
+        (LATER, TY, "视频时长", "视频超过3分钟可以吗？我们有两个4分钟的视频。"),
+        (LATER, STRANGER, "材料", "附件是材料，请查收。"),
+    ):
+        c.deliver(build_mail(from_=sender, subject=subject, body=body), when=when)
+    c.run("ingest", "--once")
+    asked = c.run("questions", "--json").json
+    with serving(c) as base:
+        sign_in(browser, base)
+        assert browser.find_element(By.CSS_SELECTOR, "#nav-questions .badge").text == "2"
+        browser.find_element(By.ID, "nav-questions").click()
+        rows = browser.find_elements(By.CSS_SELECTOR, "#questions tbody tr")
+        assert [int(r.get_attribute("data-message")) for r in rows] == [q["id"] for q in asked]
+        assert rows[1].get_attribute("class") == "alike", "the same question twice stands as one group"
+        assert "请问视频超过3分钟可以吗？" in rows[0].find_element(By.CSS_SELECTOR, "blockquote.text").text
+        assert browser.save_screenshot(str(shots / "questions.png"))
+        rows[0].find_element(By.NAME, "note").send_keys("电话答复")
+        submit(browser, rows[0].find_element(By.CSS_SELECTOR, "form.answered button"))
+        assert [
+            int(r.get_attribute("data-message"))
+            for r in browser.find_elements(By.CSS_SELECTOR, "#questions tbody tr")
+        ] == [asked[1]["id"]]
+        assert browser.find_element(By.CSS_SELECTOR, "#nav-questions .badge").text == "1"
+    (closed,) = [q for q in c.run("questions", "--all", "--json").json if q["id"] == asked[0]["id"]]
+    assert closed["answered_by"] == STAFF
+
+
+def test_unit_page_lists_every_version_and_what_changed(tmp_path_factory, browser):
+    from fixtures.files import DEFAULT_FIGURES, make_sheet_xlsx
+    from selenium.webdriver.common.by import By
+
+    root = tmp_path_factory.mktemp("versions")
+    c = Campaign.create(root)
+    first = make_sheet_xlsx(root / "v1.xlsx", figures={**DEFAULT_FIGURES, "活动总数": 20})
+    second = make_sheet_xlsx(root / "v2.xlsx", figures={**DEFAULT_FIGURES, "活动总数": 23})
+    send(c, TY, [("统计表.xlsx", first.read_bytes())])
+    send(c, TY, [("统计表（更正版）.xlsx", second.read_bytes())], when=LATER)
+    c.run("ingest", "--once")
+    with serving(c) as base:
+        browser.get(base + "/units/taiyuan-kjj")
+        rows = browser.find_elements(By.CSS_SELECTOR, "#versions tr[data-item='statistics']")
+        assert [r.find_elements(By.TAG_NAME, "td")[2].text.split(" ")[0] for r in rows] == [
+            "统计表.xlsx",
+            "统计表（更正版）.xlsx",
+        ]
+        assert [r.get_attribute("class") for r in rows] == ["", "counts"]
+        assert "计入：最新版本" in rows[1].text and "已被之后的版本替换" in rows[0].text
+        assert "活动总数 20 → 23" in rows[1].text
+
+
+def test_a_video_the_browser_cannot_play_is_shown_as_a_playable_copy(tmp_path_factory, browser, shots):
+    from fixtures.files import make_video
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    root = tmp_path_factory.mktemp("preview")
+    c = Campaign.create(root)
+    iphone = make_video(root / "IMG_0412.MOV", 4, "iphone-mov", audio=True)
+    send(c, TY, [(iphone.name, iphone.read_bytes(), "video/quicktime")])
+    c.run("ingest", "--once")
+    (part,) = [p for m in c.run("show", "taiyuan-kjj", "--json").json["messages"] for p in m["parts"]]
+    with serving(c) as base:
+        browser.get(base + "/units/taiyuan-kjj")  # asks for the playable copy; no request waits for it
+        waiting = browser.find_element(By.ID, f"video-{part['id']}")
+        assert waiting.tag_name == "div" and "正在生成" in waiting.text
+        opener = urllib.request.build_opener()
+        made = time.monotonic() + 120
+        while fetch(opener, f"{base}/files/{part['id']}/preview.mp4")[0] != 200:
+            assert time.monotonic() < made, "the playable copy was not made within 120 s"
+            time.sleep(0.5)
+        browser.get(base + "/units/taiyuan-kjj")
+        video = browser.find_element(By.ID, f"video-{part['id']}")
+        assert "preview" in video.get_attribute("class")
+        # the browser plays the copy: its first frame decoded, 720 lines at most (here 48, as sent)
+        browser.execute_script("arguments[0].preload = 'auto'; arguments[0].load();", video)
+        WebDriverWait(browser, 120).until(
+            lambda d: d.execute_script("return arguments[0].readyState >= 2", video)
+        )
+        assert browser.execute_script(
+            "return [arguments[0].videoWidth, arguments[0].videoHeight]", video
+        ) == [64, 48]
+        assert browser.save_screenshot(str(shots / "preview.png"))
+        code, headers, body = fetch(opener, f"{base}/files/{part['id']}/poster.jpg")
+        assert code == 200 and headers["Content-Type"] == "image/jpeg" and body[:2] == b"\xff\xd8"
+        code, _, original = fetch(opener, f"{base}/files/{part['id']}")
+        assert code == 200 and original == iphone.read_bytes(), "the file as sent stays as it was"
+        code, _, _ = fetch(opener, f"{base}/files/{part['id'] + 1000}/preview.mp4")
+        assert code == 404
+    cached = list((root / "files" / "previews").rglob("*.mp4"))
+    assert [p.name for p in cached] == [f"{part['sha256']}.mp4"]
+
+
+def test_a_playlist_dressed_as_a_video_never_shows_another_file(tmp_path_factory, browser):
+    """An HLS playlist in front of a real MPEG-TS video: FFmpeg left to guess would play the file
+    the playlist names (any file of the server, or a URL) as this unit's video."""
+    from fixtures.files import make_video
+
+    root = tmp_path_factory.mktemp("playlist")
+    victim = make_video(root / "victim.avi", 2, "avi", size="320x240")
+    real = make_video(root / "real.ts", 2, "ts", size="160x120")
+    playlist = f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n{victim}\n#EXT-X-ENDLIST\n".encode()
+    hostile = playlist + b" " * (376 - len(playlist) % 188) + real.read_bytes()
+    c = Campaign.create(root / "campaign")
+    send(c, TY, [("宣传片.ts", hostile, "video/mp2t")])
+    c.run("ingest", "--once")
+    (part,) = [p for m in c.run("show", "taiyuan-kjj", "--json").json["messages"] for p in m["parts"]]
+    assert part["kind"] == "video"
+    with serving(c) as base:
+        browser.get(base + "/units/taiyuan-kjj")
+        opener = urllib.request.build_opener()
+        until = time.monotonic() + 120
+        while (answer := fetch(opener, f"{base}/files/{part['id']}/preview.mp4"))[0] != 200:
+            if "No playable copy" in answer[2].decode() or "无法" in answer[2].decode():
+                return  # refused: fine, as long as it never shows the other file
+            assert time.monotonic() < until, "no answer about the playable copy within 120 s"
+            time.sleep(0.5)
+    (made,) = list((root / "campaign" / "files" / "previews").rglob("*.mp4"))
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "stream=width,height", "-of", "csv=p=0", str(made)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert probe.stdout.split() == ["160,120"], (
+        "the preview is this message's video, not the file its playlist names"
+    )

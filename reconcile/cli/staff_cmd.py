@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from reconcile.cli.app import App, UsageProblem, campaign_option, cli, emit_json, json_option, pass_app
-from reconcile.cli.status_cmd import find_unit, item_word, local_time, state_word
+from reconcile.cli.status_cmd import find_item, find_unit, item_word, local_time, state_word
 from reconcile.i18n import N_
 from reconcile.i18n import gettext as _
 from reconcile.words import DECISIONS, word
@@ -103,14 +103,7 @@ def _item_decision(action: str):
             _reject_message(app, unit, note or "", as_json)
             return
         u = _unit(app, unit)
-        if item not in app.config.campaign.item_ids:
-            raise UsageProblem(
-                _("no item {wrong} in campaign {campaign}: the items are {items}").format(
-                    wrong=repr(item),
-                    campaign=app.config.campaign.id,
-                    items=", ".join(app.config.campaign.item_ids),
-                )
-            )
+        item = find_item(app, item)
         oid = overrides.add(
             app.conn, action, app.actor, unit=u.id, item=item, note=note, campaign=app.config.campaign.id
         )
@@ -209,11 +202,19 @@ def exempt(app: App, unit: str, note: str, as_json: bool) -> None:
 def extend(app: App, unit: str, until: str, note: str | None, as_json: bool) -> None:
     """Give UNIT a later deadline (lateness and reminders use it)."""
     from reconcile import overrides
+    from reconcile.cli.service_cmd import now_option_time
 
     u = _unit(app, unit)
     try:
         oid, value = overrides.extend(
-            app.conn, app.config, u.id, until, app.actor, note, campaign=app.config.campaign.id
+            app.conn,
+            app.config,
+            u.id,
+            until,
+            app.actor,
+            note,
+            campaign=app.config.campaign.id,
+            now=now_option_time(app, None),
         )
     except overrides.OverrideError as e:
         raise UsageProblem(str(e)) from None

@@ -15,7 +15,7 @@ from flask import Flask, render_template
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from reconcile.i18n import N_, zh
-from reconcile.web import auth, decisions, files, pages
+from reconcile.web import auth, decisions, files, pages, previews, questions_page, search_page
 from reconcile.web.sources import Sources, choose_campaign, close_connection, keep_campaign
 from reconcile.web.words import ACTION_ZH, DISPOSITION_ZH, EXEMPT_ZH, ITEM_STATE_ZH, LATE_ZH, UNIT_STATE_ZH
 
@@ -59,7 +59,7 @@ def create_app(config_path, default_campaign: str | None = None) -> Flask:
     app.before_request(choose_campaign)
     app.url_defaults(keep_campaign)
     CSRFProtect(app)
-    for bp in (pages.bp, decisions.bp, files.bp, auth.bp):
+    for bp in (pages.bp, decisions.bp, files.bp, auth.bp, search_page.bp, questions_page.bp, previews.bp):
         app.register_blueprint(bp)
     app.teardown_appcontext(close_connection)
 
@@ -84,6 +84,8 @@ def create_app(config_path, default_campaign: str | None = None) -> Flask:
             "DISPOSITION_ZH": DISPOSITION_ZH,
             "ACTION_ZH": ACTION_ZH,
             "content_type": files.content_type,
+            # for staff only (and the read-only page on this machine): one count, never the list
+            "open_questions": questions_page.open_count() if staff or not cfg.web.users else 0,
         }
 
     _filters(app, sources)

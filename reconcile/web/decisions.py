@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, redirect, request, url_for
 
+from reconcile.daemon.clock import default_clock
 from reconcile.i18n import N_, zh
 from reconcile.web.auth import signed_in, staff_only
 from reconcile.web.words import ACTION_ZH
@@ -31,7 +32,7 @@ def _sources():
 
 
 def _find_unit(text: str):
-    found = _sources().roster().find_all(text.strip()) if text.strip() else []
+    found = _sources().roster().lookup(text.strip()) if text.strip() else []
     return found[0] if len(found) == 1 else None, found
 
 
@@ -157,6 +158,7 @@ def decide(unit_id: str):
                 actor,
                 note,
                 campaign=src.config().campaign.id,
+                now=default_clock().now(),  # 明天, 下周一: as the CLI reads them (MAILROLL_FAKE_NOW too)
             )
             flash(
                 zh(N_("Deadline extended to {time} (decision {override}, can be revoked)")).format(

@@ -158,6 +158,7 @@ def overview_body(src, filters: dict[str, str]) -> dict:
 @bp.route("/units/<unit_id>")
 def unit(unit_id: str):
     from reconcile.unit_detail import unit_detail
+    from reconcile.web.previews import preview_states
 
     src = sources()
     roster = src.roster()
@@ -166,13 +167,16 @@ def unit(unit_id: str):
         abort(404, zh(N_("No unit {unit} in the roster")).format(unit=unit_id))
     row = next(r for r in src.rows() if r["id"] == u.id)
     detail = unit_detail(src.connection(), roster, src.config(), u, row)
-    return render_template("unit.html", d=detail)
+    videos = [p["id"] for m in detail["messages"] for p in m["parts"] if p["kind"] == "video" and p["sha256"]]
+    previewed = preview_states(src.connection(), src.config(), videos)
+    return render_template("unit.html", d=detail, previewed=previewed)
 
 
 @bp.route("/unmatched")
 def unmatched():
     """未匹配: the open queue (as `mailroll [--campaign ID] unmatched`), the messages waiting for
     review, and with ``?all=1`` 已处理: what staff decided, by whom, when and why."""
+    from reconcile.messages import own_texts
     from reconcile.queue import OPEN, queue_rows
 
     src = sources()
@@ -193,6 +197,11 @@ def unmatched():
         ),
         key=lambda p: (p["when"], p["message"]),
     )
+    texts = own_texts(src.connection(), [r["id"] for r in queue] + [p["message"] for p in review])
+    for r in queue:
+        r["text"] = texts.get(r["id"])
+    for p in review:
+        p["text"] = texts.get(p["message"])
     return render_template(
         "unmatched.html",
         messages=[r for r in queue if r.get("state", OPEN) == OPEN],
