@@ -18,6 +18,7 @@ demo: python-env
 	@# staff decisions are not mail: the sample's (scripts/make_samples.py STAFF_DECISIONS)
 	MAILROLL_ACTOR=demo $(BIN)/mailroll --config demo-out/config.toml exempt taiyuan-kx --note "本年度未承办科技活动周活动"
 	MAILROLL_ACTOR=demo $(BIN)/mailroll --config demo-out/config.toml dismiss "<7f8e9d0c.5a11.1819a3e1b27.Coremail.kxdbfx@sina.cn>" --note "报刊征订广告"
+	MAILROLL_ACTOR=demo $(BIN)/mailroll --config demo-out/config.toml answered "<3c7a1f20.5e21.18122f0a1b3.Coremail.dtkjj2022@163.com>" --note "电话答复：按万人次填报，直播观看人次计入"
 	$(BIN)/mailroll --config demo-out/config.toml status
 	@echo
 	@echo "More: $(BIN)/mailroll --config demo-out/config.toml show taiyuan-kjj | unmatched --all | stats | report --xlsx demo-out/report.xlsx"

@@ -359,3 +359,15 @@ def test_demo_video_reasons_are_plain_words(demo):
     cfg, _ = demo
     rows = {r["id"]: r for r in json.loads(_mailroll(cfg, "status", "--json").stdout)}
     assert rows["jinzhong-kjj"]["items"]["video"]["reason"] == "video lasts 3:20, over the 3:00 limit"
+
+
+def test_demo_shows_a_question_an_answered_one_and_an_iphone_video(demo):
+    cfg, _ = demo
+    asked = json.loads(_mailroll(cfg, "questions", "--all", "--json").stdout)
+    by_subject = {q["subject"]: q for q in asked}
+    assert by_subject["咨询统计表填报口径"]["answered_at"] is not None, "answered by phone (make demo)"
+    assert by_subject["咨询统计表填报口径"]["unit"] == "datong-kjj"
+    assert [q for q in asked if q["answered_at"] is None], "and one still open"
+    shown = json.loads(_mailroll(cfg, "show", "taiyuan-xcb", "--json").stdout)
+    (mov,) = [p for m in shown["messages"] for p in m["parts"] if (p["filename"] or "").endswith(".mov")]
+    assert "hevc" in mov["details"], "an iPhone's HEVC .MOV: the web page plays a converted copy"
