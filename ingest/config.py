@@ -190,6 +190,7 @@ class Roster:
 
 
 NAMED_SENDERS = ("count", "review")
+AUTHENTICATION = ("required", "not-available")
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,9 @@ class Attribution:
     named_senders: str = "count"
     # authserv-ids whose Authentication-Results are believed; empty: the topmost header only
     authserv_ids: tuple[str, ...] = ()
+    # "required": registered/domain trust needs a pass aligned with the From domain from that
+    # server; "not-available": the mailbox's server adds no results (a local Maildir, a relay)
+    authentication: str = "required"
 
 
 @dataclass(frozen=True)
@@ -612,6 +616,7 @@ def config_from_dict(data: dict, file: Path) -> Config:
     attribution = Attribution(
         named_senders=at.get("named_senders", str, "count", choices=NAMED_SENDERS),
         authserv_ids=tuple(i.strip().lower() for i in authserv_ids),
+        authentication=at.get("authentication", str, "required", choices=AUTHENTICATION),
     )
 
     wb = root.table("web")
