@@ -219,6 +219,8 @@ class Web:
 
     users: list[WebUser] = field(default_factory=list)
     session_minutes: float = 480.0  # a sign-in lasts this long (a working day)
+    # the session cookie is sent over HTTPS only; None: true unless `mailroll web --host` is loopback
+    secure_cookies: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -636,7 +638,11 @@ def config_from_dict(data: dict, file: Path) -> Config:
         users.append(WebUser(entry["name"].strip(), ph))
     if len({u.name for u in users}) != len(users):
         raise wb.fail("users", "names the same user twice")
-    web = Web(users=users, session_minutes=wb.get("session_minutes", float, 480.0))
+    web = Web(
+        users=users,
+        session_minutes=wb.get("session_minutes", float, 480.0),
+        secure_cookies=wb.get("secure_cookies", bool, None),
+    )
     if web.session_minutes <= 0:
         raise wb.fail("session_minutes", "must be a positive number of minutes")
     ui = Ui(lang=root.table("ui").get("lang", str, None, choices=("zh", "en")))

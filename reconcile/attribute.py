@@ -303,9 +303,9 @@ def load_evidence(conn: sqlite3.Connection, message_ids: list[int] | None) -> li
             sender = h.get("sender") or h.get("Sender")
             ar, refs = h.get("authentication_results"), h.get("references")
             auth = [str(v) for v in ar] if isinstance(ar, list) else []
-            spf, froms = h.get("received_spf"), h.get("from_addresses")
-            spf = [str(v) for v in spf] if isinstance(spf, list) else []
-            froms = [str(v).lower() for v in froms] if isinstance(froms, list) else []
+            spf_list, from_list = h.get("received_spf"), h.get("from_addresses")
+            spf = [str(v) for v in spf_list] if isinstance(spf_list, list) else []
+            froms = [str(v).lower() for v in from_list] if isinstance(from_list, list) else []
             refs = refs if isinstance(refs, list) else []
             replies = [str(v).strip("<>") for v in [h.get("in_reply_to"), *refs] if v]
         names, cells = parts.get(mid, ([], []))
