@@ -32,7 +32,11 @@ def _carried(headers: str | None) -> tuple[list[str], bool]:
 
 
 def coverage_warning(conn: sqlite3.Connection, config) -> str | None:
-    """A warning when none of the recent messages carries results from the configured server."""
+    """A warning when some of the recent messages carry no results from the configured server.
+
+    A receiving server stamps every message: when none carries its results, the setting is wrong
+    (or the mailbox is a local Maildir); when only some do, those may have been written by their
+    senders (the server adds none of its own, so a forged header is the topmost)."""
     at = getattr(config, "attribution", None)
     if getattr(at, "authentication", "required") != "required":
         return None
@@ -44,14 +48,20 @@ def coverage_warning(conn: sqlite3.Connection, config) -> str | None:
     except sqlite3.Error:
         return None
     seen: dict[str, None] = {}
+    lacking = 0
     for (headers,) in rows:
         ids, spf = _carried(headers)
-        if (wanted and wanted & set(ids)) or (not wanted and (ids or spf)):
-            return None
+        lacking += not ((wanted and wanted & set(ids)) or (not wanted and (ids or spf)))
         seen.update(dict.fromkeys(ids))
-    if not rows:
+    if not lacking:
         return None
     server = " or ".join(sorted(wanted)) if wanted else _("the receiving server")
+    if lacking < len(rows):
+        return _(
+            "{lacking} of the last {n} messages carry no Authentication-Results from {server}: a "
+            "receiving server stamps every message, so the results the others carry may have been "
+            "written by their senders. Name the server in [attribution] authserv_ids."
+        ).format(lacking=lacking, n=len(rows), server=server)
     said = _(
         "none of the last {n} messages carries Authentication-Results from {server}, so no roster "
         "address is believed (trust named)."

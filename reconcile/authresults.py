@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cache
 
 from ingest.mime.headers import AUTH_RESULT_CHARS
 
@@ -176,8 +177,8 @@ def _pairs(seg: list[tuple[str, str, bool]], start: int, where: str) -> dict[str
         if key[0] != "atom" or eq[0] != "=" or val[0] not in ("atom", "quoted"):
             raise Unreadable(f"{where} has something that is not key=value")
         text, i = val[1], i + 3
-        while i < len(seg) and not seg[i][2] and seg[i][0] in ("atom", "quoted"):
-            text += seg[i][1]  # "local part"@domain: adjacent, no space between
+        while i < len(seg) and not seg[i][2] and seg[i][0] in ("atom", "quoted", "="):
+            text += seg[i][1]  # "local part"@domain, base64 "ab+/=": adjacent, no space between
             i += 1
         props[key[1].lower()] = text
     return props
@@ -237,12 +238,22 @@ def _same_or_parent(d: str, of: str) -> bool:
     return bool(d) and "." in d and (d == of or of.endswith("." + d))
 
 
+@cache
+def _suffixes():
+    from publicsuffixlist import PublicSuffixList  # the list ships in the package, read once
+
+    return PublicSuffixList()
+
+
+@cache
+def _org(domain: str) -> str | None:
+    """The organizational domain (``taiyuan.gov.cn`` for ``mail.taiyuan.gov.cn``; None for a
+    public suffix such as ``gov.cn``), by the Public Suffix List as DMARC does (RFC 7489 3.2)."""
+    return _suffixes().privatesuffix(domain) if domain else None
+
+
 def _spf_domain(r: Result) -> str:
     return _domain(r.properties.get("smtp.mailfrom"))
-
-
-def _spf_aligned(domain: str, from_domain: str) -> bool:
-    return _same_or_parent(domain, from_domain) or _same_or_parent(from_domain, domain)
 
 
 def _dkim_domain(r: Result) -> str:
@@ -256,31 +267,39 @@ def _named(r: Result) -> str:
     return _spf_domain(r) if r.method == "spf" else _dkim_domain(r)
 
 
-def _about(r: Result, from_domain: str) -> bool | None:
-    """Whether a result concerns the From domain; None when it names no domain."""
-    named = _named(r)
-    if not named:
-        return None
-    if r.method == "dmarc":
+def _aligned(method: str, named: str, from_domain: str, proof: bool) -> bool:
+    """Whether a result naming ``named`` is about the From domain. For a proof (``proof``):
+    DMARC the From domain itself, DKIM the From domain or a parent that is no public suffix,
+    SPF the same organizational domain (relaxed alignment, RFC 7489). For a failure, more
+    widely: DKIM the From domain or any parent, SPF any parent or child domain."""
+    if method == "dmarc":
         return named == from_domain
-    if r.method == "spf":
-        return _spf_aligned(named, from_domain)
-    return _same_or_parent(named, from_domain)
+    if not proof:
+        child = method == "spf" and _same_or_parent(from_domain, named)
+        return _same_or_parent(named, from_domain) or child
+    if method == "dkim":
+        return named == from_domain or (_same_or_parent(named, from_domain) and _org(named) is not None)
+    org = _org(named)
+    return org is not None and org == _org(from_domain)
 
 
 def _weigh(results: list[Result], from_domain: str) -> tuple[list[str], list[str]]:
     """(aligned passes, failures) over every result."""
     passes: list[str] = []
     failures: list[str] = []
-    dkim_passed = any(r.method == "dkim" and r.result == "pass" and _about(r, from_domain) for r in results)
+
+    def about(r: Result, proof: bool) -> bool | None:  # None: the result names no domain
+        named = _named(r)
+        return _aligned(r.method, named, from_domain, proof) if named else None
+
+    dkim_passed = any(r.method == "dkim" and r.result == "pass" and about(r, True) for r in results)
     for r in results:
         if r.method not in CHECKED_METHODS:
             continue
-        about = _about(r, from_domain)
-        if r.result == "pass" and (about or (about is None and r.method == "dmarc")):
+        if r.result == "pass" and (about(r, True) or (r.method == "dmarc" and about(r, True) is None)):
             if str(r) not in passes:
                 passes.append(str(r))
-        elif r.result == "fail" and about is not False and not (r.method == "dkim" and dkim_passed):
+        elif r.result == "fail" and about(r, False) is not False and not (r.method == "dkim" and dkim_passed):
             if str(r) not in failures:
                 failures.append(str(r))
     return passes, failures
@@ -299,10 +318,9 @@ def _received_spf(value: str, from_domain: str) -> tuple[list[str], list[str], s
     for i in range(1, len(tokens) - 2):
         if tokens[i][0] == "atom" and tokens[i][1].lower() == "envelope-from" and tokens[i + 1][0] == "=":
             envelope = _domain(tokens[i + 2][1])
-    aligned = bool(envelope) and _spf_aligned(envelope, from_domain)
-    if result == "pass" and aligned:
+    if result == "pass" and envelope and _aligned("spf", envelope, from_domain, True):
         return ["spf=pass"], [], ""
-    if result == "fail" and (aligned or not envelope):
+    if result == "fail" and (not envelope or _aligned("spf", envelope, from_domain, False)):
         return [], ["spf=fail"], ""
     return [], [], f"Received-SPF: {result} for {envelope or 'no envelope sender'}"
 

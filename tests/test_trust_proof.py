@@ -216,6 +216,58 @@ def test_not_available_trusts_roster_addresses_and_the_checks_warn_when_required
     # a server that does write them, under a name the config does not list: the check names it
     deliver(campaign, f"太原市科学技术局 <{TY}>", good, MX_PASS, when=DAY2, subject="材料")
     campaign.ingest()
+    # only some messages carry results: those may be their senders' own (the server adds none)
+    (warning,) = campaign.run("serve", "--check", "--json", expect=1).json["warnings"]
+    assert warning.startswith("1 of the last 2 messages") and "authserv_ids" in warning
     campaign.configure(attribution={"authserv_ids": ["mx.example.net"]})
     (warning,) = campaign.run("serve", "--check", "--json", expect=1).json["warnings"]
     assert "mx.126.com" in warning and "authserv_ids" in warning
+
+
+# ------------------------------------------------------------------ reading: header values as servers write them
+
+
+def test_real_servers_headers_prove_their_domain_and_nothing_else():
+    from reconcile import authresults
+
+    gmail = (
+        "mx.google.com; dkim=pass header.i=@sxu.edu.cn header.s=20210112 header.b=Ab/+9x=; "
+        "spf=pass (google.com: domain of kjc@sxu.edu.cn designates 202.207.0.1 as permitted sender) "
+        "smtp.mailfrom=kjc@sxu.edu.cn; dmarc=pass (p=NONE sp=NONE dis=NONE) header.from=sxu.edu.cn"
+    )
+    outlook = (
+        "mx.outlook.example; spf=pass (sender IP is 202.207.0.1) smtp.mailfrom=sxu.edu.cn; "
+        "dkim=pass (signature was verified) header.d=sxu.edu.cn;dmarc=pass action=none "
+        "header.from=sxu.edu.cn;compauth=pass reason=100"
+    )
+    for value in (gmail, outlook):
+        v = authresults.verdict([value], "kjc@sxu.edu.cn")
+        assert sorted(v.passes) == ["dkim=pass", "dmarc=pass", "spf=pass"], value
+        assert not authresults.verdict([value], "tykjj@taiyuan.gov.cn").proven
+    # a quoted local part may hold anything, '(' and ';' included
+    v = authresults.verdict(
+        ['mx.126.com; spf=pass smtp.mailfrom="a(b;c"@taiyuan.gov.cn'], "tykjj@taiyuan.gov.cn"
+    )
+    assert v.passes == ["spf=pass"]
+    # alignment as DMARC has it: a public suffix (gov.cn) or a sibling proves nothing; a child does
+    frm = "tykjj@taiyuan.gov.cn"
+    for value in (
+        "mx.126.com; dkim=pass header.d=gov.cn",
+        "mx.126.com; spf=pass smtp.mailfrom=x@gov.cn",
+        "mx.126.com; spf=pass smtp.mailfrom=x@attacker.gov.cn",
+        "mx.126.com; dmarc=pass header.from=gov.cn",
+    ):
+        assert not authresults.verdict([value], frm).proven, value
+    assert authresults.verdict(["mx.126.com; spf=pass smtp.mailfrom=x@bounce.taiyuan.gov.cn"], frm).proven
+    assert authresults.verdict(
+        ["mx.126.com; dkim=pass header.d=taiyuan.gov.cn"], "a@mail.taiyuan.gov.cn"
+    ).proven
+    # unreadable: never a proof, whatever passes sit in it; a header longer than the bound is cut
+    for value in (
+        "mx.126.com; dkim=pass header.d=taiyuan.gov.cn (x",
+        "mx.126.com; spf=pass) smtp.mailfrom=x",
+    ):
+        v = authresults.verdict([value], frm)
+        assert not v.proven and "cannot be read" in v.missing
+    cut = "mx.126.com; dkim=pass header.d=taiyuan.gov.cn; " + "x=y; " * 10_000
+    assert "cut off" in authresults.verdict([cut], frm).missing

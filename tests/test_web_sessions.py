@@ -137,3 +137,15 @@ def test_out_of_range_ids_are_not_found_not_a_server_error(staffed):
             opener, base + "/decide/reject-message", {"csrf_token": csrf, "message": HUGE_ID, "note": "x"}
         )
         assert code == 303, "an unknown message is said so on the page, not a 500"
+
+
+def test_out_of_range_ids_on_the_command_line_are_usage_errors(campaign):
+    campaign.run("ingest", "--once")
+    for args in (
+        ("revoke", HUGE_ID),
+        ("show", "--raw", HUGE_ID),
+        ("reprocess", HUGE_ID),
+        ("reject", HUGE_ID, "--note", "x"),
+    ):
+        res = campaign.run(*args, expect=2)
+        assert "OverflowError" not in res.output + res.stderr, args

@@ -223,7 +223,7 @@ def extend(app: App, unit: str, until: str, note: str | None, as_json: bool) -> 
 
 
 @cli.command()
-@click.argument("override_id", type=int)
+@click.argument("override_id", type=click.IntRange(1, 2**63 - 1))
 @click.option("--note", help=N_("Why."))
 @json_option
 @pass_app
