@@ -197,6 +197,14 @@ def test_received_spf_counts_where_the_server_writes_only_that(campaign, tmp_pat
     campaign.deliver(spf.encode() + msg.as_bytes(), when=DAY1)
     campaign.ingest()
     assert campaign.unit("taiyuan-kjj")["items"]["report"]["trust"] == "registered"
+    assert campaign.run("serve", "--check", "--json", expect=1).json["warnings"] == []
+    # that server writes no Authentication-Results: one a forger wrote is the topmost; the check
+    # says so, since the server's own mail carries none
+    forged = spf.replace("pass", "softfail", 1) + f"Authentication-Results: {MX_PASS}\n"
+    campaign.deliver(forged.encode() + msg.as_bytes().replace(b"Message-ID: <", b"Message-ID: <x"), when=DAY2)
+    campaign.ingest()
+    (warning,) = campaign.run("serve", "--check", "--json", expect=1).json["warnings"]
+    assert warning.startswith("1 of the last 2 messages") and "authserv_ids" in warning
 
 
 def test_not_available_trusts_roster_addresses_and_the_checks_warn_when_required(campaign, tmp_path):
