@@ -258,6 +258,25 @@ def _json_list(text: str | None) -> list:
     return value if isinstance(value, list) else [value]
 
 
+def _strings(value) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def _header_evidence(headers: str | None) -> tuple[str | None, list[str], list[str], list[str], list[str]]:
+    """(Sender, Authentication-Results, Received-SPF, From addresses when several, replied-to
+    ids) from ``messages.headers``; empty for unreadable JSON."""
+    try:
+        h = json.loads(headers) if headers else {}
+    except ValueError:
+        h = {}
+    if not isinstance(h, dict):
+        return None, [], [], [], []
+    replies = [str(v).strip("<>") for v in [h.get("in_reply_to"), *_strings(h.get("references"))] if v]
+    froms = [a.lower() for a in _strings(h.get("from_addresses"))]
+    sender = h.get("sender") or h.get("Sender")
+    return sender, _strings(h.get("authentication_results")), _strings(h.get("received_spf")), froms, replies
+
+
 def load_evidence(conn: sqlite3.Connection, message_ids: list[int] | None) -> list[MessageEvidence]:
     """The evidence of the recorded messages (all with None), oldest first."""
     where, params = "", []
@@ -290,24 +309,7 @@ def load_evidence(conn: sqlite3.Connection, message_ids: list[int] | None) -> li
         parts.setdefault(mid, ([], []))[0].append(filename)
     out = []
     for mid, from_addr, headers, subject, forwarded in rows:
-        sender = None
-        auth: list[str] = []
-        spf: list[str] = []
-        froms: list[str] = []
-        replies: list[str] = []
-        try:
-            h = json.loads(headers) if headers else {}
-        except ValueError:
-            h = {}
-        if isinstance(h, dict):
-            sender = h.get("sender") or h.get("Sender")
-            ar, refs = h.get("authentication_results"), h.get("references")
-            auth = [str(v) for v in ar] if isinstance(ar, list) else []
-            spf_list, from_list = h.get("received_spf"), h.get("from_addresses")
-            spf = [str(v) for v in spf_list] if isinstance(spf_list, list) else []
-            froms = [str(v).lower() for v in from_list] if isinstance(from_list, list) else []
-            refs = refs if isinstance(refs, list) else []
-            replies = [str(v).strip("<>") for v in [h.get("in_reply_to"), *refs] if v]
+        sender, auth, spf, froms, replies = _header_evidence(headers)
         names, cells = parts.get(mid, ([], []))
         out.append(
             MessageEvidence(

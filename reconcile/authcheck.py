@@ -13,7 +13,7 @@ import json
 import sqlite3
 
 from reconcile.authresults import parse
-from reconcile.i18n import _
+from reconcile.i18n import gettext as _
 
 RECENT = 50  # messages looked at, newest first
 
