@@ -13,7 +13,8 @@ receiving server's own ones mean something:
 ``verdict(values, from_addr, authserv_ids, received_spf)`` weighs every result of those
 headers against the From domain:
 
-* **proof** (``passes``): ``dmarc=pass`` for the From domain, ``dkim=pass`` whose ``header.d``
+* **proof** (``passes``): ``dmarc=pass`` whose ``header.from`` is the From domain (a server
+  that read another From than ours names another domain), ``dkim=pass`` whose ``header.d``
   is the From domain or a parent of it, ``spf=pass`` whose ``smtp.mailfrom`` domain aligns with
   it (the same, a parent or a child); where the server wrote no Authentication-Results at all,
   the topmost ``Received-SPF: pass`` whose ``envelope-from`` aligns counts like SPF pass;
@@ -296,7 +297,7 @@ def _weigh(results: list[Result], from_domain: str) -> tuple[list[str], list[str
     for r in results:
         if r.method not in CHECKED_METHODS:
             continue
-        if r.result == "pass" and (about(r, True) or (r.method == "dmarc" and about(r, True) is None)):
+        if r.result == "pass" and about(r, True):  # a pass naming no domain proves nothing
             if str(r) not in passes:
                 passes.append(str(r))
         elif r.result == "fail" and about(r, False) is not False and not (r.method == "dkim" and dkim_passed):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.cookiejar
 import re
+import socket
 import urllib.request
 
 import psutil
@@ -122,6 +123,12 @@ def test_without_users_a_proxied_request_is_refused(campaign):
         for header in ({"X-Forwarded-For": "203.0.113.7"}, {"Forwarded": "for=203.0.113.7;proto=https"}):
             code, _, body = fetch(opener_with(), base + "/api/status", headers=header)
             assert code == 403 and "代理" in body.decode(), header
+        # what nginx sends upstream by default: HTTP/1.0, Host 127.0.0.1:<port>, no proxy headers
+        host = base.removeprefix("http://")
+        with socket.create_connection(tuple(host.rsplit(":", 1))) as s:
+            s.sendall(f"GET /api/status HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            answer = b"".join(iter(lambda: s.recv(65536), b""))
+        assert answer.startswith(b"HTTP/1.1 403") or answer.startswith(b"HTTP/1.0 403"), answer[:80]
 
 
 def test_out_of_range_ids_are_not_found_not_a_server_error(staffed):
