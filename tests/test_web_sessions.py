@@ -156,3 +156,17 @@ def test_out_of_range_ids_on_the_command_line_are_usage_errors(campaign):
     ):
         res = campaign.run(*args, expect=2)
         assert "OverflowError" not in res.output + res.stderr, args
+
+
+def test_limiter_entries_expire_and_the_oldest_go_first():
+    import time
+
+    from reconcile.web.auth import Throttle
+
+    throttle = Throttle(window_s=0.2, max_keys=100)
+    for i in range(1_000):
+        throttle.fail("addr:203.0.113.7", f"pair:203.0.113.7:name{i}")
+    assert len(throttle) == 100, "at most max_keys entries, the oldest dropped"
+    assert throttle.blocked("addr:203.0.113.7", 20), "the address, updated last, is kept and blocked"
+    time.sleep(0.3)
+    assert not throttle.blocked("addr:203.0.113.7", 20) and len(throttle) == 0, "all expired"
