@@ -45,6 +45,9 @@ from functools import cache
 from ingest.mime.headers import AUTH_RESULT_CHARS
 
 MAX_VALUE_CHARS = AUTH_RESULT_CHARS  # ingest keeps one more character of a longer header
+# ingest used to cut each header at 2,000 characters without a sign: a value of exactly that
+# length, recorded then, may have lost its end (`mailroll reprocess` reads the message again)
+LEGACY_CUT_CHARS = 2000
 CHECKED_METHODS = ("spf", "dkim", "dmarc")
 _SPACE = " \t\r\n"
 _STOP = _SPACE + '()";='
@@ -129,7 +132,7 @@ def _quoted(value: str, i: int) -> tuple[str, int]:
 
 def lex(value: str) -> list[tuple[str, str, bool]]:
     """(kind, text, after_space) tokens: 'atom', 'quoted', ';', '='. Comments are space."""
-    if len(value) > MAX_VALUE_CHARS:
+    if len(value) > MAX_VALUE_CHARS or len(value) == LEGACY_CUT_CHARS:
         raise Unreadable("it was cut off (too long)")
     tokens: list[tuple[str, str, bool]] = []
     i, n, spaced = 0, len(value), True
