@@ -191,6 +191,7 @@ class Roster:
 
 
 NAMED_SENDERS = ("count", "review")
+AUTHENTICATION = ("required", "not-available")
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,9 @@ class Attribution:
     named_senders: str = "count"
     # authserv-ids whose Authentication-Results are believed; empty: the topmost header only
     authserv_ids: tuple[str, ...] = ()
+    # "required": registered/domain trust needs a pass aligned with the From domain from that
+    # server; "not-available": the mailbox's server adds no results (a local Maildir, a relay)
+    authentication: str = "required"
 
 
 @dataclass(frozen=True)
@@ -216,6 +220,8 @@ class Web:
 
     users: list[WebUser] = field(default_factory=list)
     session_minutes: float = 480.0  # a sign-in lasts this long (a working day)
+    # the session cookie is sent over HTTPS only; None: true unless `mailroll web --host` is loopback
+    secure_cookies: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -613,6 +619,7 @@ def config_from_dict(data: dict, file: Path) -> Config:
     attribution = Attribution(
         named_senders=at.get("named_senders", str, "count", choices=NAMED_SENDERS),
         authserv_ids=tuple(i.strip().lower() for i in authserv_ids),
+        authentication=at.get("authentication", str, "required", choices=AUTHENTICATION),
     )
 
     wb = root.table("web")
@@ -632,7 +639,11 @@ def config_from_dict(data: dict, file: Path) -> Config:
         users.append(WebUser(entry["name"].strip(), ph))
     if len({u.name for u in users}) != len(users):
         raise wb.fail("users", "names the same user twice")
-    web = Web(users=users, session_minutes=wb.get("session_minutes", float, 480.0))
+    web = Web(
+        users=users,
+        session_minutes=wb.get("session_minutes", float, 480.0),
+        secure_cookies=wb.get("secure_cookies", bool, None),
+    )
     if web.session_minutes <= 0:
         raise wb.fail("session_minutes", "must be a positive number of minutes")
     ui = Ui(lang=root.table("ui").get("lang", str, None, choices=("zh", "en")))

@@ -338,7 +338,7 @@ def drop_message(conn: sqlite3.Connection, action: str, message: int, actor: str
 def resolve_message(conn: sqlite3.Connection, text: str) -> int:
     """A message by its mailroll id (a number) or its Message-ID (with or without <>)."""
     text = text.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit() and int(text) < 2**63:  # SQLite's integers
         row = conn.execute("SELECT id FROM messages WHERE id = ?", [int(text)]).fetchone()
         if row:
             return row[0]

@@ -71,7 +71,7 @@ class Finding:
     """Something in the roster that is probably a mistake."""
 
     kind: str  # 'shared-address' | 'alias-inside-name' | 'no-address' | 'duplicate-name'
-    # | 'decision-for-unknown-unit'
+    # | 'decision-for-unknown-unit' | 'no-authentication-results' (reconcile/authcheck.py)
     units: list[str]  # unit ids concerned
     message: str
 

@@ -76,10 +76,11 @@ def send(c: Campaign, sender: str, attachments: list, subject: str | None = None
 
 
 @contextlib.contextmanager
-def serving(c: Campaign):
-    """`mailroll web` on a free port for ``c``; yields its base URL, stops it afterwards."""
+def serving(c: Campaign, *options: str):
+    """`mailroll web` on a free port for ``c`` (with ``options``, e.g. ``--host``); yields its base
+    URL, stops it afterwards."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "reconcile", "--config", str(c.config_path), "web", "--port", "0"],
+        [sys.executable, "-m", "reconcile", "--config", str(c.config_path), "web", "--port", "0", *options],
         stderr=subprocess.PIPE,
         text=True,
     )

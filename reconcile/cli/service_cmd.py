@@ -339,10 +339,13 @@ def serve_command(app: App, check: bool, as_json: bool) -> None:
 
 
 def _check(app: App, as_json: bool) -> None:
+    from reconcile.authcheck import coverage_warning
     from reconcile.daemon.service import check
     from reconcile.heartbeat import ago
 
     ok, d = check(app.conn, app.any_config)
+    unproven = coverage_warning(app.conn, app.any_config)
+    d["warnings"] = [unproven] if unproven else []
     if as_json:
         emit_json({"ok": ok, **d})
     else:
@@ -358,4 +361,6 @@ def _check(app: App, as_json: bool) -> None:
                 click.echo(_("last poll: ") + json.dumps(d["last_poll_result"], ensure_ascii=False))
             if d["last_error"]:
                 click.echo(_("last error: {error}").format(error=d["last_error"]))
+        for warning in d["warnings"]:
+            click.echo(_("warning: {warning}").format(warning=warning))
     sys.exit(0 if ok else 1)

@@ -228,7 +228,7 @@ def extend(app: App, unit: str, until: str, note: str | None, as_json: bool) -> 
 
 
 @cli.command()
-@click.argument("override_id", type=int)
+@click.argument("override_id", type=click.IntRange(1, 2**63 - 1))
 @click.option("--note", help=N_("Why."))
 @json_option
 @pass_app
@@ -328,14 +328,19 @@ def roster() -> None:
 @pass_app
 def roster_check(app: App, as_json: bool) -> None:
     """Look for likely mistakes in the roster. Exit 1 if any are found, 2 if the file is unreadable."""
-    from reconcile.roster import check_roster
+    from reconcile.roster import Finding, check_roster
 
     decisions = []
+    unproven = None
     if Path(app.config.storage.db).exists():
+        from reconcile.authcheck import coverage_warning
         from reconcile.overrides import unknown_units
 
         decisions = unknown_units(app.conn, app.roster, app.config)
+        unproven = coverage_warning(app.conn, app.config)
     findings = check_roster(app.roster, decisions)
+    if unproven:
+        findings.append(Finding("no-authentication-results", [], unproven))
     if as_json:
         emit_json({"units": len(app.roster.units), "findings": [f.as_dict() for f in findings]})
     else:

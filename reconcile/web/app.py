@@ -33,7 +33,9 @@ SECURITY_HEADERS = {
 }
 
 
-def create_app(config_path, default_campaign: str | None = None) -> Flask:
+def create_app(config_path, default_campaign: str | None = None, host: str | None = None) -> Flask:
+    """The page for the config at ``config_path``; ``host`` is the address served on: cookies
+    are ``Secure`` unless it is loopback (``[web] secure_cookies`` says otherwise)."""
     from reconcile import i18n
 
     i18n.activate("zh")  # the page is Chinese, whatever the server's locale (shared words: show's)
@@ -48,6 +50,7 @@ def create_app(config_path, default_campaign: str | None = None) -> Flask:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Strict",
         SESSION_COOKIE_NAME="mailroll_session",
+        SESSION_COOKIE_SECURE=secure_cookies(config, host),
         PERMANENT_SESSION_LIFETIME=timedelta(minutes=config.web.session_minutes),
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the sign-in
         MAX_CONTENT_LENGTH=64 * 1024,  # forms are small
@@ -55,6 +58,7 @@ def create_app(config_path, default_campaign: str | None = None) -> Flask:
     )
     app.extensions["mailroll"] = sources
     app.extensions["mailroll.throttle"] = auth.Throttle()
+    app.extensions["mailroll.sessions"] = auth.Sessions()
     app.before_request(auth.gate)  # first: without a sign-in, refused as such
     app.before_request(choose_campaign)
     app.url_defaults(keep_campaign)
@@ -90,6 +94,13 @@ def create_app(config_path, default_campaign: str | None = None) -> Flask:
 
     _filters(app, sources)
     return app
+
+
+def secure_cookies(config, host: str | None) -> bool:
+    """``[web] secure_cookies``; unset: true unless the page is served on loopback only."""
+    if config.web.secure_cookies is not None:
+        return bool(config.web.secure_cookies)
+    return not auth.is_loopback((host or "127.0.0.1").strip("[]"))
 
 
 def _errors_and_headers(app: Flask) -> None:

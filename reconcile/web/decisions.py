@@ -10,6 +10,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, request, url_f
 from reconcile.daemon.clock import default_clock
 from reconcile.i18n import N_, zh
 from reconcile.web.auth import signed_in, staff_only
+from reconcile.web.files import MAX_ID
 from reconcile.web.words import ACTION_ZH
 
 bp = Blueprint("decisions", __name__)
@@ -173,7 +174,7 @@ def decide(unit_id: str):
     return back
 
 
-@bp.route("/overrides/<int:override_id>/revoke", methods=["POST"])
+@bp.route(f"/overrides/<int(max={MAX_ID}):override_id>/revoke", methods=["POST"])
 @staff_only
 def revoke(override_id: int):
     from reconcile import overrides

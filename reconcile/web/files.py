@@ -37,7 +37,10 @@ def part_path(files_root: Path, sha: str) -> Path:
     return Path(files_root) / sha[:2] / sha[2:4] / sha
 
 
-@bp.route("/files/<int:part_id>")
+MAX_ID = 2**63 - 1  # SQLite's largest integer: a bigger id is no file (404), never an error
+
+
+@bp.route(f"/files/<int(max={MAX_ID}):part_id>")
 def download(part_id: int):
     sources = current_app.extensions["mailroll"]
     row = (
