@@ -69,31 +69,33 @@ def create_app(config_path, default_campaign: str | None = None, host: str | Non
 
     _errors_and_headers(app)
 
-    @app.context_processor
-    def common():
-        cfg = sources.config()
-        staff = auth.signed_in()
-        return {
-            "campaign": cfg.campaign,
-            "campaigns": sources.all_config().campaigns if sources.several() else (),
-            "staff": staff,
-            "sign_in_required": bool(cfg.web.users),
-            "can_decide": staff is not None,
-            "UNIT_STATE_ZH": UNIT_STATE_ZH,
-            "ITEM_STATE_ZH": ITEM_STATE_ZH,
-            "LATE_ZH": LATE_ZH,
-            "EXEMPT_ZH": EXEMPT_ZH,
-            "ITEMS": cfg.campaign.item_ids,
-            "ITEM_ZH": cfg.campaign.labels,
-            "DISPOSITION_ZH": DISPOSITION_ZH,
-            "ACTION_ZH": ACTION_ZH,
-            "content_type": files.content_type,
-            # for staff only (and the read-only page on this machine): one count, never the list
-            "open_questions": questions_page.open_count() if staff or not cfg.web.users else 0,
-        }
-
+    app.context_processor(lambda: page_context(sources))
     _filters(app, sources)
     return app
+
+
+def page_context(sources: Sources) -> dict:
+    """What every template may use: the campaign, who is signed in, the words of states."""
+    cfg = sources.config()
+    staff = auth.signed_in()
+    return {
+        "campaign": cfg.campaign,
+        "campaigns": sources.all_config().campaigns if sources.several() else (),
+        "staff": staff,
+        "sign_in_required": bool(cfg.web.users),
+        "can_decide": staff is not None,
+        "UNIT_STATE_ZH": UNIT_STATE_ZH,
+        "ITEM_STATE_ZH": ITEM_STATE_ZH,
+        "LATE_ZH": LATE_ZH,
+        "EXEMPT_ZH": EXEMPT_ZH,
+        "ITEMS": cfg.campaign.item_ids,
+        "ITEM_ZH": cfg.campaign.labels,
+        "DISPOSITION_ZH": DISPOSITION_ZH,
+        "ACTION_ZH": ACTION_ZH,
+        "content_type": files.content_type,
+        # for staff only (and the read-only page on this machine): one count, never the list
+        "open_questions": questions_page.open_count() if staff or not cfg.web.users else 0,
+    }
 
 
 def secure_cookies(config, host: str | None) -> bool:
