@@ -343,10 +343,14 @@ def write_xlsx(tables: list[Table], path: Path, title: str | None = None) -> Pat
 
 def _write_cells(ws, table: Table, alignment) -> dict[int, int]:
     """The table's values into the sheet; returns each column's widest display width."""
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
     widths: dict[int, int] = {}
     headings = set(table.header_rows)
     for r, row in enumerate(table.rows, start=1):
         for c, value in enumerate(row, start=1):
+            if isinstance(value, str):  # a sender's control characters (U+0001) are not XML
+                value = ILLEGAL_CHARACTERS_RE.sub("", value)
             cell = ws.cell(row=r, column=c, value=value)
             if cell.data_type == "f":  # text a sender wrote ("=HYPERLINK(...)"): text, never a formula
                 cell.data_type = "s"

@@ -271,3 +271,43 @@ def test_a_senders_formula_stays_text_in_the_workbook_and_the_csv(campaign, tmp_
     campaign.run("report", "--csv", str(out))
     rows = list(csv.reader((out / "未匹配邮件.csv").read_text(encoding="utf-8-sig").splitlines()))
     assert "'" + evil_subject in rows[1] and rows[1][0].isdigit()
+
+
+@pytest.fixture
+def control_char_sheet(campaign, tmp_path, libreoffice):
+    """A stranger's .xls whose 填报单位 names a roster unit followed by U+0001 (illegal in XML),
+    ingested: the sheet names the unit, so its 填报单位 shows in the workbook's 统计汇总."""
+    from fixtures.files import make_sheet_xls
+
+    xls = make_sheet_xls(tmp_path / "统计表.xls", unit="大同市科学技术局\x01")
+    mail = build_mail(from_="某人 <x@evil.example>", attachments=[("统计表.xls", xls.read_bytes())])
+    campaign.deliver(mail, when=BEFORE)
+    campaign.run("ingest", "--once")
+    return campaign
+
+
+def _sheet_unit_shown(wb) -> str:
+    """统计汇总's 填报单位（表内） for 大同市科学技术局; no cell anywhere holds a control character."""
+    texts = [c for ws in wb for row in ws.iter_rows(values_only=True) for c in row if isinstance(c, str)]
+    assert not [t for t in texts if any(ord(ch) < 32 and ch not in "\t\n\r" for ch in t)]
+    (row,) = [r for r in wb["统计汇总"].iter_rows(values_only=True) if r[0] == "datong-kjj"]
+    return row[3]
+
+
+def test_control_characters_a_sender_wrote_never_break_the_workbook(control_char_sheet, tmp_path):
+    """A workbook cell cannot hold U+0001 (openpyxl raises IllegalCharacterError): the character
+    is dropped, the rest of the text stays, `report --xlsx` writes the workbook."""
+    path = tmp_path / "r.xlsx"
+    control_char_sheet.run("report", "--xlsx", str(path))
+    assert _sheet_unit_shown(openpyxl.load_workbook(path)) == "大同市科学技术局"
+
+
+def test_the_web_workbook_download_survives_control_characters(control_char_sheet):
+    import io
+    import urllib.request
+
+    from test_web import serving
+
+    with serving(control_char_sheet) as base, urllib.request.urlopen(base + "/report.xlsx", timeout=60) as r:
+        assert r.status == 200
+        assert _sheet_unit_shown(openpyxl.load_workbook(io.BytesIO(r.read()))) == "大同市科学技术局"
