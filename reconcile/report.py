@@ -237,7 +237,7 @@ def _arrivals_table(rows: list[dict], config) -> Table:
         for item in labels:
             it = r["items"][item]
             trust = TRUST_CN.get(it.get("trust") or "", it.get("trust") or "")
-            sent = it.get("filename") or it.get("link") or "" if it["state"] != "missing" else ""
+            sent = (it.get("filename") or it.get("link") or "") if it["state"] != "missing" else ""
             row += [sent, _local(it.get("arrived_at"), tz), trust]
         pending = "；".join(
             f"#{p['message']} {p['from'] or '?'}：{p['subject'] or ''}" for p in r.get("pending_review") or []
@@ -375,6 +375,6 @@ def _write_cells(ws, table: Table, alignment, lone: set[int]) -> dict[int, int]:
                 cell.data_type = "s"
             cell.alignment = alignment
             if value not in (None, "") and r - 1 not in lone:
-                w = display_width(value)
+                w = display_width(value if not isinstance(value, str) else value[:400])  # wraps anyway
                 widths[c] = max(widths.get(c, 0), min(w, HEADING_WIDTH) if r - 1 in headings else w)
     return widths

@@ -25,6 +25,9 @@ PAD_PX = 6  # the cell's inner margins, with some room for the fonts Excel and W
 # Column widths count the default font's digits: Calibri's (or metric-compatible Carlito's, which
 # LibreOffice uses in its place: fonts-crosextra-carlito) are 7 px wide.
 DIGIT_PX = 7
+FIT_SAMPLE = 300  # rows looked at to share out the widths (every row gets its height)
+LONG_TEXT = 500  # characters: a longer text's lines are reckoned from its width alone
+MAX_ROW_PT = 409  # the tallest row Excel keeps
 MIN_SCALE = 0.78  # 0.75 and a margin for the fonts' rounding
 
 
@@ -39,6 +42,7 @@ def fit_columns(table, natural: dict[int, int], widest: int, lone: set[int]) -> 
     if sum(column_px(w) for w in natural.values()) <= room_px:
         return natural
     rows = [row for r, row in enumerate(table.rows) if r not in lone]
+    rows = rows[:: max(1, len(rows) // FIT_SAMPLE)]  # the widths of many rows: from a sample
     cache: dict[tuple[int, int], list[int]] = {}
 
     def lines(c: int, w: int) -> list[int]:
@@ -126,8 +130,13 @@ def text_lines(text, width_px: float) -> int:
     """Lines ``text`` takes wrapped in a cell ``width_px`` wide: each piece on the line where it
     fits whole; a piece wider than a line (an address, a long file name) on lines of its own."""
     room = max(width_px - PAD_PX, WIDE_PX)
+    text = str(text)
+    if len(text) > LONG_TEXT:  # a stranger's 4,000-character subject: reckoned from its start
+        sample = text[:LONG_TEXT].replace("\n", "")
+        px = text_lines_px(sample) * len(text) / max(1, len(sample))
+        return text.count("\n") + 1 + int(px // (room * 0.9))
     lines = 0
-    for paragraph in str(text).split("\n"):
+    for paragraph in text.split("\n"):
         lines += 1
         used = 0.0
         for piece, px in _pieces(paragraph):
@@ -167,7 +176,7 @@ def fit_rows(ws, table, columns: dict[int, int], wrapped: set[int], lone: set[in
                 default=1,
             )
         if lines > 1:
-            ws.row_dimensions[r + 1].height = lines * LINE_PT + 3
+            ws.row_dimensions[r + 1].height = min(MAX_ROW_PT, lines * LINE_PT + 3)
 
 
 def text_lines_px(text) -> float:
