@@ -16,7 +16,7 @@ from reconcile.i18n import N_, zh
 MARGINS_IN = {"left": 0.4, "right": 0.4, "top": 0.5, "bottom": 0.5, "header": 0.2, "footer": 0.2}
 PRINTABLE_MM = {"portrait": 210 - 2 * 0.4 * 25.4, "landscape": 297 - 2 * 0.4 * 25.4}
 CHART_CM = (12, 8)  # the 进度 chart beside its table: both fit a landscape page
-LINE_PT = 13.2  # one line of 11 pt text (CJK or Latin) in a wrapped cell
+LINE_PT = 14.4  # one line of 11 pt text in a wrapped cell (Excel: 15 pt a line; LibreOffice: 13)
 WIDE_PX, NARROW_PX, SPACE_PX = 14.7, 7.5, 3.5  # an 11 pt character at 96 dpi
 PAD_PX = 6  # the cell's inner margins, with some room for the fonts Excel and WPS use
 
