@@ -5,9 +5,9 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-APT_PACKAGES := ffmpeg dovecot-imapd libarchive-tools libreoffice-writer-nogui libreoffice-calc-nogui fonts-wqy-microhei time openssl python3-venv chromium chromium-driver
+APT_PACKAGES := ffmpeg dovecot-imapd libarchive-tools libreoffice-writer-nogui libreoffice-calc-nogui fonts-wqy-microhei fonts-crosextra-carlito time openssl python3-venv chromium chromium-driver poppler-utils
 # the commands each apt package provides (to skip apt when all are there)
-APT_COMMANDS := ffprobe dovecot bsdtar soffice openssl chromium chromedriver
+APT_COMMANDS := ffprobe dovecot bsdtar soffice openssl chromium chromedriver pdftotext
 
 .PHONY: demo test lint setup system-packages python-env bench clean samples mutants messages
 
@@ -41,6 +41,7 @@ setup: system-packages python-env
 system-packages:
 	@missing=""; for c in $(APT_COMMANDS); do command -v $$c >/dev/null 2>&1 || [ -x /usr/bin/$$c ] || [ -x /usr/sbin/$$c ] || missing="$$missing $$c"; done; \
 	[ -x /usr/bin/time ] || missing="$$missing time"; \
+	[ -f /usr/share/fonts/truetype/crosextra/Carlito-Regular.ttf ] || missing="$$missing fonts-crosextra-carlito"; \
 	$(PYTHON) -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	echo "missing:$$missing"; \
