@@ -191,7 +191,7 @@ class Roster:
 
 
 NAMED_SENDERS = ("count", "review")
-AUTHENTICATION = ("required", "not-available")
+AUTHENTICATION = ("required", "received-spf", "not-available")
 
 
 @dataclass(frozen=True)
@@ -201,10 +201,12 @@ class Attribution:
     # "count": a message attributed by a name only counts while nothing from a trusted sender
     # counts for that item; "review": it always waits for a staff decision
     named_senders: str = "count"
-    # authserv-ids whose Authentication-Results are believed; empty: the topmost header only
+    # authserv-ids whose Authentication-Results are believed (those above the first Received:);
+    # empty: those naming the topmost one's id
     authserv_ids: tuple[str, ...] = ()
-    # "required": registered/domain trust needs a pass aligned with the From domain from that
-    # server; "not-available": the mailbox's server adds no results (a local Maildir, a relay)
+    # "required": registered/domain trust needs a pass aligned with the From domain in that
+    # server's Authentication-Results; "received-spf": in its Received-SPF (a server that writes
+    # only that); "not-available": the mailbox's server adds no results (a local Maildir, a relay)
     authentication: str = "required"
 
 

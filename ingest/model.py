@@ -61,6 +61,10 @@ class Headers:
     # reconcile/authresults.py, which trusts only the receiving server's own
     authentication_results: list[str] = field(default_factory=list)
     received_spf: list[str] = field(default_factory=list)  # Received-SPF values, topmost first
+    # the kinds ("authentication-results", "received-spf") of those headers above the first
+    # Received: header, topmost first, then "received" ("end" without one); None: not recorded
+    # (messages recorded before it: read as "position unknown")
+    auth_order: list[str] | None = None
     from_addrs: list[str] = field(default_factory=list)  # every address of every From header
 
     def selected(self) -> dict[str, Any]:
@@ -75,6 +79,7 @@ class Headers:
             "content_type": self.content_type,
             "authentication_results": self.authentication_results,
             "received_spf": self.received_spf,
+            "auth_order": self.auth_order,
             # several From addresses: the sender is never trusted (reconcile/attribute.py)
             "from_addresses": self.from_addrs if len(self.from_addrs) > 1 else None,
         }

@@ -136,10 +136,11 @@ def test_out_of_range_ids_are_not_found_not_a_server_error(staffed):
         opener, _, _ = sign_in(base)
         for path in (f"/files/{HUGE_ID}", "/files/9223372036854775808", "/files/9223372036854775807"):
             assert fetch(opener, base + path)[0] == 404, path
+        for path in (f"/files/{HUGE_ID}/preview.mp4", f"/files/{HUGE_ID}/poster.jpg"):
+            assert fetch(opener, base + path)[0] == 404, path
         csrf = token(opener, base + "/unmatched")
-        assert (
-            fetch(opener, f"{base}/overrides/{HUGE_ID}/revoke", {"csrf_token": csrf, "note": "x"})[0] == 404
-        )
+        for path in (f"/overrides/{HUGE_ID}/revoke", f"/questions/{HUGE_ID}/answered"):
+            assert fetch(opener, base + path, {"csrf_token": csrf, "note": "x"})[0] == 404, path
         code, headers, _ = fetch(
             opener, base + "/decide/reject-message", {"csrf_token": csrf, "message": HUGE_ID, "note": "x"}
         )

@@ -4,7 +4,9 @@
 split by mail-parser's recovering address parser (``mailparser``), with a plain scan as fallback;
 names and other values are decoded with ``header_text`` (GBK-tolerant); a few extra headers
 (X-Mailer, auto-reply and loop markers, Delivered-To...) go to ``Headers.extra``; the
-Authentication-Results headers are kept as received, in order (``authentication_results``).
+Authentication-Results headers are kept as received, in order (``authentication_results``),
+with where they stand: ``auth_order`` lists the authentication headers above the first
+``Received:`` (the receiving server's own receipt line), topmost first, then ``received``.
 ``parse_headers(raw_header_bytes)`` does the same for a bare header block, bounded first.
 ``mailparser_defects`` lists the Date / Received defects mail-parser finds in a top-level header.
 """
@@ -42,6 +44,7 @@ AUTH_RESULTS_MAX = 50  # Authentication-Results / Received-SPF headers kept per 
 # characters kept of each: a header longer than this is kept with one more character, so that
 # reconcile/authresults.py sees it was cut off (unreadable, never read as "no failure")
 AUTH_RESULT_CHARS = 32 * 1024
+AUTH_HEADERS = ("authentication-results", "received-spf")  # the kinds in Headers.auth_order
 FROM_ADDRESSES_MAX = 10  # addresses kept of all From headers together
 _ID = re.compile(r"<([^<>\s]+)>")
 _ADDR = re.compile(r"[A-Za-z0-9._%+\-=']+@[A-Za-z0-9.\-]+")
@@ -94,6 +97,19 @@ def _kept(msg: Message, name: str) -> list[str]:
     ]
 
 
+def _auth_order(msg: Message) -> list[str]:
+    """The kinds of the authentication headers above the first ``Received:``, topmost first, then
+    ``received`` (``end`` for a message without one): which of them the receiving server wrote."""
+    order: list[str] = []
+    for name, _value in getattr(msg, "_headers", []):
+        kind = str(name).strip().lower()
+        if kind == "received":
+            return [*order, "received"]
+        if kind in AUTH_HEADERS and len(order) < 2 * AUTH_RESULTS_MAX:
+            order.append(kind)
+    return [*order, "end"]
+
+
 def headers_from(msg: Message, defects: list[str] | None = None) -> Headers:
     """Headers of a parsed (compat32) message."""
     h = Headers()
@@ -143,6 +159,7 @@ def headers_from(msg: Message, defects: list[str] | None = None) -> Headers:
         h.content_type = None
     h.authentication_results = _kept(msg, "Authentication-Results")
     h.received_spf = _kept(msg, "Received-SPF")
+    h.auth_order = _auth_order(msg)
     for name in _EXTRA_HEADERS:
         v = first(name)
         if v is not None:
