@@ -224,6 +224,9 @@ class Web:
     session_minutes: float = 480.0  # a sign-in lasts this long (a working day)
     # the session cookie is sent over HTTPS only; None: true unless `mailroll web --host` is loopback
     secure_cookies: bool | None = None
+    # served behind a reverse proxy (nginx) that sets X-Forwarded-For: the client's address is
+    # its last entry (the sign-in limiter keys on it); without users every request is refused
+    trusted_proxy: bool = False
 
 
 @dataclass(frozen=True)
@@ -645,6 +648,7 @@ def config_from_dict(data: dict, file: Path) -> Config:
         users=users,
         session_minutes=wb.get("session_minutes", float, 480.0),
         secure_cookies=wb.get("secure_cookies", bool, None),
+        trusted_proxy=wb.get("trusted_proxy", bool, False),
     )
     if web.session_minutes <= 0:
         raise wb.fail("session_minutes", "must be a positive number of minutes")
