@@ -19,23 +19,23 @@ from reconcile.i18n import gettext as _
 RECENT = 50  # messages looked at, newest first
 
 
-def _carried(headers: str | None) -> tuple[list[str], bool]:
+def _carried(headers: str | None) -> tuple[list[str], bool, bool]:
     """(authserv-ids of a message's Authentication-Results, whether it has a Received-SPF), of
-    those the receiving server wrote (above the first Received:, where that was recorded)."""
+    those the receiving server wrote (above the first Received:, where that was recorded), and
+    whether it carries Authentication-Results below that line only."""
     try:
         h = json.loads(headers) if headers else {}
     except ValueError:
-        return [], False
+        return [], False, False
     if not isinstance(h, dict):
-        return [], False
+        return [], False, False
     values, spf = h.get("authentication_results"), h.get("received_spf")
-    values, spf, _known = server_wrote(
-        [str(v) for v in values] if isinstance(values, list) else [],
-        [str(v) for v in spf] if isinstance(spf, list) else [],
-        h.get("auth_order"),
+    every = [str(v) for v in values] if isinstance(values, list) else []
+    above, spf, _known = server_wrote(
+        every, [str(v) for v in spf] if isinstance(spf, list) else [], h.get("auth_order")
     )
-    ids = [parse(v).authserv_id for v in values]
-    return [i for i in ids if i], bool(spf)
+    ids = [parse(v).authserv_id for v in above]
+    return [i for i in ids if i], bool(spf), bool(every) and not above
 
 
 def coverage_warning(conn: sqlite3.Connection, config) -> str | None:
@@ -57,12 +57,13 @@ def coverage_warning(conn: sqlite3.Connection, config) -> str | None:
         return None
     carried = [_carried(headers) for (headers,) in rows]
     if mode == "received-spf":
-        return _spf_warning(sum(not spf for _ids, spf in carried), len(rows))
+        return _spf_warning(sum(not spf for _ids, spf, _below in carried), len(rows))
     seen: dict[str, None] = {}
-    lacking = with_spf = 0
-    for ids, spf in carried:
+    lacking = with_spf = below = 0
+    for ids, spf, only_below in carried:
         lacking += not (wanted & set(ids) if wanted else ids)
         with_spf += spf
+        below += only_below
         seen.update(dict.fromkeys(ids))
     if not lacking:
         return None  # every message carries the results
@@ -79,14 +80,28 @@ def coverage_warning(conn: sqlite3.Connection, config) -> str | None:
             "receiving server stamps every message, so the results the others carry may have been "
             "written by their senders. Name the server in [attribution] authserv_ids."
         ).format(lacking=lacking, n=len(rows), server=server)
+    return _none_carry(len(rows), server, list(seen), below)
+
+
+def _none_carry(n: int, server: str, seen: list[str], below: int) -> str:
+    """The warning when none of the last ``n`` messages carries the configured server's results."""
     said = _(
         "none of the last {n} messages carries Authentication-Results from {server}, so no roster "
         "address is believed (trust named)."
-    ).format(n=len(rows), server=server)
+    ).format(n=n, server=server)
+    if below:
+        return (
+            said
+            + " "
+            + _(
+                "{below} of them carry Authentication-Results only below the first Received: line, "
+                "where headers the sender wrote stand: none of those is believed (docs/RECONCILE.md)."
+            ).format(below=below)
+        )
     if seen:
         said += " " + _(
             "The mail carries results from {ids}: list the right one in [attribution] authserv_ids."
-        ).format(ids=", ".join(list(seen)[:5]))
+        ).format(ids=", ".join(seen[:5]))
     return (
         said
         + " "

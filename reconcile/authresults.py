@@ -117,9 +117,9 @@ def parse(value: str | None) -> AuthHeader:
 def server_wrote(values: list[str], spf: list[str], order: object) -> tuple[list[str], list[str], bool]:
     """(Authentication-Results, Received-SPF) the receiving server wrote: those above the first
     ``Received:`` (``order``, recorded by ingest); whether their positions are known. Unknown
-    (recorded before ingest kept them): every header, of which ``trusted_headers`` believes the
-    topmost only."""
-    if not isinstance(order, list) or not order or order[-1] not in ("received", "end"):
+    (recorded before ingest kept them, or a message without any Received: line, which no server
+    stamped): every header, of which ``trusted_headers`` believes the topmost only."""
+    if not isinstance(order, list) or not order or order[-1] != "received":
         return values, spf[:1], False
     return values[: order.count("authentication-results")], spf[: order.count("received-spf")], True
 
@@ -263,7 +263,7 @@ def _spf_headers(values: list[str], from_domain: str) -> tuple[list[str], list[s
     return passes, failures, unreadable, said
 
 
-def verdict(  # long: which headers, what they say, and what a public mail domain needs, in order
+def verdict(
     values: Iterable[str],
     from_addr: str | None,
     authserv_ids: Iterable[str] = (),

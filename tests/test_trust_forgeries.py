@@ -108,12 +108,12 @@ def test_a_listed_servers_header_below_its_received_line_proves_nothing(proving)
     assert "dmarc=pass" not in msg["reason"]
 
 
-def test_without_a_received_line_a_pass_beside_a_none_is_unreadable(proving):
-    # F2: the same two headers where nothing shows which one the server wrote: they disagree
+def test_without_a_received_line_only_the_topmost_header_counts(proving):
+    # F2: the same two headers where no server stamped the message: nothing shows which is whose
     campaign, blank = proving
     real = ar("mx.126.com; spf=none smtp.mailfrom=x@attacker.example; dmarc=none header.from=taiyuan.gov.cn")
     send(campaign, blank, real + FORGED_DMARC, authserv_ids=["mx.126.com"])
-    not_believed(campaign, "cannot be read", "results disagree: dmarc=none and dmarc=pass")
+    not_believed(campaign, "recorded no pass for taiyuan.gov.cn")
 
 
 def test_messages_recorded_before_positions_were_kept_believe_the_topmost_header_only(proving):
@@ -147,6 +147,17 @@ def test_the_servers_own_header_above_its_received_line_still_proves(proving):
     campaign.ingest()
     (msg,) = [m for m in campaign.run("messages", "--json").json if "补充" in (m["subject"] or "")]
     assert msg["trust"] == "registered", msg["reason"]
+
+
+def test_a_server_writing_below_its_received_line_proves_nothing_and_the_check_says_why(campaign, tmp_path):
+    # such results cannot be told from a sender's: the unit is named, and serve --check says why
+    # instead of suggesting "not-available"
+    good = make_report_docx(tmp_path / "good.docx", chars=800).read_bytes()
+    send(campaign, good, RECEIVED + ar(MX_PASS), subject="太原市科技局材料", authentication="required")
+    campaign.ingest()
+    assert campaign.unit("taiyuan-kjj")["items"]["report"]["trust"] == "named"
+    (warning,) = campaign.run("serve", "--check", "--json", expect=1).json["warnings"]
+    assert "only below the first Received: line" in warning and "not-available" not in warning
 
 
 # ------------------------------------------------------------------ F3: Received-SPF read strictly

@@ -205,6 +205,12 @@ def test_received_spf_proves_where_the_server_writes_only_that(campaign, tmp_pat
     assert campaign.unit("taiyuan-kjj")["items"]["report"]["trust"] == "named"
     (warning,) = campaign.run("serve", "--check", "--json", expect=1).json["warnings"]
     assert 'authentication = "received-spf"' in warning
+    # with "received-spf", a message without one is said so
+    campaign.configure(attribution={"authentication": "received-spf"})
+    campaign.deliver(msg.as_bytes().replace(b"Message-ID: <", b"Message-ID: <x"), when=DAY2)
+    campaign.ingest()
+    (warning,) = campaign.run("serve", "--check", "--json", expect=1).json["warnings"]
+    assert warning.startswith("1 of the last 2 messages carry no Received-SPF")
 
 
 def test_not_available_trusts_roster_addresses_and_the_checks_warn_when_required(campaign, tmp_path):
