@@ -34,6 +34,7 @@ from ingest.campaigns import (  # noqa: F401 - re-exported: the config's vocabul
     default_items,
     format_name,
 )
+from ingest.model import RECEIVED_KEPT
 
 
 class ConfigError(Exception):
@@ -208,6 +209,9 @@ class Attribution:
     # server's Authentication-Results; "received-spf": in its Received-SPF (a server that writes
     # only that); "not-available": the mailbox's server adds no results (a local Maildir, a relay)
     authentication: str = "required"
+    # Received: lines the mailbox's own servers add: the results above the last of them are theirs
+    # (1: the receiving server; 2: e.g. Postfix with OpenDMARC, then Dovecot LMTP on top)
+    received_hops: int = 1
 
 
 @dataclass(frozen=True)
@@ -625,7 +629,10 @@ def config_from_dict(data: dict, file: Path) -> Config:
         named_senders=at.get("named_senders", str, "count", choices=NAMED_SENDERS),
         authserv_ids=tuple(i.strip().lower() for i in authserv_ids),
         authentication=at.get("authentication", str, "required", choices=AUTHENTICATION),
+        received_hops=at.get("received_hops", int, 1),
     )
+    if not 1 <= attribution.received_hops <= RECEIVED_KEPT:
+        raise at.fail("received_hops", f"must be 1 to {RECEIVED_KEPT}")
 
     wb = root.table("web")
     users = []

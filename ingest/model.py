@@ -38,6 +38,9 @@ class Envelope:
     path: Path | None = None  # Maildir file
 
 
+RECEIVED_KEPT = 5  # Received: lines recorded in Headers.auth_order ([attribution] received_hops at most)
+
+
 @dataclass
 class Headers:
     """Decoded top-level headers of one message (or of a forwarded one)."""
@@ -61,9 +64,9 @@ class Headers:
     # reconcile/authresults.py, which trusts only the receiving server's own
     authentication_results: list[str] = field(default_factory=list)
     received_spf: list[str] = field(default_factory=list)  # Received-SPF values, topmost first
-    # the kinds ("authentication-results", "received-spf") of those headers above the first
-    # Received: header, topmost first, then "received" ("end" without one); None: not recorded
-    # (messages recorded before it: read as "position unknown")
+    # the kinds ("authentication-results", "received-spf", "received") of those headers and the
+    # first 5 Received: headers, topmost first ("end" after them when there are fewer); None: not
+    # recorded (messages recorded before it: read as "position unknown")
     auth_order: list[str] | None = None
     from_addrs: list[str] = field(default_factory=list)  # every address of every From header
 

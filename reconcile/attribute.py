@@ -346,6 +346,7 @@ class TrustContext:
     our_mail: dict[str, str] = field(default_factory=dict)
     authentication: str = "required"
     public_domains: tuple[str, ...] = ()  # an SPF pass alone proves no address there
+    received_hops: int = 1  # the own servers' Received: lines ([attribution] received_hops)
 
     @classmethod
     def load(cls, conn: sqlite3.Connection, roster: Roster, config) -> TrustContext:
@@ -358,7 +359,8 @@ class TrustContext:
         at = getattr(config, "attribution", None)
         ids = tuple(getattr(at, "authserv_ids", ()) or ())
         public = tuple(getattr(config, "public_domains", ()) or ())
-        return cls(roster, ids, ours, getattr(at, "authentication", "required"), public)
+        hops = getattr(at, "received_hops", 1)
+        return cls(roster, ids, ours, getattr(at, "authentication", "required"), public, hops)
 
     def thread_unit(self, ev: MessageEvidence) -> str | None:
         """The unit our mail went to, when the message replies in its thread (one unit only)."""
@@ -398,6 +400,7 @@ def sender_trust(att: Attribution, ev: MessageEvidence, ctx: TrustContext) -> tu
         order=ev.auth_order,
         mode=ctx.authentication,
         public_domains=ctx.public_domains,
+        hops=ctx.received_hops,
     )
     if verdict.failed:
         by = " and ".join(verdict.checked_by) or "the receiving server"

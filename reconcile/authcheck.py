@@ -19,10 +19,10 @@ from reconcile.i18n import gettext as _
 RECENT = 50  # messages looked at, newest first
 
 
-def _carried(headers: str | None) -> tuple[list[str], bool, bool]:
+def _carried(headers: str | None, hops: int = 1) -> tuple[list[str], bool, bool]:
     """(authserv-ids of a message's Authentication-Results, whether it has a Received-SPF), of
-    those the receiving server wrote (above the first Received:, where that was recorded), and
-    whether it carries Authentication-Results below that line only."""
+    those the mailbox's own servers wrote (above the ``hops``-th Received:, where that was
+    recorded), and whether it carries Authentication-Results below that line only."""
     try:
         h = json.loads(headers) if headers else {}
     except ValueError:
@@ -31,9 +31,8 @@ def _carried(headers: str | None) -> tuple[list[str], bool, bool]:
         return [], False, False
     values, spf = h.get("authentication_results"), h.get("received_spf")
     every = [str(v) for v in values] if isinstance(values, list) else []
-    above, spf, _known = server_wrote(
-        every, [str(v) for v in spf] if isinstance(spf, list) else [], h.get("auth_order")
-    )
+    spf = [str(v) for v in spf] if isinstance(spf, list) else []
+    above, spf, _known = server_wrote(every, spf, h.get("auth_order"), hops)
     ids = [parse(v).authserv_id for v in above]
     return [i for i in ids if i], bool(spf), bool(every) and not above
 
@@ -55,7 +54,7 @@ def coverage_warning(conn: sqlite3.Connection, config) -> str | None:
         ).fetchall()
     except sqlite3.Error:
         return None
-    carried = [_carried(headers) for (headers,) in rows]
+    carried = [_carried(headers, getattr(at, "received_hops", 1)) for (headers,) in rows]
     if mode == "received-spf":
         return _spf_warning(sum(not spf for _ids, spf, _below in carried), len(rows))
     seen: dict[str, None] = {}
@@ -94,8 +93,10 @@ def _none_carry(n: int, server: str, seen: list[str], below: int) -> str:
             said
             + " "
             + _(
-                "{below} of them carry Authentication-Results only below the first Received: line, "
-                "where headers the sender wrote stand: none of those is believed (docs/RECONCILE.md)."
+                "{below} of them carry Authentication-Results only below the mailbox's own Received: "
+                "lines, where headers the sender wrote stand: none of those is believed. If the "
+                "mailbox's servers add more than one Received: line (e.g. Dovecot LMTP on top of "
+                "the receiving server's), set [attribution] received_hops (docs/RECONCILE.md)."
             ).format(below=below)
         )
     if seen:

@@ -114,14 +114,19 @@ def parse(value: str | None) -> AuthHeader:
         return AuthHeader(_loose_id(text), [], str(e))
 
 
-def server_wrote(values: list[str], spf: list[str], order: object) -> tuple[list[str], list[str], bool]:
-    """(Authentication-Results, Received-SPF) the receiving server wrote: those above the first
-    ``Received:`` (``order``, recorded by ingest); whether their positions are known. Unknown
-    (recorded before ingest kept them, or a message without any Received: line, which no server
-    stamped): every header, of which ``trusted_headers`` believes the topmost only."""
-    if not isinstance(order, list) or not order or order[-1] != "received":
+def server_wrote(
+    values: list[str], spf: list[str], order: object, hops: int = 1
+) -> tuple[list[str], list[str], bool]:
+    """(Authentication-Results, Received-SPF) the mailbox's own servers wrote: those above the
+    ``hops``-th ``Received:`` (``[attribution] received_hops``; ``order``, recorded by ingest);
+    whether their positions are known. Unknown (recorded before ingest kept them, or a message
+    with fewer Received: lines, which those servers did not all stamp): every header, of which
+    ``trusted_headers`` believes the topmost only."""
+    if not isinstance(order, list) or [str(k) for k in order].count("received") < hops:
         return values, spf[:1], False
-    return values[: order.count("authentication-results")], spf[: order.count("received-spf")], True
+    above = [k for k in order if k in ("authentication-results", "received-spf", "received")]
+    above = above[: [i for i, k in enumerate(above) if k == "received"][hops - 1]]
+    return values[: above.count("authentication-results")], spf[: above.count("received-spf")], True
 
 
 def trusted_headers(
@@ -272,12 +277,14 @@ def verdict(
     order: object = None,
     mode: str = "required",
     public_domains: Iterable[str] = (),
+    hops: int = 1,
 ) -> Verdict:
     """What the receiving server proved or failed for ``from_addr`` (see the module doc).
     ``order``: where the headers stood (``Headers.auth_order``); ``mode``: which header proves
-    (``[attribution] authentication``: "required" Authentication-Results, "received-spf")."""
+    (``[attribution] authentication``: "required" Authentication-Results, "received-spf");
+    ``hops``: the own servers' Received: lines (``[attribution] received_hops``)."""
     ids = list(authserv_ids)
-    ar_values, spf_values, known = server_wrote(list(values), list(received_spf), order)
+    ar_values, spf_values, known = server_wrote(list(values), list(received_spf), order, hops)
     headers = trusted_headers(ar_values, ids, known)
     from_domain = _domain(from_addr)
     checked = [h.authserv_id for h in headers if h.authserv_id]

@@ -157,7 +157,32 @@ def test_a_server_writing_below_its_received_line_proves_nothing_and_the_check_s
     campaign.ingest()
     assert campaign.unit("taiyuan-kjj")["items"]["report"]["trust"] == "named"
     (warning,) = campaign.run("serve", "--check", "--json", expect=1).json["warnings"]
-    assert "only below the first Received: line" in warning and "not-available" not in warning
+    assert "received_hops" in warning and "not-available" not in warning
+
+
+def test_with_two_own_hops_the_results_between_their_received_lines_prove(campaign, tmp_path):
+    # Postfix with OpenDMARC writes its results above its Received line, then Dovecot's LMTP puts
+    # its own Received line on top: [attribution] received_hops = 2 says so
+    good = make_report_docx(tmp_path / "good.docx", chars=800).read_bytes()
+    blank = make_report_docx(tmp_path / "blank.docx", chars=20).read_bytes()
+    lmtp = b"Received: from mx.126.com by imap.126.com with LMTP id x; 21 Jun 2022 02:30:01\n"
+    send(
+        campaign,
+        good,
+        lmtp + ar(MX_PASS) + RECEIVED,
+        subject="太原市科技局材料",
+        when=DAY1,
+        authentication="required",
+    )
+    campaign.ingest()
+    assert campaign.unit("taiyuan-kjj")["items"]["report"]["trust"] == "named", "one hop: below its line"
+    campaign.configure(attribution={"received_hops": 2})
+    assert campaign.unit("taiyuan-kjj")["items"]["report"]["trust"] == "registered"
+    assert campaign.run("serve", "--check", "--json", expect=1).json["warnings"] == []
+    # the forger's header below the receiving server's line still proves nothing
+    none = ar("mx.126.com; spf=none smtp.mailfrom=x@attacker.example; dmarc=none header.from=taiyuan.gov.cn")
+    send(campaign, blank, lmtp + none + RECEIVED + FORGED_DMARC)
+    not_believed(campaign, "recorded no pass for taiyuan.gov.cn")
 
 
 # ------------------------------------------------------------------ F3: Received-SPF read strictly

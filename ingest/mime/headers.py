@@ -5,8 +5,8 @@ split by mail-parser's recovering address parser (``mailparser``), with a plain 
 names and other values are decoded with ``header_text`` (GBK-tolerant); a few extra headers
 (X-Mailer, auto-reply and loop markers, Delivered-To...) go to ``Headers.extra``; the
 Authentication-Results headers are kept as received, in order (``authentication_results``),
-with where they stand: ``auth_order`` lists the authentication headers above the first
-``Received:`` (the receiving server's own receipt line), topmost first, then ``received``.
+with where they stand: ``auth_order`` lists the authentication headers and the first
+``Received:`` lines (the mailbox's own servers' receipt lines) in their order, topmost first.
 ``parse_headers(raw_header_bytes)`` does the same for a bare header block, bounded first.
 ``mailparser_defects`` lists the Date / Received defects mail-parser finds in a top-level header.
 """
@@ -23,7 +23,7 @@ from typing import Any
 from ingest.mime.bounds import bound_header
 from ingest.mime.filenames import raw_header, raw_headers
 from ingest.mime.text import HEADER_VALUE_MAX, clean_text, decode_words, header_text, raw8, unfold
-from ingest.model import Headers
+from ingest.model import RECEIVED_KEPT, Headers
 
 log = logging.getLogger("ingest.mime")  # one logger for the whole package
 
@@ -98,15 +98,20 @@ def _kept(msg: Message, name: str) -> list[str]:
 
 
 def _auth_order(msg: Message) -> list[str]:
-    """The kinds of the authentication headers above the first ``Received:``, topmost first, then
-    ``received`` (``end`` for a message without one): which of them the receiving server wrote."""
+    """The kinds of the authentication headers and ``received`` for each ``Received:``, topmost
+    first, up to the ``RECEIVED_KEPT``-th Received (``end`` after them when the header block ended
+    before): which of them the mailbox's own servers wrote, above their receipt lines."""
     order: list[str] = []
+    auth = 0
     for name, _value in getattr(msg, "_headers", []):
         kind = str(name).strip().lower()
         if kind == "received":
-            return [*order, "received"]
-        if kind in AUTH_HEADERS and len(order) < 2 * AUTH_RESULTS_MAX:
             order.append(kind)
+            if order.count("received") == RECEIVED_KEPT:
+                return order
+        elif kind in AUTH_HEADERS and auth < AUTH_RESULTS_MAX * 2:
+            order.append(kind)
+            auth += 1
     return [*order, "end"]
 
 
