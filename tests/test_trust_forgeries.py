@@ -293,3 +293,40 @@ def test_an_address_at_a_public_mail_domain_needs_dkim_or_dmarc(campaign, tmp_pa
     campaign.deliver(signed + msg.as_bytes(), when=DAY2)
     campaign.ingest()
     assert campaign.unit("datong-kjj")["items"]["report"]["trust"] == "registered"
+
+
+# ------------------------------------------------------------------ reading: Received-SPF as servers write it
+
+
+def test_received_spf_as_servers_write_it_proves_its_envelope_domain_only():
+    from reconcile import authresults
+
+    frm = "kjc@sxu.edu.cn"
+    order = ["received-spf", "received"]
+    for value in (
+        # pypolicyd-spf (Postfix), RFC 7208 9.1's example, libspf2
+        "Pass (mailfrom) identity=mailfrom; client-ip=202.207.0.1; helo=mail.sxu.edu.cn; "
+        "envelope-from=kjc@sxu.edu.cn; receiver=<UNKNOWN>",
+        "pass (mybox.example.org: domain of kjc@sxu.edu.cn designates 202.207.0.1 as permitted sender) "
+        'receiver=mybox.example.org; client-ip=202.207.0.1; envelope-from="kjc@sxu.edu.cn"; helo=foo.sxu.edu.cn;',
+        "pass (mx.example: domain of kjc@sxu.edu.cn designates 202.207.0.1 as permitted sender) "
+        "client-ip=202.207.0.1; envelope-from=kjc@sxu.edu.cn; helo=mail.sxu.edu.cn;",
+    ):
+        v = authresults.verdict([], frm, received_spf=[value], order=order, mode="received-spf")
+        assert v.passes == ["spf=pass"], value
+        assert not authresults.verdict([], frm, received_spf=[value], order=order).proven, "required: A-R"
+        other = authresults.verdict(
+            [], "a@taiyuan.gov.cn", received_spf=[value], order=order, mode="received-spf"
+        )
+        assert not other.proven
+    # Gmail's names no envelope sender: it proves nothing; the server's own fail always counts
+    gmail = (
+        "pass (google.com: domain of kjc@sxu.edu.cn designates 202.207.0.1 as permitted sender) "
+        "client-ip=202.207.0.1;"
+    )
+    assert not authresults.verdict([], frm, received_spf=[gmail], order=order, mode="received-spf").proven
+    fail = "fail (mx: domain of sxu.edu.cn does not designate 6.6.6.6) client-ip=6.6.6.6; envelope-from=kjc@sxu.edu.cn;"
+    for mode in ("required", "received-spf", "not-available"):
+        assert authresults.verdict([], frm, received_spf=[fail], order=order, mode=mode).failures == [
+            "spf=fail"
+        ]
