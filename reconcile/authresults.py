@@ -150,14 +150,15 @@ def disagreements(results: list[Result]) -> list[str]:
     for r in results:
         if r.method in CHECKED_METHODS:
             about = "" if r.method == "dmarc" else _named(r) or r.properties.get("smtp.helo", "")
-            if r.method == "dkim":
-                about += " " + r.properties.get("header.s", "")
+            if r.method == "dkim" and r.properties.get("header.s"):
+                about += f" s={r.properties['header.s']}"
             seen.setdefault((r.method, about.strip()), []).append(r.result)
     out = []
     for (method, about), said in seen.items():
         if len(set(said)) > 1 or (method == "dmarc" and len(said) > 1 and "pass" in said):
             what = " and ".join(f"{method}={x}" for x in dict.fromkeys(said))
-            out.append(f"results disagree: {what}" + (f" for {about}" if about else ""))
+            head = "results disagree" if len(set(said)) > 1 else f"{len(said)} {method} results"
+            out.append(f"{head}: {what}" + (f" for {about}" if about else ""))
     return out
 
 
