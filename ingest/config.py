@@ -202,7 +202,7 @@ class Attribution:
     # "count": a message attributed by a name only counts while nothing from a trusted sender
     # counts for that item; "review": it always waits for a staff decision
     named_senders: str = "count"
-    # authserv-ids whose Authentication-Results are believed (those above the first Received:);
+    # authserv-ids whose Authentication-Results are believed (of those above the own Received: lines);
     # empty: those naming the topmost one's id
     authserv_ids: tuple[str, ...] = ()
     # "required": registered/domain trust needs a pass aligned with the From domain in that
