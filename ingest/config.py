@@ -34,6 +34,7 @@ from ingest.campaigns import (  # noqa: F401 - re-exported: the config's vocabul
     default_items,
     format_name,
 )
+from ingest.model import RECEIVED_KEPT
 
 
 class ConfigError(Exception):
@@ -191,7 +192,7 @@ class Roster:
 
 
 NAMED_SENDERS = ("count", "review")
-AUTHENTICATION = ("required", "not-available")
+AUTHENTICATION = ("required", "received-spf", "not-available")
 
 
 @dataclass(frozen=True)
@@ -201,11 +202,16 @@ class Attribution:
     # "count": a message attributed by a name only counts while nothing from a trusted sender
     # counts for that item; "review": it always waits for a staff decision
     named_senders: str = "count"
-    # authserv-ids whose Authentication-Results are believed; empty: the topmost header only
+    # authserv-ids whose Authentication-Results are believed (of those above the own Received: lines);
+    # empty: those naming the topmost one's id
     authserv_ids: tuple[str, ...] = ()
-    # "required": registered/domain trust needs a pass aligned with the From domain from that
-    # server; "not-available": the mailbox's server adds no results (a local Maildir, a relay)
+    # "required": registered/domain trust needs a pass aligned with the From domain in that
+    # server's Authentication-Results; "received-spf": in its Received-SPF (a server that writes
+    # only that); "not-available": the mailbox's server adds no results (a local Maildir, a relay)
     authentication: str = "required"
+    # Received: lines the mailbox's own servers add: the results above the last of them are theirs
+    # (1: the receiving server; 2: e.g. Postfix with OpenDMARC, then Dovecot LMTP on top)
+    received_hops: int = 1
 
 
 @dataclass(frozen=True)
@@ -222,6 +228,9 @@ class Web:
     session_minutes: float = 480.0  # a sign-in lasts this long (a working day)
     # the session cookie is sent over HTTPS only; None: true unless `mailroll web --host` is loopback
     secure_cookies: bool | None = None
+    # served behind a reverse proxy (nginx) that sets X-Forwarded-For: the client's address is
+    # its last entry (the sign-in limiter keys on it); without users every request is refused
+    trusted_proxy: bool = False
 
 
 @dataclass(frozen=True)
@@ -620,7 +629,10 @@ def config_from_dict(data: dict, file: Path) -> Config:
         named_senders=at.get("named_senders", str, "count", choices=NAMED_SENDERS),
         authserv_ids=tuple(i.strip().lower() for i in authserv_ids),
         authentication=at.get("authentication", str, "required", choices=AUTHENTICATION),
+        received_hops=at.get("received_hops", int, 1),
     )
+    if not 1 <= attribution.received_hops <= RECEIVED_KEPT:
+        raise at.fail("received_hops", f"must be 1 to {RECEIVED_KEPT}")
 
     wb = root.table("web")
     users = []
@@ -643,6 +655,7 @@ def config_from_dict(data: dict, file: Path) -> Config:
         users=users,
         session_minutes=wb.get("session_minutes", float, 480.0),
         secure_cookies=wb.get("secure_cookies", bool, None),
+        trusted_proxy=wb.get("trusted_proxy", bool, False),
     )
     if web.session_minutes <= 0:
         raise wb.fail("session_minutes", "must be a positive number of minutes")

@@ -38,6 +38,9 @@ class Envelope:
     path: Path | None = None  # Maildir file
 
 
+RECEIVED_KEPT = 5  # Received: lines recorded in Headers.auth_order ([attribution] received_hops at most)
+
+
 @dataclass
 class Headers:
     """Decoded top-level headers of one message (or of a forwarded one)."""
@@ -61,6 +64,10 @@ class Headers:
     # reconcile/authresults.py, which trusts only the receiving server's own
     authentication_results: list[str] = field(default_factory=list)
     received_spf: list[str] = field(default_factory=list)  # Received-SPF values, topmost first
+    # the kinds ("authentication-results", "received-spf", "received") of those headers and the
+    # first 5 Received: headers, topmost first ("end" after them when there are fewer); None: not
+    # recorded (messages recorded before it: read as "position unknown")
+    auth_order: list[str] | None = None
     from_addrs: list[str] = field(default_factory=list)  # every address of every From header
 
     def selected(self) -> dict[str, Any]:
@@ -75,6 +82,7 @@ class Headers:
             "content_type": self.content_type,
             "authentication_results": self.authentication_results,
             "received_spf": self.received_spf,
+            "auth_order": self.auth_order,
             # several From addresses: the sender is never trusted (reconcile/attribute.py)
             "from_addresses": self.from_addrs if len(self.from_addrs) > 1 else None,
         }

@@ -129,6 +129,7 @@ class MessageEvidence:
     forwarded_from: list[str]
     auth_results: list[str] = field(default_factory=list)  # Authentication-Results, topmost first
     received_spf: list[str] = field(default_factory=list)  # Received-SPF, topmost first
+    auth_order: list[str] | None = None  # where they stand (ingest.model.Headers.auth_order)
     from_addrs: list[str] = field(default_factory=list)  # every From address when there are several
     replies_to: list[str] = field(default_factory=list)  # In-Reply-To and References ids
 
@@ -262,19 +263,23 @@ def _strings(value) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else []
 
 
-def _header_evidence(headers: str | None) -> tuple[str | None, list[str], list[str], list[str], list[str]]:
+def _header_evidence(
+    headers: str | None,
+) -> tuple[str | None, list[str], list[str], list[str], list[str], object]:
     """(Sender, Authentication-Results, Received-SPF, From addresses when several, replied-to
-    ids) from ``messages.headers``; empty for unreadable JSON."""
+    ids, where the authentication headers stand) from ``messages.headers``; empty for unreadable
+    JSON."""
     try:
         h = json.loads(headers) if headers else {}
     except ValueError:
         h = {}
     if not isinstance(h, dict):
-        return None, [], [], [], []
+        return None, [], [], [], [], None
     replies = [str(v).strip("<>") for v in [h.get("in_reply_to"), *_strings(h.get("references"))] if v]
     froms = [a.lower() for a in _strings(h.get("from_addresses"))]
     sender = h.get("sender") or h.get("Sender")
-    return sender, _strings(h.get("authentication_results")), _strings(h.get("received_spf")), froms, replies
+    auth, spf = _strings(h.get("authentication_results")), _strings(h.get("received_spf"))
+    return sender, auth, spf, froms, replies, h.get("auth_order")
 
 
 def load_evidence(conn: sqlite3.Connection, message_ids: list[int] | None) -> list[MessageEvidence]:
@@ -309,7 +314,7 @@ def load_evidence(conn: sqlite3.Connection, message_ids: list[int] | None) -> li
         parts.setdefault(mid, ([], []))[0].append(filename)
     out = []
     for mid, from_addr, headers, subject, forwarded in rows:
-        sender, auth, spf, froms, replies = _header_evidence(headers)
+        sender, auth, spf, froms, replies, order = _header_evidence(headers)
         names, cells = parts.get(mid, ([], []))
         out.append(
             MessageEvidence(
@@ -322,6 +327,7 @@ def load_evidence(conn: sqlite3.Connection, message_ids: list[int] | None) -> li
                 forwarded_from=[str(a).lower() for a in _json_list(forwarded) if a],
                 auth_results=auth,
                 received_spf=spf,
+                auth_order=order if isinstance(order, list) else None,
                 from_addrs=froms,
                 replies_to=replies,
             )
@@ -339,6 +345,8 @@ class TrustContext:
     authserv_ids: tuple[str, ...] = ()
     our_mail: dict[str, str] = field(default_factory=dict)
     authentication: str = "required"
+    public_domains: tuple[str, ...] = ()  # an SPF pass alone proves no address there
+    received_hops: int = 1  # the own servers' Received: lines ([attribution] received_hops)
 
     @classmethod
     def load(cls, conn: sqlite3.Connection, roster: Roster, config) -> TrustContext:
@@ -350,7 +358,9 @@ class TrustContext:
         )
         at = getattr(config, "attribution", None)
         ids = tuple(getattr(at, "authserv_ids", ()) or ())
-        return cls(roster, ids, ours, getattr(at, "authentication", "required"))
+        public = tuple(getattr(config, "public_domains", ()) or ())
+        hops = getattr(at, "received_hops", 1)
+        return cls(roster, ids, ours, getattr(at, "authentication", "required"), public, hops)
 
     def thread_unit(self, ev: MessageEvidence) -> str | None:
         """The unit our mail went to, when the message replies in its thread (one unit only)."""
@@ -382,7 +392,16 @@ def sender_trust(att: Attribution, ev: MessageEvidence, ctx: TrustContext) -> tu
         return None, ""
     if att.method == "manual":
         return STAFF, ""
-    verdict = authresults.verdict(ev.auth_results, ev.from_addr, ctx.authserv_ids, ev.received_spf)
+    verdict = authresults.verdict(
+        ev.auth_results,
+        ev.from_addr,
+        ctx.authserv_ids,
+        ev.received_spf,
+        order=ev.auth_order,
+        mode=ctx.authentication,
+        public_domains=ctx.public_domains,
+        hops=ctx.received_hops,
+    )
     if verdict.failed:
         by = " and ".join(verdict.checked_by) or "the receiving server"
         return NAMED, f"; {by} recorded {', '.join(verdict.failures)} for {ev.from_addr}: not believed"

@@ -1,40 +1,38 @@
-"""What the receiving server proved about a message's sender (RFC 8601 ``Authentication-Results``).
+"""What the receiving server proved about a message's sender (RFC 8601 ``Authentication-Results``,
+RFC 7208 ``Received-SPF``).
 
 ingest keeps every Authentication-Results header as received, topmost first
-(``messages.headers`` → ``authentication_results``), and the Received-SPF headers
-(``received_spf``). Anyone can write such a header into a message before sending it; only the
-receiving server's own ones mean something:
+(``messages.headers`` → ``authentication_results``), the Received-SPF headers
+(``received_spf``), and where they stand (``auth_order``: those above the first ``Received:``).
+Anyone can write such a header into a message before sending it; only the receiving server's
+own ones mean something, and those stand above its own receipt line, the first ``Received:``
+(``server_wrote``). Of them (``trusted_headers``):
 
-* with ``[attribution] authserv_ids`` empty (the default): the topmost header only — the
-  receiving server adds its header on top of whatever the message carried;
-* with ids listed (e.g. ``["mx.126.com"]``): every header whose authserv-id is listed, wherever
-  it stands; the others are ignored.
+* with ``[attribution] authserv_ids`` empty (the default): those naming the topmost one's id;
+* with ids listed (e.g. ``["mx.126.com"]``): those whose authserv-id is listed;
+* recorded before ingest kept the positions: the topmost (listed) header only.
 
-``verdict(values, from_addr, authserv_ids, received_spf)`` weighs every result of those
-headers against the From domain:
+``verdict(values, from_addr, authserv_ids, received_spf, order=, mode=, public_domains=)``
+weighs every result of those headers against the From domain:
 
 * **proof** (``passes``): ``dmarc=pass`` whose ``header.from`` is the From domain (a server
-  that read another From than ours names another domain), ``dkim=pass`` whose ``header.d``
-  is the From domain or a parent of it, ``spf=pass`` whose ``smtp.mailfrom`` domain aligns with
-  it (the same, a parent or a child); where the server wrote no Authentication-Results at all,
-  the topmost ``Received-SPF: pass`` whose ``envelope-from`` aligns counts like SPF pass;
+  that read another From than ours names another domain) and the only DMARC result,
+  ``dkim=pass`` whose ``header.d`` is the From domain or a parent of it, ``spf=pass`` whose
+  ``smtp.mailfrom`` domain is the From domain itself (strict: sibling units under one government
+  domain prove nothing for each other). With ``mode="received-spf"`` (a server that writes only
+  that) the topmost ``Received-SPF: pass`` (identity mailfrom) whose ``envelope-from`` domain is
+  the From domain instead. An address at a public mail domain (163.com) needs DKIM or DMARC;
 * **failure** (``failures``): ``dmarc=fail`` for the From domain, ``spf=fail`` aligned with it
   (or naming no domain), ``dkim=fail`` for it (or naming none) unless an aligned DKIM
-  signature passed;
+  signature passed; a ``Received-SPF: fail`` of the server aligned with it, in either mode;
 * **nothing proved** (``missing`` says what): no such header, only ``none``/``neutral``/
-  ``softfail``/``temperror``, passes for other domains, or a header that cannot be read.
-
-The whole header is read with the RFC 8601 grammar (RFC 5322 comments, quoted strings and
-quoted pairs): an unbalanced ``(`` or ``"``, a result that is not ``method=result``, a stray
-``)`` or a value longer than ``MAX_VALUE_CHARS`` (cut off on the way in) make the header
-unreadable — never "no failure" and never a pass. One linear pass over the characters.
+  ``softfail``/``temperror``, passes for other domains, or a header that cannot be read:
+  reconcile/authgrammar.py, or results that disagree (``disagreements``).
 
 Why not the ``authres`` package: it reads an unclosed comment as running to the end of the
 header (the rest of the results, a ``dmarc=fail`` among them, silently gone) and takes about
 0.4 s for 2,000 results.
 """
-
-# long: the grammar, the alignment rules and the verdict are one reading of one header
 
 from __future__ import annotations
 
@@ -42,19 +40,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 
-from ingest.mime.headers import AUTH_RESULT_CHARS
+from reconcile.authgrammar import Token, Unreadable, lex, pairs, received_spf, segments
 
-MAX_VALUE_CHARS = AUTH_RESULT_CHARS  # ingest keeps one more character of a longer header
-# ingest used to cut each header at 2,000 characters without a sign: a value of exactly that
-# length, recorded then, may have lost its end (`mailroll reprocess` reads the message again)
-LEGACY_CUT_CHARS = 2000
 CHECKED_METHODS = ("spf", "dkim", "dmarc")
-_SPACE = " \t\r\n"
-_STOP = _SPACE + '()";='
-
-
-class Unreadable(ValueError):
-    """The header does not follow the grammar; the message says where."""
 
 
 @dataclass
@@ -92,110 +80,17 @@ class Verdict:
         return bool(self.passes) and not self.failures
 
 
-# ------------------------------------------------------------------------------- grammar
+# ------------------------------------------------------------------------------- reading
 
 
-def _skip_comment(value: str, i: int) -> int:
-    """The index after the (nested) comment opening at ``i``."""
-    depth, n = 0, len(value)
-    while i < n:
-        ch = value[i]
-        if ch == "\\":
-            i += 2
-            continue
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-            if depth == 0:
-                return i + 1
-        i += 1
-    raise Unreadable("a comment is not closed")
-
-
-def _quoted(value: str, i: int) -> tuple[str, int]:
-    """The quoted string opening at ``i`` (quoted pairs undone) and the index after it."""
-    out: list[str] = []
-    i, n = i + 1, len(value)
-    while i < n:
-        ch = value[i]
-        if ch == "\\" and i + 1 < n:
-            out.append(value[i + 1])
-            i += 2
-            continue
-        if ch == '"':
-            return "".join(out), i + 1
-        out.append(ch)
-        i += 1
-    raise Unreadable("a quoted string is not closed")
-
-
-def lex(value: str) -> list[tuple[str, str, bool]]:
-    """(kind, text, after_space) tokens: 'atom', 'quoted', ';', '='. Comments are space."""
-    if len(value) > MAX_VALUE_CHARS or len(value) == LEGACY_CUT_CHARS:
-        raise Unreadable("it was cut off (too long)")
-    tokens: list[tuple[str, str, bool]] = []
-    i, n, spaced = 0, len(value), True
-    while i < n:
-        ch = value[i]
-        if ch in _SPACE:
-            i, spaced = i + 1, True
-        elif ch == "(":
-            i, spaced = _skip_comment(value, i), True
-        elif ch == ")":
-            raise Unreadable("a ')' closes no comment")
-        elif ch == '"':
-            text, i = _quoted(value, i)
-            tokens.append(("quoted", text, spaced))
-            spaced = False
-        elif ch in ";=":
-            tokens.append((ch, ch, spaced))
-            i, spaced = i + 1, False
-        else:
-            j = i
-            while j < n and value[j] not in _STOP:
-                j += 1
-            tokens.append(("atom", value[i:j], spaced))
-            i, spaced = j, False
-    return tokens
-
-
-def _segments(tokens: list[tuple[str, str, bool]]) -> list[list[tuple[str, str, bool]]]:
-    out: list[list[tuple[str, str, bool]]] = [[]]
-    for t in tokens:
-        if t[0] == ";":
-            out.append([])
-        else:
-            out[-1].append(t)
-    return out
-
-
-def _pairs(seg: list[tuple[str, str, bool]], start: int, where: str) -> dict[str, str]:
-    """``key=value`` pairs from ``seg[start:]``; a quoted local part joins its ``@domain``."""
-    props: dict[str, str] = {}
-    i = start
-    while i < len(seg):
-        if i + 2 >= len(seg):
-            raise Unreadable(f"{where} has a property without a value")
-        key, eq, val = seg[i], seg[i + 1], seg[i + 2]
-        if key[0] != "atom" or eq[0] != "=" or val[0] not in ("atom", "quoted"):
-            raise Unreadable(f"{where} has something that is not key=value")
-        text, i = val[1], i + 3
-        while i < len(seg) and not seg[i][2] and seg[i][0] in ("atom", "quoted", "="):
-            text += seg[i][1]  # "local part"@domain, base64 "ab+/=": adjacent, no space between
-            i += 1
-        props[key[1].lower()] = text
-    return props
-
-
-def _result(seg: list[tuple[str, str, bool]], number: int) -> Result | None:
+def _result(seg: list[Token], number: int) -> Result | None:
     where = f"result {number}"
     if len(seg) == 1 and seg[0][0] == "atom" and seg[0][1].lower() == "none":
         return None
     if len(seg) < 3 or seg[0][0] != "atom" or seg[1][0] != "=" or seg[2][0] != "atom":
         raise Unreadable(f"{where} is not method=result")
     method = seg[0][1].split("/", 1)[0].lower()
-    return Result(method, seg[2][1].lower(), _pairs(seg, 3, where))
+    return Result(method, seg[2][1].lower(), pairs(seg, 3, where))
 
 
 def _loose_id(value: str) -> str:
@@ -207,25 +102,64 @@ def parse(value: str | None) -> AuthHeader:
     """One header value; ``problem`` says why it cannot be read (its results are then empty)."""
     text = value or ""
     try:
-        segments = _segments(lex(text))
-        head = segments[0]
+        parts = segments(lex(text))
+        head = parts[0]
         if not head or head[0][0] != "atom":
             raise Unreadable("it names no server (authserv-id)")
         if len(head) > 2 or (len(head) == 2 and not (head[1][0] == "atom" and head[1][1].isdigit())):
             raise Unreadable("its server name (authserv-id) is followed by something else")
-        results = [r for n, seg in enumerate(segments[1:], 1) if seg for r in [_result(seg, n)] if r]
+        results = [r for n, seg in enumerate(parts[1:], 1) if seg for r in [_result(seg, n)] if r]
         return AuthHeader(head[0][1].lower(), results)
     except Unreadable as e:
         return AuthHeader(_loose_id(text), [], str(e))
 
 
-def trusted_headers(values: Iterable[str], authserv_ids: Iterable[str] = ()) -> list[AuthHeader]:
-    """The headers the receiving server wrote (see the module doc)."""
+def server_wrote(
+    values: list[str], spf: list[str], order: object, hops: int = 1
+) -> tuple[list[str], list[str], bool]:
+    """(Authentication-Results, Received-SPF) the mailbox's own servers wrote: those above the
+    ``hops``-th ``Received:`` (``[attribution] received_hops``; ``order``, recorded by ingest);
+    whether their positions are known. Unknown (recorded before ingest kept them, or a message
+    with fewer Received: lines, which those servers did not all stamp): every header, of which
+    ``trusted_headers`` believes the topmost only."""
+    if not isinstance(order, list) or [str(k) for k in order].count("received") < hops:
+        return values, spf[:1], False
+    above = [k for k in order if k in ("authentication-results", "received-spf", "received")]
+    above = above[: [i for i, k in enumerate(above) if k == "received"][hops - 1]]
+    return values[: above.count("authentication-results")], spf[: above.count("received-spf")], True
+
+
+def trusted_headers(
+    values: Iterable[str], authserv_ids: Iterable[str] = (), known: bool = False
+) -> list[AuthHeader]:
+    """The headers of ``values`` (the server's, ``server_wrote``) believed: with ids listed, those
+    naming one of them, without, those naming the topmost's id; the topmost of them only when
+    their positions are unknown."""
     ids = {i.lower() for i in authserv_ids}
-    values = list(values)
-    if not ids:
-        return [parse(values[0])] if values else []
-    return [h for h in map(parse, values) if h.authserv_id in ids]
+    headers = [h for h in map(parse, values) if not ids or h.authserv_id in ids]
+    if not headers or not known:
+        return headers[:1]
+    return headers if ids else [h for h in headers if h.authserv_id == headers[0].authserv_id]
+
+
+def disagreements(results: list[Result]) -> list[str]:
+    """Results that contradict each other: one method with several results for one domain (for
+    DKIM one signature), or several DMARC results one of which passes. A server evaluates each
+    once: more is text a sender got into the header."""
+    seen: dict[tuple[str, str], list[str]] = {}
+    for r in results:
+        if r.method in CHECKED_METHODS:
+            about = "" if r.method == "dmarc" else _named(r) or r.properties.get("smtp.helo", "")
+            if r.method == "dkim" and r.properties.get("header.s"):
+                about += f" s={r.properties['header.s']}"
+            seen.setdefault((r.method, about.strip()), []).append(r.result)
+    out = []
+    for (method, about), said in seen.items():
+        if len(set(said)) > 1 or (method == "dmarc" and len(said) > 1 and "pass" in said):
+            what = " and ".join(f"{method}={x}" for x in dict.fromkeys(said))
+            head = "results disagree" if len(set(said)) > 1 else f"{len(said)} {method} results"
+            out.append(f"{head}: {what}" + (f" for {about}" if about else ""))
+    return out
 
 
 # ------------------------------------------------------------------------------- alignment
@@ -274,7 +208,7 @@ def _named(r: Result) -> str:
 def _aligned(method: str, named: str, from_domain: str, proof: bool) -> bool:
     """Whether a result naming ``named`` is about the From domain. For a proof (``proof``):
     DMARC the From domain itself, DKIM the From domain or a parent that is no public suffix,
-    SPF the same organizational domain (relaxed alignment, RFC 7489). For a failure, more
+    SPF the From domain itself (strict alignment). For a failure, more
     widely: DKIM the From domain or any parent, SPF any parent or child domain."""
     if method == "dmarc":
         return named == from_domain
@@ -283,8 +217,9 @@ def _aligned(method: str, named: str, from_domain: str, proof: bool) -> bool:
         return _same_or_parent(named, from_domain) or child
     if method == "dkim":
         return named == from_domain or (_same_or_parent(named, from_domain) and _org(named) is not None)
-    org = _org(named)
-    return org is not None and org == _org(from_domain)
+    return (
+        named == from_domain
+    )  # SPF strictly: a sibling unit's host under one government domain proves nothing
 
 
 def _weigh(results: list[Result], from_domain: str) -> tuple[list[str], list[str]]:
@@ -309,24 +244,29 @@ def _weigh(results: list[Result], from_domain: str) -> tuple[list[str], list[str
     return passes, failures
 
 
-def _received_spf(value: str, from_domain: str) -> tuple[list[str], list[str], str]:
-    """(passes, failures, problem) of the topmost Received-SPF (RFC 7208 9.1)."""
-    try:
-        tokens = lex(value)
-    except Unreadable as e:
-        return [], [], f"its Received-SPF cannot be read ({e})"
-    if not tokens or tokens[0][0] != "atom":
-        return [], [], "its Received-SPF cannot be read (no result)"
-    result = tokens[0][1].lower()
-    envelope = ""
-    for i in range(1, len(tokens) - 2):
-        if tokens[i][0] == "atom" and tokens[i][1].lower() == "envelope-from" and tokens[i + 1][0] == "=":
-            envelope = _domain(tokens[i + 2][1])
-    if result == "pass" and envelope and _aligned("spf", envelope, from_domain, True):
-        return ["spf=pass"], [], ""
-    if result == "fail" and (not envelope or _aligned("spf", envelope, from_domain, False)):
-        return [], ["spf=fail"], ""
-    return [], [], f"Received-SPF: {result} for {envelope or 'no envelope sender'}"
+def _spf_headers(values: list[str], from_domain: str) -> tuple[list[str], list[str], str, str]:
+    """(passes, failures, why unreadable, what it said) of the server's Received-SPF headers
+    (RFC 7208 9.1): the topmost proves; an aligned fail in any of them counts."""
+    passes: list[str] = []
+    failures: list[str] = []
+    unreadable = said = ""
+    for n, value in enumerate(values):
+        try:
+            result, props = received_spf(value)
+        except Unreadable as e:
+            unreadable = unreadable or f"its Received-SPF cannot be read ({e})"
+            continue
+        identity = props.get("identity", "mailfrom").lower()
+        envelope = _domain(props.get("envelope-from"))
+        if identity != "mailfrom":
+            said = said or f"its Received-SPF is about identity={identity}, not the envelope sender"
+        elif result == "fail" and (not envelope or _aligned("spf", envelope, from_domain, False)):
+            failures = ["spf=fail"]
+        elif n == 0 and result == "pass" and envelope and _aligned("spf", envelope, from_domain, True):
+            passes = ["spf=pass"]
+        elif n == 0:
+            said = f"Received-SPF: {result} for {envelope or 'no envelope sender'}"
+    return passes, failures, unreadable, said
 
 
 def verdict(
@@ -334,10 +274,19 @@ def verdict(
     from_addr: str | None,
     authserv_ids: Iterable[str] = (),
     received_spf: Iterable[str] = (),
+    *,
+    order: object = None,
+    mode: str = "required",
+    public_domains: Iterable[str] = (),
+    hops: int = 1,
 ) -> Verdict:
-    """What the receiving server proved or failed for ``from_addr`` (see the module doc)."""
+    """What the receiving server proved or failed for ``from_addr`` (see the module doc).
+    ``order``: where the headers stood (``Headers.auth_order``); ``mode``: which header proves
+    (``[attribution] authentication``: "required" Authentication-Results, "received-spf");
+    ``hops``: the own servers' Received: lines (``[attribution] received_hops``)."""
     ids = list(authserv_ids)
-    headers = trusted_headers(values, ids)
+    ar_values, spf_values, known = server_wrote(list(values), list(received_spf), order, hops)
+    headers = trusted_headers(ar_values, ids, known)
     from_domain = _domain(from_addr)
     checked = [h.authserv_id for h in headers if h.authserv_id]
     results = [r for h in headers for r in h.results]
@@ -346,16 +295,29 @@ def verdict(
         f"{h.authserv_id or 'the topmost'} Authentication-Results cannot be read: {h.problem}"
         for h in headers
         if h.problem
+    ] + [
+        f"{' and '.join(checked)} Authentication-Results cannot be read: {d}" for d in disagreements(results)
     ]
+    spf_passes, spf_failures, unreadable, said = (
+        _spf_headers(spf_values, from_domain) if from_domain else ([], [], "", "")
+    )
+    failures += [f for f in spf_failures if f not in failures]  # the server's own SPF fail always counts
+    if mode == "received-spf":
+        passes, problems = spf_passes, [unreadable] if unreadable else []
+    elif unreadable:
+        problems.append(unreadable)
     if problems:
         passes = []  # an unreadable header may hide a failure: nothing it sits beside is proof
-    spf_headers = list(received_spf)
-    if not headers and spf_headers and from_domain:
-        passes, failures, problem = _received_spf(spf_headers[0], from_domain)
-        problems = [problem] if problem else []
+    if passes and from_domain in {d.lower() for d in public_domains} and passes == ["spf=pass"]:
+        passes, problems = (
+            [],
+            [f"an SPF pass alone proves no address at the public mail domain {from_domain}"],
+        )
     missing = ""
     if not passes:
         missing = _missing(headers, problems, results, ids, from_domain)
+        if mode == "received-spf" and not problems:
+            missing = said or "no Received-SPF from the receiving server"
     return Verdict(checked, failures, passes, missing)
 
 

@@ -186,25 +186,31 @@ def test_several_from_addresses_are_never_registered(proving):
     assert all("several From addresses" in m["reason"] for m in rows)
 
 
-def test_received_spf_counts_where_the_server_writes_only_that(campaign, tmp_path):
-    campaign.configure(attribution={"authentication": "required"})
+def test_received_spf_proves_where_the_server_writes_only_that(campaign, tmp_path):
+    campaign.configure(attribution={"authentication": "received-spf"})
     good = make_report_docx(tmp_path / "good.docx", chars=800).read_bytes()
     msg = build_mail(f"太原市科学技术局 <{TY}>", subject="材料", attachments=[("总结报告.docx", good)])
     spf = (
         "Received-SPF: pass (mail.example.net: domain of tykjj@taiyuan.gov.cn designates 192.0.2.1 as "
         'permitted sender) receiver=mail.example.net; client-ip=192.0.2.1; envelope-from="tykjj@taiyuan.gov.cn";\n'
+        "Received: from mail.taiyuan.gov.cn (192.0.2.1) by mail.example.net\n"
     )
     campaign.deliver(spf.encode() + msg.as_bytes(), when=DAY1)
     campaign.ingest()
     assert campaign.unit("taiyuan-kjj")["items"]["report"]["trust"] == "registered"
     assert campaign.run("serve", "--check", "--json", expect=1).json["warnings"] == []
-    # that server writes no Authentication-Results: one a forger wrote is the topmost; the check
-    # says so, since the server's own mail carries none
-    forged = spf.replace("pass", "softfail", 1) + f"Authentication-Results: {MX_PASS}\n"
-    campaign.deliver(forged.encode() + msg.as_bytes().replace(b"Message-ID: <", b"Message-ID: <x"), when=DAY2)
+    # "required" means the server's Authentication-Results: none here, and the check says which
+    # setting fits this server
+    campaign.configure(attribution={"authentication": "required"})
+    assert campaign.unit("taiyuan-kjj")["items"]["report"]["trust"] == "named"
+    (warning,) = campaign.run("serve", "--check", "--json", expect=1).json["warnings"]
+    assert 'authentication = "received-spf"' in warning
+    # with "received-spf", a message without one is said so
+    campaign.configure(attribution={"authentication": "received-spf"})
+    campaign.deliver(msg.as_bytes().replace(b"Message-ID: <", b"Message-ID: <x"), when=DAY2)
     campaign.ingest()
     (warning,) = campaign.run("serve", "--check", "--json", expect=1).json["warnings"]
-    assert warning.startswith("1 of the last 2 messages") and "authserv_ids" in warning
+    assert warning.startswith("1 of the last 2 messages carry no Received-SPF")
 
 
 def test_not_available_trusts_roster_addresses_and_the_checks_warn_when_required(campaign, tmp_path):
@@ -257,7 +263,7 @@ def test_real_servers_headers_prove_their_domain_and_nothing_else():
         ['mx.126.com; spf=pass smtp.mailfrom="a(b;c"@taiyuan.gov.cn'], "tykjj@taiyuan.gov.cn"
     )
     assert v.passes == ["spf=pass"]
-    # alignment as DMARC has it: a public suffix (gov.cn) or a sibling proves nothing; a child does
+    # a public suffix (gov.cn) or a sibling proves nothing
     frm = "tykjj@taiyuan.gov.cn"
     for value in (
         "mx.126.com; dkim=pass header.d=gov.cn",
@@ -266,7 +272,9 @@ def test_real_servers_headers_prove_their_domain_and_nothing_else():
         "mx.126.com; dmarc=pass header.from=gov.cn",
     ):
         assert not authresults.verdict([value], frm).proven, value
-    assert authresults.verdict(["mx.126.com; spf=pass smtp.mailfrom=x@bounce.taiyuan.gov.cn"], frm).proven
+    # SPF alone proves the From domain itself only (strict alignment): not even a child
+    assert not authresults.verdict(["mx.126.com; spf=pass smtp.mailfrom=x@bounce.taiyuan.gov.cn"], frm).proven
+    assert authresults.verdict(["mx.126.com; spf=pass smtp.mailfrom=x@taiyuan.gov.cn"], frm).proven
     assert authresults.verdict(
         ["mx.126.com; dkim=pass header.d=taiyuan.gov.cn"], "a@mail.taiyuan.gov.cn"
     ).proven

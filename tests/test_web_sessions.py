@@ -131,15 +131,40 @@ def test_without_users_a_proxied_request_is_refused(campaign):
         assert answer.startswith(b"HTTP/1.1 403") or answer.startswith(b"HTTP/1.0 403"), answer[:80]
 
 
+def test_behind_a_trusted_proxy_the_limiter_keys_on_the_client_not_the_proxy(staffed):
+    """Behind nginx every client comes from 127.0.0.1: 20 wrong passwords from one stranger locked
+    out every staff member. With [web] trusted_proxy the address is the one nginx forwards."""
+    staffed.configure(web={"trusted_proxy": True})
+    with serving(staffed) as base:
+        sprayer = opener_with()
+        csrf = token(sprayer, base + "/login")
+        stranger = {"X-Forwarded-For": "203.0.113.7"}
+        codes = [
+            fetch(sprayer, base + "/login", {"csrf_token": csrf, "name": f"u{i}", "password": "x"}, stranger)[
+                0
+            ]
+            for i in range(21)
+        ]
+        assert codes == [401] * 20 + [429]
+        staff = opener_with()
+        form = {"csrf_token": token(staff, base + "/login"), "name": STAFF, "password": PASSWORD}
+        assert fetch(staff, base + "/login", form, {"X-Forwarded-For": "198.51.100.4"})[0] == 303
+    # without users the page is never served through the proxy, forwarding headers or not
+    staffed.configure(web={"users": []})
+    with serving(staffed) as base:
+        assert fetch(opener_with(), base + "/api/status")[0] == 403
+
+
 def test_out_of_range_ids_are_not_found_not_a_server_error(staffed):
     with serving(staffed) as base:
         opener, _, _ = sign_in(base)
         for path in (f"/files/{HUGE_ID}", "/files/9223372036854775808", "/files/9223372036854775807"):
             assert fetch(opener, base + path)[0] == 404, path
+        for path in (f"/files/{HUGE_ID}/preview.mp4", f"/files/{HUGE_ID}/poster.jpg"):
+            assert fetch(opener, base + path)[0] == 404, path
         csrf = token(opener, base + "/unmatched")
-        assert (
-            fetch(opener, f"{base}/overrides/{HUGE_ID}/revoke", {"csrf_token": csrf, "note": "x"})[0] == 404
-        )
+        for path in (f"/overrides/{HUGE_ID}/revoke", f"/questions/{HUGE_ID}/answered"):
+            assert fetch(opener, base + path, {"csrf_token": csrf, "note": "x"})[0] == 404, path
         code, headers, _ = fetch(
             opener, base + "/decide/reject-message", {"csrf_token": csrf, "message": HUGE_ID, "note": "x"}
         )

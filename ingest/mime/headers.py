@@ -4,7 +4,9 @@
 split by mail-parser's recovering address parser (``mailparser``), with a plain scan as fallback;
 names and other values are decoded with ``header_text`` (GBK-tolerant); a few extra headers
 (X-Mailer, auto-reply and loop markers, Delivered-To...) go to ``Headers.extra``; the
-Authentication-Results headers are kept as received, in order (``authentication_results``).
+Authentication-Results headers are kept as received, in order (``authentication_results``),
+with where they stand: ``auth_order`` lists the authentication headers and the first
+``Received:`` lines (the mailbox's own servers' receipt lines) in their order, topmost first.
 ``parse_headers(raw_header_bytes)`` does the same for a bare header block, bounded first.
 ``mailparser_defects`` lists the Date / Received defects mail-parser finds in a top-level header.
 """
@@ -21,7 +23,7 @@ from typing import Any
 from ingest.mime.bounds import bound_header
 from ingest.mime.filenames import raw_header, raw_headers
 from ingest.mime.text import HEADER_VALUE_MAX, clean_text, decode_words, header_text, raw8, unfold
-from ingest.model import Headers
+from ingest.model import RECEIVED_KEPT, Headers
 
 log = logging.getLogger("ingest.mime")  # one logger for the whole package
 
@@ -42,6 +44,7 @@ AUTH_RESULTS_MAX = 50  # Authentication-Results / Received-SPF headers kept per 
 # characters kept of each: a header longer than this is kept with one more character, so that
 # reconcile/authresults.py sees it was cut off (unreadable, never read as "no failure")
 AUTH_RESULT_CHARS = 32 * 1024
+AUTH_HEADERS = ("authentication-results", "received-spf")  # the kinds in Headers.auth_order
 FROM_ADDRESSES_MAX = 10  # addresses kept of all From headers together
 _ID = re.compile(r"<([^<>\s]+)>")
 _ADDR = re.compile(r"[A-Za-z0-9._%+\-=']+@[A-Za-z0-9.\-]+")
@@ -94,6 +97,24 @@ def _kept(msg: Message, name: str) -> list[str]:
     ]
 
 
+def _auth_order(msg: Message) -> list[str]:
+    """The kinds of the authentication headers and ``received`` for each ``Received:``, topmost
+    first, up to the ``RECEIVED_KEPT``-th Received (``end`` after them when the header block ended
+    before): which of them the mailbox's own servers wrote, above their receipt lines."""
+    order: list[str] = []
+    auth = 0
+    for name, _value in getattr(msg, "_headers", []):
+        kind = str(name).strip().lower()
+        if kind == "received":
+            order.append(kind)
+            if order.count("received") == RECEIVED_KEPT:
+                return order
+        elif kind in AUTH_HEADERS and auth < AUTH_RESULTS_MAX * 2:
+            order.append(kind)
+            auth += 1
+    return [*order, "end"]
+
+
 def headers_from(msg: Message, defects: list[str] | None = None) -> Headers:
     """Headers of a parsed (compat32) message."""
     h = Headers()
@@ -143,6 +164,7 @@ def headers_from(msg: Message, defects: list[str] | None = None) -> Headers:
         h.content_type = None
     h.authentication_results = _kept(msg, "Authentication-Results")
     h.received_spf = _kept(msg, "Received-SPF")
+    h.auth_order = _auth_order(msg)
     for name in _EXTRA_HEADERS:
         v = first(name)
         if v is not None:

@@ -3,7 +3,9 @@
 * Without users the page is read-only (and ``mailroll web`` binds to loopback only); a request
   that came through a proxy (``X-Forwarded-For``, ``Forwarded``, ``X-Real-IP``, or HTTP/1.0 as
   nginx speaks to its upstream by default) is refused: a reverse proxy on the same machine would
-  otherwise publish the roll call.
+  otherwise publish the roll call. With ``[web] trusted_proxy`` every request is (the config
+  says one comes through a proxy); with users, the client's address is then the proxy's last
+  ``X-Forwarded-For`` entry (``ProxyFix`` in reconcile/web/app.py), the limiter's key.
 * With users, every page asks for a sign-in; decisions are recorded under the signed-in name.
 * A sign-in is a session kept in this process (``Sessions``): the cookie only names it. It
   lasts ``[web] session_minutes`` (default 8 hours); signing out ends it, and so does changing
@@ -212,10 +214,12 @@ def _loopback_only() -> None:
     config while bound to the network) is refused, and so is a request naming another host,
     which is what a web page in a staff member's browser does when its own name is made to point
     at 127.0.0.1 (DNS rebinding) to read the roll call."""
-    # nginx adds none of those headers unless told to, but speaks HTTP/1.0 to its upstream
+    # nginx adds none of those headers unless told to, but speaks HTTP/1.0 to its upstream; with
+    # [web] trusted_proxy the config says every request comes through one
     if (
         any(h in request.headers for h in PROXY_HEADERS)
         or request.environ.get("SERVER_PROTOCOL") == "HTTP/1.0"
+        or current_app.extensions["mailroll"].config().web.trusted_proxy
     ):
         abort(
             403,

@@ -18,7 +18,7 @@ from flask import Blueprint, abort, current_app, send_file
 from ingest.previews import make_preview, needs_preview, preview_paths, sweep
 from ingest.workers import MessageBudget, WorkerPool
 from reconcile.i18n import N_, zh
-from reconcile.web.files import SHA256, part_path
+from reconcile.web.files import MAX_ID, SHA256, part_path
 
 log = logging.getLogger(__name__)
 bp = Blueprint("previews", __name__)
@@ -132,11 +132,11 @@ def _send(part_id: int, which: int, mimetype: str):
     return response
 
 
-@bp.route("/files/<int:part_id>/preview.mp4")
+@bp.route(f"/files/<int(max={MAX_ID}):part_id>/preview.mp4")
 def preview(part_id: int):
     return _send(part_id, 0, "video/mp4")
 
 
-@bp.route("/files/<int:part_id>/poster.jpg")
+@bp.route(f"/files/<int(max={MAX_ID}):part_id>/poster.jpg")
 def poster(part_id: int):
     return _send(part_id, 1, "image/jpeg")

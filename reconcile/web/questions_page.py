@@ -10,6 +10,7 @@ from reconcile import questions as asked
 from reconcile.i18n import N_, zh
 from reconcile.questions import NotAQuestion, mark_answered, questions
 from reconcile.web.auth import signed_in, staff_only
+from reconcile.web.files import MAX_ID
 from reconcile.web.pages import local_text, sources
 
 bp = Blueprint("questions", __name__)
@@ -43,7 +44,7 @@ def open_questions():
     return render_template("questions.html", rows=shown, every=every)
 
 
-@bp.route("/questions/<int:message>/answered", methods=["POST"])
+@bp.route(f"/questions/<int(max={MAX_ID}):message>/answered", methods=["POST"])
 @staff_only
 def answered(message: int):
     src = sources()

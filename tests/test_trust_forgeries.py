@@ -1,0 +1,332 @@
+"""Forgeries of sender trust found in review (issue 20, findings F1-F5): each message is written
+entirely by the attacker, with whatever the receiving server would add on top of it (its
+Authentication-Results or Received-SPF above its own ``Received:`` line), delivered to the
+Maildir and ingested; the forged message must come out `named` in `messages --json` with a
+reason saying why, while the unit's real, proven report keeps counting in `status --json`.
+A server's header below its Received line was in the message when it arrived: the sender's.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+from fixtures.files import make_report_docx
+from fixtures.mail import build_mail
+from test_trust_proof import DAY1, DAY2, MX_PASS, TY, forged, proving
+
+__all__ = ["proving"]  # the fixture, used by name
+
+RECEIVED = (
+    b"Received: from evil.example (evil.example [6.6.6.6]) by mx.126.com with ESMTP; 21 Jun 2022 02:30:00\n"
+)
+PLACEHOLDER = b"From: placeholder@mailroll.invalid"
+
+
+def send(
+    campaign,
+    report: bytes,
+    top: bytes,
+    *,
+    frm=TY,
+    subject="太原市科技局材料（更正）",
+    when=DAY2,
+    **attribution,
+):
+    """The attacker's message with ``top`` (header lines) above it, as the mailbox holds it."""
+    if attribution:
+        campaign.configure(attribution=attribution)
+    msg = build_mail("placeholder@mailroll.invalid", subject=subject, attachments=[("总结报告.docx", report)])
+    campaign.deliver(top + msg.as_bytes().replace(PLACEHOLDER, b"From: " + frm.encode()), when=when)
+
+
+def ar(value: str) -> bytes:
+    return f"Authentication-Results: {value}\n".encode()
+
+
+SPF_PASS = (
+    b"Received-SPF: pass (mx.126.com: domain of tykjj@taiyuan.gov.cn designates 192.0.2.1 as permitted sender) "
+    b"client-ip=192.0.2.1; envelope-from=tykjj@taiyuan.gov.cn; helo=mail.taiyuan.gov.cn;\n"
+)
+
+
+@pytest.fixture(params=["required", "received-spf"])
+def server(request, campaign, tmp_path):
+    """``proving`` for a server that writes Authentication-Results ("required") and for one that
+    writes only Received-SPF ("received-spf"): the unit's real report counts, proven either way."""
+    campaign.configure(attribution={"authentication": request.param})
+    good = make_report_docx(tmp_path / "good.docx", chars=800).read_bytes()
+    blank = make_report_docx(tmp_path / "blank.docx", chars=20).read_bytes()
+    top = SPF_PASS + RECEIVED if request.param == "received-spf" else ar(MX_PASS) + RECEIVED
+    send(
+        campaign,
+        good,
+        top.replace(b"evil.example", b"mail.taiyuan.gov.cn"),
+        subject="太原市科技局材料",
+        when=DAY1,
+    )
+    return campaign, blank, request.param
+
+
+def not_believed(campaign, *why: str) -> dict:
+    msg = forged(campaign)
+    assert msg["trust"] == "named", msg["reason"]
+    assert "not believed" in msg["reason"]
+    for words in why:
+        assert words in msg["reason"], msg["reason"]
+    return msg
+
+
+# ------------------------------------------------------------------ F1, F2: which headers the server wrote
+
+
+SPF_FAIL = (
+    b"Received-SPF: fail (mx.example: domain of taiyuan.gov.cn does not designate 6.6.6.6) "
+    b"client-ip=6.6.6.6; envelope-from=tykjj@taiyuan.gov.cn; helo=evil.example;\n"
+)
+FORGED_DMARC = ar("mx.126.com; dmarc=pass header.from=taiyuan.gov.cn")
+
+
+def test_a_header_below_the_servers_received_line_is_the_senders_and_its_spf_fail_counts(server):
+    # F1 (A2): the server writes only Received-SPF, here a fail; the forger's Authentication-Results
+    # sits below the server's Received line
+    campaign, blank, _mode = server
+    send(campaign, blank, SPF_FAIL + RECEIVED + FORGED_DMARC)
+    not_believed(campaign, "recorded spf=fail")
+
+
+def test_a_listed_servers_header_below_its_received_line_proves_nothing(proving):
+    # F2 (A3): the real header of the listed server says none; a look-alike below its Received
+    # line says pass
+    campaign, blank = proving
+    real = ar(
+        "mx.126.com; spf=pass smtp.mailfrom=x@attacker.example; dkim=none; dmarc=none header.from=taiyuan.gov.cn"
+    )
+    send(campaign, blank, real + RECEIVED + FORGED_DMARC, authserv_ids=["mx.126.com"])
+    msg = not_believed(campaign, "recorded no pass for taiyuan.gov.cn")
+    assert "dmarc=pass" not in msg["reason"]
+
+
+def test_without_a_received_line_only_the_topmost_header_counts(proving):
+    # F2: the same two headers where no server stamped the message: nothing shows which is whose
+    campaign, blank = proving
+    real = ar("mx.126.com; spf=none smtp.mailfrom=x@attacker.example; dmarc=none header.from=taiyuan.gov.cn")
+    send(campaign, blank, real + FORGED_DMARC, authserv_ids=["mx.126.com"])
+    not_believed(campaign, "recorded no pass for taiyuan.gov.cn")
+
+
+def test_messages_recorded_before_positions_were_kept_believe_the_topmost_header_only(proving):
+    # F2 on a database of an earlier mailroll: no auth_order, so only the topmost listed header counts
+    campaign, blank = proving
+    real = ar("mx.126.com; spf=none smtp.mailfrom=x@attacker.example; dmarc=none header.from=taiyuan.gov.cn")
+    send(campaign, blank, real + RECEIVED + FORGED_DMARC)
+    campaign.ingest()
+    with sqlite3.connect(campaign.root / "mailroll.db") as db:
+        for mid, headers in db.execute("SELECT id, headers FROM messages").fetchall():
+            h = json.loads(headers)
+            assert h.pop("auth_order")
+            db.execute("UPDATE messages SET headers = ? WHERE id = ?", [json.dumps(h), mid])
+    campaign.configure(attribution={"authserv_ids": ["mx.126.com"]})  # trust worked out again
+    not_believed(campaign, "recorded no pass for taiyuan.gov.cn")
+
+
+def test_the_servers_own_header_above_its_received_line_still_proves(proving):
+    campaign, blank = proving
+    good = ar(
+        "mx.126.com; spf=pass smtp.mailfrom=tykjj@taiyuan.gov.cn; dmarc=pass header.from=taiyuan.gov.cn"
+    )
+    forged_fail = ar("mx.126.com; dmarc=fail header.from=taiyuan.gov.cn")
+    send(
+        campaign,
+        blank,
+        good + RECEIVED + forged_fail,
+        subject="太原市科技局材料（补充）",
+        authserv_ids=["mx.126.com"],
+    )
+    campaign.ingest()
+    (msg,) = [m for m in campaign.run("messages", "--json").json if "补充" in (m["subject"] or "")]
+    assert msg["trust"] == "registered", msg["reason"]
+
+
+def test_a_server_writing_below_its_received_line_proves_nothing_and_the_check_says_why(campaign, tmp_path):
+    # such results cannot be told from a sender's: the unit is named, and serve --check says why
+    # instead of suggesting "not-available"
+    good = make_report_docx(tmp_path / "good.docx", chars=800).read_bytes()
+    send(campaign, good, RECEIVED + ar(MX_PASS), subject="太原市科技局材料", authentication="required")
+    campaign.ingest()
+    assert campaign.unit("taiyuan-kjj")["items"]["report"]["trust"] == "named"
+    (warning,) = campaign.run("serve", "--check", "--json", expect=1).json["warnings"]
+    assert "received_hops" in warning and "not-available" not in warning
+
+
+def test_with_two_own_hops_the_results_between_their_received_lines_prove(campaign, tmp_path):
+    # Postfix with OpenDMARC writes its results above its Received line, then Dovecot's LMTP puts
+    # its own Received line on top: [attribution] received_hops = 2 says so
+    good = make_report_docx(tmp_path / "good.docx", chars=800).read_bytes()
+    blank = make_report_docx(tmp_path / "blank.docx", chars=20).read_bytes()
+    lmtp = b"Received: from mx.126.com by imap.126.com with LMTP id x; 21 Jun 2022 02:30:01\n"
+    send(
+        campaign,
+        good,
+        lmtp + ar(MX_PASS) + RECEIVED,
+        subject="太原市科技局材料",
+        when=DAY1,
+        authentication="required",
+    )
+    campaign.ingest()
+    assert campaign.unit("taiyuan-kjj")["items"]["report"]["trust"] == "named", "one hop: below its line"
+    campaign.configure(attribution={"received_hops": 2})
+    assert campaign.unit("taiyuan-kjj")["items"]["report"]["trust"] == "registered"
+    assert campaign.run("serve", "--check", "--json", expect=1).json["warnings"] == []
+    # the forger's header below the receiving server's line still proves nothing
+    none = ar("mx.126.com; spf=none smtp.mailfrom=x@attacker.example; dmarc=none header.from=taiyuan.gov.cn")
+    send(campaign, blank, lmtp + none + RECEIVED + FORGED_DMARC)
+    not_believed(campaign, "recorded no pass for taiyuan.gov.cn")
+
+
+# ------------------------------------------------------------------ F3: Received-SPF read strictly
+
+
+@pytest.mark.parametrize(
+    ("spf", "why"),
+    [
+        pytest.param(
+            # A4: the HELO name the attacker chose carries a second envelope-from after the server's
+            b"Received-SPF: pass (mx.example: domain of x@attacker.example designates 6.6.6.6 as permitted "
+            b'sender) receiver=mx.example; client-ip=6.6.6.6; envelope-from="x@attacker.example"; '
+            b"helo=h;envelope-from=tykjj@taiyuan.gov.cn;\n",
+            "envelope-from twice",
+            id="repeated-envelope-from",
+        ),
+        pytest.param(
+            # A4b: the HELO name was checked, not the envelope sender
+            b"Received-SPF: Pass (mailfrom) identity=helo; client-ip=6.6.6.6; helo=mail.taiyuan.gov.cn; "
+            b"envelope-from=tykjj@taiyuan.gov.cn; receiver=mx\n",
+            "identity=helo",
+            id="identity-helo",
+        ),
+    ],
+)
+def test_a_received_spf_the_sender_could_shape_proves_nothing(server, spf, why):
+    campaign, blank, mode = server
+    send(campaign, blank, spf + RECEIVED)
+    not_believed(campaign, why if mode == "received-spf" else "without proof")
+
+
+# ------------------------------------------------------------------ F4: results injected into the server's header
+
+
+LOCAL = '"a)x=1;dmarc=pass(c)header.from=taiyuan.gov.cn;x=y(b"@attacker.example'
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        pytest.param(
+            # A5: a HELO name has no spaces; a comment stands in for them
+            "mx.126.com; spf=pass smtp.mailfrom=x@attacker.example smtp.helo=h;dmarc=pass(x)header.from="
+            "taiyuan.gov.cn; dkim=none; dmarc=none header.from=taiyuan.gov.cn",
+            "glued",
+            id="helo-with-comment-glued",
+        ),
+        pytest.param(
+            # A7: the server copied the quoted local part into its comment
+            f"mx.126.com; spf=pass (mx.126.com: domain of {LOCAL} designates 6.6.6.6 as permitted sender) "
+            f"smtp.mailfrom={LOCAL}; dmarc=none header.from=taiyuan.gov.cn",
+            "recorded no pass for taiyuan.gov.cn (spf=pass for attacker.example, dmarc=none",
+            id="quoted-local-part-in-comment",
+        ),
+        pytest.param(
+            "mx.126.com; spf=pass smtp.mailfrom=x@attacker.example smtp.helo=h;dmarc=pass (x) header.from="
+            "taiyuan.gov.cn; dmarc=none header.from=taiyuan.gov.cn",
+            "results disagree: dmarc=pass and dmarc=none",
+            id="two-dmarc-results",
+        ),
+        pytest.param(
+            "mx.126.com; dmarc=pass header.from=attacker.example header.from=taiyuan.gov.cn",
+            "header.from twice",
+            id="repeated-property",
+        ),
+    ],
+)
+def test_results_injected_into_the_servers_header_prove_nothing(proving, value, why):
+    campaign, blank = proving
+    send(campaign, blank, ar(value) + RECEIVED)
+    not_believed(campaign, why)
+
+
+# ------------------------------------------------------------------ F5: what SPF alone proves
+
+
+def test_spf_alone_proves_the_from_domain_itself_only(proving):
+    # A6: a sibling host under the same organisational domain passes SPF for its own name
+    campaign, blank = proving
+    send(
+        campaign,
+        blank,
+        ar("mx.126.com; spf=pass smtp.mailfrom=bounce@other.taiyuan.gov.cn; dkim=none; dmarc=none"),
+    )
+    not_believed(campaign, "recorded no pass for taiyuan.gov.cn (spf=pass for other.taiyuan.gov.cn")
+
+
+def test_an_address_at_a_public_mail_domain_needs_dkim_or_dmarc(campaign, tmp_path):
+    report = make_report_docx(tmp_path / "r.docx", chars=800).read_bytes()
+    spf_only = ar("mx.126.com; spf=pass smtp.mailfrom=someone.else@163.com; dkim=none; dmarc=none")
+    send(
+        campaign,
+        report,
+        spf_only,
+        frm="dtkjj2022@163.com",
+        subject="大同市科技局材料",
+        authentication="required",
+    )
+    campaign.ingest()
+    (msg,) = campaign.run("messages", "--json").json
+    assert msg["trust"] == "named" and "public mail domain 163.com" in msg["reason"]
+    signed = ar(
+        "mx.126.com; spf=pass smtp.mailfrom=dtkjj2022@163.com; dkim=pass header.d=163.com; dmarc=none"
+    )
+    msg = build_mail(
+        "dtkjj2022@163.com", subject="大同市科技局材料（二）", attachments=[("总结报告.docx", report)]
+    )
+    campaign.deliver(signed + msg.as_bytes(), when=DAY2)
+    campaign.ingest()
+    assert campaign.unit("datong-kjj")["items"]["report"]["trust"] == "registered"
+
+
+# ------------------------------------------------------------------ reading: Received-SPF as servers write it
+
+
+def test_received_spf_as_servers_write_it_proves_its_envelope_domain_only():
+    from reconcile import authresults
+
+    frm = "kjc@sxu.edu.cn"
+    order = ["received-spf", "received"]
+    for value in (
+        # pypolicyd-spf (Postfix), RFC 7208 9.1's example, libspf2
+        "Pass (mailfrom) identity=mailfrom; client-ip=202.207.0.1; helo=mail.sxu.edu.cn; "
+        "envelope-from=kjc@sxu.edu.cn; receiver=<UNKNOWN>",
+        "pass (mybox.example.org: domain of kjc@sxu.edu.cn designates 202.207.0.1 as permitted sender) "
+        'receiver=mybox.example.org; client-ip=202.207.0.1; envelope-from="kjc@sxu.edu.cn"; helo=foo.sxu.edu.cn;',
+        "pass (mx.example: domain of kjc@sxu.edu.cn designates 202.207.0.1 as permitted sender) "
+        "client-ip=202.207.0.1; envelope-from=kjc@sxu.edu.cn; helo=mail.sxu.edu.cn;",
+    ):
+        v = authresults.verdict([], frm, received_spf=[value], order=order, mode="received-spf")
+        assert v.passes == ["spf=pass"], value
+        assert not authresults.verdict([], frm, received_spf=[value], order=order).proven, "required: A-R"
+        other = authresults.verdict(
+            [], "a@taiyuan.gov.cn", received_spf=[value], order=order, mode="received-spf"
+        )
+        assert not other.proven
+    # Gmail's names no envelope sender: it proves nothing; the server's own fail always counts
+    gmail = (
+        "pass (google.com: domain of kjc@sxu.edu.cn designates 202.207.0.1 as permitted sender) "
+        "client-ip=202.207.0.1;"
+    )
+    assert not authresults.verdict([], frm, received_spf=[gmail], order=order, mode="received-spf").proven
+    fail = "fail (mx: domain of sxu.edu.cn does not designate 6.6.6.6) client-ip=6.6.6.6; envelope-from=kjc@sxu.edu.cn;"
+    for mode in ("required", "received-spf", "not-available"):
+        assert authresults.verdict([], frm, received_spf=[fail], order=order, mode=mode).failures == [
+            "spf=fail"
+        ]
