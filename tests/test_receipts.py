@@ -174,12 +174,15 @@ def test_an_auto_responder_does_not_start_a_loop(mailing, media):
             attachments=[("总结报告.docx", media.report_docx.read_bytes())],
         )
     )
-    # ... and an unmarked sender writing again and again is capped
-    for i in range(4):
-        campaign.deliver(build_mail("kjc@sxu.edu.cn", subject=f"第{i}次", body="补充说明"))
     campaign.ingest()
-    sent = receipts(campaign)
-    assert len(sent) == 2, "3 per day in all: one earlier, two now"
+    assert [r["status"] for r in receipts(campaign)] == ["sent"]
+    # ... and an unmarked sender writing again and again (one run after each) is capped
+    answered = []
+    for i in range(3):
+        campaign.deliver(build_mail("kjc@sxu.edu.cn", subject=f"第{i}次", body="补充说明"))
+        campaign.ingest()
+        answered += receipts(campaign)
+    assert len(answered) == 1, "3 per day in all: two earlier, one now"
     assert len(server.messages) == 3
 
 
@@ -395,7 +398,7 @@ def test_a_forwarded_message_is_reported_to_the_unit_naming_the_forwarder(mailin
     mail = server.wait_for(1)[0]
     assert mail.rcpt_tos == ["kjc@sxu.edu.cn"] and mail["Cc"] is None
     assert mail["Subject"] == "回执：2022年山西省科技活动周材料" and mail["In-Reply-To"]
-    assert "以下材料由 87654321@qq.com 代为报送" in mail.text
+    assert "以下材料由 [qq.com] 的一个邮箱 代为报送" in mail.text and "87654321" not in mail.text
     # automatic mail from the forwarder gets nothing at all, copy included
     campaign.deliver(
         build_mail(
