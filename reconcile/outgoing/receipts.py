@@ -245,8 +245,9 @@ def build(
 def answer_groups(
     todo: list[tuple[dict, str | None]], by_id: dict, say: bool = True
 ) -> list[tuple[object, list[dict]]]:
-    """The messages to answer, one group per unit and recipients, in the order of each group's
-    first message (arrival order); automatic mail and the like are logged and left out."""
+    """The messages to answer, one group per unit, recipients and sender shown, in the order
+    of each group's first message (arrival order); automatic mail and the like are logged
+    (``say``) and left out."""
     groups: dict[tuple, tuple[object, list[dict]]] = {}
     for row, reason in todo:
         unit = by_id.get(row["unit"])
@@ -256,8 +257,9 @@ def answer_groups(
             if say:
                 log.info("no receipt for message #%d from %s: %s", row["id"], row["from_addr"], reason)
             continue
-        to, cc, _ = recipients(unit, row["from_addr"], row.get("trust"))
-        groups.setdefault((unit.id, tuple(to), tuple(cc)), (unit, []))[1].append(row)
+        to, cc, shown = recipients(unit, row["from_addr"], row.get("trust"))
+        # (material sent on a unit's behalf is never folded into a receipt for its own mail)
+        groups.setdefault((unit.id, tuple(to), tuple(cc), shown), (unit, []))[1].append(row)
     return list(groups.values())
 
 

@@ -1,0 +1,123 @@
+"""Only our words in our mail, and units first (issue #20, points 2 and 3).
+
+The mailbox's address is public: a stranger's file names and address must not reach a unit
+through a receipt sent from the campaign's address, and a flood of strangers' mail naming
+units must not keep a unit's own receipt waiting. Checked in the mail at the SMTP server.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from fixtures.mail import build_mail
+from test_receipts import db_rows, receipts
+
+PHISHING_NAME = "您单位材料未通过审核请登录evil.example重新提交.docx"
+QUOTED_LOCAL = '"attention:account-suspended,visit.http://evil.example/login"@qq.com'
+
+
+def test_a_strangers_file_names_and_address_are_shown_by_kind_size_and_domain(mailing, media):
+    campaign, server = mailing
+    report = media.report_docx.read_bytes()
+    campaign.deliver(
+        build_mail(
+            QUOTED_LOCAL,
+            subject="山西大学科技活动周总结报告",
+            attachments=[
+                (PHISHING_NAME, report),
+                ("登录evil.example领取奖品.zip", b"PK\x05\x06" + bytes(18)),
+            ],
+        )
+    )
+    campaign.ingest()
+    sent = receipts(campaign)
+    assert [(r["unit"], r["to"]) for r in sent] == [("sxu", ["kjc@sxu.edu.cn"])], "to the roster address"
+    text = server.wait_for(1)[0].text
+    for words in ("evil", "account-suspended", "attention", "领取奖品", "未通过审核", "登录"):
+        assert words not in text, f"{words!r}: a stranger's words in our mail"
+    size_kb = round(len(report) / 1024)
+    assert f"一个 .docx 文件，{size_kb} KB（总结报告）" in text, "the file by its detected kind and size"
+    assert "一个 .zip 文件，1 KB" in text, "an archive (empty) by its kind too"
+    assert "[qq.com] 的一个邮箱" in text, "the sender by its domain, in brackets"
+
+
+def test_a_registered_senders_own_file_names_and_sheet_unit_stay(mailing, media):
+    campaign, server = mailing
+    campaign.deliver(
+        build_mail(
+            "kjc@sxu.edu.cn",
+            subject="山西大学材料",
+            attachments=[("山西大学活动统计表（终稿）.xlsx", media.sheet_xlsx.read_bytes())],
+        )
+    )
+    campaign.ingest()
+    receipts(campaign)
+    text = server.wait_for(1)[0].text
+    assert "山西大学活动统计表（终稿）.xlsx（统计表）：合格" in text
+    (cell,) = [
+        c
+        for (c,) in db_rows(
+            campaign, "SELECT json_extract(facts, '$.unit_cell') FROM parts WHERE kind = 'statistics'"
+        )
+    ]
+    assert cell and f"（表内填报单位：{cell}）" in text, "the sheet's 填报单位 as the unit wrote it"
+
+
+def test_a_unit_and_a_stranger_writing_together_get_separate_receipts(mailing, media):
+    """A stranger's message is never folded into the receipt for the unit's own mail (the
+    unit would not learn that someone wrote in its name)."""
+    campaign, server = mailing
+    campaign.deliver(
+        build_mail("kjc@sxu.edu.cn", attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())])
+    )
+    campaign.deliver(
+        build_mail(
+            "someone@163.com",
+            subject="山西大学总结",
+            attachments=[("总结.docx", media.report_docx.read_bytes())],
+        )
+    )
+    campaign.ingest()
+    assert len(receipts(campaign)) == 2
+    texts = [m.text for m in server.wait_for(2)]
+    assert sum("[163.com] 的一个邮箱" in t for t in texts) == 1
+    assert sum("统计表.xlsx（统计表）" in t for t in texts) == 1
+
+
+def test_sixty_strangers_naming_units_never_keep_a_units_own_receipt_waiting(mailing, media):
+    """60 strangers' mails naming units use up the hourly cap on their receipts; the unit's own
+    mail, after them, still gets its receipt at once, and the strangers' wait (they are the
+    ones kept back)."""
+    campaign, server = mailing
+    campaign.configure(reminders={"receipts_per_hour": 10, "receipts_per_day": 3})
+    names = ["太原市科技局", "大同市科技局", "长治市科技局", "晋中市科技局", "运城市科技局", "山西大学"]
+    start = datetime.now(UTC) - timedelta(minutes=30)
+    for i in range(60):
+        campaign.deliver(
+            build_mail(
+                f"fan{i:02d}@spam{i % 7}.example", subject=f"{names[i % len(names)]}材料{i}", body="见附件"
+            ),
+            when=start + timedelta(seconds=i),
+        )
+    campaign.deliver(
+        build_mail("kjc@sxu.edu.cn", attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())]),
+        when=start + timedelta(minutes=5),
+    )
+    campaign.ingest()
+    first = campaign.run("receipts", "--json").json
+    own = [r for r in first if r["to"] == ["kjc@sxu.edu.cn"] and r["status"] == "sent"]
+    assert len(own) == 2, "the unit's own receipt went (and the strangers' one to its address)"
+    assert any("统计表.xlsx（统计表）：合格" in m.text for m in server.to("kjc@sxu.edu.cn"))
+    strangers = [r for r in first if r not in own]
+    assert len(strangers) < 10, "strangers' receipts are capped (and folded: one per unit)"
+    # the unit writes again: the per-address daily cap of strangers' receipts does not count
+    campaign.deliver(
+        build_mail("kjc@sxu.edu.cn", attachments=[("总结.docx", media.report_docx.read_bytes())])
+    )
+    campaign.ingest()
+    again = campaign.run("receipts", "--json")
+    assert [(r["to"], r["status"]) for r in again.json] == [(["kjc@sxu.edu.cn"], "sent")]
+    # and serve --check says how many wait and why
+    check = campaign.run("serve", "--check", "--json", expect=1).json
+    assert check["waiting"]["why"].get("strangers_cap", 0) >= 0
+    assert check["waiting"]["total"] == sum(check["waiting"]["why"].values())

@@ -1,0 +1,94 @@
+"""``serve``'s sender on a thread of its own (issue #19, point 5): while it waits on the SMTP
+rate limit, IDLE is answered and new mail is recorded; receipts drain in arrival order; a
+unit never gets two mails in the same minute. A real Dovecot (IDLE) and a real SMTP server."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from fixtures.mail import build_mail
+from test_service import QUIET_DAY, log_of, serving, state, stop, wait_until
+
+from ingest.db import open_connection
+
+ARRIVED = datetime.fromisoformat(QUIET_DAY) - timedelta(minutes=1)  # before the service's "now"
+UNITS = [  # (roster address, unit id)
+    ("tykjj@taiyuan.gov.cn", "taiyuan-kjj"),
+    ("dtkjj2022@163.com", "datong-kjj"),
+    ("czkjj@changzhi.gov.cn", "changzhi-kjj"),
+    ("jzkjj@sina.com", "jinzhong-kjj"),
+]
+
+
+def recorded(campaign) -> int:
+    if not campaign.db_path.exists():
+        return 0
+    conn = open_connection(campaign.db_path)
+    try:
+        return conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def append(campaign, sender: str, media, subject: str = "材料") -> None:
+    mail = build_mail(sender, subject=subject, attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())])
+    campaign.dovecot.append(campaign.imap_user, mail.as_bytes(), internaldate=ARRIVED)
+
+
+@pytest.mark.slow
+def test_mail_is_recorded_while_the_sender_waits_on_the_rate_limit(imap_campaign, smtp_server, media):
+    campaign = imap_campaign
+    campaign.configure(
+        smtp=smtp_server.config(per_minute=2),
+        service={"poll_every_s": 600, "remind_every_s": 600, "lock_wait_s": 0},
+    )
+    with serving(campaign) as proc:
+        wait_until(lambda: "IMAP IDLE: watching INBOX" in log_of(proc), what="the IDLE watcher")
+        for address, _ in UNITS[:3]:
+            append(campaign, address, media)
+        smtp_server.wait_for(2, timeout=120)
+        wait_until(lambda: "rate limit (2/min): waiting" in log_of(proc), what="the sender waiting")
+        # the sender now waits most of a minute for the third receipt; the fourth unit writes
+        append(campaign, UNITS[3][0], media)
+        wait_until(lambda: recorded(campaign) == 4, timeout=50, what="the fourth message recorded")
+        assert len(smtp_server.messages) == 2, "recorded while the sender was still waiting on the limit"
+        assert "IMAP IDLE: new mail" in log_of(proc)
+        mails = smtp_server.wait_for(4, timeout=180)
+        assert stop(proc) == 0, log_of(proc)
+    assert [m.rcpt_tos for m in mails] == [[a] for a, _ in UNITS], "receipts in arrival order"
+    assert state(campaign)["last_error"] == ""
+
+
+@pytest.mark.slow
+def test_a_unit_never_gets_two_mails_in_the_same_minute(imap_campaign, smtp_server, media):
+    """The unit sends its sheet, gets its receipt, and sends its report seconds later: the
+    second receipt waits until a minute has passed since the first, then goes."""
+    campaign = imap_campaign
+    campaign.configure(
+        smtp=smtp_server.config(), service={"poll_every_s": 600, "remind_every_s": 600, "lock_wait_s": 0}
+    )
+    with serving(campaign) as proc:
+        wait_until(lambda: "IMAP IDLE: watching INBOX" in log_of(proc), what="the IDLE watcher")
+        append(campaign, "kjc@sxu.edu.cn", media)
+        smtp_server.wait_for(1, timeout=120)
+        campaign.dovecot.append(
+            campaign.imap_user,
+            build_mail(
+                "kjc@sxu.edu.cn", attachments=[("总结报告.docx", media.report_docx.read_bytes())]
+            ).as_bytes(),
+            internaldate=ARRIVED,
+        )
+        wait_until(lambda: recorded(campaign) == 2, what="the second message recorded")
+        first, second = smtp_server.wait_for(2, timeout=180)
+        assert stop(proc) == 0, log_of(proc)
+    conn = open_connection(campaign.db_path)
+    try:
+        made = [
+            datetime.fromisoformat(t)
+            for (t,) in conn.execute("SELECT created_at FROM outbox WHERE kind = 'receipt' ORDER BY id")
+        ]
+    finally:
+        conn.close()
+    assert made[1] - made[0] >= timedelta(seconds=60), made
+    assert "总结报告.docx（总结报告）" in second.text and "统计表.xlsx" not in second.text
