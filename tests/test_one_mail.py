@@ -9,7 +9,8 @@ from datetime import datetime
 
 from fixtures.mail import build_mail
 from test_receipts import db_rows
-from test_web import browser, serving  # noqa: F401 - the page through a real Chromium
+from test_web import browser as chromium  # noqa: F401 - the page through a real Chromium (a fixture)
+from test_web import serving
 
 CONTACTS = [
     {"name": "吴玉祥", "org": "山西省科学技术厅", "phone": "0351-4060103"},
@@ -89,7 +90,7 @@ def test_a_receipt_for_late_material_says_so_with_both_times(mailing, media):
     assert "贵单位的材料已全部收齐，感谢配合！" not in text
 
 
-def test_receipts_reminders_the_web_page_and_show_name_the_offices_contacts(mailing, media, browser):
+def test_receipts_reminders_the_web_page_and_show_name_the_offices_contacts(mailing, media, request):
     campaign, server = mailing
     with_contacts(campaign)
     campaign.deliver(
@@ -108,10 +109,13 @@ def test_receipts_reminders_the_web_page_and_show_name_the_offices_contacts(mail
         )
     shown = campaign.run("show", "sxu").output
     assert "; ".join(CONTACT_LINES) in shown
+    browser = request.getfixturevalue("chromium")
     with serving(campaign) as base:
         browser.get(base + "/")
         shown = browser.find_element("css selector", "p.contacts").text
-    assert shown == "联系人： 吴玉祥（山西省科学技术厅） 0351-4060103；李明（山西省科学技术协会） 0351-4048520"
+    assert (
+        shown == "联系人： 吴玉祥（山西省科学技术厅） 0351-4060103；李明（山西省科学技术协会） 0351-4048520"
+    )
 
 
 def test_contacts_are_checked_when_the_config_is_read(campaign):
