@@ -57,11 +57,11 @@ def test_a_reminder_waits_for_a_receipt_still_to_go_and_min_gap_is_configurable(
     campaign.configure(reminders={"min_gap_minutes": 5})
     campaign.deliver(
         build_mail("kjc@sxu.edu.cn", attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())]),
-        when=datetime.fromisoformat("2022-06-23T09:50:00+08:00"),
+        when=datetime.fromisoformat("2022-06-23T09:58:00+08:00"),
     )
     campaign.ingest()
     due = campaign.run("remind", "--now", BEFORE_3D, "--dry-run", "--json").json
-    assert "sxu" not in [r["unit"] for r in due], "its receipt is still to go: it comes first"
+    assert "sxu" not in [r["unit"] for r in due], "its receipt (for mail of 2 minutes ago) comes first"
     campaign.run("receipts", "--now", BEFORE_3D)
     due = campaign.run("remind", "--now", "2022-06-23T10:06:00+08:00", "--json").json
     assert "sxu" in [r["unit"] for r in due], "six minutes later, past min_gap_minutes = 5"
@@ -122,3 +122,25 @@ def test_contacts_are_checked_when_the_config_is_read(campaign):
     campaign.configure(campaign={"contacts": [{"name": "吴玉祥", "phone": 3514060103}]})
     res = campaign.run("status", expect=2)
     assert "campaign.contacts takes name, org and phone (text)" in res.stderr
+
+
+def test_a_receipt_names_the_sheets_unit_and_says_why_the_sheet_does_not_count(mailing, tmp_path):
+    """山西大学 sends a sheet filled in for 太原市科学技术局, with a figure left out: the receipt
+    shows the 填报单位 beside the file, and the reason the sheet does not count, as `status`
+    gives it."""
+    from fixtures.files import make_sheet_xlsx
+
+    campaign, server = mailing
+    sheet = make_sheet_xlsx(tmp_path / "统计表.xlsx", unit="太原市科学技术局", omit=["活动总数"])
+    campaign.deliver(
+        build_mail(
+            "kjc@sxu.edu.cn", subject="山西大学材料", attachments=[("统计表.xlsx", sheet.read_bytes())]
+        )
+    )
+    campaign.ingest()
+    campaign.run("receipts")
+    text = server.wait_for(1)[0].text
+    assert "统计表.xlsx（统计表）：有问题 —— " in text and "（表内填报单位：太原市科学技术局）" in text
+    item = campaign.unit("sxu")["items"]["statistics"]
+    assert item["state"] == "invalid" and item["reason_zh"]
+    assert f"开展情况统计表：已收到，但不合格 —— {item['reason_zh']}" in text

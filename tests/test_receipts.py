@@ -365,13 +365,13 @@ def test_receipts_judge_as_of_now_not_including_later_mail(mailing, media):
     first = receipts(campaign, at("10").isoformat())
     assert [r["message"] for r in first] == [1]
     text = server.wait_for(1)[0].text
-    assert "统计表：已收到，合格" in text
+    assert "统计表：已收到（统计表.xlsx），合格" in text, "the counted file named"
     assert "总结报告：尚未收到" in text, "the 11:00 report had not arrived at 10:00"
     assert "还需要：总结报告、视频" in text
     later = receipts(campaign, at("12").isoformat())
     assert [r["message"] for r in later] == [2]
     text = server.wait_for(2)[1].text
-    assert "总结报告：已收到，合格" in text and "还需要：视频" in text
+    assert "总结报告：已收到（总结报告.docx），合格" in text and "还需要：视频" in text
 
 
 def test_a_forwarded_message_is_reported_to_the_unit_naming_the_forwarder(mailing, media):

@@ -307,7 +307,7 @@ def test_a_strangers_material_is_reported_to_the_units_roster_address_not_to_the
     assert "evil.example" not in named.text and "领奖" not in named.text, "no text the stranger chose"
     assert "\u202e" not in named.text and "gpj" not in named.text, "a stranger's file name is not shown"
     assert "一个 .docx 文件，" in named.text, "but its kind and size"
-    assert "总结报告：已收到，合格" in named.text
+    assert "总结报告：已收到（总结报告.docx），合格" in named.text, "the unit's own file counts"
     assert mails[0]["Subject"] == "回执：2022年山西省科技活动周材料"
     assert "代为报送" not in mails[0].text
 

@@ -53,6 +53,10 @@ class Sender(threading.Thread):
         self.held = False  # the last run kept a receipt back for the one-minute spacing
         self.busy = threading.Event()  # set while a run is sending (tests, the log)
 
+    def _pause(self, seconds: float) -> None:
+        """The rate limit's and retries' waits: over at once when ``serve`` stops."""
+        self.stop.wait(seconds)
+
     def kick(self) -> None:
         """New mail was recorded: answer it as soon as the sender is free."""
         self.kicked.set()
@@ -109,7 +113,7 @@ class Sender(threading.Thread):
             with send_lock(self.config, wait_s=30.0):
                 receipts, due = [], []
                 with Mailer(
-                    self.config.smtp, sent_times=self.sent_times, sleep=self.stop.wait, stop=self.stop
+                    self.config.smtp, sent_times=self.sent_times, sleep=self._pause, stop=self.stop
                 ) as m:
                     for config in self.config.each_campaign():
                         if self.stop.is_set():

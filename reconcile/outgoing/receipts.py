@@ -56,13 +56,14 @@ import re
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from reconcile.attribute import DOMAIN, REGISTERED, TRUSTED
 from reconcile.i18n import N_, zh
 from reconcile.outgoing import outbox
 from reconcile.outgoing.answerable import pending
 from reconcile.outgoing.compose import contact_lines, render, valid_address
-from reconcile.outgoing.receipt_files import files_of, sender_shown
+from reconcile.outgoing.receipt_files import OWN_WORDS, display_name, files_of, sender_shown
 from reconcile.outgoing.reminders import (
     duration_text,
     format_deadline,
@@ -166,7 +167,11 @@ def _items(config, status: dict | None) -> tuple[list[dict], list[str]]:
     items, still = [], []
     for it in config.campaign.items:
         st = (status or {}).get("items", {}).get(it.id, {"state": "missing", "reason": None})
-        items.append({"item": it.id, "label": it.said, "state": st.get("state"), "reason": zh_reason(st)})
+        # the counted file by name only when the unit itself sent it (never a stranger's words)
+        file = display_name(st["filename"]) if st.get("filename") and st.get("trust") in OWN_WORDS else ""
+        items.append(
+            {"item": it.id, "label": it.said, "state": st.get("state"), "reason": zh_reason(st), "file": file}
+        )
         if st.get("state") != "ok" and it.required:
             still.append(it.said)
     return items, still
@@ -244,11 +249,11 @@ def build(
 
 def answer_groups(
     todo: list[tuple[dict, str | None]], by_id: dict, say: bool = True
-) -> list[tuple[object, list[dict]]]:
+) -> list[tuple[Any, list[dict]]]:
     """The messages to answer, one group per unit, recipients and sender shown, in the order
     of each group's first message (arrival order); automatic mail and the like are logged
     (``say``) and left out."""
-    groups: dict[tuple, tuple[object, list[dict]]] = {}
+    groups: dict[tuple, tuple[Any, list[dict]]] = {}
     for row, reason in todo:
         unit = by_id.get(row["unit"])
         if unit is None:

@@ -206,21 +206,29 @@ def _folded(conn: sqlite3.Connection, config, unit: str, now: datetime, receipts
     if unit in receipts_waiting:
         return "wait"
     last = outbox.last_mail(conn, config, unit)
-    gap = now - last if last is not None else None
     # (a mail recorded "after" now: a preview of another time, not a mail just sent)
-    if gap is None or not timedelta(minutes=-1) < gap < timedelta(minutes=config.reminders.min_gap_minutes):
+    if last is None or not timedelta(minutes=-1) < now - last < timedelta(
+        minutes=config.reminders.min_gap_minutes
+    ):
         return ""
     local = last.astimezone(config.campaign.timezone)
     return f"folded into the mail sent to the unit at {local:%Y-%m-%d %H:%M} (reminders.min_gap_minutes)"
 
 
 def _receipts_waiting(conn: sqlite3.Connection, config, now: datetime) -> set[str]:
-    """Units with a receipt still to go (they get it first, and the reminder folded into it)."""
+    """Units with a receipt for their own mail about to go (a message of the last
+    ``min_gap_minutes`` not answered yet): they get it first, and the reminder folded into it."""
     if not config.reminders.receipts:
         return set()
+    from reconcile.attribute import TRUSTED
     from reconcile.outgoing.answerable import pending
 
-    return {row["unit"] for row, reason in pending(conn, config, now) if reason is None}
+    recent = now - timedelta(minutes=config.reminders.min_gap_minutes)
+    return {
+        row["unit"]
+        for row, reason in pending(conn, config, now)
+        if reason is None and row["trust"] in TRUSTED and _ts(row["received_at"]) >= recent
+    }
 
 
 def format_deadline(deadline: datetime, config) -> str:
