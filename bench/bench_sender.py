@@ -48,8 +48,8 @@ TRAIL_TARGET_S = 10.0
 
 
 class Watch(threading.Thread):
-    """Notes (perf_counter) when each Message-ID appears in mailroll's database and when each
-    mail reaches the SMTP server."""
+    """Notes (perf_counter) when each Message-ID appears in mailroll's database (looked at
+    every 10 ms) and when the SMTP server took each mail."""
 
     def __init__(self, db, smtp: SmtpServer):
         super().__init__(daemon=True, name="watch")
@@ -60,9 +60,9 @@ class Watch(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.wait(0.01):
-            now = time.perf_counter()
             for m in self.smtp.messages[len(self.receipts) :]:
-                self.receipts.append((now, m.rcpt_tos[0]))
+                self.receipts.append((m.at, m.rcpt_tos[0]))  # when the server took it
+            now = time.perf_counter()
             try:
                 with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True) as conn:
                     for (mid,) in conn.execute("SELECT message_id FROM messages WHERE status = 'recorded'"):

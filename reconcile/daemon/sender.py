@@ -3,8 +3,10 @@
 The poll (IMAP IDLE, fetch, record, attribute) never waits for SMTP: the SMTP rate limit
 (``smtp.per_minute``), time-outs and retries happen here, on this thread's own SMTP
 connection and its own database connection. The poll only ``kick()``s the sender when it has
-recorded something; every ``service.remind_every_s`` the sender also looks for due reminders
-and receipts kept back (quiet hours, an SMTP outage, the hourly cap on strangers' receipts).
+recorded something (and after the first poll, which starts the reminders: they are never
+judged on a mailbox not read yet); every ``service.remind_every_s`` the sender also looks for
+due reminders and receipts kept back (quiet hours, an SMTP outage, the hourly cap on
+strangers' receipts).
 
 Receipts drain in arrival order at the rate limit: each run answers what had arrived when it
 began (oldest first); mail that arrives meanwhile is answered by the next run, right after.
@@ -28,6 +30,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from reconcile.daemon.clock import Clock
+from reconcile.outgoing.receipts import SPACING_WHY
 
 log = logging.getLogger("mailroll.service")
 
@@ -51,7 +54,8 @@ class Sender(threading.Thread):
         self.kicked = threading.Event()
         self.sent_times: deque = deque()  # the SMTP rate limit across runs
         self.held = False  # the last run kept a receipt back for the one-minute spacing
-        self.busy = threading.Event()  # set while a run is sending (tests, the log)
+        self.busy = threading.Event()  # set while a run is sending
+        self.polled = threading.Event()  # set once a poll has succeeded
 
     def _pause(self, seconds: float) -> None:
         """The rate limit's and retries' waits: over at once when ``serve`` stops."""
@@ -61,18 +65,26 @@ class Sender(threading.Thread):
         """New mail was recorded: answer it as soon as the sender is free."""
         self.kicked.set()
 
+    def after_poll(self, recorded: bool) -> None:
+        """A poll succeeded: the first one starts the reminders (they are never judged on a
+        mailbox not read yet), and one that recorded mail wakes the sender."""
+        first = not self.polled.is_set()
+        self.polled.set()
+        if recorded or first:
+            self.kick()
+
     def run(self) -> None:
         every = self.config.service.remind_every_s
-        next_reminders = time.monotonic() + 1.0
+        next_reminders = 0.0  # due at the first poll
         while not self.stop.is_set():
-            wait = max(0.0, next_reminders - time.monotonic())
+            wait = max(0.0, next_reminders - time.monotonic()) if self.polled.is_set() else every
             if self.held:
                 wait = min(wait, RECHECK_S)
             self.kicked.wait(wait)
             if self.stop.is_set():
                 break
             self.kicked.clear()
-            reminders = time.monotonic() >= next_reminders
+            reminders = self.polled.is_set() and time.monotonic() >= next_reminders
             if reminders:
                 next_reminders = time.monotonic() + every
             self.run_once(reminders=reminders)
@@ -133,7 +145,7 @@ class Sender(threading.Thread):
                             due += run_reminders(
                                 conn, roster, config, self.clock.now(), mailer=m, stop=self.stop
                             )
-                self.held = any(r.status == "waiting" for r in receipts)
+                self.held = any(r.status == "waiting" and r.error == SPACING_WHY for r in receipts)
                 sent = [r for r in receipts if r.status == "sent"]
                 if sent or due:
                     log.info(

@@ -314,8 +314,8 @@ class Service:
                     result.duplicate,
                     result.failed,
                 )
-            if result.recorded_ids and self.sender is not None:
-                self.sender.kick()  # answered on the sender's thread: the poll never waits for SMTP
+            if self.sender is not None:  # answered on the sender's thread: the poll never waits for SMTP
+                self.sender.after_poll(recorded=bool(result.recorded_ids))
             return True
         finally:
             conn.close()

@@ -76,6 +76,8 @@ log = logging.getLogger(__name__)
 
 REFERENCES_MAX = 10  # the original's References carried over (the latest ones)
 SPACING = timedelta(minutes=1)  # serve: never two mails to one unit within this
+SPACING_WHY = "the unit got a mail less than a minute ago"
+CAP_WHY = "the hourly cap on receipts for mail from other addresses"
 _MESSAGE_ID = re.compile(r"[^\s<>@]+@[^\s<>@]+", re.ASCII)
 _OWN_SQL = ", ".join(f"'{t}'" for t in sorted(TRUSTED))
 
@@ -276,10 +278,10 @@ class _Caps:
         self.strangers_now = 0  # recipients of this run's strangers' receipts (dry run: not in the outbox)
         self.said_full = False
 
-    def why_not(self, receipt: Receipt, own: bool, now: datetime) -> tuple[str, str] | None:
-        """("skip" | "wait", why) when this receipt must not go now; None when it may."""
+    def why_not(self, unit: str, everyone: list[str], own: bool, now: datetime) -> tuple[str, str] | None:
+        """("skip" | "wait", why) when a receipt to ``unit`` for ``everyone`` (To and Cc) must
+        not go now; None when it may."""
         r = self.config.reminders
-        everyone = receipt.to + receipt.cc
         over = [a for a in everyone if _receipts_today(self.conn, a, now, own) >= r.receipts_per_day]
         if over:
             return "skip", (
@@ -296,11 +298,11 @@ class _Caps:
                         hour,
                         r.receipts_per_hour,
                     )
-                return "wait", "the hourly cap on receipts for mail from other addresses"
+                return "wait", CAP_WHY
         if self.spacing:
-            last = outbox.last_mail(self.conn, self.config, receipt.unit)
+            last = outbox.last_mail(self.conn, self.config, unit)
             if last is not None and timedelta(0) <= now - last < SPACING:
-                return "wait", "the unit got a mail less than a minute ago"
+                return "wait", SPACING_WHY
         return None
 
 
@@ -344,19 +346,21 @@ def run_receipts(
             if stop is not None and stop.is_set():
                 break
             at = clock.now() if clock is not None else now
-            receipt = build(conn, config, unit, rows, by_status.get(unit.id), at)
-            if not receipt.to:
-                log.info("no receipt for message #%d: no address to send it to", receipt.message)
+            to, cc, _shown = recipients(unit, rows[-1]["from_addr"], rows[-1].get("trust"))
+            if not to:
+                log.info("no receipt for message #%d: no address to send it to", rows[-1]["id"])
                 continue
             own = any(r.get("trust") in TRUSTED for r in rows)
-            blocked = caps.why_not(receipt, own, at)
+            blocked = caps.why_not(unit.id, to + cc, own, at)
             if blocked is not None and blocked[0] == "skip":
-                log.warning("no receipt for message #%d: %s", receipt.message, blocked[1])
+                log.warning("no receipt for message #%d: %s", rows[-1]["id"], blocked[1])
                 continue
+            if blocked is not None:  # (not composed: it may wait a while)
+                out.append(Receipt(rows[-1]["id"], rows[-1]["message_id"], unit.id, to, cc=cc))
+                out[-1].status, out[-1].error = "waiting", blocked[1]
+                continue
+            receipt = build(conn, config, unit, rows, by_status.get(unit.id), at)
             out.append(receipt)
-            if blocked is not None:
-                receipt.status, receipt.error = "waiting", blocked[1]
-                continue
             if dry_run:
                 receipt.status = "dry-run"
                 caps.strangers_now += 0 if own else len(receipt.to + receipt.cc)
