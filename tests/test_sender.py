@@ -53,6 +53,8 @@ def test_mail_is_recorded_while_the_sender_waits_on_the_rate_limit(imap_campaign
         append(campaign, UNITS[3][0], media)
         wait_until(lambda: recorded(campaign) == 4, timeout=50, what="the fourth message recorded")
         assert len(smtp_server.messages) == 2, "recorded while the sender was still waiting on the limit"
+        check = campaign.run_process("serve", "--check", "--json", expect=0).json
+        assert check["waiting"] == {"total": 2, "why": {"queued": 2}}, "the third and fourth receipts"
         assert "IMAP IDLE: new mail" in log_of(proc)
         mails = smtp_server.wait_for(4, timeout=180)
         assert stop(proc) == 0, log_of(proc)
@@ -92,3 +94,36 @@ def test_a_unit_never_gets_two_mails_in_the_same_minute(imap_campaign, smtp_serv
         conn.close()
     assert made[1] - made[0] >= timedelta(seconds=60), made
     assert "总结报告.docx（总结报告）" in second.text and "统计表.xlsx" not in second.text
+
+
+@pytest.mark.slow
+def test_sigterm_while_waiting_on_the_rate_limit_keeps_the_mail_for_the_next_start(
+    imap_campaign, smtp_server, media
+):
+    """serve stops at once, the receipt that waited is ``deferred`` (never ``unknown``: it was
+    not handed over), and the next start sends it, once."""
+    campaign = imap_campaign
+    campaign.configure(
+        smtp=smtp_server.config(per_minute=1),
+        service={"poll_every_s": 600, "remind_every_s": 600, "lock_wait_s": 0},
+    )
+    with serving(campaign) as proc:
+        wait_until(lambda: "IMAP IDLE: watching INBOX" in log_of(proc), what="the IDLE watcher")
+        for address, _ in UNITS[:2]:
+            append(campaign, address, media)
+        smtp_server.wait_for(1, timeout=120)
+        wait_until(lambda: "rate limit (1/min): waiting" in log_of(proc), what="the sender waiting")
+        asked = datetime.now()
+        assert stop(proc) == 0, log_of(proc)
+        assert datetime.now() - asked < timedelta(seconds=20), "the wait on the rate limit ends at once"
+    conn = open_connection(campaign.db_path)
+    try:
+        rows = conn.execute("SELECT unit, status FROM outbox WHERE kind = 'receipt' ORDER BY id").fetchall()
+    finally:
+        conn.close()
+    assert rows == [(UNITS[0][1], "sent"), (UNITS[1][1], "deferred")]
+    with serving(campaign) as proc:
+        mails = smtp_server.wait_for(2, timeout=120)
+        assert stop(proc) == 0, log_of(proc)
+    assert [m.rcpt_tos for m in mails] == [[UNITS[0][0]], [UNITS[1][0]]]
+    assert len(smtp_server.messages) == 2
