@@ -129,3 +129,29 @@ def test_strangers_receipts_never_use_up_a_units_daily_cap(mailing, media):
     campaign.ingest()
     assert [r["status"] for r in campaign.run("receipts", "--json").json] == ["sent"]
     assert "总结.docx（总结报告）：合格" in server.to("kjc@sxu.edu.cn")[-1].text
+
+
+def test_a_strangers_download_link_is_named_by_its_kind_only(mailing):
+    campaign, server = mailing
+    body = (
+        "您单位材料未通过审核请登录evil.example重新提交.mp4\n"
+        "https://fs.mail.qq.com/ftn_handler/3f2a9c?k=evil.example&code=account-suspended\n"
+    )
+    campaign.deliver(
+        build_mail("helper@qq.com", subject="山西大学视频", body=body),
+        when=datetime.fromisoformat("2022-06-22T10:00:00+08:00"),
+    )
+    campaign.ingest()
+    links = db_rows(campaign, "SELECT provider FROM links")
+    assert links == [("QQ邮箱超大附件",)], "the link is recorded"
+    campaign.run("receipts", "--now", "2022-06-22T10:05:00+08:00")
+    text = server.wait_for(1)[0].text
+    assert "一个链接（下载链接）：有问题 —— 以下载链接形式发送（QQ邮箱超大附件），尚未下载" in text
+    assert "视频（影像资料）：已收到，但不合格 —— 以下载链接形式发送（QQ邮箱超大附件），尚未下载" in text
+    for words in ("evil", "account-suspended", "未通过审核", "ftn_handler"):
+        assert words not in text, f"{words!r}: a stranger's words in our mail"
+    # nor in a reminder to the unit (its video is still that link)
+    campaign.run("remind", "--now", "2022-06-23T10:00:00+08:00")
+    reminder = [m for m in server.to("kjc@sxu.edu.cn") if m["X-Mailroll"] == "reminder"]
+    assert len(reminder) == 1 and "QQ邮箱超大附件" in reminder[0].text
+    assert not any(w in reminder[0].text for w in ("evil", "未通过审核")), reminder[0].text

@@ -123,6 +123,7 @@ class Sender(threading.Thread):
         fresh = reminders and self.fresh()
         try:
             with send_lock(self.config, wait_s=30.0):
+                set_state(conn, waiting=self._waiting(conn, by_campaign))  # (the overview shows it)
                 receipts, due = [], []
                 with Mailer(
                     self.config.smtp, sent_times=self.sent_times, sleep=self._pause, stop=self.stop

@@ -3,7 +3,7 @@
 What runs (APScheduler 3, one worker thread for the poll; the sender is a thread of its own):
 
 * **poll** every ``service.poll_every_s`` (and at start): ``poll_once`` -> attribute ->
-  bounces -> receipts for what arrived. With IMAP and ``mailbox.idle`` (the server must
+  bounces -> the sender woken for what arrived. With IMAP and ``mailbox.idle`` (the server must
   offer IDLE), a watcher thread sits in IMAP IDLE and runs the poll at once when new mail
   arrives, so a unit's mail is processed within seconds. A failing poll (server down, login
   refused) is retried after 5 s, 10 s, 20 s ... up to the poll interval; the service stays up.

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 
 from reconcile.outgoing.compose import compose, new_message_id
-from reconcile.outgoing.smtp import Mailer, SendFailure
+from reconcile.outgoing.smtp import Mailer, SendFailure, Stopping
 from reconcile.vocab import OutboxState
 
 log = logging.getLogger(__name__)
@@ -250,8 +250,14 @@ def send_one(
 
     A new mail gets a row in ``sending`` (committed) before SMTP; a ``deferred`` one is taken
     back and tried again with its Message-ID; anything else (sent, failed, unknown, skipped,
-    or a row another process is sending) is left alone and None is returned.
+    or a row another process is sending) is left alone and None is returned. The SMTP rate
+    limit is waited for first; ``serve`` stopping meanwhile returns ("waiting", why) with
+    nothing recorded.
     """
+    try:  # the rate limit is waited for before the row is written: a crash meanwhile leaves no
+        mailer.wait_turn()  # row in 'sending' (which would become 'unknown', never sent)
+    except Stopping as e:
+        return "waiting", e.reason
     cc = [a for a in (cc or []) if a not in to]
     everyone = list(to) + cc
     row = existing(conn, kind=kind, unit=unit, stage=stage, answers=answers, config=config)

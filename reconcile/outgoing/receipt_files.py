@@ -47,6 +47,28 @@ def display_name(name: str, limit: int = NAME_MAX) -> str:
     return kept or zh(N_("(unnamed file)"))
 
 
+_ADDRESS_LIKE = re.compile(
+    r"(?:[a-z][a-z0-9+.-]*://[!-~]+)|(?:[\w.+-]+@)?(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,63}\b(?:/[!-~]*)?",
+    re.I | re.ASCII,
+)
+
+
+# reconcile.judge's reason for a download link names the file written beside it: "以下载链接形式
+# 发送（QQ邮箱超大附件: 名字），尚未下载"; in mail about a stranger's link the name is left out
+_LINK_NAME = re.compile(r"(以下载链接形式发送（[^:（）]*?): .*?），尚未下载", re.S)
+
+
+def our_reason(reason: str, trust: str | None) -> str:
+    """A check's reason as mail shows it: for material not from the unit itself, anything in
+    it that looks like an address, host or link (a download link's host, a download error
+    quoting a URL) is replaced by "[链接]": the reasons are our sentences, but these bits were
+    chosen by the sender; so is the name beside a download link, left out."""
+    if trust in OWN_WORDS or not reason:
+        return reason
+    reason = _LINK_NAME.sub(r"\1），尚未下载", reason)
+    return _ADDRESS_LIKE.sub(zh(N_("[link]")), reason)
+
+
 def size_text(size: int | None) -> str:
     if size is None:
         return ""
@@ -96,7 +118,8 @@ def files_of(conn: sqlite3.Connection, config, message: int, trust: str | None) 
         item = config.campaign.item_for_file(kind, part["filename"])
         if item is not None:
             j = judge_part(part, config, item)
-            ok, reason, warnings = j.state == "ok", j.reason_zh or "", list(j.warnings_zh)
+            ok, reason = j.state == "ok", our_reason(j.reason_zh or "", trust)
+            warnings = [our_reason(w, trust) for w in j.warnings_zh]
             verdict = zh(N_("passes")) if ok else zh(N_("a problem — {reason}")).format(reason=reason)
         else:  # not one of the items asked for: received, nothing to judge
             ok, reason, warnings = part["error"] is None, part["error"], []
@@ -121,7 +144,8 @@ def files_of(conn: sqlite3.Connection, config, message: int, trust: str | None) 
         (message,),
     ):
         link = dict(zip(("url", "host", "provider", "filename", "status", "error"), r, strict=True))
-        reason = judge_link(link).reason_zh or ""
+        # (a stranger's link: judged without the name written beside it)
+        reason = our_reason(judge_link(link if own else {**link, "filename": None}).reason_zh or "", trust)
         site = display_name(link["provider"] or link["host"] or "")
         out.append(
             {

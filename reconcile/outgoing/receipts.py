@@ -63,7 +63,7 @@ from reconcile.i18n import N_, zh
 from reconcile.outgoing import outbox
 from reconcile.outgoing.answerable import pending
 from reconcile.outgoing.compose import contact_lines, render, valid_address
-from reconcile.outgoing.receipt_files import OWN_WORDS, display_name, files_of, sender_shown
+from reconcile.outgoing.receipt_files import OWN_WORDS, display_name, files_of, our_reason, sender_shown
 from reconcile.outgoing.reminders import (
     duration_text,
     format_deadline,
@@ -172,7 +172,13 @@ def _items(config, status: dict | None) -> tuple[list[dict], list[str]]:
         # the counted file by name only when the unit itself sent it (never a stranger's words)
         file = display_name(st["filename"]) if st.get("filename") and st.get("trust") in OWN_WORDS else ""
         items.append(
-            {"item": it.id, "label": it.said, "state": st.get("state"), "reason": zh_reason(st), "file": file}
+            {
+                "item": it.id,
+                "label": it.said,
+                "state": st.get("state"),
+                "reason": our_reason(zh_reason(st), st.get("trust")),
+                "file": file,
+            }
         )
         if st.get("state") != "ok" and it.required:
             still.append(it.said)

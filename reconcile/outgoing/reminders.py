@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from reconcile.i18n import N_, zh
 from reconcile.outgoing import outbox
 from reconcile.outgoing.compose import contact_lines, render, valid_address
+from reconcile.outgoing.receipt_files import our_reason
 from reconcile.outgoing.smtp import Mailer
 
 log = logging.getLogger(__name__)
@@ -189,7 +190,7 @@ def _due(conn: sqlite3.Connection, roster, config, now: datetime, statuses: list
             stage=stage,
             missing=missing,
             invalid=invalid,
-            reasons={i: zh_reason(items[i]) for i in invalid},
+            reasons={i: our_reason(zh_reason(items[i]), items[i].get("trust")) for i in invalid},
             deadline=deadline.isoformat(),
         )
         reminder.folded = _folded(conn, config, unit.id, now, receipts_waiting)

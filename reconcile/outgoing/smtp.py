@@ -41,8 +41,9 @@ class TemporaryFailure(SendFailure):
 
 
 class Stopping(TemporaryFailure):
-    """``serve`` is stopping while this mail waited (rate limit, retry): not tried, kept for
-    the next run (the outbox row becomes ``deferred``)."""
+    """``serve`` is stopping while this mail waited: for the rate limit (not tried, not
+    recorded: answered after the next start) or between retries (the row becomes
+    ``deferred``)."""
 
 
 class PermanentFailure(SendFailure):
@@ -199,6 +200,11 @@ class Mailer:
                 self.sleep(wait)
                 self._stopping()
             self._sent_times.popleft()
+
+    def wait_turn(self) -> None:
+        """Wait until the rate limit lets the next mail go (``Stopping`` if ``serve`` stops
+        meanwhile); ``send`` then goes at once."""
+        self._throttle()
 
     def _stopping(self) -> None:
         if self.stop is not None and self.stop.is_set():
