@@ -118,7 +118,7 @@ def check(conn: sqlite3.Connection, config, now: datetime | None = None) -> tupl
     polled = poll_age(details["last_poll"], config, now)
     if polled is not None:
         details["age_s"], details["stale"] = round(polled[1], 1), polled[2]
-    details["waiting"] = _waiting(conn, config, now)
+    details["waiting"] = _waiting(conn, config, default_clock().now())  # (the time mail is judged by)
     ok = details["running"] and not details["stale"]
     return ok, details
 
