@@ -66,8 +66,9 @@ class Sender(threading.Thread):
         self.kicked.set()
 
     def after_poll(self, recorded: bool) -> None:
-        """A poll succeeded: the first one starts the reminders (they are never judged on a
-        mailbox not read yet), and one that recorded mail wakes the sender."""
+        """A poll succeeded: the first one has the reminders looked at at once (they are never
+        judged on a mailbox not read yet: ``fresh``), and one that recorded mail wakes the
+        sender."""
         first = not self.polled.is_set()
         self.polled.set()
         if recorded or first:
@@ -75,19 +76,22 @@ class Sender(threading.Thread):
 
     def run(self) -> None:
         every = self.config.service.remind_every_s
-        next_reminders = 0.0  # due at the first poll
+        next_reminders = time.monotonic() + 1.0
+        judged = False  # reminders looked at once on a mailbox read successfully
         while not self.stop.is_set():
-            wait = max(0.0, next_reminders - time.monotonic()) if self.polled.is_set() else every
+            wait = max(0.0, next_reminders - time.monotonic())
             if self.held:
                 wait = min(wait, RECHECK_S)
             self.kicked.wait(wait)
             if self.stop.is_set():
                 break
             self.kicked.clear()
-            reminders = self.polled.is_set() and time.monotonic() >= next_reminders
+            polled = self.polled.is_set()
+            reminders = time.monotonic() >= next_reminders or (polled and not judged)
             if reminders:
                 next_reminders = time.monotonic() + every
             self.run_once(reminders=reminders)
+            judged = judged or (reminders and polled)
 
     def run_once(self, *, reminders: bool) -> None:
         from ingest.db import open_connection
