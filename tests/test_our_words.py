@@ -109,6 +109,7 @@ def test_sixty_strangers_naming_units_never_keep_a_units_own_receipt_waiting(mai
     assert len(first.json) < 10, "strangers' receipts stop at the cap (10 recipients)"
     own = [m for m in server.to("kjc@sxu.edu.cn") if "统计表.xlsx（统计表）：合格" in m.text]
     assert len(own) == 1 and "代为报送" not in own[0].text, "the unit's own receipt went at once"
+    assert server.messages[0] is own[0], "first, before the strangers' receipts for earlier mail"
     check = campaign.run("serve", "--check", "--json", expect=1).json
     assert check["waiting"]["why"]["strangers_cap"] > 0, check["waiting"]
     assert check["waiting"]["total"] == sum(check["waiting"]["why"].values())

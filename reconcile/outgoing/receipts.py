@@ -35,8 +35,9 @@ Which messages are answered at all: reconcile/outgoing/answerable.py. Caps, per 
 stranger must not be able to keep a unit's own receipt waiting):
 
 * a unit's own mail (trust ``registered``, ``domain``, ``thread`` or ``staff``): its receipt
-  always goes, at the SMTP rate; only the loop guard applies, ``reminders.receipts_per_day``
-  receipts for the unit's own mail to the same address within 24 hours;
+  always goes, at the SMTP rate, before any receipt for others' mail; only the loop guard
+  applies, ``reminders.receipts_per_day`` receipts for the unit's own mail to the same address
+  within 24 hours;
 * mail of anyone else naming a unit (``named``): ``reminders.receipts_per_hour`` recipients in
   all within an hour (the rest wait, in order, for the next run once the hour has room, and are
   the first to be dropped at ``receipts_max_age``), and ``receipts_per_day`` such receipts to one
@@ -348,7 +349,10 @@ def run_receipts(
     own_mailer = mailer is None
     mailer = mailer or Mailer(config.smtp)
     try:
-        for unit, rows in answer_groups(todo, {u.id: u for u in roster.units}):
+        groups = answer_groups(todo, {u.id: u for u in roster.units})
+        # units first: receipts for their own mail never wait behind strangers' (each in arrival order)
+        groups.sort(key=lambda g: not any(r.get("trust") in TRUSTED for r in g[1]))
+        for unit, rows in groups:
             if stop is not None and stop.is_set():
                 break
             at = clock.now() if clock is not None else now
