@@ -124,11 +124,13 @@ def check(conn: sqlite3.Connection, config, now: datetime | None = None) -> tupl
 
 
 def _waiting(conn: sqlite3.Connection, config, now: datetime) -> dict | None:
-    """The mails waiting to go out and why (reconcile.outgoing.queue); None if it cannot be
-    told (e.g. the roster file is broken)."""
+    """The mails waiting to go out and why (reconcile.outgoing.queue); None if nothing is sent
+    (no SMTP server set) or it cannot be told (e.g. the roster file is broken)."""
     from reconcile.outgoing.queue import waiting
     from reconcile.scope import rosters
 
+    if not config.smtp.configured:
+        return None  # nothing is sent at all ([smtp] host/from not set)
     try:
         return waiting(conn, config, rosters(config), now)
     except Exception as e:  # noqa: BLE001 - the check itself must answer
