@@ -113,13 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                 smtp=smtp.config(),
                 service={"poll_every_s": 600, "remind_every_s": 600, "lock_wait_s": 0},
             )
-            log = open(work / "serve.log", "ab")  # noqa: SIM115 - closed with the process below
-            serve = subprocess.Popen(
-                mailroll_argv(campaign, "serve"),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "MAILROLL_FAKE_NOW": FAKE_NOW},
-            )
+            serve = start_serve(campaign, work / "serve.log")
             db = campaign.db_path
 
             def polled() -> bool:
@@ -153,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                 smtp.wait_for(before + 1, timeout=60)
                 receipt = time.perf_counter() - started
                 wait_until(lambda r=r: len(baseline.fetched) > r, 30, "the baseline client")
-                idle_runs.append(_run(baseline.fetched[r] - started))
-                serve_runs.append(_run(receipt))
+                idle_runs.append(run_of(baseline.fetched[r] - started))
+                serve_runs.append(run_of(receipt))
                 print(
                     f"  round {r + 1}/{rounds}: IDLE client {idle_runs[-1].seconds:.3f} s, "
                     f"receipt {receipt:.3f} s",
@@ -179,18 +173,34 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0 if ok and within else 1
     finally:
-        if serve is not None and serve.poll() is None:
-            serve.send_signal(signal.SIGTERM)
-            try:
-                serve.wait(30)
-            except subprocess.TimeoutExpired:
-                serve.kill()
+        stop_serve(serve)
         smtp.stop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _run(seconds: float) -> Run:
+def start_serve(campaign, log_path) -> subprocess.Popen:
+    """`mailroll serve` as a process at the fake time FAKE_NOW, its output appended to ``log_path``."""
+    with open(log_path, "ab") as log:  # (the child keeps its own copy of the descriptor)
+        return subprocess.Popen(
+            mailroll_argv(campaign, "serve"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "MAILROLL_FAKE_NOW": FAKE_NOW},
+        )
+
+
+def stop_serve(serve: subprocess.Popen | None) -> None:
+    """SIGTERM, as systemd stops it; killed if it has not stopped within 30 s."""
+    if serve is not None and serve.poll() is None:
+        serve.send_signal(signal.SIGTERM)
+        try:
+            serve.wait(30)
+        except subprocess.TimeoutExpired:
+            serve.kill()
+
+
+def run_of(seconds: float) -> Run:
     """A latency measured here, not a process of its own: no memory or CPU figures."""
     return Run(seconds, 0.0, 0.0, 0.0, 0.0, 0, "", "")
 

@@ -139,6 +139,15 @@ def default_items(
 
 
 @dataclass(frozen=True)
+class Contact:
+    """One of the office's contacts, named at the end of receipts and reminders."""
+
+    name: str
+    org: str = ""
+    phone: str = ""
+
+
+@dataclass(frozen=True)
 class Campaign:
     name: str
     deadline: datetime
@@ -150,6 +159,7 @@ class Campaign:
     opens: datetime | None = None  # mail before this is not for it
     closes: datetime | None = None  # nor after this (the config's default: deadline + 30 days)
     notice: Path | None = None  # the notice's text (a UTF-8 file), for `mailroll notify`
+    contacts: tuple[Contact, ...] = ()  # `contacts = [{name, org, phone}]`: the office's people
 
     # ------------------------------------------------------------------ items
     @property

@@ -28,6 +28,7 @@ from ingest.campaigns import (  # noqa: F401 - re-exported: the config's vocabul
     DOCUMENT_FORMATS,
     ITEM_KINDS,
     Campaign,
+    Contact,
     Item,
     SheetTemplate,
     combined_sheet,
@@ -146,7 +147,10 @@ class Reminders:
     after_grace: timedelta = timedelta(hours=1)  # 'after-1' is due this long after the deadline
     receipts_max_age: timedelta = timedelta(days=3)  # older messages get no receipt (first start)
     receipts_per_day: int = 10  # at most this many receipts to one address in 24 h (loop guard)
-    receipts_per_hour: int = 30  # at most this many receipt recipients (To and Cc) in all per hour
+    # at most this many recipients (To and Cc) per hour of receipts for mail from other addresses
+    # than the units' own (a unit's own receipts are not capped: they go at the SMTP rate)
+    receipts_per_hour: int = 30
+    min_gap_minutes: float = 30.0  # a reminder due this soon after a mail to the unit is folded into it
 
 
 @dataclass(frozen=True)
@@ -593,7 +597,10 @@ def config_from_dict(data: dict, file: Path) -> Config:
         ),
         receipts_per_day=rm.get("receipts_per_day", int, 10),
         receipts_per_hour=rm.get("receipts_per_hour", int, Reminders.receipts_per_hour),
+        min_gap_minutes=rm.get("min_gap_minutes", float, Reminders.min_gap_minutes),
     )
+    if reminders.min_gap_minutes < 0:
+        raise rm.fail("min_gap_minutes", "must be 0 or more (minutes)")
 
     lm = root.table("limits")
     defaults = Limits()
@@ -793,7 +800,23 @@ def _single_campaign(c: _Reader, roster: Path) -> Campaign:
         items=items,
         roster=roster,
         notice=_notice_path(c),
+        contacts=_contacts(c),
     )
+
+
+def _contacts(c: _Reader) -> tuple[Contact, ...]:
+    """``contacts = [{name = "吴玉祥", org = "山西省科学技术厅", phone = "0351-4060103"}]``."""
+    out = []
+    for entry in c.get("contacts", list, []):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"].strip():
+            raise c.fail("contacts", 'must be a list of {name = "...", org = "...", phone = "..."} tables')
+        unknown = set(entry) - {"name", "org", "phone"}
+        if unknown or not all(isinstance(entry.get(k, ""), str) for k in ("org", "phone")):
+            raise c.fail("contacts", "takes name, org and phone (text) for each contact")
+        out.append(
+            Contact(entry["name"].strip(), entry.get("org", "").strip(), entry.get("phone", "").strip())
+        )
+    return tuple(out)
 
 
 def _notice_path(c: _Reader) -> Path | None:
@@ -841,6 +864,7 @@ def _listed_campaign(c: _Reader, default_roster: Path | None) -> Campaign:
         opens=opens,
         closes=closes,
         notice=_notice_path(c),
+        contacts=_contacts(c),
     )
 
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime
 
+from reconcile.i18n import N_
 from reconcile.status import iso_text, stored_time
+
+# why mail waits to go out (reconcile/outgoing/queue.py counts them)
+WAITING_REASONS = {
+    "queued": N_("in the queue at the SMTP rate"),
+    "quiet_hours": N_("held until the quiet hours end"),
+    "strangers_cap": N_("for mail from other addresses than the units' own: over the hourly cap"),
+    "smtp": N_("not taken by the SMTP server for now: tried again"),
+}
 
 
 def heartbeat(conn: sqlite3.Connection, config, now: datetime | None = None) -> dict | None:
@@ -13,7 +22,7 @@ def heartbeat(conn: sqlite3.Connection, config, now: datetime | None = None) -> 
     try:
         rows = dict(
             conn.execute(
-                "SELECT key, value FROM service_state WHERE key IN ('last_poll', 'last_error')"
+                "SELECT key, value FROM service_state WHERE key IN ('last_poll', 'last_error', 'waiting')"
             ).fetchall()
         )
     except sqlite3.Error:
@@ -27,7 +36,22 @@ def heartbeat(conn: sqlite3.Connection, config, now: datetime | None = None) -> 
         "age_s": age,
         "stale": stale,
         "last_error": rows.get("last_error") or None,
+        "waiting": _waiting_said(rows.get("waiting")),
     }
+
+
+def _waiting_said(text: str | None) -> list[str]:
+    """The sender's last count of mails waiting, in Chinese: ["3 封按 SMTP 发信速率排队", ...]."""
+    import json
+
+    from reconcile.i18n import zh
+
+    try:
+        counts = json.loads(text) if text else {}
+        why = counts.get("why") or {}
+        return [f"{int(n)} {zh(WAITING_REASONS[k])}" for k, n in why.items() if k in WAITING_REASONS and n]
+    except (ValueError, TypeError, AttributeError):
+        return []
 
 
 def poll_age(last_poll: str | None, config, now: datetime) -> tuple[datetime, float, bool] | None:

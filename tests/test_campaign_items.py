@@ -121,7 +121,7 @@ def test_a_fourth_item_is_judged_shown_and_mailed(four_items, tmp_path):
 
     out = campaign.run("receipts", "--now", "2022-06-20T10:45:00+08:00", "--dry-run", "--show").output
     assert "典型案例：科普大篷车.docx（典型案例）：有问题 —— " in out
-    assert "· 典型案例：已收到，但不合格" in out and "· 影像资料：已收到，合格" in out
+    assert "· 典型案例：已收到，但不合格" in out and "· 影像资料：已收到（科技周视频.mp4），合格" in out
     assert "还需要：典型案例。" in out
 
     reminders = campaign.run(

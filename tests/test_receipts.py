@@ -175,12 +175,15 @@ def test_an_auto_responder_does_not_start_a_loop(mailing, media):
             attachments=[("总结报告.docx", media.report_docx.read_bytes())],
         )
     )
-    # ... and an unmarked sender writing again and again is capped
-    for i in range(4):
-        campaign.deliver(build_mail("kjc@sxu.edu.cn", subject=f"第{i}次", body="补充说明"))
     campaign.ingest()
-    sent = receipts(campaign)
-    assert len(sent) == 2, "3 per day in all: one earlier, two now"
+    assert [r["status"] for r in receipts(campaign)] == ["sent"]
+    # ... and an unmarked sender writing again and again (one run after each) is capped
+    answered = []
+    for i in range(3):
+        campaign.deliver(build_mail("kjc@sxu.edu.cn", subject=f"第{i}次", body="补充说明"))
+        campaign.ingest()
+        answered += receipts(campaign)
+    assert len(answered) == 1, "3 per day in all: two earlier, one now"
     assert len(server.messages) == 3
 
 
@@ -367,13 +370,13 @@ def test_receipts_judge_as_of_now_not_including_later_mail(mailing, media, tmp_p
     first = receipts(campaign, at("10").isoformat())
     assert [r["message"] for r in first] == [1]
     text = server.wait_for(1)[0].text
-    assert "统计表：已收到，合格" in text
+    assert "统计表：已收到（统计表.xlsx），合格" in text, "the counted file named"
     assert "总结报告：尚未收到" in text, "the 11:00 report had not arrived at 10:00"
     assert "还需要：总结报告、视频" in text
     later = receipts(campaign, at("12").isoformat())
     assert [r["message"] for r in later] == [2]
     text = server.wait_for(2)[1].text
-    assert "总结报告：已收到，合格" in text and "还需要：视频" in text
+    assert "总结报告：已收到（总结报告.docx），合格" in text and "还需要：视频" in text
 
 
 def test_a_forwarded_message_is_reported_to_the_unit_naming_the_forwarder(mailing, media):
@@ -400,7 +403,7 @@ def test_a_forwarded_message_is_reported_to_the_unit_naming_the_forwarder(mailin
     mail = server.wait_for(1)[0]
     assert mail.rcpt_tos == ["kjc@sxu.edu.cn"] and mail["Cc"] is None
     assert mail["Subject"] == "回执：2022年山西省科技活动周材料" and mail["In-Reply-To"]
-    assert "以下材料由 87654321@qq.com 代为报送" in mail.text
+    assert "以下材料由 [qq.com] 的一个邮箱 代为报送" in mail.text and "87654321" not in mail.text
     # automatic mail from the forwarder gets nothing at all, copy included
     campaign.deliver(
         build_mail(

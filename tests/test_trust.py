@@ -302,11 +302,12 @@ def test_a_strangers_material_is_reported_to_the_units_roster_address_not_to_the
     )
     named = mails[1]
     assert named["Subject"] == "回执：2022年山西省科技活动周材料"
-    assert "以下材料由 prankster@qq.com 代为报送" in named.text
+    assert "以下材料由 [qq.com] 的一个邮箱 代为报送" in named.text and "prankster" not in named.text
     assert "需经工作人员核实后才计入" in named.text, "it waits for review: the unit's own report counts"
     assert "evil.example" not in named.text and "领奖" not in named.text, "no text the stranger chose"
-    assert "\u202e" not in named.text and "总结报告gpj.docx" in named.text
-    assert "总结报告：已收到，合格" in named.text
+    assert "\u202e" not in named.text and "gpj" not in named.text, "a stranger's file name is not shown"
+    assert "一个 .docx 文件，" in named.text, "but its kind and size"
+    assert "总结报告：已收到（总结报告.docx），合格" in named.text, "the unit's own file counts"
     assert mails[0]["Subject"] == "回执：2022年山西省科技活动周材料"
     assert "代为报送" not in mails[0].text
 
@@ -332,14 +333,14 @@ def test_a_reply_to_our_receipt_from_another_address_is_thread_trusted(mailing, 
     # its receipt goes to the roster address, naming the replying address
     sent = receipts(campaign)
     assert [(r["to"], r["cc"]) for r in sent] == [(["kjc@sxu.edu.cn"], [])]
-    assert "以下材料由 12345678@qq.com 代为报送" in server.wait_for(2)[1].text
+    assert "以下材料由 [qq.com] 的一个邮箱 代为报送" in server.wait_for(2)[1].text
 
 
-def test_receipts_stop_at_the_hourly_limit_counting_every_recipient(mailing, reports):
+def test_receipts_for_strangers_mail_stop_at_the_hourly_limit_counting_every_recipient(mailing, reports):
     campaign, server = mailing
     good, _ = reports
     roster = campaign.root / "roster.csv"
-    extra = "".join(f"u{i:02d},第{i}试点单位,,office@u{i:02d}.gov.cn,试点,,\n" for i in range(1, 21))
+    extra = "".join(f"u{i:02d},第{i:02d}试点单位,,office@u{i:02d}.gov.cn,试点,,\n" for i in range(1, 21))
     roster.write_text(roster.read_text("utf-8") + extra, "utf-8")
     campaign.configure(reminders={"receipts_per_hour": 12})
     bj = timezone(timedelta(hours=8))
@@ -348,8 +349,8 @@ def test_receipts_stop_at_the_hourly_limit_counting_every_recipient(mailing, rep
         campaign.imap_user,
         [
             build_mail(
-                f"office@u{i:02d}.gov.cn",
-                subject="材料",
+                f"helper{i:02d}@qq.com",
+                subject=f"第{i:02d}试点单位材料",
                 attachments=[("总结报告.docx", good)],
             ).as_bytes()
             for i in range(1, 21)

@@ -264,6 +264,16 @@ def receipts_command(app: App, dry_run: bool, show: bool, now_text: str | None, 
         return
     conn, roster = app.conn, app.roster
     done = _sending(app, dry_run, "receipts", lambda **kw: run_receipts(conn, roster, config, now, **kw))
+    waiting = [r for r in done if r.status == "waiting"]
+    done = [r for r in done if r.status != "waiting"]
+    for why in dict.fromkeys(r.error for r in waiting):
+        units = [r.unit for r in waiting if r.error == why]
+        click.echo(
+            _("mailroll: {n} receipt(s) wait for a later run ({units}): {why}").format(
+                n=len(units), units=", ".join(units[:5]) + (", ..." if len(units) > 5 else ""), why=why
+            ),
+            err=True,
+        )
 
     quiet = in_quiet_hours(config, now)
 
@@ -361,6 +371,20 @@ def _check(app: App, as_json: bool) -> None:
                 click.echo(_("last poll: ") + json.dumps(d["last_poll_result"], ensure_ascii=False))
             if d["last_error"]:
                 click.echo(_("last error: {error}").format(error=d["last_error"]))
+        _say_waiting(d.get("waiting"))
         for warning in d["warnings"]:
             click.echo(_("warning: {warning}").format(warning=warning))
     sys.exit(0 if ok else 1)
+
+
+def _say_waiting(waiting: dict | None) -> None:
+    """ "mails waiting to go out: 3 (2 in the queue at the SMTP rate; 1 ...)"."""
+    from reconcile.outgoing.queue import REASONS
+
+    if not waiting:
+        return
+    if not waiting["total"]:
+        click.echo(_("mails waiting to go out: none"))
+        return
+    why = "; ".join(f"{n} {_(REASONS[k])}" for k, n in waiting["why"].items())
+    click.echo(_("mails waiting to go out: {n} ({why})").format(n=waiting["total"], why=why))

@@ -401,6 +401,10 @@ def show(app: App, unit: str, raw: bool, as_json: bool) -> None:
         emit_json(detail)
         return
     _render_show(detail, app.config.campaign.labels, app.config.campaign.timezone, set(app.roster.by_id))
+    if app.config.campaign.contacts:  # whom the unit is told to call (receipts and reminders end so)
+        from reconcile.outgoing.compose import contact_lines
+
+        click.echo(_("\noffice contacts: {contacts}").format(contacts="; ".join(contact_lines(app.config))))
 
 
 def _render_versions(con, versions: dict, labels: dict[str, str]) -> None:

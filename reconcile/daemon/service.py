@@ -1,14 +1,17 @@
 """``mailroll serve``: the daemon. Polls the mailbox, answers with receipts, sends reminders.
 
-What runs (APScheduler 3, one worker thread, so jobs never overlap and share no connection):
+What runs (APScheduler 3, one worker thread for the poll; the sender is a thread of its own):
 
 * **poll** every ``service.poll_every_s`` (and at start): ``poll_once`` -> attribute ->
-  bounces -> receipts for what arrived. With IMAP and ``mailbox.idle`` (the server must
+  bounces -> the sender woken for what arrived. With IMAP and ``mailbox.idle`` (the server must
   offer IDLE), a watcher thread sits in IMAP IDLE and runs the poll at once when new mail
   arrives, so a unit's mail is processed within seconds. A failing poll (server down, login
   refused) is retried after 5 s, 10 s, 20 s ... up to the poll interval; the service stays up.
-* **send** every ``service.remind_every_s``: the reminders due now, and receipts kept back
-  by quiet hours or an SMTP outage (``deferred``).
+* **send**, on a thread of its own with its own SMTP and database connections
+  (``reconcile.daemon.sender``): kicked by the poll when it recorded mail, and every
+  ``service.remind_every_s`` for the reminders due now and receipts kept back (quiet hours,
+  an SMTP outage, the cap on strangers' receipts). The SMTP rate limit, time-outs and retries
+  wait there, never in the poll: IDLE is answered and mail recorded while receipts drain.
 
 One instance per mailbox: ``serve`` holds ``lock.ingest_lock`` for its whole life (a second
 ``serve`` or an ``ingest --once`` meanwhile waits ``service.lock_wait_s`` and then exits 1
@@ -40,12 +43,12 @@ import os
 import sqlite3
 import threading
 import time
-from collections import deque
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ingest.db import transaction
 from reconcile.daemon.clock import Clock, default_clock
+from reconcile.daemon.sender import Sender
 from reconcile.heartbeat import poll_age
 
 if TYPE_CHECKING:
@@ -115,8 +118,24 @@ def check(conn: sqlite3.Connection, config, now: datetime | None = None) -> tupl
     polled = poll_age(details["last_poll"], config, now)
     if polled is not None:
         details["age_s"], details["stale"] = round(polled[1], 1), polled[2]
+    details["waiting"] = _waiting(conn, config, default_clock().now())  # (the time mail is judged by)
     ok = details["running"] and not details["stale"]
     return ok, details
+
+
+def _waiting(conn: sqlite3.Connection, config, now: datetime) -> dict | None:
+    """The mails waiting to go out and why (reconcile.outgoing.queue); None if nothing is sent
+    (no SMTP server set) or it cannot be told (e.g. the roster file is broken)."""
+    from reconcile.outgoing.queue import waiting
+    from reconcile.scope import rosters
+
+    if not config.smtp.configured:
+        return None  # nothing is sent at all ([smtp] host/from not set)
+    try:
+        return waiting(conn, config, rosters(config), now)
+    except Exception as e:  # noqa: BLE001 - the check itself must answer
+        log.debug("cannot count the mails waiting: %s", e)
+        return None
 
 
 # ----------------------------------------------------------------------------------- IMAP IDLE
@@ -199,7 +218,7 @@ class Service:
         self.polling = threading.Event()  # set while poll_job runs
         self.failures = 0
         self.last_good_poll: float | None = None  # monotonic time of the last successful poll
-        self.sent_times: deque = deque()  # the SMTP rate limit across batches
+        self.sender: Sender | None = None  # receipts and reminders, on a thread of their own
         self.scheduler: Any = None  # an APScheduler BackgroundScheduler while running
         self.idle: IdleWatcher | None = None
         self.workers: WorkerPool | None = None  # ingest's worker processes, kept between polls
@@ -297,64 +316,11 @@ class Service:
                     result.duplicate,
                     result.failed,
                 )
-            if result.recorded_ids and not self.stop.is_set():
-                self._send_safely(conn, reminders=False)
+            if self.sender is not None:  # answered on the sender's thread: the poll never waits for SMTP
+                self.sender.after_poll(recorded=bool(result.recorded_ids))
             return True
         finally:
             conn.close()
-
-    def send_job(self) -> None:
-        conn = self._conn()
-        try:
-            self._send_safely(conn, reminders=True)
-        finally:
-            conn.close()
-
-    def _send_safely(self, conn: sqlite3.Connection, *, reminders: bool) -> None:
-        try:
-            self.send(conn, reminders=reminders)
-        except Exception as e:  # noqa: BLE001 - e.g. roster file broken: say so, keep running
-            log.error(
-                "sending failed: %s: %s", e.__class__.__name__, e, exc_info=log.isEnabledFor(logging.DEBUG)
-            )
-            set_state(conn, last_error=f"sending: {e.__class__.__name__}: {e}", last_error_at=_iso(_utcnow()))
-
-    def send(self, conn: sqlite3.Connection, *, reminders: bool) -> None:
-        """Receipts (and reminders) due now for every campaign, each about its own campaign,
-        under the send lock."""
-        from reconcile.daemon.lock import LockBusy, send_lock
-        from reconcile.outgoing.receipts import run_receipts
-        from reconcile.outgoing.reminders import run_reminders
-        from reconcile.outgoing.smtp import Mailer
-        from reconcile.scope import rosters
-
-        if not self.config.smtp.configured or self.stop.is_set():
-            return
-        now = self.clock.now()
-        by_campaign = rosters(self.config)
-        try:
-            with send_lock(self.config, wait_s=30.0):
-                with Mailer(self.config.smtp, sent_times=self.sent_times) as m:
-                    receipts, due = [], []
-                    fresh = reminders and self._data_fresh()
-                    for config in self.config.each_campaign():
-                        if self.stop.is_set():
-                            break
-                        roster = by_campaign[config.campaign.id]
-                        receipts += run_receipts(conn, roster, config, now, mailer=m, stop=self.stop)
-                        if fresh and not self.stop.is_set():
-                            due += run_reminders(conn, roster, config, now, mailer=m, stop=self.stop)
-                    sent = [r for r in receipts if r.status == "sent"]
-                if receipts or due:
-                    log.info(
-                        "sent %d receipt(s); %d reminder(s) due: %s",
-                        len(sent),
-                        len(due),
-                        ", ".join(f"{r.unit} {r.stage} {r.status}" for r in due) or "-",
-                    )
-                set_state(conn, last_send=_iso(_utcnow()))
-        except LockBusy as e:
-            log.warning("not sending now: %s", e.format_message())
 
     def _data_fresh(self) -> bool:
         """Remind only on a recent picture of the mailbox: a unit whose mail could not be
@@ -414,13 +380,8 @@ class Service:
                 id="poll",
                 next_run_time=_utcnow(),
             )
-            self.scheduler.add_job(
-                self.send_job,
-                "interval",
-                seconds=cfg.service.remind_every_s,
-                id="send",
-                next_run_time=_utcnow() + timedelta(seconds=1),
-            )
+            self.sender = Sender(cfg, self.clock, self.stop, self._data_fresh)
+            self.sender.start()
             self.scheduler.start()
             if cfg.mailbox.kind == "imap" and cfg.mailbox.idle:
                 self.idle = IdleWatcher(cfg, self.wake, self.stop)
@@ -432,6 +393,9 @@ class Service:
                 log.info("stopping: finishing the work in hand")
                 self.stop.set()
                 self.scheduler.shutdown(wait=True)
+                if self.sender is not None:
+                    self.sender.kick()  # (it may sit waiting for work: it sees the stop at once)
+                    self.sender.join()  # the mail in hand is finished; a rate-limit wait ends at once
                 if self.idle is not None:
                     self.idle.join(timeout=5)
                 if self.workers is not None:

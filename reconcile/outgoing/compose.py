@@ -145,3 +145,17 @@ def render(config, name: str, **context) -> tuple[str, str]:
     if not head.lower().startswith("subject:"):
         raise ValueError(f"template {name} must start with a 'Subject: ...' line")
     return " ".join(head[len("subject:") :].split()), body.lstrip("\n")
+
+
+def contact_lines(config) -> list[str]:
+    """The office's contacts (``[campaign] contacts``), one line each, as receipts and
+    reminders end: "吴玉祥（山西省科学技术厅），电话 0351-4060103"."""
+    from reconcile.i18n import N_, zh
+
+    out = []
+    for c in config.campaign.contacts:
+        line = zh(N_("{name} ({org})")).format(name=c.name, org=c.org) if c.org else c.name
+        if c.phone:
+            line = zh(N_("{who}, phone {phone}")).format(who=line, phone=c.phone)
+        out.append(line)
+    return out

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 
 from reconcile.outgoing.compose import compose, new_message_id
-from reconcile.outgoing.smtp import Mailer, SendFailure
+from reconcile.outgoing.smtp import Mailer, SendFailure, Stopping
 from reconcile.vocab import OutboxState
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,83 @@ def recover_interrupted(conn: sqlite3.Connection) -> int:
     return cur.rowcount
 
 
+def last_mail(conn: sqlite3.Connection, config, unit: str) -> datetime | None:
+    """When the latest mail to ``unit`` about ``config``'s campaign was made (any kind, not
+    counting mail that never went: deferred, skipped, failed)."""
+    clause, params = config.campaign_clause()
+    row = conn.execute(
+        "SELECT max(created_at) FROM outbox WHERE unit = ? "
+        "AND status NOT IN ('deferred', 'skipped', 'failed') "
+        f"AND {clause}",
+        (unit, *params),
+    ).fetchone()
+    return datetime.fromisoformat(row[0].replace("Z", "+00:00")) if row and row[0] else None
+
+
+def record_folded(conn: sqlite3.Connection, config, reminder, now: datetime) -> None:
+    """A reminder folded into the mail the unit just got: its stage is done (``skipped``,
+    saying why), so it is never sent later (a deferred try of the same stage is taken over)."""
+    cur = conn.execute(
+        "UPDATE outbox SET status = 'skipped', error = ? WHERE id = ? AND status = 'deferred'",
+        (
+            reminder.folded,
+            (
+                existing(conn, kind="reminder", unit=reminder.unit, stage=reminder.stage, config=config)
+                or (0,)
+            )[0],
+        ),
+    )
+    if cur.rowcount:
+        return
+    try:
+        conn.execute(
+            "INSERT INTO outbox (campaign, kind, unit, stage, to_addrs, subject, body, smtp_message_id, "
+            "status, attempts, error, created_at) VALUES (?, 'reminder', ?, ?, ?, '', '', ?, 'skipped', 0, ?, ?)",
+            (
+                config.campaign.id,
+                reminder.unit,
+                reminder.stage,
+                json.dumps(reminder.to, ensure_ascii=False),
+                new_message_id(config, "reminder"),
+                reminder.folded,
+                _now_text(now),
+            ),
+        )
+    except sqlite3.IntegrityError:  # recorded meanwhile (another process)
+        pass
+
+
+def answered_together(conn: sqlite3.Connection, config, receipt, message: int, now: datetime) -> None:
+    """Record that ``message`` needs no receipt of its own: ``receipt`` (for a later message of
+    the same unit) answered it. Its row is ``skipped``, so it is never sent (a deferred one
+    from an earlier try is taken over)."""
+    why = f"answered together with message #{receipt.message}"
+    cur = conn.execute(
+        "UPDATE outbox SET status = 'skipped', error = ? WHERE kind = 'receipt' AND answers = ? "
+        "AND status = 'deferred'",
+        (why, message),
+    )
+    if cur.rowcount:
+        return
+    try:
+        conn.execute(
+            "INSERT INTO outbox (campaign, kind, unit, answers, to_addrs, subject, body, smtp_message_id, "
+            "status, attempts, error, created_at) VALUES (?, 'receipt', ?, ?, ?, ?, '', ?, 'skipped', 0, ?, ?)",
+            (
+                config.campaign.id,
+                receipt.unit,
+                message,
+                json.dumps(receipt.to + receipt.cc, ensure_ascii=False),
+                receipt.subject,
+                new_message_id(config, "receipt"),
+                why,
+                _now_text(now),
+            ),
+        )
+    except sqlite3.IntegrityError:  # answered meanwhile (another process)
+        pass
+
+
 def deliver(
     conn: sqlite3.Connection, mailer: Mailer, row_id: int, msg: EmailMessage, to: list[str], now: datetime
 ) -> tuple[str, str | None]:
@@ -173,8 +250,14 @@ def send_one(
 
     A new mail gets a row in ``sending`` (committed) before SMTP; a ``deferred`` one is taken
     back and tried again with its Message-ID; anything else (sent, failed, unknown, skipped,
-    or a row another process is sending) is left alone and None is returned.
+    or a row another process is sending) is left alone and None is returned. The SMTP rate
+    limit is waited for first; ``serve`` stopping meanwhile returns ("waiting", why) with
+    nothing recorded.
     """
+    try:  # the rate limit is waited for before the row is written: a crash meanwhile leaves no
+        mailer.wait_turn()  # row in 'sending' (which would become 'unknown', never sent)
+    except Stopping as e:
+        return "waiting", e.reason
     cc = [a for a in (cc or []) if a not in to]
     everyone = list(to) + cc
     row = existing(conn, kind=kind, unit=unit, stage=stage, answers=answers, config=config)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import sqlite3
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from reconcile.i18n import N_, zh
 from reconcile.outgoing import outbox
-from reconcile.outgoing.compose import render, valid_address
+from reconcile.outgoing.compose import contact_lines, render, valid_address
+from reconcile.outgoing.receipt_files import our_reason
 from reconcile.outgoing.smtp import Mailer
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class Reminder:
     error: str | None = None
     subject: str = ""  # filled by ``run_reminders`` (also on a dry run)
     body: str = ""
+    folded: str = ""  # why it is folded into the mail the unit just got ("": it goes)
 
     def contract(self) -> dict:
         """The `remind --json` object (CONTRACT.md)."""
@@ -159,6 +161,7 @@ def _due(conn: sqlite3.Connection, roster, config, now: datetime, statuses: list
     if in_quiet_hours(config, now):
         return []
     by_id = {u.id: u for u in roster.units}
+    receipts_waiting = _receipts_waiting(conn, config, now) & {u.id for u in roster.units if u.emails}
     out: list[Reminder] = []
     for row in statuses:
         unit = by_id.get(row["id"])
@@ -181,18 +184,52 @@ def _due(conn: sqlite3.Connection, roster, config, now: datetime, statuses: list
         if not to:
             log.warning("unit %s (%s) has no address to remind: add one to the roster", unit.id, unit.name)
             continue
-        out.append(
-            Reminder(
-                unit=unit.id,
-                to=to,
-                stage=stage,
-                missing=missing,
-                invalid=invalid,
-                reasons={i: zh_reason(items[i]) for i in invalid},
-                deadline=deadline.isoformat(),
-            )
+        reminder = Reminder(
+            unit=unit.id,
+            to=to,
+            stage=stage,
+            missing=missing,
+            invalid=invalid,
+            reasons={i: our_reason(zh_reason(items[i]), items[i].get("trust")) for i in invalid},
+            deadline=deadline.isoformat(),
         )
+        reminder.folded = _folded(conn, config, unit.id, now, receipts_waiting)
+        if reminder.folded != "wait":
+            out.append(reminder)
     return out
+
+
+def _folded(conn: sqlite3.Connection, config, unit: str, now: datetime, receipts_waiting: set[str]) -> str:
+    """ "" when the reminder goes; "wait" when a receipt to the unit is waiting (the reminder is
+    looked at again once it went); else why it is folded into the mail the unit just got (a
+    receipt lists what is still missing): never a second mail within
+    ``reminders.min_gap_minutes``."""
+    if unit in receipts_waiting:
+        return "wait"
+    last = outbox.last_mail(conn, config, unit)
+    # (a mail recorded "after" now: a preview of another time, not a mail just sent)
+    if last is None or not timedelta(minutes=-1) < now - last < timedelta(
+        minutes=config.reminders.min_gap_minutes
+    ):
+        return ""
+    local = last.astimezone(config.campaign.timezone)
+    return f"folded into the mail sent to the unit at {local:%Y-%m-%d %H:%M} (reminders.min_gap_minutes)"
+
+
+def _receipts_waiting(conn: sqlite3.Connection, config, now: datetime) -> set[str]:
+    """Units with a receipt for their own mail about to go (a message of the last
+    ``min_gap_minutes`` not answered yet): they get it first, and the reminder folded into it."""
+    if not config.reminders.receipts:
+        return set()
+    from reconcile.attribute import TRUSTED
+    from reconcile.outgoing.answerable import pending
+
+    recent = now - timedelta(minutes=config.reminders.min_gap_minutes)
+    return {
+        row["unit"]
+        for row, reason in pending(conn, config, now)
+        if reason is None and row["trust"] in TRUSTED and _ts(row["received_at"]) >= recent
+    }
 
 
 def format_deadline(deadline: datetime, config) -> str:
@@ -226,6 +263,7 @@ def render_reminder(config, unit, reminder: Reminder) -> tuple[str, str]:
         ],
         video_needed=bool(videos),
         video_limit=duration_text(limit),
+        contacts=contact_lines(config),
     )
 
 
@@ -264,9 +302,17 @@ def run_reminders(
     """
     due = due_reminders(conn, roster, config, now, statuses)
     by_id = {u.id: u for u in roster.units}
+    folded = [r for r in due if r.folded]
+    due = [r for r in due if not r.folded]
     for r in due:
         r.subject, r.body = render_reminder(config, by_id[r.unit], r)
-    if dry_run or not due:
+    if dry_run:
+        return due
+    for r in folded:
+        _skip_overtaken(conn, config, r)
+        outbox.record_folded(conn, config, r, now)
+        log.info("reminder %s to %s not sent: %s", r.stage, r.unit, r.folded)
+    if not due:
         return due
 
     def send(m: Mailer, r: Reminder):

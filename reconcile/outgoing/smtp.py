@@ -40,6 +40,12 @@ class TemporaryFailure(SendFailure):
     kind = "temporary"
 
 
+class Stopping(TemporaryFailure):
+    """``serve`` is stopping while this mail waited: for the rate limit (not tried, not
+    recorded: answered after the next start) or between retries (the row becomes
+    ``deferred``)."""
+
+
 class PermanentFailure(SendFailure):
     kind = "permanent"
 
@@ -78,7 +84,8 @@ class Mailer:
 
     Connects on the first ``send``; ``close()`` (or leaving the ``with`` block) says QUIT.
     ``sleep`` and ``monotonic`` are injectable so tests of the rate limit need not wait.
-    The rate limit is ``smtp.per_minute`` mails in any 60 s.
+    The rate limit is ``smtp.per_minute`` mails in any 60 s. ``serve`` uses it only on its
+    sender thread, so these waits never hold up the poll.
     """
 
     def __init__(
@@ -88,8 +95,12 @@ class Mailer:
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         sent_times: deque | None = None,
+        stop=None,
     ):
         self.cfg = smtp
+        # ``serve``'s sender passes its stop event: a wait for the rate limit or a retry ends
+        # at once on SIGTERM, and the mail then waiting is kept for the next run (deferred)
+        self.stop = stop
         self.sleep = sleep
         self.monotonic = monotonic
         self.conn: smtplib.SMTP | None = None
@@ -187,7 +198,17 @@ class Mailer:
             if wait > 0:
                 log.info("rate limit (%d/min): waiting %.1f s", per_minute, wait)
                 self.sleep(wait)
+                self._stopping()
             self._sent_times.popleft()
+
+    def wait_turn(self) -> None:
+        """Wait until the rate limit lets the next mail go (``Stopping`` if ``serve`` stops
+        meanwhile); ``send`` then goes at once."""
+        self._throttle()
+
+    def _stopping(self) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise Stopping("mailroll is stopping: kept for the next run", attempts=0)
 
     def send(self, msg: EmailMessage, to: list[str]) -> Outcome:
         """Hand ``msg`` to the server for ``to``. Retries temporary failures with backoff.
@@ -205,6 +226,8 @@ class Mailer:
                 refused = self._send_once(msg, to)
                 self._sent_times.append(self.monotonic())
                 return Outcome(attempt, refused)
+            except Stopping:
+                raise
             except TemporaryFailure as e:
                 self.close()
                 e.attempts = attempt
@@ -222,6 +245,7 @@ class Mailer:
                     delay,
                 )
                 self.sleep(delay)
+                self._stopping()
             except SendFailure as e:
                 e.attempts = attempt
                 if isinstance(e, AmbiguousFailure):
