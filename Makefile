@@ -5,9 +5,9 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-APT_PACKAGES := ffmpeg dovecot-imapd libarchive-tools libreoffice-writer-nogui libreoffice-calc-nogui fonts-wqy-microhei time openssl python3-venv chromium chromium-driver
+APT_PACKAGES := ffmpeg dovecot-imapd libarchive-tools libreoffice-writer-nogui libreoffice-calc-nogui fonts-wqy-microhei fonts-crosextra-carlito time openssl python3-venv chromium chromium-driver poppler-utils
 # the commands each apt package provides (to skip apt when all are there)
-APT_COMMANDS := ffprobe dovecot bsdtar soffice openssl chromium chromedriver
+APT_COMMANDS := ffprobe dovecot bsdtar soffice openssl chromium chromedriver pdftotext
 
 .PHONY: demo test lint setup system-packages python-env bench clean samples mutants messages
 
@@ -15,9 +15,13 @@ demo: python-env
 	@command -v ffprobe >/dev/null || $(MAKE) --no-print-directory system-packages
 	rm -rf demo-out && mkdir -p demo-out && cp -r samples/maildir samples/roster.csv samples/config.toml demo-out/
 	$(BIN)/mailroll --config demo-out/config.toml ingest --once
+	@# staff decisions are not mail: the sample's (scripts/make_samples.py STAFF_DECISIONS)
+	MAILROLL_ACTOR=demo $(BIN)/mailroll --config demo-out/config.toml exempt taiyuan-kx --note "本年度未承办科技活动周活动"
+	MAILROLL_ACTOR=demo $(BIN)/mailroll --config demo-out/config.toml dismiss "<7f8e9d0c.5a11.1819a3e1b27.Coremail.kxdbfx@sina.cn>" --note "报刊征订广告"
+	MAILROLL_ACTOR=demo $(BIN)/mailroll --config demo-out/config.toml answered "<3c7a1f20.5e21.18122f0a1b3.Coremail.dtkjj2022@163.com>" --note "电话答复：按万人次填报，直播观看人次计入"
 	$(BIN)/mailroll --config demo-out/config.toml status
 	@echo
-	@echo "More: $(BIN)/mailroll --config demo-out/config.toml show taiyuan-kjj | unmatched | stats | report --xlsx demo-out/report.xlsx"
+	@echo "More: $(BIN)/mailroll --config demo-out/config.toml show taiyuan-kjj | unmatched --all | stats | report --xlsx demo-out/report.xlsx"
 
 # one pytest process per core (pytest-xdist); TEST_WORKERS=0 runs them in this process. Not
 # --dist loadfile: after a crashed worker it can wait forever (pytest-xdist issues 784, 1378).
@@ -37,6 +41,7 @@ setup: system-packages python-env
 system-packages:
 	@missing=""; for c in $(APT_COMMANDS); do command -v $$c >/dev/null 2>&1 || [ -x /usr/bin/$$c ] || [ -x /usr/sbin/$$c ] || missing="$$missing $$c"; done; \
 	[ -x /usr/bin/time ] || missing="$$missing time"; \
+	[ -f /usr/share/fonts/truetype/crosextra/Carlito-Regular.ttf ] || missing="$$missing fonts-crosextra-carlito"; \
 	$(PYTHON) -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	echo "missing:$$missing"; \

@@ -315,62 +315,97 @@ def run_mailroll(campaign: Campaign, *args: str) -> Run:
     return r
 
 
-# The yardstick of the IMAP benchmarks: fetch every message's full body with imapclient, 20 per
-# FETCH, and write each to its own file with fsync. Two flavours, both printed:
-# * "fair" (the target's denominator): imaplib's debug output off, as any careful client (and
-#   mailroll, ingest/sources/imap/connection.py _quiet_imaplib) has it;
-# * "stock": imapclient as shipped, which sets imaplib's debug level to 5 and routes it to a
-#   logger that drops it, so imaplib builds a repr() of every response, message bodies included,
-#   for nothing: most of that script's time goes there. Shown so the old figures can be compared.
-BASELINE_STOCK = r"""
-import sys, os
+# The yardsticks of the IMAP benchmarks: a fresh Python process that fetches every message's
+# full body with imapclient (imaplib's debug output off, as any careful client and mailroll have
+# it) and writes each to its own file. Flavours (``Fetch``), all printed, the first the target's
+# denominator:
+# * "per message": one FETCH per message, no fsync per message (a careful client that must not
+#   lose mail batches its fsyncs: one sync of the file system at the end);
+# * "batched": 100 messages per FETCH, the same writes: what a bulk downloader does;
+# * "fsync each" (labelled, for the older figures): 20 per FETCH and an fsync after every file.
+BASELINE = r"""
+import os, sys
 from imapclient import IMAPClient
 host, port, user, password, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+batch, fsync_each = int(sys.argv[6]), sys.argv[7] == "each"
 c = IMAPClient(host, port, ssl=False)
+c._imap.debug = 0
 c.login(user, password)
 c.select_folder("INBOX", readonly=True)
 uids = c.search(["ALL"])
 n = 0
-for i in range(0, len(uids), 20):
-    for uid, data in c.fetch(uids[i:i + 20], ["BODY.PEEK[]"]).items():
+for i in range(0, len(uids), batch):
+    for uid, data in c.fetch(uids[i:i + batch], ["BODY.PEEK[]"]).items():
         with open(os.path.join(out, str(uid)), "wb") as f:
             f.write(data[b"BODY[]"])
-            f.flush()
-            os.fsync(f.fileno())
+            if fsync_each:
+                f.flush()
+                os.fsync(f.fileno())
         n += 1
 c.logout()
+if not fsync_each:
+    os.sync()  # the batch's one sync: everything written is on disk when the client says so
 print(n)
 """
 
-BASELINE_FAIR = BASELINE_STOCK.replace(
-    "c.login(user, password)", "c._imap.debug = 0\nc.login(user, password)"
-)
+
+@dataclass(frozen=True)
+class Fetch:
+    """A baseline's way of fetching: messages per FETCH, fsync after each file or once at the end."""
+
+    label: str
+    batch: int
+    fsync_each: bool = False
 
 
-def baseline_fetch(server: DovecotServer, user: str, out_dir: Path, fair: bool = True) -> Run:
+PER_MESSAGE = Fetch("baseline: one FETCH per message", 1)
+BATCHED = Fetch("baseline: 100 per FETCH", 100)
+FSYNC_EACH = Fetch("baseline: 20 per FETCH + fsync each (older figures)", 20, True)
+
+
+def baseline_fetch(server: DovecotServer, user: str, out_dir: Path, how: Fetch = PER_MESSAGE) -> Run:
     """Fetch every message's full body with imapclient and write it to disk (a fresh process)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    script = BASELINE_FAIR if fair else BASELINE_STOCK
-    r = run_timed(
-        [sys.executable, "-c", script, server.host, str(server.port), user, server.password, str(out_dir)]
-    )
+    args = [server.host, str(server.port), user, server.password, str(out_dir), str(how.batch)]
+    r = run_timed([sys.executable, "-c", BASELINE, *args, "each" if how.fsync_each else "end"])
     if r.returncode != 0:
         raise SystemExit(f"baseline failed:\n{r.stderr}")
     return r
 
 
 def baseline_contestant(
-    name: str, server: DovecotServer, user: str, out_dir: Path, expect: int, fair: bool = True
+    server: DovecotServer, user: str, out_dir: Path, expect: int, how: Fetch
 ) -> Contestant:
-    """The baseline fetch as a contestant: a fresh, empty output directory each round."""
+    """A baseline fetch as a contestant: a fresh, empty output directory each round."""
 
     def run(_round: int) -> Run:
-        r = baseline_fetch(server, user, out_dir, fair=fair)
+        r = baseline_fetch(server, user, out_dir, how)
         if int(r.stdout) != expect:
-            raise SystemExit(f"{name}: fetched {r.stdout.strip()} messages, expected {expect}")
+            raise SystemExit(f"{how.label}: fetched {r.stdout.strip()} messages, expected {expect}")
         return r
 
-    return Contestant(name, run, after=lambda _round: shutil.rmtree(out_dir, ignore_errors=True))
+    return Contestant(how.label, run, after=lambda _round: shutil.rmtree(out_dir, ignore_errors=True))
+
+
+def baselines(server: DovecotServer, user: str, work: Path, expect: int) -> list[Contestant]:
+    """The three baselines (``PER_MESSAGE`` first: the targets' denominator)."""
+    return [
+        baseline_contestant(server, user, work / f"baseline-{i}", expect, how)
+        for i, how in enumerate((PER_MESSAGE, BATCHED, FSYNC_EACH))
+    ]
+
+
+def baseline_ratios(mailroll: Series, found: dict[str, Series], target: float) -> list[Ratio]:
+    """mailroll against each baseline; the target holds against the per-message fetch."""
+    return [
+        Ratio(
+            f"mailroll / {how.label.removeprefix('baseline: ')}",
+            mailroll,
+            found[how.label],
+            target if i == 0 else None,
+        )
+        for i, how in enumerate((PER_MESSAGE, BATCHED, FSYNC_EACH))
+    ]
 
 
 def ingest_contestant(

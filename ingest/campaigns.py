@@ -12,6 +12,7 @@ and keywords in the file name tell them apart (``item_for_file``). Every label s
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -87,6 +88,7 @@ class Item:
     containers: tuple[str, ...] = tuple(DEFAULT_VIDEO_CONTAINERS)  # kind 'video'
     min_count: int = 1  # kind 'images': at least this many different pictures
     formats: tuple[str, ...] = ()  # kinds 'document', 'images': the formats accepted (empty: any)
+    synonyms: tuple[str, ...] = ()  # other names a clerk types for it on the command line (视频)
 
     def accepts(self, fmt: str | None) -> bool:
         """Is a file of format ``fmt`` (as recorded in its facts) acceptable for this item?"""
@@ -115,13 +117,21 @@ def default_items(
 ) -> tuple[Item, ...]:
     """The three items of today's ``[campaign]`` (the Science Week notice)."""
     return (
-        Item("statistics", "统计表", "sheet", mail_label="开展情况统计表", sheet=sheet or SheetTemplate()),
-        Item("report", "总结报告", "document", min_text_chars=min_text_chars),
+        Item(
+            "statistics",
+            "统计表",
+            "sheet",
+            mail_label="开展情况统计表",
+            sheet=sheet or SheetTemplate(),
+            synonyms=("统计", "报表"),
+        ),
+        Item("report", "总结报告", "document", min_text_chars=min_text_chars, synonyms=("总结", "报告")),
         Item(
             "video",
             "视频",
             "video",
             mail_label="视频（影像资料）",
+            synonyms=("影像资料", "影像", "录像", "视频资料"),
             max_duration_s=max_duration_s,
             containers=tuple(containers or DEFAULT_VIDEO_CONTAINERS),
         ),
@@ -162,6 +172,14 @@ class Campaign:
                 return i
         raise KeyError(item_id)
 
+    def find_items(self, text: str) -> list[Item]:
+        """The items ``text`` names, as a clerk types it: an id, label or mail label (case,
+        width and spaces ignored), else one of its synonyms or file-name words (视频, 影像资料
+        for the video item whatever its label)."""
+        key = _plain(text)
+        named = [i for i in self.items if key in (_plain(i.id), _plain(i.label), _plain(i.said))]
+        return named or [i for i in self.items if key and key in (_plain(w) for w in (*i.synonyms, *i.words))]
+
     def first(self, kind: str) -> Item | None:
         """The first item of an item kind ('sheet', ...), None if the campaign asks for none."""
         return next((i for i in self.items if i.kind == kind), None)
@@ -195,11 +213,6 @@ class Campaign:
     def video_max_duration_s(self) -> float:
         item = self.first("video")
         return item.max_duration_s if item is not None else 180.0
-
-    @property
-    def video_containers(self) -> list[str]:
-        item = self.first("video")
-        return list(item.containers) if item is not None else list(DEFAULT_VIDEO_CONTAINERS)
 
     @property
     def report_min_text_chars(self) -> int:
@@ -237,3 +250,8 @@ def combined_sheet(campaigns) -> SheetTemplate:
         sum_checks=_union(t.sum_checks for t in templates),
         title=templates[0].title,
     )
+
+
+def _plain(text: str) -> str:
+    """For matching what a clerk types: NFKC (full width as half), no spaces, lower case."""
+    return "".join(unicodedata.normalize("NFKC", text or "").split()).lower()

@@ -174,6 +174,7 @@ class Limits:
     max_extracted_bytes: int = 2 * 1024 * 1024 * 1024
     message_timeout_s: float = 300.0  # worker time one message may take (parsing, archives, checks)
     worker_memory_bytes: int = 1024 * 1024 * 1024  # address space of a parsing/checking worker
+    preview_timeout_s: float = 600.0  # making one video's browser-playable preview (ingest/previews.py)
     min_free_bytes: int = 1024 * 1024 * 1024  # below this free space in storage, polling pauses
 
 
@@ -194,6 +195,7 @@ class Roster:
 
 
 NAMED_SENDERS = ("count", "review")
+AUTHENTICATION = ("required", "not-available")
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,9 @@ class Attribution:
     named_senders: str = "count"
     # authserv-ids whose Authentication-Results are believed; empty: the topmost header only
     authserv_ids: tuple[str, ...] = ()
+    # "required": registered/domain trust needs a pass aligned with the From domain from that
+    # server; "not-available": the mailbox's server adds no results (a local Maildir, a relay)
+    authentication: str = "required"
 
 
 @dataclass(frozen=True)
@@ -219,6 +224,8 @@ class Web:
 
     users: list[WebUser] = field(default_factory=list)
     session_minutes: float = 480.0  # a sign-in lasts this long (a working day)
+    # the session cookie is sent over HTTPS only; None: true unless `mailroll web --host` is loopback
+    secure_cookies: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -595,7 +602,7 @@ def config_from_dict(data: dict, file: Path) -> Config:
         }
     )
 
-    for key in ("message_timeout_s", "worker_memory_bytes"):
+    for key in ("message_timeout_s", "worker_memory_bytes", "preview_timeout_s"):
         if getattr(limits, key) <= 0:
             raise lm.fail(key, "must be a positive number")
 
@@ -619,6 +626,7 @@ def config_from_dict(data: dict, file: Path) -> Config:
     attribution = Attribution(
         named_senders=at.get("named_senders", str, "count", choices=NAMED_SENDERS),
         authserv_ids=tuple(i.strip().lower() for i in authserv_ids),
+        authentication=at.get("authentication", str, "required", choices=AUTHENTICATION),
     )
 
     wb = root.table("web")
@@ -638,7 +646,11 @@ def config_from_dict(data: dict, file: Path) -> Config:
         users.append(WebUser(entry["name"].strip(), ph))
     if len({u.name for u in users}) != len(users):
         raise wb.fail("users", "names the same user twice")
-    web = Web(users=users, session_minutes=wb.get("session_minutes", float, 480.0))
+    web = Web(
+        users=users,
+        session_minutes=wb.get("session_minutes", float, 480.0),
+        secure_cookies=wb.get("secure_cookies", bool, None),
+    )
     if web.session_minutes <= 0:
         raise wb.fail("session_minutes", "must be a positive number of minutes")
     ui = Ui(lang=root.table("ui").get("lang", str, None, choices=("zh", "en")))
@@ -855,6 +867,7 @@ def _item(r: _Reader) -> Item:
         required=r.get("required", bool, True),
         keywords=tuple(str(k) for k in r.get("keywords", list, []) if str(k).strip()),
         mail_label=r.get("mail_label", str, ""),
+        synonyms=tuple(str(k) for k in r.get("synonyms", list, []) if str(k).strip()),
     )
     if kind == "sheet":
         return Item(**common, sheet=_sheet_template(r))

@@ -60,6 +60,8 @@ class Headers:
     # Authentication-Results values as received, topmost first (RFC 8601); read by
     # reconcile/authresults.py, which trusts only the receiving server's own
     authentication_results: list[str] = field(default_factory=list)
+    received_spf: list[str] = field(default_factory=list)  # Received-SPF values, topmost first
+    from_addrs: list[str] = field(default_factory=list)  # every address of every From header
 
     def selected(self) -> dict[str, Any]:
         """The headers kept in messages.headers (JSON)."""
@@ -72,6 +74,9 @@ class Headers:
             "return_path": self.return_path,
             "content_type": self.content_type,
             "authentication_results": self.authentication_results,
+            "received_spf": self.received_spf,
+            # several From addresses: the sender is never trusted (reconcile/attribute.py)
+            "from_addresses": self.from_addrs if len(self.from_addrs) > 1 else None,
         }
         out.update(self.extra)
         return {k: v for k, v in out.items() if v not in (None, [], "")}

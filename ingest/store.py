@@ -33,8 +33,10 @@ from pathlib import Path
 from ingest.db import inserted_id, transaction
 from ingest.faults import crash_point
 from ingest.journal import Journal, read_notes
+from ingest.mime.own_text import is_question, own_text
 from ingest.model import Envelope, ParsedMessage
 from ingest.raw import RawCopy, RawStore
+from ingest.search_index import forget_message, index_message
 
 log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
@@ -249,6 +251,7 @@ def _message_columns(envelope: Envelope, parsed: ParsedMessage | None, raw: RawC
     }
     if parsed is not None:
         h = parsed.headers
+        text = own_text(parsed.body_text)
         cols.update(
             message_id=h.message_id,
             content_sha256=parsed.content_sha256,
@@ -263,6 +266,8 @@ def _message_columns(envelope: Envelope, parsed: ParsedMessage | None, raw: RawC
                 sorted({f.from_addr for f in parsed.forwarded if f.from_addr}), ensure_ascii=False
             ),
             body_text=parsed.body_text[:65536],
+            text=text,
+            question=int(is_question(h.subject, text, h.selected())),
             defects=json.dumps(parsed.defects[:50], ensure_ascii=False),
         )
     if raw is not None:  # None (reprocess): the columns keep what they hold
@@ -317,6 +322,7 @@ def record_message(
         )
         msg_id = _upsert_message(conn, cols)
         if status != "recorded":
+            forget_message(conn, msg_id)
             return msg_id
         ids: list[int] = []
         for seq, part in enumerate(parsed.parts):
@@ -362,6 +368,7 @@ def record_message(
                     error,
                 ),
             )
+        index_message(conn, msg_id)
     return msg_id
 
 
@@ -379,4 +386,6 @@ def record_failure(
     with transaction(conn):
         cols = _message_columns(envelope, parsed, raw)
         cols.update(status="failed", error=error[:2000], retry=int(retry))
-        return _upsert_message(conn, cols)
+        msg_id = _upsert_message(conn, cols)
+        forget_message(conn, msg_id)
+        return msg_id

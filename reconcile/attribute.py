@@ -4,7 +4,7 @@ Evidence is tried from the most certain to the least; the first level that names
 unit decides (``attributions.method``):
 
 1. ``manual``    a staff ``assign`` override (not revoked) always wins;
-2. ``address``   the From (or Sender) address is registered to a unit;
+2. ``address``   the From address is registered to a unit (Sender never stands in for From);
 3. ``domain``    the From domain is the domain of a unit's registered address (never for
                  public mail domains like 163.com, ``config.public_domains``);
 4. ``name``      a unit's name or alias appears in the subject, an attachment's file name or a
@@ -21,10 +21,11 @@ so does no evidence at all.
 
 Each attribution also says how far its sender is believed (``attributions.trust``, worked out
 by ``sender_trust``, docs/RECONCILE.md "Sender trust"): ``registered`` (From is the unit's
-roster address), ``domain`` (From is in the unit's own mail domain), ``thread`` (a reply to our
-mail to that unit), ``staff`` (an ``assign``) and ``named`` (anything else: a name in the
-subject, a file name, a sheet cell, a forwarded sender, a Sender header; and any From that the
-receiving server's Authentication-Results failed, reconcile/authresults.py).
+roster address and the receiving server proved it), ``domain`` (From is in the unit's own mail
+domain, proved the same way), ``thread`` (a reply to our mail to that unit), ``staff`` (an
+``assign``) and ``named`` (anything else: a name in the subject, a file name, a sheet cell, a
+forwarded sender; a roster From without the receiving server's aligned pass, with several From
+addresses, or that the server failed, reconcile/authresults.py).
 
 Messages with status 'duplicate' or 'failed' are not attributed (their disposition is the
 message's status). Attributions are conclusions: ``attribute`` can
@@ -127,6 +128,8 @@ class MessageEvidence:
     unit_cells: list[str]
     forwarded_from: list[str]
     auth_results: list[str] = field(default_factory=list)  # Authentication-Results, topmost first
+    received_spf: list[str] = field(default_factory=list)  # Received-SPF, topmost first
+    from_addrs: list[str] = field(default_factory=list)  # every From address when there are several
     replies_to: list[str] = field(default_factory=list)  # In-Reply-To and References ids
 
 
@@ -191,18 +194,16 @@ class Attributor:
 
     def decide(self, ev: MessageEvidence) -> Attribution:
         notes: list[str] = []
-        # 1. address (From, then Sender)
-        for label, addr in (("From", ev.from_addr), ("Sender", ev.sender)):
-            if not addr:
-                continue
-            units = self.roster.by_email.get(addr.lower(), [])
-            if len(units) == 1:
-                return Attribution(units[0].id, "address", f"{label} {addr} is registered to {units[0].name}")
-            if len(units) > 1:
-                uid, why = self._by_name(ev, {u.id for u in units})
-                if uid:
-                    return Attribution(uid, "address", f"{label} {addr} is shared by several units; {why}")
-                notes.append(f"{addr} is registered to {' and '.join(u.name for u in units)}")
+        # 1. address (From only: a Sender header never stands in for it)
+        addr = ev.from_addr
+        units = self.roster.by_email.get(addr.lower(), []) if addr else []
+        if len(units) == 1:
+            return Attribution(units[0].id, "address", f"From {addr} is registered to {units[0].name}")
+        if len(units) > 1:
+            uid, why = self._by_name(ev, {u.id for u in units})
+            if uid:
+                return Attribution(uid, "address", f"From {addr} is shared by several units; {why}")
+            notes.append(f"{addr} is registered to {' and '.join(u.name for u in units)}")
         # 2. domain
         if ev.from_addr and "@" in ev.from_addr:
             domain = ev.from_addr.rsplit("@", 1)[1].lower()
@@ -257,6 +258,25 @@ def _json_list(text: str | None) -> list:
     return value if isinstance(value, list) else [value]
 
 
+def _strings(value) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def _header_evidence(headers: str | None) -> tuple[str | None, list[str], list[str], list[str], list[str]]:
+    """(Sender, Authentication-Results, Received-SPF, From addresses when several, replied-to
+    ids) from ``messages.headers``; empty for unreadable JSON."""
+    try:
+        h = json.loads(headers) if headers else {}
+    except ValueError:
+        h = {}
+    if not isinstance(h, dict):
+        return None, [], [], [], []
+    replies = [str(v).strip("<>") for v in [h.get("in_reply_to"), *_strings(h.get("references"))] if v]
+    froms = [a.lower() for a in _strings(h.get("from_addresses"))]
+    sender = h.get("sender") or h.get("Sender")
+    return sender, _strings(h.get("authentication_results")), _strings(h.get("received_spf")), froms, replies
+
+
 def load_evidence(conn: sqlite3.Connection, message_ids: list[int] | None) -> list[MessageEvidence]:
     """The evidence of the recorded messages (all with None), oldest first."""
     where, params = "", []
@@ -289,19 +309,7 @@ def load_evidence(conn: sqlite3.Connection, message_ids: list[int] | None) -> li
         parts.setdefault(mid, ([], []))[0].append(filename)
     out = []
     for mid, from_addr, headers, subject, forwarded in rows:
-        sender = None
-        auth: list[str] = []
-        replies: list[str] = []
-        try:
-            h = json.loads(headers) if headers else {}
-        except ValueError:
-            h = {}
-        if isinstance(h, dict):
-            sender = h.get("sender") or h.get("Sender")
-            ar, refs = h.get("authentication_results"), h.get("references")
-            auth = [str(v) for v in ar] if isinstance(ar, list) else []
-            refs = refs if isinstance(refs, list) else []
-            replies = [str(v).strip("<>") for v in [h.get("in_reply_to"), *refs] if v]
+        sender, auth, spf, froms, replies = _header_evidence(headers)
         names, cells = parts.get(mid, ([], []))
         out.append(
             MessageEvidence(
@@ -313,6 +321,8 @@ def load_evidence(conn: sqlite3.Connection, message_ids: list[int] | None) -> li
                 unit_cells=cells,
                 forwarded_from=[str(a).lower() for a in _json_list(forwarded) if a],
                 auth_results=auth,
+                received_spf=spf,
+                from_addrs=froms,
                 replies_to=replies,
             )
         )
@@ -322,11 +332,13 @@ def load_evidence(conn: sqlite3.Connection, message_ids: list[int] | None) -> li
 @dataclass
 class TrustContext:
     """What ``sender_trust`` needs besides the message: the roster, the believed
-    Authentication-Results ids, and our own mails (Message-ID -> the unit it went to)."""
+    Authentication-Results ids, whether the server writes them (``[attribution]
+    authentication``), and our own mails (Message-ID -> the unit it went to)."""
 
     roster: Roster
     authserv_ids: tuple[str, ...] = ()
     our_mail: dict[str, str] = field(default_factory=dict)
+    authentication: str = "required"
 
     @classmethod
     def load(cls, conn: sqlite3.Connection, roster: Roster, config) -> TrustContext:
@@ -336,8 +348,9 @@ class TrustContext:
                 "SELECT smtp_message_id, unit FROM outbox WHERE unit IS NOT NULL AND status != 'failed'"
             ).fetchall()
         )
-        ids = tuple(getattr(getattr(config, "attribution", None), "authserv_ids", ()) or ())
-        return cls(roster, ids, ours)
+        at = getattr(config, "attribution", None)
+        ids = tuple(getattr(at, "authserv_ids", ()) or ())
+        return cls(roster, ids, ours, getattr(at, "authentication", "required"))
 
     def thread_unit(self, ev: MessageEvidence) -> str | None:
         """The unit our mail went to, when the message replies in its thread (one unit only)."""
@@ -345,30 +358,46 @@ class TrustContext:
         return next(iter(units)) if len(units) == 1 else None
 
 
+def _unproven(ev: MessageEvidence, verdict: authresults.Verdict, ctx: TrustContext) -> str:
+    """Why a roster or own-domain From is not believed although nothing failed ('' if it is)."""
+    if len(set(ev.from_addrs)) > 1:
+        return f"the message has several From addresses ({', '.join(ev.from_addrs)})"
+    if not ev.from_addr:
+        return "the message has no From address"
+    if ctx.authentication == "not-available" or verdict.proven:
+        return ""
+    return verdict.missing
+
+
 def sender_trust(att: Attribution, ev: MessageEvidence, ctx: TrustContext) -> tuple[str | None, str]:
     """How far the sender of an attributed message is believed, and a note for the reason.
 
     The one place that decides trust (extend it here): ``staff`` for an assign; ``named`` when
     the receiving server failed SPF/DKIM/DMARC for the From; ``registered`` when From is the
-    unit's roster address; ``domain`` when From is in the unit's own domain; ``thread`` when the
-    message replies to our mail to that unit; ``named`` otherwise.
+    unit's roster address and ``domain`` when it is in the unit's own domain, both only with
+    the server's aligned pass (``[attribution] authentication = "required"``) and one From
+    address; ``thread`` when the message replies to our mail to that unit; ``named`` otherwise.
     """
     if att.unit is None:
         return None, ""
     if att.method == "manual":
         return STAFF, ""
-    verdict = authresults.verdict(ev.auth_results, ev.from_addr, ctx.authserv_ids)
+    verdict = authresults.verdict(ev.auth_results, ev.from_addr, ctx.authserv_ids, ev.received_spf)
     if verdict.failed:
         by = " and ".join(verdict.checked_by) or "the receiving server"
         return NAMED, f"; {by} recorded {', '.join(verdict.failures)} for {ev.from_addr}: not believed"
     from_units = {u.id for u in ctx.roster.by_email.get(ev.from_addr or "", [])}
+    level = None
     if att.method == "address" and att.unit in from_units:
-        return REGISTERED, ""
-    if att.method == "domain":
-        return DOMAIN, ""
+        level = REGISTERED
+    elif att.method == "domain":
+        level = DOMAIN
+    doubt = _unproven(ev, verdict, ctx) if level else ""
+    if level and not doubt:
+        return level, ""
     if ctx.thread_unit(ev) == att.unit:
         return THREAD, ""
-    return NAMED, ""
+    return NAMED, f"; not believed without proof: {doubt}" if doubt else ""
 
 
 def manual_assignments(conn: sqlite3.Connection) -> dict[int, tuple[str, str]]:

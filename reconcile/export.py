@@ -11,8 +11,10 @@ as sent, the exported name, size, sha256, arrival, late.
 ``all_versions`` adds every earlier version under ``<unit>/历史版本/`` with its arrival time in
 the name.
 
-Names are safe on Windows: no reserved characters (``<>:"/\\|?*``, control characters), no
-reserved device names (CON, NUL, COM1 ...), no trailing dot or space, at most 120 characters.
+Names (reconcile/export_names.py) are safe on Windows and Linux: no reserved characters or
+device names, at most 255 bytes (cut with a hashed suffix), never one of our own names (清单.*,
+dotfiles), and the extension is the one of the type sniffed from the content (``.bin`` when
+that type has no safe one), not the sender's.
 
 Exporting again over the same DIR only changes what changed: a small manifest
 (``DIR/.mailroll-export.json``) lists the files this command wrote with their sha256; files of
@@ -31,7 +33,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import sqlite3
 import stat
@@ -40,6 +41,7 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
 
+from reconcile.export_names import detected_ext, safe_name
 from reconcile.judge import MISSING
 from reconcile.status import stored_time
 
@@ -47,7 +49,6 @@ log = logging.getLogger("mailroll.export")
 MANIFEST = ".mailroll-export.json"
 LIST_NAME = "清单"
 HISTORY_DIR = "历史版本"
-MAX_NAME = 120
 ITEM_STATE_ZH = {"ok": "合格", "invalid": "不合格", "missing": "未收到"}
 LIST_HEADER = [
     "单位编号",
@@ -63,29 +64,6 @@ LIST_HEADER = [
     "收到时间",
     "逾期",
 ]
-
-_BAD_CHARS = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f]')
-_RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?$", re.IGNORECASE)
-_SAFE_EXT = re.compile(r"^\.[A-Za-z0-9]{1,10}$")
-
-
-def safe_name(name: str, ext: str = "", limit: int = MAX_NAME) -> str:
-    """``name + ext`` made safe as one path component on Windows, at most ``limit`` characters."""
-    ext = ext if _SAFE_EXT.match(ext or "") else ""
-    stem = _BAD_CHARS.sub("_", name).strip().rstrip(". ") or "_"
-    if _RESERVED.match(stem) or _RESERVED.match(stem + ext):
-        stem = "_" + stem
-    stem = stem[: max(1, limit - len(ext))].rstrip(". ") or "_"
-    return stem + ext
-
-
-def _ext(part: dict) -> str:
-    """The extension as sent (lower-cased), else the sniffed type's."""
-    suffix = Path(part.get("filename") or part.get("location") or "").suffix.lower()
-    if _SAFE_EXT.match(suffix):
-        return suffix
-    sniffed = (part.get("sniffed_type") or "").lower()
-    return f".{sniffed}" if _SAFE_EXT.match(f".{sniffed}") else ""
 
 
 @dataclass
@@ -239,7 +217,7 @@ def plan(
                 continue
             for n, p in enumerate(files, start=1):
                 suffix = "" if len(files) == 1 else f"-{n}"
-                name = safe_name(f"{uname}-{label}{suffix}", _ext(p))
+                name = safe_name(f"{uname}-{label}{suffix}", detected_ext(p["sniffed_type"], p["filename"]))
                 counted = p["id"] == st.get("part") or it.kind == "images"
                 entries.append(
                     Entry(
@@ -275,10 +253,11 @@ def _history(parts, row, folder, counted_shas, store, tz) -> list[Entry]:
         label = p["item"].label
         stamp = _local(p["received_at"], tz, "%Y%m%d-%H%M%S")
         base = f"{row['name']}-{label}-{stamp}"
-        name, n = safe_name(base, _ext(p)), 1
+        ext = detected_ext(p["sniffed_type"], p["filename"])
+        name, n = safe_name(base, ext), 1
         while name.casefold() in used:
             n += 1
-            name = safe_name(f"{base}-{n}", _ext(p))
+            name = safe_name(f"{base}-{n}", ext)
         used.add(name.casefold())
         out.append(
             Entry(
@@ -335,7 +314,9 @@ def _same_file(path: Path, sha: str, size: int | None) -> bool:
 def _place(source: Path, target: Path) -> None:
     """Hard-link ``source`` to ``target`` (read-only inode), or copy it; atomically, never a move."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
+    # a short temporary name (a dotfile: no unit's folder or file starts with a dot): the
+    # target's own name may take all of the 255 bytes a name can have
+    tmp = target.with_name(f".{hashlib.sha256(target.name.encode()).hexdigest()[:16]}.tmp")
     tmp.unlink(missing_ok=True)
     try:
         os.link(source, tmp)

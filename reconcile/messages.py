@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
+
+from reconcile.status import iso_text, stored_time
 
 MESSAGES_SQL = """
 SELECT m.id, m.message_id, m.from_addr, m.from_name, m.subject, m.received_at, m.status, m.error,
@@ -50,15 +53,14 @@ def message_rows(conn: sqlite3.Connection, roster, config) -> list[dict]:
             unit, campaign = _unit_of(conn, duplicate_of)
         elif unit:
             disposition, why = "attributed", reason
-            if mid in rejected:
-                o = rejected[mid]
-                why = (
-                    f"rejected by staff (override {o.id}): {o.note or ''}; counts for nothing (was: {reason})"
-                )
         elif method == "other":
             disposition, why = "other", reason
         else:
             disposition, why = "unmatched", reason or "not attributed yet"
+        if mid in rejected and disposition in ("attributed", "unmatched"):
+            o = rejected[mid]
+            done = "dismissed" if o.action == "dismiss" else "rejected"
+            why = f"{done} by staff (override {o.id}): {o.note or ''}; counts for nothing (was: {why})"
         rows.append(
             {
                 "message_id": message_id,
@@ -88,3 +90,30 @@ def _unit_of(conn, message: int | None) -> tuple[str | None, str | None]:
         return None, None
     row = conn.execute("SELECT unit, campaign FROM attributions WHERE message = ?", (message,)).fetchone()
     return (row[0], row[1]) if row else (None, None)
+
+
+def message_heading(row: Sequence, tz) -> dict:
+    """How `search` and `questions` name a message: {id, message_id, unit, from, subject,
+    received_at (in the campaign's zone)} from a row whose first six columns are m.id,
+    m.message_id, the unit, m.from_addr, m.subject, m.received_at."""
+    mid, message_id, unit, from_addr, subject, received_at = row[:6]
+    return {
+        "id": mid,
+        "message_id": message_id,
+        "unit": unit,
+        "from": from_addr,
+        "subject": subject,
+        "received_at": iso_text(stored_time(received_at), tz),
+    }
+
+
+def own_texts(conn: sqlite3.Connection, ids: list[int]) -> dict[int, str]:
+    """What each message's sender wrote (``messages.text``), for the queue pages."""
+    found: dict[int, str] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        found.update(
+            conn.execute(f"SELECT id, text FROM messages WHERE id IN ({marks}) AND text IS NOT NULL", chunk)
+        )
+    return found

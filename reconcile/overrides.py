@@ -1,4 +1,4 @@
-"""Staff decisions: assign, accept, reject, exempt, extend; each one recorded and reversible.
+"""Staff decisions: assign, accept, reject, exempt, extend, dismiss; each one recorded and reversible.
 
 Every decision is a row in ``overrides`` and an entry in ``audit_log`` (who, when, what, note),
 written in one transaction. A decision is undone with ``revoke(override_id)``, which marks the
@@ -6,14 +6,14 @@ row revoked (never deletes it) and logs that too; the earlier state comes back b
 status is recomputed from facts and the decisions in force.
 
 Which decision is in force: the latest one not revoked, per message (assign, and reject of a
-message: it then counts for nothing; a later assign revokes it), per unit and item (accept /
+message, dismiss: it then counts for nothing and leaves the queue; a later assign revokes it),
+per unit and item (accept /
 reject: the later replaces the earlier), per unit (exempt, extend).
 """
 
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,8 +21,14 @@ from typing import Any
 
 from ingest.config import ConfigError, parse_rfc3339
 from ingest.db import inserted_id, transaction
+from reconcile.clerk_time import NotATime, examples, parse_clerk_time
+from reconcile.i18n import gettext as _
 
-ACTIONS = ("assign", "accept", "reject", "exempt", "extend")
+ACTIONS = ("assign", "accept", "reject", "exempt", "extend", "dismiss", "answered")
+# decisions about a message that make it count for nothing: `reject MESSAGE` (not the unit's
+# material) and `dismiss MESSAGE` (not campaign material at all: advertising, spam, other business)
+DROPPING = ("reject", "dismiss")
+DROPPING_SQL = "('reject', 'dismiss')"
 COLUMNS = "id, action, unit, item, message, value, note, actor, created_at, revoked_at, revoked_by, campaign"
 
 
@@ -145,17 +151,12 @@ def assign(
             f"assign the message it repeats instead (see `mailroll messages`)"
         )
     prev = conn.execute("SELECT unit, method FROM attributions WHERE message = ?", [message]).fetchone()
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):  # the decision, the earlier ones revoked and the new attribution: all or none
         earlier = assigns_in_force(conn, message) + message_rejects_in_force(conn, message)
         oid = add(conn, "assign", actor, unit=unit, message=message, note=note, campaign=campaign)
         for o in earlier:
             revoke(conn, o.id, actor, f"replaced by override {oid}")
         attribute(conn, roster, config, [message])
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     moved = prev is not None and prev[0] and prev[0] != unit
     return Assigned(
         oid, message, prev[0] if moved else None, prev[1] if moved else None, [o.id for o in earlier]
@@ -170,11 +171,12 @@ def extend(
     actor: str,
     note: str | None = None,
     campaign: str | None = None,
+    now: datetime | None = None,
 ) -> tuple[int, str]:
-    """Give ``unit`` a later deadline (``until`` as ``parse_until`` reads it); returns the
-    override id and the new deadline (RFC 3339). Never earlier than the campaign's."""
+    """Give ``unit`` a later deadline (``until`` as ``parse_until`` reads it, ``now`` for 明天);
+    returns the override id and the new deadline (RFC 3339). Never earlier than the campaign's."""
     tz = config.campaign.timezone
-    when = parse_until(until, tz)
+    when = parse_until(until, tz, now)
     deadline = config.campaign.deadline
     if when <= deadline:
         raise OverrideError(
@@ -247,7 +249,7 @@ def listing(
         sql += " AND revoked_at IS NULL"
     if config is not None:
         clause, more = config.campaign_clause()
-        sql += f" AND ({clause} OR (campaign IS NULL AND action = 'reject' AND message IS NOT NULL))"
+        sql += f" AND ({clause} OR (campaign IS NULL AND action IN {DROPPING_SQL} AND message IS NOT NULL))"
         params += more
     return [Override(*r) for r in conn.execute(sql + " ORDER BY id", params)]
 
@@ -290,7 +292,7 @@ def unknown_units(conn: sqlite3.Connection, roster, config=None) -> list[Overrid
         for o in listing(conn, include_revoked=False, config=config)
         if o.unit
         and o.unit not in roster.by_id
-        and not (o.action == "reject" and o.message and o.campaign is None)
+        and not (o.action in DROPPING and o.message and o.campaign is None)
     ]
 
 
@@ -300,19 +302,43 @@ def assigns_in_force(conn: sqlite3.Connection, message: int) -> list[Override]:
 
 
 def message_rejects_in_force(conn: sqlite3.Connection, message: int | None = None) -> list[Override]:
-    """``reject MESSAGE`` decisions in force (of one message, or all), oldest first: such a
-    message counts for no item (reconcile/status.py)."""
+    """``reject MESSAGE`` and ``dismiss MESSAGE`` decisions in force (of one message, or all),
+    oldest first: such a message counts for no item (reconcile/status.py) and leaves the queue."""
     return [
         o
         for o in listing(conn, include_revoked=False)
-        if o.action == "reject" and o.message is not None and (message is None or o.message == message)
+        if o.action in DROPPING and o.message is not None and (message is None or o.message == message)
     ]
+
+
+def drop_message(conn: sqlite3.Connection, action: str, message: int, actor: str, note: str) -> int:
+    """``reject MESSAGE`` / ``dismiss MESSAGE``: the message stays on record but counts for
+    nothing and leaves `unmatched` and `review`. One such decision per message is in force:
+    deciding again replaces the earlier one (revoked, logged)."""
+    if action not in DROPPING:
+        raise OverrideError(f"unknown action {action!r}")
+    if not (note or "").strip():
+        raise OverrideError("say why (--note)")
+    status = conn.execute("SELECT status FROM messages WHERE id = ?", [message]).fetchone()
+    if status is None:
+        raise OverrideError(f"unknown message {message}")
+    if status[0] != "recorded":
+        raise OverrideError(
+            f"message {message} is a {status[0]} message and is in no queue; "
+            f"decide about the message it repeats, or retry it (see `mailroll messages`)"
+        )
+    row = conn.execute("SELECT unit FROM attributions WHERE message = ?", [message]).fetchone()
+    earlier = message_rejects_in_force(conn, message)
+    oid = add(conn, action, actor, unit=row[0] if row else None, message=message, note=note.strip())
+    for o in earlier:
+        revoke(conn, o.id, actor, f"replaced by override {oid}")
+    return oid
 
 
 def resolve_message(conn: sqlite3.Connection, text: str) -> int:
     """A message by its mailroll id (a number) or its Message-ID (with or without <>)."""
     text = text.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit() and int(text) < 2**63:  # SQLite's integers
         row = conn.execute("SELECT id FROM messages WHERE id = ?", [int(text)]).fetchone()
         if row:
             return row[0]
@@ -325,25 +351,15 @@ def resolve_message(conn: sqlite3.Connection, text: str) -> int:
     raise OverrideError(f"unknown message {text}: give the number or Message-ID shown by `mailroll messages`")
 
 
-_LOCAL = re.compile(r"^\s*(\d{4}-\d{2}-\d{2})(?:[ T](\d{1,2}:\d{2}(?::\d{2})?))?\s*$")
-
-
-def parse_until(text: str, tz) -> datetime:
-    """RFC 3339, or 'YYYY-MM-DD HH:MM' / 'YYYY-MM-DD' (end of that day) in the campaign's zone."""
-    m = _LOCAL.match(text)
-    if m:
-        day, clock = m.groups()
-        clock = clock or "23:59:59"
-        if clock.count(":") == 1:
-            clock += ":00" if m.group(2) else ":59"
-        try:
-            return datetime.fromisoformat(f"{day}T{clock.zfill(8)}").replace(tzinfo=tz)
-        except ValueError:
-            pass
+def parse_until(text: str, tz, now: datetime | None = None) -> datetime:
+    """A new deadline as the clerk types it (``reconcile.clerk_time``): RFC 3339, or
+    '2022-06-30 18:00', '6月30日' (the end of that day), '明天', '下周一' in the campaign's zone."""
+    now = now or datetime.now(UTC)
     try:
-        return parse_rfc3339(text, "--until")
-    except ConfigError:
+        return parse_clerk_time(text, tz, now)
+    except NotATime:
         raise OverrideError(
-            f"--until {text!r} is not a time: use 2022-06-30T18:00:00+08:00 or '2022-06-30 18:00' "
-            f"(campaign time zone)"
+            _("--until {text!r} is not a time; write e.g. {examples} (campaign time zone)").format(
+                text=text, examples=examples(tz, now)
+            )
         ) from None

@@ -81,6 +81,7 @@ def progress_series(conn: sqlite3.Connection, rows: list[dict], config) -> list[
         return []
     complete_on: list[date] = []
     reported_on: list[date] = []
+    rows = [r for r in rows if r["state"] != "exempt"]  # not expected to send: never silent
     for r in rows:
         if r["state"] == "missing":  # nothing counts (yet): silent, whatever waits for review
             continue

@@ -1,21 +1,25 @@
 """The workbook for people: `mailroll report --xlsx PATH` (or `--csv DIR`).
 
-Five sheets, Chinese headings, as the office's staff write them:
+Six sheets, Chinese headings, as the office's staff write them:
 
 * 汇总        counts by state, by item and by category;
 * 进度        units complete / incomplete / silent day by day and mail per day
               (reconcile.progress), with a native Excel chart of the same series;
-* 单位情况    one row per unit: each item's state (filled green / red / yellow), reason,
-              arrival time, late marks, staff decisions;
+* 单位情况    one row per unit: each item's state (filled green / red / yellow) and what is
+              wrong with it, late marks, staff decisions: what the leadership reads;
+* 收件明细    one row per unit: each item's counted file, its arrival time and sender, the last
+              message, the deadline, messages waiting for review, the unit's addresses;
 * 统计汇总    (reconcile/report_stats.py) each unit's figures from its counted valid sheet, a 全省合计 totals row, then
               the units whose sheet is missing or invalid (so totals are never silently short);
 * 未匹配邮件  messages not attributed to any unit, with the reason.
 
 The content is built once as plain tables (``build_tables``) and written either as .xlsx
 (openpyxl: bold frozen header row, auto filter, column widths that fit CJK text, long text
-wrapped) or as one CSV per sheet (UTF-8 with BOM, so Excel opens it correctly). Every sheet
-prints legibly on A4 (``reconcile.report_print``): full size, landscape where wide, heading row and unit
-name repeated on every page, campaign name and page numbers in the header and footer.
+wrapped in rows tall enough for it) or as one CSV per sheet (UTF-8 with BOM, so Excel opens it
+correctly). Every sheet prints legibly on A4 (``reconcile.report_print``): all its columns on
+the page's width at 75 % or more (text 8.25 pt or larger), landscape where wide, the heading row
+repeated on every page, campaign name and page numbers in the header and footer. A character XML
+cannot hold (a sender's U+0001) is dropped from the cell.
 """
 
 from __future__ import annotations
@@ -43,9 +47,10 @@ FILLS = {
     "missing": "FFEB9C",
     "complete": "C6EFCE",
     "incomplete": "FFEB9C",
+    "exempt": "DDEBF7",
     "late": "F8CBAD",
 }
-WRAP_WIDTH = 32  # longer text (reasons, subjects) wraps in a column this wide: fewer pages across
+WRAP_WIDTH = 32  # longer text (reasons, subjects) wraps in a column at most this wide
 HEADING_WIDTH = 10  # a longer heading (统计表收到时间) wraps rather than widen its column
 
 
@@ -60,7 +65,6 @@ class Table:
     bold_rows: list[int] = field(default_factory=list)
     filter_range: tuple[int, int, int] | None = None  # (header row, last row, columns), 0-based
     freeze_row: int | None = None  # rows above this stay visible (1-based)
-    print_title_cols: str | None = None  # columns repeated on every printed page, e.g. "A:C"
     chart: str | None = None  # "progress": a native chart of this table's series
 
     def add(self, row: list, *, header: bool = False, bold: bool = False) -> int:
@@ -105,7 +109,6 @@ def _summary_table(rows: list[dict], config, generated: str) -> Table:
         i = t.add([label, counts[state]])
         t.fills[(i, 0)] = state if state != "missing" else "invalid"
     t.add([zh(N_("Of which late")), sum(1 for r in rows if r["late"])])
-    t.add([zh(N_("exempt")), sum(1 for r in rows if r.get("exempt"))])
     t.add([zh(N_("Total")), len(rows)], bold=True)
     t.add([])
     t.add([zh(N_("Item")), *ITEM_STATE_CN.values(), LATE], header=True)
@@ -157,19 +160,8 @@ def _units_header(labels: dict[str, str]) -> list[str]:
         LATE,
     ]
     for cn in labels.values():
-        header += [
-            cn,
-            zh(N_("{item}: why")).format(item=cn),
-            zh(N_("{item}: received")).format(item=cn),
-            zh(N_("{item}: sender")).format(item=cn),
-        ]
-    return header + [
-        zh(N_("Last message")),
-        zh(N_("Deadline")),
-        zh(N_("Staff decision")),
-        zh(N_("Messages waiting for review")),
-        zh(N_("Addresses")),
-    ]
+        header += [cn, zh(N_("{item}: why")).format(item=cn)]
+    return [*header, zh(N_("Staff decision"))]
 
 
 def _unit_notes(r: dict, labels: dict[str, str], tz) -> str:
@@ -191,12 +183,12 @@ def _unit_notes(r: dict, labels: dict[str, str], tz) -> str:
 
 def _units_table(rows: list[dict], config) -> Table:
     tz = config.campaign.timezone
-    t = Table(zh(N_("Unit by unit")), freeze_row=1, print_title_cols="C:C")
+    t = Table(zh(N_("Unit by unit")), freeze_row=1)
     labels = config.campaign.labels
     header = _units_header(labels)
     t.add(header, header=True)
     for n, r in enumerate(rows, start=1):
-        state = UNIT_STATE_CN[r["state"]] + (zh(N_("(exempt)")) if r.get("exempt") else "")
+        state = UNIT_STATE_CN[r["state"]]  # 免报 is a state of its own
         row = [n, r["id"], r["name"], r.get("category") or "", state, LATE if r["late"] else ""]
         fill_cols = {}
         for item in labels:
@@ -206,27 +198,57 @@ def _units_table(rows: list[dict], config) -> Table:
             warnings = it.get("warnings_zh") or it.get("warnings") or []
             if warnings:
                 explain = "；".join([explain, *warnings]) if explain else "；".join(warnings)
-            if it.get("filename") and it["state"] != "missing":
-                explain = f"{it['filename']}" + (f"：{explain}" if explain else "")
             fill_cols[len(row)] = "late" if it["late"] and it["state"] == "ok" else it["state"]
-            trust = TRUST_CN.get(it.get("trust") or "", it.get("trust") or "")
-            row += [label, explain, _local(it.get("arrived_at"), tz), trust]
-        row += [
-            _local(r.get("last_arrival"), tz),
-            _local(r.get("deadline"), tz),
-            _unit_notes(r, labels, tz),
-            "；".join(
-                f"#{p['message']} {p['from'] or '?'}：{p['subject'] or ''}"
-                for p in r.get("pending_review") or []
-            ),
-            "; ".join(r.get("emails") or []),
-        ]
+            row += [label, explain]
+        row.append(_unit_notes(r, labels, tz))
         i = t.add(row)
-        t.fills[(i, 4)] = {"complete": "ok", "incomplete": "missing", "missing": "invalid"}[r["state"]]
+        t.fills[(i, 4)] = {
+            "complete": "ok",
+            "incomplete": "missing",
+            "missing": "invalid",
+            "exempt": "exempt",
+        }[r["state"]]
         if r["late"]:
             t.fills[(i, 5)] = "late"
         for col, state in fill_cols.items():
             t.fills[(i, col)] = state
+    t.filter_range = (0, len(t.rows) - 1, len(header))
+    return t
+
+
+def _arrivals_table(rows: list[dict], config) -> Table:
+    """收件明细: when each item arrived and who sent it, the unit's last message, its deadline
+    and addresses (beside 单位情况, which keeps to what the leadership reads: both print on a
+    landscape page at a legible size)."""
+    tz = config.campaign.timezone
+    t = Table(zh(N_("Arrivals and senders")), freeze_row=1)
+    labels = config.campaign.labels
+    header = [zh(N_("Row")), zh(N_("Unit id")), zh(N_("Unit name"))]
+    for cn in labels.values():
+        header += [
+            zh(N_("{item}: file")).format(item=cn),
+            zh(N_("{item}: received")).format(item=cn),
+            zh(N_("{item}: sender")).format(item=cn),
+        ]
+    header += [
+        zh(N_("Last message")),
+        zh(N_("Deadline")),
+        zh(N_("Messages waiting for review")),
+        zh(N_("Addresses")),
+    ]
+    t.add(header, header=True)
+    for n, r in enumerate(rows, start=1):
+        row = [n, r["id"], r["name"]]
+        for item in labels:
+            it = r["items"][item]
+            trust = TRUST_CN.get(it.get("trust") or "", it.get("trust") or "")
+            sent = (it.get("filename") or it.get("link") or "") if it["state"] != "missing" else ""
+            row += [sent, _local(it.get("arrived_at"), tz), trust]
+        pending = "；".join(
+            f"#{p['message']} {p['from'] or '?'}：{p['subject'] or ''}" for p in r.get("pending_review") or []
+        )
+        row += [_local(r.get("last_arrival"), tz), _local(r.get("deadline"), tz), pending]
+        t.add([*row, "; ".join(r.get("emails") or [])])
     t.filter_range = (0, len(t.rows) - 1, len(header))
     return t
 
@@ -250,6 +272,9 @@ def _unmatched_table(conn: sqlite3.Connection, config) -> Table:
         "(SELECT group_concat(coalesce(p.filename, p.location), '; ') FROM parts p WHERE p.message = m.id) "
         "FROM messages m JOIN attributions a ON a.message = m.id "
         "WHERE a.unit IS NULL AND m.status = 'recorded' AND a.method IS NOT 'other' "
+        # dismissed or rejected by staff: out of the queue (reconcile/queue.py)
+        "AND m.id NOT IN (SELECT message FROM overrides WHERE action IN ('reject', 'dismiss') "
+        "AND message IS NOT NULL AND revoked_at IS NULL) "
         "AND (a.campaign = ? OR a.campaign IS NULL) ORDER BY m.received_at, m.id",
         [config.campaign.id],
     ):
@@ -265,7 +290,8 @@ def _progress_table(conn: sqlite3.Connection, rows: list[dict], config) -> Table
     from reconcile.progress import progress_series
 
     t = Table(PROGRESS_SHEET, freeze_row=1, chart="progress")
-    t.add([zh(N_("Day")), *UNIT_STATE_CN.values(), zh(N_("Messages that day"))], header=True)
+    days = (UnitState.COMPLETE, UnitState.INCOMPLETE, UnitState.MISSING)
+    t.add([zh(N_("Day")), *(s.label for s in days), zh(N_("Messages that day"))], header=True)
     for d in progress_series(conn, rows, config):
         t.add([d.day.isoformat(), d.complete, d.incomplete, d.missing, d.arrivals])
     return t
@@ -281,6 +307,7 @@ def build_tables(
         _summary_table(rows, config, generated),
         _progress_table(conn, rows, config),
         _units_table(rows, config),
+        _arrivals_table(rows, config),
         stats_table(stats, config),
         _unmatched_table(conn, config),
     ]
@@ -292,7 +319,7 @@ def write_xlsx(tables: list[Table], path: Path, title: str | None = None) -> Pat
     from openpyxl.styles import Alignment, Font, PatternFill
     from openpyxl.utils import get_column_letter
 
-    from reconcile.report_print import print_setup, progress_chart
+    from reconcile.report_print import fit_columns, fit_rows, print_setup, progress_chart
 
     wb = Workbook()
     wb.remove(wb.worksheets[0])
@@ -302,7 +329,9 @@ def write_xlsx(tables: list[Table], path: Path, title: str | None = None) -> Pat
     for table in tables:
         ws = wb.create_sheet(table.name)
         headings = set(table.header_rows)
-        widths = _write_cells(ws, table, top)
+        # a row of one cell (a title, a note) spans the table: it does not widen column A
+        lone = {i for i, row in enumerate(table.rows) if len(row) == 1 and i not in headings}
+        widths = _write_cells(ws, table, top, lone)
         for r in table.header_rows:
             for c in range(1, len(table.rows[r]) + 1):
                 cell = ws.cell(row=r + 1, column=c)
@@ -314,17 +343,15 @@ def write_xlsx(tables: list[Table], path: Path, title: str | None = None) -> Pat
                 ws.cell(row=r + 1, column=c).font = bold
         for (r, c), state in table.fills.items():
             ws.cell(row=r + 1, column=c + 1).fill = PatternFill("solid", fgColor=FILLS[state])
-        title_rows = {r for r in table.bold_rows if len(table.rows[r]) == 1}
+        columns = fit_columns(table, {c: max(6, w + 2) for c, w in widths.items()}, WRAP_WIDTH, lone)
+        wrapped = {c for c, w in widths.items() if w + 2 > columns[c]}
         wrap = Alignment(vertical="top", wrap_text=True)
-        for c, w in widths.items():
-            ws.column_dimensions[get_column_letter(c)].width = min(WRAP_WIDTH, max(6, w + 2))
-            if w + 2 > WRAP_WIDTH:
-                for r in range(1, len(table.rows) + 1):
-                    if r - 1 not in title_rows and r - 1 not in headings:
-                        ws.cell(row=r, column=c).alignment = wrap
-        if title_rows and 1 in widths:  # a one-cell title should not widen column A
-            body = [display_width(row[0]) for i, row in enumerate(table.rows) if row and i not in title_rows]
-            ws.column_dimensions["A"].width = min(WRAP_WIDTH, max(6, max(body, default=6) + 2))
+        for c, w in columns.items():
+            ws.column_dimensions[get_column_letter(c)].width = w
+            for r in range(len(table.rows)) if c in wrapped else ():
+                if r not in headings and r not in lone and c <= len(table.rows[r]):
+                    ws.cell(row=r + 1, column=c).alignment = wrap
+        fit_rows(ws, table, columns, wrapped, lone)
         if table.freeze_row:
             ws.freeze_panes = ws.cell(row=table.freeze_row + 1, column=1)
         if table.filter_range:
@@ -341,17 +368,22 @@ def write_xlsx(tables: list[Table], path: Path, title: str | None = None) -> Pat
     return path
 
 
-def _write_cells(ws, table: Table, alignment) -> dict[int, int]:
-    """The table's values into the sheet; returns each column's widest display width."""
+def _write_cells(ws, table: Table, alignment, lone: set[int]) -> dict[int, int]:
+    """The table's values into the sheet; returns each column's widest display width (but for
+    the ``lone`` rows: a title or a note spanning the table)."""
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
     widths: dict[int, int] = {}
     headings = set(table.header_rows)
     for r, row in enumerate(table.rows, start=1):
         for c, value in enumerate(row, start=1):
+            if isinstance(value, str):  # a sender's control characters (U+0001) are not XML
+                value = ILLEGAL_CHARACTERS_RE.sub("", value)
             cell = ws.cell(row=r, column=c, value=value)
             if cell.data_type == "f":  # text a sender wrote ("=HYPERLINK(...)"): text, never a formula
                 cell.data_type = "s"
             cell.alignment = alignment
-            if value not in (None, ""):
-                w = display_width(value)
+            if value not in (None, "") and r - 1 not in lone:
+                w = display_width(value if not isinstance(value, str) else value[:400])  # wraps anyway
                 widths[c] = max(widths.get(c, 0), min(w, HEADING_WIDTH) if r - 1 in headings else w)
     return widths

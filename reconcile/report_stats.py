@@ -8,7 +8,7 @@ from reconcile.report import ITEM_STATE_CN, LATE, SEP, Table
 
 
 def stats_table(stats: dict, config) -> Table:
-    t = Table(zh(N_("Statistics totals")), freeze_row=1, print_title_cols="B:B")
+    t = Table(zh(N_("Statistics totals")), freeze_row=1)
     sheet = config.campaign.first("sheet")
     fields = sheet.sheet.fields if sheet is not None and sheet.sheet else []
     header = [

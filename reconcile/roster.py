@@ -71,7 +71,7 @@ class Finding:
     """Something in the roster that is probably a mistake."""
 
     kind: str  # 'shared-address' | 'alias-inside-name' | 'no-address' | 'duplicate-name'
-    # | 'decision-for-unknown-unit'
+    # | 'decision-for-unknown-unit' | 'no-authentication-results' (reconcile/authcheck.py)
     units: list[str]  # unit ids concerned
     message: str
 
@@ -99,6 +99,16 @@ class Roster:
             return [self.by_id[text]]
         key = normalize(text)
         return [u for u in self.units if normalize(u.id) == key or any(normalize(n) == key for n in u.names)]
+
+    def lookup(self, text: str) -> list[Unit]:
+        """The units a clerk means by ``text``: those ``find_all`` gives (id, full name, alias),
+        else those whose full name or an alias contains it, two characters at least (忻州 ->
+        忻州市科学技术局, but also 忻州市科协: then both, for the clerk to choose)."""
+        exact = self.find_all(text)
+        key = normalize(text)
+        if exact or len(key) < 2:  # one character picks no unit by a part of its name
+            return exact
+        return [u for u in self.units if any(key in normalize(n) for n in u.names)]
 
     def find(self, text: str) -> Unit | None:
         """The one unit called ``text`` (id, name or alias); None if unknown or ambiguous."""

@@ -1,7 +1,9 @@
 """The statistics sheets' figures added up over the units whose counted sheet is valid.
 
 One sheet per unit: the counted one (see reconcile.status). A unit whose sheet is missing or
-invalid adds nothing and is listed, so the totals never silently include a rejected sheet.
+invalid adds nothing and is listed, so the totals never silently include a rejected sheet. Each
+填报单位's figures are added once: a sheet of another unit that staff accepted for its sender is
+left out when that unit's own sheet counts (``excluded`` lists every sheet left out, and why).
 
 Counted, but noted (``notes``, and per kind ``accepted_with_missing_figures``,
 ``sheet_names_other_unit``, ``same_sheet``): a sheet accepted by staff although figures are
@@ -15,7 +17,37 @@ import json
 import sqlite3
 from typing import Any
 
-from reconcile.judge import OK
+from reconcile.i18n import N_, zh
+from reconcile.judge import MISSING, OK
+
+COUNTED_ELSEWHERE = N_(
+    "the sheet holds the figures of {owner}, which are counted once, from the sheet of {kept}"
+)
+
+
+def counted_elsewhere(rows: list[dict], key: str) -> dict[str, tuple[str, dict]]:
+    """Valid counted sheets that hold the figures of a unit already counted: unit id -> (the
+    unit the sheet is for, the row whose sheet counts instead). Each 填报单位's figures are added
+    once: its own sheet if it sent one, else the first in roster order."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        st = r["items"][key]
+        if st["state"] == OK and st.get("part"):
+            groups.setdefault(st.get("sheet_unit") or r["id"], []).append(r)
+    out = {}
+    for owner, members in groups.items():
+        kept = next((r for r in members if r["id"] == owner), members[0])
+        out.update({r["id"]: (owner, kept) for r in members if r is not kept})
+    return out
+
+
+def excluded(left_out: list[dict], key: str) -> list[dict]:
+    """`stats --json` "excluded": the sheets received but not added up, and why."""
+    return [
+        {"unit": u["id"], "item": key, "reason": u["reason"], "name": u["name"], "reason_zh": u["reason_zh"]}
+        for u in left_out
+        if u["state"] != MISSING
+    ]
 
 
 def _number(x: float) -> int | float:
@@ -46,9 +78,24 @@ def collect(conn: sqlite3.Connection, rows: list[dict], config) -> dict:
     per_unit, left_out = [], []
     accepted_missing, other_unit = [], []
     by_sha: dict[str, list[dict]] = {}
+    elsewhere = counted_elsewhere(rows, key) if key else {}
+    names = {r["id"]: r["name"] for r in rows}
     for r in rows:
         st = r["items"][key]
         pid = st.get("part")
+        if r["id"] in elsewhere:
+            owner, kept = elsewhere[r["id"]]
+            words = {"owner": names.get(owner, owner), "kept": kept["name"]}
+            left_out.append(
+                {
+                    "id": r["id"],
+                    "name": r["name"],
+                    "state": st["state"],
+                    "reason": COUNTED_ELSEWHERE.format(**words),
+                    "reason_zh": zh(COUNTED_ELSEWHERE).format(**words),
+                }
+            )
+            continue
         if st["state"] != OK or not pid:
             why = st.get("reason") or (
                 "accepted by staff without a sheet" if st["state"] == OK else "no sheet received"
@@ -111,6 +158,7 @@ def collect(conn: sqlite3.Connection, rows: list[dict], config) -> dict:
         "units_without_valid_sheet": len(left_out),
         "per_unit": per_unit,
         "left_out": left_out,
+        "excluded": excluded(left_out, key),
         "accepted_with_missing_figures": accepted_missing,
         "sheet_names_other_unit": other_unit,
         "same_sheet": same,

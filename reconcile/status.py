@@ -29,6 +29,7 @@ from reconcile.judge import (
     unreadable,
 )
 from reconcile.pictures import decoration
+from reconcile.sheet_owner import check_sheet_unit
 from reconcile.vocab import UnitState
 
 log = logging.getLogger("mailroll.status")
@@ -81,7 +82,9 @@ def _load(conn: sqlite3.Connection, campaign: str):
         "m.from_addr "
         "FROM attributions a JOIN messages m ON m.id = a.message "
         "WHERE a.unit IS NOT NULL AND a.campaign = ? AND m.status = 'recorded' "
-        "AND m.id NOT IN (SELECT message FROM overrides WHERE action = 'reject' AND message IS NOT NULL "
+        # reconcile.overrides.DROPPING: reject / dismiss MESSAGE
+        "AND m.id NOT IN (SELECT message FROM overrides WHERE action IN ('reject', 'dismiss') "
+        "AND message IS NOT NULL "
         "AND revoked_at IS NULL)",
         [campaign],
     ):
@@ -357,23 +360,6 @@ def _images_status(item, order: list[int], messages: dict, parts: dict, campaign
 KIND_WORDS = {"sheet": "sheet", "document": "report", "video": "video", "images": "pictures"}
 
 
-def _sheet_unit_warning(st: dict, unit, roster, parts_by_id: dict, names) -> None:
-    """Warn when the counted sheet's 填报单位 names another roster unit than the sender."""
-    part = parts_by_id.get(st.get("part"))
-    if not part:
-        return
-    cell = facts_of(part).get("unit_cell")
-    if not cell:
-        return
-    named = {uid for m in names.find(str(cell)) for uid in m.units}
-    if not named or unit.id in named or len(named) != 1:
-        return
-    other = roster.by_id[next(iter(named))]
-    st["sheet_unit"] = other.id
-    st["warnings"].append(f"the sheet says 填报单位 {cell} ({other.id}), but the mail came from {unit.name}")
-    st["warnings_zh"].append(f"统计表的填报单位为{cell}（{other.id}），但邮件来自{unit.name}")
-
-
 def _apply_override(item_status: dict, o) -> None:
     item_status["override"] = {
         "id": o.id,
@@ -447,21 +433,24 @@ def unit_statuses(
             st = _item_status(unit.id, item, counting, messages, parts, links, config, deadline, tz)
             if item.kind == "sheet" and st.get("part"):
                 names = names or NameIndex(roster)
-                _sheet_unit_warning(st, unit, roster, parts_by_id, names)
+                by_hand = messages[st["message"]]["method"] == "manual"
+                check_sheet_unit(st, unit, roster, parts_by_id.get(st["part"]), names, by_hand)
             o = decisions.items.get((unit.id, item.id))
             if o is not None:
                 _apply_override(st, o)
             items[item.id] = st
         required = [i.id for i in campaign.items if i.required]
         states = [items[i]["state"] for i in required]
-        if all(s == OK for s in states):
+        ex = decisions.exempt.get(unit.id)
+        if ex is not None:
+            state = UnitState.EXEMPT  # neither incomplete nor missing: the four states add up
+        elif all(s == OK for s in states):
             state = UnitState.COMPLETE
-        elif not mids and all(items[i]["state"] == MISSING for i in items):
-            state = UnitState.MISSING  # nothing at all attributed to the unit (and no staff accept)
+        elif all(items[i]["state"] == MISSING for i in items):
+            state = UnitState.MISSING  # no item received, whatever else the unit wrote
         else:
             state = UnitState.INCOMPLETE
         last = max((messages[m]["at"] for m in mids), default=None)
-        ex = decisions.exempt.get(unit.id)
         out.append(
             {
                 "id": unit.id,
@@ -520,9 +509,10 @@ def matches(
 
 
 def summary(rows: list[dict]) -> dict[str, int]:
-    out = {"units": len(rows), "complete": 0, "incomplete": 0, "missing": 0, "late": 0, "exempt": 0}
+    """Units per state (complete + incomplete + missing + exempt = units) and the late ones; what
+    the CLI, the web overview and the workbook's 汇总 say."""
+    out = {"units": len(rows), "complete": 0, "incomplete": 0, "missing": 0, "exempt": 0, "late": 0}
     for r in rows:
         out[r["state"]] += 1
         out["late"] += bool(r.get("late"))
-        out["exempt"] += bool(r.get("exempt"))
     return out

@@ -32,7 +32,7 @@ from ingest.db import read_snapshot, transaction
 log = logging.getLogger("mailroll.status")
 
 # Bump when the shape or rules of a status row change: cached rows are then recomputed.
-STATUS_CODE_VERSION = "7"
+STATUS_CODE_VERSION = "8"  # 8: state exempt, missing = no item, a sheet of another unit
 
 
 def file_fingerprint(path) -> str:

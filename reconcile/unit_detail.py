@@ -21,13 +21,25 @@ def unit_detail(conn: sqlite3.Connection, roster, config, unit, status_row: dict
     messages = []
     mrows = conn.execute(
         "SELECT m.id, m.message_id, m.received_at, m.from_addr, m.subject, m.status, a.method, a.reason, "
-        "a.trust "
+        "a.trust, m.text, m.question "
         "FROM attributions a JOIN messages m ON m.id = a.message WHERE a.unit = ? AND a.campaign = ? "
         "ORDER BY m.received_at, m.id",
         [unit.id, config.campaign.id],
     ).fetchall()
     pending = {p["message"]: p for p in status_row.get("pending_review") or []}
-    for mid, message_id, received_at, from_addr, subject, _mstatus, method, reason, trust in mrows:
+    for (
+        mid,
+        message_id,
+        received_at,
+        from_addr,
+        subject,
+        _mstatus,
+        method,
+        reason,
+        trust,
+        text,
+        question,
+    ) in mrows:
         parts = []
         for p in part_rows(conn, "WHERE p.message = ?", [mid]):
             entry = {
@@ -61,6 +73,8 @@ def unit_detail(conn: sqlite3.Connection, roster, config, unit, status_row: dict
                 "received_at": iso_text(stored_time(received_at), config.campaign.timezone),
                 "from": from_addr,
                 "subject": subject,
+                "text": text,
+                "question": bool(question),
                 "method": method,
                 "trust": trust,
                 "pending_review": pending[mid]["reason"] if mid in pending else None,

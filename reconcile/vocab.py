@@ -40,11 +40,13 @@ class ItemState(_Labelled):
 
 
 class UnitState(_Labelled):
-    """A unit's state: every item ok, nothing received, or anything in between."""
+    """A unit's state: every item ok, no item received, anything in between, or not expected to
+    send (staff's ``exempt``): the four add up to the roster."""
 
     COMPLETE = "complete", N_("complete")
     INCOMPLETE = "incomplete", N_("incomplete")
     MISSING = "missing", N_("nothing sent")
+    EXEMPT = "exempt", N_("exempt")
 
 
 class Trust(_Labelled):

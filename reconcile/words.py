@@ -26,6 +26,8 @@ DECISIONS = {  # as the audit log names them
     "exempt": N_("exempt"),
     "extend": N_("extend"),
     "revoke": N_("revoke"),
+    "dismiss": N_("dismiss"),
+    "answered": N_("answered"),
 }
 DECIDED = {  # "accepted by 王芳"
     "assign": N_("assigned"),
@@ -34,6 +36,14 @@ DECIDED = {  # "accepted by 王芳"
     "exempt": N_("exempted"),
     "extend": N_("extended"),
     "revoke": N_("revoked"),
+    "dismiss": N_("dismissed"),
+    "answered": N_("marked answered"),
+}
+QUEUE_STATES = {  # a message in the queue (`unmatched --all`, reconcile/queue.py)
+    "open": N_("open"),
+    "dismissed": N_("dismissed"),
+    "rejected": N_("rejected"),
+    "assigned": N_("assigned"),
 }
 # what a recorded file is (parts.kind), for files that are none of the campaign's items (an
 # item's own label comes from the config): the receipt says it; `show` in Chinese

@@ -34,9 +34,10 @@ def test_registered_address_wins(attributor):
     assert "tykjj@taiyuan.gov.cn" in a.reason
 
 
-def test_sender_header_counts_as_address(attributor):
+def test_a_sender_header_never_stands_in_for_from(attributor):
     a = attributor.decide(ev("secretary@example.org", sender="kjc@sxu.edu.cn"))
-    assert (a.unit, a.method) == ("sxu", "address")
+    assert (a.unit, a.method) == (None, None)
+    assert attributor.decide(ev(None, sender="kjc@sxu.edu.cn")).unit is None
 
 
 def test_domain_of_registered_address(attributor):

@@ -226,8 +226,8 @@ def test_two_overlapping_campaigns_in_one_mailbox(two, tmp_path, media):
     # the campaigns at a glance
     listed = c.run("campaigns", "--now", "2022-06-24T12:00:00+08:00", "--json").json
     assert [(x["id"], x["open"]) for x in listed] == [("kjz2022", True), ("kpr2022", True)]
-    assert listed[0]["units"] == {"complete": 1, "incomplete": 1, "missing": 10}
-    assert listed[1]["units"] == {"complete": 2, "incomplete": 0, "missing": 3}
+    assert listed[0]["units"] == {"complete": 1, "incomplete": 1, "missing": 10, "exempt": 0}
+    assert listed[1]["units"] == {"complete": 2, "incomplete": 0, "missing": 3, "exempt": 0}
     assert listed[0]["deadline"] == "2022-06-25T23:59:59+08:00" and listed[1]["name"] == "2022年全国科普日"
     closed = c.run("campaigns", "--now", "2022-08-01T00:00:00+08:00", "--json").json
     assert [x["open"] for x in closed] == [False, False], "closes defaults to 30 days after the deadline"

@@ -19,7 +19,7 @@ import pytest
 from fixtures.files import DEFAULT_FIGURES, make_report_docx, make_report_pdf, make_sheet_xlsx
 from fixtures.mail import build_mail
 
-from reconcile.export import safe_name
+from reconcile.export_names import safe_name
 
 TY = "太原市科学技术局 <tykjj@taiyuan.gov.cn>"
 DT = "大同市科学技术局 <dtkjj2022@163.com>"
@@ -209,13 +209,25 @@ def test_exported_files_are_copies_never_moves(sent, imap_campaign, tmp_path):
         ("末尾的点. ", ".mp4", "末尾的点.mp4"),
         ("制表\t符", "", "制表_符"),
         ("", ".mp4", "_.mp4"),
-        ("名" * 200, ".mp4", "名" * 116 + ".mp4"),
         ("x", ".not an ext", "x"),
+        ("清单.xlsx", "", "_清单.xlsx"),
+        ("清单", ".csv", "_清单.csv"),
+        (".mailroll-export.json", "", "_.mailroll-export.json"),
+        (" .隐藏", "", "_.隐藏"),
+        ("清单", "", "清单"),
     ],
 )
-def test_names_are_safe_on_windows(name, ext, expected):
+def test_names_are_safe_on_windows_and_never_ours(name, ext, expected):
     assert safe_name(name, ext) == expected
-    assert len(safe_name(name, ext)) <= 120
+
+
+def test_long_names_are_cut_to_255_bytes_on_a_character_boundary_with_a_hash():
+    a, b = "名" * 200, "名" * 199 + "字"
+    cut_a, cut_b = safe_name(a, ".mp4"), safe_name(b, ".mp4")
+    assert len(cut_a.encode()) <= 255 and len(cut_b.encode()) <= 255
+    assert cut_a.startswith("名" * 80) and cut_a.endswith(".mp4") and cut_a != cut_b
+    assert cut_a == safe_name(a, ".mp4")  # the same name each time: a second export changes nothing
+    assert safe_name("名" * 83, ".mp4") == "名" * 83 + ".mp4"  # 253 bytes: not cut
 
 
 def test_file_names_use_the_campaigns_item_labels(campaign, tmp_path, media):
@@ -247,3 +259,75 @@ def test_file_names_use_the_campaigns_item_labels(campaign, tmp_path, media):
         "影像资料",
         "典型案例",
     ]
+
+
+LONG_NAME = "山西省" + "科学技术普及与创新服务" * 9 + "中心"  # 104 characters, 312 bytes
+
+
+@pytest.fixture
+def odd_units(campaign, tmp_path, media):
+    """Units named like the export's own files and one with a 104-character name; their files sent
+    under misleading names: a .docx as 总结报告.hta, an .mp4 as 视频.scr, a web page as 视频.mp4."""
+    with open(campaign.root / "roster.csv", "a", encoding="utf-8") as f:
+        f.write("qingdan,清单.xlsx,,qd@unit.example.cn,市科技局,王,0351-1\n")
+        f.write("manifest,.mailroll-export.json,,mf@unit.example.cn,市科技局,李,0351-2\n")
+        f.write(f"long,{LONG_NAME},,long@unit.example.cn,市科技局,赵,0351-3\n")
+    report = make_report_docx(tmp_path / "r.docx", chars=800).read_bytes()
+    video = media.video(30).read_bytes()
+    mails = {
+        "long@unit.example.cn": [("总结报告.hta", report), ("视频.scr", video)],
+        "qd@unit.example.cn": [("视频.mp4", media.fake_mp4.read_bytes())],
+        "mf@unit.example.cn": [("总结报告.docx", report)],
+    }
+    for sender, files in mails.items():
+        campaign.deliver(build_mail(sender, subject="科技活动周材料", attachments=files), when=BEFORE)
+    campaign.run("ingest", "--once")
+    return campaign, {"report": report, "video": video}
+
+
+def test_export_names_files_by_type_and_never_fails_on_a_units_name(odd_units, tmp_path):
+    c, sent = odd_units
+    out = tmp_path / "out"
+    res = c.run("export", str(out), "--json").json
+    assert res["units"] == len(c.status())
+    # the units' folders never take the place of 清单 or the manifest
+    assert (out / "_清单.xlsx").is_dir() and (out / "_.mailroll-export.json").is_dir()
+    assert (out / "清单.xlsx").is_file() and (out / ".mailroll-export.json").is_file()
+    # a long name is cut to 255 bytes, on a character boundary
+    (long_dir,) = [p for p in out.iterdir() if p.name.startswith("山西省科学技术普及")]
+    names = sorted(p.name for p in long_dir.iterdir())
+    assert len(long_dir.name.encode()) <= 255 and all(len(n.encode()) <= 255 for n in names)
+    # named by what the files are: the .hta is a .docx, the .scr an .mp4, the web page a .bin
+    assert sorted(Path(n).suffix for n in names) == [".docx", ".mp4"]
+    by_ext = {Path(n).suffix: (long_dir / n).read_bytes() for n in names}
+    assert by_ext == {".docx": sent["report"], ".mp4": sent["video"]}
+    assert [p.name for p in (out / "_清单.xlsx").iterdir()] == ["_清单.xlsx-视频.bin"]
+    rows = list(csv.DictReader((out / "清单.csv").read_text("utf-8-sig").splitlines()))
+    sent_as = {r["原文件名"]: r["导出文件名"] for r in rows if r["原文件名"]}
+    assert sent_as["总结报告.hta"].endswith(".docx") and sent_as["视频.scr"].endswith(".mp4")
+    assert sent_as["视频.mp4"] == "_清单.xlsx/_清单.xlsx-视频.bin"
+    # a second export changes nothing
+    again = c.run("export", str(out), "--json").json
+    assert again["written"] == [] and again["removed"] == [] and not again["list_written"]
+
+
+def test_web_downloads_are_named_by_type(odd_units):
+    """The unit page's download of a .docx sent as 总结报告.hta is a .docx, and a web page sent as
+    视频.mp4 is an octet-stream .bin: a double-click never runs what a sender named."""
+    import urllib.parse
+    import urllib.request
+
+    from test_web import serving
+
+    c, sent = odd_units
+    report_part = c.unit("long")["items"]["report"]["part"]
+    fake_part = c.unit("qingdan")["items"]["video"]["part"]
+    with serving(c) as base:
+        with urllib.request.urlopen(f"{base}/files/{report_part}", timeout=30) as r:
+            report = (r.headers["Content-Disposition"], r.headers["Content-Type"], r.read())
+        with urllib.request.urlopen(f"{base}/files/{fake_part}", timeout=30) as r:
+            fake = (r.headers["Content-Disposition"], r.headers["Content-Type"])
+    assert urllib.parse.unquote(report[0]).endswith("''总结报告.docx") and report[0].startswith("attachment")
+    assert "wordprocessingml" in report[1] and report[2] == sent["report"]
+    assert urllib.parse.unquote(fake[0]).endswith("''视频.bin") and fake[0].startswith("attachment")
+    assert fake[1] == "application/octet-stream"

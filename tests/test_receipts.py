@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from fixtures.files import make_sheet_xlsx
 from fixtures.mail import build_forward, build_mail
 
 from ingest.db import open_connection
@@ -38,7 +39,7 @@ def db_rows(campaign, sql: str, *params) -> list[tuple]:
 # ------------------------------------------------------------------------------ receipts
 
 
-def test_receipt_is_a_threaded_reply_listing_files_checks_and_what_is_missing(mailing, media):
+def test_receipt_is_a_threaded_reply_listing_files_checks_and_what_is_missing(mailing, media, tmp_path):
     campaign, server = mailing
     original = build_mail(
         "山西大学科技处 <kjc@sxu.edu.cn>",
@@ -47,7 +48,7 @@ def test_receipt_is_a_threaded_reply_listing_files_checks_and_what_is_missing(ma
         headers={"References": "<earlier-1@sxu.edu.cn>"},
         attachments=[
             ("山西大学宣传视频.mp4", media.video(200).read_bytes()),
-            ("山西大学统计表.xlsx", media.sheet_xlsx.read_bytes()),
+            ("山西大学统计表.xlsx", make_sheet_xlsx(tmp_path / "sxu.xlsx", unit="山西大学").read_bytes()),
         ],
     )
     campaign.deliver(original)
@@ -338,7 +339,7 @@ def test_receipt_lists_what_came_inside_an_archive(mailing, media):
 # ------------------------------------------------------------------------------ time, copies, previews
 
 
-def test_receipts_judge_as_of_now_not_including_later_mail(mailing, media):
+def test_receipts_judge_as_of_now_not_including_later_mail(mailing, media, tmp_path):
     """At 10:00 only the 09:00 message has arrived: it alone is answered, and its receipt says
     the report (which came at 11:00) is still missing. The 11:00 one is answered later."""
     campaign, server = mailing
@@ -349,7 +350,11 @@ def test_receipts_judge_as_of_now_not_including_later_mail(mailing, media):
 
     campaign.deliver(
         build_mail(
-            "kjc@sxu.edu.cn", subject="统计表", attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())]
+            "kjc@sxu.edu.cn",
+            subject="统计表",
+            attachments=[
+                ("统计表.xlsx", make_sheet_xlsx(tmp_path / "sxu.xlsx", unit="山西大学").read_bytes())
+            ],
         ),
         when=at("09"),
     )

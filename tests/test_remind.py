@@ -305,12 +305,16 @@ def test_now_judges_the_state_at_that_time_not_todays(mailing, media):
     assert status["taiyuan-kjj"]["state"] == "complete"
 
 
-def test_a_date_without_a_time_is_refused(mailing):
+def test_now_takes_times_as_a_clerk_types_them(mailing, monkeypatch):
     campaign, server = mailing
-    res = campaign.run("remind", "--now", "2022-06-24", "--json", expect=2)
-    assert "give a time too, e.g. 2022-06-24T09:00:00+08:00" in res.output + res.stderr
-    res = campaign.run("receipts", "--now", "2022-06-24", expect=2)
-    assert "give a time too" in res.output + res.stderr
+    monkeypatch.setenv("MAILROLL_FAKE_NOW", "2022-06-20T10:00:00+08:00")  # a date without a year: this one's
+    noon = campaign.run("remind", "--now", "2022-06-24T12:00:00+08:00", "--dry-run", "--json").json
+    assert noon, "reminders are due that day"
+    # a day alone is its noon (midnight would be in the quiet hours: nothing would show)
+    for typed in ("2022-06-24", "6月24日", "2022年6月24日 12:00", "2022/6/24 12:00", "6月24日中午12点"):
+        assert campaign.run("remind", "--now", typed, "--dry-run", "--json").json == noon, typed
+    res = campaign.run("remind", "--now", "6月31日", "--dry-run", expect=2)
+    assert "is not a time; write e.g." in res.stderr and "下周一" in res.stderr
     assert server.messages == [] and outbox(campaign) == []
 
 

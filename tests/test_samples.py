@@ -247,13 +247,48 @@ def _mailroll(cfg: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory, ffmpeg_available):
-    """A copy of samples/ (never the repo itself) after `mailroll ingest --once`."""
+    """A copy of samples/ (never the repo itself) after `mailroll ingest --once` and the staff
+    decisions `make demo` runs."""
     root = tmp_path_factory.mktemp("demo") / "samples"
     shutil.copytree(SAMPLES, root, ignore=shutil.ignore_patterns("*.db*", "files"))
     cfg = root / "config.toml"
     res = _mailroll(cfg, "ingest", "--once", "--json")
     assert res.returncode == 0, res.stdout + res.stderr
+    for args in ms.STAFF_DECISIONS:
+        decided = _mailroll(cfg, *args)
+        assert decided.returncode == 0, decided.stdout + decided.stderr
     return cfg, json.loads(res.stdout)
+
+
+def test_make_demo_runs_the_samples_staff_decisions():
+    import shlex
+
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    recipe = makefile.split("\ndemo:", 1)[1].split("\n\n", 1)[0]
+    for args in ms.STAFF_DECISIONS:
+        assert f"demo-out/config.toml {shlex.join(args)}".replace("'", '"') in recipe, args
+
+
+def test_demo_shows_an_exempt_unit_a_sheet_of_another_unit_and_a_dismissed_advert(demo):
+    cfg, _ = demo
+    rows = {r["id"]: r for r in json.loads(_mailroll(cfg, "status", "--json").stdout)}
+    assert rows["taiyuan-kx"]["state"] == "exempt" and rows["taiyuan-kx"]["exempt"]
+    sheet = rows["tyut"]["items"]["statistics"]
+    assert sheet["state"] == "invalid" and sheet["sheet_unit"] == "sxu" and sheet["unit_cell"] == "山西大学"
+    assert (
+        sum(1 for r in rows.values() if r["state"] in ("complete", "incomplete", "missing", "exempt")) == 12
+    )
+    stats = json.loads(_mailroll(cfg, "stats", "--json").stdout)
+    assert ("tyut", "statistics") in [(e["unit"], e["item"]) for e in stats["excluded"]]
+    assert "sxu" in [u["id"] for u in stats["per_unit"]] and "tyut" not in [
+        u["id"] for u in stats["per_unit"]
+    ]
+    open_queue = json.loads(_mailroll(cfg, "unmatched", "--json").stdout)
+    assert [r["subject"] for r in open_queue] == ["咨询：科技活动周统计表模板"]
+    (advert,) = json.loads(_mailroll(cfg, "unmatched", "--dismissed", "--json").stdout)
+    assert advert["subject"] == "关于征订2022年下半年《科学导报》的函" and advert["note"] == "报刊征订广告"
+    status_table = _mailroll(cfg, "status").stdout
+    assert "12 units:" in status_table and "1 exempt" in status_table
 
 
 def test_demo_ingest_counts(demo):
@@ -282,13 +317,15 @@ def test_demo_messages_are_attributed_as_the_story_says(demo):
         assert row["method"] == mail.expected_method, (mail.key, row)
 
 
-def test_demo_unmatched_lists_the_two_strangers(demo):
+def test_demo_unmatched_lists_the_two_strangers_one_dismissed(demo):
     cfg, _ = demo
-    res = _mailroll(cfg, "unmatched", "--json")
+    res = _mailroll(cfg, "unmatched", "--all", "--json")
     assert res.returncode == 0, res.stderr
-    subjects = sorted(r["subject"] for r in json.loads(res.stdout))
-    assert subjects == sorted(["咨询：科技活动周统计表模板", "关于征订2022年下半年《科学导报》的函"])
-    assert all(r["reason"] for r in json.loads(res.stdout))
+    rows = {r["subject"]: r for r in json.loads(res.stdout)}
+    assert sorted(rows) == sorted(["咨询：科技活动周统计表模板", "关于征订2022年下半年《科学导报》的函"])
+    assert rows["咨询：科技活动周统计表模板"]["state"] == "open"
+    assert rows["关于征订2022年下半年《科学导报》的函"]["state"] == "dismissed"
+    assert all(r["reason"] for r in rows.values())
 
 
 def test_demo_status_tells_the_story(demo):
@@ -322,3 +359,15 @@ def test_demo_video_reasons_are_plain_words(demo):
     cfg, _ = demo
     rows = {r["id"]: r for r in json.loads(_mailroll(cfg, "status", "--json").stdout)}
     assert rows["jinzhong-kjj"]["items"]["video"]["reason"] == "video lasts 3:20, over the 3:00 limit"
+
+
+def test_demo_shows_a_question_an_answered_one_and_an_iphone_video(demo):
+    cfg, _ = demo
+    asked = json.loads(_mailroll(cfg, "questions", "--all", "--json").stdout)
+    by_subject = {q["subject"]: q for q in asked}
+    assert by_subject["咨询统计表填报口径"]["answered_at"] is not None, "answered by phone (make demo)"
+    assert by_subject["咨询统计表填报口径"]["unit"] == "datong-kjj"
+    assert [q for q in asked if q["answered_at"] is None], "and one still open"
+    shown = json.loads(_mailroll(cfg, "show", "taiyuan-xcb", "--json").stdout)
+    (mov,) = [p for m in shown["messages"] for p in m["parts"] if (p["filename"] or "").endswith(".mov")]
+    assert "hevc" in mov["details"], "an iPhone's HEVC .MOV: the web page plays a converted copy"

@@ -54,12 +54,13 @@ def test_accept_a_missing_item(campaign):
     assert sxu["items"]["video"]["state"] == "ok" and sxu["state"] == "incomplete"
 
 
-def test_exempt_keeps_contract_state_and_adds_flag(campaign):
+def test_exempt_is_a_state_of_its_own_and_keeps_the_flag(campaign):
     campaign.run("exempt", "sxas", "--note", "not taking part this year")
     row = campaign.unit("sxas")
-    assert row["state"] == "missing" and row["exempt"] is True
+    assert row["state"] == "exempt" and row["exempt"] is True
     assert row["exempt_note"] == "not taking part this year"
-    assert "sxas" in [r["id"] for r in campaign.status("--state", "exempt")]
+    assert [r["id"] for r in campaign.status("--state", "exempt")] == ["sxas"]
+    assert "sxas" not in [r["id"] for r in campaign.status("--state", "missing")]
     assert "(exempt)" in campaign.run("status").output
 
 
@@ -92,8 +93,38 @@ def test_ambiguous_unit_name_asks_for_the_id(campaign):
     roster = campaign.root / "roster.csv"
     roster.write_text(roster.read_text("utf-8") + "sxu-2,山西大学,,other@sxu2.edu.cn\n", "utf-8")
     err = campaign.run("exempt", "山西大学", "--note", "x", expect=2).stderr
-    assert "山西大学 names 2 units (sxu, sxu-2): give the id" in err
+    assert "山西大学 names 2 units (sxu 山西大学, sxu-2 山西大学): give the id" in err
     campaign.run("exempt", "sxu-2", "--note", "x")
+
+
+def test_units_items_and_times_as_a_clerk_types_them(campaign, monkeypatch):
+    monkeypatch.setenv("MAILROLL_FAKE_NOW", "2022-06-24T10:00:00+08:00")  # a Friday
+    campaign.run("exempt", "科学院", "--note", "part of a name only one unit has")
+    assert campaign.unit("sxas")["exempt"] is True
+    err = campaign.run("show", "太原", expect=2).stderr  # 太原市科学技术局, 中共太原市委宣传部, ...
+    assert "names 4 units" in err and "taiyuan-kjj 太原市科学技术局" in err and "tyut 太原理工大学" in err
+    campaign.run("accept", "长治高新区", "视频", "--note", "U盘送达")  # an alias; the video item's other name
+    assert campaign.unit("changzhi-gxq")["items"]["video"]["override"]["action"] == "accept"
+    without_video = [r["id"] for r in campaign.status("--missing", "video")]
+    assert "changzhi-gxq" not in without_video and len(without_video) == 11
+    assert [r["id"] for r in campaign.status("--missing", "影像资料")] == without_video
+    assert [r["id"] for r in campaign.status("--missing", "ＶＩＤＥＯ")] == without_video
+    err = campaign.run("status", "--missing", "照片", expect=2).stderr
+    assert "the items are statistics (统计表), report (总结报告), video (视频)" in err
+
+    until = {
+        "下周一": "2022-06-27T23:59:59+08:00",
+        "6月30日": "2022-06-30T23:59:59+08:00",
+        "2022年6月30日 18:00": "2022-06-30T18:00:00+08:00",
+        "7月1日下午6点": "2022-07-01T18:00:00+08:00",
+        "后天晚上12点": "2022-06-26T23:59:59+08:00",  # the day's end, not its noon
+    }
+    for typed, value in until.items():
+        done = campaign.run("extend", "sxu", "--until", typed, "--json").json
+        assert done["until"] == value, typed
+    assert "is not a time" in campaign.run("extend", "sxu", "--until", "2月29日", expect=2).stderr
+    err = campaign.run("extend", "sxu", "--until", "明天晚些时候", expect=2).stderr
+    assert "2022-06-26, 2022-06-26 18:00, 6月26日, 2022年6月26日 18:00, 明天, 下周一" in err
 
 
 def test_extend_to_before_the_deadline_is_refused(campaign):

@@ -83,7 +83,10 @@ def test_complete_unit_and_contract_shape(campaign, full_set):
     )
     # the table for people says the same, with a summary line
     out = campaign.run("status").output
-    assert "太原市科学技术局" in out and "1 complete, 0 incomplete, 11 missing, 0 late" in out
+    assert (
+        "太原市科学技术局" in out
+        and "12 units: 1 complete, 0 incomplete, 11 missing, 0 exempt; 0 late" in out
+    )
 
 
 def test_invalid_items_say_why(campaign, tmp_path, media):
@@ -619,28 +622,56 @@ def test_status_as_of_a_past_time(campaign, tmp_path, media):
     assert by_id(campaign.status())["taiyuan-kjj"]["items"]["video"]["state"] == "ok"
 
 
-def test_sheet_naming_another_unit_and_the_same_sheet_twice(campaign, tmp_path):
+def test_sheet_naming_another_unit_counts_for_that_unit_once(campaign, tmp_path):
     sxas_sheet = make_sheet_xlsx(tmp_path / "sxas.xlsx", unit="山西省科学院")
     send(campaign, files=attach(sxas_sheet, names=["统计表.xlsx"]))  # taiyuan forwards it
     send(campaign, from_="省科学院 <office@sxas.ac.cn>", files=attach(sxas_sheet, names=["统计表.xlsx"]))
     campaign.ingest()
     rows = by_id(campaign.status())
     st = rows["taiyuan-kjj"]["items"]["statistics"]
-    assert st["state"] == "ok"
+    assert st["state"] == "invalid" and st["sheet_unit"] == "sxas" and st["unit_cell"] == "山西省科学院"
     assert (
-        "the sheet says 填报单位 山西省科学院 (sxas), but the mail came from 太原市科学技术局"
-        in st["warnings"]
+        st["reason"]
+        == "the statistics sheet's 填报单位 is 山西省科学院 (sxas), not this unit (太原市科学技术局)"
     )
-    assert not rows["sxas"]["items"]["statistics"]["warnings"]
+    assert st["reason_zh"].startswith("统计表的填报单位是山西省科学院，不是本单位")
+    assert rows["sxas"]["items"]["statistics"]["state"] == "ok"
     data = campaign.run("stats", "--json").json
-    assert data["units"] == 2 and data["fields"]["活动总数"] == 24  # both still counted
-    assert data["sheet_names_other_unit"] == [
-        {"id": "taiyuan-kjj", "name": "太原市科学技术局", "unit_cell": "山西省科学院", "names": "sxas"}
+    assert data["units"] == 1 and data["fields"]["活动总数"] == 12  # 山西省科学院's figures once
+    assert data["excluded"] == [
+        {
+            "unit": "taiyuan-kjj",
+            "item": "statistics",
+            "reason": st["reason"],
+            "name": "太原市科学技术局",
+            "reason_zh": st["reason_zh"],
+        }
     ]
+    # staff accept it for taiyuan: it counts for taiyuan, but the figures are still added once
+    campaign.run("accept", "taiyuan-kjj", "statistics", "--note", "代报")
+    st = campaign.unit("taiyuan-kjj")["items"]["statistics"]
+    assert st["state"] == "ok" and st["checked"]["reason"].startswith("the statistics sheet's 填报单位")
+    data = campaign.run("stats", "--json").json
+    assert data["units"] == 1 and data["fields"]["活动总数"] == 12
+    assert [(e["unit"], e["reason"]) for e in data["excluded"]] == [
+        (
+            "taiyuan-kjj",
+            "the sheet holds the figures of 山西省科学院, which are counted once, from the sheet of 山西省科学院",
+        )
+    ]
+    assert "the sheet holds the figures of 山西省科学院" in campaign.run("stats").output
+
+
+def test_the_same_sheet_naming_no_unit_counted_twice_is_noted(campaign, tmp_path):
+    sheet = make_sheet_xlsx(tmp_path / "blank.xlsx", unit=None)
+    send(campaign, files=attach(sheet, names=["统计表.xlsx"]))
+    send(campaign, from_="省科学院 <office@sxas.ac.cn>", files=attach(sheet, names=["统计表.xlsx"]))
+    campaign.ingest()
+    data = campaign.run("stats", "--json").json
+    assert data["units"] == 2 and data["fields"]["活动总数"] == 24 and data["excluded"] == []
     assert [[u["id"] for u in d["units"]] for d in data["same_sheet"]] == [["taiyuan-kjj", "sxas"]]
     out = campaign.run("stats").output
     assert "the same sheet (one file) is counted for 太原市科学技术局 and 山西省科学院" in out
-    assert "says 填报单位 山西省科学院" in out
 
 
 def test_accepted_sheet_with_missing_figures_is_noted_in_stats(campaign, tmp_path):
@@ -658,15 +689,17 @@ def test_accepted_sheet_with_missing_figures_is_noted_in_stats(campaign, tmp_pat
     )
 
 
-def test_unit_that_sent_only_a_question_is_incomplete_not_missing(campaign, media):
+def test_unit_that_sent_only_a_question_or_photos_is_missing(campaign, media):
+    """`missing`: no item received, whatever else the unit wrote (the summary's 未报送 counts it)."""
     send(campaign, subject="请问视频格式有什么要求", body="请问视频可以是mov格式吗？")
     send(campaign, from_=SXU, files=attach(media.jpeg, names=["活动照片.jpg"]))
     campaign.ingest()
     rows = by_id(campaign.status())
-    assert rows["taiyuan-kjj"]["state"] == "incomplete" and rows["sxu"]["state"] == "incomplete"
+    assert rows["taiyuan-kjj"]["state"] == "missing" and rows["sxu"]["state"] == "missing"
+    assert rows["taiyuan-kjj"]["messages"] == 1 and rows["sxu"]["messages"] == 1
     assert all(rows["sxu"]["items"][i]["state"] == "missing" for i in ("statistics", "report", "video"))
-    assert rows["datong-kjj"]["state"] == "missing"
-    assert [r["id"] for r in campaign.status("--state", "missing")][:2] == ["datong-kjj", "changzhi-kjj"]
+    missing = [r["id"] for r in campaign.status("--state", "missing")]
+    assert len(missing) == 12 and {"taiyuan-kjj", "sxu"} <= set(missing)
 
 
 def test_unknown_category_is_a_usage_error(campaign):

@@ -3,6 +3,8 @@ and ``read_snapshot`` gives reads one state of the database while another proces
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 from ingest.db import open_connection, read_snapshot, transaction
@@ -65,3 +67,42 @@ def test_a_read_snapshot_does_not_see_a_write_made_meanwhile(conn, tmp_path):
         assert _values(conn) == ["before", "meanwhile"]
     finally:
         writer.close()
+
+
+def test_a_trigger_that_rolls_everything_back_raises_its_own_error(conn):
+    """RAISE(ROLLBACK) in a trigger ends the whole transaction: the inner block has no
+    savepoint left to roll back to, and the error the caller sees is the trigger's."""
+    conn.execute(
+        "CREATE TRIGGER no_spam BEFORE INSERT ON t WHEN NEW.v = 'spam' "
+        "BEGIN SELECT RAISE(ROLLBACK, 'no spam here'); END"
+    )
+    with pytest.raises(sqlite3.IntegrityError, match="no spam here"), transaction(conn):
+        conn.execute("INSERT INTO t VALUES ('outer')")
+        with transaction(conn):
+            conn.execute("INSERT INTO t VALUES ('spam')")
+    assert not conn.in_transaction
+    assert _values(conn) == []
+    with transaction(conn):  # the connection goes on
+        conn.execute("INSERT INTO t VALUES ('next')")
+    assert _values(conn) == ["next"]
+
+
+def test_a_commit_refused_as_busy_is_rolled_back(tmp_path):
+    """A COMMIT that cannot get the lock (a reader holds it: rollback journal, not WAL) raises,
+    and the writer's connection is not left inside the transaction."""
+    path = tmp_path / "busy.db"
+    writer = open_connection(path)
+    writer.execute("PRAGMA journal_mode = DELETE")
+    writer.execute("CREATE TABLE t (v TEXT)")
+    writer.execute("PRAGMA busy_timeout = 50")
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM t").fetchone()  # holds a SHARED lock until it ends
+    with pytest.raises(sqlite3.OperationalError, match="locked"), transaction(writer):
+        writer.execute("INSERT INTO t VALUES ('lost')")
+    assert not writer.in_transaction
+    reader.execute("COMMIT")
+    assert _values(writer) == []
+    with transaction(writer):
+        writer.execute("INSERT INTO t VALUES ('kept')")
+    assert _values(reader) == ["kept"]

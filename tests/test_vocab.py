@@ -9,7 +9,7 @@ from reconcile.vocab import NOT_SENT, ItemState, OutboxState, Trust, UnitState
 
 def test_states_are_the_contracts_words_and_serialize_as_plain_strings():
     assert [s.value for s in ItemState] == ["ok", "invalid", "missing"]
-    assert [s.value for s in UnitState] == ["complete", "incomplete", "missing"]
+    assert [s.value for s in UnitState] == ["complete", "incomplete", "missing", "exempt"]
     assert [t.value for t in Trust] == ["registered", "domain", "thread", "staff", "named"]
     row = {"state": UnitState.INCOMPLETE, "items": {"video": {"state": ItemState.MISSING}}}
     assert json.loads(json.dumps(row)) == {"state": "incomplete", "items": {"video": {"state": "missing"}}}
@@ -17,7 +17,7 @@ def test_states_are_the_contracts_words_and_serialize_as_plain_strings():
 
 
 def test_labels_are_what_the_workbook_says():
-    assert [s.label for s in UnitState] == ["齐全", "不齐全", "未报送"]
+    assert [s.label for s in UnitState] == ["齐全", "不齐全", "未报送", "免报"]
     assert [s.label for s in ItemState] == ["合格", "不合格", "未收到"]
 
 

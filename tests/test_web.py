@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -75,10 +76,11 @@ def send(c: Campaign, sender: str, attachments: list, subject: str | None = None
 
 
 @contextlib.contextmanager
-def serving(c: Campaign):
-    """`mailroll web` on a free port for ``c``; yields its base URL, stops it afterwards."""
+def serving(c: Campaign, *options: str):
+    """`mailroll web` on a free port for ``c`` (with ``options``, e.g. ``--host``); yields its base
+    URL, stops it afterwards."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "reconcile", "--config", str(c.config_path), "web", "--port", "0"],
+        [sys.executable, "-m", "reconcile", "--config", str(c.config_path), "web", "--port", "0", *options],
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -195,6 +197,16 @@ def test_overview_lists_every_unit_with_its_state_and_a_filter_narrows_it(site, 
     for u in status:
         assert STATE_ZH[u["state"]] in shown[u["id"]].find_element(By.CSS_SELECTOR, ".state").text
     assert STATE_ZH["complete"] in shown["taiyuan-kjj"].text
+    sheet = status[0]["items"]["statistics"]  # the counted file and the sheet's own 填报单位
+    assert sheet["filename"] in shown["taiyuan-kjj"].text
+    cell = shown["taiyuan-kjj"].find_element(By.CSS_SELECTOR, ".unit-cell").text
+    assert cell.startswith("填报单位") and cell.endswith(f"：{sheet['unit_cell']}")
+    counts = {
+        s: int(browser.find_element(By.CSS_SELECTOR, f"#counts .count-{s} b").text)
+        for s in ("complete", "incomplete", "missing", "exempt")
+    }
+    assert counts == {s: sum(u["state"] == s for u in status) for s in counts}
+    assert sum(counts.values()) == len(status)
     datong = shown["datong-kjj"].text
     assert "不齐全" in datong and status[1]["items"]["video"]["reason_zh"] in datong
     days = browser.find_elements(By.CSS_SELECTOR, "svg.chart g > title")  # the chart, one bar a day
@@ -240,6 +252,8 @@ def test_staff_assigns_an_unmatched_message_and_the_unit_changes_state(site, bro
     browser.get(base + "/unmatched")
     row = browser.find_element(By.CSS_SELECTOR, "#unmatched tr[data-message]")
     message = row.get_attribute("data-message")
+    said = row.find_element(By.CSS_SELECTOR, "details.text summary").text
+    assert said.startswith("您好，附件是"), "what the sender wrote, to decide by"
     row.find_element(By.NAME, "unit").send_keys("山西大学")
     submit(browser, row.find_element(By.CSS_SELECTOR, "button[type=submit]"))
     assert browser.current_url == base + "/units/sxu"
@@ -320,6 +334,76 @@ def test_staff_drops_a_message_waiting_for_review(site, browser):
     assert browser.find_elements(By.CSS_SELECTOR, "#review tr[data-message]") == []
     audit = c.run("show", "changzhi-kjj", "--json").json["audit"]
     assert [(a["actor"], a["action"], a["note"]) for a in audit] == [(STAFF, "reject", "不是该单位的材料")]
+
+
+def test_staff_dismisses_an_advertisement_and_finds_it_under_dealt_with(site, browser, tmp_path):
+    import io
+
+    import openpyxl
+    from selenium.webdriver.common.by import By
+
+    c, base = site
+    c.deliver(
+        build_mail(
+            from_="征订部 <dingyue@baokan-zd.com>",
+            subject="2023年度报刊征订通知",
+            body="尊敬的客户：2023年度报刊征订工作已经开始。",
+        ),
+        when=LATER,
+    )
+    c.run("ingest", "--once")
+    (ad,) = [m for m in c.run("unmatched", "--json").json if m["subject"] == "2023年度报刊征订通知"]
+    sign_in(browser, base)
+    forged = {"message": str(ad["id"]), "note": "x"}  # signed in, but without the form's CSRF token
+    code, _, _ = fetch(session_opener(browser), base + "/decide/dismiss", forged)
+    assert code == 400 and ad["id"] in [m["id"] for m in c.run("unmatched", "--json").json]
+    browser.get(base + "/unmatched")
+    row = browser.find_element(By.CSS_SELECTOR, f"#unmatched tr[data-message='{ad['id']}']")
+    row.find_element(By.CSS_SELECTOR, "form.dismiss input[name=note]").send_keys("报刊征订广告")
+    submit(browser, row.find_element(By.CSS_SELECTOR, "button.dismiss"))
+    assert "不相关" in browser.find_element(By.CSS_SELECTOR, ".flash.ok").text
+    assert browser.find_elements(By.CSS_SELECTOR, f"#unmatched tr[data-message='{ad['id']}']") == []
+    assert ad["id"] not in [m["id"] for m in c.run("unmatched", "--json").json]
+    code, _, data = fetch(session_opener(browser), base + "/report.xlsx")
+    sheet = openpyxl.load_workbook(io.BytesIO(data))["未匹配邮件"]
+    assert code == 200 and ad["id"] not in [r[0].value for r in sheet.iter_rows(min_row=2)]
+    submit(browser, browser.find_element(By.ID, "show-decided"))
+    done = browser.find_element(By.CSS_SELECTOR, f"#decided tr[data-message='{ad['id']}']")
+    assert done.get_attribute("data-state") == "dismissed"
+    assert "不相关" in done.text and STAFF in done.text and "报刊征订广告" in done.text
+    (decided,) = [r for r in c.run("unmatched", "--all", "--json").json if r["id"] == ad["id"]]
+    assert (decided["state"], decided["decided_by"], decided["note"]) == ("dismissed", STAFF, "报刊征订广告")
+    submit(browser, done.find_element(By.CSS_SELECTOR, "button.revoke"))
+    assert ad["id"] in [m["id"] for m in c.run("unmatched", "--json").json]
+    browser.get(base + "/unmatched")
+    assert browser.find_elements(By.CSS_SELECTOR, f"#unmatched tr[data-message='{ad['id']}']")
+
+
+def test_a_sheet_of_another_unit_shows_on_the_overview_and_stays_out_of_the_totals(site, browser, tmp_path):
+    from fixtures.files import make_sheet_xlsx
+    from selenium.webdriver.common.by import By
+
+    c, base = site
+    sheet = make_sheet_xlsx(tmp_path / "sxas.xlsx", unit="山西省科学院")
+    send(
+        c, "运城市科学技术局 <yckjj@yuncheng.gov.cn>", [("运城市统计表.xlsx", sheet.read_bytes())], when=LATER
+    )
+    c.run("ingest", "--once")
+    totals = c.run("stats", "--json").json
+    assert "yuncheng-kjj" in [e["unit"] for e in totals["excluded"]]
+    sign_in(browser, base)
+    browser.get(base + "/")
+    row = browser.find_element(By.CSS_SELECTOR, "#units tr[data-unit='yuncheng-kjj']")
+    assert (
+        "运城市统计表.xlsx" in row.text
+        and "山西省科学院" in row.find_element(By.CSS_SELECTOR, ".unit-cell").text
+    )
+    assert "统计表的填报单位是山西省科学院，不是本单位" in row.text
+    browser.get(base + "/stats")
+    left_out = browser.find_element(By.ID, "left-out").text
+    assert "运城市科学技术局" in left_out and "统计表的填报单位是山西省科学院，不是本单位" in left_out
+    per_unit = browser.find_element(By.ID, "per-unit").text
+    assert "运城市科学技术局" not in per_unit
 
 
 def test_after_signing_in_the_page_goes_back_only_to_this_site(site):
@@ -460,3 +544,163 @@ def cached_soon(c: Campaign, campaign: str, within_s: float = 60.0) -> bool:
             conn.close()
         time.sleep(0.5)
     return False
+
+
+def test_the_search_box_finds_mail_and_the_unit_page_shows_what_was_written(site, browser, shots):
+    from selenium.webdriver.common.by import By
+
+    c, base = site
+    sign_in(browser, base)
+    browser.get(base + "/units/taiyuan-kjj")
+    (text,) = browser.find_elements(By.CSS_SELECTOR, "#message-1 blockquote.text") or [None]
+    assert text is not None and text.text == "您好，附件是我单位的科技活动周材料，请查收。"
+
+    box = browser.find_element(By.ID, "search-box")
+    box.send_keys("长治 总结报告")
+    submit(browser, browser.find_element(By.CSS_SELECTOR, "form.search button"))
+    assert urllib.parse.urlparse(browser.current_url).path == "/search"
+    rows = browser.find_elements(By.CSS_SELECTOR, "#search-results tbody tr")
+    expected = c.run("search", "长治", "总结报告", "--json").json
+    assert [int(r.get_attribute("data-message")) for r in rows] == [m["id"] for m in expected] != []
+    marked = [m.text for m in rows[0].find_elements(By.TAG_NAME, "mark")]
+    assert set(marked) <= {"长治", "总结报告"} and marked
+    assert browser.find_element(By.ID, "search-box").get_attribute("value") == "长治 总结报告"
+    assert browser.save_screenshot(str(shots / "search.png"))
+
+    browser.get(base + "/search?q=" + urllib.parse.quote("<script>alert(1)</script>"))
+    assert "<script>alert(1)</script>" in browser.find_element(By.ID, "search-count").text
+    assert browser.find_elements(By.CSS_SELECTOR, "#search-results tbody tr") == []
+
+
+def test_questions_page_lists_open_questions_and_staff_close_one(tmp_path_factory, browser, shots):
+    from selenium.webdriver.common.by import By
+
+    c = Campaign.create(tmp_path_factory.mktemp("questions"))
+    c.configure(web={"users": [{"name": STAFF, "password_hash": _password_hash()}]})
+    for when, sender, subject, body in (
+        (BEFORE, DT, "关于视频时长的咨询", "请问视频超过3分钟可以吗？"),
+        (LATER, TY, "视频时长", "视频超过3分钟可以吗？我们有两个4分钟的视频。"),
+        (LATER, STRANGER, "材料", "附件是材料，请查收。"),
+    ):
+        c.deliver(build_mail(from_=sender, subject=subject, body=body), when=when)
+    c.run("ingest", "--once")
+    asked = c.run("questions", "--json").json
+    with serving(c) as base:
+        sign_in(browser, base)
+        assert browser.find_element(By.CSS_SELECTOR, "#nav-questions .badge").text == "2"
+        browser.find_element(By.ID, "nav-questions").click()
+        rows = browser.find_elements(By.CSS_SELECTOR, "#questions tbody tr")
+        assert [int(r.get_attribute("data-message")) for r in rows] == [q["id"] for q in asked]
+        assert rows[1].get_attribute("class") == "alike", "the same question twice stands as one group"
+        assert "请问视频超过3分钟可以吗？" in rows[0].find_element(By.CSS_SELECTOR, "blockquote.text").text
+        assert browser.save_screenshot(str(shots / "questions.png"))
+        rows[0].find_element(By.NAME, "note").send_keys("电话答复")
+        submit(browser, rows[0].find_element(By.CSS_SELECTOR, "form.answered button"))
+        assert [
+            int(r.get_attribute("data-message"))
+            for r in browser.find_elements(By.CSS_SELECTOR, "#questions tbody tr")
+        ] == [asked[1]["id"]]
+        assert browser.find_element(By.CSS_SELECTOR, "#nav-questions .badge").text == "1"
+    (closed,) = [q for q in c.run("questions", "--all", "--json").json if q["id"] == asked[0]["id"]]
+    assert closed["answered_by"] == STAFF
+
+
+def test_unit_page_lists_every_version_and_what_changed(tmp_path_factory, browser):
+    from fixtures.files import DEFAULT_FIGURES, make_sheet_xlsx
+    from selenium.webdriver.common.by import By
+
+    root = tmp_path_factory.mktemp("versions")
+    c = Campaign.create(root)
+    first = make_sheet_xlsx(root / "v1.xlsx", figures={**DEFAULT_FIGURES, "活动总数": 20})
+    second = make_sheet_xlsx(root / "v2.xlsx", figures={**DEFAULT_FIGURES, "活动总数": 23})
+    send(c, TY, [("统计表.xlsx", first.read_bytes())])
+    send(c, TY, [("统计表（更正版）.xlsx", second.read_bytes())], when=LATER)
+    c.run("ingest", "--once")
+    with serving(c) as base:
+        browser.get(base + "/units/taiyuan-kjj")
+        rows = browser.find_elements(By.CSS_SELECTOR, "#versions tr[data-item='statistics']")
+        assert [r.find_elements(By.TAG_NAME, "td")[2].text.split(" ")[0] for r in rows] == [
+            "统计表.xlsx",
+            "统计表（更正版）.xlsx",
+        ]
+        assert [r.get_attribute("class") for r in rows] == ["", "counts"]
+        assert "计入：最新版本" in rows[1].text and "已被之后的版本替换" in rows[0].text
+        assert "活动总数 20 → 23" in rows[1].text
+
+
+def test_a_video_the_browser_cannot_play_is_shown_as_a_playable_copy(tmp_path_factory, browser, shots):
+    from fixtures.files import make_video
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    root = tmp_path_factory.mktemp("preview")
+    c = Campaign.create(root)
+    iphone = make_video(root / "IMG_0412.MOV", 4, "iphone-mov", audio=True)
+    send(c, TY, [(iphone.name, iphone.read_bytes(), "video/quicktime")])
+    c.run("ingest", "--once")
+    (part,) = [p for m in c.run("show", "taiyuan-kjj", "--json").json["messages"] for p in m["parts"]]
+    with serving(c) as base:
+        browser.get(base + "/units/taiyuan-kjj")  # asks for the playable copy; no request waits for it
+        waiting = browser.find_element(By.ID, f"video-{part['id']}")
+        assert waiting.tag_name == "div" and "正在生成" in waiting.text
+        opener = urllib.request.build_opener()
+        made = time.monotonic() + 120
+        while fetch(opener, f"{base}/files/{part['id']}/preview.mp4")[0] != 200:
+            assert time.monotonic() < made, "the playable copy was not made within 120 s"
+            time.sleep(0.5)
+        browser.get(base + "/units/taiyuan-kjj")
+        video = browser.find_element(By.ID, f"video-{part['id']}")
+        assert "preview" in video.get_attribute("class")
+        # the browser plays the copy: its first frame decoded, 720 lines at most (here 48, as sent)
+        browser.execute_script("arguments[0].preload = 'auto'; arguments[0].load();", video)
+        WebDriverWait(browser, 120).until(
+            lambda d: d.execute_script("return arguments[0].readyState >= 2", video)
+        )
+        assert browser.execute_script(
+            "return [arguments[0].videoWidth, arguments[0].videoHeight]", video
+        ) == [64, 48]
+        assert browser.save_screenshot(str(shots / "preview.png"))
+        code, headers, body = fetch(opener, f"{base}/files/{part['id']}/poster.jpg")
+        assert code == 200 and headers["Content-Type"] == "image/jpeg" and body[:2] == b"\xff\xd8"
+        code, _, original = fetch(opener, f"{base}/files/{part['id']}")
+        assert code == 200 and original == iphone.read_bytes(), "the file as sent stays as it was"
+        code, _, _ = fetch(opener, f"{base}/files/{part['id'] + 1000}/preview.mp4")
+        assert code == 404
+    cached = list((root / "files" / "previews").rglob("*.mp4"))
+    assert [p.name for p in cached] == [f"{part['sha256']}.mp4"]
+
+
+def test_a_playlist_dressed_as_a_video_never_shows_another_file(tmp_path_factory, browser):
+    """An HLS playlist in front of a real MPEG-TS video: FFmpeg left to guess would play the file
+    the playlist names (any file of the server, or a URL) as this unit's video."""
+    from fixtures.files import make_video
+
+    root = tmp_path_factory.mktemp("playlist")
+    victim = make_video(root / "victim.avi", 2, "avi", size="320x240")
+    real = make_video(root / "real.ts", 2, "ts", size="160x120")
+    playlist = f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n{victim}\n#EXT-X-ENDLIST\n".encode()
+    hostile = playlist + b" " * (376 - len(playlist) % 188) + real.read_bytes()
+    c = Campaign.create(root / "campaign")
+    send(c, TY, [("宣传片.ts", hostile, "video/mp2t")])
+    c.run("ingest", "--once")
+    (part,) = [p for m in c.run("show", "taiyuan-kjj", "--json").json["messages"] for p in m["parts"]]
+    assert part["kind"] == "video"
+    with serving(c) as base:
+        browser.get(base + "/units/taiyuan-kjj")
+        opener = urllib.request.build_opener()
+        until = time.monotonic() + 120
+        while (answer := fetch(opener, f"{base}/files/{part['id']}/preview.mp4"))[0] != 200:
+            if "No playable copy" in answer[2].decode() or "无法" in answer[2].decode():
+                return  # refused: fine, as long as it never shows the other file
+            assert time.monotonic() < until, "no answer about the playable copy within 120 s"
+            time.sleep(0.5)
+    (made,) = list((root / "campaign" / "files" / "previews").rglob("*.mp4"))
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "stream=width,height", "-of", "csv=p=0", str(made)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert probe.stdout.split() == ["160,120"], (
+        "the preview is this message's video, not the file its playlist names"
+    )

@@ -38,8 +38,11 @@ _EXTRA_HEADERS = (
     "delivered-to",
     "x-ms-exchange-generated-message-source",
 )
-AUTH_RESULTS_MAX = 20  # Authentication-Results headers kept per message (topmost first)
-AUTH_RESULT_CHARS = 2000  # characters kept of each
+AUTH_RESULTS_MAX = 50  # Authentication-Results / Received-SPF headers kept per message (topmost first)
+# characters kept of each: a header longer than this is kept with one more character, so that
+# reconcile/authresults.py sees it was cut off (unreadable, never read as "no failure")
+AUTH_RESULT_CHARS = 32 * 1024
+FROM_ADDRESSES_MAX = 10  # addresses kept of all From headers together
 _ID = re.compile(r"<([^<>\s]+)>")
 _ADDR = re.compile(r"[A-Za-z0-9._%+\-=']+@[A-Za-z0-9.\-]+")
 
@@ -83,6 +86,14 @@ def _addresses(value: Any, defects: list[str] | None = None, label: str = "") ->
     return out
 
 
+def _kept(msg: Message, name: str) -> list[str]:
+    """The values of an authentication header, topmost first, each whole up to AUTH_RESULT_CHARS."""
+    return [
+        clean_text(unfold(raw8(v[:HEADER_VALUE_MAX])[0]))[: AUTH_RESULT_CHARS + 1]
+        for v in raw_headers(msg, name)[:AUTH_RESULTS_MAX]
+    ]
+
+
 def headers_from(msg: Message, defects: list[str] | None = None) -> Headers:
     """Headers of a parsed (compat32) message."""
     h = Headers()
@@ -90,10 +101,13 @@ def headers_from(msg: Message, defects: list[str] | None = None) -> Headers:
     def first(name: str) -> Any:
         return raw_header(msg, name)
 
-    frm = _addresses(first("From"), defects, "From") or _addresses(first("Sender"), defects, "Sender")
+    # every address of every From header (a second one is a sign of forgery); Sender never
+    # stands in for a missing From
+    frm = [pair for v in raw_headers(msg, "From") for pair in _addresses(v, defects, "From")]
     if frm:
         h.from_name = frm[0][0] or None
         h.from_addr = frm[0][1] or None
+    h.from_addrs = list(dict.fromkeys(a for _, a in frm))[:FROM_ADDRESSES_MAX]
     rt = _addresses(first("Reply-To"), defects, "Reply-To")
     h.reply_to = rt[0][1] if rt else None
     to: list[str] = []
@@ -127,10 +141,8 @@ def headers_from(msg: Message, defects: list[str] | None = None) -> Headers:
         h.content_type = ctype + (f"; report-type={rtype}" if isinstance(rtype, str) and rtype else "")
     except Exception:  # noqa: BLE001 - hostile Content-Type: left unknown
         h.content_type = None
-    h.authentication_results = [
-        clean_text(unfold(raw8(v[:HEADER_VALUE_MAX])[0]))[:AUTH_RESULT_CHARS]
-        for v in raw_headers(msg, "Authentication-Results")[:AUTH_RESULTS_MAX]
-    ]
+    h.authentication_results = _kept(msg, "Authentication-Results")
+    h.received_spf = _kept(msg, "Received-SPF")
     for name in _EXTRA_HEADERS:
         v = first(name)
         if v is not None:

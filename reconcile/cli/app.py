@@ -86,13 +86,6 @@ class App:
         return open_connection(self.all_config.storage.db)
 
     @cached_property
-    def db(self):
-        """sqlite-utils Database over the same connection."""
-        import sqlite_utils
-
-        return sqlite_utils.Database(self.conn)
-
-    @cached_property
     def roster(self):
         from reconcile.roster import load_roster
 
@@ -364,6 +357,8 @@ COMMAND_MODULES = [
     "evidence_cmd",  # reprocess, and the raw copy for show --raw
     "campaigns_cmd",  # campaigns
     "web_cmd",  # web, web passwd
+    "search_cmd",  # search WORDS...
+    "questions_cmd",  # questions, answered
 ]
 
 

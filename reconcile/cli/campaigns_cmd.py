@@ -24,7 +24,7 @@ def campaign_rows(app: App, now) -> list[dict]:
                 "name": c.name,
                 "deadline": iso_text(c.deadline, c.timezone),
                 "open": c.is_open(now),
-                "units": {k: s[k] for k in ("complete", "incomplete", "missing")},
+                "units": {k: s[k] for k in ("complete", "incomplete", "missing", "exempt")},
                 "opens": iso_text(c.opens, c.timezone) if c.opens else None,
                 "closes": iso_text(c.closes, c.timezone) if c.closes else None,
                 "items": [

@@ -15,7 +15,8 @@ def find_message(app: App, ref: str) -> int:
     """A message by number (as `messages` shows it) or Message-ID (with or without <>)."""
     ref = ref.strip()
     if ref.isdigit():
-        row = app.conn.execute("SELECT id FROM messages WHERE id = ?", [int(ref)]).fetchone()
+        number = int(ref) if ref.isascii() and len(ref) < 19 else -1  # past SQLite's integers: none
+        row = app.conn.execute("SELECT id FROM messages WHERE id = ?", [number]).fetchone()
         if row:
             return row[0]
         raise UsageProblem(_("no message number {ref}: see `mailroll messages`").format(ref=ref))

@@ -1,8 +1,7 @@
-"""``ingest --once``, ``messages``, ``unmatched``: what came in and what became of it."""
+"""``ingest --once``, ``messages``: what came in and what became of it (``unmatched``: review_cmd)."""
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import UTC
 from typing import Any
@@ -12,7 +11,7 @@ import click
 from reconcile.cli.app import App, campaign_option, cli, console, emit, json_option, pass_app
 from reconcile.i18n import N_
 from reconcile.i18n import gettext as _
-from reconcile.words import DISPOSITIONS, TRUSTS, word
+from reconcile.words import DISPOSITIONS, QUEUE_STATES, TRUSTS, word
 
 
 def run_poll(app: App, *, progress: bool = False, stop=None) -> dict:
@@ -203,6 +202,10 @@ _COLOURS = {
     "failed": "red",
     "review": "yellow",
     "other": "dim",
+    "open": "yellow",  # the queue (`unmatched --all`): reconcile/queue.py
+    "dismissed": "dim",
+    "rejected": "dim",
+    "assigned": "green",
 }
 
 
@@ -225,6 +228,7 @@ def message_table(rows: list[dict], title: str, show_unit: bool = True, tz=None)
         table.add_column(col, overflow="fold")
     for r in rows:
         colour = _COLOURS.get(r["disposition"], "")
+        words = DISPOSITIONS if r["disposition"] in DISPOSITIONS else QUEUE_STATES
         # every cell a sender wrote is escaped: a subject '[/]' or '[link=...]' shows as written
         table.add_row(
             str(r["id"]),
@@ -232,7 +236,7 @@ def message_table(rows: list[dict], title: str, show_unit: bool = True, tz=None)
             escape(r["from"] or ""),
             escape(r["subject"] or ""),
             *([escape(r["unit"] or ""), escape(word(TRUSTS, r.get("trust")))] if show_unit else []),
-            f"[{colour}]{escape(word(DISPOSITIONS, r['disposition']))}[/]",
+            f"[{colour}]{escape(word(words, r['disposition']))}[/]",
             escape(r["reason"] or ""),
         )
     (wide_console() if tz else console()).print(table)
@@ -263,33 +267,3 @@ def messages_command(app: App, disposition: str | None, unit: str | None, as_jso
         rows = [r for r in rows if r["campaign"] in (app.config.campaign.id, None)]
     tz = app.any_config.campaign.timezone
     emit(rows, as_json, lambda rs: message_table(rs, _("{n} message(s)").format(n=len(rs)), tz=tz))
-
-
-@cli.command("unmatched")
-@campaign_option
-@json_option
-@pass_app
-def unmatched_command(app: App, as_json: bool) -> None:
-    """Messages not attributed to any unit, with the reason. Fix with `mailroll assign`."""
-    rows = [r for r in message_rows(app) if r["disposition"] == "unmatched"]
-    if app.campaign_id:  # this campaign's, and those whose campaign is not known
-        rows = [r for r in rows if r["campaign"] in (app.config.campaign.id, None)]
-    if as_json:
-        click.echo(
-            json.dumps(
-                [
-                    {k: r[k] for k in ("message_id", "from", "subject", "reason", "received_at", "id")}
-                    for r in rows
-                ],
-                ensure_ascii=False,
-            )
-        )
-    else:
-        message_table(
-            rows,
-            _("{n} unmatched message(s): assign them with `mailroll assign MESSAGE UNIT`").format(
-                n=len(rows)
-            ),
-            show_unit=False,
-            tz=app.any_config.campaign.timezone,
-        )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 from datetime import datetime
 
@@ -25,37 +24,28 @@ from reconcile.i18n import N_
 from reconcile.i18n import gettext as _
 from reconcile.vocab import NOT_SENT
 
-DATE_ONLY = re.compile(r"\s*(\d{4}-\d{1,2}-\d{1,2}|\d{8})\s*")  # '2022-06-24', '20220624'
-
 
 def now_option_time(app: App, text: str | None) -> datetime:
-    """``--now`` (RFC 3339, or a local time in the campaign's zone), else the clock.
+    """``--now`` as the clerk types it (``reconcile.clerk_time``: RFC 3339, '2022-06-24 10:00',
+    '6月24日 10:00', '明天'; a day alone means its noon: midnight is in the quiet hours), else
+    the clock."""
+    from reconcile.clerk_time import NOON, NotATime, examples, parse_clerk_time
+    from reconcile.daemon.clock import default_clock
 
-    A date alone is refused (exit 2): it would mean midnight, inside the quiet hours, and
-    nothing would be sent or shown."""
-    from reconcile.daemon.clock import default_clock, parse_time
-
-    if text and DATE_ONLY.fullmatch(text):
-        raise UsageProblem(
-            _(
-                "--now {text!r} is a date without a time of day (it would mean midnight, "
-                "in the quiet hours): give a time too, e.g. {text}T09:00:00+08:00"
-            ).format(text=text.strip())
-        )
+    try:
+        now = default_clock().now()
+    except ValueError as e:
+        raise UsageProblem(str(e)) from None
     if not text:
-        try:
-            return default_clock().now()
-        except ValueError as e:
-            raise UsageProblem(str(e)) from None
+        return now
+    tz = app.any_config.campaign.timezone
     try:
-        return parse_time(text)
-    except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(text.strip()).replace(tzinfo=app.any_config.campaign.timezone)
-    except ValueError:
+        return parse_clerk_time(text, tz, now, NOON)
+    except NotATime:
         raise UsageProblem(
-            _("--now {text!r} is not a time: use RFC 3339, e.g. 2022-06-24T10:00:00+08:00").format(text=text)
+            _("--now {text!r} is not a time; write e.g. {examples} (campaign time zone)").format(
+                text=text, examples=examples(tz, now)
+            )
         ) from None
 
 
@@ -118,7 +108,10 @@ def sending_options(what: str):
             "--now",
             "now_text",
             metavar="TIME",
-            help="Act as if it were TIME (RFC 3339, with a time of day): only mail received by then counts.",
+            help=N_(
+                "Act as if it were TIME (RFC 3339, '2022-06-24 10:00', '6月24日 10:00', '明天'; "
+                "a day alone: its noon): only mail received by then counts."
+            ),
         ),
         json_option,
     )
@@ -356,10 +349,13 @@ def serve_command(app: App, check: bool, as_json: bool) -> None:
 
 
 def _check(app: App, as_json: bool) -> None:
+    from reconcile.authcheck import coverage_warning
     from reconcile.daemon.service import check
     from reconcile.heartbeat import ago
 
     ok, d = check(app.conn, app.any_config)
+    unproven = coverage_warning(app.conn, app.any_config)
+    d["warnings"] = [unproven] if unproven else []
     if as_json:
         emit_json({"ok": ok, **d})
     else:
@@ -376,6 +372,8 @@ def _check(app: App, as_json: bool) -> None:
             if d["last_error"]:
                 click.echo(_("last error: {error}").format(error=d["last_error"]))
         _say_waiting(d.get("waiting"))
+        for warning in d["warnings"]:
+            click.echo(_("warning: {warning}").format(warning=warning))
     sys.exit(0 if ok else 1)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from reconcile.cli.app import App, UsageProblem, campaign_option, cli, emit_json, json_option, pass_app
-from reconcile.cli.status_cmd import find_unit, item_word, local_time, state_word
+from reconcile.cli.status_cmd import find_item, find_unit, item_word, local_time, state_word
 from reconcile.i18n import N_
 from reconcile.i18n import gettext as _
 from reconcile.words import DECISIONS, word
@@ -103,14 +103,7 @@ def _item_decision(action: str):
             _reject_message(app, unit, note or "", as_json)
             return
         u = _unit(app, unit)
-        if item not in app.config.campaign.item_ids:
-            raise UsageProblem(
-                _("no item {wrong} in campaign {campaign}: the items are {items}").format(
-                    wrong=repr(item),
-                    campaign=app.config.campaign.id,
-                    items=", ".join(app.config.campaign.item_ids),
-                )
-            )
+        item = find_item(app, item)
         oid = overrides.add(
             app.conn, action, app.actor, unit=u.id, item=item, note=note, campaign=app.config.campaign.id
         )
@@ -156,14 +149,18 @@ def _reject_message(app: App, message: str, note: str, as_json: bool) -> None:
                 error=e
             )
         ) from None
+    try:
+        oid = overrides.drop_message(app.conn, "reject", mid, app.actor, note)
+    except overrides.OverrideError as e:
+        raise UsageProblem(str(e)) from None
     row = app.conn.execute("SELECT unit FROM attributions WHERE message = ?", [mid]).fetchone()
-    unit = row[0] if row else None
-    oid = overrides.add(app.conn, "reject", app.actor, unit=unit, message=mid, note=note)
     _done(
         as_json,
-        {"override": oid, "message": mid, "unit": unit, "action": "reject"},
-        f"override {oid}: message #{mid} rejected: it counts for no unit's items; "
-        f"undo with `mailroll revoke {oid}`",
+        {"override": oid, "message": mid, "unit": row[0] if row else None, "action": "reject"},
+        _(
+            "override {oid}: message #{id} rejected: it counts for no unit's items and leaves the queue; "
+            "undo with `mailroll revoke {oid}`"
+        ).format(oid=oid, id=mid),
     )
 
 
@@ -205,11 +202,19 @@ def exempt(app: App, unit: str, note: str, as_json: bool) -> None:
 def extend(app: App, unit: str, until: str, note: str | None, as_json: bool) -> None:
     """Give UNIT a later deadline (lateness and reminders use it)."""
     from reconcile import overrides
+    from reconcile.cli.service_cmd import now_option_time
 
     u = _unit(app, unit)
     try:
         oid, value = overrides.extend(
-            app.conn, app.config, u.id, until, app.actor, note, campaign=app.config.campaign.id
+            app.conn,
+            app.config,
+            u.id,
+            until,
+            app.actor,
+            note,
+            campaign=app.config.campaign.id,
+            now=now_option_time(app, None),
         )
     except overrides.OverrideError as e:
         raise UsageProblem(str(e)) from None
@@ -223,7 +228,7 @@ def extend(app: App, unit: str, until: str, note: str | None, as_json: bool) -> 
 
 
 @cli.command()
-@click.argument("override_id", type=int)
+@click.argument("override_id", type=click.IntRange(1, 2**63 - 1))
 @click.option("--note", help=N_("Why."))
 @json_option
 @pass_app
@@ -323,14 +328,19 @@ def roster() -> None:
 @pass_app
 def roster_check(app: App, as_json: bool) -> None:
     """Look for likely mistakes in the roster. Exit 1 if any are found, 2 if the file is unreadable."""
-    from reconcile.roster import check_roster
+    from reconcile.roster import Finding, check_roster
 
     decisions = []
+    unproven = None
     if Path(app.config.storage.db).exists():
+        from reconcile.authcheck import coverage_warning
         from reconcile.overrides import unknown_units
 
         decisions = unknown_units(app.conn, app.roster, app.config)
+        unproven = coverage_warning(app.conn, app.config)
     findings = check_roster(app.roster, decisions)
+    if unproven:
+        findings.append(Finding("no-authentication-results", [], unproven))
     if as_json:
         emit_json({"units": len(app.roster.units), "findings": [f.as_dict() for f in findings]})
     else:

@@ -54,6 +54,7 @@ STATE_STYLE = {
     "missing": "yellow",
     "complete": "green",
     "incomplete": "yellow",
+    "exempt": "cyan",
     "missing_unit": "red",
 }
 
@@ -75,17 +76,33 @@ def current_rows(app: App) -> list[dict]:
 
 
 def find_unit(app: App, text: str):
-    """The unit called ``text`` (id, name or alias), or a usage error that says what to do."""
-    found = app.roster.find_all(text)
+    """The unit the clerk means by ``text`` (id, name, alias, or a part of a name only one unit
+    has), or a usage error that says what to do (the candidates, when several)."""
+    found = app.roster.lookup(text)
     if not found:
         raise UsageProblem(_("unknown unit {text}: see `mailroll roster list`").format(text=text))
     if len(found) > 1:
         raise UsageProblem(
             _("{text} names {n} units ({ids}): give the id").format(
-                text=text, n=len(found), ids=", ".join(u.id for u in found)
+                text=text, n=len(found), ids=_(", ").join(f"{u.id} {u.name}" for u in found[:10])
             )
         )
     return found[0]
+
+
+def find_item(app: App, text: str) -> str:
+    """The item id the clerk means by ``text`` (its id, label, the name mail gives it, or a
+    word that names it: 视频 for 影像资料), or a usage error listing the items."""
+    found = app.config.campaign.find_items(text)
+    if len(found) == 1:
+        return found[0].id
+    raise UsageProblem(
+        _("no item {wrong} in campaign {campaign}: the items are {items}").format(
+            wrong=repr(text),
+            campaign=app.config.campaign.id,
+            items=_(", ").join(f"{i.id} ({i.label})" for i in app.config.campaign.items),
+        )
+    )
 
 
 def local_time(iso: str | None, tz) -> str:
@@ -142,15 +159,8 @@ def status(app: App, states, missing, invalid, late, categories, as_json: bool) 
         return
     from reconcile.status import matches
 
-    wrong = [i for i in (*missing, *invalid) if i not in app.config.campaign.item_ids]
-    if wrong:
-        raise UsageProblem(
-            _("no item {wrong} in campaign {campaign}: the items are {items}").format(
-                wrong=", ".join(wrong),
-                campaign=app.config.campaign.id,
-                items=", ".join(app.config.campaign.item_ids),
-            )
-        )
+    missing = tuple(find_item(app, i) for i in missing)
+    invalid = tuple(find_item(app, i) for i in invalid)
     known = sorted({u.category for u in app.roster.units if u.category})
     unknown = [c for c in categories if c not in known]
     if unknown:
@@ -180,6 +190,10 @@ def _cell(item: dict) -> str:
     if item.get("override"):
         text += " *"
     out = styled(STATE_STYLE[st], text)
+    if item.get("filename"):
+        out += f"\n{escape(item['filename'])}"
+    if item.get("unit_cell"):
+        out += "\n" + escape(_("unit named in the sheet: {unit}").format(unit=item["unit_cell"]))
     reason = reason_of(item)
     if st == "invalid" and reason:
         out += f"\n[dim]{escape(reason)}[/]"
@@ -217,9 +231,10 @@ def _render_status(app: App, rows: list[dict]) -> None:
         )
     con.print(table)
     s = summary(rows)
-    line = _("{complete} complete, {incomplete} incomplete, {missing} missing, {late} late").format(**s)
-    if s["exempt"]:
-        line += _(", {exempt} exempt").format(**s)
+    line = _(
+        "{units} units: {complete} complete, {incomplete} incomplete, {missing} missing, {exempt} exempt; "
+        "{late} late"
+    ).format(**s)
     con.print(line, markup=False)
     _print_pending(con, rows)
     if any(i.get("override") for r in rows for i in r["items"].values()):
@@ -473,6 +488,10 @@ def _render_show(d: dict, labels: dict[str, str], tz=None, roster_ids: set | Non
             )
         )
         con.print(f"      [dim]{escape(m['attribution'] or '')}[/]")
+        if m.get("question"):
+            con.print("      " + styled("magenta", _("question to staff")))
+        for line in (m.get("text") or "").splitlines():
+            con.print("      │ " + escape(line))
         if m.get("trust"):
             con.print(
                 "      "

@@ -55,8 +55,11 @@ def web(ctx: click.Context, host: str, port: int, threads: int) -> None:
     from reconcile.web import create_app
     from reconcile.web.warm import keep_warm
 
-    wsgi = create_app(config.path, default_campaign=app.campaign_id)
-    server = create_server(wsgi, host=host, port=port, threads=threads, ident="mailroll")
+    wsgi = create_app(config.path, default_campaign=app.campaign_id, host=host)
+    # proxy headers reach the page (never believed): without users it refuses proxied requests
+    server = create_server(
+        wsgi, host=host, port=port, threads=threads, ident="mailroll", clear_untrusted_proxy_headers=False
+    )
     mode = "staff sign-in" if config.web.users else "read-only"
     click.echo(f"mailroll web: http://{host}:{server.effective_port}/ ({mode}); Ctrl-C stops it", err=True)
     stop = threading.Event()

@@ -15,7 +15,7 @@ from flask import Flask, render_template
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from reconcile.i18n import N_, zh
-from reconcile.web import auth, decisions, files, pages
+from reconcile.web import auth, decisions, files, pages, previews, questions_page, search_page
 from reconcile.web.sources import Sources, choose_campaign, close_connection, keep_campaign
 from reconcile.web.words import ACTION_ZH, DISPOSITION_ZH, EXEMPT_ZH, ITEM_STATE_ZH, LATE_ZH, UNIT_STATE_ZH
 
@@ -33,7 +33,9 @@ SECURITY_HEADERS = {
 }
 
 
-def create_app(config_path, default_campaign: str | None = None) -> Flask:
+def create_app(config_path, default_campaign: str | None = None, host: str | None = None) -> Flask:
+    """The page for the config at ``config_path``; ``host`` is the address served on: cookies
+    are ``Secure`` unless it is loopback (``[web] secure_cookies`` says otherwise)."""
     from reconcile import i18n
 
     i18n.activate("zh")  # the page is Chinese, whatever the server's locale (shared words: show's)
@@ -48,6 +50,7 @@ def create_app(config_path, default_campaign: str | None = None) -> Flask:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Strict",
         SESSION_COOKIE_NAME="mailroll_session",
+        SESSION_COOKIE_SECURE=secure_cookies(config, host),
         PERMANENT_SESSION_LIFETIME=timedelta(minutes=config.web.session_minutes),
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the sign-in
         MAX_CONTENT_LENGTH=64 * 1024,  # forms are small
@@ -55,39 +58,51 @@ def create_app(config_path, default_campaign: str | None = None) -> Flask:
     )
     app.extensions["mailroll"] = sources
     app.extensions["mailroll.throttle"] = auth.Throttle()
+    app.extensions["mailroll.sessions"] = auth.Sessions()
     app.before_request(auth.gate)  # first: without a sign-in, refused as such
     app.before_request(choose_campaign)
     app.url_defaults(keep_campaign)
     CSRFProtect(app)
-    for bp in (pages.bp, decisions.bp, files.bp, auth.bp):
+    for bp in (pages.bp, decisions.bp, files.bp, auth.bp, search_page.bp, questions_page.bp, previews.bp):
         app.register_blueprint(bp)
     app.teardown_appcontext(close_connection)
 
     _errors_and_headers(app)
 
-    @app.context_processor
-    def common():
-        cfg = sources.config()
-        staff = auth.signed_in()
-        return {
-            "campaign": cfg.campaign,
-            "campaigns": sources.all_config().campaigns if sources.several() else (),
-            "staff": staff,
-            "sign_in_required": bool(cfg.web.users),
-            "can_decide": staff is not None,
-            "UNIT_STATE_ZH": UNIT_STATE_ZH,
-            "ITEM_STATE_ZH": ITEM_STATE_ZH,
-            "LATE_ZH": LATE_ZH,
-            "EXEMPT_ZH": EXEMPT_ZH,
-            "ITEMS": cfg.campaign.item_ids,
-            "ITEM_ZH": cfg.campaign.labels,
-            "DISPOSITION_ZH": DISPOSITION_ZH,
-            "ACTION_ZH": ACTION_ZH,
-            "content_type": files.content_type,
-        }
-
+    app.context_processor(lambda: page_context(sources))
     _filters(app, sources)
     return app
+
+
+def page_context(sources: Sources) -> dict:
+    """What every template may use: the campaign, who is signed in, the words of states."""
+    cfg = sources.config()
+    staff = auth.signed_in()
+    return {
+        "campaign": cfg.campaign,
+        "campaigns": sources.all_config().campaigns if sources.several() else (),
+        "staff": staff,
+        "sign_in_required": bool(cfg.web.users),
+        "can_decide": staff is not None,
+        "UNIT_STATE_ZH": UNIT_STATE_ZH,
+        "ITEM_STATE_ZH": ITEM_STATE_ZH,
+        "LATE_ZH": LATE_ZH,
+        "EXEMPT_ZH": EXEMPT_ZH,
+        "ITEMS": cfg.campaign.item_ids,
+        "ITEM_ZH": cfg.campaign.labels,
+        "DISPOSITION_ZH": DISPOSITION_ZH,
+        "ACTION_ZH": ACTION_ZH,
+        "content_type": files.content_type,
+        # for staff only (and the read-only page on this machine): one count, never the list
+        "open_questions": questions_page.open_count() if staff or not cfg.web.users else 0,
+    }
+
+
+def secure_cookies(config, host: str | None) -> bool:
+    """``[web] secure_cookies``; unset: true unless the page is served on loopback only."""
+    if config.web.secure_cookies is not None:
+        return bool(config.web.secure_cookies)
+    return not auth.is_loopback((host or "127.0.0.1").strip("[]"))
 
 
 def _errors_and_headers(app: Flask) -> None:

@@ -1,20 +1,30 @@
 """Staff sign-in: names and argon2 password hashes from ``[web] users`` in the config.
 
-* Without users the page is read-only (and ``mailroll web`` binds to loopback only).
+* Without users the page is read-only (and ``mailroll web`` binds to loopback only); a request
+  that came through a proxy (``X-Forwarded-For``, ``Forwarded``, ``X-Real-IP``, or HTTP/1.0 as
+  nginx speaks to its upstream by default) is refused: a reverse proxy on the same machine would
+  otherwise publish the roll call.
 * With users, every page asks for a sign-in; decisions are recorded under the signed-in name.
-* A sign-in lasts ``[web] session_minutes`` (default 8 hours), then the page asks again.
-* Wrong passwords are rate-limited: after ``MAX_FAILURES`` for one name from one client address
-  within ``WINDOW_S`` seconds, that pair is refused until the window has passed; one address is
-  refused after ``ADDRESS_FAILURES`` whatever the names (spraying). A name alone is never
-  locked: a stranger elsewhere cannot keep a staff member out by guessing at her name.
+* A sign-in is a session kept in this process (``Sessions``): the cookie only names it. It
+  lasts ``[web] session_minutes`` (default 8 hours); signing out ends it, and so does changing
+  or removing the user's password in the config (checked on every request).
+* Wrong passwords are rate-limited: one address is refused after ``ADDRESS_FAILURES`` whatever
+  the names (spraying), checked first; after ``MAX_FAILURES`` for one name from one address
+  within ``WINDOW_S`` seconds that pair is refused until the window has passed. A name alone is
+  never locked: a stranger elsewhere cannot keep a staff member out by guessing at her name.
+  The limiter's memory is bounded: entries expire with the window, at most ``MAX_KEYS`` are
+  kept (the oldest go first), and a name longer than ``MAX_NAME_CHARS`` is refused before
+  anything is stored.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import secrets
 import threading
 import time
-from collections import defaultdict, deque
+from collections import OrderedDict, deque
+from dataclasses import dataclass
 from functools import wraps
 from urllib.parse import urlsplit
 
@@ -27,6 +37,10 @@ from reconcile.i18n import N_, zh
 MAX_FAILURES = 5  # one name from one address
 ADDRESS_FAILURES = 20  # one address, any names
 WINDOW_S = 600.0
+MAX_KEYS = 10_000  # limiter entries kept (addresses and address+name pairs together)
+MAX_NAME_CHARS = 200  # a longer sign-in name is refused before anything is stored
+MAX_SESSIONS = 10_000  # sessions kept; the oldest go first
+PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
 
 _hasher = PasswordHasher()
 
@@ -36,29 +50,99 @@ def hash_password(password: str) -> str:
 
 
 class Throttle:
-    """Failed sign-ins per key (client address, user name) in a sliding window."""
+    """Failed sign-ins per key (client address, address + user name) in a sliding window; at
+    most ``max_keys`` keys, each forgotten once its last failure left the window."""
 
-    def __init__(self, max_failures: int = MAX_FAILURES, window_s: float = WINDOW_S):
-        self.max_failures, self.window_s = max_failures, window_s
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
+    def __init__(
+        self, max_failures: int = MAX_FAILURES, window_s: float = WINDOW_S, max_keys: int = MAX_KEYS
+    ):
+        self.max_failures, self.window_s, self.max_keys = max_failures, window_s, max_keys
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _recent(self, key: str, now: float) -> deque[float]:
-        q = self._failures[key]
+    def __len__(self) -> int:
+        return len(self._failures)
+
+    def _expire(self, now: float) -> None:
+        """Drop keys whose newest failure left the window (oldest-updated first, so this stops early)."""
+        while self._failures:
+            key, q = next(iter(self._failures.items()))
+            if q and q[-1] > now - self.window_s:
+                break
+            del self._failures[key]
+
+    def _count(self, key: str, now: float) -> int:
+        q = self._failures.get(key)
+        if q is None:
+            return 0
         while q and q[0] <= now - self.window_s:
             q.popleft()
-        return q
+        return len(q)
 
     def blocked(self, key: str, limit: int | None = None) -> bool:
         now = time.monotonic()
         with self._lock:
-            return len(self._recent(key, now)) >= (limit or self.max_failures)
+            self._expire(now)
+            return self._count(key, now) >= (limit or self.max_failures)
 
     def fail(self, *keys: str) -> None:
         now = time.monotonic()
         with self._lock:
+            self._expire(now)
             for k in keys:
-                self._recent(k, now).append(now)
+                self._count(k, now)
+                # never more remembered than a limit needs; the key moves to the end (newest)
+                q = self._failures.pop(k, None) or deque(maxlen=max(self.max_failures, ADDRESS_FAILURES))
+                q.append(now)
+                self._failures[k] = q
+            while len(self._failures) > self.max_keys:
+                self._failures.popitem(last=False)
+
+
+@dataclass
+class _Session:
+    name: str
+    password_hash: str
+    since: float
+
+
+class Sessions:
+    """Sign-ins kept in this process, by a random id the session cookie carries."""
+
+    def __init__(self, max_sessions: int = MAX_SESSIONS):
+        self.max_sessions = max_sessions
+        self._by_id: OrderedDict[str, _Session] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def start(self, name: str, password_hash: str) -> tuple[str, float]:
+        sid, since = secrets.token_urlsafe(32), time.time()
+        with self._lock:
+            self._by_id[sid] = _Session(name, password_hash, since)
+            while len(self._by_id) > self.max_sessions:
+                self._by_id.popitem(last=False)
+        return sid, since
+
+    def end(self, sid: object) -> None:
+        with self._lock:
+            if isinstance(sid, str):
+                self._by_id.pop(sid, None)
+
+    def valid(self, sid: object, name: object, config, lifetime_s: float) -> bool:
+        """The session is still on record, younger than ``lifetime_s``, for a user whose password
+        in the config is the one she signed in with; otherwise it is ended."""
+        if not isinstance(sid, str):
+            return False
+        with self._lock:
+            s = self._by_id.get(sid)
+            ok = (
+                s is not None
+                and s.name == name
+                and users(config).get(s.name) == s.password_hash
+                and 0 <= time.time() - s.since < lifetime_s
+            )
+            if s is not None and not ok:
+                del self._by_id[sid]
+        return ok
 
 
 def users(config) -> dict[str, str]:
@@ -82,14 +166,10 @@ def signed_in() -> str | None:
     if "staff" in g:
         return g.staff
     name = session.get("staff")
-    since = session.get("since")
     config = current_app.extensions["mailroll"].config()
-    lifetime = config.web.session_minutes * 60
-    ok = (
-        isinstance(name, str)
-        and name in users(config)
-        and isinstance(since, (int, float))
-        and 0 <= time.time() - since < lifetime
+    sessions: Sessions = current_app.extensions["mailroll.sessions"]
+    ok = isinstance(name, str) and sessions.valid(
+        session.get("sid"), name, config, config.web.session_minutes * 60
     )
     if not ok and name:
         session.clear()
@@ -132,6 +212,19 @@ def _loopback_only() -> None:
     config while bound to the network) is refused, and so is a request naming another host,
     which is what a web page in a staff member's browser does when its own name is made to point
     at 127.0.0.1 (DNS rebinding) to read the roll call."""
+    # nginx adds none of those headers unless told to, but speaks HTTP/1.0 to its upstream
+    if (
+        any(h in request.headers for h in PROXY_HEADERS)
+        or request.environ.get("SERVER_PROTOCOL") == "HTTP/1.0"
+    ):
+        abort(
+            403,
+            zh(
+                N_(
+                    "Without staff sign-in this page is not served through a proxy: add [web] users (docs/WEB.md)"
+                )
+            ),
+        )
     host = request.host
     host = host[1 : host.index("]")] if host.startswith("[") and "]" in host else host.rsplit(":", 1)[0]
     if not (is_loopback(request.remote_addr) and is_loopback(host)):
@@ -183,9 +276,11 @@ def login():
     if request.method == "POST":
         name = (request.form.get("name") or "").strip()
         password = request.form.get("password") or ""
+        if len(name) > MAX_NAME_CHARS:  # refused before anything is stored or checked
+            abort(400, zh(N_("This name is too long")))
         throttle: Throttle = current_app.extensions["mailroll.throttle"]
         address, pair = f"addr:{request.remote_addr}", f"pair:{request.remote_addr}:{name}"
-        if throttle.blocked(pair) or throttle.blocked(address, ADDRESS_FAILURES):
+        if throttle.blocked(address, ADDRESS_FAILURES) or throttle.blocked(pair):
             error, status = (
                 zh(N_("Too many wrong passwords: try again in {minutes} minutes")).format(
                     minutes=int(WINDOW_S // 60)
@@ -195,8 +290,9 @@ def login():
         elif check_password(config, name, password):
             session.clear()
             session.permanent = True
+            sessions: Sessions = current_app.extensions["mailroll.sessions"]
+            session["sid"], session["since"] = sessions.start(name, users(config)[name])
             session["staff"] = name
-            session["since"] = time.time()
             return redirect(_safe_next(request.args.get("next")), code=303)
         else:
             throttle.fail(address, pair)
@@ -206,5 +302,6 @@ def login():
 
 @bp.route("/logout", methods=["POST"])
 def logout():
+    current_app.extensions["mailroll.sessions"].end(session.get("sid"))  # a copied cookie ends too
     session.clear()
     return redirect(url_for("auth.login"), code=303)

@@ -23,14 +23,19 @@ ALL_UNITS = zh(N_("{n} units in all (dotted)"))
 GREEN, AMBER, GREY, BLUE, RED = "#3b9a57", "#e0a526", "#d9d9d9", "#2d6cb5", "#c0392b"
 
 
+TICKS = 4  # intervals on each vertical axis
+
+
 def _nice_max(value: int) -> int:
+    """The top of an axis: a round number at or above ``value`` that ``TICKS`` divides, so every
+    tick is a whole number (7 messages: 0 2 4 6 8, never 1.75)."""
     step = 1
     while step * 10 < value:
         step *= 10
     top = step
     while top < value:
         top += step
-    return max(top, 1)
+    return max(TICKS, -(-top // TICKS) * TICKS)
 
 
 class _Frame:
@@ -41,7 +46,7 @@ class _Frame:
         self.slot = self.plot_w / len(days)
         self.bar = max(1.0, self.slot * 0.7)
         self.y_units = _nice_max(units)
-        self.y_mail = max(4, _nice_max(max(d.arrivals for d in days)))  # at least 4: whole-number ticks
+        self.y_mail = _nice_max(max(d.arrivals for d in days))
 
     def y(self, value: float, top: int) -> float:
         return TOP + self.plot_h - self.plot_h * value / top
@@ -69,14 +74,14 @@ def progress_svg(days: list[Day], units: int, deadline_day) -> Markup:
 
 def _axes(f: _Frame) -> list[str]:
     out = []
-    for k in range(5):  # grid and left axis (units)
-        v = f.y_units * k / 4
+    for k in range(TICKS + 1):  # grid and left axis (units)
+        v = f.y_units * k // TICKS
         yy = f.y(v, f.y_units)
         out.append(f'<line x1="{LEFT}" y1="{yy:.1f}" x2="{LEFT + f.plot_w}" y2="{yy:.1f}" stroke="#eeeeee"/>')
         out.append(
             f'<text x="{LEFT - 6}" y="{yy + 4:.1f}" font-size="11" text-anchor="end" fill="#555">{v:g}</text>'
         )
-        m = f.y_mail * k / 4
+        m = f.y_mail * k // TICKS
         out.append(
             f'<text x="{LEFT + f.plot_w + 6}" y="{yy + 4:.1f}" font-size="11" fill="{BLUE}">{m:g}</text>'
         )

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, redirect, request, url_for
 
+from reconcile.daemon.clock import default_clock
 from reconcile.i18n import N_, zh
 from reconcile.web.auth import signed_in, staff_only
+from reconcile.web.files import MAX_ID
 from reconcile.web.words import ACTION_ZH
 
 bp = Blueprint("decisions", __name__)
@@ -31,7 +33,7 @@ def _sources():
 
 
 def _find_unit(text: str):
-    found = _sources().roster().find_all(text.strip()) if text.strip() else []
+    found = _sources().roster().lookup(text.strip()) if text.strip() else []
     return found[0] if len(found) == 1 else None, found
 
 
@@ -80,6 +82,20 @@ def assign():
 @staff_only
 def reject_message():
     """`mailroll reject MESSAGE --note WHY`: the message stays on record but counts for nothing."""
+    return _drop_message("reject", N_("Message #{id} does not count (decision {override}, can be revoked)"))
+
+
+@bp.route("/decide/dismiss", methods=["POST"])
+@staff_only
+def dismiss():
+    """不相关 — `mailroll dismiss MESSAGE --note WHY`: not campaign material, out of the queue."""
+    return _drop_message(
+        "dismiss",
+        N_("Message #{id} dismissed as not campaign material (decision {override}, can be revoked)"),
+    )
+
+
+def _drop_message(action: str, done: str):
     from reconcile import overrides
 
     conn = _sources().connection()
@@ -88,17 +104,11 @@ def reject_message():
         if not note:
             raise overrides.OverrideError(zh(N_("Say why it does not count")))
         mid = overrides.resolve_message(conn, request.form.get("message") or "")
-        row = conn.execute("SELECT unit FROM attributions WHERE message = ?", [mid]).fetchone()
-        oid = overrides.add(conn, "reject", _actor(), unit=row[0] if row else None, message=mid, note=note)
+        oid = overrides.drop_message(conn, action, mid, _actor(), note)
     except overrides.OverrideError as e:
         flash(zh(N_("Not done: {error}")).format(error=e), "error")
         return redirect(url_for("pages.unmatched"), code=303)
-    flash(
-        zh(N_("Message #{id} does not count (decision {override}, can be revoked)")).format(
-            id=mid, override=oid
-        ),
-        "ok",
-    )
+    flash(zh(done).format(id=mid, override=oid), "ok")
     return redirect(url_for("pages.unmatched"), code=303)
 
 
@@ -149,6 +159,7 @@ def decide(unit_id: str):
                 actor,
                 note,
                 campaign=src.config().campaign.id,
+                now=default_clock().now(),  # 明天, 下周一: as the CLI reads them (MAILROLL_FAKE_NOW too)
             )
             flash(
                 zh(N_("Deadline extended to {time} (decision {override}, can be revoked)")).format(
@@ -163,7 +174,7 @@ def decide(unit_id: str):
     return back
 
 
-@bp.route("/overrides/<int:override_id>/revoke", methods=["POST"])
+@bp.route(f"/overrides/<int(max={MAX_ID}):override_id>/revoke", methods=["POST"])
 @staff_only
 def revoke(override_id: int):
     from reconcile import overrides
@@ -182,6 +193,8 @@ def revoke(override_id: int):
         ),
         "ok",
     )
+    if o.action in ("dismiss", "reject") and o.message and not o.item:
+        return redirect(url_for("pages.unmatched", all="1"), code=303)
     if o.unit and o.unit in src.roster().by_id:
         return redirect(url_for("pages.unit", unit_id=o.unit), code=303)
     return redirect(url_for("pages.overview"), code=303)

@@ -14,7 +14,7 @@ from markupsafe import Markup
 
 from reconcile.i18n import N_, zh
 from reconcile.status import matches, stored_time, summary
-from reconcile.web.words import EXEMPT_ZH, ITEM_STATE_ZH, LATE_ZH, UNIT_STATE_ZH
+from reconcile.web.words import EXEMPT_ZH, ITEM_STATE_ZH, LATE_ZH, QUEUE_STATE_ZH, UNIT_STATE_ZH
 
 bp = Blueprint("pages", __name__)
 
@@ -82,6 +82,8 @@ def table_rows(rows: list[dict], items: list[str], query: str = "") -> list[Row]
                     it.get("late"),
                     bool(it.get("override")),
                     it.get("reason_zh") or it.get("reason") or "",
+                    it.get("filename") or "",
+                    it.get("unit_cell") or "",
                 )
             )
         out.append(
@@ -144,13 +146,19 @@ def overview_body(src, filters: dict[str, str]) -> dict:
         "state_filters": STATE_FILTERS,
         "item_filters": item_filters(config),
         "categories": sorted({r.get("category") for r in rows if r.get("category")}),
-        "chart": progress_svg(src.progress(), len(rows), config.campaign.deadline.astimezone(tz).date()),
+        # the units expected to send (an exempt one is not: reconcile/progress.py leaves it out)
+        "chart": progress_svg(
+            src.progress(),
+            sum(r["state"] != "exempt" for r in rows),
+            config.campaign.deadline.astimezone(tz).date(),
+        ),
     }
 
 
 @bp.route("/units/<unit_id>")
 def unit(unit_id: str):
     from reconcile.unit_detail import unit_detail
+    from reconcile.web.previews import preview_states
 
     src = sources()
     roster = src.roster()
@@ -159,18 +167,27 @@ def unit(unit_id: str):
         abort(404, zh(N_("No unit {unit} in the roster")).format(unit=unit_id))
     row = next(r for r in src.rows() if r["id"] == u.id)
     detail = unit_detail(src.connection(), roster, src.config(), u, row)
-    return render_template("unit.html", d=detail)
+    videos = [p["id"] for m in detail["messages"] for p in m["parts"] if p["kind"] == "video" and p["sha256"]]
+    previewed = preview_states(src.connection(), src.config(), videos)
+    return render_template("unit.html", d=detail, previewed=previewed)
 
 
 @bp.route("/unmatched")
 def unmatched():
+    """未匹配: the open queue (as `mailroll [--campaign ID] unmatched`), the messages waiting for
+    review, and with ``?all=1`` 已处理: what staff decided, by whom, when and why."""
+    from reconcile.messages import own_texts
+    from reconcile.queue import OPEN, queue_rows
+
     src = sources()
     config = src.config()
     tz = config.campaign.timezone
-    rows = [  # as `mailroll [--campaign ID] unmatched`
-        {**r, "when": local_text(r["received_at"], tz)}
-        for r in src.messages(config.campaign.id if src.several() else None)
-        if r["disposition"] == "unmatched"
+    show_all = request.args.get("all") == "1"
+    queue = [
+        {**r, "when": local_text(r["received_at"], tz), "decided": local_text(r.get("decided_at"), tz)}
+        for r in queue_rows(
+            src.connection(), src.messages(config.campaign.id if src.several() else None), decided=show_all
+        )
     ]
     review = sorted(
         (
@@ -180,7 +197,20 @@ def unmatched():
         ),
         key=lambda p: (p["when"], p["message"]),
     )
-    return render_template("unmatched.html", messages=rows, review=review, units=src.roster().units)
+    texts = own_texts(src.connection(), [r["id"] for r in queue] + [p["message"] for p in review])
+    for r in queue:
+        r["text"] = texts.get(r["id"])
+    for p in review:
+        p["text"] = texts.get(p["message"])
+    return render_template(
+        "unmatched.html",
+        messages=[r for r in queue if r.get("state", OPEN) == OPEN],
+        decided=[r for r in queue if r.get("state", OPEN) != OPEN],
+        show_all=show_all,
+        queue_states=QUEUE_STATE_ZH,
+        review=review,
+        units=src.roster().units,
+    )
 
 
 @bp.route("/stats")
