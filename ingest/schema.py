@@ -272,4 +272,15 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     """,
     # 7: the search index of messages (ingest/search_index.py), filled with those recorded before
     search_index.create_and_fill,
+    # 8: answers staff saved to reuse (reconcile/outgoing/replies.py); one reply per question
+    """
+    CREATE TABLE saved_answers (
+        name TEXT PRIMARY KEY,             -- what staff call it: 模板下载, 视频时长
+        text TEXT NOT NULL,
+        saved_by TEXT NOT NULL,
+        saved_at TEXT NOT NULL,
+        used INTEGER NOT NULL DEFAULT 0    -- replies that used it
+    );
+    CREATE UNIQUE INDEX outbox_reply_once ON outbox(answers) WHERE kind = 'reply';
+    """,
 ]

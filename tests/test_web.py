@@ -704,3 +704,42 @@ def test_a_playlist_dressed_as_a_video_never_shows_another_file(tmp_path_factory
     assert probe.stdout.split() == ["160,120"], (
         "the preview is this message's video, not the file its playlist names"
     )
+
+
+def test_staff_answer_a_question_by_mail_from_the_page(tmp_path_factory, browser, smtp_server):
+    from selenium.webdriver.common.by import By
+
+    c = Campaign.create(tmp_path_factory.mktemp("reply"))
+    c.configure(
+        web={"users": [{"name": STAFF, "password_hash": _password_hash()}]}, smtp=smtp_server.config()
+    )
+    for when, sender, subject, body in (
+        (BEFORE, DT, "关于视频时长的咨询", "请问视频超过3分钟可以吗？"),
+        (LATER, TY, "视频时长", "视频超过3分钟可以吗？"),
+    ):
+        c.deliver(build_mail(from_=sender, subject=subject, body=body), when=when)
+    c.run("ingest", "--once")
+    first, second = c.run("questions", "--json").json
+    with serving(c) as base:
+        sign_in(browser, base)
+        browser.get(base + "/questions")
+        row = browser.find_element(By.CSS_SELECTOR, f"#questions tr[data-message='{first['id']}']")
+        row.find_element(By.NAME, "text").send_keys("可以，请剪辑到3分钟以内。")
+        row.find_element(By.NAME, "save_as").send_keys("视频时长")
+        submit(browser, row.find_element(By.CSS_SELECTOR, "form.reply button"))
+        (mail,) = smtp_server.wait_for(1)
+        assert mail.rcpt_tos == ["dtkjj2022@163.com"] and mail["Subject"] == "Re: 关于视频时长的咨询"
+        assert "可以，请剪辑到3分钟以内。" in mail.text
+        assert "已发送" in browser.find_element(By.CSS_SELECTOR, ".flash.ok").text
+        rows = browser.find_elements(By.CSS_SELECTOR, "#questions tbody tr[data-message]")
+        assert [int(r.get_attribute("data-message")) for r in rows] == [second["id"]]
+        # the saved answer is a pick for the next question
+        from selenium.webdriver.support.ui import Select
+
+        Select(rows[0].find_element(By.NAME, "saved")).select_by_value("视频时长")
+        submit(browser, rows[0].find_element(By.CSS_SELECTOR, "form.reply button"))
+        assert [m.rcpt_tos for m in smtp_server.wait_for(2)] == [
+            ["dtkjj2022@163.com"],
+            ["tykjj@taiyuan.gov.cn"],
+        ]
+    assert c.run("questions", "--json").json == []

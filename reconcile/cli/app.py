@@ -359,6 +359,7 @@ COMMAND_MODULES = [
     "web_cmd",  # web, web passwd
     "search_cmd",  # search WORDS...
     "questions_cmd",  # questions, answered
+    "reply_cmd",  # reply, answers
 ]
 
 

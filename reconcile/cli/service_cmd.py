@@ -62,7 +62,7 @@ def _need_smtp(app: App, what: str) -> None:
         app.config.smtp.password()  # ConfigError (exit 2) when the variable is not set
 
 
-def _sending(app: App, dry_run: bool, what: str, run):
+def sending_mail(app: App, dry_run: bool, what: str, run):
     """``run(dry_run=True)`` for a dry run; else, with the SMTP settings checked (exit 2 saying
     what to set), ``run()`` under the send lock after mail a crash left in ``sending`` is
     marked ``unknown`` (never sent twice)."""
@@ -142,7 +142,7 @@ def remind_command(app: App, dry_run: bool, show: bool, now_text: str | None, as
     config = app.config
     now = now_option_time(app, now_text)
     conn, roster = app.conn, app.roster
-    due = _sending(app, dry_run, "reminders", lambda **kw: run_reminders(conn, roster, config, now, **kw))
+    due = sending_mail(app, dry_run, "reminders", lambda **kw: run_reminders(conn, roster, config, now, **kw))
     quiet = in_quiet_hours(config, now)
 
     def render(_data) -> None:
@@ -215,7 +215,7 @@ def notify_command(app: App, dry_run: bool, show: bool, as_json: bool) -> None:
     config = app.config
     now = now_option_time(app, None)
     conn, roster = app.conn, app.roster
-    due = _sending(app, dry_run, "the notice", lambda **kw: run_notices(conn, roster, config, now, **kw))
+    due = sending_mail(app, dry_run, "the notice", lambda **kw: run_notices(conn, roster, config, now, **kw))
 
     def render(_data) -> None:
         if not due:
@@ -263,7 +263,7 @@ def receipts_command(app: App, dry_run: bool, show: bool, now_text: str | None, 
             click.echo(note)
         return
     conn, roster = app.conn, app.roster
-    done = _sending(app, dry_run, "receipts", lambda **kw: run_receipts(conn, roster, config, now, **kw))
+    done = sending_mail(app, dry_run, "receipts", lambda **kw: run_receipts(conn, roster, config, now, **kw))
     waiting = [r for r in done if r.status == "waiting"]
     done = [r for r in done if r.status != "waiting"]
     for why in dict.fromkeys(r.error for r in waiting):

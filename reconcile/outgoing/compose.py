@@ -88,7 +88,7 @@ def compose(
             if r not in seen:
                 seen.append(r)
         msg["References"] = " ".join(f"<{r}>" for r in seen[-20:])
-    if kind != "notice":  # the notice is the office's own letter: replies are wanted
+    if kind not in ("notice", "reply"):  # the notice and staff's answers are people's letters
         msg["Auto-Submitted"] = "auto-replied" if kind == "receipt" else "auto-generated"
     msg["X-Auto-Response-Suppress"] = "All"
     msg["X-Mailroll"] = kind

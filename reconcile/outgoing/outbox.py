@@ -207,12 +207,12 @@ def existing(
     answers: int | None = None,
     config=None,
 ) -> tuple[int, str, str] | None:
-    """The outbox row (id, status, smtp_message_id) for this receipt, or this reminder stage or
-    notice of the unit in ``config``'s campaign."""
-    if kind == "receipt":
+    """The outbox row (id, status, smtp_message_id) for this receipt or reply (by the message it
+    answers), or this reminder stage or notice of the unit in ``config``'s campaign."""
+    if kind in ("receipt", "reply"):  # one of each per message answered
         row = conn.execute(
-            "SELECT id, status, smtp_message_id FROM outbox WHERE kind = 'receipt' AND answers = ?",
-            (answers,),
+            "SELECT id, status, smtp_message_id FROM outbox WHERE kind = ? AND answers = ?",
+            (kind, answers),
         ).fetchone()
     else:
         clause, params = config.campaign_clause() if config is not None else ("1", [])

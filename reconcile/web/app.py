@@ -16,7 +16,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from reconcile.i18n import N_, zh
-from reconcile.web import auth, decisions, files, pages, previews, questions_page, search_page
+from reconcile.web import auth, decisions, files, pages, previews, questions_page, replies_page, search_page
 from reconcile.web.sources import Sources, choose_campaign, close_connection, keep_campaign
 from reconcile.web.words import ACTION_ZH, DISPOSITION_ZH, EXEMPT_ZH, ITEM_STATE_ZH, LATE_ZH, UNIT_STATE_ZH
 
@@ -66,7 +66,8 @@ def create_app(config_path, default_campaign: str | None = None, host: str | Non
     app.before_request(choose_campaign)
     app.url_defaults(keep_campaign)
     CSRFProtect(app)
-    for bp in (pages.bp, decisions.bp, files.bp, auth.bp, search_page.bp, questions_page.bp, previews.bp):
+    blueprints = (pages, decisions, files, auth, search_page, questions_page, replies_page, previews)
+    for bp in (m.bp for m in blueprints):
         app.register_blueprint(bp)
     app.teardown_appcontext(close_connection)
 

@@ -41,7 +41,9 @@ def open_questions():
     # alike ones together (their group), groups in the order of their first question
     first = {r["group"]: i for i, r in reversed(list(enumerate(rows))) if "group" in r}
     shown = sorted(rows, key=lambda r: (r["answered_at"] is not None, first.get(r.get("group"), 0), r["id"]))
-    return render_template("questions.html", rows=shown, every=every)
+    from reconcile.web.replies_page import saved_answers
+
+    return render_template("questions.html", rows=shown, every=every, saved=saved_answers())
 
 
 @bp.route(f"/questions/<int(max={MAX_ID}):message>/answered", methods=["POST"])
