@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from fixtures.files import make_sheet_xlsx
 from fixtures.mail import build_mail
 from test_receipts import db_rows
 from test_web import browser as chromium  # noqa: F401 - the page through a real Chromium (a fixture)
@@ -27,11 +28,12 @@ def with_contacts(campaign) -> None:
     campaign.configure(campaign={"contacts": CONTACTS})
 
 
-def test_a_reminder_due_right_after_a_receipt_is_folded_into_it(mailing, media):
+def test_a_reminder_due_right_after_a_receipt_is_folded_into_it(mailing, tmp_path):
     campaign, server = mailing
     with_contacts(campaign)
+    sheet = make_sheet_xlsx(tmp_path / "统计表.xlsx", unit="山西大学")  # its own sheet
     campaign.deliver(
-        build_mail("kjc@sxu.edu.cn", attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())]),
+        build_mail("kjc@sxu.edu.cn", attachments=[("统计表.xlsx", sheet.read_bytes())]),
         when=datetime.fromisoformat("2022-06-23T09:50:00+08:00"),
     )
     campaign.ingest()

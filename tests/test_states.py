@@ -209,3 +209,17 @@ def test_assigning_a_sheet_of_another_unit_settles_whose_it_is(campaign, tmp_pat
         "the sheet says 填报单位 山西省科学院 (sxas), but the mail came from 太原市科学技术局"
         in st["warnings"]
     )
+
+
+def test_the_receipt_never_calls_another_units_sheet_fine(mailing, tmp_path):
+    """The file line of a receipt for another unit's sheet says what the status says, not 合格."""
+    campaign, server = mailing
+    sheet = make_sheet_xlsx(tmp_path / "统计表.xlsx", unit="太原市科学技术局")
+    campaign.deliver(
+        build_mail("山西大学科技处 <kjc@sxu.edu.cn>", attachments=[("统计表.xlsx", sheet.read_bytes())])
+    )
+    campaign.run("ingest", "--once")
+    campaign.run("receipts")
+    text = server.wait_for(1)[0].text
+    assert "统计表.xlsx（统计表）：合格" not in text
+    assert "统计表的填报单位是太原市科学技术局" in text

@@ -102,8 +102,17 @@ def sender_shown(address: str) -> str:
 
 
 # long: every file and link of a message with its verdict, names only for the unit's own senders
-def files_of(conn: sqlite3.Connection, config, message: int, trust: str | None) -> list[dict]:
-    """The files (and links) of ``message`` as the receipt lists them."""
+def files_of(
+    conn: sqlite3.Connection, config, message: int, trust: str | None, status: dict | None = None
+) -> list[dict]:
+    """The files (and links) of ``message`` as the receipt lists them. ``status``: the unit's
+    status row: a counted sheet that holds another unit's figures is judged as the status judges
+    it (not the unit's: the receipt says so), never "passes" on its own."""
+    others = {
+        it["part"]: it
+        for it in ((status or {}).get("items") or {}).values()
+        if it.get("sheet_unit") and it.get("part") and it.get("state") == "invalid"
+    }
     from reconcile.judge import judge_link, judge_part
 
     own = trust in OWN_WORDS
@@ -119,6 +128,8 @@ def files_of(conn: sqlite3.Connection, config, message: int, trust: str | None) 
         if item is not None:
             j = judge_part(part, config, item)
             ok, reason = j.state == "ok", our_reason(j.reason_zh or "", trust)
+            if part["id"] in others:  # another unit's sheet: the status's reason, naming both
+                ok, reason = False, our_reason(others[part["id"]].get("reason_zh") or "", trust)
             warnings = [our_reason(w, trust) for w in j.warnings_zh]
             verdict = zh(N_("passes")) if ok else zh(N_("a problem — {reason}")).format(reason=reason)
         else:  # not one of the items asked for: received, nothing to judge

@@ -225,7 +225,7 @@ def build(
         claims_registered=bool(on_behalf) and on_behalf in roster_addresses,
         pending_review=pending_review,
         received_at=format_deadline(received, config),
-        files=[f for r in rows for f in files_of(conn, config, r["id"], r.get("trust"))],
+        files=[f for r in rows for f in files_of(conn, config, r["id"], r.get("trust"), status)],
         items=items,
         still_needed=still,
         deadline=format_deadline(deadline, config),
