@@ -103,3 +103,25 @@ def test_a_file_name_that_starts_a_formula_is_text_in_the_csv_list(campaign, tmp
     assert sent[("jinzhong-kjj", "统计表")] == "统计表.xlsx"
     sizes = [r["大小（字节）"] for r in rows if r["大小（字节）"]]
     assert sizes and all(s.isdigit() for s in sizes)
+    # UTF-8 with a BOM (how Excel knows it is UTF-8), rows ended by CRLF as RFC 4180 says
+    raw = (out / "清单.csv").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf") and raw.count(b"\r\n") == len(rows) + 1
+
+
+def test_report_csv_writes_every_sheet_with_a_bom_and_guards_formulas(campaign, tmp_path, media):
+    """`report --csv DIR`: one CSV per sheet of the workbook, each readable by Excel (BOM), a
+    file name that starts a formula kept as text."""
+    campaign.deliver(
+        build_mail(from_=TY, attachments=[("=1+2统计表.xlsx", media.sheet_xlsx.read_bytes())]),
+        when=BEFORE,
+    )
+    campaign.run("ingest", "--once")
+    out = tmp_path / "csv"
+    written = campaign.run("report", "--csv", str(out), "--json").json
+    files = sorted(out.glob("*.csv"))
+    assert len(files) >= 2 and {str(p) for p in files} <= set(map(str, written.get("written", written)))
+    for path in files:
+        assert path.read_bytes().startswith(b"\xef\xbb\xbf"), path.name
+    texts = "".join(p.read_text("utf-8-sig") for p in files)
+    assert ",'=1+2统计表.xlsx," in texts and ",=1+2" not in texts
+    assert not list(out.glob(".*.tmp"))  # written whole, under a temporary name first
