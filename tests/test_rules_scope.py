@@ -80,3 +80,45 @@ def test_a_closed_campaigns_keyword_names_nothing(two):
     two.deliver(build_mail(TY, subject="科技周照片补充", attachments=two.pngs), when=KJZ_CLOSES + SECOND)
     two.run("ingest", "--once")
     assert scopes(two) == {"科技周照片补充": ("kpr2022", "attributed")}
+
+
+KPR_DEADLINE = datetime.fromisoformat("2022-06-26T23:59:59+08:00")
+
+
+def test_an_images_item_is_late_only_when_its_last_needed_picture_came_after_the_deadline(two, tmp_path):
+    """科普日 wants 3 different photos. Late is decided by the photo that made the count: the
+    third at the deadline's very second is on time, a second later is late; a fourth photo after
+    the deadline, or a photo sent again, changes nothing."""
+    pngs = [
+        (f"照片{n}.png", make_png(tmp_path / f"q{n}.png", width=500 + n, height=300).read_bytes())
+        for n in range(4)
+    ]
+    early = KPR_DEADLINE - timedelta(days=2)
+    senders = {
+        "taiyuan-kjj": "太原市科学技术局 <tykjj@taiyuan.gov.cn>",
+        "datong-kjj": "大同市科学技术局 <dtkjj2022@163.com>",
+        "changzhi-kjj": "长治市科学技术局 <czkjj@changzhi.gov.cn>",
+        "jinzhong-kjj": "晋中市科学技术局 <jzkjj@sina.com>",
+    }
+    plan = {  # unit: [(pictures, arrival)]
+        "taiyuan-kjj": [(pngs[:2], early), (pngs[2:3], KPR_DEADLINE)],
+        "datong-kjj": [(pngs[:2], early), (pngs[2:3], KPR_DEADLINE + SECOND)],
+        "changzhi-kjj": [(pngs[:3], early), (pngs[3:4], KPR_DEADLINE + timedelta(hours=1))],
+        "jinzhong-kjj": [(pngs[:3], early), (pngs[:1], KPR_DEADLINE + timedelta(hours=1))],
+    }
+    for uid, sendings in plan.items():
+        for n, (pictures, when) in enumerate(sendings):
+            two.deliver(
+                build_mail(senders[uid], subject=f"科普日活动照片{n}", attachments=pictures), when=when
+            )
+    two.run("ingest", "--once")
+    rows = {r["id"]: r for r in two.run("--campaign", "kpr2022", "status", "--json").json}
+    photos = {
+        uid: (rows[uid]["items"]["photos"]["state"], rows[uid]["items"]["photos"]["late"]) for uid in plan
+    }
+    assert photos == {
+        "taiyuan-kjj": ("ok", False),
+        "datong-kjj": ("ok", True),
+        "changzhi-kjj": ("ok", False),
+        "jinzhong-kjj": ("ok", False),
+    }
