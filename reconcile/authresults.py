@@ -95,9 +95,13 @@ def _strip_comments(value: str) -> str:
 def _split_outside_quotes(value: str, sep: str = ";") -> list[str]:
     parts: list[str] = []
     current: list[str] = []
-    quoted = False
+    quoted = escaped = False
     for ch in value:
-        if ch == '"':
+        if escaped:  # a quoted-pair (RFC 5322): \" does not end the quoted string
+            escaped = False
+        elif ch == "\\" and quoted:
+            escaped = True
+        elif ch == '"':
             quoted = not quoted
         if ch == sep and not quoted:
             parts.append("".join(current))
