@@ -56,3 +56,29 @@ def test_a_failure_naming_no_domain_counts_and_so_does_one_for_the_parent_domain
     # a domain that merely ends with the same letters is another domain
     assert not authresults.verdict(["mx.126.com; spf=fail smtp.mailfrom=xsxu.edu.cn"], FROM).failed
     assert not authresults.verdict(["mx.126.com; spf=fail smtp.mailfrom=edu.cn.example"], FROM).failed
+
+
+def test_the_domain_is_read_from_an_address_however_it_is_written():
+    # in angle brackets, upper case, quoted, with an "@" in a quoted local part
+    post = "kjc@post.ax"
+    assert authresults.verdict(["mx.126.com; spf=fail smtp.mailfrom=<KJC@POST.AX>"], post).failed
+    assert authresults.verdict(['mx.126.com; dkim=fail header.d="sxu.edu.cn"'], FROM).failures == [
+        "dkim=fail"
+    ]
+    assert authresults.verdict(['mx.126.com; spf=fail smtp.mailfrom="a@b"@sxu.edu.cn'], FROM).failed
+
+
+def test_a_failure_about_another_domain_by_helo_or_identity_does_not_count_nor_stop_the_reading():
+    relay = "mx.126.com; spf=fail smtp.helo=relay.esp.example; dkim=fail header.i=@esp.example; dmarc=fail"
+    assert authresults.verdict([relay], FROM).failures == ["dmarc=fail"]
+    # an unreadable result between two is skipped, the next one still read
+    assert authresults.verdict(["mx.126.com; ===; spf=fail smtp.mailfrom=sxu.edu.cn"], FROM).failed
+
+
+def test_fifty_results_are_read_and_no_more():
+    passes = "; ".join(["dkim=pass header.d=other.example"] * 49)
+    at_50 = f"mx.126.com; {passes}; dmarc=fail header.from=sxu.edu.cn"
+    at_51 = f"mx.126.com; {passes}; dkim=pass; dmarc=fail header.from=sxu.edu.cn"
+    assert len(results(at_50)) == authresults.MAX_RESULTS == 50
+    assert authresults.verdict([at_50], FROM).failures == ["dmarc=fail"]
+    assert not authresults.verdict([at_51], FROM).failed
