@@ -195,14 +195,16 @@ def run_module(m: Module, force: bool) -> dict | None:
     started = time.monotonic()
     mutmut = str(Path(sys.executable).with_name("mutmut"))
     log = tree / "mutmut-run.log"
+    jobs = ["--max-children", os.environ.get("MUTANT_JOBS", "1")]
     with log.open("w", encoding="utf-8") as out:
         proc = subprocess.run(
-            [mutmut, "run", "--max-children", os.environ.get("MUTANT_JOBS", "1"), *name_globs(m)],
-            cwd=tree,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
+            [mutmut, "run", *jobs, *name_globs(m)], cwd=tree, env=env, stdout=out, stderr=out
         )
+        # mutmut keeps a verdict until the function changes; new tests may kill a survivor
+        found = verdicts(tree, m)
+        again = sorted(n for n, v in found.items() if v != KILLED and v != "no tests")
+        if proc.returncode == 0 and again and not name_globs(m):
+            proc = subprocess.run([mutmut, "run", *jobs, *again], cwd=tree, env=env, stdout=out, stderr=out)
     took = time.monotonic() - started
     found = verdicts(tree, m)
     if proc.returncode != 0 or not found:

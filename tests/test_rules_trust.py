@@ -82,3 +82,36 @@ def test_fifty_results_are_read_and_no_more():
     assert len(results(at_50)) == authresults.MAX_RESULTS == 50
     assert authresults.verdict([at_50], FROM).failures == ["dmarc=fail"]
     assert not authresults.verdict([at_51], FROM).failed
+
+
+def test_comments_nest_and_hide_what_they_hold_and_quotes_hold_brackets():
+    # an escaped ";" inside a comment splits nothing
+    assert results("mx.126.com; spf=pass (why\\; dmarc=fail) smtp.mailfrom=sxu.edu.cn") == [
+        ("spf=pass", {"smtp.mailfrom": "sxu.edu.cn"})
+    ]
+    # a comment inside a comment: all of it is a comment
+    assert results("mx.126.com; spf=pass (outer (inner) still; dkim=fail) smtp.mailfrom=sxu.edu.cn") == [
+        ("spf=pass", {"smtp.mailfrom": "sxu.edu.cn"})
+    ]
+    # after a quoted string ends, a comment is a comment again
+    assert results(
+        'mx.126.com; dkim=pass reason="x"; spf=fail (see; dkim=fail) smtp.mailfrom=sxu.edu.cn'
+    ) == [
+        ("dkim=pass", {}),
+        ("spf=fail", {"smtp.mailfrom": "sxu.edu.cn"}),
+    ]
+    # a bracket inside a quoted string starts no comment, wherever it stands in the string
+    for reason in ('"(not a comment"', '"still (not a comment"'):
+        assert results(f"mx.126.com; dkim=pass reason={reason}; dmarc=fail") == [
+            ("dkim=pass", {}),
+            ("dmarc=fail", {}),
+        ], reason
+
+
+def test_a_quoted_property_keeps_every_letter_and_a_failure_is_named_once():
+    idn = "kjc@xn--fiqs8s.cn"
+    assert authresults.verdict(['mx.126.com; dkim=fail header.d="XN--FIQS8S.CN"'], idn).failures == [
+        "dkim=fail"
+    ]
+    twice = "mx.126.com; spf=fail smtp.mailfrom=sxu.edu.cn; spf=fail smtp.helo=sxu.edu.cn"
+    assert authresults.verdict([twice], FROM).failures == ["spf=fail"]
