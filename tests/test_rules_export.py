@@ -116,8 +116,9 @@ def test_report_csv_writes_every_sheet_with_a_bom_and_guards_formulas(campaign, 
         when=BEFORE,
     )
     campaign.run("ingest", "--once")
-    out = tmp_path / "csv"
-    written = campaign.run("report", "--csv", str(out), "--json").json
+    out = tmp_path / "new" / "csv"  # folders that do not exist yet
+    campaign.run("report", "--csv", str(out))
+    written = campaign.run("report", "--csv", str(out), "--json").json  # again, over the same folder
     files = sorted(out.glob("*.csv"))
     assert len(files) >= 2 and {str(p) for p in files} <= set(map(str, written.get("written", written)))
     for path in files:
@@ -125,3 +126,7 @@ def test_report_csv_writes_every_sheet_with_a_bom_and_guards_formulas(campaign, 
     texts = "".join(p.read_text("utf-8-sig") for p in files)
     assert ",'=1+2统计表.xlsx," in texts and ",=1+2" not in texts
     assert not list(out.glob(".*.tmp"))  # written whole, under a temporary name first
+    # a unit that sent nothing: its cells for what it never sent are empty
+    rows = [r for p in files for r in csv.DictReader(p.read_text("utf-8-sig").splitlines())]
+    changzhi = next(r for r in rows if r.get("单位编号") == "changzhi-kjj" and "最后来信" in r)
+    assert changzhi["最后来信"] == "" and changzhi["统计表收到时间"] == ""
