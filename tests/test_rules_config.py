@@ -38,7 +38,48 @@ def test_a_deadline_is_the_instant_its_offset_or_the_campaigns_time_zone_says(
     assert late == {"taiyuan-kjj": False, "datong-kjj": True}
 
 
-def test_a_time_zone_that_does_not_exist_is_named_in_the_error(campaign):
-    campaign.configure(campaign={"timezone": "Asia/Shanghia"})
-    res = campaign.run("status", expect=2)
-    assert "'Asia/Shanghia' is not a known time zone" in res.output + (res.stderr or "")
+def test_without_a_time_zone_the_campaign_is_in_china_time(campaign, media):
+    del campaign.sections["campaign"]["timezone"]
+    campaign.configure(campaign={"deadline": "2022-06-25T23:59:59"})
+    sheet = [("统计表.xlsx", media.sheet_xlsx.read_bytes())]
+    on_time = datetime(2022, 6, 25, 15, 59, 59, tzinfo=UTC)  # 23:59:59 in Beijing
+    campaign.deliver(build_mail(TY, attachments=sheet), when=on_time)
+    campaign.deliver(build_mail(DT, attachments=sheet), when=on_time + SECOND)
+    campaign.run("ingest", "--once")
+    rows = {r["id"]: r for r in campaign.run("status", "--json").json}
+    assert [rows[u]["items"]["statistics"]["late"] for u in ("taiyuan-kjj", "datong-kjj")] == [False, True]
+
+
+def said(res) -> str:
+    return " ".join((res.output + (res.stderr or "")).split())
+
+
+@pytest.mark.parametrize(
+    "section, values, says",
+    [
+        (
+            "campaign",
+            {"timezone": "Asia/Shanghia"},
+            "campaign.timezone 'Asia/Shanghia' is not a known time zone",
+        ),
+        (
+            "campaign",
+            {"deadline": "2022-13-45T23:59:59"},
+            "campaign.deadline '2022-13-45T23:59:59' is not an RFC 3339 time like 2022-06-25T23:59:59+08:00",
+        ),
+        (
+            "reminders",
+            {"quiet_hours": "25:00-08:00"},
+            "reminders.quiet_hours: '25:00' is not a time of day like '21:00'",
+        ),
+    ],
+)
+def test_a_time_the_config_cannot_read_is_named_with_its_key(campaign, section, values, says):
+    campaign.configure(**{section: values})
+    assert says in said(campaign.run("status", expect=2))
+
+
+def test_a_campaign_without_a_deadline_is_refused_naming_it(campaign):
+    del campaign.sections["campaign"]["deadline"]
+    campaign.configure()
+    assert "campaign.deadline" in said(campaign.run("status", expect=2))
