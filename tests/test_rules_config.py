@@ -83,3 +83,14 @@ def test_a_campaign_without_a_deadline_is_refused_naming_it(campaign):
     del campaign.sections["campaign"]["deadline"]
     campaign.configure()
     assert "campaign.deadline" in said(campaign.run("status", expect=2))
+
+
+def test_a_campaign_may_leave_out_when_it_opens_and_closes(campaign):
+    """[[campaigns]] `opens` and `closes` are optional: without them a campaign is open from
+    the start, and closes 30 days after its deadline."""
+    from fixtures.two_campaigns import KPR_TOML, use_two_campaigns
+
+    use_two_campaigns(campaign, kpr=KPR_TOML.replace('opens = "2022-06-15T00:00:00+08:00"\n', ""))
+    assert "opens" not in campaign.config_path.read_text(encoding="utf-8").split("kpr2022")[1]
+    for cid in ("kjz2022", "kpr2022"):
+        assert campaign.run("--campaign", cid, "status", "--json").json
