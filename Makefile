@@ -9,7 +9,7 @@ APT_PACKAGES := ffmpeg dovecot-imapd libarchive-tools libreoffice-writer-nogui l
 # the commands each apt package provides (to skip apt when all are there)
 APT_COMMANDS := ffprobe dovecot bsdtar soffice openssl chromium chromedriver pdftotext
 
-.PHONY: demo test lint setup system-packages python-env bench clean samples mutants messages
+.PHONY: demo test lint setup system-packages python-env bench clean samples mutants mutants-picked messages
 
 demo: python-env
 	@command -v ffprobe >/dev/null || $(MAKE) --no-print-directory system-packages
@@ -69,9 +69,17 @@ messages: python-env
 bench: setup
 	$(BIN)/python bench/run_all.py
 
-# Break each rule once (scripts/mutants.py) and check the tests notice; not part of `make test`.
+# Generated mutants (mutmut, scripts/mutation.py) of the rule modules, each with its own fast
+# test selection; only modules changed since their last run are run again; prints the score per
+# module. MUTANT_JOBS=2 runs two mutants at once. Not part of `make test` (see README).
+MUTANT_JOBS ?= 1
 mutants: setup
+	$(BIN)/python -m pip install -q -e '.[mutation]'
+	MUTANT_JOBS=$(MUTANT_JOBS) nice $(BIN)/python scripts/mutation.py $(MODULES)
+
+# the 22 mutants chosen by hand (scripts/mutants.py)
+mutants-picked: setup
 	$(BIN)/python scripts/mutants.py
 
 clean:
-	rm -rf $(VENV) demo-out bench/out .pytest_cache *.egg-info
+	rm -rf $(VENV) demo-out bench/out .pytest_cache *.egg-info .mutants

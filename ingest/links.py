@@ -13,7 +13,7 @@ the connection goes to the address that was checked (no DNS rebinding); redirect
 checked the same way; size (``links.max_bytes``) and time (``links.timeout_s``) are bounded.
 Most providers answer with a web page rather than the file (they want a browser and a login):
 that is reported as an error in plain words, not stored as the attachment.
-``links.allow_insecure_local`` (tests only) allows plain HTTP and local addresses.
+``links.allow_insecure_local`` (tests only) allows plain HTTP and loopback addresses.
 """
 
 # long: finding links and downloading them under one set of refusals
@@ -253,7 +253,8 @@ def _public_address(host: str, port: int, allow_local: bool) -> str:
     addresses = []
     for info in infos:
         ip = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if not allow_local and (
+        # links.allow_insecure_local (tests only) lets in loopback, never the office network
+        if not (allow_local and ip.is_loopback) and (
             ip.is_private
             or ip.is_loopback
             or ip.is_link_local

@@ -6,6 +6,7 @@ files.py (real xlsx/docx/pdf/video files), mail.py (messages as Chinese mail cli
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -15,6 +16,9 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# every process a test starts (the CLI, `serve`, `web`, the workers) prints its Python stacks if
+# it dies of a fault in a C library; pytest's own faulthandler covers the test processes
+os.environ.setdefault("PYTHONFAULTHANDLER", "1")
 
 pytest_plugins = [
     "fixtures.dovecot",

@@ -98,14 +98,15 @@ def test_crafted_html(hostile_box):
 
 
 def test_a_7z_listing_a_million_entries_needs_more_memory_than_a_worker_has(hostile_box):
+    # time is not the limit here (a busy machine may take longer than hostile_box's 5 s): the
+    # memory ceiling is what stops it, and the reason says so
+    hostile_box.configure(limits={"message_timeout_s": 300})
     msg = build_mail(from_=HOSTILE_FROM, subject="材料", attachments=[("材料.7z", million_entry_7z())])
     _poll(hostile_box, msg.as_bytes())
     status, _, mid = _hostile_message(hostile_box)
     assert status == "recorded"  # the message counts; its archive says why it was not opened
-    # whichever limit it hits first (memory, here in under a second; on a busy machine time may come first)
-    assert _part_errors(hostile_box, mid)["材料.7z"] in (
-        "the archive needs more than 300.0 MB to open (limits.worker_memory_bytes)",
-        "opening the archive took over 5 s (limits.message_timeout_s)",
+    assert _part_errors(hostile_box, mid)["材料.7z"] == (
+        "the archive needs more than 300.0 MB to open (limits.worker_memory_bytes)"
     )
 
 

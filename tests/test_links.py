@@ -259,13 +259,20 @@ def test_refusals(server, tmp_path):
 
 
 def test_redirect_to_a_private_address_is_refused(server, tmp_path):
-    """An allowed host that redirects into the office network is not followed."""
-    from ingest.links import LinkError, _public_address
-
-    with pytest.raises(LinkError, match="private or local address"):
-        _public_address("10.1.2.3", 443, allow_local=False)
-    with pytest.raises(LinkError, match="private or local address"):
-        _public_address("169.254.169.254", 80, allow_local=False)
+    """An allowed host that redirects into the office network (or to a cloud's metadata address)
+    is not followed: the real server's redirect is read, and the next hop refused before any
+    connection. links.allow_insecure_local lets in loopback only, as the first hop here."""
+    seen = []
+    for target in ("10.1.2.3", "169.254.169.254"):
+        path = f"/to-{target}"
+        _Handler.routes[path] = (302, {"Location": f"http://{target}/internal/file.mp4"}, b"")
+        part = download(link(server, path), local_config(allowed_hosts=["127.0.0.1", target]), tmp_path)
+        seen.append(part.error)
+    assert seen == [
+        "the link's host 10.1.2.3 resolves to a private or local address (10.1.2.3); not fetched",
+        "the link's host 169.254.169.254 resolves to a private or local address (169.254.169.254); not fetched",
+    ]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_url_followed_by_chinese_without_a_space():

@@ -435,8 +435,9 @@ def test_after_signing_in_the_page_goes_back_only_to_this_site(site):
     assert sign_in_with("/unmatched%3Fcampaign%3Ddefault").endswith("/unmatched?campaign=default")
 
 
-def test_every_page_sets_safe_headers_and_wrong_passwords_are_rate_limited(site):
-    """Last of the tests on ``site``: it locks the staff name out of signing in."""
+def test_the_login_page_sets_safe_headers_and_wrong_passwords_are_rate_limited(site):
+    """Last of the tests on ``site``: it locks the staff name out of signing in. (Every other page
+    and file: tests/test_rules_web.py)"""
     c, base = site
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), NoRedirect())
@@ -459,7 +460,8 @@ def test_every_page_sets_safe_headers_and_wrong_passwords_are_rate_limited(site)
     assert code == 401
 
 
-def test_without_users_the_page_is_read_only_and_stays_on_loopback(campaign):
+def test_without_users_web_refuses_to_listen_beyond_loopback(campaign):
+    """(the read-only half: tests/test_rules_web.py)"""
     res = campaign.run_process("web", "--host", "0.0.0.0", "--port", "0", expect=2)
     assert "loopback" in res.stderr
 

@@ -328,6 +328,11 @@ def serve_command(app: App, check: bool, as_json: bool) -> None:
     from reconcile.daemon.stopping import catch_stop_signals
 
     stop = catch_stop_signals()  # (already done by the entry point when run as `mailroll serve`)
+    # a fault in a C library (lxml, Pillow, the archive codecs) leaves every thread's Python
+    # stack in the journal, not only "Segmentation fault"
+    import faulthandler
+
+    faulthandler.enable(all_threads=True)
 
     config = app.any_config  # one poller for every campaign; each gets its receipts and reminders
     if config.mailbox.kind == "imap":
