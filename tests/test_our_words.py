@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from fixtures.files import make_sheet_xlsx
 from fixtures.mail import build_mail
 from test_receipts import db_rows, receipts
 
@@ -41,13 +42,14 @@ def test_a_strangers_file_names_and_address_are_shown_by_kind_size_and_domain(ma
     assert "[qq.com] 的一个邮箱" in text, "the sender by its domain, in brackets"
 
 
-def test_a_registered_senders_own_file_names_and_sheet_unit_stay(mailing, media):
+def test_a_registered_senders_own_file_names_and_sheet_unit_stay(mailing, tmp_path):
     campaign, server = mailing
+    sheet = make_sheet_xlsx(tmp_path / "sxu.xlsx", unit="山西大学")  # its own sheet
     campaign.deliver(
         build_mail(
             "kjc@sxu.edu.cn",
             subject="山西大学材料",
-            attachments=[("山西大学活动统计表（终稿）.xlsx", media.sheet_xlsx.read_bytes())],
+            attachments=[("山西大学活动统计表（终稿）.xlsx", sheet.read_bytes())],
         )
     )
     campaign.ingest()
@@ -84,7 +86,7 @@ def test_a_unit_and_a_stranger_writing_together_get_separate_receipts(mailing, m
     assert sum("统计表.xlsx（统计表）" in t for t in texts) == 1
 
 
-def test_sixty_strangers_naming_units_never_keep_a_units_own_receipt_waiting(mailing, media):
+def test_sixty_strangers_naming_units_never_keep_a_units_own_receipt_waiting(mailing, tmp_path):
     """60 strangers' mails naming units use up the hourly cap on their receipts; the unit's own
     mail, after them, still gets its receipt at once, and the strangers' wait (they are the
     ones kept back)."""
@@ -99,8 +101,9 @@ def test_sixty_strangers_naming_units_never_keep_a_units_own_receipt_waiting(mai
             ),
             when=start + timedelta(seconds=i),
         )
+    sheet = make_sheet_xlsx(tmp_path / "sxu.xlsx", unit="山西大学")  # its own sheet
     campaign.deliver(
-        build_mail("kjc@sxu.edu.cn", attachments=[("统计表.xlsx", media.sheet_xlsx.read_bytes())]),
+        build_mail("kjc@sxu.edu.cn", attachments=[("统计表.xlsx", sheet.read_bytes())]),
         when=start + timedelta(minutes=5),
     )
     campaign.ingest()

@@ -318,14 +318,14 @@ def test_a_chinese_bounce_quoting_the_original_is_matched(mailing):
     assert "550 Mailbox not found" in diagnostic
 
 
-def test_receipt_lists_what_came_inside_an_archive(mailing, media):
+def test_receipt_lists_what_came_inside_an_archive(mailing, media, tmp_path):
     import io
     import zipfile
 
     campaign, server = mailing
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("统计表.xlsx", media.sheet_xlsx.read_bytes())
+        z.writestr("统计表.xlsx", make_sheet_xlsx(tmp_path / "tyut.xlsx", unit="太原理工大学").read_bytes())
         z.writestr("活动照片.jpg", media.jpeg.read_bytes())
     campaign.deliver(build_mail("kjc@tyut.edu.cn", attachments=[("太原理工材料.zip", buf.getvalue())]))
     campaign.ingest()
