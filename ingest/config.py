@@ -216,6 +216,9 @@ class Attribution:
     # Received: lines the mailbox's own servers add: the results above the last of them are theirs
     # (1: the receiving server; 2: e.g. Postfix with OpenDMARC, then Dovecot LMTP on top)
     received_hops: int = 1
+    # the own servers by the host of their Received: line's "by" clause (e.g. ["mx.126.com"]):
+    # set, it replaces received_hops: the topmost Received: lines naming one of them are the own
+    received_by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -632,11 +635,15 @@ def config_from_dict(data: dict, file: Path) -> Config:
         raise at.fail(
             "authserv_ids", f'must be a list of server names like ["mx.126.com"], not {authserv_ids!r}'
         )
+    received_by = at.get("received_by", list, [])
+    if not all(isinstance(i, str) and i.strip() and " " not in i.strip() for i in received_by):
+        raise at.fail("received_by", f'must be a list of host names like ["mx.126.com"], not {received_by!r}')
     attribution = Attribution(
         named_senders=at.get("named_senders", str, "count", choices=NAMED_SENDERS),
         authserv_ids=tuple(i.strip().lower() for i in authserv_ids),
         authentication=at.get("authentication", str, "required", choices=AUTHENTICATION),
         received_hops=at.get("received_hops", int, 1),
+        received_by=tuple(i.strip().lower().rstrip(".") for i in received_by),
     )
     if not 1 <= attribution.received_hops <= RECEIVED_KEPT:
         raise at.fail("received_hops", f"must be 1 to {RECEIVED_KEPT}")

@@ -347,6 +347,7 @@ class TrustContext:
     authentication: str = "required"
     public_domains: tuple[str, ...] = ()  # an SPF pass alone proves no address there
     received_hops: int = 1  # the own servers' Received: lines ([attribution] received_hops)
+    received_by: tuple[str, ...] = ()  # or their "by" hosts ([attribution] received_by)
 
     @classmethod
     def load(cls, conn: sqlite3.Connection, roster: Roster, config) -> TrustContext:
@@ -360,7 +361,8 @@ class TrustContext:
         ids = tuple(getattr(at, "authserv_ids", ()) or ())
         public = tuple(getattr(config, "public_domains", ()) or ())
         hops = getattr(at, "received_hops", 1)
-        return cls(roster, ids, ours, getattr(at, "authentication", "required"), public, hops)
+        by = tuple(getattr(at, "received_by", ()) or ())
+        return cls(roster, ids, ours, getattr(at, "authentication", "required"), public, hops, by)
 
     def thread_unit(self, ev: MessageEvidence) -> str | None:
         """The unit our mail went to, when the message replies in its thread (one unit only)."""
@@ -401,6 +403,7 @@ def sender_trust(att: Attribution, ev: MessageEvidence, ctx: TrustContext) -> tu
         mode=ctx.authentication,
         public_domains=ctx.public_domains,
         hops=ctx.received_hops,
+        received_by=ctx.received_by,
     )
     if verdict.failed:
         by = " and ".join(verdict.checked_by) or "the receiving server"

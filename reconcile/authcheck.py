@@ -19,22 +19,74 @@ from reconcile.i18n import gettext as _
 RECENT = 50  # messages looked at, newest first
 
 
-def _carried(headers: str | None, hops: int = 1) -> tuple[list[str], bool, bool]:
-    """(authserv-ids of a message's Authentication-Results, whether it has a Received-SPF), of
-    those the mailbox's own servers wrote (above the ``hops``-th Received:, where that was
-    recorded), and whether it carries Authentication-Results below that line only."""
+class _Carried:
+    """What one message carries: the authserv-ids of the Authentication-Results its own servers
+    wrote, whether it has their Received-SPF, whether it carries Authentication-Results below
+    their Received: lines only, whether the positions were recorded, and the ``by`` host of its
+    topmost Received: line."""
+
+    def __init__(self, headers: str | None, at) -> None:
+        self.ids: list[str] = []
+        self.spf = self.below = False
+        self.known = True
+        self.by = ""
+        try:
+            h = json.loads(headers) if headers else {}
+        except ValueError:
+            h = {}
+        if not isinstance(h, dict):
+            return
+        values, spf = h.get("authentication_results"), h.get("received_spf")
+        every = [str(v) for v in values] if isinstance(values, list) else []
+        spf = [str(v) for v in spf] if isinstance(spf, list) else []
+        order = h.get("auth_order")
+        hops, by = getattr(at, "received_hops", 1), getattr(at, "received_by", ()) or ()
+        above, spf, _known = server_wrote(every, spf, order, hops, by)
+        self.known = isinstance(order, list)
+        self.ids = [i for i in (parse(v).authserv_id for v in above) if i]
+        self.spf, self.below = bool(spf), bool(every) and not above
+        tops = [str(k) for k in order if str(k).startswith("received:")] if isinstance(order, list) else []
+        self.by = tops[0].partition(":")[2] if tops else ""
+
+
+def unplaced(conn: sqlite3.Connection) -> int:
+    """Recorded messages whose authentication headers' positions were not recorded (recorded
+    before ingest kept them): none of them is believed; ``mailroll reprocess`` reads them again."""
     try:
-        h = json.loads(headers) if headers else {}
-    except ValueError:
-        return [], False, False
-    if not isinstance(h, dict):
-        return [], False, False
-    values, spf = h.get("authentication_results"), h.get("received_spf")
-    every = [str(v) for v in values] if isinstance(values, list) else []
-    spf = [str(v) for v in spf] if isinstance(spf, list) else []
-    above, spf, _known = server_wrote(every, spf, h.get("auth_order"), hops)
-    ids = [parse(v).authserv_id for v in above]
-    return [i for i in ids if i], bool(spf), bool(every) and not above
+        row = conn.execute(
+            "SELECT COUNT(*) FROM messages WHERE status = 'recorded' AND headers IS NOT NULL "
+            "AND (json_extract(headers, '$.authentication_results') IS NOT NULL "
+            "OR json_extract(headers, '$.received_spf') IS NOT NULL) "
+            "AND json_extract(headers, '$.auth_order') IS NULL"
+        ).fetchone()
+    except sqlite3.Error:
+        return 0
+    return int(row[0]) if row else 0
+
+
+def hops_warning(config) -> str | None:
+    """``[attribution] received_hops`` above 1 without ``received_by``: lines counted, not named."""
+    at = getattr(config, "attribution", None)
+    hops = getattr(at, "received_hops", 1)
+    if hops <= 1 or getattr(at, "received_by", ()) or getattr(at, "authentication", "") == "not-available":
+        return None
+    return _(
+        "[attribution] received_hops = {hops} counts Received: lines: on a message that reached "
+        "fewer of the mailbox's servers, a line its sender wrote counts as theirs, and what he "
+        "wrote above it is believed. Name the servers by the host of their Received: line's "
+        '"by" clause in [attribution] received_by instead.'
+    ).format(hops=hops)
+
+
+def unplaced_warning(conn: sqlite3.Connection) -> str | None:
+    n = unplaced(conn)
+    if not n:
+        return None
+    return _(
+        "{n} message(s) were recorded before mailroll kept where their authentication headers "
+        "stood: none of their senders is believed (at most trust named). Read them again from "
+        "their raw copies with mailroll reprocess --all."
+    ).format(n=n)
 
 
 def coverage_warning(conn: sqlite3.Connection, config) -> str | None:
@@ -54,16 +106,15 @@ def coverage_warning(conn: sqlite3.Connection, config) -> str | None:
         ).fetchall()
     except sqlite3.Error:
         return None
-    carried = [_carried(headers, getattr(at, "received_hops", 1)) for (headers,) in rows]
+    carried = [_Carried(headers, at) for (headers,) in rows]
     if mode == "received-spf":
-        return _spf_warning(sum(not spf for _ids, spf, _below in carried), len(rows))
+        return _spf_warning(sum(not c.spf for c in carried), len(rows))
     seen: dict[str, None] = {}
-    lacking = with_spf = below = 0
-    for ids, spf, only_below in carried:
-        lacking += not (wanted & set(ids) if wanted else ids)
-        with_spf += spf
-        below += only_below
-        seen.update(dict.fromkeys(ids))
+    lacking = with_spf = 0
+    for c in carried:
+        lacking += not (wanted & set(c.ids) if wanted else c.ids)
+        with_spf += c.spf
+        seen.update(dict.fromkeys(c.ids))
     if not lacking:
         return None  # every message carries the results
     if lacking == with_spf == len(rows) and not seen:
@@ -79,16 +130,19 @@ def coverage_warning(conn: sqlite3.Connection, config) -> str | None:
             "receiving server stamps every message, so the results the others carry may have been "
             "written by their senders. Name the server in [attribution] authserv_ids."
         ).format(lacking=lacking, n=len(rows), server=server)
-    return _none_carry(len(rows), server, list(seen), below)
+    below = [c for c in carried if c.below]
+    hosts = list(dict.fromkeys(c.by for c in below if c.by))
+    return _none_carry(len(rows), server, list(seen), len(below), hosts)
 
 
-def _none_carry(n: int, server: str, seen: list[str], below: int) -> str:
+def _none_carry(n: int, server: str, seen: list[str], below: int, hosts: list[str]) -> str:
     """The warning when none of the last ``n`` messages carries the configured server's results."""
     said = _(
         "none of the last {n} messages carries Authentication-Results from {server}, so no roster "
         "address is believed (trust named)."
     ).format(n=n, server=server)
     if below:
+        named = ", ".join(f'"{h}"' for h in hosts[:3]) or '"mx.example.com"'
         return (
             said
             + " "
@@ -96,8 +150,11 @@ def _none_carry(n: int, server: str, seen: list[str], below: int) -> str:
                 "{below} of them carry Authentication-Results only below the mailbox's own Received: "
                 "lines, where headers the sender wrote stand: none of those is believed. If the "
                 "mailbox's servers add more than one Received: line (e.g. Dovecot LMTP on top of "
-                "the receiving server's), set [attribution] received_hops (docs/RECONCILE.md)."
-            ).format(below=below)
+                "the receiving server's), name each of them by the host of its Received: line's "
+                '"by" clause in [attribution] received_by (the topmost in this mail: {hosts}; '
+                "docs/RECONCILE.md). Results written below the receiving server's own line prove "
+                "nothing (Gmail): counting more lines would believe what a sender wrote."
+            ).format(below=below, hosts=named)
         )
     if seen:
         said += " " + _(

@@ -11,6 +11,8 @@ reading would let such text through:
   spaces, a comment stands in for them) makes the value unreadable;
 * a property repeated in one result, or a key repeated in a Received-SPF, makes it unreadable
   (the last one would win, and the sender chose what comes last);
+* a control character other than tab (a lone CR: ingest/mime/headers.py keeps it where the
+  server did, inside the value; a reader that ends lines at it would see a second header);
 * an unbalanced ``(`` or ``"``, a stray ``)``, or a value longer than ``MAX_VALUE_CHARS`` (cut
   off on the way in) make it unreadable.
 """
@@ -75,6 +77,8 @@ def lex(value: str) -> list[Token]:
     """The tokens of a header value. Comments are space; one glued to the word after it is not."""
     if len(value) > MAX_VALUE_CHARS or len(value) == LEGACY_CUT_CHARS:
         raise Unreadable("it was cut off (too long)")
+    if any((ord(ch) < 32 and ch != "\t") or ord(ch) == 127 for ch in value):
+        raise Unreadable("it holds a control character (a lone CR splits a header for some readers)")
     tokens: list[Token] = []
     i, n, spaced = 0, len(value), True
     while i < n:

@@ -6,22 +6,25 @@ ingest keeps every Authentication-Results header as received, topmost first
 (``received_spf``), and where they stand (``auth_order``: those above the first ``Received:``).
 Anyone can write such a header into a message before sending it; only the receiving server's
 own ones mean something, and those stand above its own receipt line, the first ``Received:``
-(``server_wrote``). Of them (``trusted_headers``):
+(``server_wrote``; ``[attribution] received_hops`` or, named by their ``by`` hosts,
+``received_by``). Of them (``trusted_headers``):
 
 * with ``[attribution] authserv_ids`` empty (the default): those naming the topmost one's id;
 * with ids listed (e.g. ``["mx.126.com"]``): those whose authserv-id is listed;
-* recorded before ingest kept the positions: the topmost (listed) header only.
+* recorded before ingest kept the positions: the topmost (listed) header only, whose failures
+  count and which proves nothing.
 
 ``verdict(values, from_addr, authserv_ids, received_spf, order=, mode=, public_domains=)``
 weighs every result of those headers against the From domain:
 
 * **proof** (``passes``): ``dmarc=pass`` whose ``header.from`` is the From domain (a server
-  that read another From than ours names another domain) and the only DMARC result,
+  that read another From than ours names another domain) and the only DMARC result, beside an
+  aligned SPF or DKIM pass in the same header (``_proof``),
   ``dkim=pass`` whose ``header.d`` is the From domain or a parent of it, ``spf=pass`` whose
   ``smtp.mailfrom`` domain is the From domain itself (strict: sibling units under one government
   domain prove nothing for each other). With ``mode="received-spf"`` (a server that writes only
   that) the topmost ``Received-SPF: pass`` (identity mailfrom) whose ``envelope-from`` domain is
-  the From domain instead. An address at a public mail domain (163.com) needs DKIM or DMARC;
+  the From domain instead. An address at a public mail domain (163.com) needs an aligned DKIM pass;
 * **failure** (``failures``): ``dmarc=fail`` for the From domain, ``spf=fail`` aligned with it
   (or naming no domain), ``dkim=fail`` for it (or naming none) unless an aligned DKIM
   signature passed; a ``Received-SPF: fail`` of the server aligned with it, in either mode;
@@ -114,18 +117,36 @@ def parse(value: str | None) -> AuthHeader:
         return AuthHeader(_loose_id(text), [], str(e))
 
 
+def _own_lines(received: list[str], hops: int, by: set[str]) -> int:
+    """How many of the topmost Received: lines (``received:<by host>`` of ``auth_order``) the
+    mailbox's own servers wrote: with ``by`` (``[attribution] received_by``) the topmost ones
+    whose ``by`` host is listed, up to the first that is not (0: none is); else ``hops``."""
+    if not by:
+        return hops if len(received) >= hops else -1
+    n = 0
+    while n < len(received) and received[n].partition(":")[2] in by:
+        n += 1
+    return n
+
+
 def server_wrote(
-    values: list[str], spf: list[str], order: object, hops: int = 1
+    values: list[str], spf: list[str], order: object, hops: int = 1, received_by: Iterable[str] = ()
 ) -> tuple[list[str], list[str], bool]:
-    """(Authentication-Results, Received-SPF) the mailbox's own servers wrote: those above the
-    ``hops``-th ``Received:`` (``[attribution] received_hops``; ``order``, recorded by ingest);
-    whether their positions are known. Unknown (recorded before ingest kept them, or a message
-    with fewer Received: lines, which those servers did not all stamp): every header, of which
-    ``trusted_headers`` believes the topmost only."""
-    if not isinstance(order, list) or [str(k) for k in order].count("received") < hops:
+    """(Authentication-Results, Received-SPF) the mailbox's own servers wrote: those above their
+    last own ``Received:`` (``_own_lines``; ``order``, recorded by ingest); whether their
+    positions are known. Unknown (recorded before ingest kept them, or a message with fewer
+    Received: lines than ``hops``, which those servers did not all stamp): every header, of which
+    ``trusted_headers`` believes the topmost only, and ``verdict`` counts failures only."""
+    by = {h.lower().rstrip(".") for h in received_by}
+    kinds = [str(k) for k in order] if isinstance(order, list) else []
+    kinds = [k for k in kinds if k in ("authentication-results", "received-spf") or k.startswith("received")]
+    received = [i for i, k in enumerate(kinds) if k.startswith("received") and k != "received-spf"]
+    own = _own_lines([kinds[i] for i in received], hops, by) if isinstance(order, list) else -1
+    if own < 0:
         return values, spf[:1], False
-    above = [k for k in order if k in ("authentication-results", "received-spf", "received")]
-    above = above[: [i for i, k in enumerate(above) if k == "received"][hops - 1]]
+    if own == 0:
+        return [], [], True
+    above = kinds[: received[own - 1]]
     return values[: above.count("authentication-results")], spf[: above.count("received-spf")], True
 
 
@@ -279,13 +300,15 @@ def verdict(
     mode: str = "required",
     public_domains: Iterable[str] = (),
     hops: int = 1,
+    received_by: Iterable[str] = (),
 ) -> Verdict:
     """What the receiving server proved or failed for ``from_addr`` (see the module doc).
     ``order``: where the headers stood (``Headers.auth_order``); ``mode``: which header proves
     (``[attribution] authentication``: "required" Authentication-Results, "received-spf");
-    ``hops``: the own servers' Received: lines (``[attribution] received_hops``)."""
+    ``hops``, ``received_by``: the own servers' Received: lines (``[attribution] received_hops``,
+    ``received_by``)."""
     ids = list(authserv_ids)
-    ar_values, spf_values, known = server_wrote(list(values), list(received_spf), order, hops)
+    ar_values, spf_values, known = server_wrote(list(values), list(received_spf), order, hops, received_by)
     headers = trusted_headers(ar_values, ids, known)
     from_domain = _domain(from_addr)
     checked = [h.authserv_id for h in headers if h.authserv_id]
@@ -308,17 +331,41 @@ def verdict(
         problems.append(unreadable)
     if problems:
         passes = []  # an unreadable header may hide a failure: nothing it sits beside is proof
-    if passes and from_domain in {d.lower() for d in public_domains} and passes == ["spf=pass"]:
-        passes, problems = (
-            [],
-            [f"an SPF pass alone proves no address at the public mail domain {from_domain}"],
-        )
+    if passes:
+        passes, problems = _proof(passes, headers, from_domain, {d.lower() for d in public_domains}, known)
     missing = ""
     if not passes:
         missing = _missing(headers, problems, results, ids, from_domain)
         if mode == "received-spf" and not problems:
             missing = said or "no Received-SPF from the receiving server"
     return Verdict(checked, failures, passes, missing)
+
+
+def _proof(
+    passes: list[str], headers: list[AuthHeader], domain: str, public: set[str], known: bool
+) -> tuple[list[str], list[str]]:
+    """(passes, problems) once the passes are weighed as proof: none when the headers' positions
+    are unknown; ``dmarc=pass`` only beside a strictly aligned SPF or an aligned DKIM pass in the
+    same header (relaxed DMARC alignment lets a sibling host under the parent domain pass); at a
+    public mail domain only with an aligned DKIM pass."""
+    if not known:
+        return [], [
+            "where the authentication headers stood was not recorded (mailroll reprocess reads "
+            "them again from the raw copy)"
+        ]
+    if "dmarc=pass" in passes and not any(
+        "dmarc=pass" in own and ("spf=pass" in own or "dkim=pass" in own)
+        for own in (_weigh(h.results, domain)[0] for h in headers)
+    ):
+        passes = [p for p in passes if p != "dmarc=pass"]
+        if not passes:
+            return [], [
+                f"a DMARC pass for {domain} without an aligned SPF or DKIM pass of its own proves "
+                "nothing (relaxed alignment lets a sibling host pass)"
+            ]
+    if domain in public and "dkim=pass" not in passes:
+        return [], [f"only an aligned DKIM pass proves an address at the public mail domain {domain}"]
+    return passes, []
 
 
 def _missing(

@@ -195,3 +195,49 @@ def test_limiter_entries_expire_and_the_oldest_go_first():
     assert throttle.blocked("addr:203.0.113.7", 20), "the address, updated last, is kept and blocked"
     time.sleep(0.3)
     assert not throttle.blocked("addr:203.0.113.7", 20) and len(throttle) == 0, "all expired"
+
+
+def _spray(base: str, forwarded) -> list[int]:
+    """Wrong passwords under 30 names, each request naming the client ``forwarded(i)``."""
+    sprayer = opener_with()
+    csrf = token(sprayer, base + "/login")
+    form = {"csrf_token": csrf, "password": "x"}
+    return [
+        fetch(sprayer, base + "/login", form | {"name": f"u{i}"}, {"X-Forwarded-For": forwarded(i)})[0]
+        for i in range(30)
+    ]
+
+
+def test_trusted_proxy_is_for_a_proxy_on_this_machine_only(staffed):
+    """F7: with [web] trusted_proxy on a network address a client reaching the page directly
+    writes its own X-Forwarded-For and escapes the limiter: refused, saying why."""
+    staffed.configure(web={"trusted_proxy": True})
+    res = staffed.run_process("web", "--host", "0.0.0.0", "--port", "0", expect=2, timeout=60)
+    assert "trusted_proxy" in res.stderr and "X-Forwarded-For" in res.stderr
+    with serving(staffed) as base:
+        # one IPv6 client holds its whole /64: rotating inside it is one client
+        assert _spray(base, lambda i: f"2001:db8:1:2::{i:x}")[20:] == [429] * 10
+        # the setting is read on every request: turned off, a forwarded address is not believed
+        staffed.configure(web={"trusted_proxy": False})
+        assert _spray(base, lambda i: f"203.0.113.{i}")[20:] == [429] * 10
+
+
+def test_a_client_not_on_loopback_is_keyed_by_its_own_address(staffed):
+    """F7: only the proxy on this machine (a loopback connection) names the client."""
+    from reconcile.web import create_app
+
+    staffed.configure(web={"trusted_proxy": True})
+    app = create_app(staffed.config_path, host="0.0.0.0")
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = "192.0.2.77"
+    page = client.get("/login").data
+    csrf = re.search(rb'name="csrf_token" value="([^"]+)"', page).group(1).decode()
+    codes = [
+        client.post(
+            "/login",
+            data={"csrf_token": csrf, "name": f"u{i}", "password": "x"},
+            headers={"X-Forwarded-For": f"203.0.113.{i}"},
+        ).status_code
+        for i in range(25)
+    ]
+    assert codes[20:] == [429] * 5, codes

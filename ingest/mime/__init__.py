@@ -185,7 +185,7 @@ def _parse_into(raw: bytes, ctx: WalkContext) -> None:
         ctx.defect(f"the MIME structure could not be read ({problem}); only the headers were used")
         parsed.headers = parse_headers(header, limits)
         return
-    parsed.headers = headers_from(msg, parsed.defects)
+    parsed.headers = headers_from(msg, parsed.defects, bound_header(header, limits.max_header_bytes)[0])
     for d in mailparser_defects(bound_header(header, limits.max_header_bytes)[0]):
         ctx.defect(d)
     walk_tree(msg, ctx, depth=0, prefix="", origin="attachment", parent=None)

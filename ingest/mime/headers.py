@@ -6,7 +6,9 @@ names and other values are decoded with ``header_text`` (GBK-tolerant); a few ex
 (X-Mailer, auto-reply and loop markers, Delivered-To...) go to ``Headers.extra``; the
 Authentication-Results headers are kept as received, in order (``authentication_results``),
 with where they stand: ``auth_order`` lists the authentication headers and the first
-``Received:`` lines (the mailbox's own servers' receipt lines) in their order, topmost first.
+``Received:`` lines (the mailbox's own servers' receipt lines, ``received:<by host>``) in their
+order, topmost first; both read from the raw header block as the mail server cut it
+(``header_fields``: lines end at LF or CRLF only).
 ``parse_headers(raw_header_bytes)`` does the same for a bare header block, bounded first.
 ``mailparser_defects`` lists the Date / Received defects mail-parser finds in a top-level header.
 """
@@ -48,6 +50,8 @@ AUTH_HEADERS = ("authentication-results", "received-spf")  # the kinds in Header
 FROM_ADDRESSES_MAX = 10  # addresses kept of all From headers together
 _ID = re.compile(r"<([^<>\s]+)>")
 _ADDR = re.compile(r"[A-Za-z0-9._%+\-=']+@[A-Za-z0-9.\-]+")
+_COMMENT = re.compile(r"\([^()]*\)")
+_HOST = re.compile(r"[a-z0-9_:\[\]][a-z0-9._:\-\[\]]*")
 
 
 def _msgid(value: str) -> str | None:
@@ -89,25 +93,76 @@ def _addresses(value: Any, defects: list[str] | None = None, label: str = "") ->
     return out
 
 
-def _kept(msg: Message, name: str) -> list[str]:
-    """The values of an authentication header, topmost first, each whole up to AUTH_RESULT_CHARS."""
-    return [
-        clean_text(unfold(raw8(v[:HEADER_VALUE_MAX])[0]))[: AUTH_RESULT_CHARS + 1]
-        for v in raw_headers(msg, name)[:AUTH_RESULTS_MAX]
-    ]
+def header_fields(raw: bytes) -> list[tuple[str, str]]:
+    """(lower-case name, value) of each header of a raw header block, topmost first, cut the way
+    a mail server cuts them: lines end at LF or CRLF only (a lone CR stays inside the value,
+    where the stdlib parser would start a new header at it), a line starting with space or tab
+    continues the header before it (the line break removed)."""
+    fields: list[tuple[str, list[str]]] = []
+    text = raw.decode("ascii", "surrogateescape")
+    for line in text.split("\n"):
+        line = line[:-1] if line.endswith("\r") else line
+        if not line:
+            break  # the blank line ending the header
+        if line[0] in " \t":
+            if fields:
+                fields[-1][1].append(line)
+            continue
+        name, colon, value = line.partition(":")
+        if colon and name and not any(ch in name for ch in " \t"):
+            fields.append((name.strip().lower(), [value.lstrip(" \t")]))
+    return [(name, "".join(parts)) for name, parts in fields]
 
 
-def _auth_order(msg: Message) -> list[str]:
-    """The kinds of the authentication headers and ``received`` for each ``Received:``, topmost
-    first, up to the ``RECEIVED_KEPT``-th Received (``end`` after them when the header block ended
-    before): which of them the mailbox's own servers wrote, above their receipt lines."""
+def _controls(value: str) -> bool:
+    """Whether a header value holds a control character other than tab (a lone CR among them)."""
+    return any((ord(ch) < 32 and ch != "\t") or ord(ch) == 127 for ch in value)
+
+
+def _kept(fields: list[tuple[str, str]], name: str) -> list[str]:
+    """The values of an authentication header, topmost first, each whole up to AUTH_RESULT_CHARS.
+    A value holding a control character keeps it (reconcile/authgrammar.py reads it as unreadable)."""
+    out: list[str] = []
+    for kind, v in fields:
+        if kind == name and len(out) < AUTH_RESULTS_MAX:
+            text = raw8(v[:HEADER_VALUE_MAX])[0]
+            out.append((text if _controls(text) else clean_text(text))[: AUTH_RESULT_CHARS + 1])
+    return out
+
+
+def received_by(value: str) -> str:
+    """The host of a Received: value's ``by`` clause (lower case, no trailing dot), "" if none.
+    Comments are dropped first and the ``from`` clause's word skipped (a HELO name chosen by the
+    sender is never read as the ``by`` keyword)."""
+    text = value
+    for _ in range(10):
+        text, n = _COMMENT.subn(" ", text)
+        if not n:
+            break
+    words = text.replace(";", " ; ").split()
+    if words[:1] and words[0].lower() == "from":
+        words = words[2:]
+    for i, w in enumerate(words[:-1]):
+        if w == ";":
+            break
+        if w.lower() == "by":
+            host = words[i + 1].lower().rstrip(".")
+            return host[:255] if _HOST.fullmatch(host) else ""
+    return ""
+
+
+def _auth_order(fields: list[tuple[str, str]]) -> list[str]:
+    """The kinds of the authentication headers and ``received:<by host>`` for each ``Received:``,
+    topmost first, up to the ``RECEIVED_KEPT``-th Received (``end`` after them when the header
+    block ended before): which of them the mailbox's own servers wrote, above their receipt lines."""
     order: list[str] = []
-    auth = 0
-    for name, _value in getattr(msg, "_headers", []):
-        kind = str(name).strip().lower()
+    auth = received = 0
+    for kind, value in fields:
         if kind == "received":
-            order.append(kind)
-            if order.count("received") == RECEIVED_KEPT:
+            host = received_by(value)
+            order.append(f"received:{host}" if host else "received")
+            received += 1
+            if received == RECEIVED_KEPT:
                 return order
         elif kind in AUTH_HEADERS and auth < AUTH_RESULTS_MAX * 2:
             order.append(kind)
@@ -115,8 +170,14 @@ def _auth_order(msg: Message) -> list[str]:
     return [*order, "end"]
 
 
-def headers_from(msg: Message, defects: list[str] | None = None) -> Headers:
-    """Headers of a parsed (compat32) message."""
+def _message_fields(msg: Message) -> list[tuple[str, str]]:
+    """Fields of a parsed message without its raw bytes (a forwarded message's headers)."""
+    return [(str(k).strip().lower(), str(v)) for k, v in getattr(msg, "_headers", [])]
+
+
+def headers_from(msg: Message, defects: list[str] | None = None, raw: bytes | None = None) -> Headers:
+    """Headers of a parsed (compat32) message; ``raw``: its header block, from which the
+    authentication headers and their positions are read (``header_fields``)."""
     h = Headers()
 
     def first(name: str) -> Any:
@@ -162,9 +223,10 @@ def headers_from(msg: Message, defects: list[str] | None = None) -> Headers:
         h.content_type = ctype + (f"; report-type={rtype}" if isinstance(rtype, str) and rtype else "")
     except Exception:  # noqa: BLE001 - hostile Content-Type: left unknown
         h.content_type = None
-    h.authentication_results = _kept(msg, "Authentication-Results")
-    h.received_spf = _kept(msg, "Received-SPF")
-    h.auth_order = _auth_order(msg)
+    fields = header_fields(raw) if raw is not None else _message_fields(msg)
+    h.authentication_results = _kept(fields, "authentication-results")
+    h.received_spf = _kept(fields, "received-spf")
+    h.auth_order = _auth_order(fields)
     for name in _EXTRA_HEADERS:
         v = first(name)
         if v is not None:
@@ -178,7 +240,7 @@ def parse_headers(raw_header_bytes: bytes, limits: Any = None) -> Headers:
     data, _ = bound_header(raw_header_bytes.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0], max_bytes)
     try:
         msg = BytesParser(policy=compat32).parsebytes(data + b"\n\n", headersonly=True)
-        return headers_from(msg)
+        return headers_from(msg, raw=data)
     except Exception:  # noqa: BLE001 - hostile headers: logged, read as empty
         log.exception("header block unreadable")
         return Headers()

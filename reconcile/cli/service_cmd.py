@@ -354,13 +354,14 @@ def serve_command(app: App, check: bool, as_json: bool) -> None:
 
 
 def _check(app: App, as_json: bool) -> None:
-    from reconcile.authcheck import coverage_warning
+    from reconcile.authcheck import coverage_warning, hops_warning, unplaced_warning
     from reconcile.daemon.service import check
     from reconcile.heartbeat import ago
 
     ok, d = check(app.conn, app.any_config)
     unproven = coverage_warning(app.conn, app.any_config)
-    d["warnings"] = [unproven] if unproven else []
+    found = (unproven, unplaced_warning(app.conn), hops_warning(app.any_config))
+    d["warnings"] = [w for w in found if w]
     if as_json:
         emit_json({"ok": ok, **d})
     else:

@@ -331,16 +331,19 @@ def roster_check(app: App, as_json: bool) -> None:
     from reconcile.roster import Finding, check_roster
 
     decisions = []
-    unproven = None
+    unproven = unplaced = None
     if Path(app.config.storage.db).exists():
-        from reconcile.authcheck import coverage_warning
+        from reconcile.authcheck import coverage_warning, unplaced_warning
         from reconcile.overrides import unknown_units
 
         decisions = unknown_units(app.conn, app.roster, app.config)
         unproven = coverage_warning(app.conn, app.config)
+        unplaced = unplaced_warning(app.conn)
     findings = check_roster(app.roster, decisions)
     if unproven:
         findings.append(Finding("no-authentication-results", [], unproven))
+    if unplaced:
+        findings.append(Finding("authentication-positions-unknown", [], unplaced))
     if as_json:
         emit_json({"units": len(app.roster.units), "findings": [f.as_dict() for f in findings]})
     else:

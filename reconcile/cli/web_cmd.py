@@ -48,6 +48,14 @@ def web(ctx: click.Context, host: str, port: int, threads: int) -> None:
                 "(127.0.0.1); add users (`mailroll web passwd NAME`) to serve it to the network"
             ).format(host=host)
         )
+    if config.web.trusted_proxy and not is_loopback(host):
+        raise UsageProblem(
+            _(
+                "--host {host}: with [web] trusted_proxy the page is served to the reverse proxy on "
+                "this machine only (127.0.0.1); a client reaching it directly could write its own "
+                "X-Forwarded-For. Let the proxy listen on the network (docs/WEB.md)"
+            ).format(host=host)
+        )
     import threading
 
     from waitress import create_server

@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 
 from flask import Flask, render_template
 from flask_wtf.csrf import CSRFError, CSRFProtect
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from reconcile.i18n import N_, zh
 from reconcile.web import auth, decisions, files, pages, previews, questions_page, replies_page, search_page
@@ -58,8 +57,7 @@ def create_app(config_path, default_campaign: str | None = None, host: str | Non
         DUMMY_HASH=auth.hash_password(os.urandom(16).hex()),
     )
     app.extensions["mailroll"] = sources
-    if config.web.trusted_proxy:  # the client's address from the proxy's X-Forwarded-For (one hop)
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1)  # type: ignore[method-assign]
+    # [web] trusted_proxy: the client's address is read per request (auth.client_address)
     app.extensions["mailroll.throttle"] = auth.Throttle()
     app.extensions["mailroll.sessions"] = auth.Sessions()
     app.before_request(auth.gate)  # first: without a sign-in, refused as such

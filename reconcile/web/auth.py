@@ -5,7 +5,10 @@
   nginx speaks to its upstream by default) is refused: a reverse proxy on the same machine would
   otherwise publish the roll call. With ``[web] trusted_proxy`` every request is (the config
   says one comes through a proxy); with users, the client's address is then the proxy's last
-  ``X-Forwarded-For`` entry (``ProxyFix`` in reconcile/web/app.py), the limiter's key.
+  ``X-Forwarded-For`` entry (``client_address``), the limiter's key, but only for a connection
+  from loopback (the proxy on this machine; ``mailroll web`` refuses another ``--host`` with
+  it): a client reaching the page directly writes its own X-Forwarded-For. The setting is read
+  on every request. An IPv6 client is keyed by its /64 (one host holds all of it).
 * With users, every page asks for a sign-in; decisions are recorded under the signed-in name.
 * A sign-in is a session kept in this process (``Sessions``): the cookie only names it. It
   lasts ``[web] session_minutes`` (default 8 hours); signing out ends it, and so does changing
@@ -209,6 +212,33 @@ def is_loopback(host: str | None) -> bool:
     return (mapped or address).is_loopback
 
 
+def client_address() -> str:
+    """The client's address: with ``[web] trusted_proxy`` and a connection from loopback (the
+    proxy on this machine), the last ``X-Forwarded-For`` entry, which that proxy appended;
+    otherwise the connection's own address, whatever the request says."""
+    direct = request.remote_addr or ""
+    if not (is_loopback(direct) and current_app.extensions["mailroll"].config().web.trusted_proxy):
+        return direct
+    forwarded = request.headers.getlist("X-Forwarded-For")
+    last = forwarded[-1].rsplit(",", 1)[-1].strip() if forwarded else ""
+    try:
+        return str(ipaddress.ip_address(last))
+    except ValueError:
+        return direct
+
+
+def limiter_key(address: str) -> str:
+    """The limiter's key of an address: an IPv6 address by its /64, which one client holds whole."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    mapped = getattr(ip, "ipv4_mapped", None)
+    if isinstance(ip, ipaddress.IPv6Address) and mapped is None:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(mapped or ip)
+
+
 def _loopback_only() -> None:
     """Without users the page is this machine's only: a client elsewhere (users removed from the
     config while bound to the network) is refused, and so is a request naming another host,
@@ -283,7 +313,8 @@ def login():
         if len(name) > MAX_NAME_CHARS:  # refused before anything is stored or checked
             abort(400, zh(N_("This name is too long")))
         throttle: Throttle = current_app.extensions["mailroll.throttle"]
-        address, pair = f"addr:{request.remote_addr}", f"pair:{request.remote_addr}:{name}"
+        client = limiter_key(client_address())
+        address, pair = f"addr:{client}", f"pair:{client}:{name}"
         if throttle.blocked(address, ADDRESS_FAILURES) or throttle.blocked(pair):
             error, status = (
                 zh(N_("Too many wrong passwords: try again in {minutes} minutes")).format(
