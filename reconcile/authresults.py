@@ -117,16 +117,21 @@ def parse(value: str | None) -> AuthHeader:
         return AuthHeader(_loose_id(text), [], str(e))
 
 
-def _own_lines(received: list[str], hops: int, by: set[str]) -> int:
+SPLIT_DIFFERENTLY = (
+    "the header block holds a lone CR or a control character: the receiving server may have read "
+    "other headers (another From) than these"
+)
+
+
+def _own_lines(received: list[str], hops: int, by: list[str]) -> int:
     """How many of the topmost Received: lines (``received:<by host>`` of ``auth_order``) the
-    mailbox's own servers wrote: with ``by`` (``[attribution] received_by``) the topmost ones
-    whose ``by`` host is listed, up to the first that is not (0: none is); else ``hops``."""
+    mailbox's own servers wrote: with ``by`` (``[attribution] received_by``, topmost first) the
+    exact stack of them, each host in its place, once (0 when the message's top lines are not
+    that stack: a sender's own "by mx.126.com" line below them never counts); else ``hops``."""
     if not by:
         return hops if len(received) >= hops else -1
-    n = 0
-    while n < len(received) and received[n].partition(":")[2] in by:
-        n += 1
-    return n
+    top = [r.partition(":")[2] for r in received[: len(by)]]
+    return len(by) if top == by else 0
 
 
 def server_wrote(
@@ -137,7 +142,9 @@ def server_wrote(
     positions are known. Unknown (recorded before ingest kept them, or a message with fewer
     Received: lines than ``hops``, which those servers did not all stamp): every header, of which
     ``trusted_headers`` believes the topmost only, and ``verdict`` counts failures only."""
-    by = {h.lower().rstrip(".") for h in received_by}
+    by = [h.lower().rstrip(".") for h in received_by]
+    if isinstance(order, list) and "header-split" in order:
+        return [], [], True  # the header block cut differently by the server: nothing it wrote is read
     kinds = [str(k) for k in order] if isinstance(order, list) else []
     kinds = [k for k in kinds if k in ("authentication-results", "received-spf") or k.startswith("received")]
     received = [i for i, k in enumerate(kinds) if k.startswith("received") and k != "received-spf"]
@@ -334,7 +341,9 @@ def verdict(
     if passes:
         passes, problems = _proof(passes, headers, from_domain, {d.lower() for d in public_domains}, known)
     missing = ""
-    if not passes:
+    if isinstance(order, list) and "header-split" in order:
+        passes, missing = [], SPLIT_DIFFERENTLY
+    elif not passes:
         missing = _missing(headers, problems, results, ids, from_domain)
         if mode == "received-spf" and not problems:
             missing = said or "no Received-SPF from the receiving server"

@@ -114,6 +114,18 @@ def header_fields(raw: bytes) -> list[tuple[str, str]]:
     return [(name, "".join(parts)) for name, parts in fields]
 
 
+_LONE_CR = re.compile(rb"\r(?!\n)")
+
+
+def _split_differently(raw: bytes) -> bool:
+    """Whether the header block holds a lone CR or a control character other than tab outside
+    line ends: where a mail server and the stdlib parser cut headers differently."""
+    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    if _LONE_CR.search(head):
+        return True
+    return any(b < 32 and b not in (9, 10, 13) or b == 127 for b in head)
+
+
 def _controls(value: str) -> bool:
     """Whether a header value holds a control character other than tab (a lone CR among them)."""
     return any((ord(ch) < 32 and ch != "\t") or ord(ch) == 127 for ch in value)
@@ -226,7 +238,10 @@ def headers_from(msg: Message, defects: list[str] | None = None, raw: bytes | No
     fields = header_fields(raw) if raw is not None else _message_fields(msg)
     h.authentication_results = _kept(fields, "authentication-results")
     h.received_spf = _kept(fields, "received-spf")
-    h.auth_order = _auth_order(fields)
+    # a lone CR (or another control character) in the header block: the mail server and
+    # Python's parser would not see the same headers (a From hidden from the server's DMARC
+    # check, a second header cut out of the server's own): no authentication result is read
+    h.auth_order = ["header-split"] if raw is not None and _split_differently(raw) else _auth_order(fields)
     for name in _EXTRA_HEADERS:
         v = first(name)
         if v is not None:
