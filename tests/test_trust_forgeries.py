@@ -492,3 +492,39 @@ def test_a_lone_cr_that_hides_a_from_from_the_server_proves_nothing(campaign, tm
     campaign.ingest()
     (msg,) = campaign.run("messages", "--json").json
     assert msg["trust"] != "registered" and "lone CR" in (msg["reason"] or ""), msg
+
+
+# fourth review: the stdlib parser and the mail servers read different From headers
+SIGNED_163 = (
+    b"Authentication-Results: mx.126.com; dkim=pass header.d=163.com header.s=s110; "
+    b"spf=pass smtp.mailfrom=attacker@163.com; dmarc=pass header.from=163.com\r\n"
+    b"Received: from m1.163.com (m1.163.com [1.1.1.1]) by mx.126.com with ESMTP; 21 Jun 2022 02:30:00\r\n"
+)
+FROM_LAYOUTS = {
+    "genuine": b"From: dtkjj2022@163.com",
+    "semicolon": b'From: "x" <attacker@163.com>;dtkjj2022@163.com',
+    "semicolon-bare": b"From: attacker@163.com; dtkjj2022@163.com",
+    "colonless-line": b"From: dtkjj2022@163.com\nthis line has no colon\nFrom: attacker@163.com",
+    "8bit-name": b"From: dtkjj2022@163.com\nX-\xe4\xbd\xa0: 1\nFrom: attacker@163.com",
+    "space-in-name": b"From: dtkjj2022@163.com\nX A: 1\nFrom: attacker@163.com",
+    "space-before-colon": b"From: dtkjj2022@163.com\nX-A : 1\nFrom: attacker@163.com",
+    "mbox-from-line": b"From: dtkjj2022@163.com\nFrom attacker\nFrom: attacker@163.com",
+}
+
+
+@pytest.mark.parametrize("layout", list(FROM_LAYOUTS))
+def test_a_from_the_servers_read_otherwise_is_never_believed(campaign, tmp_path, layout):
+    blank = make_report_docx(tmp_path / "b.docx", chars=20).read_bytes()
+    msg = build_mail(
+        "placeholder@mailroll.invalid",
+        subject="大同市科技局材料（更正）",
+        attachments=[("总结报告.docx", blank)],
+    )
+    head, sep, body = msg.as_bytes().replace(b"\r\n", b"\n").partition(b"\n\n")
+    head = b"\n".join(line for line in head.split(b"\n") if not line.startswith(PLACEHOLDER))
+    raw = SIGNED_163 + (head + b"\n" + FROM_LAYOUTS[layout] + b"\n\n" + body).replace(b"\n", b"\r\n")
+    campaign.configure(attribution={"authentication": "required", "public_domains": ["163.com"]})
+    campaign.deliver(raw, when=DAY2)
+    campaign.ingest()
+    (msg,) = campaign.run("messages", "--json").json
+    assert msg["trust"] == ("registered" if layout == "genuine" else "named"), (layout, msg["reason"])

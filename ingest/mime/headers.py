@@ -117,13 +117,23 @@ def header_fields(raw: bytes) -> list[tuple[str, str]]:
 _LONE_CR = re.compile(rb"\r(?!\n)")
 
 
+_FIELD_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")
+
+
 def _split_differently(raw: bytes) -> bool:
-    """Whether the header block holds a lone CR or a control character other than tab outside
-    line ends: where a mail server and the stdlib parser cut headers differently."""
+    """Whether a mail server and the stdlib parser would cut this header block differently: a
+    lone CR or a control character other than tab outside line ends, or a line that is neither a
+    header field ("name:" with a printable name and no space before the colon) nor a folded
+    continuation (the stdlib parser ends the header block there and reads the rest, a second
+    From among it, as body; a mail server reads on)."""
     head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
-    if _LONE_CR.search(head):
+    if _LONE_CR.search(head) or any(b < 32 and b not in (9, 10, 13) or b == 127 for b in head):
         return True
-    return any(b < 32 and b not in (9, 10, 13) or b == 127 for b in head)
+    for line in head.split(b"\n"):
+        line = line.rstrip(b"\r")
+        if line and line[:1] not in (b" ", b"\t") and not _FIELD_LINE.match(line):
+            return True
+    return False
 
 
 def _controls(value: str) -> bool:
@@ -201,7 +211,14 @@ def headers_from(msg: Message, defects: list[str] | None = None, raw: bytes | No
     if frm:
         h.from_name = frm[0][0] or None
         h.from_addr = frm[0][1] or None
-    h.from_addrs = list(dict.fromkeys(a for _, a in frm))[:FROM_ADDRESSES_MAX]
+    # and every address a plain scan finds in them: a From the address parser reads as one
+    # mailbox ("x" <attacker@163.com>;dtkjj2022@163.com gives the second only) is several
+    scanned = [
+        a.lower()
+        for v in raw_headers(msg, "From")
+        for a in _ADDR.findall(decode_words(unfold(raw8(str(v))[0])))
+    ]
+    h.from_addrs = list(dict.fromkeys([*(a for _, a in frm), *scanned]))[:FROM_ADDRESSES_MAX]
     rt = _addresses(first("Reply-To"), defects, "Reply-To")
     h.reply_to = rt[0][1] if rt else None
     to: list[str] = []
