@@ -118,8 +118,7 @@ def parse(value: str | None) -> AuthHeader:
 
 
 SPLIT_DIFFERENTLY = (
-    "the header block holds a lone CR or a control character: the receiving server may have read "
-    "other headers (another From) than these"
+    "the header block holds a lone CR or a control character: the server may have read another From"
 )
 
 
@@ -343,6 +342,11 @@ def verdict(
     missing = ""
     if isinstance(order, list) and "header-split" in order:
         passes, missing = [], SPLIT_DIFFERENTLY
+    elif any(r.method == "dmarc" and r.result in ("permerror", "temperror") for r in results):
+        passes, missing = (
+            [],
+            "the receiving server could not check DMARC for this From (permerror or temperror)",
+        )
     elif not passes:
         missing = _missing(headers, problems, results, ids, from_domain)
         if mode == "received-spf" and not problems:

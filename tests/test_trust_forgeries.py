@@ -509,6 +509,11 @@ FROM_LAYOUTS = {
     "space-in-name": b"From: dtkjj2022@163.com\nX A: 1\nFrom: attacker@163.com",
     "space-before-colon": b"From: dtkjj2022@163.com\nX-A : 1\nFrom: attacker@163.com",
     "mbox-from-line": b"From: dtkjj2022@163.com\nFrom attacker\nFrom: attacker@163.com",
+    # fifth review: an "address" only a scan of the decoded value finds (no mail server reads it)
+    "encoded-address": b"From: =?utf-8?q?dtkjj2022=40163.com?=",
+    "encoded-address-b64": b"From: =?utf-8?b?ZHRramoyMDIyQDE2My5jb20=?=\nSender: attacker@163.com",
+    "broken-angle": b"From: <a#dtkjj2022@163.com>>",
+    "broken-slash": b"From: a/dtkjj2022@163.com (",
 }
 
 
@@ -528,3 +533,23 @@ def test_a_from_the_servers_read_otherwise_is_never_believed(campaign, tmp_path,
     campaign.ingest()
     (msg,) = campaign.run("messages", "--json").json
     assert msg["trust"] == ("registered" if layout == "genuine" else "named"), (layout, msg["reason"])
+
+
+def test_a_dmarc_permerror_proves_nothing(campaign, tmp_path):
+    # fifth review: the server could not check DMARC for the From; an aligned DKIM pass beside it
+    # must not prove the roster address anyway
+    blank = make_report_docx(tmp_path / "b.docx", chars=20).read_bytes()
+    msg = build_mail(
+        "placeholder@mailroll.invalid",
+        subject="大同市科技局材料（更正）",
+        attachments=[("总结报告.docx", blank)],
+    )
+    head, sep, body = msg.as_bytes().replace(b"\r\n", b"\n").partition(b"\n\n")
+    head = b"\n".join(line for line in head.split(b"\n") if not line.startswith(PLACEHOLDER))
+    top = SIGNED_163.replace(b"dmarc=pass header.from=163.com", b"dmarc=permerror")
+    raw = top + (head + b"\nFrom: dtkjj2022@163.com\n\n" + body).replace(b"\n", b"\r\n")
+    campaign.configure(attribution={"authentication": "required", "public_domains": ["163.com"]})
+    campaign.deliver(raw, when=DAY2)
+    campaign.ingest()
+    (msg,) = campaign.run("messages", "--json").json
+    assert msg["trust"] == "named" and "permerror" in msg["reason"], msg["reason"]

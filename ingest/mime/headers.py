@@ -93,6 +93,20 @@ def _addresses(value: Any, defects: list[str] | None = None, label: str = "") ->
     return out
 
 
+UNREAD_FROM = "(a From no mail server reads as an address)"  # makes the From untrusted (several)
+
+
+def _parsed_mailboxes(value: Any) -> set[str]:
+    """The addresses the address parser itself finds in a From value (no fallback scan)."""
+    s = unfold(raw8(str(value)[:HEADER_VALUE_MAX])[0])
+    try:
+        from mailparser.utils import get_addresses
+
+        return {a.strip().strip("<>").lower() for _, a in get_addresses(s, defects=[]) if a}
+    except Exception:  # noqa: BLE001 - unreadable: no mailbox
+        return set()
+
+
 def header_fields(raw: bytes) -> list[tuple[str, str]]:
     """(lower-case name, value) of each header of a raw header block, topmost first, cut the way
     a mail server cuts them: lines end at LF or CRLF only (a lone CR stays inside the value,
@@ -197,6 +211,23 @@ def _message_fields(msg: Message) -> list[tuple[str, str]]:
     return [(str(k).strip().lower(), str(v)) for k, v in getattr(msg, "_headers", [])]
 
 
+def _read_from(h: Headers, values: list, defects: list[str] | None) -> None:
+    """``from_addr``/``from_name``/``from_addrs`` from the From header values. Every address of
+    every From header (a second one is a sign of forgery); Sender never stands in for a missing
+    From. Also every address a plain scan of the raw values finds (a From the address parser
+    reads as one mailbox, ``"x" <attacker@163.com>;dtkjj2022@163.com``, is several), and a From
+    only the parser's fallback found (an RFC 2047-encoded "address", broken syntax: no mail
+    server read it) is marked ``UNREAD_FROM``: never trusted."""
+    frm = [pair for v in values for pair in _addresses(v, defects, "From")]
+    if frm:
+        h.from_name = frm[0][0] or None
+        h.from_addr = frm[0][1] or None
+    parsed = {a for v in values for a in _parsed_mailboxes(v)}
+    scanned = [a.lower() for v in values for a in _ADDR.findall(unfold(raw8(str(v))[0]))]
+    unread = [UNREAD_FROM] if h.from_addr and h.from_addr not in parsed else []
+    h.from_addrs = list(dict.fromkeys([*(a for _, a in frm), *scanned, *unread]))[:FROM_ADDRESSES_MAX]
+
+
 def headers_from(msg: Message, defects: list[str] | None = None, raw: bytes | None = None) -> Headers:
     """Headers of a parsed (compat32) message; ``raw``: its header block, from which the
     authentication headers and their positions are read (``header_fields``)."""
@@ -205,20 +236,7 @@ def headers_from(msg: Message, defects: list[str] | None = None, raw: bytes | No
     def first(name: str) -> Any:
         return raw_header(msg, name)
 
-    # every address of every From header (a second one is a sign of forgery); Sender never
-    # stands in for a missing From
-    frm = [pair for v in raw_headers(msg, "From") for pair in _addresses(v, defects, "From")]
-    if frm:
-        h.from_name = frm[0][0] or None
-        h.from_addr = frm[0][1] or None
-    # and every address a plain scan finds in them: a From the address parser reads as one
-    # mailbox ("x" <attacker@163.com>;dtkjj2022@163.com gives the second only) is several
-    scanned = [
-        a.lower()
-        for v in raw_headers(msg, "From")
-        for a in _ADDR.findall(decode_words(unfold(raw8(str(v))[0])))
-    ]
-    h.from_addrs = list(dict.fromkeys([*(a for _, a in frm), *scanned]))[:FROM_ADDRESSES_MAX]
+    _read_from(h, raw_headers(msg, "From"), defects)
     rt = _addresses(first("Reply-To"), defects, "Reply-To")
     h.reply_to = rt[0][1] if rt else None
     to: list[str] = []
