@@ -514,6 +514,10 @@ FROM_LAYOUTS = {
     "encoded-address-b64": b"From: =?utf-8?b?ZHRramoyMDIyQDE2My5jb20=?=\nSender: attacker@163.com",
     "broken-angle": b"From: <a#dtkjj2022@163.com>>",
     "broken-slash": b"From: a/dtkjj2022@163.com (",
+    # sixth review: a GBK lead byte before "@" hides a second address from a decoding parser
+    "gbk-hidden-second": b"From: dtkjj2022@163.com, attacker\x81@163.com",
+    # a display name showing the same address is one address (a genuine, common layout)
+    "name-is-the-address": b'From: "dtkjj2022@163.com" <dtkjj2022@163.com>',
 }
 
 
@@ -532,7 +536,8 @@ def test_a_from_the_servers_read_otherwise_is_never_believed(campaign, tmp_path,
     campaign.deliver(raw, when=DAY2)
     campaign.ingest()
     (msg,) = campaign.run("messages", "--json").json
-    assert msg["trust"] == ("registered" if layout == "genuine" else "named"), (layout, msg["reason"])
+    genuine = layout in ("genuine", "name-is-the-address")
+    assert msg["trust"] == ("registered" if genuine else "named"), (layout, msg["reason"])
 
 
 def test_a_dmarc_permerror_proves_nothing(campaign, tmp_path):

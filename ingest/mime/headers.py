@@ -93,7 +93,15 @@ def _addresses(value: Any, defects: list[str] | None = None, label: str = "") ->
     return out
 
 
-UNREAD_FROM = "(a From no mail server reads as an address)"  # makes the From untrusted (several)
+_LOOSE_ADDR = re.compile(r'[^\s<>(),;:"\[\]@]+@[^\s<>(),;:"\]]+')
+UNREAD_FROM = "(a From no mail server reads as an address)"
+
+
+def _shown(text: str) -> str:
+    """Raw bytes kept as surrogates (8-bit headers) made storable: each as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode(
+        "utf-8", "replace"
+    )  # makes the From untrusted (several)
 
 
 def _parsed_mailboxes(value: Any) -> set[str]:
@@ -224,6 +232,9 @@ def _read_from(h: Headers, values: list, defects: list[str] | None) -> None:
         h.from_addr = frm[0][1] or None
     parsed = {a for v in values for a in _parsed_mailboxes(v)}
     scanned = [a.lower() for v in values for a in _ADDR.findall(unfold(raw8(str(v))[0]))]
+    # and on the raw value, before any charset decoding (a GBK lead byte before "@" would join it
+    # into one character and hide a second address from both the parser and the scan above)
+    scanned += [_shown(a).lower().strip("<>") for v in values for a in _LOOSE_ADDR.findall(unfold(str(v)))]
     unread = [UNREAD_FROM] if h.from_addr and h.from_addr not in parsed else []
     h.from_addrs = list(dict.fromkeys([*(a for _, a in frm), *scanned, *unread]))[:FROM_ADDRESSES_MAX]
 
