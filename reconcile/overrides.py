@@ -142,14 +142,7 @@ def assign(
     (it counts for no unit)."""
     from reconcile.attribute import attribute
 
-    row = conn.execute("SELECT status FROM messages WHERE id = ?", [message]).fetchone()
-    if row is None:
-        raise OverrideError(f"unknown message {message}")
-    if row[0] != "recorded":
-        raise OverrideError(
-            f"message {message} is a {row[0]} message and counts for no unit; "
-            f"assign the message it repeats instead (see `mailroll messages`)"
-        )
+    must_be_recorded(conn, message, "counts for no unit; assign the message it repeats instead")
     prev = conn.execute("SELECT unit, method FROM attributions WHERE message = ?", [message]).fetchone()
     with transaction(conn):  # the decision, the earlier ones revoked and the new attribution: all or none
         earlier = assigns_in_force(conn, message) + message_rejects_in_force(conn, message)
@@ -319,20 +312,25 @@ def drop_message(conn: sqlite3.Connection, action: str, message: int, actor: str
         raise OverrideError(f"unknown action {action!r}")
     if not (note or "").strip():
         raise OverrideError("say why (--note)")
-    status = conn.execute("SELECT status FROM messages WHERE id = ?", [message]).fetchone()
-    if status is None:
-        raise OverrideError(f"unknown message {message}")
-    if status[0] != "recorded":
-        raise OverrideError(
-            f"message {message} is a {status[0]} message and is in no queue; "
-            f"decide about the message it repeats, or retry it (see `mailroll messages`)"
-        )
+    must_be_recorded(conn, message, "is in no queue; decide about the message it repeats, or retry it")
     row = conn.execute("SELECT unit FROM attributions WHERE message = ?", [message]).fetchone()
     earlier = message_rejects_in_force(conn, message)
     oid = add(conn, action, actor, unit=row[0] if row else None, message=message, note=note.strip())
     for o in earlier:
         revoke(conn, o.id, actor, f"replaced by override {oid}")
     return oid
+
+
+def must_be_recorded(conn: sqlite3.Connection, message: int, otherwise: str) -> None:
+    """OverrideError unless ``message`` exists and is recorded (a duplicate or a failed message
+    is in no queue and counts for nothing): "message N is a duplicate message and <otherwise>"."""
+    row = conn.execute("SELECT status FROM messages WHERE id = ?", [message]).fetchone()
+    if row is None:
+        raise OverrideError(f"unknown message {message}")
+    if row[0] != "recorded":
+        raise OverrideError(
+            f"message {message} is a {row[0]} message and {otherwise} (see `mailroll messages`)"
+        )
 
 
 def resolve_message(conn: sqlite3.Connection, text: str) -> int:

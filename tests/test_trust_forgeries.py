@@ -521,21 +521,28 @@ FROM_LAYOUTS = {
 }
 
 
-@pytest.mark.parametrize("layout", list(FROM_LAYOUTS))
-def test_a_from_the_servers_read_otherwise_is_never_believed(campaign, tmp_path, layout):
+def from_163(campaign, tmp_path, from_lines: bytes, server_said: bytes = SIGNED_163) -> dict:
+    """A report from a 163.com account with ``from_lines`` as its From header(s), below the
+    receiving server's results and Received line, ingested: its `messages --json` row."""
     blank = make_report_docx(tmp_path / "b.docx", chars=20).read_bytes()
     msg = build_mail(
         "placeholder@mailroll.invalid",
         subject="大同市科技局材料（更正）",
         attachments=[("总结报告.docx", blank)],
     )
-    head, sep, body = msg.as_bytes().replace(b"\r\n", b"\n").partition(b"\n\n")
+    head, _, body = msg.as_bytes().replace(b"\r\n", b"\n").partition(b"\n\n")
     head = b"\n".join(line for line in head.split(b"\n") if not line.startswith(PLACEHOLDER))
-    raw = SIGNED_163 + (head + b"\n" + FROM_LAYOUTS[layout] + b"\n\n" + body).replace(b"\n", b"\r\n")
+    raw = server_said + (head + b"\n" + from_lines + b"\n\n" + body).replace(b"\n", b"\r\n")
     campaign.configure(attribution={"authentication": "required", "public_domains": ["163.com"]})
     campaign.deliver(raw, when=DAY2)
     campaign.ingest()
-    (msg,) = campaign.run("messages", "--json").json
+    (row,) = campaign.run("messages", "--json").json
+    return row
+
+
+@pytest.mark.parametrize("layout", list(FROM_LAYOUTS))
+def test_a_from_the_servers_read_otherwise_is_never_believed(campaign, tmp_path, layout):
+    msg = from_163(campaign, tmp_path, FROM_LAYOUTS[layout])
     genuine = layout in ("genuine", "name-is-the-address")
     assert msg["trust"] == ("registered" if genuine else "named"), (layout, msg["reason"])
 
@@ -543,18 +550,6 @@ def test_a_from_the_servers_read_otherwise_is_never_believed(campaign, tmp_path,
 def test_a_dmarc_permerror_proves_nothing(campaign, tmp_path):
     # fifth review: the server could not check DMARC for the From; an aligned DKIM pass beside it
     # must not prove the roster address anyway
-    blank = make_report_docx(tmp_path / "b.docx", chars=20).read_bytes()
-    msg = build_mail(
-        "placeholder@mailroll.invalid",
-        subject="大同市科技局材料（更正）",
-        attachments=[("总结报告.docx", blank)],
-    )
-    head, sep, body = msg.as_bytes().replace(b"\r\n", b"\n").partition(b"\n\n")
-    head = b"\n".join(line for line in head.split(b"\n") if not line.startswith(PLACEHOLDER))
     top = SIGNED_163.replace(b"dmarc=pass header.from=163.com", b"dmarc=permerror")
-    raw = top + (head + b"\nFrom: dtkjj2022@163.com\n\n" + body).replace(b"\n", b"\r\n")
-    campaign.configure(attribution={"authentication": "required", "public_domains": ["163.com"]})
-    campaign.deliver(raw, when=DAY2)
-    campaign.ingest()
-    (msg,) = campaign.run("messages", "--json").json
+    msg = from_163(campaign, tmp_path, b"From: dtkjj2022@163.com", top)
     assert msg["trust"] == "named" and "permerror" in msg["reason"], msg["reason"]
